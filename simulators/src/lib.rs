@@ -1,0 +1,13 @@
+//! Stand-ins for what Headroom meets in the field, for tests, demos and benches.
+//!
+//! - [`synth`]: a synthetic city distribution grid written as a gridpack, with
+//!   measured loads from daily shapes per customer class.
+//!
+//! The OPC UA and Modbus servers and the meter-file writer arrive with the
+//! connectors issue. This crate never depends on `headroom-connectors`: simulators
+//! must stay independent of the code they test.
+
+pub mod load_shapes;
+pub mod synth;
+
+pub use synth::{SynthConfig, SynthSummary, write_synthetic_gridpack};

@@ -1,0 +1,363 @@
+//! What each subcommand prints. The work itself lives in the library crates.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use headroom_geodata::readings::read_readings;
+use headroom_geodata::topology::NO_PARENT;
+use headroom_geodata::{
+    AssetKind, Branch, GridpackPaths, Network, NetworkSummary, Topology, read_network,
+};
+use headroom_simulators::SynthConfig;
+
+/// A command that did not succeed: what to print and the exit code (spec: 2 for bad
+/// input, 1 for anything else).
+pub(crate) struct Failure {
+    pub(crate) exit_code: u8,
+    pub(crate) message: String,
+}
+
+impl Failure {
+    fn bad_input(message: impl Into<String>) -> Self {
+        Self {
+            exit_code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<headroom_geodata::Error> for Failure {
+    fn from(e: headroom_geodata::Error) -> Self {
+        Self {
+            exit_code: if e.is_bad_input() { 2 } else { 1 },
+            message: e.to_string(),
+        }
+    }
+}
+
+type Outcome = Result<(), Failure>;
+
+pub(crate) fn import(dir: &Path) -> Outcome {
+    let paths = GridpackPaths::locate(dir)?;
+    let network = read_network(&paths.network)?;
+    let topology = Topology::trace(&network);
+    // Readings are checked in full before anything is printed, so a bad header
+    // fails the import as a whole.
+    let readings = match &paths.readings {
+        Some(path) => Some((path, read_readings(path, &network, |_| {})?)),
+        None => None,
+    };
+
+    let mut out = String::new();
+    let summary = NetworkSummary::new(&network, &topology);
+    let _ = writeln!(out, "gridpack {}", dir.display());
+    let _ = writeln!(out, "network.geojson: valid");
+    for (kind, count) in &summary.counts {
+        let _ = writeln!(out, "  {:<24}{count:>9}", kind.as_str());
+    }
+    let _ = writeln!(out, "feeders ({}):", summary.feeders.len());
+    for f in &summary.feeders {
+        let feeder = network.feeder(f.feeder);
+        let ties = if f.ties.is_empty() {
+            "none".to_owned()
+        } else {
+            f.ties
+                .iter()
+                .map(|(switch, other)| {
+                    format!("{switch} {}", tie_label(&network, f.feeder, *other))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "  {:<16} head {:<12} {:>6} nodes {:>9.3} km  ties: {ties}",
+            feeder.id.as_str(),
+            network.node(feeder.head_node).id.as_str(),
+            f.node_count,
+            f.total_length_m / 1000.0,
+        );
+    }
+    let _ = writeln!(out, "topology warnings ({}):", topology.warnings.len());
+    for w in &topology.warnings {
+        let _ = writeln!(out, "  - {}", w.describe(&network));
+    }
+    match readings {
+        None => {
+            let _ = writeln!(out, "readings: none (no readings.csv or readings.csv.gz)");
+        }
+        Some((path, report)) => {
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let _ = write!(
+                out,
+                "{name}: {} rows taken, {} rejected",
+                report.taken, report.rejected
+            );
+            if let (Some(first), Some(last)) = (report.first_ts_ms, report.last_ts_ms) {
+                let _ = write!(out, ", {} to {}", rfc3339(first), rfc3339(last));
+            }
+            let _ = writeln!(out);
+            for (reason, count) in &report.rejected_by_reason {
+                let _ = writeln!(out, "  rejected [{}]: {count}", reason.as_str());
+            }
+            for row in &report.first_rejected {
+                let _ = writeln!(out, "  {row}");
+            }
+            if report.rejected > report.first_rejected.len() as u64 {
+                let _ = writeln!(
+                    out,
+                    "  ... {} more rejected rows not listed",
+                    report.rejected - report.first_rejected.len() as u64
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "nothing was kept: this version validates only (no readings store yet)"
+    );
+    print!("{out}");
+    Ok(())
+}
+
+fn rfc3339(ts_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ts_ms).map_or_else(
+        || format!("{ts_ms} ms"),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}
+
+pub(crate) fn inspect(dir: &Path, id: &str) -> Outcome {
+    let paths = GridpackPaths::locate(dir)?;
+    let network = read_network(&paths.network)?;
+    let topology = Topology::trace(&network);
+    let Some(asset) = network.lookup(id) else {
+        return Err(Failure::bad_input(format!(
+            "{}: no feeder or node with id {id}",
+            paths.network.display()
+        )));
+    };
+    let mut out = String::new();
+    match asset.kind {
+        AssetKind::Feeder => print_feeder_tree(&mut out, &network, &topology, asset.index),
+        AssetKind::Node => print_node_path(&mut out, &network, &topology, asset.index),
+        other => {
+            return Err(Failure::bad_input(format!(
+                "{id} is a {other}; inspect takes a feeder or a node id"
+            )));
+        }
+    }
+    print!("{out}");
+    Ok(())
+}
+
+fn branch_label(network: &Network, branch: Option<Branch>) -> String {
+    match branch {
+        Some(Branch::Segment(s)) => {
+            let seg = network.segment(s);
+            format!("{} ({:.0} m, {:.0} A)", seg.id, seg.length_m, seg.rated_a)
+        }
+        Some(Branch::Switch(s)) => format!("{} (closed switch)", network.switch(s).id),
+        None => String::new(),
+    }
+}
+
+fn node_label(network: &Network, node: headroom_geodata::NodeIx) -> String {
+    let n = network.node(node);
+    let transformers = network
+        .transformers
+        .iter()
+        .filter(|t| t.node == node)
+        .map(|t| format!("{} {:.0} kVA", t.id, t.rated_kva))
+        .collect::<Vec<_>>();
+    let mut label = format!("{} [{}", n.id, n.node_type);
+    if n.spare_bays > 0 {
+        let _ = write!(label, ", {} spare bay(s)", n.spare_bays);
+    }
+    if !n.in_service {
+        label.push_str(", out of service");
+    }
+    label.push(']');
+    if !transformers.is_empty() {
+        let _ = write!(label, " transformers: {}", transformers.join(", "));
+    }
+    label
+}
+
+/// Prints the tree with each node's last child continuing at the same depth, so a
+/// trunk of fifty nodes reads as a column and only laterals indent.
+fn print_feeder_tree(out: &mut String, network: &Network, topology: &Topology, feeder: u32) {
+    let tree = topology.tree(headroom_geodata::FeederIx(feeder));
+    let f = network.feeder(tree.feeder);
+    let _ = writeln!(
+        out,
+        "feeder {}{} from busbar {}: {} nodes, {:.3} km of line, head limit {}",
+        f.id,
+        f.name
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default(),
+        network.node(tree.head()).id,
+        tree.node_count(),
+        tree.total_length_m / 1000.0,
+        f.rated_a.map_or("none".to_owned(), |a| format!("{a:.0} A")),
+    );
+    let mut children: Vec<Vec<u32>> = vec![Vec::new(); tree.nodes.len()];
+    for (local, &parent) in tree.parent.iter().enumerate() {
+        if parent != NO_PARENT {
+            children[parent as usize].push(local as u32);
+        }
+    }
+    // Depth-first, explicit stack of (local, indent).
+    let mut stack = vec![(0u32, 0usize)];
+    while let Some((local, indent)) = stack.pop() {
+        let l = local as usize;
+        let via = branch_label(network, tree.inbound[l]);
+        let _ = write!(
+            out,
+            "{:indent$}{}  at {:.0} m",
+            "",
+            node_label(network, tree.nodes[l]),
+            tree.distance_m[l],
+        );
+        if !via.is_empty() {
+            let _ = write!(out, "  via {via}");
+        }
+        out.push('\n');
+        let kids = &children[l];
+        if let Some((&last, rest)) = kids.split_last() {
+            stack.push((last, indent));
+            for &kid in rest.iter().rev() {
+                stack.push((kid, indent + 2));
+            }
+        }
+    }
+    let summary = NetworkSummary::new(network, topology);
+    for (switch, other) in &summary.feeders[tree.feeder.get()].ties {
+        let _ = writeln!(
+            out,
+            "tie {switch} {}",
+            tie_label(network, tree.feeder, *other)
+        );
+    }
+}
+
+fn tie_label(
+    network: &Network,
+    this: headroom_geodata::FeederIx,
+    other: Option<headroom_geodata::FeederIx>,
+) -> String {
+    match other {
+        Some(o) if o == this => "(within the feeder)".to_owned(),
+        Some(o) => format!("(to {})", network.feeder(o).id),
+        None => "(to no feeder)".to_owned(),
+    }
+}
+
+fn print_node_path(out: &mut String, network: &Network, topology: &Topology, node: u32) {
+    let node = headroom_geodata::NodeIx(node);
+    let Some(placement) = topology.placement(node) else {
+        let n = network.node(node);
+        if n.node_type == headroom_geodata::NodeType::Busbar {
+            let _ = writeln!(
+                out,
+                "{} is a busbar: feeders start here",
+                node_label(network, node)
+            );
+            for (i, f) in network.feeders.iter().enumerate() {
+                if f.head_node == node {
+                    let _ = writeln!(
+                        out,
+                        "  feeder {} ({} nodes)",
+                        f.id,
+                        topology.feeders[i].node_count()
+                    );
+                }
+            }
+        } else {
+            let _ = writeln!(
+                out,
+                "{} is on no feeder (an island)",
+                node_label(network, node)
+            );
+        }
+        return;
+    };
+    let tree = topology.tree(placement.feeder);
+    let _ = writeln!(
+        out,
+        "node {} on feeder {}, {:.0} m from busbar {}",
+        network.node(node).id,
+        network.feeder(placement.feeder).id,
+        tree.distance_m[placement.local as usize],
+        network.node(tree.head()).id
+    );
+    for local in tree.path_from_busbar(placement.local) {
+        let l = local as usize;
+        let via = branch_label(network, tree.inbound[l]);
+        if via.is_empty() {
+            let _ = writeln!(out, "  {}", node_label(network, tree.nodes[l]));
+        } else {
+            let _ = writeln!(
+                out,
+                "  -> via {via} to {}  ({:.0} m)",
+                node_label(network, tree.nodes[l]),
+                tree.distance_m[l]
+            );
+        }
+    }
+}
+
+/// Whether readings are written compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Compress {
+    /// readings.csv.gz
+    Always,
+    /// readings.csv
+    Never,
+    /// gzip when the file would pass 200 MB
+    Auto,
+}
+
+pub(crate) fn synth(
+    outdir: &Path,
+    substations: usize,
+    seed: u64,
+    days: u32,
+    metered_share: f64,
+    compress: Compress,
+) -> Outcome {
+    let config = SynthConfig {
+        days,
+        metered_share,
+        compress_readings: match compress {
+            Compress::Always => Some(true),
+            Compress::Never => Some(false),
+            Compress::Auto => None,
+        },
+        ..SynthConfig::city(substations, seed)
+    };
+    let summary =
+        headroom_simulators::write_synthetic_gridpack(outdir, &config).map_err(|e| match e {
+            headroom_simulators::synth::SynthError::Config { .. } => {
+                Failure::bad_input(e.to_string())
+            }
+            _ => Failure {
+                exit_code: 1,
+                message: e.to_string(),
+            },
+        })?;
+    println!("wrote {}", summary.network_file.display());
+    for (kind, count) in &summary.counts {
+        println!("  {:<24}{count:>9}", kind.as_str());
+    }
+    println!(
+        "wrote {}: {} readings rows",
+        summary.readings_file.display(),
+        summary.readings_rows
+    );
+    Ok(())
+}

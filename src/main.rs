@@ -1,0 +1,81 @@
+//! The `headroom` command: CLI parsing and wiring only (see `shared/spec/api.md`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// Headroom: where a new customer can be connected to the distribution grid, and how.
+#[derive(Debug, Parser)]
+#[command(name = "headroom", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a gridpack and summarise it: counts per kind, feeders, warnings,
+    /// readings taken and rejected.
+    ///
+    /// This version validates only and keeps nothing: the readings store that will
+    /// persist an imported gridpack is not built yet. Exit 0 when the network is
+    /// valid (rejected readings rows are listed, the rest taken), 2 when the network,
+    /// the readings header or a file is bad.
+    Import {
+        /// The gridpack folder (network.geojson, optional readings.csv[.gz]).
+        gridpack: PathBuf,
+    },
+    /// Print a feeder's radial tree, or a node's path to its busbar.
+    Inspect {
+        /// The gridpack folder.
+        gridpack: PathBuf,
+        /// A feeder id or a node id.
+        id: String,
+    },
+    /// Write a synthetic city distribution grid as a gridpack.
+    Synth {
+        /// Folder to write network.geojson and readings.csv[.gz] into.
+        outdir: PathBuf,
+        /// Number of 110 kV substations (15 feeders each).
+        #[arg(long, default_value_t = 200)]
+        substations: usize,
+        /// Random seed; the same seed gives the same grid.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Days of 15-minute readings.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Share of distribution transformers with readings, 0 to 1.
+        #[arg(long, default_value_t = 0.8)]
+        metered_share: f64,
+        /// Compress readings to readings.csv.gz: always, never, or auto (by size).
+        #[arg(long, value_enum, default_value_t = commands::Compress::Auto)]
+        compress: commands::Compress,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Import { gridpack } => commands::import(&gridpack),
+        Command::Inspect { gridpack, id } => commands::inspect(&gridpack, &id),
+        Command::Synth {
+            outdir,
+            substations,
+            seed,
+            days,
+            metered_share,
+            compress,
+        } => commands::synth(&outdir, substations, seed, days, metered_share, compress),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.exit_code)
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests of the `headroom` binary: one test binary, a module per area.
+//!
+//! - `support`: running the binary and writing gridpacks into temporary folders;
+//! - `fixture`: the public fixture imports and traces as the independent tool saw it;
+//! - `broken_gridpacks`: every rule of the gridpack spec broken once, with the exit
+//!   code and message the spec asks for;
+//! - `synth`: the synthetic city grid is valid, deterministic and imports.
+
+mod broken_gridpacks;
+mod fixture;
+mod support;
+mod synth;
