@@ -18,6 +18,7 @@
 //!   transformers, with geodesic distances in metres;
 //! - [`readings`]: the gridpack's measured loads as plain rows.
 
+pub mod builder;
 pub mod error;
 pub mod geodesy;
 pub mod gridpack;
@@ -29,6 +30,7 @@ pub mod spatial;
 pub mod summary;
 pub mod topology;
 
+pub use builder::NetworkBuilder;
 pub use error::{Error, Problem, Result, Rule};
 pub use gridpack::{Gridpack, GridpackPaths};
 pub use ids::*;
