@@ -83,22 +83,32 @@ fn benches(c: &mut Criterion) {
         })
         .collect();
     let filter = Filter::in_service_at(10.0);
-    let mut timings: Vec<Duration> = Vec::with_capacity(points.len());
-    let mut hits = 0usize;
-    for p in &points {
-        let start = Instant::now();
-        let found = black_box(index.nodes_within(*p, 2_000.0, &filter));
-        timings.push(start.elapsed());
-        hits += found.len();
+    for (what, radius_m, lv) in [
+        ("nodes within 2 km", 2_000.0, false),
+        ("transformers within 500 m", 500.0, true),
+    ] {
+        let mut timings: Vec<Duration> = Vec::with_capacity(points.len());
+        let mut hits = 0usize;
+        for p in &points {
+            let start = Instant::now();
+            let found = if lv {
+                black_box(index.transformers_within(*p, radius_m, &Filter::in_service_at(0.4)))
+                    .len()
+            } else {
+                black_box(index.nodes_within(*p, radius_m, &filter)).len()
+            };
+            timings.push(start.elapsed());
+            hits += found;
+        }
+        timings.sort();
+        eprintln!(
+            "{what}, one by one over {} random points: p50 {:?}, p99 {:?}, mean hits {:.0}",
+            points.len(),
+            timings[timings.len() / 2],
+            timings[timings.len() * 99 / 100],
+            hits as f64 / points.len() as f64
+        );
     }
-    timings.sort();
-    eprintln!(
-        "radius 2 km, one by one over {} random points: p50 {:?}, p99 {:?}, mean hits {:.0}",
-        points.len(),
-        timings[timings.len() / 2],
-        timings[timings.len() * 99 / 100],
-        hits as f64 / points.len() as f64
-    );
     let mut group = c.benchmark_group("spatial");
     let mut i = 0;
     group.bench_function("radius_2km", |b| {

@@ -33,7 +33,12 @@ pub fn distance_m(a: LonLat, b: LonLat) -> f64 {
 
 fn local_distance_m(a: LonLat, b: LonLat) -> f64 {
     let phi = ((a.lat + b.lat) * 0.5).to_radians();
-    let sin = phi.sin();
+    local_distance_with_mid_latitude(a, b, phi.sin(), phi.cos())
+}
+
+/// The local-plane distance given the sine and cosine of the mid-latitude.
+#[inline]
+fn local_distance_with_mid_latitude(a: LonLat, b: LonLat, sin: f64, cos: f64) -> f64 {
     let w2 = 1.0 - E2 * sin * sin;
     let w = w2.sqrt();
     let prime_vertical = A / w;
@@ -44,9 +49,105 @@ fn local_distance_m(a: LonLat, b: LonLat) -> f64 {
     } else if dlon < -180.0 {
         dlon += 360.0;
     }
-    let east = prime_vertical * phi.cos() * dlon.to_radians();
+    let east = prime_vertical * cos * dlon.to_radians();
     let north = meridian * (b.lat - a.lat).to_radians();
-    east.hypot(north)
+    (east * east + north * north).sqrt()
+}
+
+/// A position prepared for many distance computations: the sine and cosine of half
+/// its latitude give the mid-latitude of any pair by the angle-sum identities, so a
+/// distance costs no trigonometric call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prepared {
+    /// The position.
+    pub position: LonLat,
+    sin_half_lat: f64,
+    cos_half_lat: f64,
+}
+
+impl Prepared {
+    /// Prepares a position.
+    pub fn new(position: LonLat) -> Self {
+        let half = (position.lat * 0.5).to_radians();
+        Self {
+            position,
+            sin_half_lat: half.sin(),
+            cos_half_lat: half.cos(),
+        }
+    }
+
+    /// Geodesic distance to another prepared position, metres; equal to
+    /// [`distance_m`] up to rounding.
+    #[inline]
+    pub fn distance_m(&self, other: &Prepared) -> f64 {
+        let sin = self.sin_half_lat * other.cos_half_lat + self.cos_half_lat * other.sin_half_lat;
+        let cos = self.cos_half_lat * other.cos_half_lat - self.sin_half_lat * other.sin_half_lat;
+        let local = local_distance_with_mid_latitude(self.position, other.position, sin, cos);
+        if local <= LOCAL_LIMIT_M {
+            local
+        } else {
+            distance_m(self.position, other.position)
+        }
+    }
+}
+
+/// Distances from one point to many, for spatial queries.
+///
+/// The radii of curvature are taken at the query's latitude rather than at each
+/// pair's mid-latitude, which saves a square root and a division per point. Over a
+/// distance `d` at latitude difference `dphi` that changes the result by about
+/// `d * dphi / 100`: 3 mm at 2 km, 0.3 m at 20 km. [`QueryMetric::is_within`] decides
+/// points that close to the radius with the exact formula.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QueryMetric {
+    from: Prepared,
+    east_m_per_rad: f64,
+    north_m_per_rad: f64,
+}
+
+impl QueryMetric {
+    /// Distances from `from`.
+    pub fn new(from: LonLat) -> Self {
+        let phi = from.lat.to_radians();
+        let sin = phi.sin();
+        let w2 = 1.0 - E2 * sin * sin;
+        let w = w2.sqrt();
+        Self {
+            from: Prepared::new(from),
+            east_m_per_rad: A / w,
+            north_m_per_rad: A * (1.0 - E2) / (w2 * w),
+        }
+    }
+
+    /// Approximate distance to `to`, metres (see the type's docs for the error).
+    #[inline]
+    pub fn distance_m(&self, to: &Prepared) -> f64 {
+        let (a, b) = (&self.from, to);
+        let cos_mid = a.cos_half_lat * b.cos_half_lat - a.sin_half_lat * b.sin_half_lat;
+        let mut dlon = b.position.lon - a.position.lon;
+        if dlon.abs() > 180.0 {
+            dlon -= 360.0 * dlon.signum();
+        }
+        let east = self.east_m_per_rad * cos_mid * dlon.to_radians();
+        let north = self.north_m_per_rad * (b.position.lat - a.position.lat).to_radians();
+        let local = (east * east + north * north).sqrt();
+        if local <= LOCAL_LIMIT_M {
+            local
+        } else {
+            distance_m(a.position, b.position)
+        }
+    }
+
+    /// The distance to `to` when it is at most `radius_m`, decided exactly.
+    #[inline]
+    pub fn within(&self, to: &Prepared, radius_m: f64) -> Option<f64> {
+        let d = self.distance_m(to);
+        if (d - radius_m).abs() <= 2e-5 * radius_m + 0.01 {
+            let exact = self.from.distance_m(to);
+            return (exact <= radius_m).then_some(exact);
+        }
+        (d <= radius_m).then_some(d)
+    }
 }
 
 /// A position on a sphere of the mean Earth radius, metres from the centre. Chord
@@ -98,6 +199,47 @@ mod tests {
                     (exact - fast).abs() < 1e-3,
                     "{origin:?} -> {other:?}: {exact} vs {fast}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn prepared_positions_give_the_same_distances() {
+        let a = LonLat::new(11.812, 53.4247);
+        for b in [
+            LonLat::new(11.83, 53.41),
+            LonLat::new(11.0, 53.0),
+            LonLat::new(-11.0, -53.0),
+        ] {
+            let d = Prepared::new(a).distance_m(&Prepared::new(b));
+            assert!((d - distance_m(a, b)).abs() < 1e-6 * d.max(1.0), "{d}");
+        }
+    }
+
+    #[test]
+    fn query_metric_is_within_millimetres_over_two_kilometres() {
+        for origin in [
+            LonLat::new(11.812, 53.4247),
+            LonLat::new(117.21, 31.82),
+            LonLat::new(20.0, -65.0),
+        ] {
+            let metric = QueryMetric::new(origin);
+            for (dx, dy) in [(0.02, 0.0), (0.0, 0.018), (-0.015, 0.012), (0.01, -0.017)] {
+                let other = LonLat::new(origin.lon + dx, origin.lat + dy);
+                let exact = distance_m(origin, other);
+                let fast = metric.distance_m(&Prepared::new(other));
+                assert!(
+                    exact < 2_500.0 && (exact - fast).abs() < 5e-3,
+                    "{exact} vs {fast}"
+                );
+                let p = Prepared::new(other);
+                // Decided exactly right at the radius, either side.
+                assert!(
+                    metric
+                        .within(&p, exact + 1e-6)
+                        .is_some_and(|d| (d - exact).abs() < 1e-6)
+                );
+                assert_eq!(metric.within(&p, exact - 1e-6), None);
             }
         }
     }

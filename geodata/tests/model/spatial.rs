@@ -54,6 +54,7 @@ proptest! {
         let got: Vec<f64> = nearest.iter().map(|h| h.distance_m).collect();
         prop_assert_eq!(got.len(), want.len());
         for (g, w) in got.iter().zip(&want) {
+            // Nearest hits are reported with exact geodesic distances.
             prop_assert!((g - w).abs() < 1e-6, "{:?} vs {:?}", got, want);
         }
 
