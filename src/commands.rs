@@ -3,10 +3,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings};
 use headroom_geodata::readings::read_readings;
 use headroom_geodata::topology::NO_PARENT;
 use headroom_geodata::{
-    AssetKind, Branch, GridpackPaths, Network, NetworkSummary, Topology, read_network,
+    AssetKind, Branch, Gridpack, GridpackPaths, Network, NetworkSummary, Topology, read_network,
 };
 use headroom_simulators::SynthConfig;
 
@@ -128,6 +129,107 @@ fn rfc3339(ts_ms: i64) -> String {
         || format!("{ts_ms} ms"),
         |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
     )
+}
+
+/// Reads a gridpack and builds the engine over its readings.
+fn engine_for(dir: &Path) -> Result<Engine, Failure> {
+    let gridpack = Gridpack::read(dir)?;
+    let readings = InMemoryReadings::from_rows(&gridpack.readings);
+    Ok(Engine::new(
+        gridpack.network,
+        &readings,
+        EngineConfig::default(),
+        Vec::new(),
+    ))
+}
+
+fn read_applications(path: &Path) -> Result<Vec<Application>, Failure> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::bad_input(format!("{}: cannot be read: {e}", path.display())))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Failure::bad_input(format!("{}: not valid JSON: {e}", path.display())))?;
+    Application::list_from_json(&value)
+        .map_err(|e| Failure::bad_input(format!("{}: {e}", path.display())))
+}
+
+pub(crate) fn rank(dir: &Path, applications: Option<&Path>, json: bool) -> Outcome {
+    let paths = GridpackPaths::locate(dir)?;
+    let applications_path = match applications {
+        Some(p) => p.to_owned(),
+        None => paths.applications.clone().ok_or_else(|| {
+            Failure::bad_input(format!(
+                "{}: no applications.json; name a file with --applications",
+                dir.display()
+            ))
+        })?,
+    };
+    // Applications first: a bad one fails fast, before the network is loaded.
+    let applications = read_applications(&applications_path)?;
+    let engine = engine_for(dir)?;
+    let results: Vec<_> = applications.iter().map(|a| engine.rank(a)).collect();
+    if json {
+        let text = serde_json::to_string_pretty(&results).map_err(|e| Failure {
+            exit_code: 1,
+            message: e.to_string(),
+        })?;
+        println!("{text}");
+        return Ok(());
+    }
+    let mut out = String::new();
+    for r in &results {
+        let feasible = r.candidates.iter().filter(|c| c.feasible).count();
+        let _ = writeln!(
+            out,
+            "application {}: {} candidates, {feasible} feasible, data {} to {}, metered share {:.0} %",
+            r.application,
+            r.candidates.len(),
+            r.data.from,
+            r.data.to,
+            r.data.metered_share * 100.0
+        );
+        for s in r.schemes.iter().take(5) {
+            let _ = writeln!(
+                out,
+                "  scheme {} (score {:.3}): {}",
+                s.rank, s.score, s.summary
+            );
+        }
+        if let Some(e) = &r.explanation {
+            let _ = writeln!(out, "  no scheme: {}", e.reason);
+            if let Some(f) = &e.reinforce_feeder {
+                let _ = writeln!(out, "  reinforcing feeder {f} would make room");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  {:<14} {:<16} {:<10} {:>9} {:>10} {:>8} {:>8}  binding",
+            "node", "type", "feeder", "dist m", "headroom", "load %", "V min"
+        );
+        for c in r.candidates.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "  {:<14} {:<16} {:<10} {:>9.0} {:>10.0} {:>8.1} {:>8.4}  {}{}",
+                c.node,
+                c.node_type,
+                c.feeder.as_deref().unwrap_or("-"),
+                c.distance_m,
+                c.headroom_kw,
+                c.after.max_loading_pct,
+                c.after.min_voltage_pu,
+                c.binding_constraint,
+                if c.feasible { "" } else { " (infeasible)" }
+            );
+        }
+        if r.candidates.len() > 10 {
+            let _ = writeln!(
+                out,
+                "  ... {} more candidates (--json lists all)",
+                r.candidates.len() - 10
+            );
+        }
+    }
+    print!("{out}");
+    Ok(())
 }
 
 pub(crate) fn inspect(dir: &Path, id: &str) -> Outcome {

@@ -35,6 +35,20 @@ enum Command {
         /// A feeder id or a node id.
         id: String,
     },
+    /// Rank connection points and supply schemes for applications, with no server.
+    ///
+    /// Exit 2 when the gridpack or an application is bad (the message names the
+    /// file, line or field).
+    Rank {
+        /// The gridpack folder.
+        gridpack: PathBuf,
+        /// Applications file (a JSON array); default GRIDPACK/applications.json.
+        #[arg(long)]
+        applications: Option<PathBuf>,
+        /// Print a JSON array of ranking results.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a synthetic city distribution grid as a gridpack.
     Synth {
         /// Folder to write network.geojson and readings.csv[.gz] into.
@@ -62,6 +76,11 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Import { gridpack } => commands::import(&gridpack),
         Command::Inspect { gridpack, id } => commands::inspect(&gridpack, &id),
+        Command::Rank {
+            gridpack,
+            applications,
+            json,
+        } => commands::rank(&gridpack, applications.as_deref(), json),
         Command::Synth {
             outdir,
             substations,

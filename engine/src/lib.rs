@@ -1,5 +1,35 @@
-//! The decision engine of Headroom (filled by the engine and store issues): the
-//! readings store (Arrow and DataFusion, with a write-ahead log and Parquet history),
-//! the load model built from measured readings, the power flow on each feeder's
-//! radial tree, the connection checks, the ranking of supply schemes, and the
-//! reservations ledger that keeps two customers from being promised the same headroom.
+//! The decision engine of Headroom: where a new customer can connect, and how.
+//!
+//! # Data model
+//!
+//! - A [`Engine`] holds a [`headroom_geodata::Network`] with its topology and
+//!   spatial index, and per feeder a [`FeederBase`]: the [`load_model`] (what each
+//!   distribution transformer draws at each 15-minute step, from readings) and the
+//!   base-case [`powerflow`] solution of every step.
+//! - An [`Application`] is ranked ([`Engine::rank`]): candidates near the customer
+//!   are evaluated ([`evaluate`]) for their headroom and binding constraint, and
+//!   feasible ones are combined into supply schemes ([`RankingResult`]).
+//! - Measurements reach the load model through [`ReadingsSource`]; reservations of
+//!   earlier applications are extra load ([`ReservedLoad`]).
+//!
+//! The readings store (Arrow, DataFusion, WAL, Parquet) and the reservations ledger
+//! arrive with later issues.
+
+pub mod application;
+pub mod checks;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod evaluate;
+pub mod load_model;
+pub mod powerflow;
+pub mod rank;
+pub mod readings;
+
+pub use application::{Application, CustomerClass, Importance};
+pub use checks::{CheckName, CheckResult};
+pub use config::{EngineConfig, Limits, ScoreWeights};
+pub use engine::{Engine, FeederBase, ReservedLoad};
+pub use error::{Error, Result};
+pub use rank::{Candidate, RankingResult, Scheme};
+pub use readings::{InMemoryReadings, ReadingsSource};

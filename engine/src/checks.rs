@@ -1,0 +1,139 @@
+//! The checks a connection is held to, and what one power flow shows of them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Limits;
+
+/// A check of a candidate connection point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckName {
+    /// Loading of every segment between the busbar and beyond.
+    SegmentThermal,
+    /// Loading of the feeder's head breaker or CT.
+    HeadThermal,
+    /// Node voltages within limits.
+    Voltage,
+    /// Loading of the substation transformers feeding the busbar group.
+    SubstationTransformer,
+    /// Loading of the distribution transformer (low-voltage requests).
+    Transformer,
+    /// Capacity promised to earlier applications.
+    Reserved,
+    /// A ring-main unit, switching station or busbar without a free bay.
+    NoSpareBay,
+    /// The connection point is out of service or not energised.
+    OutOfService,
+}
+
+impl CheckName {
+    /// The electrical checks in the spec's tie-break order.
+    pub const ELECTRICAL: [CheckName; 6] = [
+        CheckName::SegmentThermal,
+        CheckName::HeadThermal,
+        CheckName::Voltage,
+        CheckName::SubstationTransformer,
+        CheckName::Transformer,
+        CheckName::Reserved,
+    ];
+
+    /// The name used in results.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CheckName::SegmentThermal => "segment_thermal",
+            CheckName::HeadThermal => "head_thermal",
+            CheckName::Voltage => "voltage",
+            CheckName::SubstationTransformer => "substation_transformer",
+            CheckName::Transformer => "transformer",
+            CheckName::Reserved => "reserved",
+            CheckName::NoSpareBay => "no_spare_bay",
+            CheckName::OutOfService => "out_of_service",
+        }
+    }
+}
+
+impl fmt::Display for CheckName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of one check, as results report it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Which check.
+    pub name: CheckName,
+    /// Whether the connection passes it.
+    pub ok: bool,
+    /// The worst value over the data window with the new load.
+    pub value: f64,
+    /// The limit it is held to.
+    pub limit: f64,
+    /// Where it binds: a segment, node, feeder or transformer id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub element: Option<String>,
+}
+
+/// What a power flow of a feeder at one step shows, the figures checks read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Observed {
+    /// Highest segment loading, %.
+    pub segment_pct: f64,
+    /// Local node whose inbound segment carries it.
+    pub segment_at: u32,
+    /// Head loading, % (0 without a head rating).
+    pub head_pct: f64,
+    /// Lowest node voltage, pu.
+    pub v_min_pu: f64,
+    /// Local node of the lowest voltage.
+    pub v_min_at: u32,
+    /// Highest node voltage, pu.
+    pub v_max_pu: f64,
+    /// Local node of the highest voltage.
+    pub v_max_at: u32,
+    /// Substation transformer loading of the busbar group, % (0 when unknown).
+    pub substation_pct: f64,
+    /// Whether the power flow converged (a collapse counts as every limit broken).
+    pub converged: bool,
+}
+
+impl Observed {
+    /// Value over limit of each electrical check the power flow decides, in
+    /// [`CheckName::ELECTRICAL`] order (above 1 is broken); the distribution
+    /// transformer and reservations are judged elsewhere.
+    pub fn ratios(&self, limits: &Limits) -> [f64; 4] {
+        if !self.converged {
+            return [f64::INFINITY; 4];
+        }
+        [
+            self.segment_pct / limits.thermal_pct,
+            self.head_pct / limits.thermal_pct,
+            (limits.v_min_pu / self.v_min_pu).max(self.v_max_pu / limits.v_max_pu),
+            self.substation_pct / limits.substation_transformer_pct,
+        ]
+    }
+
+    /// The largest ratio: above 1, some limit is broken.
+    pub fn worst_ratio(&self, limits: &Limits) -> f64 {
+        self.ratios(limits).into_iter().fold(f64::MIN, f64::max)
+    }
+
+    /// The highest loading of segments and head, %.
+    pub fn max_loading_pct(&self) -> f64 {
+        self.segment_pct.max(self.head_pct)
+    }
+}
+
+/// Near ties within this much of a limit are broken by the spec's order.
+pub const TIE_TOLERANCE: f64 = 1e-4;
+
+/// Among checks at or past their limit (ratio >= 1 - tolerance), the first in the
+/// spec's order; `None` when every check holds with room.
+pub fn first_broken(ratios: &[f64; 4]) -> Option<CheckName> {
+    ratios
+        .iter()
+        .position(|r| *r >= 1.0 - TIE_TOLERANCE)
+        .map(|i| CheckName::ELECTRICAL[i])
+}

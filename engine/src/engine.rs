@@ -1,0 +1,382 @@
+//! The engine: a network, its traced topology and spatial index, and per feeder
+//! the load model and the base-case power flow of every step, ready for candidates.
+
+use headroom_geodata::topology::{Branch, NO_PARENT};
+use headroom_geodata::{
+    AssetKind, AssetRef, FeederIx, Network, NodeIx, Quantity, SpatialIndex, Topology, TransformerIx,
+};
+use num_complex::Complex64;
+
+use crate::checks::Observed;
+use crate::config::EngineConfig;
+use crate::load_model::{FeederLoads, STEP_MS, Window, power_factor_tan};
+use crate::powerflow::{ElectricalFeeder, Solution, SweepSettings, sweep};
+use crate::readings::ReadingsSource;
+
+/// Load promised to an application that is not connected yet: counted as extra
+/// load at its node, with its profile, by every later evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReservedLoad {
+    /// The application holding it.
+    pub application: String,
+    /// Where it will connect.
+    pub node: NodeIx,
+    /// Demand, kW.
+    pub demand_kw: f64,
+    /// Lagging power factor.
+    pub power_factor: f64,
+    /// 96 quarter-hour factors, or flat.
+    pub profile: Option<Vec<f64>>,
+}
+
+/// A feeder's loads and base-case power flows over its steps.
+#[derive(Debug)]
+pub struct FeederBase {
+    /// Impedances and ratings.
+    pub electrical: ElectricalFeeder,
+    /// Measured (and allocated) loads.
+    pub loads: FeederLoads,
+    /// Reserved loads on the feeder: (local node, kW, kvar per kW, profile).
+    pub reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
+    /// Base power flow of each kept step.
+    pub solutions: Vec<Solution>,
+    /// What each base power flow shows.
+    pub observed: Vec<Observed>,
+    /// Busbar group of the head busbar.
+    pub group: Option<usize>,
+    /// Index of each kept step in the engine's window.
+    pub window_step: Vec<usize>,
+}
+
+/// The engine over one network and its readings.
+pub struct Engine {
+    /// The network.
+    pub network: Network,
+    /// Its traced topology.
+    pub topology: Topology,
+    /// Its spatial index.
+    pub spatial: SpatialIndex,
+    /// Settings.
+    pub config: EngineConfig,
+    /// The data window.
+    pub window: Window,
+    /// Per feeder, loads and base power flows.
+    pub feeders: Vec<FeederBase>,
+    /// Per busbar group and window step: power through its substation
+    /// transformers, kVA (measured, or the sum of its feeders' heads).
+    pub group_kva: Vec<Vec<Complex64>>,
+    /// Reservations counted.
+    pub reservations: Vec<ReservedLoad>,
+    /// Distribution transformers hanging on each node.
+    pub node_transformers: Vec<Vec<TransformerIx>>,
+}
+
+impl Engine {
+    /// Builds the engine: load models and base power flows of every feeder.
+    pub fn new(
+        network: Network,
+        readings: &dyn ReadingsSource,
+        config: EngineConfig,
+        reservations: Vec<ReservedLoad>,
+    ) -> Self {
+        let topology = Topology::trace(&network);
+        let spatial = SpatialIndex::build(&network);
+        let mut node_transformers = vec![Vec::new(); network.nodes.len()];
+        for (t, tr) in network.transformers.iter().enumerate() {
+            node_transformers[tr.node.get()].push(TransformerIx::from_usize(t));
+        }
+        let window = data_window(&network, readings);
+        let mut engine = Engine {
+            feeders: Vec::with_capacity(network.feeders.len()),
+            group_kva: Vec::new(),
+            network,
+            topology,
+            spatial,
+            config,
+            window,
+            reservations,
+            node_transformers,
+        };
+        engine.group_kva = engine.measured_group_kva(readings);
+        for f in 0..engine.network.feeders.len() {
+            let base = engine.build_feeder(FeederIx::from_usize(f), readings);
+            engine.feeders.push(base);
+        }
+        engine.fill_unmeasured_groups();
+        for f in 0..engine.feeders.len() {
+            engine.observe_feeder(f);
+        }
+        engine
+    }
+
+    fn build_feeder(&self, feeder: FeederIx, readings: &dyn ReadingsSource) -> FeederBase {
+        let tree = self.topology.tree(feeder);
+        let electrical = ElectricalFeeder::new(&self.network, tree);
+        let transformers: Vec<(TransformerIx, u32)> = tree
+            .nodes
+            .iter()
+            .enumerate()
+            .skip(1)
+            .flat_map(|(local, node)| {
+                self.node_transformers[node.get()]
+                    .iter()
+                    .filter(|t| self.network.transformers[t.get()].in_service)
+                    .map(move |t| (*t, local as u32))
+            })
+            .collect();
+        let loads = FeederLoads::build(
+            &self.network,
+            tree,
+            transformers,
+            &electrical,
+            readings,
+            &self.window,
+            &self.config.load_model,
+        );
+        let reserved = self
+            .reservations
+            .iter()
+            .filter_map(|r| {
+                let placement = self.topology.placement(r.node)?;
+                (placement.feeder == feeder).then(|| {
+                    (
+                        placement.local,
+                        r.demand_kw,
+                        power_factor_tan(r.power_factor),
+                        r.profile.clone(),
+                    )
+                })
+            })
+            .collect();
+        let start = self.window.steps.first().copied().unwrap_or(0);
+        let window_step = loads
+            .steps
+            .iter()
+            .map(|ts| ((ts - start) / STEP_MS) as usize)
+            .collect();
+        let group = self.topology.busbar_group_index(tree.head());
+        let mut base = FeederBase {
+            electrical,
+            loads,
+            reserved,
+            solutions: Vec::new(),
+            observed: Vec::new(),
+            group,
+            window_step,
+        };
+        let n = base.electrical.len();
+        let (mut p, mut q) = (vec![0.0; n], vec![0.0; n]);
+        for k in 0..base.loads.step_count() {
+            self.base_node_loads(&base, k, &mut p, &mut q);
+            let mut solution = Solution::default();
+            sweep(
+                &base.electrical,
+                &p,
+                &q,
+                base.loads.source_kv[k],
+                SweepSettings::default(),
+                &mut solution,
+            );
+            base.solutions.push(solution);
+        }
+        base
+    }
+
+    /// The 96-quarter-hour index of a timestamp in the utility's local time.
+    pub fn quarter_of_day(&self, ts_ms: i64) -> usize {
+        let local = ts_ms + i64::from(self.config.local_utc_offset_min) * 60_000;
+        (local.rem_euclid(86_400_000) / STEP_MS) as usize
+    }
+
+    /// Loads per local node at step `k` including reservations.
+    pub fn base_node_loads(&self, base: &FeederBase, k: usize, p: &mut [f64], q: &mut [f64]) {
+        base.loads.node_loads(k, p, q);
+        let quarter = self.quarter_of_day(base.loads.steps[k]);
+        for (local, kw, tan, profile) in &base.reserved {
+            let f = profile.as_ref().map_or(1.0, |prof| prof[quarter]);
+            p[*local as usize] += kw * f;
+            q[*local as usize] += kw * f * tan;
+        }
+    }
+
+    /// Per group and window step, the measured power of its substation transformers
+    /// where every in-service one of them is measured; zero otherwise (filled from
+    /// the feeders later).
+    fn measured_group_kva(&self, readings: &dyn ReadingsSource) -> Vec<Vec<Complex64>> {
+        let steps = self.window.steps.len();
+        let gap = self.config.load_model.max_interpolation_gap_ms;
+        self.topology
+            .busbar_groups
+            .iter()
+            .map(|group| {
+                let mut total = vec![Complex64::new(0.0, 0.0); steps];
+                let mut known = vec![!group.transformers.is_empty(); steps];
+                for t in &group.transformers {
+                    let r = AssetRef {
+                        kind: AssetKind::SubstationTransformer,
+                        index: t.0,
+                    };
+                    let p = self.window.align(&readings.series(r, Quantity::PKw), gap);
+                    let q = self.window.align(&readings.series(r, Quantity::QKvar), gap);
+                    for k in 0..steps {
+                        match p[k] {
+                            Some(p) => total[k] += Complex64::new(p, q[k].unwrap_or(0.0)),
+                            None => known[k] = false,
+                        }
+                    }
+                }
+                // NaN marks an unknown step until feeders fill it.
+                total
+                    .into_iter()
+                    .zip(known)
+                    .map(|(s, k)| if k { s } else { Complex64::new(f64::NAN, 0.0) })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Where a group's transformers are not measured, its power is the sum of its
+    /// feeders' heads.
+    fn fill_unmeasured_groups(&mut self) {
+        let mut sums =
+            vec![vec![Complex64::new(0.0, 0.0); self.window.steps.len()]; self.group_kva.len()];
+        for base in &self.feeders {
+            let Some(g) = base.group else { continue };
+            for (k, solution) in base.solutions.iter().enumerate() {
+                sums[g][base.window_step[k]] += solution.head_power_kva();
+            }
+        }
+        for (g, series) in self.group_kva.iter_mut().enumerate() {
+            for (k, s) in series.iter_mut().enumerate() {
+                if s.re.is_nan() {
+                    *s = sums[g][k];
+                }
+            }
+        }
+        // Reservations on feeders add to what the group's transformers carry.
+        for base in &self.feeders {
+            let Some(g) = base.group else { continue };
+            if base.reserved.is_empty() {
+                continue;
+            }
+            for k in 0..base.loads.step_count() {
+                let quarter = self.quarter_of_day(base.loads.steps[k]);
+                let added: Complex64 = base
+                    .reserved
+                    .iter()
+                    .map(|(_, kw, tan, profile)| {
+                        let f = profile.as_ref().map_or(1.0, |prof| prof[quarter]);
+                        Complex64::new(kw * f, kw * f * tan)
+                    })
+                    .sum();
+                self.group_kva[g][base.window_step[k]] += added;
+            }
+        }
+    }
+
+    fn observe_feeder(&mut self, f: usize) {
+        let observed = (0..self.feeders[f].solutions.len())
+            .map(|k| {
+                let base = &self.feeders[f];
+                self.observe(base, k, &base.solutions[k], Complex64::new(0.0, 0.0))
+            })
+            .collect();
+        self.feeders[f].observed = observed;
+    }
+
+    /// Rated power of a busbar group's substation transformers, kVA.
+    pub fn group_rated_kva(&self, group: Option<usize>) -> f64 {
+        group.map_or(0.0, |g| self.topology.busbar_groups[g].rated_kva)
+    }
+
+    /// Reads the checks' figures off a power flow of `base` at step `k`;
+    /// `added_head_kva` is what the new load adds at the feeder head.
+    pub fn observe(
+        &self,
+        base: &FeederBase,
+        k: usize,
+        solution: &Solution,
+        added_head_kva: Complex64,
+    ) -> Observed {
+        let e = &base.electrical;
+        let mut observed = Observed {
+            segment_pct: 0.0,
+            segment_at: 0,
+            head_pct: 0.0,
+            v_min_pu: f64::INFINITY,
+            v_min_at: 0,
+            v_max_pu: f64::NEG_INFINITY,
+            v_max_at: 0,
+            substation_pct: 0.0,
+            converged: solution.converged,
+        };
+        for i in 0..e.len() {
+            let v = solution.v_kv[i].norm() / e.nominal_kv[i];
+            if v < observed.v_min_pu {
+                observed.v_min_pu = v;
+                observed.v_min_at = i as u32;
+            }
+            if v > observed.v_max_pu {
+                observed.v_max_pu = v;
+                observed.v_max_at = i as u32;
+            }
+            if i > 0 && matches!(e.inbound[i], Some(Branch::Segment(_))) {
+                let pct = solution.i_a[i].norm() / e.rated_a[i] * 100.0;
+                if pct > observed.segment_pct {
+                    observed.segment_pct = pct;
+                    observed.segment_at = i as u32;
+                }
+            }
+        }
+        if let Some(rated) = e.head_rated_a {
+            observed.head_pct = solution.head_current_a() / rated * 100.0;
+        }
+        let rated = self.group_rated_kva(base.group);
+        if rated > 0.0 {
+            let group = base.group.map_or(Complex64::new(0.0, 0.0), |g| {
+                self.group_kva[g][base.window_step[k]]
+            });
+            observed.substation_pct = (group + added_head_kva).norm() / rated * 100.0;
+        }
+        debug_assert!(e.parent.first().is_none_or(|p| *p == NO_PARENT));
+        observed
+    }
+}
+
+/// The window spanning every reading of the network's feeders, transformers and
+/// substation transformers; one step at the epoch when there are none.
+fn data_window(network: &Network, readings: &dyn ReadingsSource) -> Window {
+    let mut first = i64::MAX;
+    let mut last = i64::MIN;
+    let mut look = |r: AssetRef| {
+        for q in [Quantity::PKw, Quantity::UKv] {
+            let s = readings.series(r, q);
+            if let (Some(a), Some(b)) = (s.first(), s.last()) {
+                first = first.min(a.0);
+                last = last.max(b.0);
+            }
+        }
+    };
+    for i in 0..network.feeders.len() {
+        look(AssetRef {
+            kind: AssetKind::Feeder,
+            index: i as u32,
+        });
+    }
+    for i in 0..network.transformers.len() {
+        look(AssetRef {
+            kind: AssetKind::Transformer,
+            index: i as u32,
+        });
+    }
+    for i in 0..network.substation_transformers.len() {
+        look(AssetRef {
+            kind: AssetKind::SubstationTransformer,
+            index: i as u32,
+        });
+    }
+    if first > last {
+        return Window::spanning(0, 0);
+    }
+    Window::spanning(first, last)
+}

@@ -1,0 +1,707 @@
+//! Ranking an application: candidates near the customer, each evaluated, and the
+//! supply schemes built from the feasible ones.
+
+use headroom_geodata::{Filter, LonLat, NodeIx, NodeType};
+use serde::Serialize;
+
+use crate::application::{Application, Importance};
+use crate::checks::{CheckName, CheckResult};
+use crate::engine::Engine;
+use crate::evaluate::{AddedLoad, Figures, PointEvaluation, UNBOUNDED_KW, magnitude_root};
+use crate::load_model::{STEP_MS, power_factor_tan};
+
+/// The data behind a result.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DataWindow {
+    /// Start of the window, RFC 3339.
+    pub from: String,
+    /// End of the window (exclusive), RFC 3339.
+    pub to: String,
+    /// Share of the evaluated feeders' load measured at transformers, 0 to 1.
+    pub metered_share: f64,
+}
+
+/// Worst-case figures as results print them.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct FiguresOut {
+    /// Highest loading of segments and head, %.
+    pub max_loading_pct: f64,
+    /// Lowest node voltage, pu.
+    pub min_voltage_pu: f64,
+    /// Substation transformer loading of the busbar group, %.
+    pub substation_transformer_loading_pct: f64,
+}
+
+impl From<Figures> for FiguresOut {
+    fn from(f: Figures) -> Self {
+        Self {
+            max_loading_pct: round(f.max_loading_pct, 3),
+            min_voltage_pu: round(f.min_voltage_pu, 6),
+            substation_transformer_loading_pct: round(f.substation_transformer_loading_pct, 3),
+        }
+    }
+}
+
+/// One evaluated connection point.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Candidate {
+    /// Node id (the transformer id for low-voltage requests).
+    pub node: String,
+    /// `pole`, `ring_main_unit`, ..., `busbar` (through a new bay) or `transformer`.
+    pub node_type: String,
+    /// Feeder it is on (none for a busbar).
+    pub feeder: Option<String>,
+    /// Substation supplying it.
+    pub substation: Option<String>,
+    /// Geodesic distance from the customer, metres.
+    pub distance_m: f64,
+    /// Whether the application can connect here.
+    pub feasible: bool,
+    /// The check that limits `headroom_kw` (or rules the point out).
+    pub binding_constraint: CheckName,
+    /// Every check with its worst value.
+    pub checks: Vec<CheckResult>,
+    /// Worst case without the new load.
+    pub before: FiguresOut,
+    /// Worst case with it.
+    pub after: FiguresOut,
+    /// Largest extra load keeping every electrical check, kW.
+    pub headroom_kw: f64,
+}
+
+/// A supply scheme: one or two connection points.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Scheme {
+    /// 1 for the best.
+    pub rank: usize,
+    /// Score in [0, 1] (see [`crate::config::ScoreWeights`]).
+    pub score: f64,
+    /// Connection points.
+    pub supplies: Vec<String>,
+    /// In words.
+    pub summary: String,
+}
+
+/// A candidate near the customer and what limits it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NearCandidate {
+    /// Node id.
+    pub node: String,
+    /// Its feeder.
+    pub feeder: Option<String>,
+    /// What rules it out.
+    pub binding_constraint: CheckName,
+    /// Its headroom, kW.
+    pub headroom_kw: f64,
+}
+
+/// Why no scheme was found.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Explanation {
+    /// In words.
+    pub reason: String,
+    /// The nearest candidates and what rules each out.
+    pub nearest: Vec<NearCandidate>,
+    /// The nearest feeder whose reinforcement would make room.
+    pub reinforce_feeder: Option<String>,
+}
+
+/// The ranking of one application.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RankingResult {
+    /// The application's id.
+    pub application: String,
+    /// The data behind the figures.
+    pub data: DataWindow,
+    /// Supply schemes, best first.
+    pub schemes: Vec<Scheme>,
+    /// Every candidate evaluated, nearest first.
+    pub candidates: Vec<Candidate>,
+    /// Why there is no scheme, where there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Explanation>,
+}
+
+fn round(v: f64, decimals: i32) -> f64 {
+    let f = 10f64.powi(decimals);
+    (v * f).round() / f
+}
+
+fn rfc3339(ts_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ts_ms).map_or_else(
+        || ts_ms.to_string(),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}
+
+/// Internal: a candidate with what schemes need.
+struct Evaluated {
+    out: Candidate,
+    busbar: Option<NodeIx>,
+    substation: Option<usize>,
+    feeder: Option<usize>,
+    voltage_margin: f64,
+}
+
+impl Engine {
+    /// The voltage level an application asks for, kV.
+    fn request_kv(&self, app: &Application, at: LonLat) -> f64 {
+        if let Some(kv) = app.voltage_kv {
+            return kv;
+        }
+        if app.demand_kw <= self.config.lv_max_demand_kw {
+            return 0.4;
+        }
+        // The network's medium voltage where the customer is.
+        self.spatial
+            .nearest_nodes(at, 16, &Filter::default())
+            .iter()
+            .map(|h| self.network.node(h.index))
+            .find(|n| n.node_type != NodeType::Busbar && n.kv > 1.0)
+            .or_else(|| self.network.nodes.iter().find(|n| n.kv > 1.0))
+            .map_or(10.0, |n| n.kv)
+    }
+
+    /// Ranks one application.
+    pub fn rank(&self, app: &Application) -> RankingResult {
+        let at = LonLat::new(app.lon, app.lat);
+        let kv = self.request_kv(app, at);
+        let load = AddedLoad {
+            tan_phi: power_factor_tan(app.power_factor),
+            profile: app.profile.as_deref(),
+        };
+        let mut evaluated: Vec<Evaluated> = if kv < 1.0 {
+            let radius = app.max_distance_m.unwrap_or(self.config.lv_search_radius_m);
+            let mut hits = self
+                .spatial
+                .transformers_within(at, radius, &Filter::default());
+            hits.retain(|h| {
+                let t = &self.network.transformers[h.index.get()];
+                t.public && (t.lv_kv - kv).abs() <= 0.01 * kv
+            });
+            hits.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m));
+            hits.iter()
+                .map(|h| self.evaluate_transformer(h.index, h.distance_m, app, &load))
+                .collect()
+        } else {
+            let radius = app.max_distance_m.unwrap_or(self.config.mv_search_radius_m);
+            let filter = Filter {
+                kv: Some(kv),
+                in_service_only: false,
+            };
+            let mut hits = self.spatial.nodes_within(at, radius, &filter);
+            hits.retain(|h| {
+                let n = self.network.node(h.index);
+                n.node_type != NodeType::Busbar || n.spare_bays >= 1
+            });
+            hits.sort_by(|a, b| {
+                a.distance_m
+                    .total_cmp(&b.distance_m)
+                    .then(a.index.cmp(&b.index))
+            });
+            hits.iter()
+                .map(|h| self.evaluate_node(h.index, h.distance_m, app, &load))
+                .collect()
+        };
+        evaluated.sort_by(|a, b| a.out.distance_m.total_cmp(&b.out.distance_m));
+
+        let radius = app.max_distance_m.unwrap_or(if kv < 1.0 {
+            self.config.lv_search_radius_m
+        } else {
+            self.config.mv_search_radius_m
+        });
+        let schemes = self.schemes(app, kv, radius, &evaluated);
+        let explanation = schemes
+            .is_empty()
+            .then(|| self.explain(app, kv, radius, &evaluated));
+        let metered: Vec<f64> = evaluated
+            .iter()
+            .filter_map(|e| e.feeder)
+            .map(|f| self.feeders[f].loads.metered_share)
+            .collect();
+        let metered_share = if metered.is_empty() {
+            let all: Vec<f64> = self.feeders.iter().map(|f| f.loads.metered_share).collect();
+            all.iter().sum::<f64>() / all.len().max(1) as f64
+        } else {
+            metered.iter().sum::<f64>() / metered.len() as f64
+        };
+        let first = self.window.steps.first().copied().unwrap_or(0);
+        let last = self.window.steps.last().copied().unwrap_or(0) + STEP_MS;
+        RankingResult {
+            application: app.id.clone(),
+            data: DataWindow {
+                from: rfc3339(first),
+                to: rfc3339(last),
+                metered_share: round(metered_share, 4),
+            },
+            schemes,
+            candidates: evaluated.into_iter().map(|e| e.out).collect(),
+            explanation,
+        }
+    }
+
+    fn substation_id(&self, busbar: NodeIx) -> Option<(usize, String)> {
+        let s = self.network.node(busbar).substation?;
+        Some((s.get(), self.network.substations[s.get()].id.to_string()))
+    }
+
+    fn evaluate_node(
+        &self,
+        node: NodeIx,
+        distance_m: f64,
+        app: &Application,
+        load: &AddedLoad<'_>,
+    ) -> Evaluated {
+        let n = self.network.node(node);
+        let limits = self.config.limits;
+        let placement = self.topology.placement(node);
+        let busbar = match (n.node_type, placement) {
+            (NodeType::Busbar, _) => Some(node),
+            (_, Some(p)) => Some(self.topology.tree(p.feeder).head()),
+            _ => None,
+        };
+        let substation = busbar.and_then(|b| self.substation_id(b));
+        let mut checks = Vec::new();
+        let (evaluation, feeder) = if n.node_type == NodeType::Busbar {
+            (self.evaluate_new_bay(node, app.demand_kw, load), None)
+        } else if let Some(p) = placement {
+            let base = &self.feeders[p.feeder.get()];
+            (
+                Some(self.evaluate_point(base, p.local, app.demand_kw, load)),
+                Some(p.feeder.get()),
+            )
+        } else {
+            (None, None)
+        };
+        let oos = !n.in_service || evaluation.is_none();
+        let needs_bay = n.node_type.needs_spare_bay() && n.spare_bays < 1;
+        let (headroom, mut binding, before, after) = match &evaluation {
+            Some(e) => (e.headroom_kw, e.binding, e.before, e.after),
+            None => (
+                0.0,
+                CheckName::OutOfService,
+                Figures::default(),
+                Figures::default(),
+            ),
+        };
+        if let (Some(e), Some(f)) = (&evaluation, feeder) {
+            checks.extend(self.electrical_checks(e, f));
+        } else if let Some(e) = &evaluation {
+            checks.push(CheckResult {
+                name: CheckName::SubstationTransformer,
+                ok: e.after.substation_transformer_loading_pct <= limits.substation_transformer_pct,
+                value: round(e.after.substation_transformer_loading_pct, 3),
+                limit: limits.substation_transformer_pct,
+                element: busbar.and_then(|b| self.group_element(b)),
+            });
+        }
+        checks.push(CheckResult {
+            name: CheckName::NoSpareBay,
+            ok: !needs_bay,
+            value: f64::from(n.spare_bays),
+            limit: if n.node_type.needs_spare_bay() {
+                1.0
+            } else {
+                0.0
+            },
+            element: Some(n.id.to_string()),
+        });
+        checks.push(CheckResult {
+            name: CheckName::OutOfService,
+            ok: !oos,
+            value: if oos { 1.0 } else { 0.0 },
+            limit: 0.0,
+            element: Some(n.id.to_string()),
+        });
+        if oos {
+            binding = CheckName::OutOfService;
+        } else if needs_bay {
+            binding = CheckName::NoSpareBay;
+        }
+        let feasible = !oos && !needs_bay && app.demand_kw <= headroom;
+        Evaluated {
+            voltage_margin: (after.min_voltage_pu - limits.v_min_pu) / (1.0 - limits.v_min_pu),
+            out: Candidate {
+                node: n.id.to_string(),
+                node_type: n.node_type.as_str().to_owned(),
+                feeder: feeder.map(|f| self.network.feeders[f].id.to_string()),
+                substation: substation.as_ref().map(|(_, id)| id.clone()),
+                distance_m: round(distance_m, 2),
+                feasible,
+                binding_constraint: binding,
+                checks,
+                before: before.into(),
+                after: after.into(),
+                headroom_kw: headroom,
+            },
+            busbar,
+            substation: substation.map(|(s, _)| s),
+            feeder,
+        }
+    }
+
+    /// An element id for substation checks: the busbar group's first transformer.
+    fn group_element(&self, busbar: NodeIx) -> Option<String> {
+        let group = self.topology.busbar_group_of(busbar)?;
+        group
+            .transformers
+            .first()
+            .map(|t| self.network.substation_transformers[t.get()].id.to_string())
+    }
+
+    fn electrical_checks(&self, e: &PointEvaluation, feeder: usize) -> Vec<CheckResult> {
+        let limits = self.config.limits;
+        let base = &self.feeders[feeder];
+        let tree = self.topology.tree(base.loads.feeder);
+        let segment_id = |local: u32| match base.electrical.inbound[local as usize] {
+            Some(headroom_geodata::Branch::Segment(s)) => {
+                Some(self.network.segment(s).id.to_string())
+            }
+            _ => None,
+        };
+        let node_id =
+            |local: u32| Some(self.network.node(tree.nodes[local as usize]).id.to_string());
+        let (v_value, v_node) = if e.worst.v_max.0 > limits.v_max_pu {
+            (e.worst.v_max.0, e.worst.v_max.1)
+        } else {
+            (e.worst.v_min.0, e.worst.v_min.1)
+        };
+        let voltage_ok = e.worst.v_min.0 >= limits.v_min_pu && e.worst.v_max.0 <= limits.v_max_pu;
+        vec![
+            CheckResult {
+                name: CheckName::SegmentThermal,
+                ok: e.worst.segment.0 <= limits.thermal_pct,
+                value: round(e.worst.segment.0, 3),
+                limit: limits.thermal_pct,
+                element: segment_id(e.worst.segment.1),
+            },
+            CheckResult {
+                name: CheckName::HeadThermal,
+                ok: e.worst.head_pct <= limits.thermal_pct,
+                value: round(e.worst.head_pct, 3),
+                limit: limits.thermal_pct,
+                element: Some(self.network.feeders[feeder].id.to_string()),
+            },
+            CheckResult {
+                name: CheckName::Voltage,
+                ok: voltage_ok,
+                value: round(if v_value.is_finite() { v_value } else { 0.0 }, 6),
+                limit: if e.worst.v_max.0 > limits.v_max_pu {
+                    limits.v_max_pu
+                } else {
+                    limits.v_min_pu
+                },
+                element: node_id(v_node),
+            },
+            CheckResult {
+                name: CheckName::SubstationTransformer,
+                ok: e.worst.substation_pct <= limits.substation_transformer_pct,
+                value: round(e.worst.substation_pct, 3),
+                limit: limits.substation_transformer_pct,
+                element: self.group_element(tree.head()),
+            },
+        ]
+    }
+
+    /// A new bay at a busbar: only the substation transformers limit it.
+    fn evaluate_new_bay(
+        &self,
+        busbar: NodeIx,
+        demand_kw: f64,
+        load: &AddedLoad<'_>,
+    ) -> Option<PointEvaluation> {
+        let g = self.topology.busbar_group_index(busbar)?;
+        let rated = self.topology.busbar_groups[g].rated_kva;
+        let limit_kva = rated * self.config.limits.substation_transformer_pct / 100.0;
+        let mut headroom = f64::INFINITY;
+        let (mut before, mut after) = (0.0f64, 0.0f64);
+        for (k, &ts) in self.window.steps.iter().enumerate() {
+            let a = load.profile.map_or(1.0, |p| p[self.quarter_of_day(ts)]);
+            let s = self.group_kva[g][k];
+            let per_kw = num_complex::Complex64::new(a, a * load.tan_phi);
+            before = before.max(s.norm());
+            after = after.max((s + demand_kw * per_kw).norm());
+            if a > 0.0 && rated > 0.0 {
+                headroom = headroom.min(magnitude_root(s, per_kw, limit_kva));
+            }
+        }
+        let pct = |kva: f64| {
+            if rated > 0.0 {
+                kva / rated * 100.0
+            } else {
+                0.0
+            }
+        };
+        let figures = |kva: f64| Figures {
+            max_loading_pct: 0.0,
+            min_voltage_pu: 1.0,
+            substation_transformer_loading_pct: pct(kva),
+        };
+        Some(PointEvaluation {
+            headroom_kw: headroom.clamp(0.0, UNBOUNDED_KW).floor(),
+            binding: CheckName::SubstationTransformer,
+            already_broken: before > limit_kva,
+            before: figures(before),
+            after: figures(after),
+            worst: crate::evaluate::WorstChecks {
+                segment: (0.0, 0),
+                head_pct: 0.0,
+                v_min: (1.0, 0),
+                v_max: (1.0, 0),
+                substation_pct: pct(after),
+            },
+        })
+    }
+
+    /// A low-voltage request at a public distribution transformer: its own loading
+    /// and, through its MV node, the feeder's checks.
+    fn evaluate_transformer(
+        &self,
+        transformer: headroom_geodata::TransformerIx,
+        distance_m: f64,
+        app: &Application,
+        load: &AddedLoad<'_>,
+    ) -> Evaluated {
+        let t = &self.network.transformers[transformer.get()];
+        let mut e = self.evaluate_node(t.node, distance_m, app, load);
+        let limits = self.config.limits;
+        // Peak apparent power the transformer carries over the window, from the model.
+        let mut peak_kva = 0.0f64;
+        let mut peak_with_kva = 0.0f64;
+        let mut transformer_headroom = f64::INFINITY;
+        if let Some(f) = e.feeder {
+            let base = &self.feeders[f];
+            let m = base.loads.transformers.len();
+            if let Some(slot) = base
+                .loads
+                .transformers
+                .iter()
+                .position(|(tx, _)| *tx == transformer)
+            {
+                let limit = t.rated_kva * limits.transformer_pct / 100.0;
+                for k in 0..base.loads.step_count() {
+                    let a = load
+                        .profile
+                        .map_or(1.0, |p| p[self.quarter_of_day(base.loads.steps[k])]);
+                    let s = num_complex::Complex64::new(
+                        base.loads.p_kw[k * m + slot],
+                        base.loads.q_kvar[k * m + slot],
+                    );
+                    let per_kw = num_complex::Complex64::new(a, a * load.tan_phi);
+                    peak_kva = peak_kva.max(s.norm());
+                    peak_with_kva = peak_with_kva.max((s + app.demand_kw * per_kw).norm());
+                    if a > 0.0 {
+                        transformer_headroom =
+                            transformer_headroom.min(magnitude_root(s, per_kw, limit));
+                    }
+                }
+            }
+        }
+        let loading_after = peak_with_kva / t.rated_kva * 100.0;
+        e.out.checks.insert(
+            0,
+            CheckResult {
+                name: CheckName::Transformer,
+                ok: loading_after <= limits.transformer_pct,
+                value: round(loading_after, 3),
+                limit: limits.transformer_pct,
+                element: Some(t.id.to_string()),
+            },
+        );
+        let transformer_headroom = transformer_headroom.clamp(0.0, UNBOUNDED_KW).floor();
+        if transformer_headroom < e.out.headroom_kw
+            && !matches!(
+                e.out.binding_constraint,
+                CheckName::OutOfService | CheckName::NoSpareBay
+            )
+        {
+            e.out.headroom_kw = transformer_headroom;
+            e.out.binding_constraint = CheckName::Transformer;
+        }
+        if !t.in_service {
+            e.out.binding_constraint = CheckName::OutOfService;
+        }
+        // An LV customer takes a low-voltage way, not an MV bay.
+        let oos = e.out.binding_constraint == CheckName::OutOfService;
+        e.out.checks.retain(|c| c.name != CheckName::NoSpareBay);
+        if e.out.binding_constraint == CheckName::NoSpareBay {
+            e.out.binding_constraint = CheckName::Transformer;
+        }
+        e.out.feasible = !oos && app.demand_kw <= e.out.headroom_kw;
+        e.out.node = t.id.to_string();
+        e.out.node_type = "transformer".to_owned();
+        let _ = peak_kva;
+        e
+    }
+
+    fn score(&self, e: &Evaluated, demand_kw: f64, radius_m: f64) -> f64 {
+        let w = self.config.weights;
+        let total = w.distance + w.loading + w.voltage + w.headroom;
+        if total <= 0.0 {
+            return 0.0;
+        }
+        let distance = 1.0 - (e.out.distance_m / radius_m.max(1.0)).clamp(0.0, 1.0);
+        let loading =
+            1.0 - (e.out.after.max_loading_pct / self.config.limits.thermal_pct).clamp(0.0, 1.0);
+        let voltage = e.voltage_margin.clamp(0.0, 1.0);
+        let headroom = if e.out.headroom_kw > 0.0 {
+            ((e.out.headroom_kw - demand_kw) / e.out.headroom_kw).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        (w.distance * distance + w.loading * loading + w.voltage * voltage + w.headroom * headroom)
+            / total
+    }
+
+    fn describe(&self, e: &Evaluated) -> String {
+        let kind = e.out.node_type.replace('_', "-");
+        let on = match (&e.out.feeder, &e.out.substation) {
+            (Some(f), _) => format!("on feeder {f}"),
+            (None, Some(s)) => format!("through a new bay at substation {s}"),
+            _ => String::new(),
+        };
+        format!("{kind} {} {on}", e.out.node).trim().to_owned()
+    }
+
+    fn schemes(
+        &self,
+        app: &Application,
+        kv: f64,
+        radius: f64,
+        evaluated: &[Evaluated],
+    ) -> Vec<Scheme> {
+        let feasible: Vec<(&Evaluated, f64)> = evaluated
+            .iter()
+            .filter(|e| e.out.feasible)
+            .map(|e| (e, self.score(e, app.demand_kw, radius)))
+            .collect();
+        let level = if kv < 1.0 {
+            "0.4 kV".to_owned()
+        } else {
+            format!("{kv} kV")
+        };
+        let mut schemes: Vec<Scheme> = match app.importance {
+            Importance::Normal => feasible
+                .iter()
+                .map(|(e, s)| Scheme {
+                    rank: 0,
+                    score: *s,
+                    supplies: vec![e.out.node.clone()],
+                    summary: format!("one {level} circuit from {}", self.describe(e)),
+                })
+                .collect(),
+            Importance::Important | Importance::Critical => {
+                let independent = |a: &Evaluated, b: &Evaluated| match app.importance {
+                    Importance::Critical => {
+                        a.substation.is_some()
+                            && b.substation.is_some()
+                            && a.substation != b.substation
+                    }
+                    _ => {
+                        a.busbar.is_some()
+                            && b.busbar.is_some()
+                            && a.busbar != b.busbar
+                            && a.feeder != b.feeder
+                    }
+                };
+                // Best few per feeder keep the pairing small on dense grids.
+                let mut best = feasible.clone();
+                best.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let mut per_feeder: rustc_hash::FxHashMap<Option<usize>, usize> =
+                    Default::default();
+                best.retain(|(e, _)| {
+                    let c = per_feeder.entry(e.feeder).or_default();
+                    *c += 1;
+                    *c <= 3
+                });
+                let mut pairs = Vec::new();
+                for i in 0..best.len() {
+                    for j in i + 1..best.len() {
+                        let (a, sa) = best[i];
+                        let (b, sb) = best[j];
+                        if independent(a, b) {
+                            let what = if app.importance == Importance::Critical {
+                                "two independent sources"
+                            } else {
+                                "two circuits"
+                            };
+                            pairs.push(Scheme {
+                                rank: 0,
+                                score: (sa + sb) / 2.0,
+                                supplies: vec![a.out.node.clone(), b.out.node.clone()],
+                                summary: format!(
+                                    "{what} at {level}: {} and {}",
+                                    self.describe(a),
+                                    self.describe(b)
+                                ),
+                            });
+                        }
+                    }
+                }
+                pairs
+            }
+        };
+        schemes.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.supplies.cmp(&b.supplies))
+        });
+        schemes.truncate(self.config.max_schemes);
+        for (i, s) in schemes.iter_mut().enumerate() {
+            s.rank = i + 1;
+            s.score = round(s.score, 4);
+        }
+        schemes
+    }
+
+    fn explain(
+        &self,
+        app: &Application,
+        kv: f64,
+        radius: f64,
+        evaluated: &[Evaluated],
+    ) -> Explanation {
+        let nearest: Vec<NearCandidate> = evaluated
+            .iter()
+            .take(5)
+            .map(|e| NearCandidate {
+                node: e.out.node.clone(),
+                feeder: e.out.feeder.clone(),
+                binding_constraint: e.out.binding_constraint,
+                headroom_kw: e.out.headroom_kw,
+            })
+            .collect();
+        let reinforce_feeder = evaluated
+            .iter()
+            .find(|e| {
+                e.out.feeder.is_some()
+                    && matches!(
+                        e.out.binding_constraint,
+                        CheckName::SegmentThermal | CheckName::HeadThermal | CheckName::Voltage
+                    )
+            })
+            .and_then(|e| e.out.feeder.clone());
+        let reason = if evaluated.is_empty() {
+            format!("no {kv} kV connection point within {radius:.0} m")
+        } else if app.importance != Importance::Normal && evaluated.iter().any(|e| e.out.feasible) {
+            match app.importance {
+                Importance::Critical => {
+                    "no two feasible connection points from different substations".to_owned()
+                }
+                _ => "no two feasible connection points on different feeders of different busbars"
+                    .to_owned(),
+            }
+        } else {
+            format!(
+                "none of the {} connection points within {radius:.0} m can take {} kW",
+                evaluated.len(),
+                app.demand_kw
+            )
+        };
+        Explanation {
+            reason,
+            nearest,
+            reinforce_feeder,
+        }
+    }
+}
