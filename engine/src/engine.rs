@@ -6,6 +6,7 @@ use headroom_geodata::{
     AssetKind, AssetRef, FeederIx, Network, NodeIx, Quantity, SpatialIndex, Topology, TransformerIx,
 };
 use num_complex::Complex64;
+use rustc_hash::FxHashMap;
 
 use crate::checks::Observed;
 use crate::config::EngineConfig;
@@ -30,7 +31,7 @@ pub struct ReservedLoad {
 }
 
 /// A feeder's loads and base-case power flows over its steps.
-#[derive(Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct FeederBase {
     /// Impedances and ratings.
     pub electrical: ElectricalFeeder,
@@ -46,6 +47,9 @@ pub struct FeederBase {
     pub group: Option<usize>,
     /// Index of each kept step in the engine's window.
     pub window_step: Vec<usize>,
+    /// Power through the group's substation transformers at each kept step, kVA,
+    /// reservations in the group included where this base counts them.
+    pub group_kva: Vec<Complex64>,
 }
 
 /// The engine over one network and its readings.
@@ -60,11 +64,17 @@ pub struct Engine {
     pub config: EngineConfig,
     /// The data window.
     pub window: Window,
-    /// Per feeder, loads and base power flows.
+    /// Per feeder, loads and base power flows, reservations counted.
     pub feeders: Vec<FeederBase>,
+    /// The same without reservations, for feeders that reservations touch: what
+    /// the queue takes is the difference.
+    pub unreserved: FxHashMap<usize, FeederBase>,
     /// Per busbar group and window step: power through its substation
-    /// transformers, kVA (measured, or the sum of its feeders' heads).
+    /// transformers, kVA (measured, or the sum of its feeders' heads), without
+    /// reservations.
     pub group_kva: Vec<Vec<Complex64>>,
+    /// Per busbar group and window step: reserved load in the group, kVA.
+    pub group_reserved_kva: Vec<Vec<Complex64>>,
     /// Reservations counted.
     pub reservations: Vec<ReservedLoad>,
     /// Distribution transformers hanging on each node.
@@ -88,7 +98,9 @@ impl Engine {
         let window = data_window(&network, readings);
         let mut engine = Engine {
             feeders: Vec::with_capacity(network.feeders.len()),
+            unreserved: FxHashMap::default(),
             group_kva: Vec::new(),
+            group_reserved_kva: Vec::new(),
             network,
             topology,
             spatial,
@@ -98,18 +110,101 @@ impl Engine {
             node_transformers,
         };
         engine.group_kva = engine.measured_group_kva(readings);
+        // Without reservations first: groups without measurements of their own are
+        // the sum of what their feeders draw.
         for f in 0..engine.network.feeders.len() {
-            let base = engine.build_feeder(FeederIx::from_usize(f), readings);
+            let base = engine.build_feeder(FeederIx::from_usize(f), readings, false);
             engine.feeders.push(base);
         }
         engine.fill_unmeasured_groups();
+        engine.group_reserved_kva = engine.reserved_per_group();
+        let reserved_groups: Vec<bool> = engine
+            .group_reserved_kva
+            .iter()
+            .map(|series| series.iter().any(|s| s.norm() > 0.0))
+            .collect();
         for f in 0..engine.feeders.len() {
-            engine.observe_feeder(f);
+            let feeder = FeederIx::from_usize(f);
+            let on_feeder = engine.reservations.iter().any(|r| {
+                engine
+                    .topology
+                    .placement(r.node)
+                    .is_some_and(|p| p.feeder == feeder)
+            });
+            let in_group = engine.feeders[f].group.is_some_and(|g| reserved_groups[g]);
+            if on_feeder || in_group {
+                let mut with = if on_feeder {
+                    engine.build_feeder(feeder, readings, true)
+                } else {
+                    engine.feeders[f].clone()
+                };
+                engine.set_group_series(&mut with, true);
+                let mut without = std::mem::replace(&mut engine.feeders[f], with);
+                engine.set_group_series(&mut without, false);
+                engine.observe_base(&mut without);
+                engine.unreserved.insert(f, without);
+            } else {
+                let mut base = std::mem::take(&mut engine.feeders[f]);
+                engine.set_group_series(&mut base, false);
+                engine.feeders[f] = base;
+            }
+            let mut base = std::mem::take(&mut engine.feeders[f]);
+            engine.observe_base(&mut base);
+            engine.feeders[f] = base;
         }
         engine
     }
 
-    fn build_feeder(&self, feeder: FeederIx, readings: &dyn ReadingsSource) -> FeederBase {
+    /// Copies the group's power at each kept step into the base.
+    fn set_group_series(&self, base: &mut FeederBase, with_reservations: bool) {
+        base.group_kva = match base.group {
+            Some(g) => base
+                .window_step
+                .iter()
+                .map(|&w| {
+                    let reserved = if with_reservations {
+                        self.group_reserved_kva[g][w]
+                    } else {
+                        Complex64::new(0.0, 0.0)
+                    };
+                    self.group_kva[g][w] + reserved
+                })
+                .collect(),
+            None => vec![Complex64::new(0.0, 0.0); base.window_step.len()],
+        };
+    }
+
+    /// Reserved load per busbar group and window step, kVA: reservations on the
+    /// group's feeders and at its busbars (new bays).
+    fn reserved_per_group(&self) -> Vec<Vec<Complex64>> {
+        let mut out =
+            vec![vec![Complex64::new(0.0, 0.0); self.window.steps.len()]; self.group_kva.len()];
+        for r in &self.reservations {
+            let busbar = match self.topology.placement(r.node) {
+                Some(p) => self.topology.tree(p.feeder).head(),
+                None => r.node,
+            };
+            let Some(g) = self.topology.busbar_group_index(busbar) else {
+                continue;
+            };
+            let tan = power_factor_tan(r.power_factor);
+            for (w, &ts) in self.window.steps.iter().enumerate() {
+                let f = r
+                    .profile
+                    .as_ref()
+                    .map_or(1.0, |p| p[self.quarter_of_day(ts)]);
+                out[g][w] += Complex64::new(r.demand_kw * f, r.demand_kw * f * tan);
+            }
+        }
+        out
+    }
+
+    fn build_feeder(
+        &self,
+        feeder: FeederIx,
+        readings: &dyn ReadingsSource,
+        with_reservations: bool,
+    ) -> FeederBase {
         let tree = self.topology.tree(feeder);
         let electrical = ElectricalFeeder::new(&self.network, tree);
         let transformers: Vec<(TransformerIx, u32)> = tree
@@ -136,6 +231,7 @@ impl Engine {
         let reserved = self
             .reservations
             .iter()
+            .filter(|_| with_reservations)
             .filter_map(|r| {
                 let placement = self.topology.placement(r.node)?;
                 (placement.feeder == feeder).then(|| {
@@ -163,6 +259,7 @@ impl Engine {
             observed: Vec::new(),
             group,
             window_step,
+            group_kva: Vec::new(),
         };
         let n = base.electrical.len();
         let (mut p, mut q) = (vec![0.0; n], vec![0.0; n]);
@@ -253,35 +350,12 @@ impl Engine {
                 }
             }
         }
-        // Reservations on feeders add to what the group's transformers carry.
-        for base in &self.feeders {
-            let Some(g) = base.group else { continue };
-            if base.reserved.is_empty() {
-                continue;
-            }
-            for k in 0..base.loads.step_count() {
-                let quarter = self.quarter_of_day(base.loads.steps[k]);
-                let added: Complex64 = base
-                    .reserved
-                    .iter()
-                    .map(|(_, kw, tan, profile)| {
-                        let f = profile.as_ref().map_or(1.0, |prof| prof[quarter]);
-                        Complex64::new(kw * f, kw * f * tan)
-                    })
-                    .sum();
-                self.group_kva[g][base.window_step[k]] += added;
-            }
-        }
     }
 
-    fn observe_feeder(&mut self, f: usize) {
-        let observed = (0..self.feeders[f].solutions.len())
-            .map(|k| {
-                let base = &self.feeders[f];
-                self.observe(base, k, &base.solutions[k], Complex64::new(0.0, 0.0))
-            })
+    fn observe_base(&self, base: &mut FeederBase) {
+        base.observed = (0..base.solutions.len())
+            .map(|k| self.observe(base, k, &base.solutions[k], Complex64::new(0.0, 0.0)))
             .collect();
-        self.feeders[f].observed = observed;
     }
 
     /// Rated power of a busbar group's substation transformers, kVA.

@@ -103,7 +103,7 @@ impl Window {
 }
 
 /// The loads of one feeder over its kept steps.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct FeederLoads {
     /// The feeder.
     pub feeder: FeederIx,

@@ -14,7 +14,7 @@ use num_complex::Complex64;
 const SQRT_3: f64 = 1.732_050_807_568_877_2;
 
 /// A feeder prepared for power flow, indexed by the tree's local node index.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ElectricalFeeder {
     /// The feeder.
     pub feeder: FeederIx,

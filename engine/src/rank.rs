@@ -262,16 +262,28 @@ impl Engine {
         };
         let substation = busbar.and_then(|b| self.substation_id(b));
         let mut checks = Vec::new();
-        let (evaluation, feeder) = if n.node_type == NodeType::Busbar {
-            (self.evaluate_new_bay(node, app.demand_kw, load), None)
-        } else if let Some(p) = placement {
-            let base = &self.feeders[p.feeder.get()];
+        // The same evaluation without reservations, where any touch this point:
+        // what the queue has taken is the difference.
+        let (evaluation, free, feeder) = if n.node_type == NodeType::Busbar {
+            let free = self
+                .group_has_reservations(node)
+                .then(|| self.evaluate_new_bay(node, app.demand_kw, load, false))
+                .flatten();
             (
-                Some(self.evaluate_point(base, p.local, app.demand_kw, load)),
-                Some(p.feeder.get()),
+                self.evaluate_new_bay(node, app.demand_kw, load, true),
+                free,
+                None,
             )
+        } else if let Some(p) = placement {
+            let f = p.feeder.get();
+            let free = self
+                .unreserved
+                .get(&f)
+                .map(|base| self.evaluate_point(base, p.local, app.demand_kw, load));
+            let with = self.evaluate_point(&self.feeders[f], p.local, app.demand_kw, load);
+            (Some(with), free, Some(f))
         } else {
-            (None, None)
+            (None, None, None)
         };
         let oos = !n.in_service || evaluation.is_none();
         let needs_bay = n.node_type.needs_spare_bay() && n.spare_bays < 1;
@@ -293,6 +305,17 @@ impl Engine {
                 value: round(e.after.substation_transformer_loading_pct, 3),
                 limit: limits.substation_transformer_pct,
                 element: busbar.and_then(|b| self.group_element(b)),
+            });
+        }
+        let mut queue_binds = false;
+        if let (Some(e), Some(free)) = (&evaluation, &free) {
+            queue_binds = app.demand_kw > e.headroom_kw && app.demand_kw <= free.headroom_kw;
+            checks.push(CheckResult {
+                name: CheckName::Reserved,
+                ok: !queue_binds,
+                value: round(self.reserved_near(busbar, feeder), 1),
+                limit: free.headroom_kw,
+                element: None,
             });
         }
         checks.push(CheckResult {
@@ -317,6 +340,8 @@ impl Engine {
             binding = CheckName::OutOfService;
         } else if needs_bay {
             binding = CheckName::NoSpareBay;
+        } else if queue_binds {
+            binding = CheckName::Reserved;
         }
         let feasible = !oos && !needs_bay && app.demand_kw <= headroom;
         Evaluated {
@@ -338,6 +363,30 @@ impl Engine {
             substation: substation.map(|(s, _)| s),
             feeder,
         }
+    }
+
+    /// Whether reservations load the busbar group of `busbar`.
+    fn group_has_reservations(&self, busbar: NodeIx) -> bool {
+        self.topology
+            .busbar_group_index(busbar)
+            .is_some_and(|g| self.group_reserved_kva[g].iter().any(|s| s.norm() > 0.0))
+    }
+
+    /// Demand reserved on a feeder and in its busbar group, kW.
+    fn reserved_near(&self, busbar: Option<NodeIx>, feeder: Option<usize>) -> f64 {
+        let group = busbar.and_then(|b| self.topology.busbar_group_index(b));
+        self.reservations
+            .iter()
+            .filter(|r| {
+                let (r_feeder, r_busbar) = match self.topology.placement(r.node) {
+                    Some(p) => (Some(p.feeder.get()), self.topology.tree(p.feeder).head()),
+                    None => (None, r.node),
+                };
+                (feeder.is_some() && r_feeder == feeder)
+                    || (group.is_some() && self.topology.busbar_group_index(r_busbar) == group)
+            })
+            .map(|r| r.demand_kw)
+            .sum()
     }
 
     /// An element id for substation checks: the busbar group's first transformer.
@@ -409,6 +458,7 @@ impl Engine {
         busbar: NodeIx,
         demand_kw: f64,
         load: &AddedLoad<'_>,
+        with_reservations: bool,
     ) -> Option<PointEvaluation> {
         let g = self.topology.busbar_group_index(busbar)?;
         let rated = self.topology.busbar_groups[g].rated_kva;
@@ -417,7 +467,10 @@ impl Engine {
         let (mut before, mut after) = (0.0f64, 0.0f64);
         for (k, &ts) in self.window.steps.iter().enumerate() {
             let a = load.profile.map_or(1.0, |p| p[self.quarter_of_day(ts)]);
-            let s = self.group_kva[g][k];
+            let mut s = self.group_kva[g][k];
+            if with_reservations {
+                s += self.group_reserved_kva[g][k];
+            }
             let per_kw = num_complex::Complex64::new(a, a * load.tan_phi);
             before = before.max(s.norm());
             after = after.max((s + demand_kw * per_kw).norm());

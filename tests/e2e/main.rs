@@ -4,9 +4,11 @@
 //! - `fixture`: the public fixture imports and traces as the independent tool saw it;
 //! - `broken_gridpacks`: every rule of the gridpack spec broken once, with the exit
 //!   code and message the spec asks for;
+//! - `oracle`: `rank` agrees with an independent power flow on the fixture;
 //! - `synth`: the synthetic city grid is valid, deterministic and imports.
 
 mod broken_gridpacks;
 mod fixture;
+mod oracle;
 mod support;
 mod synth;
