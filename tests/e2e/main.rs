@@ -1,12 +1,14 @@
 //! End-to-end tests of the `headroom` binary: one test binary, a module per area.
 //!
 //! - `support`: running the binary and writing gridpacks into temporary folders;
+//! - `bad_applications`: every application rule broken once: exit 2 naming the field;
 //! - `fixture`: the public fixture imports and traces as the independent tool saw it;
 //! - `broken_gridpacks`: every rule of the gridpack spec broken once, with the exit
 //!   code and message the spec asks for;
 //! - `oracle`: `rank` agrees with an independent power flow on the fixture;
 //! - `synth`: the synthetic city grid is valid, deterministic and imports.
 
+mod bad_applications;
 mod broken_gridpacks;
 mod fixture;
 mod oracle;

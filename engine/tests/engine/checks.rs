@@ -1,0 +1,221 @@
+//! Each check firing alone: a grid where only that limit is tight.
+
+use headroom_geodata::Quantity;
+use serde_json::json;
+
+use crate::support::*;
+
+#[test]
+fn segment_thermal_binds_on_a_weak_segment() {
+    let mut grid = feeder();
+    grid.with_segment(|s| s.rated_a = 60.0); // L3, beyond N2
+    let engine = engine(&grid, &flat_readings(100.0, 30.0, 8));
+    let h = assert_headroom_matches_brute_force(&engine, "N3", at(300.0, 0.0), "segment_thermal");
+    // About 60 A at 10.5 kV, less what T3 draws: ~0.95 * 1.09 MVA - 100 kW.
+    assert!((900.0..1_050.0).contains(&h), "{h}");
+    let result = engine.rank(&application("A", at(300.0, 0.0), h + 50.0, json!({})));
+    let c = candidate(&result, "N3");
+    let check = c
+        .checks
+        .iter()
+        .find(|c| c.name.as_str() == "segment_thermal")
+        .unwrap();
+    assert!(
+        !check.ok && check.element.as_deref() == Some("L3"),
+        "{check:?}"
+    );
+    // Upstream of the weak segment there is far more room.
+    let (_, upstream, _) = probe(&engine, "N2", at(200.0, 0.0), 1.0, json!({}));
+    assert!(upstream > 3.0 * h);
+}
+
+#[test]
+fn head_thermal_binds_on_a_small_head_breaker() {
+    let grid = feeder_with_head(80.0);
+    let engine = engine(&grid, &flat_readings(100.0, 30.0, 8));
+    assert_headroom_matches_brute_force(&engine, "N2", at(200.0, 0.0), "head_thermal");
+}
+
+fn feeder_with_head(rated_a: f64) -> headroom_geodata::NetworkBuilder {
+    let mut b = headroom_geodata::NetworkBuilder::new();
+    b.substation("S", at(0.0, 0.0))
+        .node("B", headroom_geodata::NodeType::Busbar, at(0.0, 0.0))
+        .substation_transformer("TR", "S", "B", 40_000.0)
+        .node(
+            "N1",
+            headroom_geodata::NodeType::RingMainUnit,
+            at(100.0, 0.0),
+        )
+        .with_node(|n| n.spare_bays = 1)
+        .node("N2", headroom_geodata::NodeType::Pole, at(200.0, 0.0))
+        .node("N3", headroom_geodata::NodeType::Pole, at(300.0, 0.0))
+        .segment("L1", "B", "N1", 0.1, 0.1, 300.0, 1_000.0)
+        .segment("L2", "N1", "N2", 0.1, 0.1, 300.0, 1_000.0)
+        .segment("L3", "N2", "N3", 0.1, 0.1, 300.0, 1_000.0)
+        .feeder("F", "B", "N1", Some(rated_a))
+        .transformer("T1", "N1", 400.0)
+        .transformer("T2", "N2", 400.0)
+        .transformer("T3", "N3", 400.0);
+    b
+}
+
+#[test]
+fn voltage_binds_at_the_end_of_a_long_weak_line() {
+    let mut grid = feeder();
+    // A 25 km overhead tail of thin conductor: the voltage falls before it heats.
+    grid.with_segment(|s| {
+        s.length_m = 25_000.0;
+        s.r_ohm_per_km = 0.45;
+        s.x_ohm_per_km = 0.38;
+        s.rated_a = 400.0;
+    });
+    let engine = engine(&grid, &flat_readings(100.0, 30.0, 8));
+    assert_headroom_matches_brute_force(&engine, "N3", at(300.0, 0.0), "voltage");
+}
+
+#[test]
+fn substation_transformer_binds_when_the_main_transformer_is_small() {
+    // The transformer's measured power includes loads beyond this feeder.
+    let grid = {
+        let mut b = headroom_geodata::NetworkBuilder::new();
+        b.substation("S", at(0.0, 0.0))
+            .node("B", headroom_geodata::NodeType::Busbar, at(0.0, 0.0))
+            .substation_transformer("TR", "S", "B", 2_500.0)
+            .node(
+                "N1",
+                headroom_geodata::NodeType::RingMainUnit,
+                at(100.0, 0.0),
+            )
+            .with_node(|n| n.spare_bays = 1)
+            .segment("L1", "B", "N1", 0.1, 0.1, 300.0, 1_000.0)
+            .feeder("F", "B", "N1", Some(400.0))
+            .transformer("T1", "N1", 400.0);
+        b
+    };
+    let series = vec![
+        ("F", Quantity::UKv, vec![10.5; 8]),
+        ("T1", Quantity::PKw, vec![200.0; 8]),
+        ("T1", Quantity::QKvar, vec![50.0; 8]),
+        ("TR", Quantity::PKw, vec![1_500.0; 8]),
+        ("TR", Quantity::QKvar, vec![400.0; 8]),
+    ];
+    let engine = engine(&grid, &series);
+    let h = assert_headroom_matches_brute_force(
+        &engine,
+        "N1",
+        at(100.0, 0.0),
+        "substation_transformer",
+    );
+    // 2,500 kVA less ~1,550 kVA measured: under a megawatt.
+    assert!((800.0..1_000.0).contains(&h), "{h}");
+}
+
+#[test]
+fn the_distribution_transformer_binds_a_low_voltage_request() {
+    let engine = engine(&feeder(), &flat_readings(300.0, 90.0, 8));
+    let near = at(300.0, 20.0);
+    let result = engine.rank(&application(
+        "LV",
+        near,
+        90.0,
+        json!({"voltage_kv": 0.4, "max_distance_m": 60}),
+    ));
+    let c = candidate(&result, "T3");
+    assert_eq!(c.node_type, "transformer");
+    assert_eq!(c.binding_constraint.as_str(), "transformer");
+    // 400 kVA less 313 kVA drawn: about 85 kW at 0.95.
+    assert!((75.0..95.0).contains(&c.headroom_kw), "{}", c.headroom_kw);
+    assert!(!c.feasible);
+    let fits = engine.rank(&application(
+        "LV",
+        near,
+        50.0,
+        json!({"voltage_kv": 0.4, "max_distance_m": 60}),
+    ));
+    assert!(candidate(&fits, "T3").feasible);
+    // Without voltage_kv, 90 kW goes to 0.4 kV by default.
+    let auto = engine.rank(&application(
+        "LV",
+        near,
+        90.0,
+        json!({"voltage_kv": null, "max_distance_m": 60}),
+    ));
+    assert!(auto.candidates.iter().all(|c| c.node_type == "transformer"));
+}
+
+#[test]
+fn a_ring_main_unit_without_a_free_bay_is_ruled_out_but_reports_its_headroom() {
+    let mut grid = feeder();
+    grid.node(
+        "N4",
+        headroom_geodata::NodeType::RingMainUnit,
+        at(400.0, 0.0),
+    )
+    .segment("L4", "N3", "N4", 0.1, 0.1, 300.0, 1_000.0);
+    let engine = engine(&grid, &flat_readings(100.0, 30.0, 8));
+    let result = engine.rank(&application("A", at(400.0, 0.0), 500.0, json!({})));
+    let c = candidate(&result, "N4");
+    assert!(!c.feasible);
+    assert_eq!(c.binding_constraint.as_str(), "no_spare_bay");
+    assert!(c.headroom_kw > 1_000.0, "{}", c.headroom_kw);
+    // A pole takes a tee; the ring-main unit with a bay is fine.
+    assert!(candidate(&result, "N3").feasible);
+    assert!(candidate(&result, "N1").feasible);
+}
+
+#[test]
+fn an_out_of_service_node_is_ruled_out() {
+    let mut grid = feeder();
+    grid.node("N9", headroom_geodata::NodeType::Pole, at(250.0, 10.0))
+        .with_node(|n| n.in_service = false);
+    let engine = engine(&grid, &flat_readings(100.0, 30.0, 8));
+    let result = engine.rank(&application("A", at(250.0, 10.0), 100.0, json!({})));
+    let c = candidate(&result, "N9");
+    assert!(!c.feasible);
+    assert_eq!(c.binding_constraint.as_str(), "out_of_service");
+    assert_eq!(result.candidates[0].node, "N9", "nearest first");
+    assert_eq!(result.schemes[0].supplies.len(), 1);
+    assert_ne!(result.schemes[0].supplies[0], "N9");
+}
+
+#[test]
+fn capacity_promised_to_the_queue_is_not_promised_again() {
+    let grid = feeder();
+    let series = flat_readings(100.0, 30.0, 8);
+    let free = engine(&grid, &series);
+    let (_, free_headroom, _) = probe(&free, "N3", at(300.0, 0.0), 1.0, json!({}));
+    let queued = engine_with(&grid, &series, &[("N2", 2_000.0)]);
+    let (_, queued_headroom, _) = probe(&queued, "N3", at(300.0, 0.0), 1.0, json!({}));
+    // The reservation takes about its own size.
+    let taken = free_headroom - queued_headroom;
+    assert!(
+        (1_900.0..2_100.0).contains(&taken),
+        "{free_headroom} -> {queued_headroom}"
+    );
+    // An application that would fit on the free grid is refused for the queue.
+    let demand = queued_headroom + 500.0;
+    let result = queued.rank(&application("A", at(300.0, 0.0), demand, json!({})));
+    let c = candidate(&result, "N3");
+    assert!(!c.feasible);
+    assert_eq!(c.binding_constraint.as_str(), "reserved");
+    let reserved = c
+        .checks
+        .iter()
+        .find(|c| c.name.as_str() == "reserved")
+        .unwrap();
+    assert!(!reserved.ok && reserved.value == 2_000.0, "{reserved:?}");
+    // One that fits both ways is held by its physical limit as usual.
+    let (fits, _, binding) = probe(&queued, "N3", at(300.0, 0.0), 100.0, json!({}));
+    assert!(fits && binding == "segment_thermal", "{binding}");
+}
+
+#[test]
+fn a_limit_broken_without_the_new_load_binds_with_no_headroom() {
+    let mut grid = feeder();
+    grid.with_segment(|s| s.rated_a = 5.0); // L3 already carries more
+    let engine = engine(&grid, &flat_readings(100.0, 30.0, 8));
+    let (fits, headroom, binding) = probe(&engine, "N1", at(100.0, 0.0), 10.0, json!({}));
+    assert!(!fits);
+    assert_eq!(headroom, 0.0);
+    assert_eq!(binding, "segment_thermal");
+}

@@ -1,0 +1,123 @@
+//! The load model: unmetered allocation and customer profiles.
+
+use headroom_geodata::Quantity;
+use num_complex::Complex64;
+use serde_json::json;
+
+use crate::support::*;
+
+#[test]
+fn unmetered_transformers_share_the_residual_by_rating_after_losses() {
+    let grid = {
+        // T2 of 400 kVA and T3 of 200 kVA unmetered; T1 metered at 100 kW.
+        let mut b = feeder();
+        b.transformer("T3B", "N3", 200.0);
+        b
+    };
+    let series: Series<'_> = vec![
+        ("F", Quantity::UKv, vec![10.5; 4]),
+        ("F", Quantity::PKw, vec![700.0; 4]),
+        ("F", Quantity::QKvar, vec![200.0; 4]),
+        ("T1", Quantity::PKw, vec![100.0; 4]),
+        ("T1", Quantity::QKvar, vec![30.0; 4]),
+    ];
+    let engine = engine(&grid, &series);
+    let base = &engine.feeders[0];
+    let loads = &base.loads;
+    assert_eq!(loads.step_count(), 4);
+    let m = loads.transformers.len();
+    let p = |id: &str| {
+        let t = engine.network.lookup(id).unwrap().index;
+        let slot = loads
+            .transformers
+            .iter()
+            .position(|(tx, _)| tx.0 == t)
+            .unwrap();
+        loads.p_kw[slot]
+    };
+    assert_eq!(p("T1"), 100.0);
+    // T2 and T3 (400 kVA each) take equal shares, T3B (200 kVA) half as much.
+    assert!((p("T2") - p("T3")).abs() < 1e-9);
+    assert!((p("T2") - 2.0 * p("T3B")).abs() < 1e-9);
+    // The power flow of the allocated loads reproduces the measured head.
+    let head = base.solutions[0].head_power_kva();
+    assert!((head - Complex64::new(700.0, 200.0)).norm() < 0.5, "{head}");
+    // Losses came off the residual: the allocated sum is below 600 kW.
+    let allocated: f64 = (0..m).map(|t| loads.p_kw[t]).sum::<f64>() - 100.0;
+    assert!(allocated < 600.0 && allocated > 590.0, "{allocated}");
+    // A sixth of the load was measured.
+    assert!((loads.metered_share - 100.0 / (100.0 + allocated)).abs() < 1e-9);
+    let result = engine.rank(&application("A", at(100.0, 0.0), 100.0, json!({})));
+    assert!((result.data.metered_share - loads.metered_share).abs() < 1e-3);
+}
+
+#[test]
+fn without_any_head_reading_unmetered_transformers_draw_a_share_of_rating() {
+    let engine = engine(&feeder(), &vec![("F", Quantity::UKv, vec![10.5; 4])]);
+    let loads = &engine.feeders[0].loads;
+    assert_eq!(loads.step_count(), 4);
+    // 0.4 of 400 kVA at 0.95.
+    assert!(loads.p_kw.iter().all(|p| (p - 152.0).abs() < 1e-9));
+    assert_eq!(loads.metered_share, 0.0);
+}
+
+#[test]
+fn missing_head_steps_are_interpolated_up_to_an_hour_then_dropped() {
+    let mut p = vec![500.0; 12];
+    for k in [2, 3, 4] {
+        p[k] = f64::NAN; // 45 minutes missing: filled
+    }
+    for k in 7..=10 {
+        p[k] = f64::NAN; // 75 minutes missing: dropped
+    }
+    let series: Series<'_> = vec![
+        ("F", Quantity::UKv, vec![10.5; 12]),
+        ("F", Quantity::PKw, p),
+        ("F", Quantity::QKvar, vec![100.0; 12]),
+    ];
+    let grid = feeder();
+    let network = grid.build().unwrap();
+    let rows: Vec<_> = rows(&network, &series)
+        .into_iter()
+        .filter(|r| r.value.is_finite())
+        .collect();
+    let readings = headroom_engine::InMemoryReadings::from_rows(&rows);
+    let engine = headroom_engine::Engine::new(network, &readings, Default::default(), Vec::new());
+    let loads = &engine.feeders[0].loads;
+    assert_eq!(loads.dropped_steps, 4);
+    assert_eq!(loads.step_count(), 8);
+}
+
+#[test]
+fn a_customer_peaking_off_the_feeders_peak_has_more_headroom() {
+    // The feeder peaks in the evening (quarter-hours 72..88) at 1.2 MW per transformer.
+    let day: Vec<f64> = (0..96)
+        .map(|q| {
+            if (72..88).contains(&q) {
+                1_200.0
+            } else {
+                300.0
+            }
+        })
+        .collect();
+    let mut series: Series<'_> = vec![("F", Quantity::UKv, vec![10.5; 96])];
+    for t in ["T1", "T2", "T3"] {
+        series.push((t, Quantity::PKw, day.clone()));
+        series.push((t, Quantity::QKvar, day.iter().map(|p| p * 0.3).collect()));
+    }
+    let engine = engine(&feeder(), &series);
+    let near = at(300.0, 0.0);
+    let (_, flat, _) = probe(&engine, "N3", near, 1.0, json!({}));
+    let night: Vec<f64> = (0..96).map(|q| if q < 24 { 1.0 } else { 0.1 }).collect();
+    let (_, shaped, _) = probe(&engine, "N3", near, 1.0, json!({"profile": night}));
+    assert!(
+        shaped > 1.5 * flat,
+        "night-peaking {shaped} kW vs flat {flat} kW"
+    );
+    // A customer peaking with the feeder gets no more than flat.
+    let evening: Vec<f64> = (0..96)
+        .map(|q| if (72..88).contains(&q) { 1.0 } else { 0.2 })
+        .collect();
+    let (_, with_peak, _) = probe(&engine, "N3", near, 1.0, json!({"profile": evening}));
+    assert!((with_peak - flat).abs() <= 2.0, "{with_peak} vs {flat}");
+}

@@ -1,0 +1,11 @@
+//! Tests of the decision engine on small hand-built grids, one binary:
+//!
+//! - `support`: building a grid with readings and an engine over it;
+//! - `checks`: each check firing alone, with headroom exact to a few kW;
+//! - `schemes`: dual supplies for important and critical customers;
+//! - `load_model`: unmetered allocation and profiles.
+
+mod checks;
+mod load_model;
+mod schemes;
+mod support;

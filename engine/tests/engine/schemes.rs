@@ -1,0 +1,152 @@
+//! Supply schemes: one circuit for normal customers, two for important (different
+//! busbars and feeders) and critical ones (different substations).
+
+use headroom_geodata::{NetworkBuilder, NodeType, Quantity};
+use serde_json::json;
+
+use crate::support::*;
+
+/// Two substations 600 m apart. S1 has two busbar sections (open coupler), each
+/// with a feeder ending 40 m north and south of (300, 0); S2 has one feeder ending
+/// at (450, 0).
+fn three_feeders() -> NetworkBuilder {
+    let mut b = NetworkBuilder::new();
+    b.substation("S1", at(0.0, 0.0))
+        .node("B1", NodeType::Busbar, at(0.0, 0.0))
+        .node("B2", NodeType::Busbar, at(0.0, 10.0))
+        .substation_transformer("TR1", "S1", "B1", 40_000.0)
+        .substation_transformer("TR2", "S1", "B2", 40_000.0)
+        .switch("BC", "B1", "B2", true)
+        .substation("S2", at(600.0, 0.0))
+        .node("B3", NodeType::Busbar, at(600.0, 0.0))
+        .substation_transformer("TR3", "S2", "B3", 40_000.0);
+    for (feeder, busbar, east, north) in [
+        ("F1", "B1", 300.0, 40.0),
+        ("F2", "B2", 300.0, -40.0),
+        ("F3", "B3", 450.0, 0.0),
+    ] {
+        let n = format!("{feeder}N");
+        b.node(&n, NodeType::Pole, at(east, north))
+            .segment(&format!("{feeder}L"), busbar, &n, 0.1, 0.1, 300.0, 500.0)
+            .feeder(feeder, busbar, &n, Some(400.0))
+            .transformer(&format!("{feeder}T"), &n, 400.0);
+    }
+    b
+}
+
+fn readings<'a>() -> Series<'a> {
+    let mut s = Vec::new();
+    for f in ["F1", "F2", "F3"] {
+        s.push((f, Quantity::UKv, vec![10.5; 4]));
+    }
+    for t in ["F1T", "F2T", "F3T"] {
+        s.push((t, Quantity::PKw, vec![150.0; 4]));
+        s.push((t, Quantity::QKvar, vec![40.0; 4]));
+    }
+    s
+}
+
+fn feeders_of(result: &headroom_engine::RankingResult, scheme: usize) -> Vec<String> {
+    result.schemes[scheme]
+        .supplies
+        .iter()
+        .map(|node| candidate(result, node).feeder.clone().unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn a_normal_customer_gets_single_circuits_best_first() {
+    let engine = engine(&three_feeders(), &readings());
+    let result = engine.rank(&application("N", at(440.0, 0.0), 500.0, json!({})));
+    assert!(!result.schemes.is_empty());
+    assert!(result.schemes.iter().all(|s| s.supplies.len() == 1));
+    assert!(result.schemes.windows(2).all(|w| w[0].score >= w[1].score));
+    assert_eq!(result.schemes[0].rank, 1);
+    // The nearest feasible pole scores best on distance.
+    assert_eq!(result.schemes[0].supplies, ["F3N"]);
+}
+
+#[test]
+fn an_important_customer_gets_two_circuits_from_different_busbars() {
+    let engine = engine(&three_feeders(), &readings());
+    let result = engine.rank(&application(
+        "I",
+        at(310.0, 0.0),
+        500.0,
+        json!({"importance": "important"}),
+    ));
+    assert!(!result.schemes.is_empty());
+    for (i, scheme) in result.schemes.iter().enumerate() {
+        assert_eq!(scheme.supplies.len(), 2);
+        let feeders = feeders_of(&result, i);
+        assert_ne!(feeders[0], feeders[1]);
+    }
+    // F1 and F2 share a substation but not a busbar section: a valid pair.
+    let pairs: Vec<Vec<String>> = (0..result.schemes.len())
+        .map(|i| {
+            let mut f = feeders_of(&result, i);
+            f.sort();
+            f
+        })
+        .collect();
+    assert!(
+        pairs.contains(&vec!["F1".to_owned(), "F2".to_owned()]),
+        "{pairs:?}"
+    );
+}
+
+#[test]
+fn a_critical_customer_gets_two_independent_substations() {
+    let engine = engine(&three_feeders(), &readings());
+    let result = engine.rank(&application(
+        "C",
+        at(310.0, 0.0),
+        500.0,
+        json!({"importance": "critical"}),
+    ));
+    assert!(!result.schemes.is_empty());
+    for scheme in &result.schemes {
+        let substations: Vec<_> = scheme
+            .supplies
+            .iter()
+            .map(|n| candidate(&result, n).substation.clone())
+            .collect();
+        assert_ne!(substations[0], substations[1], "{scheme:?}");
+    }
+    assert!(
+        result.schemes[0]
+            .summary
+            .contains("two independent sources")
+    );
+}
+
+#[test]
+fn without_a_second_source_the_result_says_why_and_what_to_reinforce() {
+    // Only S1's feeders are in reach.
+    let engine = engine(&three_feeders(), &readings());
+    let result = engine.rank(&application(
+        "C",
+        at(300.0, 0.0),
+        500.0,
+        json!({"importance": "critical", "max_distance_m": 100}),
+    ));
+    assert!(result.schemes.is_empty());
+    let why = result.explanation.as_ref().expect("an explanation");
+    assert!(
+        why.reason.contains("different substations"),
+        "{}",
+        why.reason
+    );
+
+    // And a request beyond what their segments carry.
+    let result = engine.rank(&application(
+        "N",
+        at(300.0, 40.0),
+        9_000.0,
+        json!({"max_distance_m": 100}),
+    ));
+    assert!(result.schemes.is_empty());
+    let why = result.explanation.as_ref().expect("an explanation");
+    assert_eq!(why.reinforce_feeder.as_deref(), Some("F1"));
+    assert_eq!(why.nearest[0].node, "F1N");
+}
