@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings};
+use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings, Level};
 use headroom_geodata::readings::read_readings;
 use headroom_geodata::topology::NO_PARENT;
 use headroom_geodata::{
@@ -132,15 +132,72 @@ fn rfc3339(ts_ms: i64) -> String {
 }
 
 /// Reads a gridpack and builds the engine over its readings.
-fn engine_for(dir: &Path) -> Result<Engine, Failure> {
+fn engine_for(dir: &Path) -> Result<(Engine, InMemoryReadings), Failure> {
     let gridpack = Gridpack::read(dir)?;
     let readings = InMemoryReadings::from_rows(&gridpack.readings);
-    Ok(Engine::new(
+    let engine = Engine::new(
         gridpack.network,
         &readings,
         EngineConfig::default(),
         Vec::new(),
-    ))
+    );
+    Ok((engine, readings))
+}
+
+/// The level of `capacity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CapacityLevel {
+    /// 10 kV feeders
+    Feeder,
+    /// distribution transformers
+    Transformer,
+    /// substations (firm capacity, N-1)
+    Substation,
+}
+
+pub(crate) fn capacity(dir: &Path, level: CapacityLevel, json: bool) -> Outcome {
+    let (engine, readings) = engine_for(dir)?;
+    let level = match level {
+        CapacityLevel::Feeder => Level::Feeder,
+        CapacityLevel::Transformer => Level::Transformer,
+        CapacityLevel::Substation => Level::Substation,
+    };
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let rows = engine.capacity(level, &readings, now_ms);
+    if json {
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| Failure {
+            exit_code: 1,
+            message: e.to_string(),
+        })?;
+        println!("{text}");
+        return Ok(());
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<16} {:>9} {:>10} {:>10} {:>9} {:>10} {:>11}  binding (worst node)",
+        "id", "rated", "peak kVA", "p95 kVA", "load %", "reserved", "headroom"
+    );
+    for r in &rows {
+        let worst = match (&r.worst_node, r.worst_node_headroom_kw) {
+            (Some(node), Some(kw)) => format!(" ({node}: {kw:.0} kW)"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<16} {:>9.0} {:>10.0} {:>10.0} {:>9.1} {:>10.0} {:>11.0}  {}{worst}",
+            r.id,
+            r.rated,
+            r.peak_kva,
+            r.p95_kva,
+            r.loading_pct,
+            r.reserved_kw,
+            r.headroom_kw,
+            r.binding_constraint
+        );
+    }
+    print!("{out}");
+    Ok(())
 }
 
 fn read_applications(path: &Path) -> Result<Vec<Application>, Failure> {
@@ -165,7 +222,7 @@ pub(crate) fn rank(dir: &Path, applications: Option<&Path>, json: bool) -> Outco
     };
     // Applications first: a bad one fails fast, before the network is loaded.
     let applications = read_applications(&applications_path)?;
-    let engine = engine_for(dir)?;
+    let (engine, _) = engine_for(dir)?;
     let results: Vec<_> = applications.iter().map(|a| engine.rank(a)).collect();
     if json {
         let text = serde_json::to_string_pretty(&results).map_err(|e| Failure {

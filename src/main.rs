@@ -49,6 +49,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Headroom of every asset at a level: feeders, distribution transformers or
+    /// substations.
+    Capacity {
+        /// The gridpack folder.
+        gridpack: PathBuf,
+        /// Which assets.
+        #[arg(long, value_enum, default_value_t = commands::CapacityLevel::Feeder)]
+        level: commands::CapacityLevel,
+        /// Print a JSON array of rows.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a synthetic city distribution grid as a gridpack.
     Synth {
         /// Folder to write network.geojson and readings.csv[.gz] into.
@@ -81,6 +93,11 @@ fn main() -> ExitCode {
             applications,
             json,
         } => commands::rank(&gridpack, applications.as_deref(), json),
+        Command::Capacity {
+            gridpack,
+            level,
+            json,
+        } => commands::capacity(&gridpack, level, json),
         Command::Synth {
             outdir,
             substations,

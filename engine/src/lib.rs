@@ -16,6 +16,7 @@
 //! arrive with later issues.
 
 pub mod application;
+pub mod capacity;
 pub mod checks;
 pub mod config;
 pub mod engine;
@@ -27,6 +28,7 @@ pub mod rank;
 pub mod readings;
 
 pub use application::{Application, CustomerClass, Importance};
+pub use capacity::{CapacityRow, Level};
 pub use checks::{CheckName, CheckResult};
 pub use config::{EngineConfig, Limits, ScoreWeights};
 pub use engine::{Engine, FeederBase, ReservedLoad};

@@ -392,7 +392,7 @@ impl Engine {
                     || (group.is_some() && self.topology.busbar_group_index(r_busbar) == group)
             })
             .map(|r| r.demand_kw)
-            .sum()
+            .fold(0.0, |a, b| a + b)
     }
 
     /// An element id for substation checks: the busbar group's first transformer.

@@ -2,6 +2,7 @@
 //!
 //! - `support`: running the binary and writing gridpacks into temporary folders;
 //! - `bad_applications`: every application rule broken once: exit 2 naming the field;
+//! - `capacity`: capacity per feeder, transformer and substation;
 //! - `fixture`: the public fixture imports and traces as the independent tool saw it;
 //! - `broken_gridpacks`: every rule of the gridpack spec broken once, with the exit
 //!   code and message the spec asks for;
@@ -10,6 +11,7 @@
 
 mod bad_applications;
 mod broken_gridpacks;
+mod capacity;
 mod fixture;
 mod oracle;
 mod support;

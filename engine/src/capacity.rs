@@ -1,0 +1,382 @@
+//! Capacity per asset: the figures of the capacity map and `headroom capacity`
+//! (`shared/spec/api.md`, "Capacity").
+//!
+//! - feeder: headroom at its first node (the most favourable point) and at the
+//!   node where the least fits, by the engine's power flow and checks, for a flat
+//!   load at the configured power factor (0.95);
+//! - distribution transformer: `limit x rated_kva - peak_kva - reserved`, in kW;
+//! - substation: firm capacity (its transformers' ratings less the largest, N-1)
+//!   less its peak and reservations, in kW.
+
+use headroom_geodata::{AssetKind, AssetRef, Quantity, SubstationIx};
+use num_complex::Complex64;
+use serde::Serialize;
+
+use crate::checks::CheckName;
+use crate::engine::Engine;
+use crate::evaluate::AddedLoad;
+use crate::readings::ReadingsSource;
+
+/// Which assets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// 10 kV feeders.
+    Feeder,
+    /// Distribution transformers.
+    Transformer,
+    /// Substations.
+    Substation,
+}
+
+/// One asset's capacity.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CapacityRow {
+    /// Asset id.
+    pub id: String,
+    /// `feeder`, `transformer` or `substation`.
+    pub kind: &'static str,
+    /// Rating: A for a feeder, kVA otherwise (firm, N-1, for a substation).
+    pub rated: f64,
+    /// Peak apparent power over the window, kVA.
+    pub peak_kva: f64,
+    /// 95th percentile of apparent power over the window, kVA.
+    pub p95_kva: f64,
+    /// Peak against rating, %.
+    pub loading_pct: f64,
+    /// Demand reserved for applications not yet connected, kW.
+    pub reserved_kw: f64,
+    /// New load that still fits, kW.
+    pub headroom_kw: f64,
+    /// What limits it.
+    pub binding_constraint: CheckName,
+    /// Feeders: headroom at the node where the least fits, kW.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worst_node_headroom_kw: Option<f64>,
+    /// Feeders: that node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worst_node: Option<String>,
+    /// Seconds since the asset's latest reading (`None` without readings).
+    pub data_age_s: Option<f64>,
+    /// Share of the load that was measured, 0 to 1.
+    pub metered_share: f64,
+}
+
+fn peak_and_p95(mut values: Vec<f64>) -> (f64, f64) {
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
+    values.sort_by(f64::total_cmp);
+    let peak = values[values.len() - 1];
+    // Nearest-rank 95th percentile.
+    let rank = ((0.95 * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    (peak, values[rank - 1])
+}
+
+fn round(v: f64, decimals: i32) -> f64 {
+    let f = 10f64.powi(decimals);
+    (v * f).round() / f
+}
+
+impl Engine {
+    /// Capacity of every asset at a level; `now_ms` dates the data's age.
+    pub fn capacity(
+        &self,
+        level: Level,
+        readings: &dyn ReadingsSource,
+        now_ms: i64,
+    ) -> Vec<CapacityRow> {
+        let age = |asset: AssetRef| {
+            Quantity::ALL
+                .iter()
+                .filter_map(|q| readings.series(asset, *q).last().map(|(ts, _)| *ts))
+                .max()
+                .map(|ts| round((now_ms - ts).max(0) as f64 / 1000.0, 0))
+        };
+        match level {
+            Level::Feeder => (0..self.feeders.len())
+                .map(|f| {
+                    let row = self.feeder_capacity(f);
+                    CapacityRow {
+                        data_age_s: age(AssetRef {
+                            kind: AssetKind::Feeder,
+                            index: f as u32,
+                        }),
+                        ..row
+                    }
+                })
+                .collect(),
+            Level::Transformer => self.transformer_capacity(readings, age),
+            Level::Substation => self.substation_capacity(age),
+        }
+    }
+
+    fn reserved_on_feeder(&self, f: usize) -> f64 {
+        self.reservations
+            .iter()
+            .filter(|r| {
+                self.topology
+                    .placement(r.node)
+                    .is_some_and(|p| p.feeder.get() == f)
+            })
+            .map(|r| r.demand_kw)
+            .fold(0.0, |a, b| a + b)
+    }
+
+    fn feeder_capacity(&self, f: usize) -> CapacityRow {
+        let base = &self.feeders[f];
+        let feeder = &self.network.feeders[f];
+        let tree = self.topology.tree(base.loads.feeder);
+        let load = AddedLoad::flat(self.config.capacity_power_factor);
+        let head_kva: Vec<f64> = base
+            .solutions
+            .iter()
+            .map(|s| s.head_power_kva().norm())
+            .collect();
+        let head_a: Vec<f64> = base.solutions.iter().map(|s| s.head_current_a()).collect();
+        let rated = feeder
+            .rated_a
+            .or_else(|| {
+                base.electrical
+                    .rated_a
+                    .get(1)
+                    .copied()
+                    .filter(|a| a.is_finite())
+            })
+            .unwrap_or(0.0);
+        let (peak_kva, p95_kva) = peak_and_p95(head_kva);
+        let peak_a = head_a.iter().copied().fold(0.0, f64::max);
+        let (mut headroom, mut binding) = (0.0, CheckName::OutOfService);
+        let (mut worst, mut worst_node) = (None, None);
+        if tree.node_count() > 0 && base.loads.step_count() > 0 {
+            let first = self.evaluate_point(base, 1, 1.0, &load);
+            headroom = first.headroom_kw;
+            binding = first.binding;
+            let mut least = (f64::INFINITY, 1u32);
+            for local in 1..tree.nodes.len() as u32 {
+                let e = self.evaluate_point(base, local, 1.0, &load);
+                if e.headroom_kw < least.0 {
+                    least = (e.headroom_kw, local);
+                }
+            }
+            worst = Some(least.0);
+            worst_node = Some(
+                self.network
+                    .node(tree.nodes[least.1 as usize])
+                    .id
+                    .to_string(),
+            );
+        }
+        CapacityRow {
+            id: feeder.id.to_string(),
+            kind: "feeder",
+            rated,
+            peak_kva: round(peak_kva, 1),
+            p95_kva: round(p95_kva, 1),
+            loading_pct: if rated > 0.0 {
+                round(peak_a / rated * 100.0, 2)
+            } else {
+                0.0
+            },
+            reserved_kw: self.reserved_on_feeder(f),
+            headroom_kw: headroom,
+            binding_constraint: binding,
+            worst_node_headroom_kw: worst,
+            worst_node,
+            data_age_s: None,
+            metered_share: round(base.loads.metered_share, 4),
+        }
+    }
+
+    fn transformer_capacity(
+        &self,
+        readings: &dyn ReadingsSource,
+        age: impl Fn(AssetRef) -> Option<f64>,
+    ) -> Vec<CapacityRow> {
+        let limit = self.config.limits.transformer_pct / 100.0;
+        let pf = self.config.capacity_power_factor;
+        let mut rows = Vec::with_capacity(self.network.transformers.len());
+        for (t, tr) in self.network.transformers.iter().enumerate() {
+            let placement = self.topology.placement(tr.node);
+            let mut series = Vec::new();
+            let mut metered = false;
+            if let Some(p) = placement {
+                let loads = &self.feeders[p.feeder.get()].loads;
+                let m = loads.transformers.len();
+                if let Some(slot) = loads.transformers.iter().position(|(x, _)| x.get() == t) {
+                    metered = loads.metered[slot];
+                    series = (0..loads.step_count())
+                        .map(|k| {
+                            Complex64::new(loads.p_kw[k * m + slot], loads.q_kvar[k * m + slot])
+                                .norm()
+                        })
+                        .collect();
+                }
+            }
+            if placement.is_none() {
+                // Fed straight from a busbar: its own readings are its load.
+                let asset = AssetRef {
+                    kind: AssetKind::Transformer,
+                    index: t as u32,
+                };
+                let gap = self.config.load_model.max_interpolation_gap_ms;
+                let p = self
+                    .window
+                    .align(&readings.series(asset, Quantity::PKw), gap);
+                let q = self
+                    .window
+                    .align(&readings.series(asset, Quantity::QKvar), gap);
+                series = p
+                    .iter()
+                    .zip(&q)
+                    .filter_map(|(p, q)| p.map(|p| Complex64::new(p, q.unwrap_or(0.0)).norm()))
+                    .collect();
+                metered = !series.is_empty();
+            }
+            let (peak_kva, p95_kva) = peak_and_p95(series);
+            let reserved: f64 = self
+                .reservations
+                .iter()
+                .filter(|r| r.node == tr.node)
+                .map(|r| r.demand_kw)
+                .fold(0.0, |a, b| a + b);
+            let headroom = ((limit * tr.rated_kva - peak_kva) * pf - reserved).max(0.0);
+            rows.push(CapacityRow {
+                id: tr.id.to_string(),
+                kind: "transformer",
+                rated: tr.rated_kva,
+                peak_kva: round(peak_kva, 1),
+                p95_kva: round(p95_kva, 1),
+                loading_pct: round(peak_kva / tr.rated_kva * 100.0, 2),
+                reserved_kw: reserved,
+                headroom_kw: headroom.floor(),
+                binding_constraint: if tr.in_service {
+                    CheckName::Transformer
+                } else {
+                    CheckName::OutOfService
+                },
+                worst_node_headroom_kw: None,
+                worst_node: None,
+                data_age_s: age(AssetRef {
+                    kind: AssetKind::Transformer,
+                    index: t as u32,
+                }),
+                metered_share: if metered { 1.0 } else { 0.0 },
+            });
+        }
+        rows
+    }
+
+    fn substation_capacity(&self, age: impl Fn(AssetRef) -> Option<f64>) -> Vec<CapacityRow> {
+        let pf = self.config.capacity_power_factor;
+        let steps = self.window.steps.len();
+        let mut rows = Vec::new();
+        for (s, substation) in self.network.substations.iter().enumerate() {
+            let ix = SubstationIx::from_usize(s);
+            let transformers: Vec<usize> = self
+                .network
+                .substation_transformers
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.substation == ix && t.in_service)
+                .map(|(i, _)| i)
+                .collect();
+            let ratings: Vec<f64> = transformers
+                .iter()
+                .map(|t| self.network.substation_transformers[*t].rated_kva)
+                .collect();
+            let total: f64 = ratings.iter().sum();
+            let largest = ratings.iter().copied().fold(0.0, f64::max);
+            let firm = if ratings.len() > 1 {
+                total - largest
+            } else {
+                total
+            };
+            // Groups fed by this substation's transformers.
+            let groups: Vec<usize> = self
+                .topology
+                .busbar_groups
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| {
+                    g.transformers
+                        .iter()
+                        .any(|t| self.network.substation_transformers[t.get()].substation == ix)
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let series: Vec<f64> = (0..steps)
+                .map(|k| {
+                    groups
+                        .iter()
+                        .map(|g| self.group_kva[*g][k])
+                        .sum::<Complex64>()
+                        .norm()
+                })
+                .collect();
+            let (peak_kva, p95_kva) = peak_and_p95(series);
+            let reserved: f64 = groups
+                .iter()
+                .map(|g| {
+                    self.group_reserved_kva[*g]
+                        .iter()
+                        .map(|c| c.re)
+                        .fold(0.0, f64::max)
+                })
+                .fold(0.0, |a, b| a + b);
+            let feeder_shares: Vec<f64> = self
+                .feeders
+                .iter()
+                .filter(|b| b.group.is_some_and(|g| groups.contains(&g)))
+                .map(|b| b.loads.metered_share)
+                .collect();
+            rows.push(CapacityRow {
+                id: substation.id.to_string(),
+                kind: "substation",
+                rated: firm,
+                peak_kva: round(peak_kva, 1),
+                p95_kva: round(p95_kva, 1),
+                loading_pct: if firm > 0.0 {
+                    round(peak_kva / firm * 100.0, 2)
+                } else {
+                    0.0
+                },
+                reserved_kw: round(reserved, 1),
+                headroom_kw: ((firm - peak_kva) * pf - reserved).max(0.0).floor(),
+                binding_constraint: CheckName::SubstationTransformer,
+                worst_node_headroom_kw: None,
+                worst_node: None,
+                data_age_s: transformers
+                    .iter()
+                    .filter_map(|t| {
+                        age(AssetRef {
+                            kind: AssetKind::SubstationTransformer,
+                            index: *t as u32,
+                        })
+                    })
+                    .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.min(b)))),
+                metered_share: if feeder_shares.is_empty() {
+                    0.0
+                } else {
+                    round(
+                        feeder_shares.iter().sum::<f64>() / feeder_shares.len() as f64,
+                        4,
+                    )
+                },
+            });
+        }
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let (peak, p95) = peak_and_p95((1..=100).map(f64::from).collect());
+        assert_eq!((peak, p95), (100.0, 95.0));
+        assert_eq!(peak_and_p95(vec![]), (0.0, 0.0));
+        assert_eq!(peak_and_p95(vec![3.0]), (3.0, 3.0));
+    }
+}
