@@ -130,7 +130,7 @@ impl Engine {
         let head_kva: Vec<f64> = base
             .solutions
             .iter()
-            .map(|s| s.head_power_kva().norm())
+            .map(|s| s.head_power_kva().norm_sqr().sqrt())
             .collect();
         let head_a: Vec<f64> = base.solutions.iter().map(|s| s.head_current_a()).collect();
         let rated = feeder
@@ -207,7 +207,8 @@ impl Engine {
                     series = (0..loads.step_count())
                         .map(|k| {
                             Complex64::new(loads.p_kw[k * m + slot], loads.q_kvar[k * m + slot])
-                                .norm()
+                                .norm_sqr()
+                                .sqrt()
                         })
                         .collect();
                 }
@@ -228,7 +229,9 @@ impl Engine {
                 series = p
                     .iter()
                     .zip(&q)
-                    .filter_map(|(p, q)| p.map(|p| Complex64::new(p, q.unwrap_or(0.0)).norm()))
+                    .filter_map(|(p, q)| {
+                        p.map(|p| Complex64::new(p, q.unwrap_or(0.0)).norm_sqr().sqrt())
+                    })
                     .collect();
                 metered = !series.is_empty();
             }
@@ -310,7 +313,8 @@ impl Engine {
                         .iter()
                         .map(|g| self.group_kva[*g][k])
                         .sum::<Complex64>()
-                        .norm()
+                        .norm_sqr()
+                        .sqrt()
                 })
                 .collect();
             let (peak_kva, p95_kva) = peak_and_p95(series);

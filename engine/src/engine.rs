@@ -43,6 +43,19 @@ pub struct FeederBase {
     pub solutions: Vec<Solution>,
     /// What each base power flow shows.
     pub observed: Vec<Observed>,
+    /// Per step and local node, the lowest voltage in the node's subtree, pu
+    /// (row-major: `step * nodes + node`).
+    pub subtree_min_pu: Vec<f64>,
+    /// Worst figures of the base case, computed once.
+    pub summary: crate::evaluate::BaseSummary,
+    /// A load factor of 1 at every step: the shape of a flat load.
+    pub flat_shape: Vec<f64>,
+    /// Per step and local node, the least current margin (limit less current, A)
+    /// of the branches from the busbar to the node, the head breaker included.
+    pub path_margin_a: Vec<f64>,
+    /// Per step and local node, the highest loading (current over rating, a
+    /// fraction) of the branches from the busbar to the node and the head.
+    pub path_max_loading: Vec<f64>,
     /// Busbar group of the head busbar.
     pub group: Option<usize>,
     /// Index of each kept step in the engine's window.
@@ -121,7 +134,7 @@ impl Engine {
         let reserved_groups: Vec<bool> = engine
             .group_reserved_kva
             .iter()
-            .map(|series| series.iter().any(|s| s.norm() > 0.0))
+            .map(|series| series.iter().any(|s| s.norm_sqr().sqrt() > 0.0))
             .collect();
         for f in 0..engine.feeders.len() {
             let feeder = FeederIx::from_usize(f);
@@ -257,6 +270,11 @@ impl Engine {
             reserved,
             solutions: Vec::new(),
             observed: Vec::new(),
+            subtree_min_pu: Vec::new(),
+            path_margin_a: Vec::new(),
+            path_max_loading: Vec::new(),
+            summary: Default::default(),
+            flat_shape: Vec::new(),
             group,
             window_step,
             group_kva: Vec::new(),
@@ -356,6 +374,54 @@ impl Engine {
         base.observed = (0..base.solutions.len())
             .map(|k| self.observe(base, k, &base.solutions[k], Complex64::new(0.0, 0.0)))
             .collect();
+        let e = &base.electrical;
+        let n = e.len();
+        let mut subtree_min = Vec::with_capacity(n * base.solutions.len());
+        for solution in &base.solutions {
+            let start = subtree_min.len();
+            subtree_min.extend(
+                solution
+                    .v_kv
+                    .iter()
+                    .zip(&e.nominal_kv)
+                    .map(|(v, kv)| v.norm_sqr().sqrt() / kv),
+            );
+            let row = &mut subtree_min[start..];
+            for j in (1..n).rev() {
+                let parent = e.parent[j] as usize;
+                row[parent] = row[parent].min(row[j]);
+            }
+        }
+        base.subtree_min_pu = subtree_min;
+
+        let thermal = self.config.limits.thermal_pct / 100.0;
+        let mut margins = Vec::with_capacity(n * base.solutions.len());
+        let mut loadings = Vec::with_capacity(n * base.solutions.len());
+        for solution in &base.solutions {
+            let head = solution.head_current_a();
+            let (head_margin, head_loading) = match e.head_rated_a {
+                Some(rated) => (rated * thermal - head, head / rated),
+                None => (f64::INFINITY, 0.0),
+            };
+            let start = margins.len();
+            margins.push(head_margin);
+            loadings.push(head_loading);
+            for j in 1..n {
+                let parent = start + e.parent[j] as usize;
+                let current = solution.i_a[j].norm_sqr().sqrt();
+                let (margin, loading) = if e.rated_a[j].is_finite() {
+                    (e.rated_a[j] * thermal - current, current / e.rated_a[j])
+                } else {
+                    (f64::INFINITY, 0.0)
+                };
+                margins.push(margin.min(margins[parent]));
+                loadings.push(loading.max(loadings[parent]));
+            }
+        }
+        base.path_margin_a = margins;
+        base.path_max_loading = loadings;
+        base.flat_shape = vec![1.0; base.solutions.len()];
+        base.summary = self.summarise(base);
     }
 
     /// Rated power of a busbar group's substation transformers, kVA.
@@ -385,7 +451,7 @@ impl Engine {
             converged: solution.converged,
         };
         for i in 0..e.len() {
-            let v = solution.v_kv[i].norm() / e.nominal_kv[i];
+            let v = solution.v_kv[i].norm_sqr().sqrt() / e.nominal_kv[i];
             if v < observed.v_min_pu {
                 observed.v_min_pu = v;
                 observed.v_min_at = i as u32;
@@ -395,7 +461,7 @@ impl Engine {
                 observed.v_max_at = i as u32;
             }
             if i > 0 && matches!(e.inbound[i], Some(Branch::Segment(_))) {
-                let pct = solution.i_a[i].norm() / e.rated_a[i] * 100.0;
+                let pct = solution.i_a[i].norm_sqr().sqrt() / e.rated_a[i] * 100.0;
                 if pct > observed.segment_pct {
                     observed.segment_pct = pct;
                     observed.segment_at = i as u32;
@@ -410,7 +476,7 @@ impl Engine {
             let group = base.group.map_or(Complex64::new(0.0, 0.0), |g| {
                 self.group_kva[g][base.window_step[k]]
             });
-            observed.substation_pct = (group + added_head_kva).norm() / rated * 100.0;
+            observed.substation_pct = (group + added_head_kva).norm_sqr().sqrt() / rated * 100.0;
         }
         debug_assert!(e.parent.first().is_none_or(|p| *p == NO_PARENT));
         observed

@@ -70,6 +70,33 @@ pub struct WorstChecks {
     pub substation_pct: f64,
 }
 
+/// A feeder's base case over all its steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BaseSummary {
+    /// Worst figures without new load.
+    pub before: Figures,
+    /// Worst value of each check without new load, and where.
+    pub worst: WorstChecks,
+    /// The check already broken without new load, if any (the worst breach).
+    pub already_broken: Option<CheckName>,
+}
+
+impl Default for BaseSummary {
+    fn default() -> Self {
+        Self {
+            before: Figures::default(),
+            worst: WorstChecks {
+                segment: (0.0, 0),
+                head_pct: 0.0,
+                v_min: (f64::INFINITY, 0),
+                v_max: (f64::NEG_INFINITY, 0),
+                substation_pct: 0.0,
+            },
+            already_broken: None,
+        }
+    }
+}
+
 /// What the engine found at one connection point.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PointEvaluation {
@@ -111,31 +138,60 @@ pub(crate) fn magnitude_root(start: Complex64, per_unit: Complex64, limit: f64) 
 
 impl Engine {
     /// The application's load factor at each kept step of a feeder.
-    fn shape(&self, base: &FeederBase, load: &AddedLoad<'_>) -> Vec<f64> {
+    fn shape<'b>(&self, base: &'b FeederBase, load: &AddedLoad<'_>) -> std::borrow::Cow<'b, [f64]> {
+        if load.profile.is_none() {
+            return std::borrow::Cow::Borrowed(&base.flat_shape);
+        }
         base.loads
             .steps
             .iter()
             .map(|ts| load.profile.map_or(1.0, |p| p[self.quarter_of_day(*ts)]))
-            .collect()
+            .collect::<Vec<_>>()
+            .into()
     }
 
-    /// Worst base-case figures of a feeder over its steps.
-    pub fn before(&self, base: &FeederBase) -> Figures {
-        let mut f = Figures {
+    /// What a feeder's base case shows over all its steps, once per feeder.
+    pub(crate) fn summarise(&self, base: &FeederBase) -> BaseSummary {
+        let limits = &self.config.limits;
+        let mut before = Figures {
             max_loading_pct: 0.0,
             min_voltage_pu: f64::INFINITY,
             substation_transformer_loading_pct: 0.0,
         };
+        let mut worst = WorstChecks {
+            segment: (0.0, 0),
+            head_pct: 0.0,
+            v_min: (f64::INFINITY, 0),
+            v_max: (f64::NEG_INFINITY, 0),
+            substation_pct: 0.0,
+        };
+        // A limit broken without the new load binds at once: the worst breach.
+        let mut already: Option<(f64, CheckName)> = None;
         for o in &base.observed {
-            f.max_loading_pct = f.max_loading_pct.max(o.max_loading_pct());
-            f.min_voltage_pu = f.min_voltage_pu.min(o.v_min_pu);
-            f.substation_transformer_loading_pct =
-                f.substation_transformer_loading_pct.max(o.substation_pct);
+            before.max_loading_pct = before.max_loading_pct.max(o.max_loading_pct());
+            before.min_voltage_pu = before.min_voltage_pu.min(o.v_min_pu);
+            before.substation_transformer_loading_pct = before
+                .substation_transformer_loading_pct
+                .max(o.substation_pct);
+            absorb(&mut worst, o);
+            let ratios = o.ratios(limits);
+            let breach = ratios.iter().copied().fold(f64::MIN, f64::max);
+            if breach > 1.0 && already.is_none_or(|(w, _)| breach > w) {
+                let name = ratios
+                    .iter()
+                    .position(|r| *r > 1.0)
+                    .map_or(CheckName::SegmentThermal, |i| CheckName::ELECTRICAL[i]);
+                already = Some((breach, name));
+            }
         }
-        if !f.min_voltage_pu.is_finite() {
-            f.min_voltage_pu = 1.0;
+        if !before.min_voltage_pu.is_finite() {
+            before.min_voltage_pu = 1.0;
         }
-        f
+        BaseSummary {
+            before,
+            worst,
+            already_broken: already.map(|(_, name)| name),
+        }
     }
 
     /// A full power flow of step `k` with `x` kW (shaped) added at `local`.
@@ -180,115 +236,141 @@ impl Engine {
         let n = e.len();
         let steps = base.loads.step_count();
         let shape = self.shape(base, load);
-        let before = self.before(base);
+        let before = base.summary.before;
         let mut scratch = Scratch::default();
 
-        // Branches from the busbar to the candidate, and the impedance each node
-        // shares with that path (its voltage sensitivity to load at the candidate).
-        let mut on_path = vec![false; n];
+        // Nodes from the candidate up to the first node, and the impedance from the
+        // busbar to each: a node off the path shares the path's impedance down to
+        // where it branches off, so its voltage falls with that of the branch point.
         let mut path = Vec::new();
         let mut at = local;
         while at != 0 && (at as usize) < n {
-            on_path[at as usize] = true;
             path.push(at as usize);
             at = e.parent[at as usize];
         }
-        let mut shared_z = vec![Complex64::new(0.0, 0.0); n];
-        for j in 1..n {
-            let parent = e.parent[j] as usize;
-            shared_z[j] = shared_z[parent]
-                + if on_path[j] {
-                    e.z_ohm[j]
-                } else {
-                    Complex64::new(0.0, 0.0)
-                };
+        let mut z_from_busbar = vec![Complex64::new(0.0, 0.0); path.len()];
+        let mut z = Complex64::new(0.0, 0.0);
+        for (i, &p) in path.iter().enumerate().rev() {
+            z += e.z_ohm[p];
+            z_from_busbar[i] = z;
         }
         let thermal = limits.thermal_pct / 100.0;
         let head_limit_a = e.head_rated_a.map(|a| a * thermal);
         let group_rated = self.group_rated_kva(base.group);
         let substation_limit_kva = group_rated * limits.substation_transformer_pct / 100.0;
 
-        // A limit broken without the new load binds at once.
-        let mut already: Option<(f64, CheckName)> = None;
-        for o in &base.observed {
-            let ratios = o.ratios(limits);
-            let worst = ratios.iter().copied().fold(f64::MIN, f64::max);
-            if worst > 1.0 && already.is_none_or(|(w, _)| worst > w) {
-                let name = ratios
-                    .iter()
-                    .position(|r| *r > 1.0)
-                    .map_or(CheckName::SegmentThermal, |i| CheckName::ELECTRICAL[i]);
-                already = Some((worst, name));
-            }
-        }
-
-        // Screening: estimated headroom per step, and estimated figures at demand.
-        let mut estimates: Vec<(f64, usize)> = Vec::with_capacity(steps);
-        let mut loading_at_demand: Vec<(f64, usize)> = Vec::with_capacity(steps);
-        let mut voltage_at_demand: Vec<(f64, usize)> = Vec::with_capacity(steps);
-        let mut substation_at_demand: Vec<(f64, usize)> = Vec::with_capacity(steps);
+        // Pass 1, a few operations per step: lower bounds of each step's headroom
+        // from the triangle inequality (no step can have less room than this), and
+        // rough figures at the demand to find the steps worth a full power flow.
+        let z_candidate = z_from_busbar.first().map_or(0.0, |z| z.norm_sqr().sqrt());
+        let weakest_a = path
+            .iter()
+            .map(|&p| e.rated_a[p])
+            .chain(e.head_rated_a)
+            .fold(f64::INFINITY, f64::min);
+        let per_kw_magnitude = (1.0 + load.tan_phi * load.tan_phi).sqrt();
+        let mut lower_bounds: Vec<f64> = vec![f64::INFINITY; steps];
+        let mut worst_loading = TopSteps::default();
+        let mut worst_voltage = TopSteps::default();
+        let mut worst_substation = TopSteps::default();
+        let mut most_constrained = (f64::INFINITY, usize::MAX);
         for (k, &a) in shape.iter().enumerate() {
             let solution = &base.solutions[k];
-            let observed = &base.observed[k];
             if a <= 0.0 || !solution.converged {
                 continue;
             }
+            let row = k * n;
+            let v_candidate = solution.v_kv[local as usize].norm_sqr().sqrt();
+            let amps_per_kw = a * per_kw_magnitude / (SQRT_3 * v_candidate);
+            let pu_per_kw =
+                SQRT_3 * z_candidate * amps_per_kw / 1000.0 / e.nominal_kv[local as usize];
+            let feeder_min_pu = base.subtree_min_pu[row];
+            let group = base.group_kva[k];
+            let mut bound = base.path_margin_a[row + local as usize] / amps_per_kw;
+            if pu_per_kw > 0.0 {
+                bound = bound.min((feeder_min_pu - limits.v_min_pu) / pu_per_kw);
+            }
+            if substation_limit_kva > 0.0 {
+                let room = substation_limit_kva - group.norm_sqr().sqrt();
+                bound = bound.min(room / (a * per_kw_magnitude));
+            }
+            let bound = bound.max(0.0);
+            lower_bounds[k] = bound;
+            if bound < most_constrained.0 {
+                most_constrained = (bound, k);
+            }
+            let loading = (base.path_max_loading[row + local as usize]
+                + demand_kw * amps_per_kw / weakest_a)
+                .max(base.observed[k].max_loading_pct() / 100.0);
+            worst_loading.offer(loading, k);
+            worst_voltage.offer(-(feeder_min_pu - demand_kw * pu_per_kw), k);
+            let per_kw_kva = Complex64::new(a, a * load.tan_phi);
+            worst_substation.offer((group + demand_kw * per_kw_kva).norm_sqr(), k);
+        }
+
+        // Pass 2, along the path: the estimated headroom of the steps whose lower
+        // bound does not already rule them out, starting from the most constrained.
+        let estimate_at = |k: usize| {
+            let a = shape[k];
+            let solution = &base.solutions[k];
             let v_candidate = solution.v_kv[local as usize];
             // Current drawn per kW added at the candidate, A.
             let per_kw = Complex64::new(a, -a * load.tan_phi) / (SQRT_3 * v_candidate.conj());
             let mut estimate = f64::INFINITY;
-            let mut loading = observed.max_loading_pct();
             for &i in &path {
                 let limit = e.rated_a[i] * thermal;
                 if limit.is_finite() {
                     estimate = estimate.min(magnitude_root(solution.i_a[i], per_kw, limit));
-                    let after =
-                        (solution.i_a[i] + demand_kw * per_kw).norm() / e.rated_a[i] * 100.0;
-                    loading = loading.max(after);
                 }
             }
-            if let (Some(limit), Some(rated)) = (head_limit_a, e.head_rated_a) {
+            if let Some(limit) = head_limit_a {
                 estimate = estimate.min(magnitude_root(solution.i_a[0], per_kw, limit));
-                loading =
-                    loading.max((solution.i_a[0] + demand_kw * per_kw).norm() / rated * 100.0);
             }
-            let mut v_min = f64::INFINITY;
-            for (j, shared) in shared_z.iter().enumerate() {
-                let v = solution.v_kv[j];
-                let magnitude = v.norm();
-                let drop_per_kw = SQRT_3 * shared * per_kw / 1000.0;
-                let slope = -(drop_per_kw * v.conj()).re / magnitude;
-                let floor = limits.v_min_pu * e.nominal_kv[j];
-                if slope < 0.0 {
-                    estimate = estimate.min(((magnitude - floor) / -slope).max(0.0));
+            // Voltage: for each branch point p on the path, the lowest voltage of
+            // its subtree falls at p's rate. Deeper nodes also appear in shallower
+            // subtrees with a smaller rate, which never wins the minimum.
+            let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
+            for (i, &p) in path.iter().enumerate() {
+                let v = solution.v_kv[p];
+                let magnitude = v.norm_sqr().sqrt();
+                let drop_per_kw = SQRT_3 * z_from_busbar[i] * per_kw / 1000.0;
+                let slope_pu = -(drop_per_kw * v.conj()).re / magnitude / e.nominal_kv[p];
+                if slope_pu < 0.0 {
+                    estimate =
+                        estimate.min(((subtree_min[p] - limits.v_min_pu) / -slope_pu).max(0.0));
                 }
-                v_min = v_min.min((magnitude + demand_kw * slope) / e.nominal_kv[j]);
             }
-            let mut substation = observed.substation_pct;
             if substation_limit_kva > 0.0 {
-                let group = base.group.map_or(Complex64::new(0.0, 0.0), |g| {
-                    self.group_kva[g][base.window_step[k]]
-                });
                 let per_kw_kva = Complex64::new(a, a * load.tan_phi);
-                estimate = estimate.min(magnitude_root(group, per_kw_kva, substation_limit_kva));
-                substation = (group + demand_kw * per_kw_kva).norm() / group_rated * 100.0;
+                estimate = estimate.min(magnitude_root(
+                    base.group_kva[k],
+                    per_kw_kva,
+                    substation_limit_kva,
+                ));
             }
+            estimate
+        };
+        let mut estimates: Vec<(f64, usize)> = Vec::new();
+        let mut smallest = f64::INFINITY;
+        if most_constrained.1 != usize::MAX {
+            smallest = estimate_at(most_constrained.1);
+            estimates.push((smallest, most_constrained.1));
+        }
+        for (k, &bound) in lower_bounds.iter().enumerate() {
+            if k == most_constrained.1 || bound > smallest * 1.02 + 2.0 {
+                continue;
+            }
+            let estimate = estimate_at(k);
+            smallest = smallest.min(estimate);
             estimates.push((estimate, k));
-            loading_at_demand.push((-loading, k));
-            voltage_at_demand.push((v_min, k));
-            substation_at_demand.push((-substation, k));
         }
 
-        // Figures at the application's demand: exact flows at the worst estimated steps.
-        let mut chosen: Vec<usize> = Vec::new();
-        for list in [
-            &mut loading_at_demand,
-            &mut voltage_at_demand,
-            &mut substation_at_demand,
-        ] {
-            list.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chosen.extend(list.iter().take(3).map(|(_, k)| *k));
-        }
+        // Figures at the application's demand: exact flows at the worst steps.
+        let mut chosen: Vec<usize> = worst_loading
+            .steps()
+            .chain(worst_voltage.steps())
+            .chain(worst_substation.steps())
+            .collect();
         chosen.sort_unstable();
         chosen.dedup();
         let mut after = Figures {
@@ -296,16 +378,7 @@ impl Engine {
             min_voltage_pu: before.min_voltage_pu,
             substation_transformer_loading_pct: before.substation_transformer_loading_pct,
         };
-        let mut worst = WorstChecks {
-            segment: (0.0, 0),
-            head_pct: 0.0,
-            v_min: (f64::INFINITY, 0),
-            v_max: (f64::NEG_INFINITY, 0),
-            substation_pct: 0.0,
-        };
-        for o in &base.observed {
-            absorb(&mut worst, o);
-        }
+        let mut worst = base.summary.worst;
         for &k in &chosen {
             let o = self.exact(base, k, local, demand_kw * shape[k], load, &mut scratch);
             absorb(&mut worst, &o);
@@ -318,7 +391,7 @@ impl Engine {
         };
         after.substation_transformer_loading_pct = worst.substation_pct;
 
-        if let Some((_, binding)) = already {
+        if let Some(binding) = base.summary.already_broken {
             return PointEvaluation {
                 headroom_kw: 0.0,
                 binding,
@@ -331,11 +404,11 @@ impl Engine {
 
         // Exact headroom at the steps that can bind.
         estimates.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let smallest = estimates.first().map_or(f64::INFINITY, |e| e.0);
         let mut headroom = f64::INFINITY;
         let mut binding_step = None;
         for &(estimate, k) in estimates.iter().take(REFINED_STEPS) {
-            if estimate > smallest * 1.1 + 5.0 {
+            // Estimates are within about a per cent of the exact root.
+            if estimate > smallest * 1.03 + 2.0 {
                 break;
             }
             let a = shape[k];
@@ -382,6 +455,40 @@ impl Engine {
     }
 }
 
+/// How many of the worst estimated steps get a full power flow at the demand.
+const AFTER_STEPS: usize = 2;
+
+/// The [`AFTER_STEPS`] steps with the largest values offered.
+#[derive(Default)]
+struct TopSteps {
+    top: [(f64, usize); AFTER_STEPS],
+    len: usize,
+}
+
+impl TopSteps {
+    fn offer(&mut self, value: f64, step: usize) {
+        if self.len < AFTER_STEPS {
+            self.top[self.len] = (value, step);
+            self.len += 1;
+        } else {
+            let (min_at, min) = self
+                .top
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.0.total_cmp(&b.1.0))
+                .map(|(i, v)| (i, v.0))
+                .unwrap_or((0, f64::INFINITY));
+            if value > min {
+                self.top[min_at] = (value, step);
+            }
+        }
+    }
+
+    fn steps(&self) -> impl Iterator<Item = usize> + '_ {
+        self.top[..self.len].iter().map(|(_, k)| *k)
+    }
+}
+
 fn absorb(worst: &mut WorstChecks, o: &Observed) {
     if !o.converged {
         worst.segment.0 = f64::INFINITY;
@@ -404,16 +511,33 @@ fn absorb(worst: &mut WorstChecks, o: &Observed) {
 /// The largest `x` in [0, UNBOUNDED_KW] with `g(x) <= 0`, to 0.5 kW, for a `g` that
 /// grows with `x` and is not positive at 0; `guess` is an estimate of the root.
 fn largest_feasible(guess: f64, mut g: impl FnMut(f64) -> f64) -> f64 {
-    let (mut lo, mut g_lo) = (0.0, g(0.0));
+    // The estimate is usually within a per cent of the root: bracket it tightly.
+    let (mut lo, mut g_lo, mut hi, mut g_hi);
+    if guess.is_finite() && guess > 0.0 {
+        let at_guess = g(guess);
+        if at_guess <= 0.0 {
+            (lo, g_lo) = (guess, at_guess);
+            hi = (guess * 1.02 + 2.0).min(UNBOUNDED_KW);
+            g_hi = g(hi);
+        } else {
+            (hi, g_hi) = (guess, at_guess);
+            lo = (guess * 0.98 - 2.0).max(0.0);
+            g_lo = g(lo);
+            if g_lo > 0.0 {
+                (hi, g_hi) = (lo, g_lo);
+                lo = 0.0;
+                g_lo = g(0.0);
+            }
+        }
+    } else {
+        lo = 0.0;
+        g_lo = g(0.0);
+        hi = 1_000.0;
+        g_hi = g(hi);
+    }
     if g_lo > 0.0 {
         return 0.0;
     }
-    let mut hi = if guess.is_finite() {
-        (guess * 1.05).max(5.0)
-    } else {
-        1_000.0
-    };
-    let mut g_hi = g(hi);
     while g_hi <= 0.0 {
         if hi >= UNBOUNDED_KW {
             return UNBOUNDED_KW;

@@ -284,7 +284,7 @@ impl FeederLoads {
                         let total_load: Complex64 =
                             (0..m).map(|t| Complex64::new(p_row[t], q_row[t])).sum();
                         losses = computed - total_load;
-                        if (computed - head).norm() < 0.5 || residual.re <= 0.0 {
+                        if (computed - head).norm_sqr().sqrt() < 0.5 || residual.re <= 0.0 {
                             break;
                         }
                     }

@@ -373,9 +373,11 @@ impl Engine {
 
     /// Whether reservations load the busbar group of `busbar`.
     fn group_has_reservations(&self, busbar: NodeIx) -> bool {
-        self.topology
-            .busbar_group_index(busbar)
-            .is_some_and(|g| self.group_reserved_kva[g].iter().any(|s| s.norm() > 0.0))
+        self.topology.busbar_group_index(busbar).is_some_and(|g| {
+            self.group_reserved_kva[g]
+                .iter()
+                .any(|s| s.norm_sqr().sqrt() > 0.0)
+        })
     }
 
     /// Demand reserved on a feeder and in its busbar group, kW.
@@ -478,8 +480,8 @@ impl Engine {
                 s += self.group_reserved_kva[g][k];
             }
             let per_kw = num_complex::Complex64::new(a, a * load.tan_phi);
-            before = before.max(s.norm());
-            after = after.max((s + demand_kw * per_kw).norm());
+            before = before.max(s.norm_sqr().sqrt());
+            after = after.max((s + demand_kw * per_kw).norm_sqr().sqrt());
             if a > 0.0 && rated > 0.0 {
                 headroom = headroom.min(magnitude_root(s, per_kw, limit_kva));
             }
@@ -547,8 +549,9 @@ impl Engine {
                         base.loads.q_kvar[k * m + slot],
                     );
                     let per_kw = num_complex::Complex64::new(a, a * load.tan_phi);
-                    peak_kva = peak_kva.max(s.norm());
-                    peak_with_kva = peak_with_kva.max((s + app.demand_kw * per_kw).norm());
+                    peak_kva = peak_kva.max(s.norm_sqr().sqrt());
+                    peak_with_kva =
+                        peak_with_kva.max((s + app.demand_kw * per_kw).norm_sqr().sqrt());
                     if a > 0.0 {
                         transformer_headroom =
                             transformer_headroom.min(magnitude_root(s, per_kw, limit));
