@@ -50,12 +50,20 @@ pub struct FeederBase {
     pub summary: crate::evaluate::BaseSummary,
     /// A load factor of 1 at every step: the shape of a flat load.
     pub flat_shape: Vec<f64>,
-    /// Per step and local node, the least current margin (limit less current, A)
-    /// of the branches from the busbar to the node, the head breaker included.
+    /// Per local node and step, the least current margin (limit less current, A)
+    /// of the branches from the busbar to the node, the head breaker included
+    /// (node-major: `node * steps + step`, so one candidate reads one run).
     pub path_margin_a: Vec<f64>,
-    /// Per step and local node, the highest loading (current over rating, a
-    /// fraction) of the branches from the busbar to the node and the head.
+    /// Per local node and step, the highest loading (current over rating, a
+    /// fraction) of the branches from the busbar to the node and the head
+    /// (node-major).
     pub path_max_loading: Vec<f64>,
+    /// Per local node and step, the voltage magnitude, kV (node-major).
+    pub voltage_kv: Vec<f64>,
+    /// Per step, the lowest voltage of the feeder, pu.
+    pub feeder_min_pu: Vec<f64>,
+    /// Per step, the highest loading of segments and head, a fraction.
+    pub max_loading: Vec<f64>,
     /// Busbar group of the head busbar.
     pub group: Option<usize>,
     /// Index of each kept step in the engine's window.
@@ -273,6 +281,9 @@ impl Engine {
             subtree_min_pu: Vec::new(),
             path_margin_a: Vec::new(),
             path_max_loading: Vec::new(),
+            voltage_kv: Vec::new(),
+            feeder_min_pu: Vec::new(),
+            max_loading: Vec::new(),
             summary: Default::default(),
             flat_shape: Vec::new(),
             group,
@@ -395,31 +406,41 @@ impl Engine {
         base.subtree_min_pu = subtree_min;
 
         let thermal = self.config.limits.thermal_pct / 100.0;
-        let mut margins = Vec::with_capacity(n * base.solutions.len());
-        let mut loadings = Vec::with_capacity(n * base.solutions.len());
-        for solution in &base.solutions {
+        let steps = base.solutions.len();
+        let mut margins = vec![f64::INFINITY; n * steps];
+        let mut loadings = vec![0.0; n * steps];
+        let mut voltages = vec![0.0; n * steps];
+        for (k, solution) in base.solutions.iter().enumerate() {
             let head = solution.head_current_a();
             let (head_margin, head_loading) = match e.head_rated_a {
                 Some(rated) => (rated * thermal - head, head / rated),
                 None => (f64::INFINITY, 0.0),
             };
-            let start = margins.len();
-            margins.push(head_margin);
-            loadings.push(head_loading);
+            margins[k] = head_margin;
+            loadings[k] = head_loading;
+            voltages[k] = solution.v_kv[0].norm_sqr().sqrt();
             for j in 1..n {
-                let parent = start + e.parent[j] as usize;
+                let parent = e.parent[j] as usize * steps + k;
                 let current = solution.i_a[j].norm_sqr().sqrt();
                 let (margin, loading) = if e.rated_a[j].is_finite() {
                     (e.rated_a[j] * thermal - current, current / e.rated_a[j])
                 } else {
                     (f64::INFINITY, 0.0)
                 };
-                margins.push(margin.min(margins[parent]));
-                loadings.push(loading.max(loadings[parent]));
+                margins[j * steps + k] = margin.min(margins[parent]);
+                loadings[j * steps + k] = loading.max(loadings[parent]);
+                voltages[j * steps + k] = solution.v_kv[j].norm_sqr().sqrt();
             }
         }
         base.path_margin_a = margins;
         base.path_max_loading = loadings;
+        base.voltage_kv = voltages;
+        base.feeder_min_pu = (0..steps).map(|k| base.subtree_min_pu[k * n]).collect();
+        base.max_loading = base
+            .observed
+            .iter()
+            .map(|o| o.max_loading_pct() / 100.0)
+            .collect();
         base.flat_shape = vec![1.0; base.solutions.len()];
         base.summary = self.summarise(base);
     }

@@ -270,38 +270,47 @@ impl Engine {
             .fold(f64::INFINITY, f64::min);
         let per_kw_magnitude = (1.0 + load.tan_phi * load.tan_phi).sqrt();
         let mut lower_bounds: Vec<f64> = vec![f64::INFINITY; steps];
+        let mut voltage_bounds: Vec<f64> = vec![f64::INFINITY; steps];
+        let mut substation_bounds: Vec<f64> = vec![f64::INFINITY; steps];
         let mut worst_loading = TopSteps::default();
         let mut worst_voltage = TopSteps::default();
         let mut worst_substation = TopSteps::default();
         let mut most_constrained = (f64::INFINITY, usize::MAX);
+        // The candidate's own runs over the steps, contiguous.
+        let run = local as usize * steps..(local as usize + 1) * steps;
+        let voltage_kv = &base.voltage_kv[run.clone()];
+        let path_margin_a = &base.path_margin_a[run.clone()];
+        let path_max_loading = &base.path_max_loading[run];
+        let nominal_kv = e.nominal_kv[local as usize];
         for (k, &a) in shape.iter().enumerate() {
-            let solution = &base.solutions[k];
-            if a <= 0.0 || !solution.converged {
+            if a <= 0.0 || !base.solutions[k].converged {
                 continue;
             }
-            let row = k * n;
-            let v_candidate = solution.v_kv[local as usize].norm_sqr().sqrt();
-            let amps_per_kw = a * per_kw_magnitude / (SQRT_3 * v_candidate);
-            let pu_per_kw =
-                SQRT_3 * z_candidate * amps_per_kw / 1000.0 / e.nominal_kv[local as usize];
-            let feeder_min_pu = base.subtree_min_pu[row];
+            let amps_per_kw = a * per_kw_magnitude / (SQRT_3 * voltage_kv[k]);
+            let pu_per_kw = SQRT_3 * z_candidate * amps_per_kw / 1000.0 / nominal_kv;
+            let feeder_min_pu = base.feeder_min_pu[k];
             let group = base.group_kva[k];
-            let mut bound = base.path_margin_a[row + local as usize] / amps_per_kw;
-            if pu_per_kw > 0.0 {
-                bound = bound.min((feeder_min_pu - limits.v_min_pu) / pu_per_kw);
-            }
-            if substation_limit_kva > 0.0 {
+            let thermal_bound = (path_margin_a[k] / amps_per_kw).max(0.0);
+            let voltage_bound = if pu_per_kw > 0.0 {
+                ((feeder_min_pu - limits.v_min_pu) / pu_per_kw).max(0.0)
+            } else {
+                f64::INFINITY
+            };
+            let substation_bound = if substation_limit_kva > 0.0 {
                 let room = substation_limit_kva - group.norm_sqr().sqrt();
-                bound = bound.min(room / (a * per_kw_magnitude));
-            }
-            let bound = bound.max(0.0);
+                (room / (a * per_kw_magnitude)).max(0.0)
+            } else {
+                f64::INFINITY
+            };
+            let bound = thermal_bound.min(voltage_bound).min(substation_bound);
             lower_bounds[k] = bound;
+            voltage_bounds[k] = voltage_bound;
+            substation_bounds[k] = substation_bound;
             if bound < most_constrained.0 {
                 most_constrained = (bound, k);
             }
-            let loading = (base.path_max_loading[row + local as usize]
-                + demand_kw * amps_per_kw / weakest_a)
-                .max(base.observed[k].max_loading_pct() / 100.0);
+            let loading = (path_max_loading[k] + demand_kw * amps_per_kw / weakest_a)
+                .max(base.max_loading[k]);
             worst_loading.offer(loading, k);
             worst_voltage.offer(-(feeder_min_pu - demand_kw * pu_per_kw), k);
             let per_kw_kva = Complex64::new(a, a * load.tan_phi);
@@ -310,7 +319,9 @@ impl Engine {
 
         // Pass 2, along the path: the estimated headroom of the steps whose lower
         // bound does not already rule them out, starting from the most constrained.
-        let estimate_at = |k: usize| {
+        // A limit whose lower bound at a step already exceeds `beyond` cannot bind
+        // there and is not estimated.
+        let estimate_at = |k: usize, beyond: f64| {
             let a = shape[k];
             let solution = &base.solutions[k];
             let v_candidate = solution.v_kv[local as usize];
@@ -330,7 +341,12 @@ impl Engine {
             // its subtree falls at p's rate. Deeper nodes also appear in shallower
             // subtrees with a smaller rate, which never wins the minimum.
             let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
-            for (i, &p) in path.iter().enumerate() {
+            let voltage_path: &[usize] = if voltage_bounds[k] > beyond {
+                &[]
+            } else {
+                &path
+            };
+            for (i, &p) in voltage_path.iter().enumerate() {
                 let v = solution.v_kv[p];
                 let magnitude = v.norm_sqr().sqrt();
                 let drop_per_kw = SQRT_3 * z_from_busbar[i] * per_kw / 1000.0;
@@ -340,7 +356,7 @@ impl Engine {
                         estimate.min(((subtree_min[p] - limits.v_min_pu) / -slope_pu).max(0.0));
                 }
             }
-            if substation_limit_kva > 0.0 {
+            if substation_limit_kva > 0.0 && substation_bounds[k] <= beyond {
                 let per_kw_kva = Complex64::new(a, a * load.tan_phi);
                 estimate = estimate.min(magnitude_root(
                     base.group_kva[k],
@@ -353,14 +369,14 @@ impl Engine {
         let mut estimates: Vec<(f64, usize)> = Vec::new();
         let mut smallest = f64::INFINITY;
         if most_constrained.1 != usize::MAX {
-            smallest = estimate_at(most_constrained.1);
+            smallest = estimate_at(most_constrained.1, f64::INFINITY);
             estimates.push((smallest, most_constrained.1));
         }
         for (k, &bound) in lower_bounds.iter().enumerate() {
             if k == most_constrained.1 || bound > smallest * 1.02 + 2.0 {
                 continue;
             }
-            let estimate = estimate_at(k);
+            let estimate = estimate_at(k, smallest * 1.02 + 2.0);
             smallest = smallest.min(estimate);
             estimates.push((estimate, k));
         }
@@ -406,10 +422,16 @@ impl Engine {
         estimates.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut headroom = f64::INFINITY;
         let mut binding_step = None;
+        // The estimate's error is much the same at neighbouring steps (the same
+        // limit, similar loads), so the first exact root corrects the others: only
+        // steps whose corrected estimate still comes within a hair are refined.
+        let mut correction = 1.0;
         for &(estimate, k) in estimates.iter().take(REFINED_STEPS) {
-            // Estimates are within about a per cent of the exact root.
             if estimate > smallest * 1.03 + 2.0 {
                 break;
+            }
+            if binding_step.is_some() && estimate * correction > headroom * 1.002 + 1.0 {
+                continue;
             }
             let a = shape[k];
             let g = |x: f64, scratch: &mut Scratch| {
@@ -417,7 +439,10 @@ impl Engine {
                     .worst_ratio(limits)
                     - 1.0
             };
-            let found = largest_feasible(estimate, |x| g(x, &mut scratch));
+            let found = largest_feasible(estimate * correction, |x| g(x, &mut scratch));
+            if binding_step.is_none() && estimate > 0.0 && found > 0.0 {
+                correction = found / estimate;
+            }
             if found < headroom {
                 headroom = found;
                 binding_step = Some(k);
@@ -455,8 +480,9 @@ impl Engine {
     }
 }
 
-/// How many of the worst estimated steps get a full power flow at the demand.
-const AFTER_STEPS: usize = 2;
+/// How many of the worst estimated steps, per figure, get a full power flow at the
+/// demand.
+const AFTER_STEPS: usize = 1;
 
 /// The [`AFTER_STEPS`] steps with the largest values offered.
 #[derive(Default)]
