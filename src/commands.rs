@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 
 use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings, Level};
 use headroom_geodata::readings::read_readings;
@@ -132,16 +133,15 @@ fn rfc3339(ts_ms: i64) -> String {
 }
 
 /// Reads a gridpack and builds the engine over its readings.
-fn engine_for(dir: &Path) -> Result<(Engine, InMemoryReadings), Failure> {
+fn engine_for(dir: &Path) -> Result<Engine, Failure> {
     let gridpack = Gridpack::read(dir)?;
-    let readings = InMemoryReadings::from_rows(&gridpack.readings);
-    let engine = Engine::new(
+    let readings = Arc::new(InMemoryReadings::from_rows(&gridpack.readings));
+    Ok(Engine::new(
         gridpack.network,
-        &readings,
+        readings,
         EngineConfig::default(),
         Vec::new(),
-    );
-    Ok((engine, readings))
+    ))
 }
 
 /// The level of `capacity`.
@@ -156,14 +156,14 @@ pub(crate) enum CapacityLevel {
 }
 
 pub(crate) fn capacity(dir: &Path, level: CapacityLevel, json: bool) -> Outcome {
-    let (engine, readings) = engine_for(dir)?;
+    let engine = engine_for(dir)?;
     let level = match level {
         CapacityLevel::Feeder => Level::Feeder,
         CapacityLevel::Transformer => Level::Transformer,
         CapacityLevel::Substation => Level::Substation,
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let rows = engine.capacity(level, &readings, now_ms);
+    let rows = engine.capacity(level, engine.readings(), now_ms);
     if json {
         let text = serde_json::to_string_pretty(&rows).map_err(|e| Failure {
             exit_code: 1,
@@ -222,7 +222,7 @@ pub(crate) fn rank(dir: &Path, applications: Option<&Path>, json: bool) -> Outco
     };
     // Applications first: a bad one fails fast, before the network is loaded.
     let applications = read_applications(&applications_path)?;
-    let (engine, _) = engine_for(dir)?;
+    let engine = engine_for(dir)?;
     let results: Vec<_> = applications.iter().map(|a| engine.rank(a)).collect();
     if json {
         let text = serde_json::to_string_pretty(&results).map_err(|e| Failure {

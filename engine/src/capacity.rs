@@ -13,7 +13,11 @@ use num_complex::Complex64;
 use serde::Serialize;
 
 use crate::checks::CheckName;
-use crate::engine::Engine;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::engine::{Engine, FeederBase};
 use crate::evaluate::AddedLoad;
 use crate::readings::ReadingsSource;
 
@@ -93,7 +97,8 @@ impl Engine {
                 .map(|ts| round((now_ms - ts).max(0) as f64 / 1000.0, 0))
         };
         match level {
-            Level::Feeder => (0..self.feeders.len())
+            Level::Feeder => (0..self.network.feeders.len())
+                .into_par_iter()
                 .map(|f| {
                     let row = self.feeder_capacity(f);
                     CapacityRow {
@@ -122,8 +127,16 @@ impl Engine {
             .fold(0.0, |a, b| a + b)
     }
 
+    /// A feeder's base from the cache, or built for the moment: a sweep over every
+    /// feeder of a city must not fill memory.
+    fn transient_base(&self, f: usize) -> Arc<FeederBase> {
+        self.cached_feeder(f)
+            .unwrap_or_else(|| Arc::new(self.build_base(f, true)))
+    }
+
     fn feeder_capacity(&self, f: usize) -> CapacityRow {
-        let base = &self.feeders[f];
+        let base = self.transient_base(f);
+        let base = base.as_ref();
         let feeder = &self.network.feeders[f];
         let tree = self.topology.tree(base.loads.feeder);
         let load = AddedLoad::flat(self.config.capacity_power_factor);
@@ -190,52 +203,66 @@ impl Engine {
     fn transformer_capacity(
         &self,
         readings: &dyn ReadingsSource,
-        age: impl Fn(AssetRef) -> Option<f64>,
+        age: impl Fn(AssetRef) -> Option<f64> + Sync,
     ) -> Vec<CapacityRow> {
+        // Each transformer's apparent power per step: from its feeder's load model
+        // (allocated where unmetered), or its own readings when fed from a busbar.
+        let per_feeder: Vec<Vec<(usize, Vec<f64>, bool)>> = (0..self.network.feeders.len())
+            .into_par_iter()
+            .map(|f| {
+                let base = self.transient_base(f);
+                let loads = &base.loads;
+                let m = loads.transformers.len();
+                (0..m)
+                    .map(|slot| {
+                        let series = (0..loads.step_count())
+                            .map(|k| {
+                                Complex64::new(loads.p_kw[k * m + slot], loads.q_kvar[k * m + slot])
+                                    .norm_sqr()
+                                    .sqrt()
+                            })
+                            .collect();
+                        (
+                            loads.transformers[slot].0.get(),
+                            series,
+                            loads.metered[slot],
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut series: Vec<Option<(Vec<f64>, bool)>> = vec![None; self.network.transformers.len()];
+        for (t, s, metered) in per_feeder.into_iter().flatten() {
+            series[t] = Some((s, metered));
+        }
         let limit = self.config.limits.transformer_pct / 100.0;
         let pf = self.config.capacity_power_factor;
+        let gap = self.config.load_model.max_interpolation_gap_ms;
         let mut rows = Vec::with_capacity(self.network.transformers.len());
         for (t, tr) in self.network.transformers.iter().enumerate() {
-            let placement = self.topology.placement(tr.node);
-            let mut series = Vec::new();
-            let mut metered = false;
-            if let Some(p) = placement {
-                let loads = &self.feeders[p.feeder.get()].loads;
-                let m = loads.transformers.len();
-                if let Some(slot) = loads.transformers.iter().position(|(x, _)| x.get() == t) {
-                    metered = loads.metered[slot];
-                    series = (0..loads.step_count())
-                        .map(|k| {
-                            Complex64::new(loads.p_kw[k * m + slot], loads.q_kvar[k * m + slot])
-                                .norm_sqr()
-                                .sqrt()
-                        })
-                        .collect();
-                }
-            }
-            if placement.is_none() {
-                // Fed straight from a busbar: its own readings are its load.
-                let asset = AssetRef {
-                    kind: AssetKind::Transformer,
-                    index: t as u32,
-                };
-                let gap = self.config.load_model.max_interpolation_gap_ms;
+            let asset = AssetRef {
+                kind: AssetKind::Transformer,
+                index: t as u32,
+            };
+            let (values, metered) = series[t].take().unwrap_or_else(|| {
+                // Fed straight from a busbar (or off every feeder): its own readings.
                 let p = self
                     .window
                     .align(&readings.series(asset, Quantity::PKw), gap);
                 let q = self
                     .window
                     .align(&readings.series(asset, Quantity::QKvar), gap);
-                series = p
+                let values: Vec<f64> = p
                     .iter()
                     .zip(&q)
                     .filter_map(|(p, q)| {
                         p.map(|p| Complex64::new(p, q.unwrap_or(0.0)).norm_sqr().sqrt())
                     })
                     .collect();
-                metered = !series.is_empty();
-            }
-            let (peak_kva, p95_kva) = peak_and_p95(series);
+                let metered = !values.is_empty();
+                (values, metered)
+            });
+            let (peak_kva, p95_kva) = peak_and_p95(values);
             let reserved: f64 = self
                 .reservations
                 .iter()
@@ -259,14 +286,31 @@ impl Engine {
                 },
                 worst_node_headroom_kw: None,
                 worst_node: None,
-                data_age_s: age(AssetRef {
-                    kind: AssetKind::Transformer,
-                    index: t as u32,
-                }),
+                data_age_s: age(asset),
                 metered_share: if metered { 1.0 } else { 0.0 },
             });
         }
         rows
+    }
+
+    /// Share of these distribution transformers that have readings of their own.
+    pub fn metered_transformer_share(&self, transformers: impl Iterator<Item = usize>) -> f64 {
+        let (mut metered, mut total) = (0usize, 0usize);
+        for t in transformers {
+            total += 1;
+            let asset = AssetRef {
+                kind: AssetKind::Transformer,
+                index: t as u32,
+            };
+            if self.readings().has(asset, Quantity::PKw) {
+                metered += 1;
+            }
+        }
+        if total == 0 {
+            0.0
+        } else {
+            metered as f64 / total as f64
+        }
     }
 
     fn substation_capacity(&self, age: impl Fn(AssetRef) -> Option<f64>) -> Vec<CapacityRow> {
@@ -327,12 +371,23 @@ impl Engine {
                         .fold(0.0, f64::max)
                 })
                 .fold(0.0, |a, b| a + b);
-            let feeder_shares: Vec<f64> = self
-                .feeders
+            let in_groups: Vec<usize> = self
+                .network
+                .transformers
                 .iter()
-                .filter(|b| b.group.is_some_and(|g| groups.contains(&g)))
-                .map(|b| b.loads.metered_share)
+                .enumerate()
+                .filter(|(_, t)| {
+                    let busbar = match self.topology.placement(t.node) {
+                        Some(p) => self.topology.tree(p.feeder).head(),
+                        None => t.node,
+                    };
+                    self.topology
+                        .busbar_group_index(busbar)
+                        .is_some_and(|g| groups.contains(&g))
+                })
+                .map(|(i, _)| i)
                 .collect();
+            let metered_share = self.metered_transformer_share(in_groups.into_iter());
             rows.push(CapacityRow {
                 id: substation.id.to_string(),
                 kind: "substation",
@@ -358,14 +413,7 @@ impl Engine {
                         })
                     })
                     .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.min(b)))),
-                metered_share: if feeder_shares.is_empty() {
-                    0.0
-                } else {
-                    round(
-                        feeder_shares.iter().sum::<f64>() / feeder_shares.len() as f64,
-                        4,
-                    )
-                },
+                metered_share: round(metered_share, 4),
             });
         }
         rows

@@ -81,6 +81,8 @@ pub struct EngineConfig {
     pub local_utc_offset_min: i32,
     /// Power factor of the capacity figures' test load.
     pub capacity_power_factor: f64,
+    /// Memory for built feeders (load models and base power flows), bytes.
+    pub feeder_cache_bytes: u64,
     /// How readings become loads.
     #[serde(skip)]
     pub load_model: LoadModelSettings,
@@ -97,6 +99,7 @@ impl Default for EngineConfig {
             max_schemes: 10,
             local_utc_offset_min: 0,
             capacity_power_factor: 0.95,
+            feeder_cache_bytes: 2 << 30,
             load_model: LoadModelSettings::default(),
         }
     }

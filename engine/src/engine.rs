@@ -5,8 +5,10 @@ use headroom_geodata::topology::{Branch, NO_PARENT};
 use headroom_geodata::{
     AssetKind, AssetRef, FeederIx, Network, NodeIx, Quantity, SpatialIndex, Topology, TransformerIx,
 };
+use std::sync::Arc;
+
+use moka::sync::Cache;
 use num_complex::Complex64;
-use rustc_hash::FxHashMap;
 
 use crate::checks::Observed;
 use crate::config::EngineConfig;
@@ -32,6 +34,7 @@ pub struct ReservedLoad {
 
 /// A feeder's loads and base-case power flows over its steps.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct FeederBase {
     /// Impedances and ratings.
     pub electrical: ElectricalFeeder,
@@ -74,6 +77,11 @@ pub struct FeederBase {
 }
 
 /// The engine over one network and its readings.
+///
+/// Feeder bases (load model and base power flows of every step) are built when a
+/// feeder is first needed and kept in a cache bounded in bytes
+/// ([`EngineConfig::feeder_cache_bytes`]): a city has thousands of feeders and an
+/// application touches a few dozen.
 pub struct Engine {
     /// The network.
     pub network: Network,
@@ -85,11 +93,6 @@ pub struct Engine {
     pub config: EngineConfig,
     /// The data window.
     pub window: Window,
-    /// Per feeder, loads and base power flows, reservations counted.
-    pub feeders: Vec<FeederBase>,
-    /// The same without reservations, for feeders that reservations touch: what
-    /// the queue takes is the difference.
-    pub unreserved: FxHashMap<usize, FeederBase>,
     /// Per busbar group and window step: power through its substation
     /// transformers, kVA (measured, or the sum of its feeders' heads), without
     /// reservations.
@@ -100,13 +103,30 @@ pub struct Engine {
     pub reservations: Vec<ReservedLoad>,
     /// Distribution transformers hanging on each node.
     pub node_transformers: Vec<Vec<TransformerIx>>,
+    readings: Arc<dyn ReadingsSource>,
+    /// Built feeder bases by (feeder, reservations counted).
+    bases: Cache<(usize, bool), Arc<FeederBase>>,
+    /// Whether a reservation sits on each feeder.
+    feeder_reserved: Vec<bool>,
+    /// Whether reservations load each busbar group.
+    group_reserved: Vec<bool>,
+}
+
+impl FeederBase {
+    /// Approximate memory held, bytes (the cache's weight).
+    pub fn weight_bytes(&self) -> usize {
+        let per_step = self.electrical.len() * (2 * 16 + 4 * 8) + 64;
+        let loads = self.loads.p_kw.len() * 16;
+        self.solutions.len() * per_step + loads + 1024
+    }
 }
 
 impl Engine {
-    /// Builds the engine: load models and base power flows of every feeder.
+    /// Prepares the engine: topology, spatial index, the data window and the
+    /// substation transformers' loading; feeders are built on first use.
     pub fn new(
         network: Network,
-        readings: &dyn ReadingsSource,
+        readings: Arc<dyn ReadingsSource>,
         config: EngineConfig,
         reservations: Vec<ReservedLoad>,
     ) -> Self {
@@ -116,10 +136,15 @@ impl Engine {
         for (t, tr) in network.transformers.iter().enumerate() {
             node_transformers[tr.node.get()].push(TransformerIx::from_usize(t));
         }
-        let window = data_window(&network, readings);
+        let window = data_window(&network, readings.as_ref());
+        let bases = Cache::builder()
+            .max_capacity(config.feeder_cache_bytes)
+            .weigher(|_, base: &Arc<FeederBase>| {
+                u32::try_from(base.weight_bytes()).unwrap_or(u32::MAX)
+            })
+            .build();
+        let feeder_count = network.feeders.len();
         let mut engine = Engine {
-            feeders: Vec::with_capacity(network.feeders.len()),
-            unreserved: FxHashMap::default(),
             group_kva: Vec::new(),
             group_reserved_kva: Vec::new(),
             network,
@@ -129,51 +154,74 @@ impl Engine {
             window,
             reservations,
             node_transformers,
+            readings,
+            bases,
+            feeder_reserved: vec![false; feeder_count],
+            group_reserved: Vec::new(),
         };
-        engine.group_kva = engine.measured_group_kva(readings);
-        // Without reservations first: groups without measurements of their own are
-        // the sum of what their feeders draw.
-        for f in 0..engine.network.feeders.len() {
-            let base = engine.build_feeder(FeederIx::from_usize(f), readings, false);
-            engine.feeders.push(base);
-        }
+        engine.group_kva = engine.measured_group_kva(engine.readings.as_ref());
         engine.fill_unmeasured_groups();
         engine.group_reserved_kva = engine.reserved_per_group();
-        let reserved_groups: Vec<bool> = engine
+        engine.group_reserved = engine
             .group_reserved_kva
             .iter()
-            .map(|series| series.iter().any(|s| s.norm_sqr().sqrt() > 0.0))
+            .map(|series| series.iter().any(|s| s.norm_sqr() > 0.0))
             .collect();
-        for f in 0..engine.feeders.len() {
-            let feeder = FeederIx::from_usize(f);
-            let on_feeder = engine.reservations.iter().any(|r| {
-                engine
-                    .topology
-                    .placement(r.node)
-                    .is_some_and(|p| p.feeder == feeder)
-            });
-            let in_group = engine.feeders[f].group.is_some_and(|g| reserved_groups[g]);
-            if on_feeder || in_group {
-                let mut with = if on_feeder {
-                    engine.build_feeder(feeder, readings, true)
-                } else {
-                    engine.feeders[f].clone()
-                };
-                engine.set_group_series(&mut with, true);
-                let mut without = std::mem::replace(&mut engine.feeders[f], with);
-                engine.set_group_series(&mut without, false);
-                engine.observe_base(&mut without);
-                engine.unreserved.insert(f, without);
-            } else {
-                let mut base = std::mem::take(&mut engine.feeders[f]);
-                engine.set_group_series(&mut base, false);
-                engine.feeders[f] = base;
+        for r in &engine.reservations {
+            if let Some(p) = engine.topology.placement(r.node) {
+                engine.feeder_reserved[p.feeder.get()] = true;
             }
-            let mut base = std::mem::take(&mut engine.feeders[f]);
-            engine.observe_base(&mut base);
-            engine.feeders[f] = base;
         }
         engine
+    }
+
+    /// The readings behind the engine.
+    pub fn readings(&self) -> &dyn ReadingsSource {
+        self.readings.as_ref()
+    }
+
+    /// Whether reservations touch a feeder: on it, or in its busbar group.
+    fn touched_by_reservations(&self, f: usize) -> bool {
+        let head = self.topology.tree(FeederIx::from_usize(f)).head();
+        self.feeder_reserved[f]
+            || self
+                .topology
+                .busbar_group_index(head)
+                .is_some_and(|g| self.group_reserved[g])
+    }
+
+    /// The base of feeder `f`, reservations counted.
+    pub fn feeder(&self, f: usize) -> Arc<FeederBase> {
+        let counted = self.touched_by_reservations(f);
+        self.bases
+            .get_with((f, counted), || Arc::new(self.build_base(f, counted)))
+    }
+
+    /// The base of feeder `f` if it is in the cache.
+    pub fn cached_feeder(&self, f: usize) -> Option<Arc<FeederBase>> {
+        self.bases.get(&(f, self.touched_by_reservations(f)))
+    }
+
+    /// The base of feeder `f` without reservations, where any touch it: what the
+    /// queue takes is the difference.
+    pub fn unreserved(&self, f: usize) -> Option<Arc<FeederBase>> {
+        self.touched_by_reservations(f).then(|| {
+            self.bases
+                .get_with((f, false), || Arc::new(self.build_base(f, false)))
+        })
+    }
+
+    /// Builds a feeder base without caching it (capacity sweeps over every feeder).
+    pub fn build_base(&self, f: usize, with_reservations: bool) -> FeederBase {
+        let feeder = FeederIx::from_usize(f);
+        let mut base = self.build_feeder(
+            feeder,
+            self.readings.as_ref(),
+            with_reservations && self.feeder_reserved[f],
+        );
+        self.set_group_series(&mut base, with_reservations);
+        self.observe_base(&mut base);
+        base
     }
 
     /// Copies the group's power at each kept step into the base.
@@ -362,14 +410,45 @@ impl Engine {
     }
 
     /// Where a group's transformers are not measured, its power is the sum of its
-    /// feeders' heads.
+    /// feeders' heads: measured where they are, from a power flow otherwise.
     fn fill_unmeasured_groups(&mut self) {
-        let mut sums =
-            vec![vec![Complex64::new(0.0, 0.0); self.window.steps.len()]; self.group_kva.len()];
-        for base in &self.feeders {
-            let Some(g) = base.group else { continue };
-            for (k, solution) in base.solutions.iter().enumerate() {
-                sums[g][base.window_step[k]] += solution.head_power_kva();
+        let unknown: Vec<usize> = (0..self.group_kva.len())
+            .filter(|g| self.group_kva[*g].iter().any(|s| s.re.is_nan()))
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        let steps = self.window.steps.len();
+        let gap = self.config.load_model.max_interpolation_gap_ms;
+        let mut sums = vec![vec![Complex64::new(0.0, 0.0); steps]; self.group_kva.len()];
+        for f in 0..self.network.feeders.len() {
+            let head = self.topology.tree(FeederIx::from_usize(f)).head();
+            let Some(g) = self.topology.busbar_group_index(head) else {
+                continue;
+            };
+            if !unknown.contains(&g) {
+                continue;
+            }
+            let asset = AssetRef {
+                kind: AssetKind::Feeder,
+                index: f as u32,
+            };
+            let p = self
+                .window
+                .align(&self.readings.series(asset, Quantity::PKw), gap);
+            let q = self
+                .window
+                .align(&self.readings.series(asset, Quantity::QKvar), gap);
+            if p.iter().all(Option::is_some) {
+                for k in 0..steps {
+                    sums[g][k] += Complex64::new(p[k].unwrap_or(0.0), q[k].unwrap_or(0.0));
+                }
+            } else {
+                let base =
+                    self.build_feeder(FeederIx::from_usize(f), self.readings.as_ref(), false);
+                for (k, solution) in base.solutions.iter().enumerate() {
+                    sums[g][base.window_step[k]] += solution.head_power_kva();
+                }
             }
         }
         for (g, series) in self.group_kva.iter_mut().enumerate() {

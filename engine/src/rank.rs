@@ -2,6 +2,7 @@
 //! supply schemes built from the feasible ones.
 
 use headroom_geodata::{Filter, LonLat, NodeIx, NodeType};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::application::{Application, Importance};
@@ -180,7 +181,7 @@ impl Engine {
                 t.public && (t.lv_kv - kv).abs() <= 0.01 * kv
             });
             hits.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m));
-            hits.iter()
+            hits.par_iter()
                 .map(|h| self.evaluate_transformer(h.index, h.distance_m, app, &load))
                 .collect()
         } else {
@@ -199,7 +200,7 @@ impl Engine {
                     .total_cmp(&b.distance_m)
                     .then(a.index.cmp(&b.index))
             });
-            hits.iter()
+            hits.par_iter()
                 .map(|h| self.evaluate_node(h.index, h.distance_m, app, &load))
                 .collect()
         };
@@ -217,11 +218,10 @@ impl Engine {
         let metered: Vec<f64> = evaluated
             .iter()
             .filter_map(|e| e.feeder)
-            .map(|f| self.feeders[f].loads.metered_share)
+            .map(|f| self.feeder(f).loads.metered_share)
             .collect();
         let metered_share = if metered.is_empty() {
-            let all: Vec<f64> = self.feeders.iter().map(|f| f.loads.metered_share).collect();
-            all.iter().sum::<f64>() / all.len().max(1) as f64
+            self.metered_transformer_share(0..self.network.transformers.len())
         } else {
             metered.iter().sum::<f64>() / metered.len() as f64
         };
@@ -283,10 +283,9 @@ impl Engine {
         } else if let Some(p) = placement {
             let f = p.feeder.get();
             let free = self
-                .unreserved
-                .get(&f)
-                .map(|base| self.evaluate_point(base, p.local, app.demand_kw, load));
-            let with = self.evaluate_point(&self.feeders[f], p.local, app.demand_kw, load);
+                .unreserved(f)
+                .map(|base| self.evaluate_point(&base, p.local, app.demand_kw, load));
+            let with = self.evaluate_point(&self.feeder(f), p.local, app.demand_kw, load);
             (Some(with), free, Some(f))
         } else {
             (None, None, None)
@@ -408,7 +407,7 @@ impl Engine {
 
     fn electrical_checks(&self, e: &PointEvaluation, feeder: usize) -> Vec<CheckResult> {
         let limits = self.config.limits;
-        let base = &self.feeders[feeder];
+        let base = self.feeder(feeder);
         let tree = self.topology.tree(base.loads.feeder);
         let segment_id = |local: u32| match base.electrical.inbound[local as usize] {
             Some(headroom_geodata::Branch::Segment(s)) => {
@@ -531,7 +530,7 @@ impl Engine {
         let mut peak_with_kva = 0.0f64;
         let mut transformer_headroom = f64::INFINITY;
         if let Some(f) = e.feeder {
-            let base = &self.feeders[f];
+            let base = self.feeder(f);
             let m = base.loads.transformers.len();
             if let Some(slot) = base
                 .loads

@@ -22,7 +22,7 @@ fn unmetered_transformers_share_the_residual_by_rating_after_losses() {
         ("T1", Quantity::QKvar, vec![30.0; 4]),
     ];
     let engine = engine(&grid, &series);
-    let base = &engine.feeders[0];
+    let base = engine.feeder(0);
     let loads = &base.loads;
     assert_eq!(loads.step_count(), 4);
     let m = loads.transformers.len();
@@ -54,7 +54,8 @@ fn unmetered_transformers_share_the_residual_by_rating_after_losses() {
 #[test]
 fn without_any_head_reading_unmetered_transformers_draw_a_share_of_rating() {
     let engine = engine(&feeder(), &vec![("F", Quantity::UKv, vec![10.5; 4])]);
-    let loads = &engine.feeders[0].loads;
+    let base = engine.feeder(0);
+    let loads = &base.loads;
     assert_eq!(loads.step_count(), 4);
     // 0.4 of 400 kVA at 0.95.
     assert!(loads.p_kw.iter().all(|p| (p - 152.0).abs() < 1e-9));
@@ -81,9 +82,10 @@ fn missing_head_steps_are_interpolated_up_to_an_hour_then_dropped() {
         .into_iter()
         .filter(|r| r.value.is_finite())
         .collect();
-    let readings = headroom_engine::InMemoryReadings::from_rows(&rows);
-    let engine = headroom_engine::Engine::new(network, &readings, Default::default(), Vec::new());
-    let loads = &engine.feeders[0].loads;
+    let readings = std::sync::Arc::new(headroom_engine::InMemoryReadings::from_rows(&rows));
+    let engine = headroom_engine::Engine::new(network, readings, Default::default(), Vec::new());
+    let base = engine.feeder(0);
+    let loads = &base.loads;
     assert_eq!(loads.dropped_steps, 4);
     assert_eq!(loads.step_count(), 8);
 }

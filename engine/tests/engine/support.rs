@@ -75,7 +75,7 @@ pub(crate) fn engine_with(
     reservations: &[(&str, f64)],
 ) -> Engine {
     let network = builder.build().expect("valid test grid");
-    let readings = InMemoryReadings::from_rows(&rows(&network, series));
+    let readings = std::sync::Arc::new(InMemoryReadings::from_rows(&rows(&network, series)));
     let reservations = reservations
         .iter()
         .map(|(node, kw)| ReservedLoad {
@@ -86,7 +86,7 @@ pub(crate) fn engine_with(
             profile: None,
         })
         .collect();
-    Engine::new(network, &readings, EngineConfig::default(), reservations)
+    Engine::new(network, readings, EngineConfig::default(), reservations)
 }
 
 pub(crate) fn engine(builder: &NetworkBuilder, series: &Series<'_>) -> Engine {
@@ -150,7 +150,7 @@ pub(crate) fn brute_force_headroom(engine: &Engine, node: &str, power_factor: f6
     use headroom_engine::powerflow::{Solution, SweepSettings, sweep};
     let ix = engine.network.node_ix(node).unwrap();
     let placement = engine.topology.placement(ix).unwrap();
-    let base = &engine.feeders[placement.feeder.get()];
+    let base = engine.feeder(placement.feeder.get());
     let e = &base.electrical;
     let limits = engine.config.limits;
     let tan = (1.0 / (power_factor * power_factor) - 1.0).sqrt();
@@ -158,7 +158,7 @@ pub(crate) fn brute_force_headroom(engine: &Engine, node: &str, power_factor: f6
     let n = e.len();
     let fits = |k: usize, x: f64| {
         let (mut p, mut q) = (vec![0.0; n], vec![0.0; n]);
-        engine.base_node_loads(base, k, &mut p, &mut q);
+        engine.base_node_loads(&base, k, &mut p, &mut q);
         p[placement.local as usize] += x;
         q[placement.local as usize] += x * tan;
         let mut s = Solution::default();
