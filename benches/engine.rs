@@ -6,6 +6,12 @@
 //!   flows built once, as the service keeps them). Target p50 < 5 ms; the ratio to
 //!   pandapower's `timing.per_application_s_median` in `expected.json` is printed.
 //! - `capacity/fixture_feeders`: `capacity --level feeder` on the fixture.
+//! - With `HEADROOM_BENCH_CITY` naming a gridpack of the default synthetic city
+//!   (`headroom synth DIR`: 200 substations, 3,000 feeders, 7 days of readings):
+//!   one application at random points of the city, timed one by one, cold (feeders
+//!   built on first use) and warm (the same applications again); target p50 < 20 ms,
+//!   p99 < 50 ms warm. And `capacity --level feeder` for the whole city, once
+//!   (target < 3 s). Loading the city's 73 million readings takes a minute first.
 //!
 //! Run: `cargo bench --bench engine`.
 
@@ -79,6 +85,86 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(engine.capacity(Level::Feeder, engine.readings(), 0)))
     });
     group.finish();
+    city();
+}
+
+/// The default synthetic city, outside criterion: its runs take seconds.
+fn city() {
+    let Ok(dir) = std::env::var("HEADROOM_BENCH_CITY") else {
+        eprintln!("HEADROOM_BENCH_CITY unset: city benches skipped");
+        return;
+    };
+    let start = Instant::now();
+    let gridpack = Gridpack::read(Path::new(&dir)).expect("city gridpack");
+    let readings = Arc::new(InMemoryReadings::from_rows(&gridpack.readings));
+    let rows = gridpack.readings.len();
+    drop(gridpack.readings);
+    let engine = Engine::new(
+        gridpack.network,
+        readings,
+        EngineConfig::default(),
+        Vec::new(),
+    );
+    eprintln!(
+        "city: {rows} readings loaded and engine prepared in {:?}",
+        start.elapsed()
+    );
+    let (min_lon, max_lon, min_lat, max_lat) = engine.network.substations.iter().fold(
+        (f64::MAX, f64::MIN, f64::MAX, f64::MIN),
+        |(a, b, c, d), s| {
+            (
+                a.min(s.position.lon),
+                b.max(s.position.lon),
+                c.min(s.position.lat),
+                d.max(s.position.lat),
+            )
+        },
+    );
+    let mut seed = 7u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % 1_000_000) as f64 / 1e6
+    };
+    let apps: Vec<Application> = (0..30)
+        .map(|i| {
+            let v = serde_json::json!({
+                "id": format!("C{i}"),
+                "lon": min_lon + (max_lon - min_lon) * next(),
+                "lat": min_lat + (max_lat - min_lat) * next(),
+                "demand_kw": 200.0 + 3_000.0 * next(),
+                "power_factor": 0.93,
+                "voltage_kv": 10,
+            });
+            Application::from_json(&v).expect("valid")
+        })
+        .collect();
+    for pass in ["cold", "warm"] {
+        let mut timings: Vec<Duration> = Vec::new();
+        let mut candidates = 0;
+        for app in &apps {
+            let start = Instant::now();
+            let result = black_box(engine.rank(app));
+            timings.push(start.elapsed());
+            candidates += result.candidates.len();
+        }
+        timings.sort();
+        eprintln!(
+            "city, one application ({pass}, {} applications, mean {} candidates): p50 {:?}, p99 {:?}",
+            apps.len(),
+            candidates / apps.len(),
+            timings[timings.len() / 2],
+            timings[timings.len() - 1]
+        );
+    }
+    let start = Instant::now();
+    let rows = black_box(engine.capacity(Level::Feeder, engine.readings(), 0));
+    eprintln!(
+        "city: capacity --level feeder, {} feeders in {:?}",
+        rows.len(),
+        start.elapsed()
+    );
 }
 
 criterion_group!(engine, benches);

@@ -492,8 +492,10 @@ impl Engine {
                 0.0
             }
         };
+        // The new bay's own cable is not modelled yet: the substation transformers
+        // are the most loaded element the connection touches.
         let figures = |kva: f64| Figures {
-            max_loading_pct: 0.0,
+            max_loading_pct: pct(kva),
             min_voltage_pu: 1.0,
             substation_transformer_loading_pct: pct(kva),
         };
