@@ -144,6 +144,15 @@ fn engine_for(dir: &Path) -> Result<Engine, Failure> {
     ))
 }
 
+fn print_json(value: &impl serde::Serialize) -> Outcome {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Failure {
+        exit_code: 1,
+        message: e.to_string(),
+    })?;
+    println!("{text}");
+    Ok(())
+}
+
 /// The level of `capacity`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum CapacityLevel {
@@ -165,12 +174,7 @@ pub(crate) fn capacity(dir: &Path, level: CapacityLevel, json: bool) -> Outcome 
     let now_ms = chrono::Utc::now().timestamp_millis();
     let rows = engine.capacity(level, engine.readings(), now_ms);
     if json {
-        let text = serde_json::to_string_pretty(&rows).map_err(|e| Failure {
-            exit_code: 1,
-            message: e.to_string(),
-        })?;
-        println!("{text}");
-        return Ok(());
+        return print_json(&rows);
     }
     let mut out = String::new();
     let _ = writeln!(
@@ -225,12 +229,7 @@ pub(crate) fn rank(dir: &Path, applications: Option<&Path>, json: bool) -> Outco
     let engine = engine_for(dir)?;
     let results: Vec<_> = applications.iter().map(|a| engine.rank(a)).collect();
     if json {
-        let text = serde_json::to_string_pretty(&results).map_err(|e| Failure {
-            exit_code: 1,
-            message: e.to_string(),
-        })?;
-        println!("{text}");
-        return Ok(());
+        return print_json(&results);
     }
     let mut out = String::new();
     for r in &results {

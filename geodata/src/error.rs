@@ -148,6 +148,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// A file that could not be opened or read: missing, or unreadable.
+    pub fn reading(path: &std::path::Path, source: std::io::Error) -> Self {
+        match source.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                path: path.to_owned(),
+            },
+            _ => Error::Unreadable {
+                path: path.to_owned(),
+                source,
+            },
+        }
+    }
+
     /// Whether the error is the input's fault (CLI exit 2) rather than the system's.
     pub fn is_bad_input(&self) -> bool {
         !matches!(self, Error::Write { .. })

@@ -373,21 +373,17 @@ pub struct NetworkParts {
 /// A validated network: assets with resolved references and a lookup by id.
 #[derive(Clone, Debug)]
 pub struct Network {
-    /// Substations.
-    pub substations: Vec<Substation>,
-    /// Substation main transformers.
-    pub substation_transformers: Vec<SubstationTransformer>,
-    /// Nodes.
-    pub nodes: Vec<Node>,
-    /// Segments.
-    pub segments: Vec<Segment>,
-    /// Switches.
-    pub switches: Vec<Switch>,
-    /// Feeders.
-    pub feeders: Vec<Feeder>,
-    /// Distribution transformers.
-    pub transformers: Vec<Transformer>,
+    assets: NetworkParts,
     ids: FxHashMap<Box<str>, AssetRef>,
+}
+
+/// A network reads as its assets: `network.nodes`, `network.count(kind)`.
+impl std::ops::Deref for Network {
+    type Target = NetworkParts;
+
+    fn deref(&self) -> &NetworkParts {
+        &self.assets
+    }
 }
 
 impl Network {
@@ -451,16 +447,7 @@ impl Network {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(Network {
-            substations: parts.substations,
-            substation_transformers: parts.substation_transformers,
-            nodes: parts.nodes,
-            segments: parts.segments,
-            switches: parts.switches,
-            feeders: parts.feeders,
-            transformers: parts.transformers,
-            ids,
-        })
+        Ok(Network { assets: parts, ids })
     }
 
     /// The asset an id names.
@@ -480,20 +467,6 @@ impl Network {
         self.lookup(id)
             .filter(|r| r.kind == AssetKind::Feeder)
             .map(|r| FeederIx(r.index))
-    }
-
-    /// The id of any asset.
-    pub fn id_of(&self, asset: AssetRef) -> &str {
-        let i = asset.index as usize;
-        match asset.kind {
-            AssetKind::Substation => self.substations[i].id.as_str(),
-            AssetKind::SubstationTransformer => self.substation_transformers[i].id.as_str(),
-            AssetKind::Node => self.nodes[i].id.as_str(),
-            AssetKind::Segment => self.segments[i].id.as_str(),
-            AssetKind::Switch => self.switches[i].id.as_str(),
-            AssetKind::Feeder => self.feeders[i].id.as_str(),
-            AssetKind::Transformer => self.transformers[i].id.as_str(),
-        }
     }
 
     /// A node.
@@ -516,6 +489,27 @@ impl Network {
         &self.feeders[ix.get()]
     }
 
+    /// Gives the assets back, e.g. to edit and rebuild.
+    pub fn into_parts(self) -> NetworkParts {
+        self.assets
+    }
+}
+
+impl NetworkParts {
+    /// The id of any asset.
+    pub fn id_of(&self, asset: AssetRef) -> &str {
+        let i = asset.index as usize;
+        match asset.kind {
+            AssetKind::Substation => self.substations[i].id.as_str(),
+            AssetKind::SubstationTransformer => self.substation_transformers[i].id.as_str(),
+            AssetKind::Node => self.nodes[i].id.as_str(),
+            AssetKind::Segment => self.segments[i].id.as_str(),
+            AssetKind::Switch => self.switches[i].id.as_str(),
+            AssetKind::Feeder => self.feeders[i].id.as_str(),
+            AssetKind::Transformer => self.transformers[i].id.as_str(),
+        }
+    }
+
     /// How many assets of a kind the network holds.
     pub fn count(&self, kind: AssetKind) -> usize {
         match kind {
@@ -529,21 +523,6 @@ impl Network {
         }
     }
 
-    /// Gives the assets back, e.g. to edit and rebuild.
-    pub fn into_parts(self) -> NetworkParts {
-        NetworkParts {
-            substations: self.substations,
-            substation_transformers: self.substation_transformers,
-            nodes: self.nodes,
-            segments: self.segments,
-            switches: self.switches,
-            feeders: self.feeders,
-            transformers: self.transformers,
-        }
-    }
-}
-
-impl NetworkParts {
     /// Total number of assets of every kind.
     pub fn asset_count(&self) -> usize {
         self.substations.len()

@@ -23,15 +23,7 @@ use crate::model::*;
 
 /// Reads and validates a `network.geojson` file.
 pub fn read_network(path: &Path) -> Result<Network> {
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound {
-            path: path.to_owned(),
-        },
-        _ => Error::Unreadable {
-            path: path.to_owned(),
-            source,
-        },
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::reading(path, source))?;
     parse_network(&bytes, path)
 }
 
@@ -405,7 +397,7 @@ impl Builder {
                 return;
             }
         };
-        let index = self.parts_len(kind);
+        let index = self.parts.count(kind);
         let this = AssetRef {
             kind,
             index: index as u32,
@@ -565,29 +557,16 @@ impl Builder {
         }
     }
 
-    fn parts_len(&self, kind: AssetKind) -> usize {
-        let p = &self.parts;
-        match kind {
-            AssetKind::Substation => p.substations.len(),
-            AssetKind::SubstationTransformer => p.substation_transformers.len(),
-            AssetKind::Node => p.nodes.len(),
-            AssetKind::Segment => p.segments.len(),
-            AssetKind::Switch => p.switches.len(),
-            AssetKind::Feeder => p.feeders.len(),
-            AssetKind::Transformer => p.transformers.len(),
-        }
-    }
-
     fn finish(mut self) -> Result<Network, Vec<Problem>> {
         for pending in std::mem::take(&mut self.refs) {
             let wanted = pending.field.target_kind();
-            let owner_id = id_in(&self.parts, pending.owner);
+            let owner_id = self.parts.id_of(pending.owner);
             let found = match &pending.target {
                 RefTarget::Found(found) => Some(found),
                 RefTarget::Named(name) => self.ids.get(name),
             };
             let target_name = || match &pending.target {
-                RefTarget::Found(found) => id_in(&self.parts, *found).to_owned(),
+                RefTarget::Found(found) => self.parts.id_of(*found).to_owned(),
                 RefTarget::Named(name) => name.to_string(),
             };
             let target = match found {
@@ -641,19 +620,6 @@ impl Builder {
             return Err(self.problems);
         }
         Network::assemble(self.parts, self.ids)
-    }
-}
-
-fn id_in(parts: &NetworkParts, asset: AssetRef) -> &str {
-    let i = asset.index as usize;
-    match asset.kind {
-        AssetKind::Substation => parts.substations[i].id.as_str(),
-        AssetKind::SubstationTransformer => parts.substation_transformers[i].id.as_str(),
-        AssetKind::Node => parts.nodes[i].id.as_str(),
-        AssetKind::Segment => parts.segments[i].id.as_str(),
-        AssetKind::Switch => parts.switches[i].id.as_str(),
-        AssetKind::Feeder => parts.feeders[i].id.as_str(),
-        AssetKind::Transformer => parts.transformers[i].id.as_str(),
     }
 }
 

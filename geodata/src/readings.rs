@@ -173,15 +173,7 @@ impl ReadingsReport {
 
 /// Opens a readings file, decompressing `.gz`.
 fn open(path: &Path) -> Result<Box<dyn Read>> {
-    let file = File::open(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound {
-            path: path.to_owned(),
-        },
-        _ => Error::Unreadable {
-            path: path.to_owned(),
-            source,
-        },
-    })?;
+    let file = File::open(path).map_err(|source| Error::reading(path, source))?;
     let buffered = BufReader::with_capacity(1 << 20, file);
     if path.extension().is_some_and(|e| e == "gz") {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(buffered)))

@@ -276,26 +276,12 @@ impl SpatialIndex {
 
     /// Nodes within `radius_m` of `at`, in no particular order.
     pub fn nodes_within(&self, at: LonLat, radius_m: f64, filter: &Filter) -> Vec<Hit<NodeIx>> {
-        let mut raw = Vec::new();
-        self.nodes.within(at, radius_m, filter, &mut raw);
-        raw.into_iter()
-            .map(|h| Hit {
-                index: NodeIx(h.index),
-                distance_m: h.distance_m,
-            })
-            .collect()
+        typed(within(&self.nodes, at, radius_m, filter), NodeIx)
     }
 
     /// The `k` nearest nodes to `at`, nearest first.
     pub fn nearest_nodes(&self, at: LonLat, k: usize, filter: &Filter) -> Vec<Hit<NodeIx>> {
-        self.nodes
-            .nearest(at, k, filter)
-            .into_iter()
-            .map(|h| Hit {
-                index: NodeIx(h.index),
-                distance_m: h.distance_m,
-            })
-            .collect()
+        typed(self.nodes.nearest(at, k, filter), NodeIx)
     }
 
     /// Distribution transformers within `radius_m` of `at` (filter `kv` is `lv_kv`).
@@ -305,14 +291,10 @@ impl SpatialIndex {
         radius_m: f64,
         filter: &Filter,
     ) -> Vec<Hit<TransformerIx>> {
-        let mut raw = Vec::new();
-        self.transformers.within(at, radius_m, filter, &mut raw);
-        raw.into_iter()
-            .map(|h| Hit {
-                index: TransformerIx(h.index),
-                distance_m: h.distance_m,
-            })
-            .collect()
+        typed(
+            within(&self.transformers, at, radius_m, filter),
+            TransformerIx,
+        )
     }
 
     /// The `k` nearest distribution transformers to `at`, nearest first.
@@ -322,13 +304,21 @@ impl SpatialIndex {
         k: usize,
         filter: &Filter,
     ) -> Vec<Hit<TransformerIx>> {
-        self.transformers
-            .nearest(at, k, filter)
-            .into_iter()
-            .map(|h| Hit {
-                index: TransformerIx(h.index),
-                distance_m: h.distance_m,
-            })
-            .collect()
+        typed(self.transformers.nearest(at, k, filter), TransformerIx)
     }
+}
+
+fn within(layer: &Layer, at: LonLat, radius_m: f64, filter: &Filter) -> Vec<Hit<u32>> {
+    let mut raw = Vec::new();
+    layer.within(at, radius_m, filter, &mut raw);
+    raw
+}
+
+fn typed<I>(hits: Vec<Hit<u32>>, index: impl Fn(u32) -> I) -> Vec<Hit<I>> {
+    hits.into_iter()
+        .map(|h| Hit {
+            index: index(h.index),
+            distance_m: h.distance_m,
+        })
+        .collect()
 }
