@@ -266,15 +266,6 @@ impl Segment {
     pub fn x_ohm(&self) -> f64 {
         self.x_ohm_per_km * self.length_m / 1000.0
     }
-
-    /// The end that is not `node`.
-    pub fn other_end(&self, node: NodeIx) -> NodeIx {
-        if self.from == node {
-            self.to
-        } else {
-            self.from
-        }
-    }
 }
 
 /// A switch between two nodes.
@@ -296,17 +287,6 @@ pub struct Switch {
     pub kv: Option<f64>,
     /// Unknown properties.
     pub extra: ExtraProperties,
-}
-
-impl Switch {
-    /// The side that is not `node`.
-    pub fn other_end(&self, node: NodeIx) -> NodeIx {
-        if self.from == node {
-            self.to
-        } else {
-            self.from
-        }
-    }
 }
 
 /// A medium-voltage feeder.
