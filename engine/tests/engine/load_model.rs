@@ -65,12 +65,9 @@ fn without_any_head_reading_unmetered_transformers_draw_a_share_of_rating() {
 #[test]
 fn missing_head_steps_are_interpolated_up_to_an_hour_then_dropped() {
     let mut p = vec![500.0; 12];
-    for k in [2, 3, 4] {
-        p[k] = f64::NAN; // 45 minutes missing: filled
-    }
-    for k in 7..=10 {
-        p[k] = f64::NAN; // 75 minutes missing: dropped
-    }
+    // 45 minutes missing: filled; then 75 minutes missing: dropped.
+    p[2..=4].fill(f64::NAN);
+    p[7..=10].fill(f64::NAN);
     let series: Series<'_> = vec![
         ("F", Quantity::UKv, vec![10.5; 12]),
         ("F", Quantity::PKw, p),
