@@ -139,12 +139,15 @@ pub fn sweep(
     for iteration in 1..=settings.max_iterations {
         // Backward: load currents at the present voltages, summed towards the busbar.
         solution.i_a[0] = Complex64::new(0.0, 0.0);
+        // conj(S / (sqrt(3) V)) = conj(S) V / (sqrt(3) |V|^2): a product and a real
+        // division instead of a complex division.
         for i in 1..n {
-            let s = Complex64::new(p_kw[i], q_kvar[i]);
-            solution.i_a[i] = if s == Complex64::new(0.0, 0.0) {
+            let s = Complex64::new(p_kw[i], -q_kvar[i]);
+            let v = solution.v_kv[i];
+            solution.i_a[i] = if p_kw[i] == 0.0 && q_kvar[i] == 0.0 {
                 Complex64::new(0.0, 0.0)
             } else {
-                (s / (SQRT_3 * solution.v_kv[i])).conj()
+                s * v / (SQRT_3 * v.norm_sqr())
             };
         }
         for i in (1..n).rev() {
@@ -152,15 +155,16 @@ pub fn sweep(
             let current = solution.i_a[i];
             solution.i_a[parent] += current;
         }
-        // Forward: drops from the busbar outwards.
-        let mut largest_change = 0.0f64;
+        // Forward: drops from the busbar outwards. Convergence is judged on the
+        // change of the voltage phasor, which bounds the change of its magnitude.
+        let mut largest_change_2 = 0.0f64;
         for i in 1..n {
             let parent = feeder.parent[i] as usize;
-            let v = solution.v_kv[parent] - SQRT_3 * feeder.z_ohm[i] * solution.i_a[i] / 1000.0;
-            let change = (v.norm_sqr().sqrt() - solution.v_kv[i].norm_sqr().sqrt()).abs() / base_kv;
-            largest_change = largest_change.max(change);
+            let v = solution.v_kv[parent] - SQRT_3 / 1000.0 * feeder.z_ohm[i] * solution.i_a[i];
+            largest_change_2 = largest_change_2.max((v - solution.v_kv[i]).norm_sqr());
             solution.v_kv[i] = v;
         }
+        let largest_change = largest_change_2.sqrt() / base_kv;
         solution.iterations = iteration;
         if !largest_change.is_finite() {
             break;
