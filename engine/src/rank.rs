@@ -195,16 +195,21 @@ impl Engine {
                 let n = self.network.node(h.index);
                 n.node_type != NodeType::Busbar || n.spare_bays >= 1
             });
-            hits.sort_by(|a, b| {
-                a.distance_m
-                    .total_cmp(&b.distance_m)
-                    .then(a.index.cmp(&b.index))
+            // Candidates of one feeder evaluated together share its arrays in cache.
+            hits.sort_by_key(|h| {
+                let placement = self.topology.placement(h.index);
+                (placement.map(|p| (p.feeder, p.local)), h.index)
             });
             hits.par_iter()
                 .map(|h| self.evaluate_node(h.index, h.distance_m, app, &load))
                 .collect()
         };
-        evaluated.sort_by(|a, b| a.out.distance_m.total_cmp(&b.out.distance_m));
+        evaluated.sort_by(|a, b| {
+            a.out
+                .distance_m
+                .total_cmp(&b.out.distance_m)
+                .then_with(|| a.out.node.cmp(&b.out.node))
+        });
 
         let radius = app.max_distance_m.unwrap_or(if kv < 1.0 {
             self.config.lv_search_radius_m
