@@ -382,11 +382,9 @@ impl Engine {
         }
 
         // Figures at the application's demand: exact flows at the worst steps.
-        let mut chosen: Vec<usize> = worst_loading
-            .steps()
-            .chain(worst_voltage.steps())
-            .chain(worst_substation.steps())
-            .collect();
+        // The substation's figure needs no power flow: its power plus the new
+        // load (the few kW of added losses are far below its rounding).
+        let mut chosen: Vec<usize> = worst_loading.steps().chain(worst_voltage.steps()).collect();
         chosen.sort_unstable();
         chosen.dedup();
         let mut after = Figures {
@@ -405,6 +403,10 @@ impl Engine {
         } else {
             1.0
         };
+        if group_rated > 0.0 {
+            let estimated = worst_substation.largest().sqrt() / group_rated * 100.0;
+            worst.substation_pct = worst.substation_pct.max(estimated);
+        }
         after.substation_transformer_loading_pct = worst.substation_pct;
 
         if let Some(binding) = base.summary.already_broken {
@@ -434,32 +436,43 @@ impl Engine {
                 continue;
             }
             let a = shape[k];
-            let g = |x: f64, scratch: &mut Scratch| {
-                self.exact(base, k, local, x * a, load, scratch)
-                    .worst_ratio(limits)
-                    - 1.0
-            };
-            let found = largest_feasible(estimate * correction, |x| g(x, &mut scratch));
+            // The smallest load found to break a limit at this step, and the
+            // ratios there: the binding check, without another power flow.
+            let mut first_breach: Option<(f64, [f64; 4])> = None;
+            let found = largest_feasible(estimate * correction, |x| {
+                let ratios = self
+                    .exact(base, k, local, x * a, load, &mut scratch)
+                    .ratios(limits);
+                let worst = ratios.iter().copied().fold(f64::MIN, f64::max);
+                if worst > 1.0 && first_breach.is_none_or(|(at, _)| x < at) {
+                    first_breach = Some((x, ratios));
+                }
+                worst - 1.0
+            });
             if binding_step.is_none() && estimate > 0.0 && found > 0.0 {
                 correction = found / estimate;
             }
             if found < headroom {
                 headroom = found;
-                binding_step = Some(k);
+                binding_step = Some((k, first_breach.filter(|(at, _)| *at <= found + 1.0)));
             }
         }
         let headroom = headroom.clamp(0.0, UNBOUNDED_KW).floor();
         let binding = match binding_step {
-            Some(k) => {
-                let o = self.exact(
-                    base,
-                    k,
-                    local,
-                    (headroom + 1.0) * shape[k],
-                    load,
-                    &mut scratch,
-                );
-                let ratios = o.ratios(limits);
+            Some((k, breach)) => {
+                let ratios = match breach {
+                    Some((_, ratios)) => ratios,
+                    None => self
+                        .exact(
+                            base,
+                            k,
+                            local,
+                            (headroom + 1.0) * shape[k],
+                            load,
+                            &mut scratch,
+                        )
+                        .ratios(limits),
+                };
                 first_broken(&ratios).unwrap_or_else(|| {
                     let i = (0..4)
                         .max_by(|a, b| ratios[*a].total_cmp(&ratios[*b]))
@@ -512,6 +525,14 @@ impl TopSteps {
 
     fn steps(&self) -> impl Iterator<Item = usize> + '_ {
         self.top[..self.len].iter().map(|(_, k)| *k)
+    }
+
+    /// The largest value offered (0 when none was).
+    fn largest(&self) -> f64 {
+        self.top[..self.len]
+            .iter()
+            .map(|(v, _)| *v)
+            .fold(0.0, f64::max)
     }
 }
 
