@@ -20,6 +20,9 @@ pub struct DataWindow {
     pub to: String,
     /// Share of the evaluated feeders' load measured at transformers, 0 to 1.
     pub metered_share: f64,
+    /// Steps of the evaluated feeders dropped for a head reading missing more
+    /// than an hour (summed over feeders).
+    pub dropped_steps: usize,
 }
 
 /// Worst-case figures as results print them.
@@ -220,11 +223,17 @@ impl Engine {
         let explanation = schemes
             .is_empty()
             .then(|| self.explain(app, kv, radius, &evaluated));
-        let metered: Vec<f64> = evaluated
+        let mut feeders: Vec<usize> = evaluated.iter().filter_map(|e| e.feeder).collect();
+        feeders.sort_unstable();
+        feeders.dedup();
+        let metered: Vec<f64> = feeders
             .iter()
-            .filter_map(|e| e.feeder)
-            .map(|f| self.feeder(f).loads.metered_share)
+            .map(|f| self.feeder(*f).loads.metered_share)
             .collect();
+        let dropped_steps = feeders
+            .iter()
+            .map(|f| self.feeder(*f).loads.dropped_steps)
+            .sum();
         let metered_share = if metered.is_empty() {
             self.metered_transformer_share(0..self.network.transformers.len())
         } else {
@@ -238,6 +247,7 @@ impl Engine {
                 from: rfc3339(first),
                 to: rfc3339(last),
                 metered_share: round(metered_share, 4),
+                dropped_steps,
             },
             schemes,
             candidates: evaluated.into_iter().map(|e| e.out).collect(),

@@ -85,6 +85,8 @@ fn missing_head_steps_are_interpolated_up_to_an_hour_then_dropped() {
     let loads = &base.loads;
     assert_eq!(loads.dropped_steps, 4);
     assert_eq!(loads.step_count(), 8);
+    let result = engine.rank(&application("A", at(100.0, 0.0), 100.0, json!({})));
+    assert_eq!(result.data.dropped_steps, 4);
 }
 
 #[test]
