@@ -557,18 +557,26 @@ fn absorb(worst: &mut WorstChecks, o: &Observed) {
 
 /// The largest `x` in [0, UNBOUNDED_KW] with `g(x) <= 0`, to 0.5 kW, for a `g` that
 /// grows with `x` and is not positive at 0; `guess` is an estimate of the root.
+/// Moves the feasible (`g <= 0`) or the infeasible end of a bracket to `x`.
+fn narrow((x, gx): (f64, f64), lo: (&mut f64, &mut f64), hi: (&mut f64, &mut f64)) {
+    let end = if gx <= 0.0 { lo } else { hi };
+    *end.0 = x;
+    *end.1 = gx;
+}
+
 fn largest_feasible(guess: f64, mut g: impl FnMut(f64) -> f64) -> f64 {
-    // The estimate is usually within a per cent of the root: bracket it tightly.
+    // The estimate, corrected by an earlier exact root, is usually within a few
+    // tenths of a per cent of the root: bracket it tightly.
     let (mut lo, mut g_lo, mut hi, mut g_hi);
     if guess.is_finite() && guess > 0.0 {
         let at_guess = g(guess);
         if at_guess <= 0.0 {
             (lo, g_lo) = (guess, at_guess);
-            hi = (guess * 1.02 + 2.0).min(UNBOUNDED_KW);
+            hi = (guess * 1.005 + 1.0).min(UNBOUNDED_KW);
             g_hi = g(hi);
         } else {
             (hi, g_hi) = (guess, at_guess);
-            lo = (guess * 0.98 - 2.0).max(0.0);
+            lo = (guess * 0.995 - 1.0).max(0.0);
             g_lo = g(lo);
             if g_lo > 0.0 {
                 (hi, g_hi) = (lo, g_lo);
@@ -589,39 +597,32 @@ fn largest_feasible(guess: f64, mut g: impl FnMut(f64) -> f64) -> f64 {
         if hi >= UNBOUNDED_KW {
             return UNBOUNDED_KW;
         }
+        let width = hi - lo;
         lo = hi;
         g_lo = g_hi;
-        hi = (hi * 2.0).min(UNBOUNDED_KW);
+        hi = (hi + 2.0 * width.max(1.0)).min(UNBOUNDED_KW);
         g_hi = g(hi);
     }
-    // Illinois regula falsi, falling back to bisection where it stalls.
-    let mut side = 0i8;
+    // Secant steps, each followed by a probe just past the secant point towards
+    // the other end: where g is nearly linear the root lies between the two, and
+    // the bracket closes in two power flows.
     for _ in 0..60 {
         if hi - lo <= 0.5 {
             break;
         }
-        let mut x = if g_hi.is_finite() && g_hi != g_lo {
+        let x = if g_hi.is_finite() && g_hi != g_lo {
             lo + (hi - lo) * (-g_lo) / (g_hi - g_lo)
         } else {
             0.5 * (lo + hi)
         };
         let margin = 0.01 * (hi - lo);
-        x = x.clamp(lo + margin, hi - margin);
+        let x = x.clamp(lo + margin, hi - margin);
         let gx = g(x);
-        if gx <= 0.0 {
-            lo = x;
-            g_lo = gx;
-            if side == -1 {
-                g_hi *= 0.5;
-            }
-            side = -1;
-        } else {
-            hi = x;
-            g_hi = gx;
-            if side == 1 {
-                g_lo *= 0.5;
-            }
-            side = 1;
+        let probe = if gx <= 0.0 { x + 0.45 } else { x - 0.45 };
+        narrow((x, gx), (&mut lo, &mut g_lo), (&mut hi, &mut g_hi));
+        if hi - lo > 0.5 && probe > lo && probe < hi {
+            let gp = g(probe);
+            narrow((probe, gp), (&mut lo, &mut g_lo), (&mut hi, &mut g_hi));
         }
     }
     lo
