@@ -202,6 +202,14 @@ impl NetworkBuilder {
         self
     }
 
+    /// Changes the last feeder added.
+    pub fn with_feeder(&mut self, edit: impl FnOnce(&mut Feeder)) -> &mut Self {
+        if let Some(f) = self.parts.feeders.last_mut() {
+            edit(f);
+        }
+        self
+    }
+
     /// Adds a public distribution transformer at its node's position.
     pub fn transformer(&mut self, id: &str, node: &str, rated_kva: f64) -> &mut Self {
         let node = self.node_ref(id, node);

@@ -31,32 +31,10 @@ fn segment_thermal_binds_on_a_weak_segment() {
 
 #[test]
 fn head_thermal_binds_on_a_small_head_breaker() {
-    let grid = feeder_with_head(80.0);
+    let mut grid = feeder();
+    grid.with_feeder(|f| f.rated_a = Some(80.0));
     let engine = engine(&grid, &flat_readings(100.0, 30.0, 8));
     assert_headroom_matches_brute_force(&engine, "N2", at(200.0, 0.0), "head_thermal");
-}
-
-fn feeder_with_head(rated_a: f64) -> headroom_geodata::NetworkBuilder {
-    let mut b = headroom_geodata::NetworkBuilder::new();
-    b.substation("S", at(0.0, 0.0))
-        .node("B", headroom_geodata::NodeType::Busbar, at(0.0, 0.0))
-        .substation_transformer("TR", "S", "B", 40_000.0)
-        .node(
-            "N1",
-            headroom_geodata::NodeType::RingMainUnit,
-            at(100.0, 0.0),
-        )
-        .with_node(|n| n.spare_bays = 1)
-        .node("N2", headroom_geodata::NodeType::Pole, at(200.0, 0.0))
-        .node("N3", headroom_geodata::NodeType::Pole, at(300.0, 0.0))
-        .segment("L1", "B", "N1", 0.1, 0.1, 300.0, 1_000.0)
-        .segment("L2", "N1", "N2", 0.1, 0.1, 300.0, 1_000.0)
-        .segment("L3", "N2", "N3", 0.1, 0.1, 300.0, 1_000.0)
-        .feeder("F", "B", "N1", Some(rated_a))
-        .transformer("T1", "N1", 400.0)
-        .transformer("T2", "N2", 400.0)
-        .transformer("T3", "N3", 400.0);
-    b
 }
 
 #[test]
