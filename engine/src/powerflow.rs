@@ -6,8 +6,12 @@
 //! a load draws `I = conj(S / (sqrt(3) V))` and a branch drops
 //! `sqrt(3) Z I / 1000` kV. Loads are constant power; the source is the head busbar
 //! at its measured voltage, angle zero.
+//!
+//! Throughout the engine, magnitudes are taken as `norm_sqr().sqrt()`:
+//! `Complex::norm` calls `hypot`, whose care for overflow cost a third of a
+//! ranking's time and buys nothing at kV and A.
 
-use headroom_geodata::topology::{Branch, FeederTree, NO_PARENT};
+use headroom_geodata::topology::{Branch, FeederTree};
 use headroom_geodata::{FeederIx, Network};
 use num_complex::Complex64;
 
@@ -18,7 +22,7 @@ const SQRT_3: f64 = 1.732_050_807_568_877_2;
 pub struct ElectricalFeeder {
     /// The feeder.
     pub feeder: FeederIx,
-    /// Parent of each local node ([`NO_PARENT`] for the busbar at 0).
+    /// Parent of each local node ([`NO_PARENT`](headroom_geodata::topology::NO_PARENT) for the busbar at 0).
     pub parent: Vec<u32>,
     /// Series impedance of the branch into each node, ohm (zero for switches).
     pub z_ohm: Vec<Complex64>,
@@ -67,13 +71,11 @@ impl ElectricalFeeder {
     }
 }
 
-/// Magnitudes are taken as the square root of the squared norm: `Complex::norm`
-/// calls `hypot`, whose care for overflow costs a third of a ranking's time and
-/// buys nothing at kV and A.
 /// Settings of the sweep.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SweepSettings {
-    /// Convergence: largest change of any voltage magnitude between iterations, pu.
+    /// Convergence: largest change of any node's voltage phasor between
+    /// iterations, pu (which bounds the change of its magnitude).
     pub tolerance_pu: f64,
     /// Give up after this many iterations.
     pub max_iterations: usize,
@@ -174,7 +176,6 @@ pub fn sweep(
             break;
         }
     }
-    debug_assert!(feeder.parent[0] == NO_PARENT || n == 0);
 }
 
 #[cfg(test)]

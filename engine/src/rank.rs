@@ -542,8 +542,7 @@ impl Engine {
         let t = &self.network.transformers[transformer.get()];
         let mut e = self.evaluate_node(t.node, distance_m, app, load);
         let limits = self.config.limits;
-        // Peak apparent power the transformer carries over the window, from the model.
-        let mut peak_kva = 0.0f64;
+        // What the transformer carries at each step, from the model, with the new load.
         let mut peak_with_kva = 0.0f64;
         let mut transformer_headroom = f64::INFINITY;
         if let Some(f) = e.feeder {
@@ -565,7 +564,6 @@ impl Engine {
                         base.loads.q_kvar[k * m + slot],
                     );
                     let per_kw = num_complex::Complex64::new(a, a * load.tan_phi);
-                    peak_kva = peak_kva.max(s.norm_sqr().sqrt());
                     peak_with_kva =
                         peak_with_kva.max((s + app.demand_kw * per_kw).norm_sqr().sqrt());
                     if a > 0.0 {
@@ -608,7 +606,6 @@ impl Engine {
         e.out.feasible = !oos && app.demand_kw <= e.out.headroom_kw;
         e.out.node = t.id.to_string();
         e.out.node_type = "transformer".to_owned();
-        let _ = peak_kva;
         e
     }
 

@@ -87,7 +87,7 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Errors of this crate. All of them but [`Error::Io`] are bad input (CLI exit 2).
+/// Errors of this crate. All of them but [`Error::Write`] are bad input (CLI exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file or folder that does not exist.

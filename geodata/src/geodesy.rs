@@ -96,7 +96,7 @@ impl Prepared {
 /// The radii of curvature are taken at the query's latitude rather than at each
 /// pair's mid-latitude, which saves a square root and a division per point. Over a
 /// distance `d` at latitude difference `dphi` that changes the result by about
-/// `d * dphi / 100`: 3 mm at 2 km, 0.3 m at 20 km. [`QueryMetric::is_within`] decides
+/// `d * dphi / 100`: 3 mm at 2 km, 0.3 m at 20 km. [`QueryMetric::within`] decides
 /// points that close to the radius with the exact formula.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QueryMetric {

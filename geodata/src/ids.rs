@@ -108,30 +108,30 @@ macro_rules! dense_index {
 }
 
 dense_index!(
-    /// Position of a substation in [`Network::substations`](crate::Network::substations).
+    /// Position of a substation in [`Network::substations`](crate::NetworkParts::substations).
     SubstationIx
 );
 dense_index!(
-    /// Position in [`Network::substation_transformers`](crate::Network::substation_transformers).
+    /// Position in [`Network::substation_transformers`](crate::NetworkParts::substation_transformers).
     SubstationTransformerIx
 );
 dense_index!(
-    /// Position of a node in [`Network::nodes`](crate::Network::nodes).
+    /// Position of a node in [`Network::nodes`](crate::NetworkParts::nodes).
     NodeIx
 );
 dense_index!(
-    /// Position of a segment in [`Network::segments`](crate::Network::segments).
+    /// Position of a segment in [`Network::segments`](crate::NetworkParts::segments).
     SegmentIx
 );
 dense_index!(
-    /// Position of a switch in [`Network::switches`](crate::Network::switches).
+    /// Position of a switch in [`Network::switches`](crate::NetworkParts::switches).
     SwitchIx
 );
 dense_index!(
-    /// Position of a feeder in [`Network::feeders`](crate::Network::feeders).
+    /// Position of a feeder in [`Network::feeders`](crate::NetworkParts::feeders).
     FeederIx
 );
 dense_index!(
-    /// Position in [`Network::transformers`](crate::Network::transformers).
+    /// Position in [`Network::transformers`](crate::NetworkParts::transformers).
     TransformerIx
 );

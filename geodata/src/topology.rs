@@ -228,7 +228,7 @@ pub struct Placement {
 /// The traced topology of a whole network.
 #[derive(Clone, Debug)]
 pub struct Topology {
-    /// One tree per feeder, indexed like [`Network::feeders`].
+    /// One tree per feeder, indexed like [`NetworkParts::feeders`](crate::NetworkParts::feeders).
     pub feeders: Vec<FeederTree>,
     /// Every normally-open switch.
     pub ties: Vec<Tie>,
