@@ -328,11 +328,19 @@ impl Engine {
             // Current drawn per kW added at the candidate, A.
             let per_kw = Complex64::new(a, -a * load.tan_phi) / (SQRT_3 * v_candidate.conj());
             let mut estimate = f64::INFINITY;
+            // A branch whose margin exceeds `beyond` kW worth of current cannot
+            // bind (triangle inequality); skip it without solving its quadratic.
+            let amps_beyond = beyond * per_kw.norm_sqr().sqrt();
             for &i in &path {
                 let limit = e.rated_a[i] * thermal;
-                if limit.is_finite() {
-                    estimate = estimate.min(magnitude_root(solution.i_a[i], per_kw, limit));
+                if !limit.is_finite() {
+                    continue;
                 }
+                let clear = limit - amps_beyond;
+                if clear > 0.0 && solution.i_a[i].norm_sqr() < clear * clear {
+                    continue;
+                }
+                estimate = estimate.min(magnitude_root(solution.i_a[i], per_kw, limit));
             }
             if let Some(limit) = head_limit_a {
                 estimate = estimate.min(magnitude_root(solution.i_a[0], per_kw, limit));
