@@ -550,33 +550,41 @@ impl Engine {
             substation_pct: 0.0,
             converged: solution.converged,
         };
+        // Extremes are found on squares; the root is taken once, for the winner.
+        let (mut v_min_2, mut v_max_2, mut loading_2) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
         for i in 0..e.len() {
-            let v = solution.v_kv[i].norm_sqr().sqrt() / e.nominal_kv[i];
-            if v < observed.v_min_pu {
-                observed.v_min_pu = v;
+            let v_2 = solution.v_kv[i].norm_sqr() / (e.nominal_kv[i] * e.nominal_kv[i]);
+            if v_2 < v_min_2 {
+                v_min_2 = v_2;
                 observed.v_min_at = i as u32;
             }
-            if v > observed.v_max_pu {
-                observed.v_max_pu = v;
+            if v_2 > v_max_2 {
+                v_max_2 = v_2;
                 observed.v_max_at = i as u32;
             }
             if i > 0 && matches!(e.inbound[i], Some(Branch::Segment(_))) {
-                let pct = solution.i_a[i].norm_sqr().sqrt() / e.rated_a[i] * 100.0;
-                if pct > observed.segment_pct {
-                    observed.segment_pct = pct;
+                let l_2 = solution.i_a[i].norm_sqr() / (e.rated_a[i] * e.rated_a[i]);
+                if l_2 > loading_2 {
+                    loading_2 = l_2;
                     observed.segment_at = i as u32;
                 }
             }
         }
+        observed.v_min_pu = v_min_2.sqrt();
+        observed.v_max_pu = if v_max_2 >= 0.0 {
+            v_max_2.sqrt()
+        } else {
+            f64::NEG_INFINITY
+        };
+        observed.segment_pct = loading_2.sqrt() * 100.0;
         if let Some(rated) = e.head_rated_a {
             observed.head_pct = solution.head_current_a() / rated * 100.0;
         }
         let rated = self.group_rated_kva(base.group);
         if rated > 0.0 {
-            let group = base.group.map_or(Complex64::new(0.0, 0.0), |g| {
-                self.group_kva[g][base.window_step[k]]
-            });
-            observed.substation_pct = (group + added_head_kva).norm_sqr().sqrt() / rated * 100.0;
+            // The base's own series: reservations in the group count where it does.
+            observed.substation_pct =
+                (base.group_kva[k] + added_head_kva).norm_sqr().sqrt() / rated * 100.0;
         }
         observed
     }

@@ -197,3 +197,40 @@ fn a_limit_broken_without_the_new_load_binds_with_no_headroom() {
     assert_eq!(headroom, 0.0);
     assert_eq!(binding, "segment_thermal");
 }
+
+#[test]
+fn reservations_count_against_the_substation_transformers_too() {
+    // A 2,500 kVA transformer already carrying ~1,550 kVA, and 400 kW reserved
+    // for a customer at a new bay of its busbar.
+    let mut grid = headroom_geodata::NetworkBuilder::new();
+    grid.substation("S", at(0.0, 0.0))
+        .node("B", headroom_geodata::NodeType::Busbar, at(0.0, 0.0))
+        .with_node(|n| n.spare_bays = 1)
+        .substation_transformer("TR", "S", "B", 2_500.0)
+        .node("N1", headroom_geodata::NodeType::Pole, at(100.0, 0.0))
+        .segment("L1", "B", "N1", 0.1, 0.1, 300.0, 1_000.0)
+        .feeder("F", "B", "N1", Some(400.0))
+        .transformer("T1", "N1", 400.0);
+    let series = vec![
+        ("F", Quantity::UKv, vec![10.5; 8]),
+        ("T1", Quantity::PKw, vec![200.0; 8]),
+        ("T1", Quantity::QKvar, vec![50.0; 8]),
+        ("TR", Quantity::PKw, vec![1_500.0; 8]),
+        ("TR", Quantity::QKvar, vec![400.0; 8]),
+    ];
+    let free = engine(&grid, &series);
+    let free_headroom =
+        assert_headroom_matches_brute_force(&free, "N1", at(100.0, 0.0), "substation_transformer");
+    let queued = engine_with(&grid, &series, &[("B", 400.0)]);
+    let queued_headroom = assert_headroom_matches_brute_force(
+        &queued,
+        "N1",
+        at(100.0, 0.0),
+        "substation_transformer",
+    );
+    let taken = free_headroom - queued_headroom;
+    assert!(
+        (380.0..=420.0).contains(&taken),
+        "{free_headroom} -> {queued_headroom}"
+    );
+}
