@@ -120,6 +120,8 @@ struct Scratch {
     p: Vec<f64>,
     q: Vec<f64>,
     solution: Solution,
+    on_path: Vec<bool>,
+    shift: Vec<Complex64>,
 }
 
 /// The smallest `x >= 0` with `|start + x * per_unit| = limit`; 0 when already past.
@@ -211,6 +213,32 @@ impl Engine {
         scratch.p[local as usize] += x_kw;
         scratch.q[local as usize] += x_kw * load.tan_phi;
         scratch.solution.clone_from(&base.solutions[k]);
+        // Start from the base voltages moved by the linear drop the new current
+        // causes: every node shares the candidate's path down to where it branches
+        // off. This saves about one sweep iteration.
+        let e = &base.electrical;
+        let v_candidate = scratch.solution.v_kv[local as usize];
+        let added_current =
+            Complex64::new(x_kw, -x_kw * load.tan_phi) / (SQRT_3 * v_candidate.conj());
+        scratch.on_path.clear();
+        scratch.on_path.resize(n, false);
+        let mut at = local as usize;
+        while at != 0 && at < n {
+            scratch.on_path[at] = true;
+            at = e.parent[at] as usize;
+        }
+        scratch.shift.clear();
+        scratch.shift.resize(n, Complex64::new(0.0, 0.0));
+        for j in 1..n {
+            let parent = e.parent[j] as usize;
+            let own = if scratch.on_path[j] {
+                SQRT_3 / 1000.0 * e.z_ohm[j] * added_current
+            } else {
+                Complex64::new(0.0, 0.0)
+            };
+            scratch.shift[j] = scratch.shift[parent] - own;
+            scratch.solution.v_kv[j] += scratch.shift[j];
+        }
         sweep(
             &base.electrical,
             &scratch.p,
