@@ -222,6 +222,8 @@ impl FeederLoads {
         let mut p_row = vec![0.0; m];
         let mut q_row = vec![0.0; m];
         let tan_unmetered = power_factor_tan(settings.unmetered_power_factor);
+        // Losses over |head|^2 (complex, per kVA^2) at the last allocated step.
+        let mut loss_per_kva_2 = Complex64::new(0.0, 0.0);
         for (k, &ts) in window.steps.iter().enumerate() {
             let head = match (head_p[k], head_q[k], head_s[k]) {
                 (Some(p), Some(q), _) => Some(Complex64::new(p, q)),
@@ -257,7 +259,9 @@ impl FeederLoads {
                         .filter(|t| !p_row[*t].is_nan())
                         .map(|t| Complex64::new(p_row[t], q_row[t]))
                         .sum();
-                    let mut losses = Complex64::new(0.0, 0.0);
+                    // Losses scale with the square of the load: the last step's share,
+                    // applied to this head, is a close first guess.
+                    let mut losses = loss_per_kva_2 * head.norm_sqr();
                     for _ in 0..settings.max_allocation_rounds {
                         let residual = head - metered_sum - losses;
                         for &t in &estimated {
@@ -284,6 +288,10 @@ impl FeederLoads {
                         let total_load: Complex64 =
                             (0..m).map(|t| Complex64::new(p_row[t], q_row[t])).sum();
                         losses = computed - total_load;
+                        let head_kva_2 = computed.norm_sqr();
+                        if head_kva_2 > 0.0 {
+                            loss_per_kva_2 = losses / head_kva_2;
+                        }
                         if (computed - head).norm_sqr().sqrt() < 0.5 || residual.re <= 0.0 {
                             break;
                         }
