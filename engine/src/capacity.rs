@@ -76,6 +76,15 @@ fn peak_and_p95(mut values: Vec<f64>) -> (f64, f64) {
     (peak, values[rank - 1])
 }
 
+/// `value` against `rating`, %, to 0.01; 0 without a rating.
+fn loading_pct(value: f64, rating: f64) -> f64 {
+    if rating > 0.0 {
+        round(value / rating * 100.0, 2)
+    } else {
+        0.0
+    }
+}
+
 fn round(v: f64, decimals: i32) -> f64 {
     let f = 10f64.powi(decimals);
     (v * f).round() / f
@@ -161,12 +170,14 @@ impl Engine {
         let (mut headroom, mut binding) = (0.0, CheckName::OutOfService);
         let (mut worst, mut worst_node) = (None, None);
         if tree.node_count() > 0 && base.loads.step_count() > 0 {
-            let first = self.evaluate_point(base, 1, 1.0, &load);
-            headroom = first.headroom_kw;
-            binding = first.binding;
             let mut least = (f64::INFINITY, 1u32);
             for local in 1..tree.nodes.len() as u32 {
                 let e = self.evaluate_point(base, local, 1.0, &load);
+                if local == 1 {
+                    // The first node: the feeder's own figure.
+                    headroom = e.headroom_kw;
+                    binding = e.binding;
+                }
                 if e.headroom_kw < least.0 {
                     least = (e.headroom_kw, local);
                 }
@@ -185,11 +196,7 @@ impl Engine {
             rated,
             peak_kva: round(peak_kva, 1),
             p95_kva: round(p95_kva, 1),
-            loading_pct: if rated > 0.0 {
-                round(peak_a / rated * 100.0, 2)
-            } else {
-                0.0
-            },
+            loading_pct: loading_pct(peak_a, rated),
             reserved_kw: self.reserved_on_feeder(f),
             headroom_kw: headroom,
             binding_constraint: binding,
@@ -276,7 +283,7 @@ impl Engine {
                 rated: tr.rated_kva,
                 peak_kva: round(peak_kva, 1),
                 p95_kva: round(p95_kva, 1),
-                loading_pct: round(peak_kva / tr.rated_kva * 100.0, 2),
+                loading_pct: loading_pct(peak_kva, tr.rated_kva),
                 reserved_kw: reserved,
                 headroom_kw: headroom.floor(),
                 binding_constraint: if tr.in_service {
@@ -394,11 +401,7 @@ impl Engine {
                 rated: firm,
                 peak_kva: round(peak_kva, 1),
                 p95_kva: round(p95_kva, 1),
-                loading_pct: if firm > 0.0 {
-                    round(peak_kva / firm * 100.0, 2)
-                } else {
-                    0.0
-                },
+                loading_pct: loading_pct(peak_kva, firm),
                 reserved_kw: round(reserved, 1),
                 headroom_kw: ((firm - peak_kva) * pf - reserved).max(0.0).floor(),
                 binding_constraint: CheckName::SubstationTransformer,

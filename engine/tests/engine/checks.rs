@@ -51,25 +51,23 @@ fn voltage_binds_at_the_end_of_a_long_weak_line() {
     assert_headroom_matches_brute_force(&engine, "N3", at(300.0, 0.0), "voltage");
 }
 
-#[test]
-fn substation_transformer_binds_when_the_main_transformer_is_small() {
-    // The transformer's measured power includes loads beyond this feeder.
-    let grid = {
-        let mut b = headroom_geodata::NetworkBuilder::new();
-        b.substation("S", at(0.0, 0.0))
-            .node("B", headroom_geodata::NodeType::Busbar, at(0.0, 0.0))
-            .substation_transformer("TR", "S", "B", 2_500.0)
-            .node(
-                "N1",
-                headroom_geodata::NodeType::RingMainUnit,
-                at(100.0, 0.0),
-            )
-            .with_node(|n| n.spare_bays = 1)
-            .segment("L1", "B", "N1", 0.1, 0.1, 300.0, 1_000.0)
-            .feeder("F", "B", "N1", Some(400.0))
-            .transformer("T1", "N1", 400.0);
-        b
-    };
+/// A 2,500 kVA transformer (one spare bay on its busbar) whose measured ~1,550 kVA
+/// includes loads beyond its one short feeder.
+fn small_substation() -> (headroom_geodata::NetworkBuilder, Series<'static>) {
+    let mut b = headroom_geodata::NetworkBuilder::new();
+    b.substation("S", at(0.0, 0.0))
+        .node("B", headroom_geodata::NodeType::Busbar, at(0.0, 0.0))
+        .with_node(|n| n.spare_bays = 1)
+        .substation_transformer("TR", "S", "B", 2_500.0)
+        .node(
+            "N1",
+            headroom_geodata::NodeType::RingMainUnit,
+            at(100.0, 0.0),
+        )
+        .with_node(|n| n.spare_bays = 1)
+        .segment("L1", "B", "N1", 0.1, 0.1, 300.0, 1_000.0)
+        .feeder("F", "B", "N1", Some(400.0))
+        .transformer("T1", "N1", 400.0);
     let series = vec![
         ("F", Quantity::UKv, vec![10.5; 8]),
         ("T1", Quantity::PKw, vec![200.0; 8]),
@@ -77,6 +75,12 @@ fn substation_transformer_binds_when_the_main_transformer_is_small() {
         ("TR", Quantity::PKw, vec![1_500.0; 8]),
         ("TR", Quantity::QKvar, vec![400.0; 8]),
     ];
+    (b, series)
+}
+
+#[test]
+fn substation_transformer_binds_when_the_main_transformer_is_small() {
+    let (grid, series) = small_substation();
     let engine = engine(&grid, &series);
     let h = assert_headroom_matches_brute_force(
         &engine,
@@ -200,24 +204,8 @@ fn a_limit_broken_without_the_new_load_binds_with_no_headroom() {
 
 #[test]
 fn reservations_count_against_the_substation_transformers_too() {
-    // A 2,500 kVA transformer already carrying ~1,550 kVA, and 400 kW reserved
-    // for a customer at a new bay of its busbar.
-    let mut grid = headroom_geodata::NetworkBuilder::new();
-    grid.substation("S", at(0.0, 0.0))
-        .node("B", headroom_geodata::NodeType::Busbar, at(0.0, 0.0))
-        .with_node(|n| n.spare_bays = 1)
-        .substation_transformer("TR", "S", "B", 2_500.0)
-        .node("N1", headroom_geodata::NodeType::Pole, at(100.0, 0.0))
-        .segment("L1", "B", "N1", 0.1, 0.1, 300.0, 1_000.0)
-        .feeder("F", "B", "N1", Some(400.0))
-        .transformer("T1", "N1", 400.0);
-    let series = vec![
-        ("F", Quantity::UKv, vec![10.5; 8]),
-        ("T1", Quantity::PKw, vec![200.0; 8]),
-        ("T1", Quantity::QKvar, vec![50.0; 8]),
-        ("TR", Quantity::PKw, vec![1_500.0; 8]),
-        ("TR", Quantity::QKvar, vec![400.0; 8]),
-    ];
+    // 400 kW reserved for a customer at a new bay of the busbar.
+    let (grid, series) = small_substation();
     let free = engine(&grid, &series);
     let free_headroom =
         assert_headroom_matches_brute_force(&free, "N1", at(100.0, 0.0), "substation_transformer");
