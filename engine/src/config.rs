@@ -83,6 +83,10 @@ pub struct EngineConfig {
     pub capacity_power_factor: f64,
     /// Memory for built feeders (load models and base power flows), bytes.
     pub feeder_cache_bytes: u64,
+    /// Judge every step of the window for every candidate instead of first the
+    /// few dozen steps nearest each limit (the same answers, several times
+    /// slower: for audits of the shortcut).
+    pub judge_every_step: bool,
     /// How readings become loads.
     #[serde(skip)]
     pub load_model: LoadModelSettings,
@@ -92,7 +96,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             limits: Limits::default(),
-            mv_search_radius_m: 3_000.0,
+            mv_search_radius_m: 2_000.0,
             lv_search_radius_m: 500.0,
             lv_max_demand_kw: 160.0,
             weights: ScoreWeights::default(),
@@ -100,6 +104,7 @@ impl Default for EngineConfig {
             local_utc_offset_min: 0,
             capacity_power_factor: 0.95,
             feeder_cache_bytes: 2 << 30,
+            judge_every_step: false,
             load_model: LoadModelSettings::default(),
         }
     }

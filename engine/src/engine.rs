@@ -13,7 +13,7 @@ use num_complex::Complex64;
 use crate::checks::Observed;
 use crate::config::EngineConfig;
 use crate::load_model::{FeederLoads, STEP_MS, Window, power_factor_tan};
-use crate::powerflow::{ElectricalFeeder, Solution, SweepSettings, sweep};
+use crate::powerflow::{ElectricalFeeder, SQRT_3, Solution, SweepSettings, sweep};
 use crate::readings::ReadingsSource;
 
 /// Load promised to an application that is not connected yet: counted as extra
@@ -63,6 +63,28 @@ pub struct FeederBase {
     pub path_max_loading: Vec<f64>,
     /// Per local node and step, the voltage magnitude, kV (node-major).
     pub voltage_kv: Vec<f64>,
+    /// Per local node and step, the least voltage room per ohm a load there
+    /// meets: over the nodes `p` on its path, the lowest voltage of `p`'s subtree
+    /// above the planning minimum (pu) over the impedance from the busbar to `p`
+    /// (node-major). A load at the node lowers every voltage of `p`'s subtree
+    /// by at most that impedance times its current, so this bounds its voltage
+    /// headroom from below.
+    pub path_voltage_room: Vec<f64>,
+    /// Per local node, the steps where a flat load added there comes nearest a
+    /// limit: the [`STRESS_STEPS`] with the least thermal room along the node's
+    /// path and the [`STRESS_STEPS`] with the least voltage room, both in kVA of
+    /// new load (node-major, `2 * STRESS_STEPS` per node, fewer steps repeat).
+    pub stress_steps: Vec<u32>,
+    /// Per local node, the least room in kVA (thermal, then voltage) among the
+    /// steps its list leaves out: a flat load smaller than this cannot break
+    /// that limit at any of them.
+    pub stress_cutoff_kva: Vec<[f64; 2]>,
+    /// The feeder's own stress steps: least substation room, highest loading,
+    /// lowest voltage.
+    pub feeder_stress_steps: Vec<u32>,
+    /// The least substation room in kVA among the steps the feeder's list leaves
+    /// out.
+    pub substation_cutoff_kva: f64,
     /// Per step, the lowest voltage of the feeder, pu.
     pub feeder_min_pu: Vec<f64>,
     /// Per step, the highest loading of segments and head, a fraction.
@@ -117,7 +139,9 @@ impl FeederBase {
     pub fn weight_bytes(&self) -> usize {
         let per_step = self.electrical.len() * (2 * 16 + 4 * 8) + 64;
         let loads = self.loads.p_kw.len() * 16;
-        self.solutions.len() * per_step + loads + 1024
+        let stress = self.stress_steps.len() * 4 + self.stress_cutoff_kva.len() * 16;
+        let rooms = self.path_voltage_room.len() * 8;
+        self.solutions.len() * per_step + loads + stress + rooms + 1024
     }
 }
 
@@ -330,6 +354,11 @@ impl Engine {
             path_margin_a: Vec::new(),
             path_max_loading: Vec::new(),
             voltage_kv: Vec::new(),
+            path_voltage_room: Vec::new(),
+            stress_steps: Vec::new(),
+            stress_cutoff_kva: Vec::new(),
+            feeder_stress_steps: Vec::new(),
+            substation_cutoff_kva: f64::INFINITY,
             feeder_min_pu: Vec::new(),
             max_loading: Vec::new(),
             summary: Default::default(),
@@ -511,9 +540,32 @@ impl Engine {
                 voltages[j * steps + k] = solution.v_kv[j].norm_sqr().sqrt();
             }
         }
+        // Impedance magnitude from the busbar to each node (local indices put
+        // parents first).
+        let mut z_path = vec![0.0; n];
+        let mut z = vec![Complex64::new(0.0, 0.0); n];
+        for j in 1..n {
+            z[j] = z[e.parent[j] as usize] + e.z_ohm[j];
+            z_path[j] = z[j].norm_sqr().sqrt();
+        }
+        let v_min_pu = self.config.limits.v_min_pu;
+        let mut voltage_room = vec![f64::INFINITY; n * steps];
+        for k in 0..steps {
+            let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
+            for j in 1..n {
+                let own = if z_path[j] > 0.0 {
+                    (subtree_min[j] - v_min_pu) / z_path[j]
+                } else {
+                    f64::INFINITY
+                };
+                let parent = e.parent[j] as usize;
+                voltage_room[j * steps + k] = own.min(voltage_room[parent * steps + k]);
+            }
+        }
         base.path_margin_a = margins;
         base.path_max_loading = loadings;
         base.voltage_kv = voltages;
+        base.path_voltage_room = voltage_room;
         base.feeder_min_pu = (0..steps).map(|k| base.subtree_min_pu[k * n]).collect();
         base.max_loading = base
             .observed
@@ -521,7 +573,72 @@ impl Engine {
             .map(|o| o.max_loading_pct() / 100.0)
             .collect();
         base.flat_shape = vec![1.0; base.solutions.len()];
+        self.find_stress_steps(base);
         base.summary = self.summarise(base);
+    }
+
+    /// Fills the base's stress steps: what lets a flat load be judged at a few
+    /// dozen steps instead of every step of the window.
+    fn find_stress_steps(&self, base: &mut FeederBase) {
+        let limits = &self.config.limits;
+        let e = &base.electrical;
+        let n = e.len();
+        let steps = base.solutions.len();
+        let mut stress = Vec::with_capacity(n * 2 * STRESS_STEPS);
+        let mut cutoffs = Vec::with_capacity(n);
+        let mut room = Vec::with_capacity(steps);
+        for j in 0..n {
+            let run = j * steps..(j + 1) * steps;
+            let margins = &base.path_margin_a[run.clone()];
+            let voltages = &base.voltage_kv[run];
+            room.clear();
+            room.extend((0..steps).map(|k| (SQRT_3 * margins[k] * voltages[k], k as u32)));
+            let thermal_cutoff = least_steps(&mut room, &mut stress);
+            room.clear();
+            let voltage_room = &base.path_voltage_room[j * steps..(j + 1) * steps];
+            let per_pu = 1000.0 * e.nominal_kv[j];
+            room.extend((0..steps).map(|k| {
+                let kva = (voltage_room[k] * per_pu * voltages[k]).max(0.0);
+                (if kva.is_nan() { f64::INFINITY } else { kva }, k as u32)
+            }));
+            let voltage_cutoff = least_steps(&mut room, &mut stress);
+            cutoffs.push([thermal_cutoff, voltage_cutoff]);
+        }
+        base.stress_steps = stress;
+        base.stress_cutoff_kva = cutoffs;
+
+        let mut feeder_steps = Vec::new();
+        let rated = self.group_rated_kva(base.group);
+        let limit_kva = rated * limits.substation_transformer_pct / 100.0;
+        room.clear();
+        room.extend(base.group_kva.iter().enumerate().map(|(k, g)| {
+            let kva = if limit_kva > 0.0 {
+                limit_kva - g.norm_sqr().sqrt()
+            } else {
+                f64::INFINITY
+            };
+            (kva, k as u32)
+        }));
+        base.substation_cutoff_kva = least_steps(&mut room, &mut feeder_steps);
+        room.clear();
+        room.extend(
+            base.max_loading
+                .iter()
+                .enumerate()
+                .map(|(k, l)| (-l, k as u32)),
+        );
+        least_steps(&mut room, &mut feeder_steps);
+        room.clear();
+        room.extend(
+            base.feeder_min_pu
+                .iter()
+                .enumerate()
+                .map(|(k, v)| (*v, k as u32)),
+        );
+        least_steps(&mut room, &mut feeder_steps);
+        feeder_steps.sort_unstable();
+        feeder_steps.dedup();
+        base.feeder_stress_steps = feeder_steps;
     }
 
     /// Rated power of a busbar group's substation transformers, kVA.
@@ -588,6 +705,28 @@ impl Engine {
         }
         observed
     }
+}
+
+/// How many steps per node and limit a flat load is judged at before the rest of
+/// the window is needed.
+pub const STRESS_STEPS: usize = 64;
+
+/// Appends to `out` the steps of the [`STRESS_STEPS`] least values of `room`
+/// (exactly that many: the last repeats when there are fewer steps) and returns
+/// the least value left out (infinite when none is).
+fn least_steps(room: &mut [(f64, u32)], out: &mut Vec<u32>) -> f64 {
+    let by_value = |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0);
+    let cutoff = if room.len() > STRESS_STEPS {
+        let (_, at, _) = room.select_nth_unstable_by(STRESS_STEPS, by_value);
+        at.0
+    } else {
+        f64::INFINITY
+    };
+    let taken = &room[..room.len().min(STRESS_STEPS)];
+    out.extend(taken.iter().map(|(_, k)| *k));
+    let last = taken.last().map_or(0, |(_, k)| *k);
+    out.extend(std::iter::repeat_n(last, STRESS_STEPS - taken.len()));
+    cutoff
 }
 
 /// The window spanning every reading of the network's feeders, transformers and

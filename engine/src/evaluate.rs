@@ -12,15 +12,24 @@
 use num_complex::Complex64;
 
 use crate::checks::{CheckName, Observed, first_broken};
-use crate::engine::{Engine, FeederBase};
+use crate::engine::{Engine, FeederBase, STRESS_STEPS};
 use crate::load_model::power_factor_tan;
-use crate::powerflow::{Solution, SweepSettings, sweep};
-
-const SQRT_3: f64 = 1.732_050_807_568_877_2;
+use crate::powerflow::{SQRT_3, Solution, SweepSettings, sweep};
 
 /// Headroom beyond this is reported as this: nothing on a distribution feeder
 /// comes near it.
 pub const UNBOUNDED_KW: f64 = 1.0e6;
+
+/// How far above the smallest estimate another step's estimate may lie and still
+/// bind: the estimates' error (the loads' response to the lower voltage, the added
+/// losses) is nearly the same at steps of similar load, so what separates them is
+/// a small part of it.
+const STEP_SPREAD: f64 = 0.01;
+
+/// The largest estimate that may still bind, given the smallest.
+fn within_spread(smallest_kw: f64) -> f64 {
+    smallest_kw * (1.0 + STEP_SPREAD) + 1.0
+}
 
 /// Steps refined exactly at most, of those the estimate says can bind.
 const REFINED_STEPS: usize = 8;
@@ -287,9 +296,6 @@ impl Engine {
         let group_rated = self.group_rated_kva(base.group);
         let substation_limit_kva = group_rated * limits.substation_transformer_pct / 100.0;
 
-        // Pass 1, a few operations per step: lower bounds of each step's headroom
-        // from the triangle inequality (no step can have less room than this), and
-        // rough figures at the demand to find the steps worth a full power flow.
         let z_candidate = z_from_busbar.first().map_or(0.0, |z| z.norm_sqr().sqrt());
         let weakest_a = path
             .iter()
@@ -297,59 +303,17 @@ impl Engine {
             .chain(e.head_rated_a)
             .fold(f64::INFINITY, f64::min);
         let per_kw_magnitude = (1.0 + load.tan_phi * load.tan_phi).sqrt();
-        let mut lower_bounds: Vec<f64> = vec![f64::INFINITY; steps];
-        let mut voltage_bounds: Vec<f64> = vec![f64::INFINITY; steps];
-        let mut substation_bounds: Vec<f64> = vec![f64::INFINITY; steps];
-        let mut worst_loading = TopSteps::default();
-        let mut worst_voltage = TopSteps::default();
-        let mut worst_substation = TopSteps::default();
-        let mut most_constrained = (f64::INFINITY, usize::MAX);
         // The candidate's own runs over the steps, contiguous.
         let run = local as usize * steps..(local as usize + 1) * steps;
         let voltage_kv = &base.voltage_kv[run.clone()];
         let path_margin_a = &base.path_margin_a[run.clone()];
-        let path_max_loading = &base.path_max_loading[run];
+        let path_max_loading = &base.path_max_loading[run.clone()];
+        let path_voltage_room = &base.path_voltage_room[run];
         let nominal_kv = e.nominal_kv[local as usize];
-        for (k, &a) in shape.iter().enumerate() {
-            if a <= 0.0 || !base.solutions[k].converged {
-                continue;
-            }
-            let amps_per_kw = a * per_kw_magnitude / (SQRT_3 * voltage_kv[k]);
-            let pu_per_kw = SQRT_3 * z_candidate * amps_per_kw / 1000.0 / nominal_kv;
-            let feeder_min_pu = base.feeder_min_pu[k];
-            let group = base.group_kva[k];
-            let thermal_bound = (path_margin_a[k] / amps_per_kw).max(0.0);
-            let voltage_bound = if pu_per_kw > 0.0 {
-                ((feeder_min_pu - limits.v_min_pu) / pu_per_kw).max(0.0)
-            } else {
-                f64::INFINITY
-            };
-            let substation_bound = if substation_limit_kva > 0.0 {
-                let room = substation_limit_kva - group.norm_sqr().sqrt();
-                (room / (a * per_kw_magnitude)).max(0.0)
-            } else {
-                f64::INFINITY
-            };
-            let bound = thermal_bound.min(voltage_bound).min(substation_bound);
-            lower_bounds[k] = bound;
-            voltage_bounds[k] = voltage_bound;
-            substation_bounds[k] = substation_bound;
-            if bound < most_constrained.0 {
-                most_constrained = (bound, k);
-            }
-            let loading = (path_max_loading[k] + demand_kw * amps_per_kw / weakest_a)
-                .max(base.max_loading[k]);
-            worst_loading.offer(loading, k);
-            worst_voltage.offer(-(feeder_min_pu - demand_kw * pu_per_kw), k);
-            let per_kw_kva = Complex64::new(a, a * load.tan_phi);
-            worst_substation.offer((group + demand_kw * per_kw_kva).norm_sqr(), k);
-        }
-
-        // Pass 2, along the path: the estimated headroom of the steps whose lower
-        // bound does not already rule them out, starting from the most constrained.
-        // A limit whose lower bound at a step already exceeds `beyond` cannot bind
-        // there and is not estimated.
-        let estimate_at = |k: usize, beyond: f64| {
+        // The estimated headroom at step `k`, along the path. A limit whose lower
+        // bound at the step already exceeds `beyond` cannot bind there and is not
+        // estimated.
+        let estimate_at = |k: usize, voltage_bound: f64, substation_bound: f64, beyond: f64| {
             let a = shape[k];
             let solution = &base.solutions[k];
             let v_candidate = solution.v_kv[local as usize];
@@ -377,11 +341,7 @@ impl Engine {
             // its subtree falls at p's rate. Deeper nodes also appear in shallower
             // subtrees with a smaller rate, which never wins the minimum.
             let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
-            let voltage_path: &[usize] = if voltage_bounds[k] > beyond {
-                &[]
-            } else {
-                &path
-            };
+            let voltage_path: &[usize] = if voltage_bound > beyond { &[] } else { &path };
             for (i, &p) in voltage_path.iter().enumerate() {
                 let v = solution.v_kv[p];
                 let magnitude = v.norm_sqr().sqrt();
@@ -392,7 +352,7 @@ impl Engine {
                         estimate.min(((subtree_min[p] - limits.v_min_pu) / -slope_pu).max(0.0));
                 }
             }
-            if substation_limit_kva > 0.0 && substation_bounds[k] <= beyond {
+            if substation_limit_kva > 0.0 && substation_bound <= beyond {
                 let per_kw_kva = Complex64::new(a, a * load.tan_phi);
                 estimate = estimate.min(magnitude_root(
                     base.group_kva[k],
@@ -402,19 +362,107 @@ impl Engine {
             }
             estimate
         };
-        let mut estimates: Vec<(f64, usize)> = Vec::new();
-        let mut smallest = f64::INFINITY;
-        if most_constrained.1 != usize::MAX {
-            smallest = estimate_at(most_constrained.1, f64::INFINITY);
-            estimates.push((smallest, most_constrained.1));
-        }
-        for (k, &bound) in lower_bounds.iter().enumerate() {
-            if k == most_constrained.1 || bound > smallest * 1.02 + 2.0 {
-                continue;
+        // A flat load is first judged at the base's stress steps only; the whole
+        // window is needed only when their cut-offs do not rule the rest out.
+        let shortcut = load.profile.is_none() && steps > 0 && !self.config.judge_every_step;
+        let stress: Option<Vec<usize>> = shortcut.then(|| {
+            let per_node = 2 * STRESS_STEPS;
+            let own =
+                &base.stress_steps[local as usize * per_node..(local as usize + 1) * per_node];
+            let mut list: Vec<usize> = own
+                .iter()
+                .chain(&base.feeder_stress_steps)
+                .map(|k| *k as usize)
+                .collect();
+            list.sort_unstable();
+            list.dedup();
+            list
+        });
+        let mut judged: Vec<usize> = match &stress {
+            Some(list) => list.clone(),
+            None => (0..steps).collect(),
+        };
+        let (
+            mut worst_loading,
+            mut worst_voltage,
+            mut worst_substation,
+            mut estimates,
+            mut smallest,
+        );
+        loop {
+            // Pass 1, a few operations per step: lower bounds of each step's
+            // headroom from the triangle inequality (no step can have less room
+            // than this), and rough figures at the demand to find the steps worth a
+            // full power flow. Entries: (step, bound, voltage bound, substation bound).
+            let mut bounds: Vec<(usize, f64, f64, f64)> = Vec::with_capacity(judged.len());
+            worst_loading = TopSteps::default();
+            worst_voltage = TopSteps::default();
+            worst_substation = TopSteps::default();
+            let mut most_constrained = (f64::INFINITY, usize::MAX);
+            for &k in &judged {
+                let a = shape[k];
+                if a <= 0.0 || !base.solutions[k].converged {
+                    continue;
+                }
+                let amps_per_kw = a * per_kw_magnitude / (SQRT_3 * voltage_kv[k]);
+                let pu_per_kw = SQRT_3 * z_candidate * amps_per_kw / 1000.0 / nominal_kv;
+                let feeder_min_pu = base.feeder_min_pu[k];
+                let group = base.group_kva[k];
+                let thermal_bound = (path_margin_a[k] / amps_per_kw).max(0.0);
+                // Per kW: the new current times the room per ohm.
+                let voltage_bound =
+                    (path_voltage_room[k] * 1000.0 * nominal_kv / (SQRT_3 * amps_per_kw)).max(0.0);
+                let substation_bound = if substation_limit_kva > 0.0 {
+                    let room = substation_limit_kva - group.norm_sqr().sqrt();
+                    (room / (a * per_kw_magnitude)).max(0.0)
+                } else {
+                    f64::INFINITY
+                };
+                let bound = thermal_bound.min(voltage_bound).min(substation_bound);
+                if bound < most_constrained.0 {
+                    most_constrained = (bound, bounds.len());
+                }
+                bounds.push((k, bound, voltage_bound, substation_bound));
+                let loading = (path_max_loading[k] + demand_kw * amps_per_kw / weakest_a)
+                    .max(base.max_loading[k]);
+                worst_loading.offer(loading, k);
+                worst_voltage.offer(-(feeder_min_pu - demand_kw * pu_per_kw), k);
+                let per_kw_kva = Complex64::new(a, a * load.tan_phi);
+                worst_substation.offer((group + demand_kw * per_kw_kva).norm_sqr(), k);
             }
-            let estimate = estimate_at(k, smallest * 1.02 + 2.0);
-            smallest = smallest.min(estimate);
-            estimates.push((estimate, k));
+
+            // Pass 2, along the path: the estimated headroom of the steps whose
+            // lower bound does not already rule them out, starting from the most
+            // constrained.
+            estimates = Vec::new();
+            smallest = f64::INFINITY;
+            if let Some(&(k, _, voltage_bound, substation_bound)) = bounds.get(most_constrained.1) {
+                smallest = estimate_at(k, voltage_bound, substation_bound, f64::INFINITY);
+                estimates.push((smallest, k));
+            }
+            for (i, &(k, bound, voltage_bound, substation_bound)) in bounds.iter().enumerate() {
+                if i == most_constrained.1 || bound > within_spread(smallest) {
+                    continue;
+                }
+                let estimate =
+                    estimate_at(k, voltage_bound, substation_bound, within_spread(smallest));
+                smallest = smallest.min(estimate);
+                estimates.push((estimate, k));
+            }
+            // Every step left out has at least the cut-offs' room: when that is
+            // beyond what can bind, the stress steps were enough.
+            let Some(_) = stress.as_ref().filter(|_| judged.len() < steps) else {
+                break;
+            };
+            let [thermal_cutoff, voltage_cutoff] = base.stress_cutoff_kva[local as usize];
+            let cutoff_kw = thermal_cutoff
+                .min(voltage_cutoff)
+                .min(base.substation_cutoff_kva)
+                / per_kw_magnitude;
+            if cutoff_kw > within_spread(smallest) {
+                break;
+            }
+            judged = (0..steps).collect();
         }
 
         // Figures at the application's demand: exact flows at the worst steps.
@@ -465,39 +513,44 @@ impl Engine {
         // steps whose corrected estimate still comes within a hair are refined.
         let mut correction = 1.0;
         for &(estimate, k) in estimates.iter().take(REFINED_STEPS) {
-            if estimate > smallest * 1.03 + 2.0 {
+            if estimate > within_spread(smallest) {
                 break;
             }
-            if binding_step.is_some() && estimate * correction > headroom * 1.002 + 1.0 {
-                continue;
-            }
-            let a = shape[k];
-            // The smallest load found to break a limit at this step, and the
-            // ratios there: the binding check, without another power flow.
-            let mut first_breach: Option<(f64, [f64; 4])> = None;
-            let found = largest_feasible(estimate * correction, |x| {
-                let ratios = self
-                    .exact(base, k, local, x * a, load, &mut scratch)
-                    .ratios(limits);
-                let worst = ratios.iter().copied().fold(f64::MIN, f64::max);
-                if worst > 1.0 && first_breach.is_none_or(|(at, _)| x < at) {
-                    first_breach = Some((x, ratios));
+            let guess = estimate * correction;
+            if binding_step.is_some() {
+                if guess > headroom * 1.002 + 1.0 {
+                    continue;
                 }
-                worst - 1.0
-            });
+                // One power flow tells whether this step takes what another allows.
+                let at_headroom = self
+                    .exact(base, k, local, headroom * shape[k], load, &mut scratch)
+                    .worst_ratio(limits);
+                if at_headroom <= 1.0 {
+                    continue;
+                }
+            }
+            let (found, breach) = self.refine(
+                base,
+                k,
+                local,
+                guess.min(headroom),
+                load,
+                shape[k],
+                &mut scratch,
+            );
             if binding_step.is_none() && estimate > 0.0 && found > 0.0 {
                 correction = found / estimate;
             }
             if found < headroom {
                 headroom = found;
-                binding_step = Some((k, first_breach.filter(|(at, _)| *at <= found + 1.0)));
+                binding_step = Some((k, breach));
             }
         }
         let headroom = headroom.clamp(0.0, UNBOUNDED_KW).floor();
         let binding = match binding_step {
             Some((k, breach)) => {
                 let ratios = match breach {
-                    Some((_, ratios)) => ratios,
+                    Some(ratios) => ratios,
                     None => self
                         .exact(
                             base,
@@ -525,6 +578,184 @@ impl Engine {
             before,
             after,
             worst,
+        }
+    }
+}
+
+impl Engine {
+    /// The headroom at step `k` to 1 kW (floored) and the ratios of the checks at
+    /// 1 kW more, when found on the way.
+    ///
+    /// A power flow at the guess names the element that binds there; between the
+    /// base case (no new load) and the guess its ratio to its limit is nearly a
+    /// line, so the root of that line is within a fraction of a kW of the true one.
+    /// Two flows, at its floor and 1 kW above, confirm it. Only when they do not
+    /// is the root searched by bracketing.
+    #[allow(clippy::too_many_arguments)]
+    fn refine(
+        &self,
+        base: &FeederBase,
+        k: usize,
+        local: u32,
+        guess: f64,
+        load: &AddedLoad<'_>,
+        factor: f64,
+        scratch: &mut Scratch,
+    ) -> (f64, Option<[f64; 4]>) {
+        let limits = &self.config.limits;
+        if guess.is_finite() && guess > 0.0 {
+            let at_guess = self.exact(base, k, local, guess * factor, load, scratch);
+            let ratios = at_guess.ratios(limits);
+            let (which, worst) =
+                ratios
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .fold(
+                        (0, f64::MIN),
+                        |acc, (i, r)| if r > acc.1 { (i, r) } else { acc },
+                    );
+            let slope = self.ratio_slope(base, k, local, &at_guess, which, load, factor, scratch);
+            if worst.is_finite() && slope > 0.0 {
+                // Newton's step with the slope of the new load's own current, then
+                // a secant through the two flows nearest the root.
+                let mut points = [(guess, worst), (f64::NAN, f64::NAN)];
+                let mut root = guess + (1.0 - worst) / slope;
+                for round in 0..2 {
+                    if !(root.is_finite() && (0.0..UNBOUNDED_KW - 1.0).contains(&root)) {
+                        break;
+                    }
+                    let floor = root.floor();
+                    let at_floor = if floor == 0.0 {
+                        0.0
+                    } else {
+                        self.exact(base, k, local, floor * factor, load, scratch)
+                            .worst_ratio(limits)
+                    };
+                    if at_floor <= 1.0 {
+                        let above = self
+                            .exact(base, k, local, (floor + 1.0) * factor, load, scratch)
+                            .ratios(limits);
+                        let worst_above = above.iter().copied().fold(f64::MIN, f64::max);
+                        if worst_above > 1.0 {
+                            return (floor, Some(above));
+                        }
+                        points[1] = (floor + 1.0, worst_above);
+                    } else {
+                        points[1] = (floor, at_floor);
+                    }
+                    let ((x0, r0), (x1, r1)) = (points[0], points[1]);
+                    if round == 1 || !r1.is_finite() || r1 == r0 {
+                        break;
+                    }
+                    root = x1 + (1.0 - r1) * (x1 - x0) / (r1 - r0);
+                }
+            }
+        }
+        let mut first_breach: Option<(f64, [f64; 4])> = None;
+        let found = largest_feasible(guess, |x| {
+            let ratios = self
+                .exact(base, k, local, x * factor, load, scratch)
+                .ratios(limits);
+            let worst = ratios.iter().copied().fold(f64::MIN, f64::max);
+            if worst > 1.0 && first_breach.is_none_or(|(at, _)| x < at) {
+                first_breach = Some((x, ratios));
+            }
+            worst - 1.0
+        });
+        let floor = found.floor();
+        (
+            floor,
+            first_breach
+                .filter(|(at, _)| *at <= floor + 1.0)
+                .map(|(_, ratios)| ratios),
+        )
+    }
+
+    /// How fast the ratio of check `which` to its limit grows per kW added at
+    /// `local`, at the power flow just solved in `scratch` (whose worst element
+    /// `observed` names): the new current flows along the candidate's path, and
+    /// a node's voltage falls with the impedance its path shares with the
+    /// candidate's. The loads' own response to the lower voltage is left out: the
+    /// flows that confirm the root account for it.
+    #[allow(clippy::too_many_arguments)]
+    fn ratio_slope(
+        &self,
+        base: &FeederBase,
+        k: usize,
+        local: u32,
+        observed: &Observed,
+        which: usize,
+        load: &AddedLoad<'_>,
+        factor: f64,
+        scratch: &Scratch,
+    ) -> f64 {
+        let limits = &self.config.limits;
+        let e = &base.electrical;
+        let solution = &scratch.solution;
+        let v_candidate = solution.v_kv[local as usize];
+        let per_kw = Complex64::new(factor, -factor * load.tan_phi) / (SQRT_3 * v_candidate.conj());
+        let current_slope = |at: usize, limit_a: f64| {
+            let current = solution.i_a[at];
+            let magnitude = current.norm_sqr().sqrt();
+            if magnitude > 0.0 && limit_a > 0.0 {
+                (current.conj() * per_kw).re / magnitude / limit_a
+            } else {
+                0.0
+            }
+        };
+        let thermal = limits.thermal_pct / 100.0;
+        match which {
+            0 => {
+                let at = observed.segment_at as usize;
+                if at == 0 || !scratch.on_path[at] {
+                    return 0.0;
+                }
+                current_slope(at, e.rated_a[at] * thermal)
+            }
+            1 => e
+                .head_rated_a
+                .map_or(0.0, |rated| current_slope(0, rated * thermal)),
+            2 => {
+                let at = observed.v_min_at as usize;
+                // Where the node's path meets the candidate's, and the impedance
+                // from the busbar to there.
+                let mut meet = at;
+                while meet != 0 && !scratch.on_path[meet] {
+                    meet = e.parent[meet] as usize;
+                }
+                let mut shared = Complex64::new(0.0, 0.0);
+                while meet != 0 {
+                    shared += e.z_ohm[meet];
+                    meet = e.parent[meet] as usize;
+                }
+                let v = solution.v_kv[at];
+                let magnitude_2 = v.norm_sqr();
+                if magnitude_2 <= 0.0 {
+                    return 0.0;
+                }
+                let drop = SQRT_3 / 1000.0 * shared * per_kw;
+                // d|V|/dx = -Re(conj(V) drop) / |V|; the ratio is v_min nominal / |V|.
+                let magnitude_slope = -(v.conj() * drop).re / magnitude_2.sqrt();
+                -limits.v_min_pu * e.nominal_kv[at] / magnitude_2 * magnitude_slope
+            }
+            _ => {
+                let rated = self.group_rated_kva(base.group);
+                if rated <= 0.0 {
+                    return 0.0;
+                }
+                let limit_kva = rated * limits.substation_transformer_pct / 100.0;
+                let added = solution.head_power_kva() - base.solutions[k].head_power_kva();
+                let group = base.group_kva[k] + added;
+                let magnitude = group.norm_sqr().sqrt();
+                if magnitude > 0.0 {
+                    (group.conj() * Complex64::new(factor, factor * load.tan_phi)).re
+                        / magnitude
+                        / limit_kva
+                } else {
+                    0.0
+                }
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ use headroom_geodata::topology::{Branch, FeederTree};
 use headroom_geodata::{FeederIx, Network};
 use num_complex::Complex64;
 
-const SQRT_3: f64 = 1.732_050_807_568_877_2;
+pub(crate) const SQRT_3: f64 = 1.732_050_807_568_877_2;
 
 /// A feeder prepared for power flow, indexed by the tree's local node index.
 #[derive(Clone, Debug, Default)]

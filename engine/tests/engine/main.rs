@@ -3,9 +3,11 @@
 //! - `support`: building a grid with readings and an engine over it;
 //! - `checks`: each check firing alone, with headroom exact to a few kW;
 //! - `schemes`: dual supplies for important and critical customers;
-//! - `load_model`: unmetered allocation and profiles.
+//! - `load_model`: unmetered allocation and profiles;
+//! - `shortcut`: the stress-step shortcut against judging every step, on the fixture.
 
 mod checks;
 mod load_model;
 mod schemes;
+mod shortcut;
 mod support;

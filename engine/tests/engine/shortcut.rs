@@ -1,0 +1,71 @@
+//! The stress-step shortcut (a flat load judged first at the few dozen steps
+//! nearest each limit) gives the answers of judging every step of the window.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings};
+use headroom_geodata::Gridpack;
+
+fn fixture_engine(config: EngineConfig) -> (Engine, Vec<Application>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/1-MV-semiurb");
+    let gridpack = Gridpack::read(&dir).expect("fixture gridpack");
+    let readings = Arc::new(InMemoryReadings::from_rows(&gridpack.readings));
+    let apps: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("applications.json")).unwrap()).unwrap();
+    let apps = Application::list_from_json(&apps).unwrap();
+    (
+        Engine::new(gridpack.network, readings, config, Vec::new()),
+        apps,
+    )
+}
+
+#[test]
+fn stress_steps_give_the_answers_of_every_step() {
+    let (fast, apps) = fixture_engine(EngineConfig::default());
+    let (audit, _) = fixture_engine(EngineConfig {
+        judge_every_step: true,
+        ..EngineConfig::default()
+    });
+    let mut compared = 0;
+    for app in &apps {
+        let quick = fast.rank(app);
+        let every = audit.rank(app);
+        assert_eq!(quick.candidates.len(), every.candidates.len());
+        for (q, e) in quick.candidates.iter().zip(&every.candidates) {
+            assert_eq!(q.node, e.node);
+            assert!(
+                (q.headroom_kw - e.headroom_kw).abs() <= 1.0,
+                "{} at {}: {} kW against {} kW judging every step",
+                app.id,
+                q.node,
+                q.headroom_kw,
+                e.headroom_kw
+            );
+            assert_eq!(
+                q.binding_constraint, e.binding_constraint,
+                "{} at {}",
+                app.id, q.node
+            );
+            assert_eq!(q.feasible, e.feasible, "{} at {}", app.id, q.node);
+            assert!(
+                (q.after.max_loading_pct - e.after.max_loading_pct).abs() <= 0.5,
+                "{} at {}: after loading {} against {}",
+                app.id,
+                q.node,
+                q.after.max_loading_pct,
+                e.after.max_loading_pct
+            );
+            assert!(
+                (q.after.min_voltage_pu - e.after.min_voltage_pu).abs() <= 0.001,
+                "{} at {}: after voltage {} against {}",
+                app.id,
+                q.node,
+                q.after.min_voltage_pu,
+                e.after.min_voltage_pu
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 1000, "only {compared} candidates compared");
+}
