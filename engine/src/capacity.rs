@@ -90,6 +90,11 @@ fn round(v: f64, decimals: i32) -> f64 {
     (v * f).round() / f
 }
 
+/// How far below a node's least room its headroom may lie: the room is the
+/// linear estimate's, and the loads' response to the lower voltage and the added
+/// losses take a little more.
+const ROOM_SLACK: f64 = 0.05;
+
 impl Engine {
     /// Capacity of every asset at a level; `now_ms` dates the data's age.
     pub fn capacity(
@@ -170,16 +175,27 @@ impl Engine {
         let (mut headroom, mut binding) = (0.0, CheckName::OutOfService);
         let (mut worst, mut worst_node) = (None, None);
         if tree.node_count() > 0 && base.loads.step_count() > 0 {
-            let mut least = (f64::INFINITY, 1u32);
-            for local in 1..tree.nodes.len() as u32 {
-                let e = self.evaluate_point(base, local, 1.0, &load);
-                if local == 1 {
-                    // The first node: the feeder's own figure.
-                    headroom = e.headroom_kw;
-                    binding = e.binding;
+            // The first node: the feeder's own figure.
+            (headroom, binding) = self.headroom_at(base, 1, &load);
+            let mut least = (headroom, 1u32);
+            // The weakest node: nodes in order of their least room, which is
+            // within a few per cent of their headroom, so once a node's room is
+            // clearly above the least headroom found, no later node can be weaker.
+            let per_kw_kva = (1.0 + load.tan_phi * load.tan_phi).sqrt();
+            let mut order: Vec<u32> = (2..tree.nodes.len() as u32).collect();
+            order.sort_by(|a, b| {
+                base.least_room_kva[*a as usize].total_cmp(&base.least_room_kva[*b as usize])
+            });
+            // Where a limit is broken already, every node has none.
+            let already_broken = base.summary.already_broken.is_some();
+            for local in order.into_iter().filter(|_| !already_broken) {
+                let room_kw = base.least_room_kva[local as usize] / per_kw_kva;
+                if room_kw * (1.0 - ROOM_SLACK) > least.0 + 1.0 {
+                    break;
                 }
-                if e.headroom_kw < least.0 {
-                    least = (e.headroom_kw, local);
+                let (h, _) = self.headroom_at(base, local, &load);
+                if h < least.0 || (h == least.0 && local < least.1) {
+                    least = (h, local);
                 }
             }
             worst = Some(least.0);

@@ -85,6 +85,10 @@ pub struct FeederBase {
     /// The least substation room in kVA among the steps the feeder's list leaves
     /// out.
     pub substation_cutoff_kva: f64,
+    /// Per local node, the least room in kVA of any limit at any step: a flat
+    /// load there of this much, over its power factor's kW, is about the least
+    /// that can break one.
+    pub least_room_kva: Vec<f64>,
     /// Per step, the lowest voltage of the feeder, pu.
     pub feeder_min_pu: Vec<f64>,
     /// Per step, the highest loading of segments and head, a fraction.
@@ -359,6 +363,7 @@ impl Engine {
             stress_cutoff_kva: Vec::new(),
             feeder_stress_steps: Vec::new(),
             substation_cutoff_kva: f64::INFINITY,
+            least_room_kva: Vec::new(),
             feeder_min_pu: Vec::new(),
             max_loading: Vec::new(),
             summary: Default::default(),
@@ -371,7 +376,9 @@ impl Engine {
         let (mut p, mut q) = (vec![0.0; n], vec![0.0; n]);
         for k in 0..base.loads.step_count() {
             self.base_node_loads(&base, k, &mut p, &mut q);
-            let mut solution = Solution::default();
+            // Consecutive quarter-hours carry similar loads: the last step's
+            // solution saves about two iterations over a flat start.
+            let mut solution = base.solutions.last().cloned().unwrap_or_default();
             sweep(
                 &base.electrical,
                 &p,
@@ -586,6 +593,7 @@ impl Engine {
         let steps = base.solutions.len();
         let mut stress = Vec::with_capacity(n * 2 * STRESS_STEPS);
         let mut cutoffs = Vec::with_capacity(n);
+        let mut least = Vec::with_capacity(n);
         let mut room = Vec::with_capacity(steps);
         for j in 0..n {
             let run = j * steps..(j + 1) * steps;
@@ -593,7 +601,7 @@ impl Engine {
             let voltages = &base.voltage_kv[run];
             room.clear();
             room.extend((0..steps).map(|k| (SQRT_3 * margins[k] * voltages[k], k as u32)));
-            let thermal_cutoff = least_steps(&mut room, &mut stress);
+            let (thermal_cutoff, thermal_least) = least_steps(&mut room, &mut stress);
             room.clear();
             let voltage_room = &base.path_voltage_room[j * steps..(j + 1) * steps];
             let per_pu = 1000.0 * e.nominal_kv[j];
@@ -601,8 +609,9 @@ impl Engine {
                 let kva = (voltage_room[k] * per_pu * voltages[k]).max(0.0);
                 (if kva.is_nan() { f64::INFINITY } else { kva }, k as u32)
             }));
-            let voltage_cutoff = least_steps(&mut room, &mut stress);
+            let (voltage_cutoff, voltage_least) = least_steps(&mut room, &mut stress);
             cutoffs.push([thermal_cutoff, voltage_cutoff]);
+            least.push(thermal_least.min(voltage_least));
         }
         base.stress_steps = stress;
         base.stress_cutoff_kva = cutoffs;
@@ -619,7 +628,9 @@ impl Engine {
             };
             (kva, k as u32)
         }));
-        base.substation_cutoff_kva = least_steps(&mut room, &mut feeder_steps);
+        let (substation_cutoff, substation_least) = least_steps(&mut room, &mut feeder_steps);
+        base.substation_cutoff_kva = substation_cutoff;
+        base.least_room_kva = least.into_iter().map(|l| l.min(substation_least)).collect();
         room.clear();
         room.extend(
             base.max_loading
@@ -713,8 +724,9 @@ pub const STRESS_STEPS: usize = 64;
 
 /// Appends to `out` the steps of the [`STRESS_STEPS`] least values of `room`
 /// (exactly that many: the last repeats when there are fewer steps) and returns
-/// the least value left out (infinite when none is).
-fn least_steps(room: &mut [(f64, u32)], out: &mut Vec<u32>) -> f64 {
+/// the least value left out (infinite when none is) and the least value.
+fn least_steps(room: &mut [(f64, u32)], out: &mut Vec<u32>) -> (f64, f64) {
+    let least = room.iter().map(|(v, _)| *v).fold(f64::INFINITY, f64::min);
     let by_value = |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0);
     let cutoff = if room.len() > STRESS_STEPS {
         let (_, at, _) = room.select_nth_unstable_by(STRESS_STEPS, by_value);
@@ -726,7 +738,7 @@ fn least_steps(room: &mut [(f64, u32)], out: &mut Vec<u32>) -> f64 {
     out.extend(taken.iter().map(|(_, k)| *k));
     let last = taken.last().map_or(0, |(_, k)| *k);
     out.extend(std::iter::repeat_n(last, STRESS_STEPS - taken.len()));
-    cutoff
+    (cutoff, least)
 }
 
 /// The window spanning every reading of the network's feeders, transformers and

@@ -268,6 +268,29 @@ impl Engine {
         demand_kw: f64,
         load: &AddedLoad<'_>,
     ) -> PointEvaluation {
+        self.evaluate_point_with(base, local, demand_kw, load, true)
+    }
+
+    /// The headroom at the node at `local` of feeder `base` and the check that
+    /// limits it, without the figures at a demand (`after` is the base case).
+    pub fn headroom_at(
+        &self,
+        base: &FeederBase,
+        local: u32,
+        load: &AddedLoad<'_>,
+    ) -> (f64, CheckName) {
+        let e = self.evaluate_point_with(base, local, 0.0, load, false);
+        (e.headroom_kw, e.binding)
+    }
+
+    fn evaluate_point_with(
+        &self,
+        base: &FeederBase,
+        local: u32,
+        demand_kw: f64,
+        load: &AddedLoad<'_>,
+        with_figures: bool,
+    ) -> PointEvaluation {
         let limits = &self.config.limits;
         let e = &base.electrical;
         let n = e.len();
@@ -477,7 +500,7 @@ impl Engine {
             substation_transformer_loading_pct: before.substation_transformer_loading_pct,
         };
         let mut worst = base.summary.worst;
-        for &k in &chosen {
+        for &k in chosen.iter().filter(|_| with_figures) {
             let o = self.exact(base, k, local, demand_kw * shape[k], load, &mut scratch);
             absorb(&mut worst, &o);
         }

@@ -4,7 +4,7 @@
 //! - `checks`: each check firing alone, with headroom exact to a few kW;
 //! - `schemes`: dual supplies for important and critical customers;
 //! - `load_model`: unmetered allocation and profiles;
-//! - `shortcut`: the stress-step shortcut against judging every step, on the fixture.
+//! - `shortcut`: the engine's shortcuts against the long way round, on the fixture.
 
 mod checks;
 mod load_model;

@@ -1,9 +1,12 @@
-//! The stress-step shortcut (a flat load judged first at the few dozen steps
-//! nearest each limit) gives the answers of judging every step of the window.
+//! The engine's shortcuts give the answers of the long way round: a flat load
+//! judged first at the few dozen steps nearest each limit, as if judged at every
+//! step of the window; the weakest node of a feeder found among the nodes with
+//! the least room, as if every node were tried.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use headroom_engine::evaluate::AddedLoad;
 use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings};
 use headroom_geodata::Gridpack;
 
@@ -68,4 +71,18 @@ fn stress_steps_give_the_answers_of_every_step() {
         }
     }
     assert!(compared >= 1000, "only {compared} candidates compared");
+}
+
+#[test]
+fn the_weakest_node_search_finds_what_trying_every_node_finds() {
+    let (engine, _) = fixture_engine(EngineConfig::default());
+    let rows = engine.capacity(headroom_engine::Level::Feeder, engine.readings(), 0);
+    let load = AddedLoad::flat(engine.config.capacity_power_factor);
+    for (f, row) in rows.iter().enumerate() {
+        let base = engine.feeder(f);
+        let every_node = (1..base.electrical.len() as u32)
+            .map(|local| engine.headroom_at(&base, local, &load).0)
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(row.worst_node_headroom_kw, Some(every_node), "{}", row.id);
+    }
 }
