@@ -13,7 +13,8 @@
 //!   p99 < 50 ms warm. And `capacity --level feeder` for the whole city, once
 //!   (target < 3 s). Loading the city's 73 million readings takes a minute first.
 //!
-//! Run: `cargo bench --bench engine`.
+//! Run: `cargo bench --bench engine`; with `HEADROOM_BENCH_CITY_ONLY=1` as well,
+//! only the city runs.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -52,6 +53,10 @@ fn fixture_engine() -> (Engine, Vec<Application>, f64) {
 }
 
 fn benches(c: &mut Criterion) {
+    if std::env::var_os("HEADROOM_BENCH_CITY_ONLY").is_some() {
+        city();
+        return;
+    }
     let (engine, apps, pandapower_s) = fixture_engine();
     // Per-application timings one by one, for p50 and the ratio to pandapower.
     let mut timings: Vec<Duration> = Vec::new();

@@ -48,7 +48,7 @@ pub struct FeederBase {
     pub observed: Vec<Observed>,
     /// Per step and local node, the lowest voltage in the node's subtree, pu
     /// (row-major: `step * nodes + node`).
-    pub subtree_min_pu: Vec<f64>,
+    pub subtree_min_pu: Vec<f32>,
     /// Worst figures of the base case, computed once.
     pub summary: crate::evaluate::BaseSummary,
     /// A load factor of 1 at every step: the shape of a flat load.
@@ -56,20 +56,20 @@ pub struct FeederBase {
     /// Per local node and step, the least current margin (limit less current, A)
     /// of the branches from the busbar to the node, the head breaker included
     /// (node-major: `node * steps + step`, so one candidate reads one run).
-    pub path_margin_a: Vec<f64>,
+    pub path_margin_a: Vec<f32>,
     /// Per local node and step, the highest loading (current over rating, a
     /// fraction) of the branches from the busbar to the node and the head
     /// (node-major).
-    pub path_max_loading: Vec<f64>,
+    pub path_max_loading: Vec<f32>,
     /// Per local node and step, the voltage magnitude, kV (node-major).
-    pub voltage_kv: Vec<f64>,
+    pub voltage_kv: Vec<f32>,
     /// Per local node and step, the least voltage room per ohm a load there
     /// meets: over the nodes `p` on its path, the lowest voltage of `p`'s subtree
     /// above the planning minimum (pu) over the impedance from the busbar to `p`
     /// (node-major). A load at the node lowers every voltage of `p`'s subtree
     /// by at most that impedance times its current, so this bounds its voltage
     /// headroom from below.
-    pub path_voltage_room: Vec<f64>,
+    pub path_voltage_room: Vec<f32>,
     /// Per local node, the steps where a flat load added there comes nearest a
     /// limit: the [`STRESS_STEPS`] with the least thermal room along the node's
     /// path and the [`STRESS_STEPS`] with the least voltage room, both in kVA of
@@ -141,11 +141,11 @@ pub struct Engine {
 impl FeederBase {
     /// Approximate memory held, bytes (the cache's weight).
     pub fn weight_bytes(&self) -> usize {
-        let per_step = self.electrical.len() * (2 * 16 + 4 * 8) + 64;
+        // Solutions (two complex numbers per node) and five screening figures.
+        let per_step = self.electrical.len() * (2 * 16 + 5 * 4) + 64;
         let loads = self.loads.p_kw.len() * 16;
         let stress = self.stress_steps.len() * 4 + self.stress_cutoff_kva.len() * 16;
-        let rooms = self.path_voltage_room.len() * 8;
-        self.solutions.len() * per_step + loads + stress + rooms + 1024
+        self.solutions.len() * per_step + loads + stress + 1024
     }
 }
 
@@ -518,7 +518,6 @@ impl Engine {
                 row[parent] = row[parent].min(row[j]);
             }
         }
-        base.subtree_min_pu = subtree_min;
 
         let thermal = self.config.limits.thermal_pct / 100.0;
         let steps = base.solutions.len();
@@ -558,7 +557,7 @@ impl Engine {
         let v_min_pu = self.config.limits.v_min_pu;
         let mut voltage_room = vec![f64::INFINITY; n * steps];
         for k in 0..steps {
-            let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
+            let subtree_min = &subtree_min[k * n..(k + 1) * n];
             for j in 1..n {
                 let own = if z_path[j] > 0.0 {
                     (subtree_min[j] - v_min_pu) / z_path[j]
@@ -569,11 +568,13 @@ impl Engine {
                 voltage_room[j * steps + k] = own.min(voltage_room[parent * steps + k]);
             }
         }
-        base.path_margin_a = margins;
-        base.path_max_loading = loadings;
-        base.voltage_kv = voltages;
-        base.path_voltage_room = voltage_room;
-        base.feeder_min_pu = (0..steps).map(|k| base.subtree_min_pu[k * n]).collect();
+        base.feeder_min_pu = (0..steps).map(|k| subtree_min[k * n]).collect();
+        // Single precision is ample for screening and halves a city's memory.
+        base.subtree_min_pu = compact(&subtree_min);
+        base.path_margin_a = compact(&margins);
+        base.path_max_loading = compact(&loadings);
+        base.voltage_kv = compact(&voltages);
+        base.path_voltage_room = compact(&voltage_room);
         base.max_loading = base
             .observed
             .iter()
@@ -600,13 +601,16 @@ impl Engine {
             let margins = &base.path_margin_a[run.clone()];
             let voltages = &base.voltage_kv[run];
             room.clear();
-            room.extend((0..steps).map(|k| (SQRT_3 * margins[k] * voltages[k], k as u32)));
+            room.extend((0..steps).map(|k| {
+                let kva = SQRT_3 * f64::from(margins[k]) * f64::from(voltages[k]);
+                (kva, k as u32)
+            }));
             let (thermal_cutoff, thermal_least) = least_steps(&mut room, &mut stress);
             room.clear();
             let voltage_room = &base.path_voltage_room[j * steps..(j + 1) * steps];
             let per_pu = 1000.0 * e.nominal_kv[j];
             room.extend((0..steps).map(|k| {
-                let kva = (voltage_room[k] * per_pu * voltages[k]).max(0.0);
+                let kva = (f64::from(voltage_room[k]) * per_pu * f64::from(voltages[k])).max(0.0);
                 (if kva.is_nan() { f64::INFINITY } else { kva }, k as u32)
             }));
             let (voltage_cutoff, voltage_least) = least_steps(&mut room, &mut stress);
@@ -716,6 +720,10 @@ impl Engine {
         }
         observed
     }
+}
+
+fn compact(values: &[f64]) -> Vec<f32> {
+    values.iter().map(|v| *v as f32).collect()
 }
 
 /// How many steps per node and limit a flat load is judged at before the rest of

@@ -291,13 +291,33 @@ impl Engine {
         load: &AddedLoad<'_>,
         with_figures: bool,
     ) -> PointEvaluation {
+        // Each thread keeps its power-flow buffers: a ranking evaluates thousands
+        // of points, and allocating them afresh cost a tenth of its time.
+        thread_local! {
+            static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::default();
+        }
+        let mut scratch = SCRATCH.take();
+        let evaluation =
+            self.evaluate_point_in(base, local, demand_kw, load, with_figures, &mut scratch);
+        SCRATCH.set(scratch);
+        evaluation
+    }
+
+    fn evaluate_point_in(
+        &self,
+        base: &FeederBase,
+        local: u32,
+        demand_kw: f64,
+        load: &AddedLoad<'_>,
+        with_figures: bool,
+        scratch: &mut Scratch,
+    ) -> PointEvaluation {
         let limits = &self.config.limits;
         let e = &base.electrical;
         let n = e.len();
         let steps = base.loads.step_count();
         let shape = self.shape(base, load);
         let before = base.summary.before;
-        let mut scratch = Scratch::default();
 
         // Nodes from the candidate up to the first node, and the impedance from the
         // busbar to each: a node off the path shares the path's impedance down to
@@ -371,8 +391,8 @@ impl Engine {
                 let drop_per_kw = SQRT_3 * z_from_busbar[i] * per_kw / 1000.0;
                 let slope_pu = -(drop_per_kw * v.conj()).re / magnitude / e.nominal_kv[p];
                 if slope_pu < 0.0 {
-                    estimate =
-                        estimate.min(((subtree_min[p] - limits.v_min_pu) / -slope_pu).max(0.0));
+                    estimate = estimate
+                        .min(((f64::from(subtree_min[p]) - limits.v_min_pu) / -slope_pu).max(0.0));
                 }
             }
             if substation_limit_kva > 0.0 && substation_bound <= beyond {
@@ -427,14 +447,15 @@ impl Engine {
                 if a <= 0.0 || !base.solutions[k].converged {
                     continue;
                 }
-                let amps_per_kw = a * per_kw_magnitude / (SQRT_3 * voltage_kv[k]);
+                let amps_per_kw = a * per_kw_magnitude / (SQRT_3 * f64::from(voltage_kv[k]));
                 let pu_per_kw = SQRT_3 * z_candidate * amps_per_kw / 1000.0 / nominal_kv;
                 let feeder_min_pu = base.feeder_min_pu[k];
                 let group = base.group_kva[k];
-                let thermal_bound = (path_margin_a[k] / amps_per_kw).max(0.0);
+                let thermal_bound = (f64::from(path_margin_a[k]) / amps_per_kw).max(0.0);
                 // Per kW: the new current times the room per ohm.
-                let voltage_bound =
-                    (path_voltage_room[k] * 1000.0 * nominal_kv / (SQRT_3 * amps_per_kw)).max(0.0);
+                let voltage_bound = (f64::from(path_voltage_room[k]) * 1000.0 * nominal_kv
+                    / (SQRT_3 * amps_per_kw))
+                    .max(0.0);
                 let substation_bound = if substation_limit_kva > 0.0 {
                     let room = substation_limit_kva - group.norm_sqr().sqrt();
                     (room / (a * per_kw_magnitude)).max(0.0)
@@ -446,7 +467,8 @@ impl Engine {
                     most_constrained = (bound, bounds.len());
                 }
                 bounds.push((k, bound, voltage_bound, substation_bound));
-                let loading = (path_max_loading[k] + demand_kw * amps_per_kw / weakest_a)
+                let loading = (f64::from(path_max_loading[k])
+                    + demand_kw * amps_per_kw / weakest_a)
                     .max(base.max_loading[k]);
                 worst_loading.offer(loading, k);
                 worst_voltage.offer(-(feeder_min_pu - demand_kw * pu_per_kw), k);
@@ -501,7 +523,7 @@ impl Engine {
         };
         let mut worst = base.summary.worst;
         for &k in chosen.iter().filter(|_| with_figures) {
-            let o = self.exact(base, k, local, demand_kw * shape[k], load, &mut scratch);
+            let o = self.exact(base, k, local, demand_kw * shape[k], load, scratch);
             absorb(&mut worst, &o);
         }
         after.max_loading_pct = worst.segment.0.max(worst.head_pct);
@@ -546,21 +568,14 @@ impl Engine {
                 }
                 // One power flow tells whether this step takes what another allows.
                 let at_headroom = self
-                    .exact(base, k, local, headroom * shape[k], load, &mut scratch)
+                    .exact(base, k, local, headroom * shape[k], load, scratch)
                     .worst_ratio(limits);
                 if at_headroom <= 1.0 {
                     continue;
                 }
             }
-            let (found, breach) = self.refine(
-                base,
-                k,
-                local,
-                guess.min(headroom),
-                load,
-                shape[k],
-                &mut scratch,
-            );
+            let (found, breach) =
+                self.refine(base, k, local, guess.min(headroom), load, shape[k], scratch);
             if binding_step.is_none() && estimate > 0.0 && found > 0.0 {
                 correction = found / estimate;
             }
@@ -575,14 +590,7 @@ impl Engine {
                 let ratios = match breach {
                     Some(ratios) => ratios,
                     None => self
-                        .exact(
-                            base,
-                            k,
-                            local,
-                            (headroom + 1.0) * shape[k],
-                            load,
-                            &mut scratch,
-                        )
+                        .exact(base, k, local, (headroom + 1.0) * shape[k], load, scratch)
                         .ratios(limits),
                 };
                 first_broken(&ratios).unwrap_or_else(|| {
