@@ -155,6 +155,11 @@ fn city() {
             candidates += result.candidates.len();
         }
         timings.sort();
+        let (feeders, bytes) = engine.cache_usage();
+        eprintln!(
+            "cache after the {pass} pass: {feeders} feeders, {} MiB",
+            bytes >> 20
+        );
         eprintln!(
             "city, one application ({pass}, {} applications, mean {} candidates): p50 {:?}, p99 {:?}",
             apps.len(),

@@ -13,7 +13,7 @@ use num_complex::Complex64;
 use crate::checks::Observed;
 use crate::config::EngineConfig;
 use crate::load_model::{FeederLoads, STEP_MS, Window, power_factor_tan};
-use crate::powerflow::{ElectricalFeeder, SQRT_3, Solution, SweepSettings, sweep};
+use crate::powerflow::{ElectricalFeeder, SQRT_3, Solution, StoredSolution, SweepSettings, sweep};
 use crate::readings::ReadingsSource;
 
 /// Load promised to an application that is not connected yet: counted as extra
@@ -43,7 +43,9 @@ pub struct FeederBase {
     /// Reserved loads on the feeder: (local node, kW, kvar per kW, profile).
     pub reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
     /// Base power flow of each kept step.
-    pub solutions: Vec<Solution>,
+    pub solutions: Vec<StoredSolution>,
+    /// The same in full precision, while the base is being observed.
+    full_solutions: Vec<Solution>,
     /// What each base power flow shows.
     pub observed: Vec<Observed>,
     /// Per step and local node, the lowest voltage in the node's subtree, pu
@@ -141,8 +143,9 @@ pub struct Engine {
 impl FeederBase {
     /// Approximate memory held, bytes (the cache's weight).
     pub fn weight_bytes(&self) -> usize {
-        // Solutions (two complex numbers per node) and five screening figures.
-        let per_step = self.electrical.len() * (2 * 16 + 5 * 4) + 64;
+        // Solutions (two single-precision complex numbers per node) and five
+        // screening figures.
+        let per_step = self.electrical.len() * (2 * 8 + 5 * 4) + 64;
         let loads = self.loads.p_kw.len() * 16;
         let stress = self.stress_steps.len() * 4 + self.stress_cutoff_kva.len() * 16;
         self.solutions.len() * per_step + loads + stress + 1024
@@ -223,6 +226,12 @@ impl Engine {
         let counted = self.touched_by_reservations(f);
         self.bases
             .get_with((f, counted), || Arc::new(self.build_base(f, counted)))
+    }
+
+    /// Feeder bases held in the cache and the bytes they weigh.
+    pub fn cache_usage(&self) -> (u64, u64) {
+        self.bases.run_pending_tasks();
+        (self.bases.entry_count(), self.bases.weighted_size())
     }
 
     /// The base of feeder `f` if it is in the cache.
@@ -353,6 +362,7 @@ impl Engine {
             loads,
             reserved,
             solutions: Vec::new(),
+            full_solutions: Vec::new(),
             observed: Vec::new(),
             subtree_min_pu: Vec::new(),
             path_margin_a: Vec::new(),
@@ -378,7 +388,7 @@ impl Engine {
             self.base_node_loads(&base, k, &mut p, &mut q);
             // Consecutive quarter-hours carry similar loads: the last step's
             // solution saves about two iterations over a flat start.
-            let mut solution = base.solutions.last().cloned().unwrap_or_default();
+            let mut solution = base.full_solutions.last().cloned().unwrap_or_default();
             sweep(
                 &base.electrical,
                 &p,
@@ -387,7 +397,8 @@ impl Engine {
                 SweepSettings::default(),
                 &mut solution,
             );
-            base.solutions.push(solution);
+            base.solutions.push(StoredSolution::new(&solution));
+            base.full_solutions.push(solution);
         }
         base
     }
@@ -497,13 +508,16 @@ impl Engine {
     }
 
     fn observe_base(&self, base: &mut FeederBase) {
-        base.observed = (0..base.solutions.len())
-            .map(|k| self.observe(base, k, &base.solutions[k], Complex64::new(0.0, 0.0)))
+        let full_solutions = std::mem::take(&mut base.full_solutions);
+        base.observed = full_solutions
+            .iter()
+            .enumerate()
+            .map(|(k, solution)| self.observe(base, k, solution, Complex64::new(0.0, 0.0)))
             .collect();
         let e = &base.electrical;
         let n = e.len();
-        let mut subtree_min = Vec::with_capacity(n * base.solutions.len());
-        for solution in &base.solutions {
+        let mut subtree_min = Vec::with_capacity(n * full_solutions.len());
+        for solution in &full_solutions {
             let start = subtree_min.len();
             subtree_min.extend(
                 solution
@@ -524,7 +538,7 @@ impl Engine {
         let mut margins = vec![f64::INFINITY; n * steps];
         let mut loadings = vec![0.0; n * steps];
         let mut voltages = vec![0.0; n * steps];
-        for (k, solution) in base.solutions.iter().enumerate() {
+        for (k, solution) in full_solutions.iter().enumerate() {
             let head = solution.head_current_a();
             let (head_margin, head_loading) = match e.head_rated_a {
                 Some(rated) => (rated * thermal - head, head / rated),

@@ -221,7 +221,7 @@ impl Engine {
         self.base_node_loads(base, k, &mut scratch.p, &mut scratch.q);
         scratch.p[local as usize] += x_kw;
         scratch.q[local as usize] += x_kw * load.tan_phi;
-        scratch.solution.clone_from(&base.solutions[k]);
+        base.solutions[k].expand_into(&mut scratch.solution);
         // Start from the base voltages moved by the linear drop the new current
         // causes: every node shares the candidate's path down to where it branches
         // off. This saves about one sweep iteration.
@@ -359,7 +359,7 @@ impl Engine {
         let estimate_at = |k: usize, voltage_bound: f64, substation_bound: f64, beyond: f64| {
             let a = shape[k];
             let solution = &base.solutions[k];
-            let v_candidate = solution.v_kv[local as usize];
+            let v_candidate = solution.v_kv(local as usize);
             // Current drawn per kW added at the candidate, A.
             let per_kw = Complex64::new(a, -a * load.tan_phi) / (SQRT_3 * v_candidate.conj());
             let mut estimate = f64::INFINITY;
@@ -372,13 +372,13 @@ impl Engine {
                     continue;
                 }
                 let clear = limit - amps_beyond;
-                if clear > 0.0 && solution.i_a[i].norm_sqr() < clear * clear {
+                if clear > 0.0 && solution.i_a(i).norm_sqr() < clear * clear {
                     continue;
                 }
-                estimate = estimate.min(magnitude_root(solution.i_a[i], per_kw, limit));
+                estimate = estimate.min(magnitude_root(solution.i_a(i), per_kw, limit));
             }
             if let Some(limit) = head_limit_a {
-                estimate = estimate.min(magnitude_root(solution.i_a[0], per_kw, limit));
+                estimate = estimate.min(magnitude_root(solution.i_a(0), per_kw, limit));
             }
             // Voltage: for each branch point p on the path, the lowest voltage of
             // its subtree falls at p's rate. Deeper nodes also appear in shallower
@@ -386,7 +386,7 @@ impl Engine {
             let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
             let voltage_path: &[usize] = if voltage_bound > beyond { &[] } else { &path };
             for (i, &p) in voltage_path.iter().enumerate() {
-                let v = solution.v_kv[p];
+                let v = solution.v_kv(p);
                 let magnitude = v.norm_sqr().sqrt();
                 let drop_per_kw = SQRT_3 * z_from_busbar[i] * per_kw / 1000.0;
                 let slope_pu = -(drop_per_kw * v.conj()).re / magnitude / e.nominal_kv[p];

@@ -13,7 +13,7 @@
 
 use headroom_geodata::topology::{Branch, FeederTree};
 use headroom_geodata::{FeederIx, Network};
-use num_complex::Complex64;
+use num_complex::{Complex32, Complex64};
 
 pub(crate) const SQRT_3: f64 = 1.732_050_807_568_877_2;
 
@@ -112,6 +112,68 @@ impl Solution {
     /// Current at the feeder head, A.
     pub fn head_current_a(&self) -> f64 {
         self.i_a[0].norm_sqr().sqrt()
+    }
+}
+
+/// A solved power flow kept for screening and as a warm start, in single
+/// precision (six digits are ample for both and halve a city's memory); the
+/// head's power and current are kept exact.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoredSolution {
+    v_kv: Vec<Complex32>,
+    i_a: Vec<Complex32>,
+    head_power_kva: Complex64,
+    /// Whether the power flow converged.
+    pub converged: bool,
+}
+
+impl StoredSolution {
+    /// Keeps a solution.
+    pub fn new(solution: &Solution) -> Self {
+        let narrow = |c: &Complex64| Complex32::new(c.re as f32, c.im as f32);
+        Self {
+            v_kv: solution.v_kv.iter().map(narrow).collect(),
+            i_a: solution.i_a.iter().map(narrow).collect(),
+            head_power_kva: solution.head_power_kva(),
+            converged: solution.converged,
+        }
+    }
+
+    /// Voltage of local node `i`, kV.
+    pub fn v_kv(&self, i: usize) -> Complex64 {
+        let v = self.v_kv[i];
+        Complex64::new(f64::from(v.re), f64::from(v.im))
+    }
+
+    /// Current in the branch into local node `i` (at 0, the head), A.
+    pub fn i_a(&self, i: usize) -> Complex64 {
+        let c = self.i_a[i];
+        Complex64::new(f64::from(c.re), f64::from(c.im))
+    }
+
+    /// Complex power leaving the busbar into the feeder, kVA.
+    pub fn head_power_kva(&self) -> Complex64 {
+        self.head_power_kva
+    }
+
+    /// Current at the feeder head, A.
+    pub fn head_current_a(&self) -> f64 {
+        self.i_a(0).norm_sqr().sqrt()
+    }
+
+    /// Writes the solution into `out`, to start a power flow from.
+    pub fn expand_into(&self, out: &mut Solution) {
+        out.v_kv.clear();
+        out.v_kv.extend((0..self.v_kv.len()).map(|i| self.v_kv(i)));
+        out.i_a.clear();
+        out.i_a.extend((0..self.i_a.len()).map(|i| self.i_a(i)));
+        out.converged = self.converged;
+        out.iterations = 0;
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        (self.v_kv.len() + self.i_a.len()) * 8 + 48
     }
 }
 
