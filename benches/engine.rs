@@ -25,6 +25,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings, Level};
 use headroom_geodata::Gridpack;
 
+// The service's allocator (see `src/main.rs`), so that the bench measures what runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn fixture_engine() -> (Engine, Vec<Application>, f64) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/1-MV-semiurb");
     let gridpack = Gridpack::read(&dir).expect("fixture");
