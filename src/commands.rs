@@ -1,14 +1,17 @@
 //! What each subcommand prints. The work itself lives in the library crates.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use headroom_engine::store::RecordBatch;
+use headroom_engine::store::{Quality, Reading, ReadingSink, Store, StoreConfig, WriteSummary};
 use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings, Level};
 use headroom_geodata::readings::read_readings;
 use headroom_geodata::topology::NO_PARENT;
 use headroom_geodata::{
-    AssetKind, Branch, Gridpack, GridpackPaths, Network, NetworkSummary, Topology, read_network,
+    AssetKind, Branch, Gridpack, GridpackPaths, Network, NetworkSummary, Quantity, Topology,
+    read_network,
 };
 use headroom_simulators::SynthConfig;
 
@@ -28,6 +31,15 @@ impl Failure {
     }
 }
 
+impl From<headroom_engine::Error> for Failure {
+    fn from(e: headroom_engine::Error) -> Self {
+        Self {
+            exit_code: if e.is_bad_input() { 2 } else { 1 },
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<headroom_geodata::Error> for Failure {
     fn from(e: headroom_geodata::Error) -> Self {
         Self {
@@ -39,7 +51,59 @@ impl From<headroom_geodata::Error> for Failure {
 
 type Outcome = Result<(), Failure>;
 
-pub(crate) fn import(dir: &Path) -> Outcome {
+/// Where `rank` and `capacity` read the grid and its readings.
+#[derive(Clone, Debug)]
+pub(crate) enum Source {
+    /// A gridpack folder.
+    Gridpack(PathBuf),
+    /// A store's data folder (`headroom import GRIDPACK --data-dir DIR`).
+    DataDir(PathBuf),
+}
+
+impl Source {
+    /// From the command line: a gridpack or a data dir, not both.
+    pub(crate) fn pick(
+        gridpack: Option<PathBuf>,
+        data_dir: Option<PathBuf>,
+    ) -> Result<Self, Failure> {
+        match (gridpack, data_dir) {
+            (Some(g), None) => Ok(Source::Gridpack(g)),
+            (None, Some(d)) => Ok(Source::DataDir(d)),
+            (Some(_), Some(_)) => Err(Failure::bad_input(
+                "name a GRIDPACK or --data-dir, not both",
+            )),
+            (None, None) => Err(Failure::bad_input("name a GRIDPACK or --data-dir DIR")),
+        }
+    }
+
+    fn folder(&self) -> &Path {
+        match self {
+            Source::Gridpack(p) | Source::DataDir(p) => p,
+        }
+    }
+}
+
+/// The network kept in a data folder.
+fn stored_network_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("network.geojson")
+}
+
+/// Opens the store of a data folder with the network kept there.
+fn open_store(data_dir: &Path, config: StoreConfig) -> Result<(Network, Store), Failure> {
+    let path = stored_network_path(data_dir);
+    if !path.is_file() {
+        return Err(Failure::bad_input(format!(
+            "{}: no network in this data dir; run `headroom import GRIDPACK --data-dir {}` first",
+            data_dir.display(),
+            data_dir.display()
+        )));
+    }
+    let network = read_network(&path)?;
+    let store = Store::open(data_dir, &network, config)?;
+    Ok((network, store))
+}
+
+pub(crate) fn import(dir: &Path, data_dir: Option<&Path>) -> Outcome {
     let paths = GridpackPaths::locate(dir)?;
     let network = read_network(&paths.network)?;
     let topology = Topology::trace(&network);
@@ -117,12 +181,160 @@ pub(crate) fn import(dir: &Path) -> Outcome {
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "nothing was kept: this version validates only (no readings store yet)"
-    );
+    let Some(data_dir) = data_dir else {
+        let _ = writeln!(out, "nothing was kept (name --data-dir DIR to store it)");
+        print!("{out}");
+        return Ok(());
+    };
     print!("{out}");
+    store_gridpack(&paths, &network, data_dir)
+}
+
+/// Keeps the network and readings of a validated gridpack in a data folder.
+fn store_gridpack(paths: &GridpackPaths, network: &Network, data_dir: &Path) -> Outcome {
+    let failure = |what: &str, e: std::io::Error| Failure {
+        exit_code: 1,
+        message: format!("{what}: {e}"),
+    };
+    std::fs::create_dir_all(data_dir).map_err(|e| failure(&data_dir.display().to_string(), e))?;
+    // The network replaces the stored one whole: written beside it, then renamed.
+    let target = stored_network_path(data_dir);
+    let staging = data_dir.join("network.geojson.importing");
+    std::fs::copy(&paths.network, &staging)
+        .and_then(|_| std::fs::rename(&staging, &target))
+        .map_err(|e| failure(&target.display().to_string(), e))?;
+    let store = Store::open(data_dir, network, StoreConfig::default())?;
+    let mut stored = WriteSummary::default();
+    if let Some(path) = &paths.readings {
+        let source: Arc<str> = "import".into();
+        let mut batch = Vec::with_capacity(IMPORT_BATCH);
+        let mut tickets = Vec::new();
+        read_readings(path, network, |row| {
+            batch.push(Reading {
+                ts_ms: row.ts_ms,
+                asset: network.id_of(row.asset).into(),
+                quantity: row.quantity,
+                value: row.value,
+                quality: Quality::Good,
+                source: source.clone(),
+            });
+            if batch.len() == IMPORT_BATCH {
+                tickets.push(store.write(std::mem::take(&mut batch)));
+            }
+        })?;
+        tickets.push(store.write(batch));
+        for ticket in tickets {
+            let summary = ticket.wait()?;
+            stored.accepted += summary.accepted;
+            stored.rejected += summary.rejected;
+        }
+    }
+    store.flush()?;
+    store.close()?;
+    println!(
+        "stored in {}: network, {} readings ({} rejected by the store)",
+        data_dir.display(),
+        stored.accepted,
+        stored.rejected
+    );
     Ok(())
+}
+
+/// Readings per write while importing.
+const IMPORT_BATCH: usize = 100_000;
+
+/// Runs a read-only query over a data folder's store and prints the table.
+pub(crate) fn sql(data_dir: &Path, query: &str) -> Outcome {
+    let (_, store) = open_store(data_dir, StoreConfig::default())?;
+    let batches = store.sql(query)?;
+    let table = datafusion_pretty(&batches)?;
+    println!("{table}");
+    Ok(())
+}
+
+fn datafusion_pretty(batches: &[RecordBatch]) -> Result<String, Failure> {
+    headroom_engine::store::pretty(batches).map_err(Failure::from)
+}
+
+/// Takes CSV readings (`ts,asset,quantity,value[,quality]`, ts in ms or RFC 3339)
+/// from standard input into the store; an empty line ends a batch, and `acked N`
+/// is printed once batch N (counted from 1) is durable.
+pub(crate) fn ingest(data_dir: &Path, flush_interval_ms: u64, buffer_max_bytes: usize) -> Outcome {
+    use std::io::BufRead;
+    let config = StoreConfig {
+        wal_flush_interval_ms: flush_interval_ms,
+        buffer_max_bytes,
+        ..StoreConfig::default()
+    };
+    let (_, store) = open_store(data_dir, config)?;
+    let source: Arc<str> = "ingest".into();
+    let stdin = std::io::stdin();
+    let mut batch = Vec::new();
+    let mut number = 0u64;
+    for (index, line) in stdin.lock().lines().enumerate() {
+        let line_number = index + 1;
+        let line = line.map_err(|e| Failure {
+            exit_code: 1,
+            message: format!("standard input: {e}"),
+        })?;
+        let line = line.trim();
+        if line.is_empty() {
+            number += 1;
+            let summary = store.write(std::mem::take(&mut batch)).wait()?;
+            println!("acked {number} {} {}", summary.accepted, summary.rejected);
+            continue;
+        }
+        batch.push(
+            parse_reading(line, &source).map_err(|e| {
+                Failure::bad_input(format!("standard input line {line_number}: {e}"))
+            })?,
+        );
+    }
+    if !batch.is_empty() {
+        number += 1;
+        let summary = store.write(batch).wait()?;
+        println!("acked {number} {} {}", summary.accepted, summary.rejected);
+    }
+    store.close()?;
+    Ok(())
+}
+
+fn parse_reading(line: &str, source: &Arc<str>) -> Result<Reading, String> {
+    let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    if !(4..=5).contains(&fields.len()) {
+        return Err(format!(
+            "{} fields; expected ts,asset,quantity,value[,quality]",
+            fields.len()
+        ));
+    }
+    let ts_ms = match fields[0].parse::<i64>() {
+        Ok(ms) => ms,
+        Err(_) => chrono::DateTime::parse_from_rfc3339(fields[0])
+            .map_err(|e| format!("ts {:?}: {e}", fields[0]))?
+            .timestamp_millis(),
+    };
+    let quantity = Quantity::parse_stored(fields[2]).ok_or_else(|| {
+        format!(
+            "quantity {:?} is not one of p_kw q_kvar s_kva i_a u_kv energy_kwh",
+            fields[2]
+        )
+    })?;
+    let value = fields[3]
+        .parse::<f64>()
+        .map_err(|e| format!("value {:?}: {e}", fields[3]))?;
+    let quality = match fields.get(4) {
+        None => Quality::Good,
+        Some(q) => Quality::parse(q)
+            .ok_or_else(|| format!("quality {q:?} is not good, uncertain or bad"))?,
+    };
+    Ok(Reading {
+        ts_ms,
+        asset: fields[1].into(),
+        quantity,
+        value,
+        quality,
+        source: source.clone(),
+    })
 }
 
 fn rfc3339(ts_ms: i64) -> String {
@@ -132,17 +344,36 @@ fn rfc3339(ts_ms: i64) -> String {
     )
 }
 
-/// Reads a gridpack and builds the engine over its readings.
-fn engine_for(dir: &Path) -> Result<Engine, Failure> {
-    let gridpack = Gridpack::read(dir)?;
-    let readings = Arc::new(InMemoryReadings::from_rows(&gridpack.readings));
-    Ok(Engine::new(
-        gridpack.network,
-        readings,
-        EngineConfig::default(),
-        Vec::new(),
-    ))
+/// Builds the engine over a gridpack, or over a data folder's network and the
+/// store's last [`STORE_WINDOW_DAYS`] of readings.
+fn engine_for(source: &Source) -> Result<Engine, Failure> {
+    match source {
+        Source::Gridpack(dir) => {
+            let gridpack = Gridpack::read(dir)?;
+            let readings = Arc::new(InMemoryReadings::from_rows(&gridpack.readings));
+            Ok(Engine::new(
+                gridpack.network,
+                readings,
+                EngineConfig::default(),
+                Vec::new(),
+            ))
+        }
+        Source::DataDir(dir) => {
+            let (network, store) = open_store(dir, StoreConfig::default())?;
+            let readings = Arc::new(store.recent_readings(&network, STORE_WINDOW_DAYS)?);
+            store.close()?;
+            Ok(Engine::new(
+                network,
+                readings,
+                EngineConfig::default(),
+                Vec::new(),
+            ))
+        }
+    }
 }
+
+/// Days of readings the engine takes from a store, back from the latest.
+const STORE_WINDOW_DAYS: i64 = 14;
 
 fn print_json(value: &impl serde::Serialize) -> Outcome {
     let text = serde_json::to_string_pretty(value).map_err(|e| Failure {
@@ -164,8 +395,8 @@ pub(crate) enum CapacityLevel {
     Substation,
 }
 
-pub(crate) fn capacity(dir: &Path, level: CapacityLevel, json: bool) -> Outcome {
-    let engine = engine_for(dir)?;
+pub(crate) fn capacity(source: &Source, level: CapacityLevel, json: bool) -> Outcome {
+    let engine = engine_for(source)?;
     let level = match level {
         CapacityLevel::Feeder => Level::Feeder,
         CapacityLevel::Transformer => Level::Transformer,
@@ -213,20 +444,22 @@ fn read_applications(path: &Path) -> Result<Vec<Application>, Failure> {
         .map_err(|e| Failure::bad_input(format!("{}: {e}", path.display())))
 }
 
-pub(crate) fn rank(dir: &Path, applications: Option<&Path>, json: bool) -> Outcome {
-    let paths = GridpackPaths::locate(dir)?;
+pub(crate) fn rank(source: &Source, applications: Option<&Path>, json: bool) -> Outcome {
+    let dir = source.folder();
     let applications_path = match applications {
         Some(p) => p.to_owned(),
-        None => paths.applications.clone().ok_or_else(|| {
-            Failure::bad_input(format!(
-                "{}: no applications.json; name a file with --applications",
-                dir.display()
-            ))
-        })?,
+        None => Some(dir.join("applications.json"))
+            .filter(|p| p.is_file())
+            .ok_or_else(|| {
+                Failure::bad_input(format!(
+                    "{}: no applications.json; name a file with --applications",
+                    dir.display()
+                ))
+            })?,
     };
     // Applications first: a bad one fails fast, before the network is loaded.
     let applications = read_applications(&applications_path)?;
-    let engine = engine_for(dir)?;
+    let engine = engine_for(source)?;
     let results: Vec<_> = applications.iter().map(|a| engine.rank(a)).collect();
     if json {
         return print_json(&results);

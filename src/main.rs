@@ -23,15 +23,17 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate a gridpack and summarise it: counts per kind, feeders, warnings,
-    /// readings taken and rejected.
+    /// readings taken and rejected; with --data-dir, keep its network and readings
+    /// in that store.
     ///
-    /// This version validates only and keeps nothing: the readings store that will
-    /// persist an imported gridpack is not built yet. Exit 0 when the network is
-    /// valid (rejected readings rows are listed, the rest taken), 2 when the network,
-    /// the readings header or a file is bad.
+    /// Exit 0 when the network is valid (rejected readings rows are listed, the rest
+    /// taken), 2 when the network, the readings header or a file is bad.
     Import {
         /// The gridpack folder (network.geojson, optional readings.csv[.gz]).
         gridpack: PathBuf,
+        /// The store's data folder to load the gridpack into.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Print a feeder's radial tree, or a node's path to its busbar.
     Inspect {
@@ -45,8 +47,11 @@ enum Command {
     /// Exit 2 when the gridpack or an application is bad (the message names the
     /// file, line or field).
     Rank {
-        /// The gridpack folder.
-        gridpack: PathBuf,
+        /// The gridpack folder (or name --data-dir).
+        gridpack: Option<PathBuf>,
+        /// A store's data folder instead of a gridpack.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Applications file (a JSON array); default GRIDPACK/applications.json.
         #[arg(long)]
         applications: Option<PathBuf>,
@@ -57,14 +62,40 @@ enum Command {
     /// Headroom of every asset at a level: feeders, distribution transformers or
     /// substations.
     Capacity {
-        /// The gridpack folder.
-        gridpack: PathBuf,
+        /// The gridpack folder (or name --data-dir).
+        gridpack: Option<PathBuf>,
+        /// A store's data folder instead of a gridpack.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Which assets.
         #[arg(long, value_enum, default_value_t = commands::CapacityLevel::Feeder)]
         level: commands::CapacityLevel,
         /// Print a JSON array of rows.
         #[arg(long)]
         json: bool,
+    },
+    /// Run a read-only SQL query over the store (tables `readings`, `assets`,
+    /// `rejected`) and print the result as a table.
+    Sql {
+        /// The store's data folder.
+        #[arg(long, default_value = "./headroom-data")]
+        data_dir: PathBuf,
+        /// The query: SELECT ... (anything else is refused).
+        query: String,
+    },
+    /// Store readings from standard input: CSV lines `ts,asset,quantity,value[,quality]`
+    /// (ts in ms since the epoch or RFC 3339); an empty line ends a batch, and
+    /// `acked N ACCEPTED REJECTED` is printed once batch N is durable.
+    Ingest {
+        /// The store's data folder (import a network into it first).
+        #[arg(long, default_value = "./headroom-data")]
+        data_dir: PathBuf,
+        /// Group-commit interval of the write-ahead log, ms.
+        #[arg(long, default_value_t = headroom_engine::store::StoreConfig::default_wal_flush_interval_ms())]
+        flush_interval_ms: u64,
+        /// Flush the buffer to Parquet once it holds this many bytes.
+        #[arg(long, default_value_t = headroom_engine::store::StoreConfig::default_buffer_max_bytes())]
+        buffer_max_bytes: usize,
     },
     /// Write a synthetic city distribution grid as a gridpack.
     Synth {
@@ -91,18 +122,28 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Import { gridpack } => commands::import(&gridpack),
+        Command::Import { gridpack, data_dir } => commands::import(&gridpack, data_dir.as_deref()),
         Command::Inspect { gridpack, id } => commands::inspect(&gridpack, &id),
         Command::Rank {
             gridpack,
+            data_dir,
             applications,
             json,
-        } => commands::rank(&gridpack, applications.as_deref(), json),
+        } => commands::Source::pick(gridpack, data_dir)
+            .and_then(|source| commands::rank(&source, applications.as_deref(), json)),
         Command::Capacity {
             gridpack,
+            data_dir,
             level,
             json,
-        } => commands::capacity(&gridpack, level, json),
+        } => commands::Source::pick(gridpack, data_dir)
+            .and_then(|source| commands::capacity(&source, level, json)),
+        Command::Sql { data_dir, query } => commands::sql(&data_dir, &query),
+        Command::Ingest {
+            data_dir,
+            flush_interval_ms,
+            buffer_max_bytes,
+        } => commands::ingest(&data_dir, flush_interval_ms, buffer_max_bytes),
         Command::Synth {
             outdir,
             substations,

@@ -11,9 +11,10 @@
 //!   feasible ones are combined into supply schemes ([`RankingResult`]).
 //! - Measurements reach the load model through [`ReadingsSource`]; reservations of
 //!   earlier applications are extra load ([`ReservedLoad`]).
+//! - The [`store`] keeps every reading (write-ahead log, Arrow buffer, Parquet day
+//!   files, SQL through DataFusion) and hands the engine its window of them.
 //!
-//! The readings store (Arrow, DataFusion, WAL, Parquet) and the reservations ledger
-//! arrive with later issues.
+//! The reservations ledger arrives with the HTTP service.
 
 pub mod application;
 pub mod capacity;
@@ -26,6 +27,7 @@ pub mod load_model;
 pub mod powerflow;
 pub mod rank;
 pub mod readings;
+pub mod store;
 
 pub use application::{Application, CustomerClass, Importance};
 pub use capacity::{CapacityRow, Level};

@@ -32,6 +32,8 @@ pub enum Quantity {
     IA,
     /// Line-to-line voltage, kV.
     UKv,
+    /// Energy over a meter's interval, kWh (meter files; not in gridpacks).
+    EnergyKwh,
 }
 
 impl Quantity {
@@ -44,6 +46,16 @@ impl Quantity {
         Quantity::UKv,
     ];
 
+    /// Every quantity the readings store keeps: a gridpack's and meter energy.
+    pub const STORED: [Quantity; 6] = [
+        Quantity::PKw,
+        Quantity::QKvar,
+        Quantity::SKva,
+        Quantity::IA,
+        Quantity::UKv,
+        Quantity::EnergyKwh,
+    ];
+
     /// The name used in files and APIs.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -52,12 +64,18 @@ impl Quantity {
             Quantity::SKva => "s_kva",
             Quantity::IA => "i_a",
             Quantity::UKv => "u_kv",
+            Quantity::EnergyKwh => "energy_kwh",
         }
     }
 
-    /// The quantity with this name.
+    /// The gridpack quantity with this name.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|q| q.as_str() == name)
+    }
+
+    /// Any stored quantity with this name, meter energy included.
+    pub fn parse_stored(name: &str) -> Option<Self> {
+        Self::STORED.into_iter().find(|q| q.as_str() == name)
     }
 }
 

@@ -10,4 +10,6 @@
 pub mod load_shapes;
 pub mod synth;
 
-pub use synth::{SynthConfig, SynthSummary, write_synthetic_gridpack};
+pub use synth::{
+    SynthConfig, SynthSummary, SyntheticGrid, synthetic_grid, write_synthetic_gridpack,
+};

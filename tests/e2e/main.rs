@@ -3,15 +3,18 @@
 //! - `support`: running the binary and writing gridpacks into temporary folders;
 //! - `bad_applications`: every application rule broken once: exit 2 naming the field;
 //! - `capacity`: capacity per feeder, transformer and substation;
+//! - `crash`: the store keeps every acknowledged reading through SIGKILLs;
 //! - `fixture`: the public fixture imports and traces as the independent tool saw it;
 //! - `broken_gridpacks`: every rule of the gridpack spec broken once, with the exit
 //!   code and message the spec asks for;
-//! - `oracle`: `rank` agrees with an independent power flow on the fixture;
+//! - `oracle`: `rank` agrees with an independent power flow on the fixture, from
+//!   the gridpack and from a store it was imported into;
 //! - `synth`: the synthetic city grid is valid, deterministic and imports.
 
 mod bad_applications;
 mod broken_gridpacks;
 mod capacity;
+mod crash;
 mod fixture;
 mod oracle;
 mod support;

@@ -26,7 +26,36 @@ fn rank_agrees_with_pandapower_on_every_fixture_candidate() {
     let dir = fixture("1-MV-semiurb");
     let run = headroom(["rank".as_ref(), dir.as_os_str(), "--json".as_ref()]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let got: Vec<Value> = serde_json::from_str(&run.stdout).expect("rank --json prints an array");
+    assert_agrees(&run.stdout);
+}
+
+#[test]
+fn rank_agrees_with_pandapower_with_readings_read_through_the_store() {
+    let dir = fixture("1-MV-semiurb");
+    let data = tempfile::tempdir().unwrap();
+    let import = headroom([
+        "import".as_ref(),
+        dir.as_os_str(),
+        "--data-dir".as_ref(),
+        data.path().as_os_str(),
+    ]);
+    assert_eq!(import.code, 0, "{}", import.all_output());
+    assert!(import.stdout.contains("stored in"), "{}", import.stdout);
+    let run = headroom([
+        "rank".as_ref(),
+        "--data-dir".as_ref(),
+        data.path().as_os_str(),
+        "--applications".as_ref(),
+        dir.join("applications.json").as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_agrees(&run.stdout);
+}
+
+fn assert_agrees(stdout: &str) {
+    let dir = fixture("1-MV-semiurb");
+    let got: Vec<Value> = serde_json::from_str(stdout).expect("rank --json prints an array");
     let expected: Value =
         serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
     let network: Value =

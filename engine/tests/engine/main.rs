@@ -4,10 +4,12 @@
 //! - `checks`: each check firing alone, with headroom exact to a few kW;
 //! - `schemes`: dual supplies for important and critical customers;
 //! - `load_model`: unmetered allocation and profiles;
-//! - `shortcut`: the engine's shortcuts against the long way round, on the fixture.
+//! - `shortcut`: the engine's shortcuts against the long way round, on the fixture;
+//! - `store`: the readings store's write path, queries, replay and retention.
 
 mod checks;
 mod load_model;
 mod schemes;
 mod shortcut;
+mod store;
 mod support;
