@@ -157,14 +157,15 @@ pub struct StoreCounts {
     pub torn_bytes: u64,
 }
 
+type Reply = oneshot::Sender<std::result::Result<WriteSummary, String>>;
+
 #[derive(Default)]
 struct Queue {
     records: Vec<u8>,
     entries: Vec<Entry>,
-    waiters: Vec<(
-        oneshot::Sender<std::result::Result<WriteSummary, String>>,
-        WriteSummary,
-    )>,
+    /// Each write's (or flush request's) reply, its summary, and whether it asked
+    /// for a flush (and so hears how the flush went).
+    waiters: Vec<(Reply, WriteSummary, bool)>,
     first_at: Option<Instant>,
     flush_now: bool,
     stop: bool,
@@ -390,22 +391,12 @@ impl Store {
             let mut queue = lock(&self.shared.queue);
             queue.flush_now = true;
             let (tx, rx) = oneshot::channel();
-            queue.waiters.push((tx, WriteSummary::default()));
+            queue.waiters.push((tx, WriteSummary::default(), true));
             queue.first_at.get_or_insert_with(Instant::now);
             rx
         };
         self.shared.queue_changed.notify_all();
-        WriteTicket(done).wait()?;
-        // The flush runs after the group that carried the request.
-        let mut waited = Duration::ZERO;
-        while lock(&self.shared.queue).flush_now {
-            std::thread::sleep(Duration::from_millis(2));
-            waited += Duration::from_millis(2);
-            if waited > Duration::from_secs(600) {
-                return Err(Error::Store("flush did not finish in 10 minutes".into()));
-            }
-        }
-        Ok(())
+        WriteTicket(done).wait().map(|_| ())
     }
 
     /// Runs a read-only SQL query; anything but a query is refused.
@@ -567,7 +558,7 @@ impl Shared {
                 queue.entries.push(entry);
             }
         }
-        queue.waiters.push((tx, summary));
+        queue.waiters.push((tx, summary, false));
         queue.first_at.get_or_insert_with(Instant::now);
         drop(queue);
         self.queue_changed.notify_all();
@@ -604,7 +595,9 @@ impl Shared {
                         queue = q;
                         if timeout.timed_out() && queue.first_at.is_none() {
                             drop(queue);
-                            self.flush_if_due(&mut wal, false);
+                            if let Err(e) = self.flush_if_due(&mut wal, false) {
+                                eprintln!("headroom store: flush failed, will retry: {e}");
+                            }
                             queue = lock(&self.queue);
                         }
                     }
@@ -614,30 +607,34 @@ impl Shared {
             let entries = std::mem::take(&mut queue.entries);
             let waiters = std::mem::take(&mut queue.waiters);
             queue.first_at = None;
-            let flush_now = queue.flush_now;
+            let flush_now = std::mem::take(&mut queue.flush_now);
             drop(queue);
             let logged = if records.is_empty() {
                 Ok(())
             } else {
                 wal.append_durably(&records)
             };
-            match logged {
+            let (logged, flushed) = match logged {
                 Ok(()) => {
                     self.apply(entries);
-                    for (tx, summary) in waiters {
-                        let _ = tx.send(Ok(summary));
+                    let flushed = self
+                        .flush_if_due(&mut wal, flush_now)
+                        .map_err(|e| format!("flush to Parquet: {e}"));
+                    if let Err(e) = &flushed {
+                        eprintln!(
+                            "headroom store: {e}; the rows stay logged and the next flush retries"
+                        );
                     }
+                    (Ok(()), flushed)
                 }
                 Err(e) => {
-                    let message = format!("write-ahead log: {e}");
-                    for (tx, _) in waiters {
-                        let _ = tx.send(Err(message.clone()));
-                    }
+                    let e = format!("write-ahead log: {e}");
+                    (Err(e.clone()), Err(e))
                 }
-            }
-            self.flush_if_due(&mut wal, flush_now);
-            if flush_now {
-                lock(&self.queue).flush_now = false;
+            };
+            for (tx, summary, asked_flush) in waiters {
+                let outcome = if asked_flush { &flushed } else { &logged };
+                let _ = tx.send(outcome.clone().map(|()| summary));
             }
         }
     }
@@ -695,7 +692,9 @@ impl Shared {
         }
     }
 
-    fn flush_if_due(&self, wal: &mut Wal, forced: bool) {
+    /// Flushes when asked to or when the buffer is full or old. A failed flush
+    /// loses nothing: the rows stay in the buffer and the log, and the next retries.
+    fn flush_if_due(&self, wal: &mut Wal, forced: bool) -> Result<()> {
         let due = {
             let state = lock(&self.state);
             let buffer = &state.buffer;
@@ -705,10 +704,7 @@ impl Shared {
                     .age()
                     .is_some_and(|age| age.as_secs() >= self.config.buffer_max_age_s)
         };
-        if due && let Err(e) = self.flush(wal) {
-            // The data stay in the buffer and the log; the next flush retries.
-            eprintln!("headroom store: flush failed, will retry: {e}");
-        }
+        if due { self.flush(wal) } else { Ok(()) }
     }
 
     /// Moves the buffer into the day files; see the module doc for the order of steps.
