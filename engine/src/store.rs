@@ -57,7 +57,8 @@ use buffer::{Buffer, DAY_MS};
 pub use datafusion::arrow::array::RecordBatch;
 use files::{Files, Manifest, day_name, day_number};
 use record::{
-    Interner, readings_batch, readings_from_batch, readings_schema, rejected_batch, rejected_schema,
+    Interner, column, readings_batch, readings_from_batch, readings_schema, rejected_batch,
+    rejected_schema,
 };
 pub use record::{Quality, Reading, RejectReason, Rejected};
 use wal::{Entry, Wal};
@@ -426,26 +427,10 @@ impl Store {
         let mut rows = Vec::new();
         let mut lookup: FxHashMap<String, Option<AssetRef>> = FxHashMap::default();
         for batch in &batches {
-            let ts = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<TimestampMillisecondArray>()
-                .ok_or_else(|| Error::Store("ts column type".into()))?;
-            let asset = batch
-                .column(1)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| Error::Store("asset column type".into()))?;
-            let quantity = batch
-                .column(2)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| Error::Store("quantity column type".into()))?;
-            let value = batch
-                .column(3)
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .ok_or_else(|| Error::Store("value column type".into()))?;
+            let ts = column::<TimestampMillisecondArray>(batch, "ts")?;
+            let asset = column::<StringArray>(batch, "asset")?;
+            let quantity = column::<StringArray>(batch, "quantity")?;
+            let value = column::<Float64Array>(batch, "value")?;
             for i in 0..batch.num_rows() {
                 let id = asset.value(i);
                 let found = match lookup.get(id) {

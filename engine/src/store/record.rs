@@ -168,7 +168,8 @@ pub fn rejected_batch(rows: &[Rejected]) -> RecordBatch {
     RecordBatch::try_new(rejected_schema(), columns).expect("columns follow the rejected schema")
 }
 
-fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
+/// A column of a batch by name, as its array type.
+pub fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
