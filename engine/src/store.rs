@@ -626,8 +626,8 @@ impl Shared {
 
     fn apply(&self, entries: Vec<Entry>) {
         let mut state = lock(&self.state);
-        let days: std::collections::BTreeSet<String> =
-            state.manifest.readings.keys().cloned().collect();
+        // Day numbers, not names: this runs for every ingested reading.
+        let days = stored_days(&state.manifest);
         let mut shadowing = state.shadowing;
         for entry in entries {
             match entry {
@@ -635,7 +635,7 @@ impl Shared {
                     state.counts.accepted += rows.len() as u64;
                     self.forget_stats(&rows);
                     for r in rows {
-                        if !shadowing && days.contains(&day_name(r.ts_ms.div_euclid(DAY_MS))) {
+                        if !shadowing && days.contains(&r.ts_ms.div_euclid(DAY_MS)) {
                             shadowing = true;
                         }
                         state.buffer.insert(r);
@@ -788,13 +788,8 @@ impl Shared {
             state.flushing_batch = None;
             state.rejected_flushing.clear();
             state.counts.flushes += 1;
-            let days: std::collections::BTreeSet<String> =
-                state.manifest.readings.keys().cloned().collect();
-            state.shadowing = state
-                .buffer
-                .days()
-                .into_iter()
-                .any(|d| days.contains(&day_name(d)));
+            let days = stored_days(&state.manifest);
+            state.shadowing = state.buffer.days().into_iter().any(|d| days.contains(&d));
         }
         self.refresh_tables()?;
         wal.delete_through(closed)?;
@@ -952,6 +947,15 @@ impl Shared {
             Ok(())
         })
     }
+}
+
+/// The UTC day numbers that have a file.
+fn stored_days(manifest: &Manifest) -> rustc_hash::FxHashSet<i64> {
+    manifest
+        .readings
+        .keys()
+        .filter_map(|d| day_number(d))
+        .collect()
 }
 
 /// Query results as a text table.

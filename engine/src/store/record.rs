@@ -120,18 +120,16 @@ pub fn readings_schema() -> SchemaRef {
     ]))
 }
 
-/// Columns of the `rejected` table.
+/// Columns of the `rejected` table: a reading's, the reason and the arrival time.
 pub fn rejected_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("ts", timestamp_type(), false),
-        Field::new("asset", DataType::Utf8, false),
-        Field::new("quantity", DataType::Utf8, false),
-        Field::new("value", DataType::Float64, false),
-        Field::new("quality", DataType::Utf8, false),
-        Field::new("source", DataType::Utf8, false),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("received", timestamp_type(), false),
-    ]))
+    let mut fields: Vec<Field> = readings_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("reason", DataType::Utf8, false));
+    fields.push(Field::new("received", timestamp_type(), false));
+    Arc::new(Schema::new(fields))
 }
 
 fn reading_columns<'a>(rows: impl Iterator<Item = &'a Reading> + Clone) -> Vec<ArrayRef> {
