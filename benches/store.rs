@@ -1,31 +1,79 @@
-//! Benches of the readings store.
+//! Benches of the readings store. Each part runs alone when named:
+//! `cargo bench --bench store -- ingest|load_matrix|history`; with no name, all.
 //!
 //! - `ingest`: readings written through the `ReadingSink` with the write-ahead log
 //!   on, in batches of 10,000, 32 batches in flight (as many connectors and HTTP
-//!   clients would have), for 30 million readings into a synthetic city of 10
+//!   clients would have), 30 million readings into a synthetic city of 10
 //!   substations (3,000 transformers). The log's group commit runs every 10 ms with
 //!   one `fdatasync` per group; buffer flushes to Parquet (every 256 MB) happen
 //!   during the run and count. Printed: readings per second, sustained. Target at
 //!   least 1,000,000 readings/s on 2 cores.
+//! - `load_matrix`: one feeder's load matrix (100 distribution transformers, 80 of
+//!   them metered, 7 days of 15-minute P and Q plus the head's P, Q and U) from a
+//!   store of 40 such feeders whose readings are in Parquet day files: the engine
+//!   asks the store for the feeder's readings and builds the matrix (allocation of
+//!   the unmetered residual by power flow included). Measured twice with criterion:
+//!   `query` reads the files each time (the operating system's cache warm), `cached`
+//!   is served by the store's feeder cache. Target under 10 ms.
+//! - `history`: a year of 15-minute readings of 10,000 transformers (350,400,000
+//!   rows) written as the store's day files (generated once into
+//!   `target/bench-history`, or `HEADROOM_BENCH_HISTORY`), then per asset the peak
+//!   and 95th percentile (t-digest estimate in both engines) through the store's
+//!   SQL, timed against DuckDB on the same files in the same run (median of 3 each;
+//!   both on 2 threads). DuckDB runs from the Python in `HEADROOM_BENCH_PYTHON`
+//!   (default `python3`), which needs `pip install duckdb`. Target: the store no
+//!   slower than 1.5 x DuckDB.
 //!
-//! Run: `cargo bench --bench store`.
+//! Run: `cargo bench --bench store` (release build; the history data take about
+//! 3 GB of disk).
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use headroom_engine::store::{Quality, Reading, ReadingSink, Store, StoreConfig};
-use headroom_geodata::Quantity;
+use criterion::Criterion;
+use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use headroom_engine::store::files::{DataLocation, Files, Manifest};
+use headroom_engine::store::record::readings_schema;
+use headroom_engine::store::{
+    Quality, Reading, ReadingSink, Store, StoreConfig, StoreReadings, WriteTicket,
+};
+use headroom_engine::{Engine, EngineConfig};
+use headroom_geodata::{FeederIx, LonLat, Network, NetworkBuilder, NodeType, Quantity};
 use headroom_simulators::{SynthConfig, synthetic_grid};
+use rand::{Rng, SeedableRng};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const BATCH: usize = 10_000;
-const IN_FLIGHT: usize = 32;
-const TOTAL: usize = 30_000_000;
+const DAY_MS: i64 = 86_400_000;
+const STEP_MS: i64 = 900_000;
 
 fn main() {
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if wanted("ingest") {
+        ingest();
+    }
+    if wanted("load_matrix") {
+        load_matrix();
+    }
+    if wanted("history") {
+        history();
+    }
+}
+
+/// A recent midnight: the store keeps 400 days.
+fn midnight_days_ago(days: i64) -> i64 {
+    let now = chrono::Utc::now().timestamp_millis();
+    now - now.rem_euclid(DAY_MS) - days * DAY_MS
+}
+
+fn ingest() {
+    const BATCH: usize = 10_000;
+    const IN_FLIGHT: usize = 32;
+    const TOTAL: usize = 30_000_000;
     let grid = synthetic_grid(&SynthConfig::city(10, 1)).expect("synthetic city");
     let network = grid.network;
     let assets: Vec<Arc<str>> = network
@@ -40,7 +88,7 @@ fn main() {
     };
     let store = Store::open(dir.path(), &network, config).expect("store opens");
     let source: Arc<str> = Arc::from("bench");
-    let start_ms: i64 = 1_780_000_000_000;
+    let start_ms = midnight_days_ago(120);
     // Readings are made before the clock starts: the bench measures the store.
     let batches: Vec<Vec<Reading>> = (0..TOTAL / BATCH)
         .map(|b| {
@@ -50,7 +98,7 @@ fn main() {
                     let asset = &assets[n % assets.len()];
                     let step = (n / assets.len()) as i64;
                     Reading {
-                        ts_ms: start_ms + step * 900_000,
+                        ts_ms: start_ms + step * STEP_MS,
                         asset: asset.clone(),
                         quantity: if n.is_multiple_of(2) {
                             Quantity::PKw
@@ -66,12 +114,11 @@ fn main() {
         })
         .collect();
     let began = Instant::now();
-    let mut in_flight = VecDeque::new();
+    let mut in_flight: VecDeque<WriteTicket> = VecDeque::new();
     let mut accepted = 0;
     for batch in batches {
         if in_flight.len() == IN_FLIGHT {
-            let ticket: headroom_engine::store::WriteTicket =
-                in_flight.pop_front().expect("in flight");
+            let ticket = in_flight.pop_front().expect("in flight");
             accepted += ticket.wait().expect("durable").accepted;
         }
         in_flight.push_back(store.write(batch));
@@ -87,4 +134,338 @@ fn main() {
         accepted as f64 / elapsed.as_secs_f64(),
         counts.flushes
     );
+}
+
+fn at(east_m: f64, north_m: f64) -> LonLat {
+    LonLat::new(117.2 + east_m / 94_600.0, 31.8 + north_m / 111_000.0)
+}
+
+/// `feeders` feeders of 100 nodes (a trunk of 20 with a lateral of 4 at each),
+/// a 400 kVA transformer at every node, on one substation.
+fn feeders_of_100_transformers(feeders: usize) -> Network {
+    let mut b = NetworkBuilder::new();
+    b.substation("S", at(0.0, 0.0));
+    b.node("B", NodeType::Busbar, at(0.0, 0.0))
+        .with_node(|n| n.spare_bays = 1);
+    b.substation_transformer("TR1", "S", "B", 63_000.0);
+    b.substation_transformer("TR2", "S", "B", 63_000.0);
+    for f in 0..feeders {
+        let north = f as f64 * 500.0;
+        let mut previous = "B".to_owned();
+        let mut first = None;
+        for trunk in 0..20 {
+            let id = format!("F{f:02}-N{trunk:02}");
+            b.node(&id, NodeType::RingMainUnit, at(trunk as f64 * 150.0, north));
+            b.segment(
+                &format!("F{f:02}-L{trunk:02}"),
+                &previous,
+                &id,
+                0.16,
+                0.08,
+                420.0,
+                150.0,
+            );
+            b.transformer(&format!("F{f:02}-T{trunk:02}-0"), &id, 400.0);
+            let mut lateral_previous = id.clone();
+            for k in 1..5 {
+                let lateral = format!("{id}-{k}");
+                b.node(
+                    &lateral,
+                    NodeType::Pole,
+                    at(trunk as f64 * 150.0, north + k as f64 * 60.0),
+                );
+                b.segment(
+                    &format!("{lateral}-L"),
+                    &lateral_previous,
+                    &lateral,
+                    0.4,
+                    0.09,
+                    200.0,
+                    60.0,
+                );
+                b.transformer(&format!("F{f:02}-T{trunk:02}-{k}"), &lateral, 400.0);
+                lateral_previous = lateral;
+            }
+            first.get_or_insert_with(|| id.clone());
+            previous = id;
+        }
+        b.feeder(
+            &format!("F{f:02}"),
+            "B",
+            first.as_deref().expect("a trunk"),
+            Some(400.0),
+        );
+    }
+    b.build().expect("bench grid")
+}
+
+fn load_matrix() {
+    const FEEDERS: usize = 40;
+    let network = feeders_of_100_transformers(FEEDERS);
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let store = Store::open(dir.path(), &network, StoreConfig::default()).expect("store opens");
+    let start = midnight_days_ago(10);
+    let source: Arc<str> = Arc::from("bench");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut tickets = Vec::new();
+    for f in 0..FEEDERS {
+        let mut batch = Vec::new();
+        let mut push = |asset: &str, quantity, ts_ms, value| {
+            batch.push(Reading {
+                ts_ms,
+                asset: asset.into(),
+                quantity,
+                value,
+                quality: Quality::Good,
+                source: source.clone(),
+            });
+        };
+        for step in 0..7 * 96 {
+            let ts = start + step * STEP_MS;
+            let shape = 0.6 + 0.3 * ((step % 96) as f64 / 96.0 * std::f64::consts::TAU).sin();
+            let mut metered = 0.0;
+            for trunk in 0..20 {
+                for k in 0..5 {
+                    let kw = 200.0 * shape * rng.random_range(0.7..1.3);
+                    // One in five is not metered: its share comes from the head.
+                    if (trunk * 5 + k) % 5 != 4 {
+                        let id = format!("F{f:02}-T{trunk:02}-{k}");
+                        push(&id, Quantity::PKw, ts, kw);
+                        push(&id, Quantity::QKvar, ts, kw * 0.3);
+                    }
+                    metered += kw;
+                }
+            }
+            let head = format!("F{f:02}");
+            push(&head, Quantity::PKw, ts, metered * 1.03);
+            push(&head, Quantity::QKvar, ts, metered * 0.33);
+            push(&head, Quantity::UKv, ts, 10.4);
+        }
+        tickets.push(store.write(batch));
+    }
+    for ticket in tickets {
+        ticket.wait().expect("durable");
+    }
+    store.flush().expect("flushed to Parquet");
+    let store = Arc::new(store);
+    let readings = StoreReadings::recent(store.clone(), 14).expect("window");
+    let engine = Engine::new(
+        network.clone(),
+        Arc::new(readings),
+        EngineConfig::default(),
+        Vec::new(),
+    );
+    let feeder = FeederIx::from_usize(FEEDERS / 2);
+    let matrix = engine.load_matrix(feeder);
+    assert_eq!(matrix.transformers.len(), 100);
+    assert_eq!(matrix.step_count(), 7 * 96);
+    eprintln!(
+        "load_matrix: {} transformers x {} steps, metered share {:.2}",
+        matrix.transformers.len(),
+        matrix.step_count(),
+        matrix.metered_share
+    );
+    let mut criterion = Criterion::default()
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(10))
+        .configure_from_args();
+    criterion.bench_function("load_matrix/query", |b| {
+        b.iter(|| {
+            store.clear_caches();
+            engine.load_matrix(feeder)
+        })
+    });
+    criterion.bench_function("load_matrix/cached", |b| {
+        b.iter(|| engine.load_matrix(feeder))
+    });
+    criterion.final_summary();
+}
+
+/// Transformers and days of the history bench.
+const HISTORY_ASSETS: usize = 10_000;
+const HISTORY_DAYS: i64 = 365;
+
+fn history_dir() -> PathBuf {
+    std::env::var_os("HEADROOM_BENCH_HISTORY").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-history"),
+        PathBuf::from,
+    )
+}
+
+/// Writes the year as the store's day files, unless a complete set is there.
+fn generate_history(dir: &Path, first_day_ms: i64) -> Manifest {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let files = Files::open(&DataLocation::Local(dir.to_path_buf())).expect("history folder");
+    let existing = runtime.block_on(files.manifest()).expect("manifest");
+    let first_name = headroom_engine::store::files::day_name(first_day_ms / DAY_MS);
+    if existing.readings.len() == HISTORY_DAYS as usize
+        && existing.readings.contains_key(&first_name)
+    {
+        return existing;
+    }
+    let began = Instant::now();
+    let schema = readings_schema();
+    let ids: Vec<String> = (0..HISTORY_ASSETS).map(|i| format!("T{i:05}")).collect();
+    // Each transformer's size and its day's shape, fixed by its number.
+    let scale: Vec<f64> = (0..HISTORY_ASSETS)
+        .map(|i| 50.0 + (i * 7_919 % 600) as f64)
+        .collect();
+    let days: Vec<(String, String)> = (0..HISTORY_DAYS)
+        .map(|d| {
+            let day = first_day_ms / DAY_MS + d;
+            (
+                headroom_engine::store::files::day_name(day),
+                format!("part-{d}.parquet"),
+            )
+        })
+        .collect();
+    let written = std::sync::atomic::AtomicUsize::new(0);
+    let write_day = |d: usize| {
+        let day_start = first_day_ms + d as i64 * DAY_MS;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(d as u64);
+        let rows = HISTORY_ASSETS * 96;
+        let mut ts = Vec::with_capacity(rows);
+        let mut asset = Vec::with_capacity(rows);
+        let mut value = Vec::with_capacity(rows);
+        for (i, id) in ids.iter().enumerate() {
+            for q in 0..96 {
+                ts.push(day_start + q as i64 * STEP_MS);
+                asset.push(id.as_str());
+                let shape = 0.55 + 0.35 * (q as f64 / 96.0 * std::f64::consts::TAU).sin();
+                value.push(scale[i] * shape * rng.random_range(0.8..1.2));
+            }
+        }
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
+                Arc::new(StringArray::from(asset)),
+                Arc::new(StringArray::from(vec!["p_kw"; rows])),
+                Arc::new(Float64Array::from(value)),
+                Arc::new(StringArray::from(vec!["good"; rows])),
+                Arc::new(StringArray::from(vec!["bench"; rows])),
+            ],
+        )
+        .expect("readings batch");
+        let (name, file) = &days[d];
+        runtime
+            .block_on(files.write_parquet(&format!("readings/date={name}/{file}"), &[batch]))
+            .expect("day file written");
+        let done = written.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if done.is_multiple_of(73) {
+            eprintln!("history: {done} of {HISTORY_DAYS} days written");
+        }
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let d = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if d >= days.len() {
+                        break;
+                    }
+                    write_day(d);
+                }
+            });
+        }
+    });
+    let manifest = Manifest {
+        next_file: HISTORY_DAYS as u64,
+        wal_flushed_through: 0,
+        readings: days
+            .iter()
+            .map(|(name, file)| (name.clone(), format!("readings/date={name}/{file}")))
+            .collect(),
+        rejected: Vec::new(),
+    };
+    runtime
+        .block_on(files.save_manifest(&manifest))
+        .expect("manifest");
+    eprintln!(
+        "history: {} rows in {HISTORY_DAYS} day files written in {:?}",
+        HISTORY_ASSETS as i64 * 96 * HISTORY_DAYS,
+        began.elapsed()
+    );
+    manifest
+}
+
+fn median(mut seconds: Vec<f64>) -> f64 {
+    seconds.sort_by(f64::total_cmp);
+    seconds[seconds.len() / 2]
+}
+
+fn history() {
+    let dir = history_dir();
+    std::fs::create_dir_all(&dir).expect("history folder");
+    let first_day = midnight_days_ago(HISTORY_DAYS + 1);
+    generate_history(&dir, first_day);
+    let bytes: u64 = walk(&dir.join("readings"))
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
+    eprintln!(
+        "history: {:.2} GB of Parquet in {}",
+        bytes as f64 / 1e9,
+        dir.display()
+    );
+
+    // The network only names the assets; the query reads every file listed.
+    let network = feeders_of_100_transformers(1);
+    let store = Store::open(&dir, &network, StoreConfig::default()).expect("store opens");
+    let query = "SELECT asset, max(value) AS peak, \
+                 approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY value) AS p95 \
+                 FROM readings GROUP BY asset";
+    let mut store_seconds = Vec::new();
+    let mut groups = 0;
+    for _ in 0..3 {
+        let began = Instant::now();
+        let batches = store.sql(query).expect("history query");
+        store_seconds.push(began.elapsed().as_secs_f64());
+        groups = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+    }
+    assert_eq!(groups, HISTORY_ASSETS);
+    store.close().expect("closed");
+
+    let python = std::env::var("HEADROOM_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/history_duckdb.py");
+    let output = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(dir.join("readings"))
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "{python} {}: {}",
+        script.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reply: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the DuckDB script prints JSON");
+    let duckdb_seconds = reply["seconds"].as_f64().expect("seconds");
+    assert_eq!(reply["groups"].as_u64(), Some(HISTORY_ASSETS as u64));
+    let store_median = median(store_seconds.clone());
+    eprintln!(
+        "history: per-asset peak and p95 over {} rows: store {store_median:.2} s \
+         (runs {store_seconds:.2?}), DuckDB {} {duckdb_seconds:.2} s (runs {}): ratio {:.2}",
+        HISTORY_ASSETS as i64 * 96 * HISTORY_DAYS,
+        reply["version"],
+        reply["runs"],
+        store_median / duckdb_seconds
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
 }

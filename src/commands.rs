@@ -5,13 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use headroom_engine::store::RecordBatch;
-use headroom_engine::store::{Quality, Reading, ReadingSink, Store, StoreConfig, WriteSummary};
-use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings, Level};
+use headroom_engine::store::{
+    DataLocation, NETWORK_FILE, Quality, Reading, ReadingSink, Store, StoreConfig, StoreReadings,
+    WriteSummary, keep_network, stored_network,
+};
+use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings, Level, ReadingsSource};
 use headroom_geodata::readings::read_readings;
 use headroom_geodata::topology::NO_PARENT;
 use headroom_geodata::{
     AssetKind, Branch, Gridpack, GridpackPaths, Network, NetworkSummary, Quantity, Topology,
-    read_network,
+    parse_network, read_network,
 };
 use headroom_simulators::SynthConfig;
 
@@ -56,15 +59,15 @@ type Outcome = Result<(), Failure>;
 pub(crate) enum Source {
     /// A gridpack folder.
     Gridpack(PathBuf),
-    /// A store's data folder (`headroom import GRIDPACK --data-dir DIR`).
-    DataDir(PathBuf),
+    /// A store's data location (`headroom import GRIDPACK --data-dir DIR`).
+    DataDir(DataLocation),
 }
 
 impl Source {
     /// From the command line: a gridpack or a data dir, not both.
     pub(crate) fn pick(
         gridpack: Option<PathBuf>,
-        data_dir: Option<PathBuf>,
+        data_dir: Option<DataLocation>,
     ) -> Result<Self, Failure> {
         match (gridpack, data_dir) {
             (Some(g), None) => Ok(Source::Gridpack(g)),
@@ -76,34 +79,33 @@ impl Source {
         }
     }
 
-    fn folder(&self) -> &Path {
+    fn name(&self) -> String {
         match self {
-            Source::Gridpack(p) | Source::DataDir(p) => p,
+            Source::Gridpack(p) => p.display().to_string(),
+            Source::DataDir(location) => location.to_string(),
         }
     }
 }
 
-/// The network kept in a data folder.
-fn stored_network_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("network.geojson")
+/// A `--data-dir` argument: a local folder or `s3://bucket/prefix`.
+pub(crate) fn location(text: &str, wal_dir: &Path) -> Result<DataLocation, Failure> {
+    Ok(DataLocation::parse(text, Some(wal_dir))?)
 }
 
-/// Opens the store of a data folder with the network kept there.
-fn open_store(data_dir: &Path, config: StoreConfig) -> Result<(Network, Store), Failure> {
-    let path = stored_network_path(data_dir);
-    if !path.is_file() {
+/// Opens the store of a data location with the network kept there.
+fn open_store(data_dir: &DataLocation, config: StoreConfig) -> Result<(Network, Store), Failure> {
+    let Some(bytes) = stored_network(data_dir)? else {
         return Err(Failure::bad_input(format!(
-            "{}: no network in this data dir; run `headroom import GRIDPACK --data-dir {}` first",
-            data_dir.display(),
-            data_dir.display()
+            "{data_dir}: no network in this data dir; run `headroom import GRIDPACK --data-dir {data_dir}` first"
         )));
-    }
-    let network = read_network(&path)?;
-    let store = Store::open(data_dir, &network, config)?;
+    };
+    let name = PathBuf::from(format!("{data_dir}/{NETWORK_FILE}"));
+    let network = parse_network(&bytes, &name)?;
+    let store = Store::open_at(data_dir, &network, config)?;
     Ok((network, store))
 }
 
-pub(crate) fn import(dir: &Path, data_dir: Option<&Path>) -> Outcome {
+pub(crate) fn import(dir: &Path, data_dir: Option<&DataLocation>) -> Outcome {
     let paths = GridpackPaths::locate(dir)?;
     let network = read_network(&paths.network)?;
     let topology = Topology::trace(&network);
@@ -191,19 +193,14 @@ pub(crate) fn import(dir: &Path, data_dir: Option<&Path>) -> Outcome {
 }
 
 /// Keeps the network and readings of a validated gridpack in a data folder.
-fn store_gridpack(paths: &GridpackPaths, network: &Network, data_dir: &Path) -> Outcome {
-    let failure = |what: &str, e: std::io::Error| Failure {
+fn store_gridpack(paths: &GridpackPaths, network: &Network, data_dir: &DataLocation) -> Outcome {
+    let geojson = std::fs::read(&paths.network).map_err(|e| Failure {
         exit_code: 1,
-        message: format!("{what}: {e}"),
-    };
-    std::fs::create_dir_all(data_dir).map_err(|e| failure(&data_dir.display().to_string(), e))?;
-    // The network replaces the stored one whole: written beside it, then renamed.
-    let target = stored_network_path(data_dir);
-    let staging = data_dir.join("network.geojson.importing");
-    std::fs::copy(&paths.network, &staging)
-        .and_then(|_| std::fs::rename(&staging, &target))
-        .map_err(|e| failure(&target.display().to_string(), e))?;
-    let store = Store::open(data_dir, network, StoreConfig::default())?;
+        message: format!("{}: {e}", paths.network.display()),
+    })?;
+    // The network replaces the stored one whole (written aside, then renamed).
+    keep_network(data_dir, geojson)?;
+    let store = Store::open_at(data_dir, network, StoreConfig::default())?;
     let mut stored = WriteSummary::default();
     if let Some(path) = &paths.readings {
         let source: Arc<str> = "import".into();
@@ -232,10 +229,8 @@ fn store_gridpack(paths: &GridpackPaths, network: &Network, data_dir: &Path) -> 
     store.flush()?;
     store.close()?;
     println!(
-        "stored in {}: network, {} readings ({} rejected by the store)",
-        data_dir.display(),
-        stored.accepted,
-        stored.rejected
+        "stored in {data_dir}: network, {} readings ({} rejected by the store)",
+        stored.accepted, stored.rejected
     );
     Ok(())
 }
@@ -244,7 +239,7 @@ fn store_gridpack(paths: &GridpackPaths, network: &Network, data_dir: &Path) -> 
 const IMPORT_BATCH: usize = 100_000;
 
 /// Runs a read-only query over a data folder's store and prints the table.
-pub(crate) fn sql(data_dir: &Path, query: &str) -> Outcome {
+pub(crate) fn sql(data_dir: &DataLocation, query: &str) -> Outcome {
     let (_, store) = open_store(data_dir, StoreConfig::default())?;
     let batches = store.sql(query)?;
     let table = datafusion_pretty(&batches)?;
@@ -259,7 +254,11 @@ fn datafusion_pretty(batches: &[RecordBatch]) -> Result<String, Failure> {
 /// Takes CSV readings (`ts,asset,quantity,value[,quality]`, ts in ms or RFC 3339)
 /// from standard input into the store; an empty line ends a batch, and `acked N`
 /// is printed once batch N (counted from 1) is durable.
-pub(crate) fn ingest(data_dir: &Path, flush_interval_ms: u64, buffer_max_bytes: usize) -> Outcome {
+pub(crate) fn ingest(
+    data_dir: &DataLocation,
+    flush_interval_ms: u64,
+    buffer_max_bytes: usize,
+) -> Outcome {
     use std::io::BufRead;
     let config = StoreConfig {
         wal_flush_interval_ms: flush_interval_ms,
@@ -344,32 +343,34 @@ fn rfc3339(ts_ms: i64) -> String {
     )
 }
 
-/// Builds the engine over a gridpack, or over a data folder's network and the
-/// store's last [`STORE_WINDOW_DAYS`] of readings.
-fn engine_for(source: &Source) -> Result<Engine, Failure> {
-    match source {
+/// Builds the engine over a gridpack, or over a data location's network and the
+/// store's last [`STORE_WINDOW_DAYS`] of readings: read a feeder at a time as the
+/// engine needs them, or all at once for a sweep over every asset.
+fn engine_for(source: &Source, sweep: bool) -> Result<Engine, Failure> {
+    let (network, readings): (_, Arc<dyn ReadingsSource>) = match source {
         Source::Gridpack(dir) => {
             let gridpack = Gridpack::read(dir)?;
             let readings = Arc::new(InMemoryReadings::from_rows(&gridpack.readings));
-            Ok(Engine::new(
-                gridpack.network,
-                readings,
-                EngineConfig::default(),
-                Vec::new(),
-            ))
+            (gridpack.network, readings)
         }
-        Source::DataDir(dir) => {
-            let (network, store) = open_store(dir, StoreConfig::default())?;
-            let readings = Arc::new(store.recent_readings(&network, STORE_WINDOW_DAYS)?);
-            store.close()?;
-            Ok(Engine::new(
-                network,
-                readings,
-                EngineConfig::default(),
-                Vec::new(),
-            ))
+        Source::DataDir(location) => {
+            let (network, store) = open_store(location, StoreConfig::default())?;
+            if sweep {
+                let readings = Arc::new(store.recent_readings(STORE_WINDOW_DAYS)?);
+                store.close()?;
+                (network, readings)
+            } else {
+                let readings = StoreReadings::recent(Arc::new(store), STORE_WINDOW_DAYS)?;
+                (network, Arc::new(readings))
+            }
         }
-    }
+    };
+    Ok(Engine::new(
+        network,
+        readings,
+        EngineConfig::default(),
+        Vec::new(),
+    ))
 }
 
 /// Days of readings the engine takes from a store, back from the latest.
@@ -396,7 +397,7 @@ pub(crate) enum CapacityLevel {
 }
 
 pub(crate) fn capacity(source: &Source, level: CapacityLevel, json: bool) -> Outcome {
-    let engine = engine_for(source)?;
+    let engine = engine_for(source, true)?;
     let level = match level {
         CapacityLevel::Feeder => Level::Feeder,
         CapacityLevel::Transformer => Level::Transformer,
@@ -445,21 +446,26 @@ fn read_applications(path: &Path) -> Result<Vec<Application>, Failure> {
 }
 
 pub(crate) fn rank(source: &Source, applications: Option<&Path>, json: bool) -> Outcome {
-    let dir = source.folder();
-    let applications_path = match applications {
-        Some(p) => p.to_owned(),
-        None => Some(dir.join("applications.json"))
+    let applications_path = match (applications, source) {
+        (Some(p), _) => p.to_owned(),
+        (None, Source::Gridpack(dir)) => Some(dir.join("applications.json"))
             .filter(|p| p.is_file())
             .ok_or_else(|| {
                 Failure::bad_input(format!(
                     "{}: no applications.json; name a file with --applications",
-                    dir.display()
+                    source.name()
                 ))
             })?,
+        (None, Source::DataDir(_)) => {
+            return Err(Failure::bad_input(format!(
+                "{}: a data dir keeps no applications; name a file with --applications",
+                source.name()
+            )));
+        }
     };
     // Applications first: a bad one fails fast, before the network is loaded.
     let applications = read_applications(&applications_path)?;
-    let engine = engine_for(source)?;
+    let engine = engine_for(source, false)?;
     let results: Vec<_> = applications.iter().map(|a| engine.rank(a)).collect();
     if json {
         return print_json(&results);

@@ -18,6 +18,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Local folder of the write-ahead log when --data-dir is an s3:// URL
+    /// (object storage cannot append and fsync); a local data dir keeps its log
+    /// in its own `wal/`.
+    #[arg(long, global = true, env = "HEADROOM_WAL_DIR", default_value = headroom_engine::store::DataLocation::DEFAULT_S3_WAL_DIR)]
+    wal_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -31,9 +36,9 @@ enum Command {
     Import {
         /// The gridpack folder (network.geojson, optional readings.csv[.gz]).
         gridpack: PathBuf,
-        /// The store's data folder to load the gridpack into.
+        /// The store's data folder (or s3://bucket/prefix) to load the gridpack into.
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        data_dir: Option<String>,
     },
     /// Print a feeder's radial tree, or a node's path to its busbar.
     Inspect {
@@ -49,9 +54,9 @@ enum Command {
     Rank {
         /// The gridpack folder (or name --data-dir).
         gridpack: Option<PathBuf>,
-        /// A store's data folder instead of a gridpack.
+        /// A store's data folder (or s3://bucket/prefix) instead of a gridpack.
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        data_dir: Option<String>,
         /// Applications file (a JSON array); default GRIDPACK/applications.json.
         #[arg(long)]
         applications: Option<PathBuf>,
@@ -64,9 +69,9 @@ enum Command {
     Capacity {
         /// The gridpack folder (or name --data-dir).
         gridpack: Option<PathBuf>,
-        /// A store's data folder instead of a gridpack.
+        /// A store's data folder (or s3://bucket/prefix) instead of a gridpack.
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        data_dir: Option<String>,
         /// Which assets.
         #[arg(long, value_enum, default_value_t = commands::CapacityLevel::Feeder)]
         level: commands::CapacityLevel,
@@ -77,9 +82,9 @@ enum Command {
     /// Run a read-only SQL query over the store (tables `readings`, `assets`,
     /// `rejected`) and print the result as a table.
     Sql {
-        /// The store's data folder.
+        /// The store's data folder, or s3://bucket/prefix.
         #[arg(long, default_value = "./headroom-data")]
-        data_dir: PathBuf,
+        data_dir: String,
         /// The query: SELECT ... (anything else is refused).
         query: String,
     },
@@ -87,9 +92,9 @@ enum Command {
     /// (ts in ms since the epoch or RFC 3339); an empty line ends a batch, and
     /// `acked N ACCEPTED REJECTED` is printed once batch N is durable.
     Ingest {
-        /// The store's data folder (import a network into it first).
+        /// The store's data folder or s3://bucket/prefix (import a network into it first).
         #[arg(long, default_value = "./headroom-data")]
-        data_dir: PathBuf,
+        data_dir: String,
         /// Group-commit interval of the write-ahead log, ms.
         #[arg(long, default_value_t = headroom_engine::store::StoreConfig::default_wal_flush_interval_ms())]
         flush_interval_ms: u64,
@@ -121,29 +126,46 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let wal_dir = cli.wal_dir;
+    let location = |text: &str| commands::location(text, &wal_dir);
     let outcome = match cli.command {
-        Command::Import { gridpack, data_dir } => commands::import(&gridpack, data_dir.as_deref()),
+        Command::Import { gridpack, data_dir } => data_dir
+            .as_deref()
+            .map(location)
+            .transpose()
+            .and_then(|data_dir| commands::import(&gridpack, data_dir.as_ref())),
         Command::Inspect { gridpack, id } => commands::inspect(&gridpack, &id),
         Command::Rank {
             gridpack,
             data_dir,
             applications,
             json,
-        } => commands::Source::pick(gridpack, data_dir)
+        } => data_dir
+            .as_deref()
+            .map(location)
+            .transpose()
+            .and_then(|data_dir| commands::Source::pick(gridpack, data_dir))
             .and_then(|source| commands::rank(&source, applications.as_deref(), json)),
         Command::Capacity {
             gridpack,
             data_dir,
             level,
             json,
-        } => commands::Source::pick(gridpack, data_dir)
+        } => data_dir
+            .as_deref()
+            .map(location)
+            .transpose()
+            .and_then(|data_dir| commands::Source::pick(gridpack, data_dir))
             .and_then(|source| commands::capacity(&source, level, json)),
-        Command::Sql { data_dir, query } => commands::sql(&data_dir, &query),
+        Command::Sql { data_dir, query } => {
+            location(&data_dir).and_then(|data_dir| commands::sql(&data_dir, &query))
+        }
         Command::Ingest {
             data_dir,
             flush_interval_ms,
             buffer_max_bytes,
-        } => commands::ingest(&data_dir, flush_interval_ms, buffer_max_bytes),
+        } => location(&data_dir)
+            .and_then(|data_dir| commands::ingest(&data_dir, flush_interval_ms, buffer_max_bytes)),
         Command::Synth {
             outdir,
             substations,

@@ -305,14 +305,21 @@ impl Engine {
         out
     }
 
-    fn build_feeder(
-        &self,
-        feeder: FeederIx,
-        readings: &dyn ReadingsSource,
-        with_reservations: bool,
-    ) -> FeederBase {
+    /// A feeder's load matrix over the engine's window: what each of its
+    /// distribution transformers draws at each kept step.
+    pub fn load_matrix(&self, feeder: FeederIx) -> FeederLoads {
         let tree = self.topology.tree(feeder);
         let electrical = ElectricalFeeder::new(&self.network, tree);
+        self.loads_of(feeder, &electrical, self.readings.as_ref())
+    }
+
+    fn loads_of(
+        &self,
+        feeder: FeederIx,
+        electrical: &ElectricalFeeder,
+        readings: &dyn ReadingsSource,
+    ) -> FeederLoads {
+        let tree = self.topology.tree(feeder);
         let transformers: Vec<(TransformerIx, u32)> = tree
             .nodes
             .iter()
@@ -325,15 +332,26 @@ impl Engine {
                     .map(move |t| (*t, local as u32))
             })
             .collect();
-        let loads = FeederLoads::build(
+        FeederLoads::build(
             &self.network,
             tree,
             transformers,
-            &electrical,
+            electrical,
             readings,
             &self.window,
             &self.config.load_model,
-        );
+        )
+    }
+
+    fn build_feeder(
+        &self,
+        feeder: FeederIx,
+        readings: &dyn ReadingsSource,
+        with_reservations: bool,
+    ) -> FeederBase {
+        let tree = self.topology.tree(feeder);
+        let electrical = ElectricalFeeder::new(&self.network, tree);
+        let loads = self.loads_of(feeder, &electrical, readings);
         let reserved = self
             .reservations
             .iter()
@@ -766,6 +784,9 @@ fn least_steps(room: &mut [(f64, u32)], out: &mut Vec<u32>) -> (f64, f64) {
 /// The window spanning every reading of the network's feeders, transformers and
 /// substation transformers; one step at the epoch when there are none.
 fn data_window(network: &Network, readings: &dyn ReadingsSource) -> Window {
+    if let Some((first, last)) = readings.span() {
+        return Window::spanning(first, last);
+    }
     let mut first = i64::MAX;
     let mut last = i64::MIN;
     let mut look = |r: AssetRef| {

@@ -33,6 +33,10 @@ pub enum Error {
     #[error("bad query: {0}")]
     BadQuery(String),
 
+    /// A data location that names no usable folder or bucket.
+    #[error("{0}")]
+    BadLocation(String),
+
     /// DataFusion failed while running a query.
     #[error("query engine: {0}")]
     Query(#[from] datafusion::error::DataFusionError),
@@ -48,7 +52,7 @@ impl Error {
         match self {
             Error::BadApplication { .. } => true,
             Error::Geodata(e) => e.is_bad_input(),
-            Error::BadQuery(_) => true,
+            Error::BadQuery(_) | Error::BadLocation(_) => true,
             Error::Io { .. } | Error::Store(_) | Error::Query(_) | Error::ObjectStore(_) => false,
         }
     }

@@ -160,6 +160,18 @@ impl FeederLoads {
             kind: AssetKind::Feeder,
             index: tree.feeder.0,
         };
+        // One fetch for the whole feeder where the source is a store.
+        let assets: Vec<AssetRef> = std::iter::once(feeder_ref)
+            .chain(transformers.iter().map(|(t, _)| AssetRef {
+                kind: AssetKind::Transformer,
+                index: t.0,
+            }))
+            .collect();
+        let grouped = readings.group(&assets);
+        let readings: &dyn ReadingsSource = match &grouped {
+            Some(group) => group.as_ref(),
+            None => readings,
+        };
         let head_p = window.align(&readings.series(feeder_ref, Quantity::PKw), gap);
         let head_q = window.align(&readings.series(feeder_ref, Quantity::QKvar), gap);
         let head_s = window.align(&readings.series(feeder_ref, Quantity::SKva), gap);

@@ -1,5 +1,7 @@
-//! Where the load model gets its measurements: a small interface that the gridpack
-//! rows serve today and the readings store will serve later.
+//! Where the load model gets its measurements: a small interface that gridpack rows
+//! in memory and the readings store ([`crate::store::StoreReadings`]) both serve.
+
+use std::sync::Arc;
 
 use headroom_geodata::{AssetRef, Quantity, ReadingRow};
 use rustc_hash::FxHashMap;
@@ -14,6 +16,18 @@ pub trait ReadingsSource: Send + Sync {
     fn has(&self, asset: AssetRef, quantity: Quantity) -> bool {
         !self.series(asset, quantity).is_empty()
     }
+
+    /// First and last timestamp of the active-power and voltage readings, where
+    /// the source knows them without reading every series (`None`: look).
+    fn span(&self) -> Option<(i64, i64)> {
+        None
+    }
+
+    /// Every reading of these assets fetched at once, for a source where one
+    /// lookup per series is costly (a query each); `None` where it is not.
+    fn group(&self, _assets: &[AssetRef]) -> Option<Arc<InMemoryReadings>> {
+        None
+    }
 }
 
 /// Readings held in memory, indexed by asset and quantity.
@@ -23,6 +37,16 @@ pub struct InMemoryReadings {
 }
 
 impl InMemoryReadings {
+    /// Number of readings held.
+    pub fn len(&self) -> usize {
+        self.series.values().map(Vec::len).sum()
+    }
+
+    /// Whether no reading is held.
+    pub fn is_empty(&self) -> bool {
+        self.series.values().all(Vec::is_empty)
+    }
+
     /// Indexes rows; for a repeated (asset, quantity, ts) the later row wins.
     pub fn from_rows(rows: &[ReadingRow]) -> Self {
         let mut series: FxHashMap<(AssetRef, Quantity), Vec<(i64, f64)>> = FxHashMap::default();

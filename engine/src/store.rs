@@ -31,6 +31,7 @@
 pub mod buffer;
 pub mod files;
 pub mod record;
+pub mod source;
 pub mod stats;
 pub mod tables;
 pub mod wal;
@@ -40,13 +41,13 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, Float64Array, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{Float64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::MemTable;
 use datafusion::datasource::TableProvider;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use headroom_geodata::{AssetKind, AssetRef, Network, Quantity, ReadingRow, Topology};
+use headroom_geodata::{AssetKind, AssetRef, Network, Topology};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -55,12 +56,13 @@ use crate::error::{Error, Result};
 use crate::readings::InMemoryReadings;
 use buffer::{Buffer, DAY_MS};
 pub use datafusion::arrow::array::RecordBatch;
+pub use files::DataLocation;
 use files::{Files, Manifest, day_name, day_number};
 use record::{
-    Interner, column, readings_batch, readings_from_batch, readings_schema, rejected_batch,
-    rejected_schema,
+    Interner, readings_batch, readings_from_batch, readings_schema, rejected_batch, rejected_schema,
 };
 pub use record::{Quality, Reading, RejectReason, Rejected};
+pub use source::StoreReadings;
 use wal::{Entry, Wal};
 
 /// Settings of the store.
@@ -78,6 +80,8 @@ pub struct StoreConfig {
     pub max_future_skew_s: i64,
     /// Raw readings older than this are dropped by day partition, days.
     pub retention_days: u32,
+    /// Memory for the feeders' readings the engine asked for, bytes.
+    pub group_cache_bytes: u64,
 }
 
 impl StoreConfig {
@@ -100,6 +104,7 @@ impl Default for StoreConfig {
             buffer_max_age_s: 3_600,
             max_future_skew_s: 300,
             retention_days: 400,
+            group_cache_bytes: 512 << 20,
         }
     }
 }
@@ -202,11 +207,15 @@ struct Shared {
     interned: Mutex<Interner>,
     /// Per asset, statistics by window; a write for the asset removes its entry.
     stats_cache: moka::sync::Cache<Arc<str>, Arc<StatsByWindow>>,
-    /// Whether anything was ever cached (writes skip the cache until then).
-    stats_used: std::sync::atomic::AtomicBool,
-    /// Writes seen per asset since statistics were first asked for: a result
-    /// computed while a write arrived is not cached.
-    stats_generation: Mutex<FxHashMap<Arc<str>, u64>>,
+    /// Readings of asset groups (a feeder's) for the engine: see [`source`].
+    groups: moka::sync::Cache<source::GroupKey, Arc<source::CachedGroup>>,
+    /// Whether anything was ever cached (writes skip the caches until then).
+    caches_used: std::sync::atomic::AtomicBool,
+    /// Writes seen per asset since a cache was first used: a result computed
+    /// while a write arrived is not cached.
+    generation: Mutex<FxHashMap<Arc<str>, u64>>,
+    /// Asset ids by reference.
+    ids: FxHashMap<AssetRef, Arc<str>>,
 }
 
 /// The store over one data folder.
@@ -223,6 +232,41 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Name of the network kept beside the readings.
+pub const NETWORK_FILE: &str = "network.geojson";
+
+fn small_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Store(format!("cannot start a runtime: {e}")))
+}
+
+/// The `network.geojson` kept at a data location, or `None` when there is none.
+pub fn stored_network(location: &DataLocation) -> Result<Option<Vec<u8>>> {
+    match location {
+        // Read directly: looking must not create the folder.
+        DataLocation::Local(dir) => {
+            let path = dir.join(NETWORK_FILE);
+            match std::fs::read(&path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io(path, e)),
+            }
+        }
+        DataLocation::S3 { .. } => {
+            let files = Files::open(location)?;
+            small_runtime()?.block_on(files.get(NETWORK_FILE))
+        }
+    }
+}
+
+/// Keeps `network.geojson` at a data location, replacing the one there whole.
+pub fn keep_network(location: &DataLocation, geojson: Vec<u8>) -> Result<()> {
+    let files = Files::open(location)?;
+    small_runtime()?.block_on(files.put(NETWORK_FILE, geojson))
 }
 
 /// Rows of the `assets` table.
@@ -297,11 +341,20 @@ fn assets_batch(network: &Network) -> RecordBatch {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir` for `network`: replays the log and
-    /// starts the committer.
+    /// Opens (or creates) the store in the local folder `dir` for `network`.
     pub fn open(dir: &Path, network: &Network, config: StoreConfig) -> Result<Self> {
-        let files = Files::local(dir)?;
-        let wal_dir = files.root.join("wal");
+        Self::open_at(&DataLocation::Local(dir.to_path_buf()), network, config)
+    }
+
+    /// Opens (or creates) the store at `location` for `network`: replays the log
+    /// and starts the committer.
+    pub fn open_at(
+        location: &DataLocation,
+        network: &Network,
+        config: StoreConfig,
+    ) -> Result<Self> {
+        let files = Files::open(location)?;
+        let wal_dir = location.wal_dir();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("headroom-store")
@@ -313,6 +366,7 @@ impl Store {
                 .with_target_partitions(2)
                 .with_information_schema(true),
         );
+        files.register(&ctx);
         let mut assets = FxHashMap::default();
         for kind in [
             AssetKind::Feeder,
@@ -329,14 +383,16 @@ impl Store {
                 assets.insert(Arc::<str>::from(network.id_of(r)), r);
             }
         }
+        let ids = assets.iter().map(|(id, r)| (*r, id.clone())).collect();
+        let group_cache_bytes = config.group_cache_bytes;
         let manifest = runtime.block_on(files.manifest())?;
         let shared = Arc::new(Shared {
-            config,
             assets,
             files,
             wal_dir,
             runtime,
             ctx,
+            config,
             queue: Mutex::new(Queue::default()),
             queue_changed: Condvar::new(),
             state: Arc::new(Mutex::new(State {
@@ -351,8 +407,13 @@ impl Store {
             })),
             interned: Mutex::new(Interner::default()),
             stats_cache: moka::sync::Cache::new(100_000),
-            stats_used: std::sync::atomic::AtomicBool::new(false),
-            stats_generation: Mutex::new(FxHashMap::default()),
+            groups: moka::sync::Cache::builder()
+                .max_capacity(group_cache_bytes)
+                .weigher(|_, group: &Arc<source::CachedGroup>| group.weight())
+                .build(),
+            ids,
+            caches_used: std::sync::atomic::AtomicBool::new(false),
+            generation: Mutex::new(FxHashMap::default()),
         });
         shared.register_static_tables(network)?;
         shared.remove_orphans()?;
@@ -417,58 +478,21 @@ impl Store {
         })
     }
 
-    /// Readings of metered assets from `since_ms` on, good and uncertain ones,
-    /// for the engine.
-    pub fn readings_since(&self, network: &Network, since_ms: i64) -> Result<InMemoryReadings> {
+    /// Readings of known assets from `since_ms` on, good and uncertain ones, for
+    /// the engine (all in memory: for sweeps over the whole grid).
+    pub fn readings_since(&self, since_ms: i64) -> Result<InMemoryReadings> {
         let batches = self.sql(&format!(
             "SELECT ts, asset, quantity, value FROM readings \
              WHERE ts >= to_timestamp_millis({since_ms}) AND quality <> 'bad'"
         ))?;
-        let mut rows = Vec::new();
-        let mut lookup: FxHashMap<String, Option<AssetRef>> = FxHashMap::default();
-        for batch in &batches {
-            let ts = column::<TimestampMillisecondArray>(batch, "ts")?;
-            let asset = column::<StringArray>(batch, "asset")?;
-            let quantity = column::<StringArray>(batch, "quantity")?;
-            let value = column::<Float64Array>(batch, "value")?;
-            for i in 0..batch.num_rows() {
-                let id = asset.value(i);
-                let found = match lookup.get(id) {
-                    Some(found) => *found,
-                    None => {
-                        let found = network.lookup(id);
-                        lookup.insert(id.to_owned(), found);
-                        found
-                    }
-                };
-                let (Some(asset), Some(quantity)) = (found, Quantity::parse(quantity.value(i)))
-                else {
-                    continue;
-                };
-                rows.push(ReadingRow {
-                    ts_ms: ts.value(i),
-                    asset,
-                    quantity,
-                    value: value.value(i),
-                });
-            }
-        }
-        Ok(InMemoryReadings::from_rows(&rows))
+        self.rows_of(&batches)
     }
 
     /// The last `days` of readings before the latest one stored (see
     /// [`Store::readings_since`]).
-    pub fn recent_readings(&self, network: &Network, days: i64) -> Result<InMemoryReadings> {
-        let latest = self.sql("SELECT max(ts) FROM readings")?;
-        let latest_ms = latest.first().filter(|b| b.num_rows() > 0).and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<TimestampMillisecondArray>()
-                .filter(|c| !c.is_null(0))
-                .map(|c| c.value(0))
-        });
-        match latest_ms {
-            Some(latest_ms) => self.readings_since(network, latest_ms - days * DAY_MS),
+    pub fn recent_readings(&self, days: i64) -> Result<InMemoryReadings> {
+        match self.latest_ms()? {
+            Some(latest_ms) => self.readings_since(latest_ms - days * DAY_MS),
             None => Ok(InMemoryReadings::default()),
         }
     }
@@ -664,13 +688,13 @@ impl Shared {
         }
     }
 
-    /// Clears the cached statistics of the assets these rows are for.
+    /// Makes the cached statistics and groups of the assets these rows are for stale.
     fn forget_stats(&self, rows: &[Reading]) {
-        if !self.stats_used.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.caches_used.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
         let assets: rustc_hash::FxHashSet<&Arc<str>> = rows.iter().map(|r| &r.asset).collect();
-        let mut generation = lock(&self.stats_generation);
+        let mut generation = lock(&self.generation);
         for asset in assets {
             *generation.entry(asset.clone()).or_default() += 1;
             self.stats_cache.invalidate(asset);

@@ -9,6 +9,7 @@
 //!   code and message the spec asks for;
 //! - `oracle`: `rank` agrees with an independent power flow on the fixture, from
 //!   the gridpack and from a store it was imported into;
+//! - `s3`: a store whose history lives in S3 (a local moto server);
 //! - `synth`: the synthetic city grid is valid, deterministic and imports.
 
 mod bad_applications;
@@ -17,5 +18,6 @@ mod capacity;
 mod crash;
 mod fixture;
 mod oracle;
+mod s3;
 mod support;
 mod synth;

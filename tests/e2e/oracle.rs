@@ -53,7 +53,7 @@ fn rank_agrees_with_pandapower_with_readings_read_through_the_store() {
     assert_agrees(&run.stdout);
 }
 
-fn assert_agrees(stdout: &str) {
+pub(crate) fn assert_agrees(stdout: &str) {
     let dir = fixture("1-MV-semiurb");
     let got: Vec<Value> = serde_json::from_str(stdout).expect("rank --json prints an array");
     let expected: Value =

@@ -49,62 +49,204 @@ pub fn day_number(name: &str) -> Option<i64> {
     Some(midnight.div_euclid(DAY_MS))
 }
 
-/// Object storage under the data folder, and the folder itself for fsync.
+/// Where a store keeps its files: a local folder, or a prefix in an S3 bucket
+/// (`s3://bucket/prefix`) with the write-ahead log in a local folder, since object
+/// storage cannot append and fsync. One writer per location: two stores writing
+/// one manifest would each delete the other's files as orphans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataLocation {
+    /// Everything under one local folder (the log in its `wal/`).
+    Local(PathBuf),
+    /// Parquet files, manifest and network under an S3 prefix; the log local.
+    S3 {
+        /// `s3://bucket` or `s3://bucket/prefix`, without a trailing slash.
+        url: String,
+        /// The local folder of the write-ahead log.
+        wal_dir: PathBuf,
+    },
+}
+
+impl DataLocation {
+    /// Default local folder of the log for an S3 location.
+    pub const DEFAULT_S3_WAL_DIR: &'static str = "headroom-wal";
+
+    /// `s3://bucket[/prefix]` (credentials, region and endpoint from the usual
+    /// `AWS_*` variables) or a local path; `wal_dir` is the log's folder for S3.
+    pub fn parse(text: &str, wal_dir: Option<&Path>) -> Result<Self> {
+        let Some(rest) = text.strip_prefix("s3://") else {
+            if text.contains("://") {
+                return Err(Error::BadLocation(format!(
+                    "--data-dir {text}: only local folders and s3:// URLs are supported"
+                )));
+            }
+            return Ok(Self::Local(PathBuf::from(text)));
+        };
+        let rest = rest.trim_end_matches('/');
+        let bucket = rest.split('/').next().unwrap_or("");
+        if bucket.is_empty() {
+            return Err(Error::BadLocation(format!(
+                "--data-dir {text}: an S3 location needs a bucket: s3://bucket/prefix"
+            )));
+        }
+        Ok(Self::S3 {
+            url: format!("s3://{rest}"),
+            wal_dir: wal_dir.map_or_else(
+                || PathBuf::from(Self::DEFAULT_S3_WAL_DIR),
+                Path::to_path_buf,
+            ),
+        })
+    }
+
+    /// The folder of the write-ahead log.
+    pub fn wal_dir(&self) -> PathBuf {
+        match self {
+            Self::Local(dir) => dir.join("wal"),
+            Self::S3 { wal_dir, .. } => wal_dir.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for DataLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(dir) => write!(f, "{}", dir.display()),
+            Self::S3 { url, .. } => f.write_str(url),
+        }
+    }
+}
+
+/// How the store reaches its files.
+#[derive(Clone, Debug)]
+enum Root {
+    /// A local folder: written through the local store, then fsynced.
+    Local(PathBuf),
+    /// An S3 prefix: a completed PUT is durable and atomic.
+    S3 {
+        /// `s3://bucket/prefix`.
+        url: String,
+        /// `s3://bucket`, where DataFusion finds the bucket's store.
+        bucket_url: url::Url,
+        /// The store of the whole bucket, for DataFusion.
+        bucket: Arc<dyn ObjectStore>,
+    },
+}
+
+/// The store's files in object storage.
 #[derive(Clone, Debug)]
 pub struct Files {
+    /// Rooted at the data location: paths are relative to it.
     store: Arc<dyn ObjectStore>,
-    /// The local folder the store writes to.
-    pub root: PathBuf,
+    root: Root,
 }
 
 const MANIFEST: &str = "manifest.json";
 
 impl Files {
-    /// The data folder `root`, created if missing.
-    pub fn local(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
-        let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
-        let store = LocalFileSystem::new_with_prefix(&root)?;
-        Ok(Self {
-            store: Arc::new(store),
-            root,
-        })
+    /// The files at `location`; a local folder is created if missing.
+    pub fn open(location: &DataLocation) -> Result<Self> {
+        match location {
+            DataLocation::Local(root) => {
+                std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+                let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
+                let store = LocalFileSystem::new_with_prefix(&root)?;
+                Ok(Self {
+                    store: Arc::new(store),
+                    root: Root::Local(root),
+                })
+            }
+            DataLocation::S3 { url, .. } => {
+                let parsed = url::Url::parse(url)
+                    .map_err(|e| Error::BadLocation(format!("--data-dir {url}: {e}")))?;
+                let bucket_name = parsed.host_str().unwrap_or_default().to_owned();
+                let bucket: Arc<dyn ObjectStore> = Arc::new(
+                    object_store::aws::AmazonS3Builder::from_env()
+                        .with_bucket_name(&bucket_name)
+                        .build()?,
+                );
+                let prefix = parsed.path().trim_matches('/').to_owned();
+                let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                    bucket.clone()
+                } else {
+                    Arc::new(object_store::prefix::PrefixStore::new(
+                        bucket.clone(),
+                        prefix.as_str(),
+                    ))
+                };
+                let bucket_url = url::Url::parse(&format!("s3://{bucket_name}"))
+                    .map_err(|e| Error::BadLocation(format!("--data-dir {url}: {e}")))?;
+                Ok(Self {
+                    store,
+                    root: Root::S3 {
+                        url: url.clone(),
+                        bucket_url,
+                        bucket,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Lets DataFusion read these files (object stores other than local ones
+    /// are found by URL in the session's registry).
+    pub fn register(&self, ctx: &datafusion::prelude::SessionContext) {
+        if let Root::S3 {
+            bucket_url, bucket, ..
+        } = &self.root
+        {
+            ctx.register_object_store(bucket_url, bucket.clone());
+        }
     }
 
     /// The URL DataFusion reads a file at.
     pub fn url(&self, relative: &str) -> String {
-        format!("file://{}/{}", self.root.display(), relative)
+        match &self.root {
+            Root::Local(root) => format!("file://{}/{}", root.display(), relative),
+            Root::S3 { url, .. } => format!("{url}/{relative}"),
+        }
     }
 
     async fn put_durably(&self, relative: &str, bytes: Vec<u8>) -> Result<()> {
-        // The local store writes a temporary file and renames it: readers never see
-        // half a file. The fsyncs make the rename survive a power cut before the
-        // write-ahead log that covers it is deleted.
+        // Both stores make a new object visible whole or not at all (the local one
+        // writes a temporary file and renames it). Locally the fsyncs make the
+        // rename survive a power cut before the log that covers it is deleted; an
+        // S3 PUT is durable once answered.
         self.store
             .put(&ObjectPath::from(relative), PutPayload::from(bytes))
             .await?;
-        let path = self.root.join(relative);
-        std::fs::File::open(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io(&path, e))?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io(dir, e))?;
+        if let Root::Local(root) = &self.root {
+            let path = root.join(relative);
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&path, e))?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| Error::io(dir, e))?;
+            }
         }
         Ok(())
     }
 
+    /// Replaces a small object whole (the stored network).
+    pub async fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<()> {
+        self.put_durably(relative, bytes).await
+    }
+
+    /// A small object whole, or `None` when there is none.
+    pub async fn get(&self, relative: &str) -> Result<Option<Vec<u8>>> {
+        match self.store.get(&ObjectPath::from(relative)).await {
+            Ok(found) => Ok(Some(found.bytes().await?.to_vec())),
+            Err(datafusion::object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The manifest, or an empty one for a new store.
     pub async fn manifest(&self) -> Result<Manifest> {
-        match self.store.get(&ObjectPath::from(MANIFEST)).await {
-            Ok(found) => {
-                let bytes = found.bytes().await?;
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::Store(format!("{MANIFEST} is not readable: {e}")))
-            }
-            Err(datafusion::object_store::Error::NotFound { .. }) => Ok(Manifest::default()),
-            Err(e) => Err(e.into()),
+        match self.get(MANIFEST).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Store(format!("{MANIFEST} is not readable: {e}"))),
+            None => Ok(Manifest::default()),
         }
     }
 

@@ -61,13 +61,13 @@ impl super::Store {
             return Ok(found.clone());
         }
         shared
-            .stats_used
+            .caches_used
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let before = super::lock(&shared.stats_generation).get(&key).copied();
+        let before = super::lock(&shared.generation).get(&key).copied();
         let stats = self.compute_stats(asset, from_ms, to_ms)?;
         // Under the lock writes take to clear the cache: a write that arrived while
         // computing is seen here, one arriving later clears what is cached now.
-        let generation = super::lock(&shared.stats_generation);
+        let generation = super::lock(&shared.generation);
         if generation.get(&key).copied() != before {
             return Ok(stats);
         }

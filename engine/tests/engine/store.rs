@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use headroom_engine::ReadingsSource;
 use headroom_engine::store::{
-    Quality, Reading, ReadingSink, RejectReason, Store, StoreConfig, pretty,
+    Quality, Reading, ReadingSink, RejectReason, Store, StoreConfig, StoreReadings, pretty,
 };
 use headroom_geodata::{Network, Quantity};
 
@@ -324,4 +325,113 @@ fn asset_statistics_follow_new_readings() {
             .value,
         500.0
     );
+}
+
+fn store_rows(network: &Network, series: &crate::support::Series<'_>) -> Vec<Reading> {
+    crate::support::rows(network, series)
+        .into_iter()
+        .map(|row| Reading {
+            ts_ms: row.ts_ms,
+            asset: network.id_of(row.asset).into(),
+            quantity: row.quantity,
+            value: row.value,
+            quality: Quality::Good,
+            source: Arc::from("test"),
+        })
+        .collect()
+}
+
+#[test]
+fn the_engine_ranks_the_same_from_the_store_as_from_memory() {
+    use crate::support::{application, at, rows};
+    use headroom_engine::{Engine, EngineConfig, InMemoryReadings};
+
+    // Two days: a measured head, T1 and T3 metered with a daily swing, T2 left to
+    // the residual; so allocation, the window and every check see real data.
+    let steps = 192;
+    let swing = |base: f64| -> Vec<f64> {
+        (0..steps)
+            .map(|k| base * (1.0 + 0.5 * (k as f64 * std::f64::consts::TAU / 96.0).sin()))
+            .collect()
+    };
+    let series = vec![
+        ("F", Quantity::PKw, swing(900.0)),
+        ("F", Quantity::QKvar, swing(300.0)),
+        ("F", Quantity::UKv, vec![10.4; steps]),
+        ("T1", Quantity::PKw, swing(250.0)),
+        ("T1", Quantity::QKvar, swing(80.0)),
+        ("T3", Quantity::PKw, swing(200.0)),
+        ("T3", Quantity::QKvar, swing(60.0)),
+    ];
+    let network = feeder().build().unwrap();
+    let in_memory = Engine::new(
+        network.clone(),
+        Arc::new(InMemoryReadings::from_rows(&rows(&network, &series))),
+        EngineConfig::default(),
+        Vec::new(),
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &network, config()).unwrap();
+    let mut readings = store_rows(&network, &series);
+    // The first day in Parquet, the second in the buffer.
+    readings.sort_by_key(|r| r.ts_ms);
+    let second_day = readings.split_off(readings.len() / 2);
+    store.write(readings).wait().unwrap();
+    store.flush().unwrap();
+    store.write(second_day).wait().unwrap();
+    let from_store = StoreReadings::recent(Arc::new(store), 14).unwrap();
+    assert!(from_store.span().is_some());
+    let from_store = Engine::new(
+        network,
+        Arc::new(from_store),
+        EngineConfig::default(),
+        Vec::new(),
+    );
+
+    for (east, kw) in [(150.0, 500.0), (300.0, 2_000.0), (100.0, 9_000.0)] {
+        let app = application("A", at(east, 0.0), kw, serde_json::json!({}));
+        let expected = serde_json::to_value(in_memory.rank(&app)).unwrap();
+        let got = serde_json::to_value(from_store.rank(&app)).unwrap();
+        assert_eq!(got, expected, "{kw} kW at {east} m east");
+    }
+}
+
+#[test]
+fn a_feeders_readings_are_cached_until_one_of_its_assets_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = network();
+    let store = Store::open(dir.path(), &network, config()).unwrap();
+    let t0 = today();
+    let day: Vec<Reading> = (0..96)
+        .flat_map(|k| {
+            let ts = t0 + k * 900_000;
+            [reading("T1", ts, 10.0), reading("T2", ts, 20.0)]
+        })
+        .collect();
+    store.write(day).wait().unwrap();
+    store.flush().unwrap();
+    let group = [network.lookup("T1").unwrap(), network.lookup("T2").unwrap()];
+    let window = (t0, t0 + DAY_MS);
+
+    let first = store.group_readings(&group, window.0, window.1).unwrap();
+    assert_eq!(first.series(group[1], Quantity::PKw).len(), 96);
+    let again = store.group_readings(&group, window.0, window.1).unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "a second read is served from the cache"
+    );
+
+    store.write(vec![reading("T3", t0, 5.0)]).wait().unwrap();
+    let unrelated = store.group_readings(&group, window.0, window.1).unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &unrelated),
+        "a write for an asset outside the group keeps it cached"
+    );
+
+    store.write(vec![reading("T2", t0, 99.0)]).wait().unwrap();
+    let corrected = store.group_readings(&group, window.0, window.1).unwrap();
+    assert!(!Arc::ptr_eq(&first, &corrected));
+    let t2 = corrected.series(group[1], Quantity::PKw);
+    assert_eq!((t2.len(), t2[0]), (96, (t0, 99.0)));
 }
