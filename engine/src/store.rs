@@ -361,11 +361,17 @@ impl Store {
             .enable_all()
             .build()
             .map_err(|e| Error::Store(format!("cannot start the query runtime: {e}")))?;
-        let ctx = SessionContext::new_with_config(
-            SessionConfig::new()
-                .with_target_partitions(2)
-                .with_information_schema(true),
-        );
+        let mut session = SessionConfig::new()
+            .with_target_partitions(2)
+            .with_information_schema(true);
+        // A feeder's readings are a few thousand rows of a day file: filters
+        // evaluated while decoding (late materialisation) skip the other columns'
+        // values of rows that do not match, and the page index skips whole pages.
+        let parquet = &mut session.options_mut().execution.parquet;
+        parquet.pushdown_filters = true;
+        parquet.reorder_filters = true;
+        parquet.enable_page_index = true;
+        let ctx = SessionContext::new_with_config(session);
         files.register(&ctx);
         let mut assets = FxHashMap::default();
         for kind in [
@@ -485,7 +491,7 @@ impl Store {
             "SELECT ts, asset, quantity, value FROM readings \
              WHERE ts >= to_timestamp_millis({since_ms}) AND quality <> 'bad'"
         ))?;
-        self.rows_of(&batches)
+        self.rows_of(&batches, None)
     }
 
     /// The last `days` of readings before the latest one stored (see
@@ -999,15 +1005,7 @@ fn buffer_batches(state: &Mutex<State>) -> Vec<RecordBatch> {
     if state.flushing_batch.is_none()
         && let Some(rows) = state.flushing.clone()
     {
-        let kept: Vec<&Reading> = rows
-            .iter()
-            .filter(|r| {
-                state
-                    .buffer
-                    .series(&r.asset, r.quantity)
-                    .is_none_or(|s| !s.contains_key(&r.ts_ms))
-            })
-            .collect();
+        let kept = state.buffer.without_keys_held(&rows);
         state.flushing_batch = Some(readings_batch(kept.into_iter()));
     }
     batches.extend(state.flushing_batch.clone());

@@ -262,9 +262,14 @@ impl Files {
         let Some(first) = batches.first() else {
             return Ok(());
         };
+        // Pages of at most 8,192 rows: the page index then lets a query for one
+        // feeder's assets (rows adjacent in asset order) decode a few pages per
+        // column instead of a whole row group; the cost is a larger index.
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_max_row_group_row_count(Some(256 * 1024))
+            .set_data_page_row_count_limit(8 * 1024)
+            .set_write_batch_size(1024)
             .build();
         let mut bytes = Vec::new();
         {

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, Float64Array, StringArray, TimestampMillisecondArray};
 use headroom_geodata::{AssetKind, AssetRef, Quantity, ReadingRow};
 
+use rustc_hash::FxHashSet;
+
 use super::buffer::DAY_MS;
 use super::record::column;
 use super::{Shared, Store, lock};
@@ -90,23 +92,29 @@ impl Store {
         if ids.is_empty() {
             return Ok(InMemoryReadings::default());
         }
-        // The range on `asset` lets the Parquet scan skip row groups and pages by
-        // their statistics (files are sorted by asset); DataFusion does not turn a
-        // long IN list into such a range itself.
+        // A range on `asset` lets the Parquet scan skip row groups and pages by
+        // their statistics (files are sorted by asset); the assets in the range
+        // that are not the group's are dropped here: an IN list of a feeder's
+        // hundred ids cost a query a quarter of its time.
         let lowest = ids.iter().min().map(|id| quote(id)).unwrap_or_default();
         let highest = ids.iter().max().map(|id| quote(id)).unwrap_or_default();
-        let listed = ids.iter().map(|id| quote(id)).collect::<Vec<_>>().join(",");
         let batches = self.sql(&format!(
             "SELECT ts, asset, quantity, value FROM readings \
-             WHERE asset >= {lowest} AND asset <= {highest} AND asset IN ({listed}) \
+             WHERE asset >= {lowest} AND asset <= {highest} \
              AND ts >= to_timestamp_millis({from_ms}) AND ts < to_timestamp_millis({to_ms}) \
              AND quality <> 'bad'"
         ))?;
-        self.rows_of(&batches)
+        let wanted: FxHashSet<&str> = ids.iter().map(|id| &***id).collect();
+        self.rows_of(&batches, Some(&wanted))
     }
 
     /// Batches of `(ts, asset, quantity, value)` as the engine's readings.
-    pub(super) fn rows_of(&self, batches: &[super::RecordBatch]) -> Result<InMemoryReadings> {
+    /// Only the assets in `wanted`, when given.
+    pub(super) fn rows_of(
+        &self,
+        batches: &[super::RecordBatch],
+        wanted: Option<&FxHashSet<&str>>,
+    ) -> Result<InMemoryReadings> {
         let mut rows = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
         for batch in batches {
             let ts = column::<TimestampMillisecondArray>(batch, "ts")?;
@@ -123,7 +131,12 @@ impl Store {
                 let found = match last {
                     Some((previous, found)) if previous == id => found,
                     _ => {
-                        let found = self.shared.assets.get(id).copied();
+                        let found = self
+                            .shared
+                            .assets
+                            .get(id)
+                            .copied()
+                            .filter(|_| wanted.is_none_or(|w| w.contains(id)));
                         last = Some((id, found));
                         found
                     }
@@ -202,7 +215,7 @@ impl StoreReadings {
             "SELECT ts, asset, quantity, value FROM readings \
              WHERE {window} AND asset IN (SELECT id FROM assets WHERE kind <> 'transformer')"
         ))?;
-        let heads = store.rows_of(&heads)?;
+        let heads = store.rows_of(&heads, None)?;
         let span = store.sql(&format!(
             "SELECT min(ts), max(ts) FROM readings WHERE {window} \
              AND quantity IN ('p_kw', 'u_kv') AND asset IN (SELECT id FROM assets)"
