@@ -27,6 +27,14 @@
 //! one view, see [`tables`]), `rejected` (its files and the rejected rows not yet
 //! flushed) and `assets` (the grid model's metered assets). [`Store::sql`] runs
 //! read-only queries.
+//!
+//! **Location.** Files go through `object_store`: a local folder (the log in its
+//! `wal/`), or an S3 prefix with the log in a local folder ([`DataLocation`]).
+//!
+//! **For the engine.** [`StoreReadings`] hands the engine a window of readings a
+//! feeder at a time, one query per feeder, cached until one of the feeder's assets
+//! is written; [`Store::asset_stats`] gives the map's per-asset figures, cached the
+//! same way.
 
 pub mod buffer;
 pub mod files;
