@@ -168,14 +168,18 @@ impl FeederLoads {
             }))
             .collect();
         let grouped = readings.group(&assets);
-        let readings: &dyn ReadingsSource = match &grouped {
-            Some(group) => group.as_ref(),
-            None => readings,
-        };
-        let head_p = window.align(&readings.series(feeder_ref, Quantity::PKw), gap);
-        let head_q = window.align(&readings.series(feeder_ref, Quantity::QKvar), gap);
-        let head_s = window.align(&readings.series(feeder_ref, Quantity::SKva), gap);
-        let head_u = window.align(&readings.series(feeder_ref, Quantity::UKv), gap);
+        // A group fetched at once is read in place; other sources hand out copies.
+        let series_of =
+            |asset: AssetRef, quantity: Quantity| -> std::borrow::Cow<'_, [(i64, f64)]> {
+                match &grouped {
+                    Some(group) => group.series_slice(asset, quantity).into(),
+                    None => readings.series(asset, quantity).into(),
+                }
+            };
+        let head_p = window.align(&series_of(feeder_ref, Quantity::PKw), gap);
+        let head_q = window.align(&series_of(feeder_ref, Quantity::QKvar), gap);
+        let head_s = window.align(&series_of(feeder_ref, Quantity::SKva), gap);
+        let head_u = window.align(&series_of(feeder_ref, Quantity::UKv), gap);
         let head_measured = head_p.iter().any(Option::is_some);
         let nominal_kv = electrical.nominal_kv[0];
 
@@ -187,9 +191,9 @@ impl FeederLoads {
                     kind: AssetKind::Transformer,
                     index: t.0,
                 };
-                let p = window.align(&readings.series(r, Quantity::PKw), gap);
-                let q = window.align(&readings.series(r, Quantity::QKvar), gap);
-                let s = window.align(&readings.series(r, Quantity::SKva), gap);
+                let p = window.align(&series_of(r, Quantity::PKw), gap);
+                let q = window.align(&series_of(r, Quantity::QKvar), gap);
+                let s = window.align(&series_of(r, Quantity::SKva), gap);
                 let tan = power_factor_tan(settings.unmetered_power_factor);
                 let p = p
                     .iter()
@@ -221,8 +225,8 @@ impl FeederLoads {
             dropped_steps: 0,
             transformers,
             metered,
-            p_kw: Vec::new(),
-            q_kvar: Vec::new(),
+            p_kw: Vec::with_capacity(window.steps.len() * m),
+            q_kvar: Vec::with_capacity(window.steps.len() * m),
             source_kv: Vec::new(),
             head_kva: Vec::new(),
             metered_share: 0.0,
@@ -236,6 +240,7 @@ impl FeederLoads {
         let tan_unmetered = power_factor_tan(settings.unmetered_power_factor);
         // Losses over |head|^2 (complex, per kVA^2) at the last allocated step.
         let mut loss_per_kva_2 = Complex64::new(0.0, 0.0);
+        let mut estimated: Vec<usize> = Vec::with_capacity(m);
         for (k, &ts) in window.steps.iter().enumerate() {
             let head = match (head_p[k], head_q[k], head_s[k]) {
                 (Some(p), Some(q), _) => Some(Complex64::new(p, q)),
@@ -263,7 +268,8 @@ impl FeederLoads {
                     }
                 }
             }
-            let estimated: Vec<usize> = (0..m).filter(|t| p_row[*t].is_nan()).collect();
+            estimated.clear();
+            estimated.extend((0..m).filter(|t| p_row[*t].is_nan()));
             match head {
                 Some(head) if !estimated.is_empty() && unmetered_rating > 0.0 => {
                     // Residual = head - metered - losses; losses from the last round.

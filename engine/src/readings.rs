@@ -37,6 +37,13 @@ pub struct InMemoryReadings {
 }
 
 impl InMemoryReadings {
+    /// The readings of one asset and quantity, in place.
+    pub fn series_slice(&self, asset: AssetRef, quantity: Quantity) -> &[(i64, f64)] {
+        self.series
+            .get(&(asset, quantity))
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// Number of readings held.
     pub fn len(&self) -> usize {
         self.series.values().map(Vec::len).sum()
