@@ -19,6 +19,7 @@ use rustc_hash::FxHashSet;
 
 use super::buffer::DAY_MS;
 use super::record::column;
+use super::stats::quote;
 use super::{Shared, Store, lock};
 use crate::error::Result;
 use crate::readings::{InMemoryReadings, ReadingsSource};
@@ -37,10 +38,6 @@ impl CachedGroup {
     pub(crate) fn weight(&self) -> u32 {
         (self.readings.len() * 16 + 64).min(u32::MAX as usize) as u32
     }
-}
-
-fn quote(id: &str) -> String {
-    format!("'{}'", id.replace('\'', "''"))
 }
 
 impl Shared {

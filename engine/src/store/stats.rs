@@ -38,7 +38,8 @@ pub struct AssetStats {
     pub coverage: f64,
 }
 
-fn quote(id: &str) -> String {
+/// An id as an SQL string literal.
+pub(crate) fn quote(id: &str) -> String {
     format!("'{}'", id.replace('\'', "''"))
 }
 
