@@ -205,7 +205,8 @@ impl Files {
         }
     }
 
-    async fn put_durably(&self, relative: &str, bytes: Vec<u8>) -> Result<()> {
+    /// Writes an object whole, durably: the stored network, the manifest, files.
+    pub async fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<()> {
         // Both stores make a new object visible whole or not at all (the local one
         // writes a temporary file and renames it). Locally the fsyncs make the
         // rename survive a power cut before the log that covers it is deleted; an
@@ -225,11 +226,6 @@ impl Files {
             }
         }
         Ok(())
-    }
-
-    /// Replaces a small object whole (the stored network).
-    pub async fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<()> {
-        self.put_durably(relative, bytes).await
     }
 
     /// A small object whole, or `None` when there is none.
@@ -254,7 +250,7 @@ impl Files {
     pub async fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(manifest)
             .map_err(|e| Error::Store(format!("manifest: {e}")))?;
-        self.put_durably(MANIFEST, bytes).await
+        self.put(MANIFEST, bytes).await
     }
 
     /// Writes batches as one zstd Parquet file.
@@ -284,7 +280,7 @@ impl Files {
                 .close()
                 .map_err(|e| Error::Store(format!("{relative}: {e}")))?;
         }
-        self.put_durably(relative, bytes).await
+        self.put(relative, bytes).await
     }
 
     /// Reads a whole Parquet file.

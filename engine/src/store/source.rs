@@ -161,15 +161,19 @@ impl Store {
 
     /// The latest reading's time, ms, or `None` for an empty store.
     pub fn latest_ms(&self) -> Result<Option<i64>> {
-        let latest = self.sql("SELECT max(ts) FROM readings")?;
-        Ok(latest.first().filter(|b| b.num_rows() > 0).and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<TimestampMillisecondArray>()
-                .filter(|c| !c.is_null(0))
-                .map(|c| c.value(0))
-        }))
+        Ok(timestamp_at(&self.sql("SELECT max(ts) FROM readings")?, 0))
     }
+}
+
+/// The timestamp in column `i` of a one-row answer, unless null or absent.
+fn timestamp_at(batches: &[super::RecordBatch], i: usize) -> Option<i64> {
+    let batch = batches.first().filter(|b| b.num_rows() > 0)?;
+    batch
+        .column(i)
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .filter(|c| !c.is_null(0))
+        .map(|c| c.value(0))
 }
 
 /// The last days of a store's readings, as the engine's [`ReadingsSource`].
@@ -217,17 +221,7 @@ impl StoreReadings {
             "SELECT min(ts), max(ts) FROM readings WHERE {window} \
              AND quantity IN ('p_kw', 'u_kv') AND asset IN (SELECT id FROM assets)"
         ))?;
-        let span = span.first().filter(|b| b.num_rows() > 0).and_then(|b| {
-            let first = b
-                .column(0)
-                .as_any()
-                .downcast_ref::<TimestampMillisecondArray>()?;
-            let last = b
-                .column(1)
-                .as_any()
-                .downcast_ref::<TimestampMillisecondArray>()?;
-            (!first.is_null(0) && !last.is_null(0)).then(|| (first.value(0), last.value(0)))
-        });
+        let span = timestamp_at(&span, 0).zip(timestamp_at(&span, 1));
         Ok(Self {
             store,
             from_ms,
@@ -242,26 +236,22 @@ impl StoreReadings {
         &self.store
     }
 
-    fn fetched(&self, assets: &[AssetRef]) -> Option<Arc<InMemoryReadings>> {
-        match self.store.group_readings(assets, self.from_ms, self.to_ms) {
-            Ok(found) => Some(found),
-            Err(e) => {
+    fn fetched(&self, assets: &[AssetRef]) -> Arc<InMemoryReadings> {
+        self.store
+            .group_readings(assets, self.from_ms, self.to_ms)
+            .unwrap_or_else(|e| {
                 // The engine's interface has no error path: a failed query leaves
                 // the assets unmetered (the load model estimates them), said here.
                 eprintln!("headroom store: cannot read readings of {assets:?}: {e}");
-                Some(Arc::new(InMemoryReadings::default()))
-            }
-        }
+                Arc::new(InMemoryReadings::default())
+            })
     }
 }
 
 impl ReadingsSource for StoreReadings {
     fn series(&self, asset: AssetRef, quantity: Quantity) -> Vec<(i64, f64)> {
         match asset.kind {
-            AssetKind::Transformer => self
-                .fetched(&[asset])
-                .map(|g| g.series(asset, quantity))
-                .unwrap_or_default(),
+            AssetKind::Transformer => self.fetched(&[asset]).series(asset, quantity),
             _ => self.heads.series(asset, quantity),
         }
     }
@@ -271,6 +261,6 @@ impl ReadingsSource for StoreReadings {
     }
 
     fn group(&self, assets: &[AssetRef]) -> Option<Arc<InMemoryReadings>> {
-        self.fetched(assets)
+        Some(self.fetched(assets))
     }
 }
