@@ -149,9 +149,19 @@ fn city() {
             Application::from_json(&v).expect("valid")
         })
         .collect();
-    for pass in ["cold", "warm"] {
+    // `HEADROOM_BENCH_CITY_PART=rank|capacity` runs one part; with
+    // `HEADROOM_BENCH_CITY_WARM_PASSES=N` the warm pass repeats (for profiling).
+    let part = std::env::var("HEADROOM_BENCH_CITY_PART").unwrap_or_default();
+    let warm_passes: usize = std::env::var("HEADROOM_BENCH_CITY_WARM_PASSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let passes = std::iter::once("cold").chain(std::iter::repeat_n("warm", warm_passes));
+    for pass in passes.filter(|_| part != "capacity") {
         let mut timings: Vec<Duration> = Vec::new();
         let mut candidates = 0;
+        let cpu_start = process_cpu_s();
+        let wall_start = Instant::now();
         for app in &apps {
             let start = Instant::now();
             let result = black_box(engine.rank(app));
@@ -159,6 +169,11 @@ fn city() {
             candidates += result.candidates.len();
         }
         timings.sort();
+        eprintln!(
+            "{pass} pass: {:.1} ms CPU per application, {:.1} ms wall",
+            (process_cpu_s() - cpu_start) * 1000.0 / apps.len() as f64,
+            wall_start.elapsed().as_secs_f64() * 1000.0 / apps.len() as f64
+        );
         let (feeders, bytes) = engine.cache_usage();
         eprintln!(
             "cache after the {pass} pass: {feeders} feeders, {} MiB",
@@ -172,6 +187,9 @@ fn city() {
             timings[timings.len() - 1]
         );
     }
+    if part == "rank" {
+        return;
+    }
     let start = Instant::now();
     let rows = black_box(engine.capacity(Level::Feeder, engine.readings(), 0));
     eprintln!(
@@ -179,6 +197,22 @@ fn city() {
         rows.len(),
         start.elapsed()
     );
+}
+
+/// CPU time of this process so far, s (user and system, from `/proc/self/stat`).
+fn process_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    // utime and stime are fields 14 and 15 of the whole line, in clock ticks.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 criterion_group!(engine, benches);

@@ -26,6 +26,9 @@ pub struct ElectricalFeeder {
     pub parent: Vec<u32>,
     /// Series impedance of the branch into each node, ohm (zero for switches).
     pub z_ohm: Vec<Complex64>,
+    /// Line-to-line voltage drop per ampere through the branch into each node,
+    /// kV/A: `sqrt(3) z / 1000`.
+    pub drop_kv_per_a: Vec<Complex64>,
     /// Thermal limit of the branch into each node, A (`INFINITY` for switches).
     pub rated_a: Vec<f64>,
     /// The branch into each node.
@@ -52,6 +55,7 @@ impl ElectricalFeeder {
         Self {
             feeder: tree.feeder,
             parent: tree.parent.clone(),
+            drop_kv_per_a: z_ohm.iter().map(|z| SQRT_3 / 1000.0 * z).collect(),
             z_ohm,
             rated_a,
             inbound: tree.inbound.clone(),
@@ -200,33 +204,42 @@ pub fn sweep(
     }
     solution.converged = false;
     let base_kv = feeder.nominal_kv[0].max(f64::MIN_POSITIVE);
+    // Most nodes of a feeder carry no load: list the loaded ones once, as
+    // conj(S) / sqrt(3), so that each iteration's load currents are
+    // conj(S / (sqrt(3) V)) = (conj(S) / sqrt(3)) V / |V|^2, a product and a real
+    // division, with no test per node.
+    thread_local! {
+        static LOADED: std::cell::Cell<Vec<(u32, Complex64)>> = std::cell::Cell::default();
+    }
+    let mut loaded = LOADED.take();
+    loaded.clear();
+    loaded.extend(
+        (1..n)
+            .filter(|&i| p_kw[i] != 0.0 || q_kvar[i] != 0.0)
+            .map(|i| (i as u32, Complex64::new(p_kw[i], -q_kvar[i]) / SQRT_3)),
+    );
+    let parent = &feeder.parent[..n];
+    let drop_per_a = &feeder.drop_kv_per_a[..n];
+    let (v_kv, i_a) = (&mut solution.v_kv[..n], &mut solution.i_a[..n]);
     for iteration in 1..=settings.max_iterations {
-        // Backward: load currents at the present voltages, summed towards the busbar.
-        solution.i_a[0] = Complex64::new(0.0, 0.0);
-        // conj(S / (sqrt(3) V)) = conj(S) V / (sqrt(3) |V|^2): a product and a real
-        // division instead of a complex division.
-        for i in 1..n {
-            let s = Complex64::new(p_kw[i], -q_kvar[i]);
-            let v = solution.v_kv[i];
-            solution.i_a[i] = if p_kw[i] == 0.0 && q_kvar[i] == 0.0 {
-                Complex64::new(0.0, 0.0)
-            } else {
-                s * v / (SQRT_3 * v.norm_sqr())
-            };
+        // Backward: load currents at the present voltages, summed towards the busbar
+        // (local indices put parents before their children).
+        i_a.fill(Complex64::new(0.0, 0.0));
+        for &(i, s) in &loaded {
+            let v = v_kv[i as usize];
+            i_a[i as usize] = s * v / v.norm_sqr();
         }
         for i in (1..n).rev() {
-            let parent = feeder.parent[i] as usize;
-            let current = solution.i_a[i];
-            solution.i_a[parent] += current;
+            let current = i_a[i];
+            i_a[parent[i] as usize] += current;
         }
         // Forward: drops from the busbar outwards. Convergence is judged on the
         // change of the voltage phasor, which bounds the change of its magnitude.
         let mut largest_change_2 = 0.0f64;
         for i in 1..n {
-            let parent = feeder.parent[i] as usize;
-            let v = solution.v_kv[parent] - SQRT_3 / 1000.0 * feeder.z_ohm[i] * solution.i_a[i];
-            largest_change_2 = largest_change_2.max((v - solution.v_kv[i]).norm_sqr());
-            solution.v_kv[i] = v;
+            let v = v_kv[parent[i] as usize] - drop_per_a[i] * i_a[i];
+            largest_change_2 = largest_change_2.max((v - v_kv[i]).norm_sqr());
+            v_kv[i] = v;
         }
         let largest_change = largest_change_2.sqrt() / base_kv;
         solution.iterations = iteration;
@@ -238,6 +251,7 @@ pub fn sweep(
             break;
         }
     }
+    LOADED.set(loaded);
 }
 
 #[cfg(test)]
