@@ -131,6 +131,16 @@ pub struct WriteSummary {
 pub struct WriteTicket(oneshot::Receiver<std::result::Result<WriteSummary, String>>);
 
 impl WriteTicket {
+    /// A ticket and the sender that resolves it: for sinks other than the store
+    /// (test doubles, relays) to answer with.
+    pub fn channel() -> (
+        oneshot::Sender<std::result::Result<WriteSummary, String>>,
+        Self,
+    ) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Self(rx))
+    }
+
     /// Blocks until the batch is durable (not from within an async task).
     pub fn wait(self) -> Result<WriteSummary> {
         self.0
