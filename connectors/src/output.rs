@@ -30,7 +30,7 @@ pub struct Output {
 
 impl Output {
     /// Starts the forwarding task into `sink`; it ends when every [`Output`] clone
-    /// is dropped and the queue is empty, or at `shutdown` (after one last try).
+    /// is dropped and the queue is written, or when a write fails after `shutdown`.
     pub fn start(
         sink: Arc<dyn ReadingSink>,
         status: StatusHandle,
@@ -82,15 +82,14 @@ async fn forward(
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         if pending.is_empty() {
-            tokio::select! {
-                batch = receiver.recv() => match batch {
-                    Some((batch, done)) => {
-                        pending = batch;
-                        waiting.extend(done);
-                    }
-                    None => return,
-                },
-                () = shutdown.cancelled() => return,
+            // Not ended by shutdown itself: the connector stops producing at
+            // shutdown and drops its outputs, and what it queued is still written.
+            match receiver.recv().await {
+                Some((batch, done)) => {
+                    pending = batch;
+                    waiting.extend(done);
+                }
+                None => return,
             }
         }
         // Whatever else is queued joins this write.
@@ -122,9 +121,17 @@ async fn forward(
                 // Kept and tried again: the store may be restarting.
                 tracing::warn!("store write failed, retrying: {e}");
                 status.error("store");
+                if shutdown.is_cancelled() {
+                    // The store is away at shutdown: what is held is lost, and said so.
+                    status.update(|s| {
+                        *s.errors.entry("lost_at_shutdown".into()).or_default() +=
+                            pending.len() as u64;
+                    });
+                    return;
+                }
                 tokio::select! {
                     () = tokio::time::sleep(backoff.next_delay()) => {}
-                    () = shutdown.cancelled() => return,
+                    () = shutdown.cancelled() => {}
                 }
             }
         }

@@ -3,11 +3,14 @@
 //! - [`synth`]: a synthetic city distribution grid written as a gridpack, with
 //!   measured loads from daily shapes per customer class.
 //!
-//! The OPC UA and Modbus servers and the meter-file writer arrive with the
-//! connectors issue. This crate never depends on `headroom-connectors`: simulators
+//! - [`modbus`]: a Modbus TCP gateway of monitoring terminals, with faults to
+//!   inject.
+//!
+//! The OPC UA server and the meter-file writer are still to come. This crate never depends on `headroom-connectors`: simulators
 //! must stay independent of the code they test.
 
 pub mod load_shapes;
+pub mod modbus;
 pub mod synth;
 
 pub use synth::{

@@ -4,6 +4,8 @@
 //! - `bad_applications`: every application rule broken once: exit 2 naming the field;
 //! - `capacity`: capacity per feeder, transformer and substation;
 //! - `crash`: the store keeps every acknowledged reading through SIGKILLs;
+//! - `modbus`: simulated terminals to the Modbus connector to the store, with
+//!   every fault the simulator injects;
 //! - `fixture`: the public fixture imports and traces as the independent tool saw it;
 //! - `broken_gridpacks`: every rule of the gridpack spec broken once, with the exit
 //!   code and message the spec asks for;
@@ -17,6 +19,7 @@ mod broken_gridpacks;
 mod capacity;
 mod crash;
 mod fixture;
+mod modbus;
 mod oracle;
 mod s3;
 mod support;
