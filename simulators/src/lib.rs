@@ -6,10 +6,13 @@
 //! - [`modbus`]: a Modbus TCP gateway of monitoring terminals, with faults to
 //!   inject.
 //!
-//! The OPC UA server and the meter-file writer are still to come. This crate never depends on `headroom-connectors`: simulators
+//! - [`meter_files`]: a metering head-end dropping wide-form interval files.
+//!
+//! The OPC UA server is still to come. This crate never depends on `headroom-connectors`: simulators
 //! must stay independent of the code they test.
 
 pub mod load_shapes;
+pub mod meter_files;
 pub mod modbus;
 pub mod synth;
 

@@ -4,6 +4,8 @@
 //! - `bad_applications`: every application rule broken once: exit 2 naming the field;
 //! - `capacity`: capacity per feeder, transformer and substation;
 //! - `crash`: the store keeps every acknowledged reading through SIGKILLs;
+//! - `meter_files`: metering files dropped in a folder to the store, taken once,
+//!   bad ones explained;
 //! - `modbus`: simulated terminals to the Modbus connector to the store, with
 //!   every fault the simulator injects;
 //! - `fixture`: the public fixture imports and traces as the independent tool saw it;
@@ -19,6 +21,7 @@ mod broken_gridpacks;
 mod capacity;
 mod crash;
 mod fixture;
+mod meter_files;
 mod modbus;
 mod oracle;
 mod s3;
