@@ -758,3 +758,113 @@ pub(crate) fn synth(
     );
     Ok(())
 }
+
+/// The field-hardware simulators `simulate` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SimulatorKind {
+    /// A Modbus TCP gateway of monitoring terminals.
+    Modbus,
+    /// A metering head-end dropping interval files.
+    Meters,
+}
+
+/// Runs a simulator until Ctrl-C.
+pub(crate) fn simulate(
+    kind: SimulatorKind,
+    gridpack: &Path,
+    listen: Option<&str>,
+    speed: f64,
+) -> Outcome {
+    if !(speed.is_finite() && speed > 0.0) {
+        return Err(Failure::bad_input(format!(
+            "--speed {speed}: must be a positive number"
+        )));
+    }
+    let gridpack = headroom_geodata::Gridpack::read(gridpack)?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure {
+        exit_code: 1,
+        message: format!("cannot start the async runtime: {e}"),
+    })?;
+    runtime.block_on(async move {
+        match kind {
+            SimulatorKind::Modbus => simulate_modbus(&gridpack, listen, speed).await,
+            SimulatorKind::Meters => simulate_meters(&gridpack, listen, speed).await,
+        }
+    })
+}
+
+async fn simulate_modbus(
+    gridpack: &headroom_geodata::Gridpack,
+    listen: Option<&str>,
+    speed: f64,
+) -> Outcome {
+    use headroom_simulators::modbus::{MAP, ModbusSimulator, Replay};
+    let address = listen.unwrap_or("127.0.0.1:5020");
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| Failure::bad_input(format!("--listen {address}: {e}")))?;
+    // Unit ids 1..=247 are the protocol's; a gateway serves at most that many.
+    let (replay, units) = Replay::from_gridpack(&gridpack.network, &gridpack.readings, 247);
+    let simulator = Arc::new(
+        ModbusSimulator::start(listener, replay.unit_count())
+            .await
+            .map_err(|e| Failure {
+                exit_code: 1,
+                message: format!("modbus simulator: {e}"),
+            })?,
+    );
+    println!(
+        "Modbus TCP gateway on {} replaying {} transformers at {speed}x",
+        simulator.address(),
+        units.len()
+    );
+    println!(
+        "register map per unit (input and holding, f32 big-endian): {}",
+        MAP.iter()
+            .enumerate()
+            .map(|(i, q)| format!("{}-{} {q}", i * 2, i * 2 + 1))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (unit, transformer) in &units {
+        println!("unit {unit} = {transformer}");
+    }
+    let _replay = replay.run(simulator.clone(), speed);
+    let _ = tokio::signal::ctrl_c().await;
+    simulator.stop().await;
+    Ok(())
+}
+
+async fn simulate_meters(
+    gridpack: &headroom_geodata::Gridpack,
+    listen: Option<&str>,
+    speed: f64,
+) -> Outcome {
+    use headroom_simulators::meter_files::{days_from_gridpack, drop_file};
+    let folder = PathBuf::from(listen.unwrap_or("./meter-drop"));
+    std::fs::create_dir_all(&folder)
+        .map_err(|e| Failure::bad_input(format!("--listen {}: {e}", folder.display())))?;
+    let days = days_from_gridpack(&gridpack.network, &gridpack.readings, 0);
+    println!(
+        "dropping {} days of meter files into {} at {speed}x (meter M-<transformer id>)",
+        days.len(),
+        folder.display()
+    );
+    let day = std::time::Duration::from_secs_f64(86_400.0 / speed);
+    let mut round = 0;
+    loop {
+        for (date, meters) in &days {
+            tokio::select! {
+                () = tokio::time::sleep(day) => {}
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+            let name = format!("meters-{}-r{round}.csv", date.format("%Y-%m-%d"));
+            let path = drop_file(&folder, &name, meters).map_err(|e| Failure {
+                exit_code: 1,
+                message: format!("{}: {e}", folder.display()),
+            })?;
+            println!("dropped {}", path.display());
+        }
+        round += 1;
+    }
+}

@@ -102,6 +102,25 @@ enum Command {
         #[arg(long, default_value_t = headroom_engine::store::StoreConfig::default_buffer_max_bytes())]
         buffer_max_bytes: usize,
     },
+    /// Run a field-hardware simulator on a gridpack's readings until interrupted:
+    /// `modbus`, a gateway of monitoring terminals (one unit id per transformer;
+    /// the register map is printed), or `meters`, a metering head-end dropping
+    /// one wide-form interval file per simulated day.
+    Simulate {
+        /// Which simulator.
+        #[arg(value_enum)]
+        kind: commands::SimulatorKind,
+        /// The gridpack whose readings are replayed.
+        #[arg(long)]
+        gridpack: PathBuf,
+        /// modbus: the address to listen on (default 127.0.0.1:5020); meters: the
+        /// folder to drop files into (default ./meter-drop).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Simulated seconds per second of wall time (the readings loop).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+    },
     /// Write a synthetic city distribution grid as a gridpack.
     Synth {
         /// Folder to write network.geojson and readings.csv[.gz] into.
@@ -166,6 +185,12 @@ fn main() -> ExitCode {
             buffer_max_bytes,
         } => location(&data_dir)
             .and_then(|data_dir| commands::ingest(&data_dir, flush_interval_ms, buffer_max_bytes)),
+        Command::Simulate {
+            kind,
+            gridpack,
+            listen,
+            speed,
+        } => commands::simulate(kind, &gridpack, listen.as_deref(), speed),
         Command::Synth {
             outdir,
             substations,

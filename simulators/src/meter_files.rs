@@ -67,3 +67,49 @@ pub fn shaped_day(meter: &str, date: NaiveDate, mean_kwh: f64) -> MeterDay {
         kwh,
     }
 }
+
+/// Each day of a gridpack's transformer `p_kw` readings as the meters would
+/// have exported it (a meter `M-<transformer id>` per transformer, energy =
+/// average power x 0.25 h), dates local at `utc_offset_min`.
+pub fn days_from_gridpack(
+    network: &headroom_geodata::Network,
+    readings: &[headroom_geodata::ReadingRow],
+    utc_offset_min: i32,
+) -> Vec<(NaiveDate, Vec<MeterDay>)> {
+    use headroom_geodata::{AssetKind, Quantity};
+    use std::collections::BTreeMap;
+    let mut days: BTreeMap<NaiveDate, BTreeMap<u32, [Option<f64>; INTERVALS]>> = BTreeMap::new();
+    for row in readings {
+        if row.asset.kind != AssetKind::Transformer || row.quantity != Quantity::PKw {
+            continue;
+        }
+        let local_ms = row.ts_ms + i64::from(utc_offset_min) * 60_000;
+        let Some(local) = chrono::DateTime::from_timestamp_millis(local_ms) else {
+            continue;
+        };
+        let interval = (local_ms.rem_euclid(86_400_000) / 900_000) as usize;
+        days.entry(local.date_naive())
+            .or_default()
+            .entry(row.asset.index)
+            .or_insert([None; INTERVALS])[interval] =
+            Some((row.value * 0.25 * 1000.0).round() / 1000.0);
+    }
+    days.into_iter()
+        .map(|(date, meters)| {
+            let rows = meters
+                .into_iter()
+                .map(|(index, kwh)| MeterDay {
+                    meter: meter_id(network.transformers[index as usize].id.as_ref()),
+                    date,
+                    kwh,
+                })
+                .collect();
+            (date, rows)
+        })
+        .collect()
+}
+
+/// The simulated meter of a transformer.
+pub fn meter_id(transformer: &str) -> String {
+    format!("M-{transformer}")
+}

@@ -274,3 +274,99 @@ mod tests {
         );
     }
 }
+
+/// One quantity's readings, (ms, value) sorted by time.
+type Series = Vec<(i64, f32)>;
+
+/// A gridpack's transformer readings replayed into the simulator's registers,
+/// time compressed and looping over the readings' span.
+#[derive(Clone, Debug)]
+pub struct Replay {
+    /// Per unit: the series of each quantity of [`MAP`].
+    units: Vec<(u8, Vec<Series>)>,
+    first_ms: i64,
+    span_ms: i64,
+}
+
+impl Replay {
+    /// Units `1..` for the first `max_units` transformers with readings, and
+    /// which transformer id each unit stands for.
+    pub fn from_gridpack(
+        network: &headroom_geodata::Network,
+        readings: &[headroom_geodata::ReadingRow],
+        max_units: u8,
+    ) -> (Self, Vec<(u8, String)>) {
+        use headroom_geodata::AssetKind;
+        let mut by_transformer: std::collections::BTreeMap<u32, Vec<Series>> = Default::default();
+        let (mut first_ms, mut last_ms) = (i64::MAX, i64::MIN);
+        for row in readings {
+            if row.asset.kind != AssetKind::Transformer {
+                continue;
+            }
+            let Some(slot) = MAP.iter().position(|q| *q == row.quantity.as_str()) else {
+                continue;
+            };
+            let series = by_transformer
+                .entry(row.asset.index)
+                .or_insert_with(|| vec![Vec::new(); MAP.len()]);
+            series[slot].push((row.ts_ms, row.value as f32));
+            first_ms = first_ms.min(row.ts_ms);
+            last_ms = last_ms.max(row.ts_ms);
+        }
+        let mut units = Vec::new();
+        let mut names = Vec::new();
+        for (unit, (index, mut series)) in (1..=max_units).zip(by_transformer) {
+            for s in &mut series {
+                s.sort_by_key(|(ts, _)| *ts);
+            }
+            names.push((unit, network.transformers[index as usize].id.to_string()));
+            units.push((unit, series));
+        }
+        let span_ms = if first_ms <= last_ms {
+            last_ms - first_ms + 15 * 60_000
+        } else {
+            1
+        };
+        (
+            Self {
+                units,
+                first_ms: if first_ms == i64::MAX { 0 } else { first_ms },
+                span_ms,
+            },
+            names,
+        )
+    }
+
+    /// Units replayed.
+    pub fn unit_count(&self) -> u8 {
+        self.units.len() as u8
+    }
+
+    /// Sets every unit's registers to the readings in force `elapsed_ms` of
+    /// simulated time after the first reading (looping).
+    pub fn apply(&self, simulator: &ModbusSimulator, elapsed_ms: i64) {
+        let at = self.first_ms + elapsed_ms.rem_euclid(self.span_ms);
+        for (unit, series) in &self.units {
+            for (slot, s) in series.iter().enumerate() {
+                let i = s.partition_point(|(ts, _)| *ts <= at);
+                if i > 0 {
+                    simulator.set(*unit, slot as u16 * 2, s[i - 1].1);
+                }
+            }
+        }
+    }
+
+    /// Replays until the task is dropped: every second of wall time moves
+    /// simulated time by `speed` seconds.
+    pub fn run(self, simulator: Arc<ModbusSimulator>, speed: f64) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let elapsed_ms = (start.elapsed().as_secs_f64() * speed * 1000.0) as i64;
+                self.apply(&simulator, elapsed_ms);
+            }
+        })
+    }
+}
