@@ -4,6 +4,7 @@
 //! - `bad_applications`: every application rule broken once: exit 2 naming the field;
 //! - `capacity`: capacity per feeder, transformer and substation;
 //! - `crash`: the store keeps every acknowledged reading through SIGKILLs;
+//! - `interop`: the connectors against servers we did not write (pymodbus);
 //! - `meter_files`: metering files dropped in a folder to the store, taken once,
 //!   bad ones explained;
 //! - `modbus`: simulated terminals to the Modbus connector to the store, with
@@ -21,6 +22,7 @@ mod broken_gridpacks;
 mod capacity;
 mod crash;
 mod fixture;
+mod interop;
 mod meter_files;
 mod modbus;
 mod oracle;
