@@ -5,17 +5,14 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use headroom_connectors::modbus::{
     DataType, ModbusConfig, ModbusDevice, ModbusPoint, Order, RegisterKind,
 };
 use headroom_connectors::{ConnectorConfig, ConnectorContext, LinkState, Named, StatusRegistry};
-use headroom_engine::store::{Store, StoreConfig};
-use headroom_geodata::Gridpack;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::fixture;
+use crate::support::{connector_runtime, fixture_store, store_rows, wait_for};
 
 /// A Python server process, killed when dropped.
 struct PythonServer {
@@ -63,17 +60,8 @@ impl Drop for PythonServer {
 fn the_modbus_connector_reads_pymodbus() {
     let server = PythonServer::start("pymodbus_server.py");
     let dir = tempfile::tempdir().unwrap();
-    let gridpack = Gridpack::read(&fixture("1-MV-semiurb")).unwrap();
-    let config = StoreConfig {
-        wal_flush_interval_ms: 10,
-        ..StoreConfig::default()
-    };
-    let store = Arc::new(Store::open(dir.path(), &gridpack.network, config).unwrap());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (_, store) = fixture_store(dir.path());
+    let runtime = connector_runtime();
     let point = |address, register, data_type, quantity: &str, scale| ModbusPoint {
         address,
         register,
@@ -115,33 +103,12 @@ fn the_modbus_connector_reads_pymodbus() {
         let _entered = runtime.enter();
         connector.spawn(&context).unwrap()
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let rows = loop {
-        let batches = store
-            .sql("SELECT DISTINCT quantity, value, quality FROM readings WHERE source = 'pymodbus' ORDER BY quantity")
-            .unwrap();
-        let text = headroom_engine::store::pretty(&batches).unwrap();
-        let rows: Vec<String> = text
-            .lines()
-            .filter(|l| l.starts_with('|') && !l.contains("quantity"))
-            .map(|l| {
-                l.split('|')
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .collect();
-        if rows.len() >= 3 {
-            break rows;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no readings from pymodbus: {:?}",
-            running.status.snapshot()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let query = "SELECT DISTINCT quantity, value, quality FROM readings \
+                 WHERE source = 'pymodbus' ORDER BY quantity";
+    wait_for("readings from pymodbus", || {
+        store_rows(&store, query).len() >= 3
+    });
+    let rows = store_rows(&store, query);
     assert_eq!(
         rows,
         vec!["i_a,45.7,good", "p_kw,321.5,good", "q_kvar,-12.25,good"]

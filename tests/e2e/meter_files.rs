@@ -3,33 +3,21 @@
 //! once, and a file still being written left alone.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use headroom_connectors::meter_files::MeterFilesConfig;
 use headroom_connectors::{ConnectorConfig, ConnectorContext, Named, StatusRegistry};
-use headroom_engine::store::{Store, StoreConfig};
-use headroom_geodata::Gridpack;
+use headroom_engine::store::Store;
 use headroom_simulators::meter_files::{drop_file, shaped_day};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::fixture;
-
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use crate::support::{connector_runtime, fixture_store, store_rows, wait_for};
 
 fn scalar(store: &Store, sql: &str) -> String {
-    let batches = store.sql(sql).expect("query runs");
-    let text = headroom_engine::store::pretty(&batches).expect("prints");
-    text.lines()
-        .filter(|l| l.starts_with('|'))
-        .nth(1)
-        .map(|l| l.trim_matches('|').trim().to_owned())
+    store_rows(store, sql)
+        .into_iter()
+        .next()
         .unwrap_or_default()
 }
 
@@ -38,17 +26,8 @@ fn dropped_files_are_taken_once_and_bad_ones_explained() {
     let store_dir = tempfile::tempdir().unwrap();
     let drop_dir = tempfile::tempdir().unwrap();
     let folder = drop_dir.path().to_owned();
-    let gridpack = Gridpack::read(&fixture("1-MV-semiurb")).unwrap();
-    let config = StoreConfig {
-        wal_flush_interval_ms: 10,
-        ..StoreConfig::default()
-    };
-    let store = Arc::new(Store::open(store_dir.path(), &gridpack.network, config).unwrap());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (gridpack, store) = fixture_store(store_dir.path());
+    let runtime = connector_runtime();
 
     let date = NaiveDate::from_ymd_opt(2026, 7, 1).unwrap();
     let mut day = shaped_day("M-1", date, 10.0);

@@ -3,18 +3,17 @@
 //! the connector recovering by itself and reporting the gap.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use headroom_connectors::modbus::{
     DataType, ModbusConfig, ModbusDevice, ModbusPoint, Order, RegisterKind,
 };
 use headroom_connectors::{ConnectorConfig, ConnectorContext, LinkState, Named, StatusRegistry};
-use headroom_engine::store::{Store, StoreConfig};
-use headroom_geodata::Gridpack;
+use headroom_engine::store::Store;
 use headroom_simulators::modbus::{ExceptionCode, Fault, ModbusSimulator, address_of};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::fixture;
+use crate::support::{connector_runtime, fixture_store, store_rows, wait_for};
 
 fn point(
     address: u16,
@@ -37,34 +36,8 @@ fn point(
     }
 }
 
-/// Polls `condition` until it holds; fails naming `what` after 20 s.
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Rows of `sql` as text, one line per row.
-fn query(store: &Store, sql: &str) -> Vec<String> {
-    let batches = store.sql(sql).expect("query runs");
-    let text = headroom_engine::store::pretty(&batches).expect("prints");
-    text.lines()
-        .filter(|l| l.starts_with('|') && !l.contains("----"))
-        .skip(1)
-        .map(|l| {
-            l.split('|')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect()
-}
-
 fn count(store: &Store, filter: &str) -> u64 {
-    query(
+    store_rows(
         store,
         &format!("SELECT count(*) FROM readings WHERE source = 'dtu' AND {filter}"),
     )
@@ -76,17 +49,8 @@ fn count(store: &Store, filter: &str) -> u64 {
 #[test]
 fn terminals_reach_the_store_and_every_fault_heals_by_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let gridpack = Gridpack::read(&fixture("1-MV-semiurb")).unwrap();
-    let config = StoreConfig {
-        wal_flush_interval_ms: 10,
-        ..StoreConfig::default()
-    };
-    let store = Arc::new(Store::open(dir.path(), &gridpack.network, config).unwrap());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (gridpack, store) = fixture_store(dir.path());
+    let runtime = connector_runtime();
 
     let sim = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -147,7 +111,7 @@ fn terminals_reach_the_store_and_every_fault_heals_by_itself() {
     wait_for("readings of both terminals", || {
         count(&store, "asset = 'T_2'") >= 4 && count(&store, "asset = 'T_4'") >= 2
     });
-    let rows = query(
+    let rows = store_rows(
         &store,
         "SELECT DISTINCT asset, quantity, value, quality FROM readings WHERE source = 'dtu' ORDER BY asset, quantity",
     );
@@ -159,7 +123,7 @@ fn terminals_reach_the_store_and_every_fault_heals_by_itself() {
             "T_4,i_a,99.0,good"
         ]
     );
-    let stamps = query(
+    let stamps = store_rows(
         &store,
         "SELECT min(CAST(ts AS BIGINT)), max(CAST(ts AS BIGINT)) FROM readings WHERE source = 'dtu'",
     );

@@ -40,3 +40,59 @@ pub(crate) fn fixture(name: &str) -> PathBuf {
         .join("../shared/fixtures")
         .join(name)
 }
+
+/// A store on the public fixture's network in `dir`, committing every 10 ms,
+/// and the fixture it was opened on.
+pub(crate) fn fixture_store(
+    dir: &Path,
+) -> (
+    headroom_geodata::Gridpack,
+    std::sync::Arc<headroom_engine::store::Store>,
+) {
+    let gridpack = headroom_geodata::Gridpack::read(&fixture("1-MV-semiurb")).unwrap();
+    let config = headroom_engine::store::StoreConfig {
+        wal_flush_interval_ms: 10,
+        ..headroom_engine::store::StoreConfig::default()
+    };
+    let store = headroom_engine::store::Store::open(dir, &gridpack.network, config).unwrap();
+    (gridpack, std::sync::Arc::new(store))
+}
+
+/// A small runtime for connectors and simulators; the test's own thread stays
+/// outside it, free to query the store (which runs its own).
+pub(crate) fn connector_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Polls `condition` until it holds; fails naming `what` after 20 s.
+pub(crate) fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The rows a store query returns, each as its cells joined by commas.
+pub(crate) fn store_rows(store: &headroom_engine::store::Store, sql: &str) -> Vec<String> {
+    let batches = store.sql(sql).expect("query runs");
+    let text = headroom_engine::store::pretty(&batches).expect("prints");
+    text.lines()
+        .filter(|l| l.starts_with('|') && !l.contains("----"))
+        .skip(1)
+        .map(|l| {
+            l.split('|')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
