@@ -46,20 +46,10 @@ pub use status::{ConnectorStatus, LinkState, StatusHandle, StatusRegistry};
 pub enum ConnectorConfig {
     /// Monitoring terminals behind a Modbus TCP gateway.
     #[cfg(feature = "modbus")]
-    Modbus(Named<modbus::ModbusConfig>),
+    Modbus(modbus::ModbusConfig),
     /// A drop folder of metering files.
     #[cfg(feature = "meter-files")]
-    MeterFiles(Named<meter_files::MeterFilesConfig>),
-}
-
-/// A connector's settings and its name (the `source` of its readings).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Named<T> {
-    /// Unique among the connectors.
-    pub name: String,
-    /// The protocol's settings.
-    #[serde(flatten)]
-    pub config: T,
+    MeterFiles(meter_files::MeterFilesConfig),
 }
 
 /// The connectors of a config file.
@@ -126,9 +116,9 @@ impl ConnectorConfig {
     pub fn name(&self) -> &str {
         match self {
             #[cfg(feature = "modbus")]
-            ConnectorConfig::Modbus(named) => &named.name,
+            ConnectorConfig::Modbus(config) => &config.name,
             #[cfg(feature = "meter-files")]
-            ConnectorConfig::MeterFiles(named) => &named.name,
+            ConnectorConfig::MeterFiles(config) => &config.name,
         }
     }
 
@@ -146,18 +136,18 @@ impl ConnectorConfig {
     pub fn validate(&self, field: &str, known_asset: &dyn Fn(&str) -> bool) -> Result<()> {
         match self {
             #[cfg(feature = "modbus")]
-            ConnectorConfig::Modbus(named) => named.config.validate(field, known_asset),
+            ConnectorConfig::Modbus(config) => config.validate(field, known_asset),
             #[cfg(feature = "meter-files")]
-            ConnectorConfig::MeterFiles(named) => named.config.validate(field, known_asset),
+            ConnectorConfig::MeterFiles(config) => config.validate(field, known_asset),
         }
     }
 
     fn points(&self) -> usize {
         match self {
             #[cfg(feature = "modbus")]
-            ConnectorConfig::Modbus(named) => named.config.point_count(),
+            ConnectorConfig::Modbus(config) => config.point_count(),
             #[cfg(feature = "meter-files")]
-            ConnectorConfig::MeterFiles(named) => named.config.meters.len(),
+            ConnectorConfig::MeterFiles(config) => config.meters.len(),
         }
     }
 
@@ -175,17 +165,17 @@ impl ConnectorConfig {
         let name = self.name().to_owned();
         let run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match self {
             #[cfg(feature = "modbus")]
-            ConnectorConfig::Modbus(named) => Box::pin(modbus::run(
+            ConnectorConfig::Modbus(config) => Box::pin(modbus::run(
                 name,
-                named.config.clone(),
+                config.clone(),
                 output,
                 status.clone(),
                 shutdown,
             )),
             #[cfg(feature = "meter-files")]
-            ConnectorConfig::MeterFiles(named) => Box::pin(meter_files::run(
+            ConnectorConfig::MeterFiles(config) => Box::pin(meter_files::run(
                 name,
-                named.config.clone(),
+                config.clone(),
                 context.known_asset.clone(),
                 output,
                 status.clone(),
@@ -253,5 +243,12 @@ mod tests {
             "[[connector]]\nname = \"x\"\ntype = \"meter_files\"\nfolder = \"/a\"\n[[connector]]\nname = \"x\"\ntype = \"meter_files\"\nfolder = \"/b\"\n",
         );
         assert!(twice.contains("connector[1].name"), "{twice}");
+        let misspelt = error_of(
+            "[[connector]]\nname = \"x\"\ntype = \"meter_files\"\nfolder = \"/a\"\nsettle_msec = 5\n",
+        );
+        assert!(
+            misspelt.contains("unknown field `settle_msec`"),
+            "{misspelt}"
+        );
     }
 }

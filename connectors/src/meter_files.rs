@@ -40,6 +40,8 @@ pub const LEDGER_FILE: &str = ".headroom-taken";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeterFilesConfig {
+    /// Unique among the connectors; the `source` of its readings.
+    pub name: String,
     /// The folder watched; `done/` and `failed/` are made inside it.
     pub folder: PathBuf,
     /// Meter id to asset id (a transformer, feeder or substation transformer),

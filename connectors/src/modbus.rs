@@ -32,6 +32,8 @@ pub const MAX_REGISTERS_PER_REQUEST: u16 = 125;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModbusConfig {
+    /// Unique among the connectors; the `source` of its readings.
+    pub name: String,
     /// Host name or address of the gateway.
     pub host: String,
     /// TCP port.
@@ -742,6 +744,7 @@ mod tests {
     #[test]
     fn overlapping_registers_and_unknown_assets_are_refused_by_field() {
         let config = ModbusConfig {
+            name: "gateway".into(),
             host: "127.0.0.1".into(),
             port: 502,
             timeout_ms: 1000,

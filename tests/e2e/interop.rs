@@ -9,7 +9,7 @@ use std::sync::Arc;
 use headroom_connectors::modbus::{
     DataType, ModbusConfig, ModbusDevice, ModbusPoint, Order, RegisterKind,
 };
-use headroom_connectors::{ConnectorConfig, ConnectorContext, LinkState, Named, StatusRegistry};
+use headroom_connectors::{ConnectorConfig, ConnectorContext, LinkState, StatusRegistry};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{connector_runtime, fixture_store, store_rows, wait_for};
@@ -73,24 +73,22 @@ fn the_modbus_connector_reads_pymodbus() {
         asset: "T_2".into(),
         quantity: quantity.into(),
     };
-    let connector = ConnectorConfig::Modbus(Named {
+    let connector = ConnectorConfig::Modbus(ModbusConfig {
         name: "pymodbus".into(),
-        config: ModbusConfig {
-            host: "127.0.0.1".into(),
-            port: server.port,
-            timeout_ms: 1000,
-            retry_min_ms: 100,
-            retry_max_ms: 500,
-            devices: vec![ModbusDevice {
-                unit_id: 1,
-                poll_interval_ms: 100,
-                points: vec![
-                    point(0, RegisterKind::Input, DataType::F32, "p_kw", 1.0),
-                    point(2, RegisterKind::Input, DataType::F32, "q_kvar", 1.0),
-                    point(10, RegisterKind::Holding, DataType::U16, "i_a", 0.1),
-                ],
-            }],
-        },
+        host: "127.0.0.1".into(),
+        port: server.port,
+        timeout_ms: 1000,
+        retry_min_ms: 100,
+        retry_max_ms: 500,
+        devices: vec![ModbusDevice {
+            unit_id: 1,
+            poll_interval_ms: 100,
+            points: vec![
+                point(0, RegisterKind::Input, DataType::F32, "p_kw", 1.0),
+                point(2, RegisterKind::Input, DataType::F32, "q_kvar", 1.0),
+                point(10, RegisterKind::Holding, DataType::U16, "i_a", 0.1),
+            ],
+        }],
     });
     let shutdown = CancellationToken::new();
     let context = ConnectorContext {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use headroom_connectors::meter_files::MeterFilesConfig;
-use headroom_connectors::{ConnectorConfig, ConnectorContext, Named, StatusRegistry};
+use headroom_connectors::{ConnectorConfig, ConnectorContext, StatusRegistry};
 use headroom_engine::store::Store;
 use headroom_simulators::meter_files::{drop_file, shaped_day};
 use tokio_util::sync::CancellationToken;
@@ -49,18 +49,16 @@ fn dropped_files_are_taken_once_and_bad_ones_explained() {
     )
     .unwrap();
 
-    let connector = ConnectorConfig::MeterFiles(Named {
+    let connector = ConnectorConfig::MeterFiles(MeterFilesConfig {
         name: "ami".into(),
-        config: MeterFilesConfig {
-            folder: folder.clone(),
-            meters: [("M-1", "T_5"), ("M-2", "T_7")]
-                .into_iter()
-                .map(|(m, a)| (m.to_owned(), a.to_owned()))
-                .collect(),
-            scan_interval_ms: 50,
-            settle_ms: 200,
-            utc_offset_min: 480,
-        },
+        folder: folder.clone(),
+        meters: [("M-1", "T_5"), ("M-2", "T_7")]
+            .into_iter()
+            .map(|(m, a)| (m.to_owned(), a.to_owned()))
+            .collect(),
+        scan_interval_ms: 50,
+        settle_ms: 200,
+        utc_offset_min: 480,
     });
     let assets: Vec<String> = gridpack
         .network

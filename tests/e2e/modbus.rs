@@ -8,7 +8,7 @@ use std::time::Duration;
 use headroom_connectors::modbus::{
     DataType, ModbusConfig, ModbusDevice, ModbusPoint, Order, RegisterKind,
 };
-use headroom_connectors::{ConnectorConfig, ConnectorContext, LinkState, Named, StatusRegistry};
+use headroom_connectors::{ConnectorConfig, ConnectorContext, LinkState, StatusRegistry};
 use headroom_engine::store::Store;
 use headroom_simulators::modbus::{ExceptionCode, Fault, ModbusSimulator, address_of};
 use tokio_util::sync::CancellationToken;
@@ -60,31 +60,29 @@ fn terminals_reach_the_store_and_every_fault_heals_by_itself() {
     sim.set(1, address_of("q_kvar").unwrap(), 80.25);
     sim.set(2, address_of("i_a").unwrap(), 40.0);
 
-    let connector = ConnectorConfig::Modbus(Named {
+    let connector = ConnectorConfig::Modbus(ModbusConfig {
         name: "dtu".into(),
-        config: ModbusConfig {
-            host: "127.0.0.1".into(),
-            port: sim.address().port(),
-            timeout_ms: 300,
-            retry_min_ms: 100,
-            retry_max_ms: 400,
-            devices: vec![
-                ModbusDevice {
-                    unit_id: 1,
-                    poll_interval_ms: 100,
-                    points: vec![
-                        point(0, RegisterKind::Input, "T_2", "p_kw", 1.0, 0.0),
-                        point(2, RegisterKind::Input, "T_2", "q_kvar", 1.0, 0.0),
-                    ],
-                },
-                ModbusDevice {
-                    unit_id: 2,
-                    poll_interval_ms: 100,
-                    // Amperes on the terminal's CT secondary, scaled and offset.
-                    points: vec![point(6, RegisterKind::Holding, "T_4", "i_a", 2.5, -1.0)],
-                },
-            ],
-        },
+        host: "127.0.0.1".into(),
+        port: sim.address().port(),
+        timeout_ms: 300,
+        retry_min_ms: 100,
+        retry_max_ms: 400,
+        devices: vec![
+            ModbusDevice {
+                unit_id: 1,
+                poll_interval_ms: 100,
+                points: vec![
+                    point(0, RegisterKind::Input, "T_2", "p_kw", 1.0, 0.0),
+                    point(2, RegisterKind::Input, "T_2", "q_kvar", 1.0, 0.0),
+                ],
+            },
+            ModbusDevice {
+                unit_id: 2,
+                poll_interval_ms: 100,
+                // Amperes on the terminal's CT secondary, scaled and offset.
+                points: vec![point(6, RegisterKind::Holding, "T_4", "i_a", 2.5, -1.0)],
+            },
+        ],
     });
     let shutdown = CancellationToken::new();
     let registry = StatusRegistry::default();
