@@ -180,29 +180,19 @@ impl ModbusSimulator {
     /// written as it is, as a terminal reports "no measurement".
     pub fn set(&self, unit: u8, address: u16, value: f32) {
         let bits = value.to_bits();
-        let mut units = self
-            .state
-            .units
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(registers) = units.get_mut(&unit) {
-            let at = usize::from(address);
-            if at + 1 < registers.len() {
-                registers[at] = (bits >> 16) as u16;
-                registers[at + 1] = bits as u16;
-            }
-        }
+        self.set_raw(unit, address, &[(bits >> 16) as u16, bits as u16]);
     }
 
-    /// Sets raw registers of a unit from `address` on.
+    /// Sets raw registers of a unit from `address` on (what lies past the map
+    /// is left out).
     pub fn set_raw(&self, unit: u8, address: u16, words: &[u16]) {
         let mut units = self
             .state
             .units
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(registers) = units.get_mut(&unit) {
-            let at = usize::from(address);
+        let at = usize::from(address);
+        if let Some(registers) = units.get_mut(&unit).filter(|r| at < r.len()) {
             let end = (at + words.len()).min(registers.len());
             registers[at..end].copy_from_slice(&words[..end - at]);
         }
