@@ -4,15 +4,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 
 use headroom_connectors::modbus::{
     DataType, ModbusConfig, ModbusDevice, ModbusPoint, Order, RegisterKind,
 };
-use headroom_connectors::{ConnectorConfig, ConnectorContext, LinkState, StatusRegistry};
-use tokio_util::sync::CancellationToken;
+use headroom_connectors::{ConnectorConfig, LinkState};
 
-use crate::support::{connector_runtime, fixture_store, store_rows, wait_for};
+use crate::support::{connector_context, connector_runtime, fixture_store, store_rows, wait_for};
 
 /// A Python server process, killed when dropped.
 struct PythonServer {
@@ -60,7 +58,7 @@ impl Drop for PythonServer {
 fn the_modbus_connector_reads_pymodbus() {
     let server = PythonServer::start("pymodbus_server.py");
     let dir = tempfile::tempdir().unwrap();
-    let (_, store) = fixture_store(dir.path());
+    let (gridpack, store) = fixture_store(dir.path());
     let runtime = connector_runtime();
     let point = |address, register, data_type, quantity: &str, scale| ModbusPoint {
         address,
@@ -90,13 +88,8 @@ fn the_modbus_connector_reads_pymodbus() {
             ],
         }],
     });
-    let shutdown = CancellationToken::new();
-    let context = ConnectorContext {
-        sink: store.clone(),
-        known_asset: Arc::new(|a: &str| a == "T_2"),
-        shutdown: shutdown.clone(),
-        registry: StatusRegistry::default(),
-    };
+    let context = connector_context(store.clone(), &gridpack.network);
+    let shutdown = context.shutdown.clone();
     let running = {
         let _entered = runtime.enter();
         connector.spawn(&context).unwrap()

@@ -2,17 +2,15 @@
 //! forms, a bad file refused with its line and rule, a re-delivered file taken
 //! once, and a file still being written left alone.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
+use headroom_connectors::ConnectorConfig;
 use headroom_connectors::meter_files::MeterFilesConfig;
-use headroom_connectors::{ConnectorConfig, ConnectorContext, StatusRegistry};
 use headroom_engine::store::Store;
 use headroom_simulators::meter_files::{drop_file, shaped_day};
-use tokio_util::sync::CancellationToken;
 
-use crate::support::{connector_runtime, fixture_store, store_rows, wait_for};
+use crate::support::{connector_context, connector_runtime, fixture_store, store_rows, wait_for};
 
 fn scalar(store: &Store, sql: &str) -> String {
     store_rows(store, sql)
@@ -60,19 +58,8 @@ fn dropped_files_are_taken_once_and_bad_ones_explained() {
         settle_ms: 200,
         utc_offset_min: 480,
     });
-    let assets: Vec<String> = gridpack
-        .network
-        .transformers
-        .iter()
-        .map(|t| t.id.to_string())
-        .collect();
-    let shutdown = CancellationToken::new();
-    let context = ConnectorContext {
-        sink: store.clone(),
-        known_asset: Arc::new(move |a: &str| assets.iter().any(|t| t == a)),
-        shutdown: shutdown.clone(),
-        registry: StatusRegistry::default(),
-    };
+    let context = connector_context(store.clone(), &gridpack.network);
+    let shutdown = context.shutdown.clone();
     let running = {
         let _entered = runtime.enter();
         connector.spawn(&context).unwrap()

@@ -2,18 +2,16 @@
 //! scaling and timestamps, then every fault the simulator injects, each with
 //! the connector recovering by itself and reporting the gap.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use headroom_connectors::modbus::{
     DataType, ModbusConfig, ModbusDevice, ModbusPoint, Order, RegisterKind,
 };
-use headroom_connectors::{ConnectorConfig, ConnectorContext, LinkState, StatusRegistry};
+use headroom_connectors::{ConnectorConfig, LinkState};
 use headroom_engine::store::Store;
 use headroom_simulators::modbus::{ExceptionCode, Fault, ModbusSimulator, address_of};
-use tokio_util::sync::CancellationToken;
 
-use crate::support::{connector_runtime, fixture_store, store_rows, wait_for};
+use crate::support::{connector_context, connector_runtime, fixture_store, store_rows, wait_for};
 
 fn point(
     address: u16,
@@ -84,20 +82,8 @@ fn terminals_reach_the_store_and_every_fault_heals_by_itself() {
             },
         ],
     });
-    let shutdown = CancellationToken::new();
-    let registry = StatusRegistry::default();
-    let assets: Vec<String> = gridpack
-        .network
-        .transformers
-        .iter()
-        .map(|t| t.id.to_string())
-        .collect();
-    let context = ConnectorContext {
-        sink: store.clone(),
-        known_asset: Arc::new(move |a: &str| assets.iter().any(|t| t == a)),
-        shutdown: shutdown.clone(),
-        registry: registry.clone(),
-    };
+    let context = connector_context(store.clone(), &gridpack.network);
+    let shutdown = context.shutdown.clone();
     let started_ms = chrono::Utc::now().timestamp_millis();
     let running = {
         let _entered = runtime.enter();
