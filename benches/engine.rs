@@ -25,6 +25,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings, Level};
 use headroom_geodata::Gridpack;
 
+#[path = "support.rs"]
+mod support;
+use support::process_cpu_s;
+
 // The service's allocator (see `src/main.rs`), so that the bench measures what runs.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -197,22 +201,6 @@ fn city() {
         rows.len(),
         start.elapsed()
     );
-}
-
-/// CPU time of this process so far, s (user and system, from `/proc/self/stat`).
-fn process_cpu_s() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    // utime and stime are fields 14 and 15 of the whole line, in clock ticks.
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 criterion_group!(engine, benches);

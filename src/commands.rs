@@ -762,6 +762,8 @@ pub(crate) fn synth(
 /// The field-hardware simulators `simulate` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum SimulatorKind {
+    /// An OPC UA server standing in for the SCADA front-end.
+    Opcua,
     /// A Modbus TCP gateway of monitoring terminals.
     Modbus,
     /// A metering head-end dropping interval files.
@@ -787,10 +789,57 @@ pub(crate) fn simulate(
     })?;
     runtime.block_on(async move {
         match kind {
+            SimulatorKind::Opcua => simulate_opcua(&gridpack, listen, speed).await,
             SimulatorKind::Modbus => simulate_modbus(&gridpack, listen, speed).await,
             SimulatorKind::Meters => simulate_meters(&gridpack, listen, speed).await,
         }
     })
+}
+
+async fn simulate_opcua(
+    gridpack: &headroom_geodata::Gridpack,
+    listen: Option<&str>,
+    speed: f64,
+) -> Outcome {
+    use headroom_simulators::opcua::{
+        OpcUaReplay, OpcUaSimulator, OpcUaSimulatorConfig, QUANTITIES, SIM_PASSWORD, SIM_USER,
+    };
+    let address = listen.unwrap_or("127.0.0.1:4840");
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| Failure::bad_input(format!("--listen {address}: {e}")))?;
+    let replay = OpcUaReplay::from_gridpack(&gridpack.network, &gridpack.readings);
+    let assets = replay.assets();
+    let simulator = Arc::new(
+        OpcUaSimulator::start(
+            listener,
+            OpcUaSimulatorConfig {
+                assets: assets.clone(),
+                pki_dir: None,
+            },
+        )
+        .await
+        .map_err(|e| Failure {
+            exit_code: 1,
+            message: format!("OPC UA simulator: {e}"),
+        })?,
+    );
+    println!(
+        "OPC UA server at {} (security none; anonymous or {SIM_USER}/{SIM_PASSWORD}) replaying {} feeders and transformers at {speed}x",
+        simulator.endpoint_url(),
+        assets.len()
+    );
+    if let Some(first) = assets.first() {
+        println!(
+            "variables per asset: {} (e.g. {})",
+            QUANTITIES.join(", "),
+            simulator.node_id(first, QUANTITIES[0])
+        );
+    }
+    let _replay = replay.run(simulator.clone(), speed);
+    let _ = tokio::signal::ctrl_c().await;
+    simulator.stop().await;
+    Ok(())
 }
 
 async fn simulate_modbus(

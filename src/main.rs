@@ -103,7 +103,8 @@ enum Command {
         buffer_max_bytes: usize,
     },
     /// Run a field-hardware simulator on a gridpack's readings until interrupted:
-    /// `modbus`, a gateway of monitoring terminals (one unit id per transformer;
+    /// `opcua`, a SCADA server with P, Q, I and U variables per feeder and
+    /// transformer; `modbus`, a gateway of monitoring terminals (one unit id per transformer;
     /// the register map is printed), or `meters`, a metering head-end dropping
     /// one wide-form interval file per simulated day.
     Simulate {
@@ -113,7 +114,8 @@ enum Command {
         /// The gridpack whose readings are replayed.
         #[arg(long)]
         gridpack: PathBuf,
-        /// modbus: the address to listen on (default 127.0.0.1:5020); meters: the
+        /// opcua: the address to listen on (default 127.0.0.1:4840); modbus: the
+        /// address to listen on (default 127.0.0.1:5020); meters: the
         /// folder to drop files into (default ./meter-drop).
         #[arg(long)]
         listen: Option<String>,

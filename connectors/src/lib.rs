@@ -1,6 +1,6 @@
-//! Field connectors of Headroom: distribution-transformer monitoring terminals
-//! over Modbus TCP and the metering system's 15-minute interval files (SCADA
-//! over OPC UA is to come). Each connector writes through the engine's
+//! Field connectors of Headroom: SCADA feeder-head measurements over OPC UA,
+//! distribution-transformer monitoring terminals over Modbus TCP and the
+//! metering system's 15-minute interval files. Each connector writes through the engine's
 //! [`ReadingSink`] and reports its state and counters.
 //!
 //! **Data model.** A connector turns what its source says into
@@ -11,7 +11,7 @@
 //! the store's durability and holds readings while the store is away.
 //!
 //! **Configuration.** The service's TOML config lists connectors as
-//! `[[connector]]` tables with a `name` and a `type` (`modbus`,
+//! `[[connector]]` tables with a `name` and a `type` (`opcua`, `modbus`,
 //! `meter_files`); see `connectors.example.toml` beside this crate. Each
 //! connector is validated against the network before it starts, and errors
 //! name the field (`connector[1].devices[0].points[3].address`).
@@ -26,6 +26,8 @@ pub mod error;
 pub mod meter_files;
 #[cfg(feature = "modbus")]
 pub mod modbus;
+#[cfg(feature = "opcua")]
+pub mod opcua;
 pub mod output;
 pub mod status;
 
@@ -44,6 +46,9 @@ pub use status::{ConnectorStatus, LinkState, StatusHandle, StatusRegistry};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ConnectorConfig {
+    /// A SCADA server's feeder-head measurements over OPC UA.
+    #[cfg(feature = "opcua")]
+    Opcua(opcua::OpcUaConfig),
     /// Monitoring terminals behind a Modbus TCP gateway.
     #[cfg(feature = "modbus")]
     Modbus(modbus::ModbusConfig),
@@ -115,6 +120,8 @@ impl ConnectorConfig {
     /// The connector's name.
     pub fn name(&self) -> &str {
         match self {
+            #[cfg(feature = "opcua")]
+            ConnectorConfig::Opcua(config) => &config.name,
             #[cfg(feature = "modbus")]
             ConnectorConfig::Modbus(config) => &config.name,
             #[cfg(feature = "meter-files")]
@@ -125,6 +132,8 @@ impl ConnectorConfig {
     /// The `type` in the config.
     pub fn kind(&self) -> &'static str {
         match self {
+            #[cfg(feature = "opcua")]
+            ConnectorConfig::Opcua(_) => "opcua",
             #[cfg(feature = "modbus")]
             ConnectorConfig::Modbus(_) => "modbus",
             #[cfg(feature = "meter-files")]
@@ -135,6 +144,8 @@ impl ConnectorConfig {
     /// Checks the connector's settings; `field` is its path in the config.
     pub fn validate(&self, field: &str, known_asset: &dyn Fn(&str) -> bool) -> Result<()> {
         match self {
+            #[cfg(feature = "opcua")]
+            ConnectorConfig::Opcua(config) => config.validate(field, known_asset),
             #[cfg(feature = "modbus")]
             ConnectorConfig::Modbus(config) => config.validate(field, known_asset),
             #[cfg(feature = "meter-files")]
@@ -144,6 +155,8 @@ impl ConnectorConfig {
 
     fn points(&self) -> usize {
         match self {
+            #[cfg(feature = "opcua")]
+            ConnectorConfig::Opcua(config) => config.items.len(),
             #[cfg(feature = "modbus")]
             ConnectorConfig::Modbus(config) => config.point_count(),
             #[cfg(feature = "meter-files")]
@@ -164,6 +177,14 @@ impl ConnectorConfig {
             Output::start(context.sink.clone(), status.clone(), shutdown.clone());
         let name = self.name().to_owned();
         let run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match self {
+            #[cfg(feature = "opcua")]
+            ConnectorConfig::Opcua(config) => Box::pin(opcua::run(
+                name,
+                config.clone(),
+                output,
+                status.clone(),
+                shutdown,
+            )),
             #[cfg(feature = "modbus")]
             ConnectorConfig::Modbus(config) => Box::pin(modbus::run(
                 name,
@@ -200,12 +221,13 @@ mod tests {
     #[test]
     fn the_example_config_round_trips_and_validates() {
         let config = ConnectorsConfig::from_toml(EXAMPLE).unwrap();
-        assert_eq!(config.connector.len(), 2);
+        assert_eq!(config.connector.len(), 3);
         assert_eq!(config.connector[0].kind(), "modbus");
         assert_eq!(config.connector[1].name(), "ami-drop");
+        assert_eq!(config.connector[2].kind(), "opcua");
         let text = toml::to_string(&config).unwrap();
         assert_eq!(ConnectorsConfig::from_toml(&text).unwrap(), config);
-        let known = ["T_2", "T_4", "T_5", "T_6"];
+        let known = ["T_2", "T_4", "T_5", "T_6", "F_L0", "F_L22"];
         config.validate(&|a| known.contains(&a)).unwrap();
     }
 
@@ -249,6 +271,38 @@ mod tests {
         assert!(
             misspelt.contains("unknown field `settle_msec`"),
             "{misspelt}"
+        );
+        let opcua = |rest: &str| {
+            error_of(&format!(
+                "[[connector]]\nname = \"s\"\ntype = \"opcua\"\nendpoint_url = \"opc.tcp://h:4840/\"\n{rest}"
+            ))
+        };
+        let node = opcua(
+            "[[connector.items]]\nnode_id = \"ns=2;x=1\"\nasset = \"T1\"\nquantity = \"p_kw\"\n",
+        );
+        assert!(
+            node.contains("connector[0].items[0].node_id") && node.contains("not a node id"),
+            "{node}"
+        );
+        let unmapped = opcua("[[connector.items]]\nnode_id = \"ns=2;i=1\"\nquantity = \"p_kw\"\n");
+        assert!(unmapped.contains("missing field `asset`"), "{unmapped}");
+        let unknown_asset = opcua(
+            "[[connector.items]]\nnode_id = \"ns=2;i=1\"\nasset = \"F9\"\nquantity = \"p_kw\"\n",
+        );
+        assert!(
+            unknown_asset.contains("connector[0].items[0].asset") && unknown_asset.contains("`F9`"),
+            "{unknown_asset}"
+        );
+        let mode = opcua(
+            "security_policy = \"basic256sha256\"\npki_dir = \"/p\"\n[[connector.items]]\nnode_id = \"ns=2;i=1\"\nasset = \"T1\"\nquantity = \"p_kw\"\n",
+        );
+        assert!(mode.contains("connector[0].security_mode"), "{mode}");
+        let deadband = opcua(
+            "[[connector.items]]\nnode_id = \"ns=2;i=1\"\ndeadband = { type = \"percent\", value = 150.0 }\nasset = \"T1\"\nquantity = \"p_kw\"\n",
+        );
+        assert!(
+            deadband.contains("connector[0].items[0].deadband.value"),
+            "{deadband}"
         );
     }
 }

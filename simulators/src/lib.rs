@@ -8,12 +8,17 @@
 //!
 //! - [`meter_files`]: a metering head-end dropping wide-form interval files.
 //!
-//! The OPC UA server is still to come. This crate never depends on `headroom-connectors`: simulators
+//! - [`opcua`]: an OPC UA server standing in for the SCADA front-end, behind a
+//!   [`fault_proxy`] that closes, stalls or refuses connections on demand.
+//!
+//! This crate never depends on `headroom-connectors`: simulators
 //! must stay independent of the code they test.
 
+pub mod fault_proxy;
 pub mod load_shapes;
 pub mod meter_files;
 pub mod modbus;
+pub mod opcua;
 pub mod synth;
 
 pub use synth::{

@@ -1,6 +1,7 @@
-//! The connectors against servers we did not write: pymodbus (PyPI; installed by
-//! `scripts/test`, whose Python it names in `HEADROOM_INTEROP_PYTHON`) serving a
-//! small point set (`tests/interop/pymodbus_server.py`).
+//! The connectors against servers we did not write: pymodbus and asyncua (PyPI;
+//! installed by `scripts/test`, whose Python it names in
+//! `HEADROOM_INTEROP_PYTHON`), each serving a small point set
+//! (`tests/interop/pymodbus_server.py`, `tests/interop/asyncua_server.py`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +10,8 @@ use headroom_connectors::modbus::{
     DataType, ModbusConfig, ModbusDevice, ModbusPoint, Order, RegisterKind,
 };
 use headroom_connectors::{ConnectorConfig, LinkState};
+
+use crate::opcua::{item, quick_config, rows_of};
 
 use crate::support::{connector_context, connector_runtime, fixture_store, store_rows, wait_for};
 
@@ -19,11 +22,14 @@ struct PythonServer {
 }
 
 impl PythonServer {
-    fn start(script: &str) -> Self {
+    /// Starts `script`, which prints its port first; `extra_lines` more lines
+    /// it prints are returned.
+    fn start_with(script: &str, extra_lines: usize) -> (Self, Vec<String>) {
         let python = std::env::var("HEADROOM_INTEROP_PYTHON").unwrap_or_else(|_| {
             panic!(
                 "HEADROOM_INTEROP_PYTHON is not set: run the tests with scripts/test, which \
-                 installs pymodbus into a virtual environment and names its Python there"
+                 installs pymodbus and asyncua into a virtual environment and names its \
+                 Python there"
             )
         });
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,15 +41,27 @@ impl PythonServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("the Python server starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
+        stdout
             .read_line(&mut line)
             .expect("the server prints its port");
         let port = line
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("a port, got {line:?}"));
-        Self { child, port }
+        let extra = (0..extra_lines)
+            .map(|_| {
+                let mut line = String::new();
+                stdout.read_line(&mut line).expect("the server prints");
+                line.trim().to_owned()
+            })
+            .collect();
+        (Self { child, port }, extra)
+    }
+
+    fn start(script: &str) -> Self {
+        Self::start_with(script, 0).0
     }
 }
 
@@ -106,5 +124,65 @@ fn the_modbus_connector_reads_pymodbus() {
     );
     assert_eq!(running.status.snapshot().link, LinkState::Connected);
     shutdown.cancel();
+    runtime.block_on(running.task).unwrap();
+}
+
+#[test]
+fn the_opcua_connector_reads_asyncua() {
+    let (server, printed) = PythonServer::start_with("asyncua_server.py", 1);
+    let namespace = &printed[0];
+    let dir = tempfile::tempdir().unwrap();
+    let (gridpack, store) = fixture_store(dir.path());
+    let runtime = connector_runtime();
+    let node = |name: &str| format!("ns={namespace};s={name}");
+    let mut config = quick_config(
+        "asyncua",
+        format!("opc.tcp://127.0.0.1:{}/", server.port),
+        vec![
+            item(node("F_L0.p_kw"), "F_L0", "p_kw", 1.0),
+            item(node("F_L0.i_a"), "F_L0", "i_a", 1.0),
+            item(node("F_L22.p_kw"), "F_L22", "p_kw", 1_000.0),
+            item(node("F_L0.q_kvar"), "F_L0", "q_kvar", 1.0),
+        ],
+    );
+    // asyncua's keep-alive answers in Python, on a loaded 2-core machine.
+    config.keep_alive_interval_ms = 2_000;
+    config.request_timeout_ms = 5_000;
+    let context = connector_context(store.clone(), &gridpack.network);
+    let running = {
+        let _entered = runtime.enter();
+        ConnectorConfig::Opcua(config).spawn(&context).unwrap()
+    };
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
+        .unwrap()
+        .timestamp_millis();
+    let all = || {
+        [
+            ("F_L0", "p_kw"),
+            ("F_L0", "i_a"),
+            ("F_L22", "p_kw"),
+            ("F_L0", "q_kvar"),
+        ]
+        .iter()
+        .flat_map(|(asset, quantity)| {
+            rows_of(&store, "asyncua", asset, quantity).into_iter().map(
+                move |(ts, value, quality)| format!("{asset},{quantity},{ts},{value},{quality}"),
+            )
+        })
+        .collect::<Vec<_>>()
+    };
+    wait_for("the four values from asyncua", || all().len() >= 4);
+    assert_eq!(
+        all(),
+        vec![
+            format!("F_L0,p_kw,{t0},2500.25,good"),
+            format!("F_L0,i_a,{t0},121.5,good"),
+            format!("F_L22,p_kw,{},2000,good", t0 + 900_000),
+            // A bad status without a value: kept, as bad.
+            format!("F_L0,q_kvar,{t0},0,bad"),
+        ]
+    );
+    assert_eq!(running.status.snapshot().link, LinkState::Connected);
+    context.shutdown.cancel();
     runtime.block_on(running.task).unwrap();
 }

@@ -9,6 +9,8 @@
 //!   bad ones explained;
 //! - `modbus`: simulated terminals to the Modbus connector to the store, with
 //!   every fault the simulator injects;
+//! - `opcua`: the simulated SCADA server to the OPC UA connector to the store,
+//!   with every fault the simulator injects, and a secure session;
 //! - `fixture`: the public fixture imports and traces as the independent tool saw it;
 //! - `broken_gridpacks`: every rule of the gridpack spec broken once, with the exit
 //!   code and message the spec asks for;
@@ -25,6 +27,7 @@ mod fixture;
 mod interop;
 mod meter_files;
 mod modbus;
+mod opcua;
 mod oracle;
 mod s3;
 mod support;

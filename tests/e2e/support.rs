@@ -97,20 +97,21 @@ pub(crate) fn store_rows(store: &headroom_engine::store::Store, sql: &str) -> Ve
         .collect()
 }
 
-/// What a connector under test needs: `sink`, the fixture network's
-/// transformers as the known assets, and a fresh shutdown token and registry.
+/// What a connector under test needs: `sink`, the fixture network's feeders
+/// and transformers as the known assets, and a fresh shutdown token and registry.
 pub(crate) fn connector_context(
     sink: std::sync::Arc<headroom_engine::store::Store>,
     network: &headroom_geodata::Network,
 ) -> headroom_connectors::ConnectorContext {
-    let transformers: std::collections::HashSet<String> = network
+    let measurable: std::collections::HashSet<String> = network
         .transformers
         .iter()
         .map(|t| t.id.to_string())
+        .chain(network.feeders.iter().map(|f| f.id.to_string()))
         .collect();
     headroom_connectors::ConnectorContext {
         sink,
-        known_asset: std::sync::Arc::new(move |a: &str| transformers.contains(a)),
+        known_asset: std::sync::Arc::new(move |a: &str| measurable.contains(a)),
         shutdown: tokio_util::sync::CancellationToken::new(),
         registry: headroom_connectors::StatusRegistry::default(),
     }
