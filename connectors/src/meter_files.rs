@@ -145,7 +145,14 @@ pub fn parse_file(
             ),
         ));
     }
-    let mut out = Vec::new();
+    // Room for every reading up front: a large file's readings run to a
+    // gigabyte, and growing by doubling copies (and zeroes) most of it again.
+    let lines = bytes.iter().filter(|b| **b == b'\n').count();
+    let mut out = Vec::with_capacity(if wide {
+        lines * INTERVALS_PER_DAY * 2
+    } else {
+        lines
+    });
     let mut assets: BTreeMap<String, Arc<str>> = BTreeMap::new();
     let mut asset_of = |id: &str| -> Arc<str> {
         assets

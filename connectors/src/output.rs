@@ -2,10 +2,13 @@
 //! coalesces batches, waits for durability and holds the readings while the
 //! store is away, so a store restart loses nothing.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use headroom_engine::store::{Reading, ReadingSink};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use headroom_engine::store::{Reading, ReadingSink, WriteSummary};
 use tokio::sync::{mpsc, oneshot};
 
 /// Readings and, for a caller waiting on them, who to tell once durable.
@@ -71,64 +74,141 @@ impl Output {
     }
 }
 
+/// Writes in flight at once: the store encodes one while its log commits
+/// others, and commits them in one group.
+const IN_FLIGHT: usize = 4;
+
+/// A `send_durable` caller: told once every chunk holding its readings is durable.
+struct Waiter {
+    chunks_left: usize,
+    done: Option<oneshot::Sender<()>>,
+}
+
+type SharedWaiter = Arc<std::sync::Mutex<Waiter>>;
+
+/// At most [`MAX_WRITE`] readings written in one go, and whose they are.
+#[derive(Default)]
+struct Chunk {
+    readings: Vec<Reading>,
+    waiters: Vec<SharedWaiter>,
+}
+
+/// Appends a batch to the queue of chunks, filling the last one first.
+fn enqueue(chunks: &mut VecDeque<Chunk>, (readings, done): Batch) {
+    let waiter: Option<SharedWaiter> = done.map(|done| {
+        Arc::new(std::sync::Mutex::new(Waiter {
+            chunks_left: 0,
+            done: Some(done),
+        }))
+    });
+    let mut readings = readings.into_iter().peekable();
+    while readings.peek().is_some() {
+        if chunks.back().is_none_or(|c| c.readings.len() >= MAX_WRITE) {
+            chunks.push_back(Chunk::default());
+        }
+        let Some(chunk) = chunks.back_mut() else {
+            break;
+        };
+        let room = MAX_WRITE - chunk.readings.len();
+        chunk.readings.extend(readings.by_ref().take(room));
+        if let Some(waiter) = &waiter
+            && !chunk.waiters.iter().any(|w| Arc::ptr_eq(w, waiter))
+        {
+            chunk.waiters.push(waiter.clone());
+            waiter.lock().unwrap_or_else(|e| e.into_inner()).chunks_left += 1;
+        }
+    }
+}
+
+type Written = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (Chunk, headroom_engine::Result<WriteSummary>)> + Send>,
+>;
+
+/// Writes queued readings into `sink`, up to [`IN_FLIGHT`] chunks at a time;
+/// a failed chunk is kept and written again after a backoff.
 async fn forward(
     sink: Arc<dyn ReadingSink>,
     mut receiver: mpsc::Receiver<Batch>,
     status: StatusHandle,
     shutdown: CancellationToken,
 ) {
-    let mut pending: Vec<Reading> = Vec::new();
-    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut queued: VecDeque<Chunk> = VecDeque::new();
+    let mut in_flight: FuturesUnordered<Written> = FuturesUnordered::new();
+    // Not ended by shutdown itself: the connector stops producing at shutdown
+    // and drops its outputs, and what it queued is still written.
+    let mut open = true;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
-        if pending.is_empty() {
-            // Not ended by shutdown itself: the connector stops producing at
-            // shutdown and drops its outputs, and what it queued is still written.
-            match receiver.recv().await {
-                Some((batch, done)) => {
-                    pending = batch;
-                    waiting.extend(done);
-                }
-                None => return,
-            }
-        }
-        // Whatever else is queued joins this write.
-        while pending.len() < MAX_WRITE {
+        while open && queued.len() <= IN_FLIGHT {
             match receiver.try_recv() {
-                Ok((batch, done)) => {
-                    pending.extend(batch);
-                    waiting.extend(done);
-                }
-                Err(_) => break,
+                Ok(batch) => enqueue(&mut queued, batch),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
-        match sink.write(pending.clone()).durable().await {
-            Ok(summary) => {
-                status.update(|s| s.durable += summary.accepted as u64);
-                if summary.rejected > 0 {
-                    status.update(|s| {
+        while in_flight.len() < IN_FLIGHT {
+            let Some(chunk) = queued.pop_front() else {
+                break;
+            };
+            // A copy stays with the chunk: the store may be away and the
+            // readings must be written again.
+            let ticket = sink.write(chunk.readings.clone());
+            in_flight.push(Box::pin(async move { (chunk, ticket.durable().await) }));
+        }
+        if in_flight.is_empty() {
+            if !open {
+                return;
+            }
+            match receiver.recv().await {
+                Some(batch) => enqueue(&mut queued, batch),
+                None => open = false,
+            }
+            continue;
+        }
+        let written = tokio::select! {
+            Some(written) = in_flight.next() => written,
+            batch = receiver.recv(), if open && queued.is_empty() => {
+                match batch {
+                    Some(batch) => enqueue(&mut queued, batch),
+                    None => open = false,
+                }
+                continue;
+            }
+        };
+        match written {
+            (chunk, Ok(summary)) => {
+                status.update(|s| {
+                    s.durable += summary.accepted as u64;
+                    if summary.rejected > 0 {
                         *s.errors.entry("rejected_by_store".into()).or_default() +=
                             summary.rejected as u64;
-                    });
-                }
-                pending.clear();
-                for done in waiting.drain(..) {
-                    let _ = done.send(());
+                    }
+                });
+                for waiter in chunk.waiters {
+                    let mut waiter = waiter.lock().unwrap_or_else(|e| e.into_inner());
+                    waiter.chunks_left -= 1;
+                    if waiter.chunks_left == 0
+                        && let Some(done) = waiter.done.take()
+                    {
+                        let _ = done.send(());
+                    }
                 }
                 backoff.reset();
             }
-            Err(e) => {
+            (chunk, Err(e)) => {
                 // Kept and tried again: the store may be restarting.
                 tracing::warn!("store write failed, retrying: {e}");
                 status.error("store");
                 if shutdown.is_cancelled() {
                     // The store is away at shutdown: what is held is lost, and said so.
+                    let held = chunk.readings.len()
+                        + queued.iter().map(|c| c.readings.len()).sum::<usize>();
                     status.update(|s| {
-                        *s.errors.entry("lost_at_shutdown".into()).or_default() +=
-                            pending.len() as u64;
+                        *s.errors.entry("lost_at_shutdown".into()).or_default() += held as u64;
                     });
                     return;
                 }
+                queued.push_front(chunk);
                 tokio::select! {
                     () = tokio::time::sleep(backoff.next_delay()) => {}
                     () = shutdown.cancelled() => {}
@@ -175,6 +255,75 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use headroom_engine::store::{Quality, WriteTicket};
+    use headroom_geodata::Quantity;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store that is away for its first `away` writes.
+    struct FlakyStore {
+        away: AtomicUsize,
+        written: Mutex<Vec<usize>>,
+    }
+
+    impl ReadingSink for FlakyStore {
+        fn write(&self, readings: Vec<Reading>) -> WriteTicket {
+            let (reply, ticket) = WriteTicket::channel();
+            let away = self
+                .away
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if away {
+                let _ = reply.send(Err("the store is restarting".into()));
+            } else {
+                self.written.lock().unwrap().push(readings.len());
+                let _ = reply.send(Ok(WriteSummary {
+                    accepted: readings.len(),
+                    ..WriteSummary::default()
+                }));
+            }
+            ticket
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_batch_is_written_in_chunks_and_survives_failed_writes() {
+        let store = Arc::new(FlakyStore {
+            away: AtomicUsize::new(2),
+            written: Mutex::default(),
+        });
+        let status = StatusHandle::new("test", "test", 1);
+        let (output, forwarder) =
+            Output::start(store.clone(), status.clone(), CancellationToken::new());
+        let source: Arc<str> = Arc::from("test");
+        let asset: Arc<str> = Arc::from("T_1");
+        let reading = |i: usize| Reading {
+            ts_ms: i as i64,
+            asset: asset.clone(),
+            quantity: Quantity::PKw,
+            value: i as f64,
+            quality: Quality::Good,
+            source: source.clone(),
+        };
+        let big: Vec<Reading> = (0..2 * MAX_WRITE + 500).map(reading).collect();
+        output.send(vec![reading(0); 10]).await;
+        assert!(
+            output.send_durable(big).await,
+            "durable once every chunk is"
+        );
+        let written = store.written.lock().unwrap().clone();
+        assert_eq!(
+            written.iter().sum::<usize>(),
+            2 * MAX_WRITE + 510,
+            "{written:?}"
+        );
+        assert!(written.iter().all(|n| *n <= MAX_WRITE), "{written:?}");
+        let snapshot = status.snapshot();
+        assert_eq!(snapshot.durable, 2 * MAX_WRITE as u64 + 510);
+        assert_eq!(snapshot.errors.get("store"), Some(&2));
+        drop(output);
+        forwarder.await.unwrap();
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_with_jitter_below_each_step() {

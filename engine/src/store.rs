@@ -12,7 +12,9 @@
 //!
 //! **Write path.** [`ReadingSink::write`] validates a batch and queues it for the
 //! write-ahead log. A committer thread appends everything queued as CRC-checked
-//! records and fsyncs once per group (at most every `wal_flush_interval_ms`), then
+//! records and fsyncs once per group (at most every `wal_flush_interval_ms`, or
+//! as soon as [`COMMIT_AT_BYTES`] of records wait: a bulk import is not held to
+//! the interval's pace), then
 //! moves the rows into the in-memory buffer and acknowledges every write of the
 //! group: an acknowledgement means the batch survives a crash. When the buffer
 //! passes its size or age, the committer flushes it: the log rotates, each day's
@@ -157,6 +159,10 @@ impl WriteTicket {
             .map_err(Error::Store)
     }
 }
+
+/// Log records waiting that make the committer fsync at once instead of at
+/// the end of its interval.
+pub const COMMIT_AT_BYTES: usize = 4 << 20;
 
 /// Where connectors and the HTTP ingest deliver readings.
 pub trait ReadingSink: Send + Sync {
@@ -604,9 +610,13 @@ impl Shared {
             let mut queue = lock(&self.queue);
             // Wait for the group to fill its interval (or for a stop or flush).
             loop {
-                let due = queue
-                    .first_at
-                    .map(|t| t.elapsed() >= interval || queue.stop || queue.flush_now);
+                let due = queue.first_at.map(|t| {
+                    t.elapsed() >= interval
+                            || queue.stop
+                            || queue.flush_now
+                            // A group this large gains nothing from waiting.
+                            || queue.records.len() >= COMMIT_AT_BYTES
+                });
                 match due {
                     Some(true) => break,
                     Some(false) => {

@@ -8,6 +8,9 @@
 //!
 //! - [`meter_files`]: a metering head-end dropping wide-form interval files.
 //!
+//! - [`replay`]: a gridpack's readings looped in compressed time, which both
+//!   protocol simulators serve.
+//!
 //! - [`opcua`]: an OPC UA server standing in for the SCADA front-end, behind a
 //!   [`fault_proxy`] that closes, stalls or refuses connections on demand.
 //!
@@ -19,6 +22,7 @@ pub mod load_shapes;
 pub mod meter_files;
 pub mod modbus;
 pub mod opcua;
+pub mod replay;
 pub mod synth;
 
 pub use synth::{

@@ -24,6 +24,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::net::TcpListener;
+
+use crate::replay::{Timeline, every_second};
 use tokio::task::JoinHandle;
 use tokio_modbus::server::Service;
 use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
@@ -265,17 +267,12 @@ mod tests {
     }
 }
 
-/// One quantity's readings, (ms, value) sorted by time.
-type Series = Vec<(i64, f32)>;
-
 /// A gridpack's transformer readings replayed into the simulator's registers,
 /// time compressed and looping over the readings' span.
 #[derive(Clone, Debug)]
 pub struct Replay {
-    /// Per unit: the series of each quantity of [`MAP`].
-    units: Vec<(u8, Vec<Series>)>,
-    first_ms: i64,
-    span_ms: i64,
+    /// Per unit: its values of [`MAP`].
+    timeline: Timeline<u32>,
 }
 
 impl Replay {
@@ -287,76 +284,40 @@ impl Replay {
         max_units: u8,
     ) -> (Self, Vec<(u8, String)>) {
         use headroom_geodata::AssetKind;
-        let mut by_transformer: std::collections::BTreeMap<u32, Vec<Series>> = Default::default();
-        let (mut first_ms, mut last_ms) = (i64::MAX, i64::MIN);
-        for row in readings {
-            if row.asset.kind != AssetKind::Transformer {
-                continue;
-            }
-            let Some(slot) = MAP.iter().position(|q| *q == row.quantity.as_str()) else {
-                continue;
-            };
-            let series = by_transformer
-                .entry(row.asset.index)
-                .or_insert_with(|| vec![Vec::new(); MAP.len()]);
-            series[slot].push((row.ts_ms, row.value as f32));
-            first_ms = first_ms.min(row.ts_ms);
-            last_ms = last_ms.max(row.ts_ms);
-        }
-        let mut units = Vec::new();
-        let mut names = Vec::new();
-        for (unit, (index, mut series)) in (1..=max_units).zip(by_transformer) {
-            for s in &mut series {
-                s.sort_by_key(|(ts, _)| *ts);
-            }
-            names.push((unit, network.transformers[index as usize].id.to_string()));
-            units.push((unit, series));
-        }
-        let span_ms = if first_ms <= last_ms {
-            last_ms - first_ms + 15 * 60_000
-        } else {
-            1
-        };
-        (
-            Self {
-                units,
-                first_ms: if first_ms == i64::MAX { 0 } else { first_ms },
-                span_ms,
-            },
-            names,
-        )
+        let rows = readings.iter().filter_map(|row| {
+            let slot = MAP.iter().position(|q| *q == row.quantity.as_str())?;
+            (row.asset.kind == AssetKind::Transformer).then_some((
+                row.asset.index,
+                slot,
+                row.ts_ms,
+                row.value,
+            ))
+        });
+        let mut timeline = Timeline::build(rows, MAP.len());
+        timeline.truncate(max_units as usize);
+        let names = (1..=max_units)
+            .zip(timeline.keys())
+            .map(|(unit, index)| (unit, network.transformers[*index as usize].id.to_string()))
+            .collect();
+        (Self { timeline }, names)
     }
 
     /// Units replayed.
     pub fn unit_count(&self) -> u8 {
-        self.units.len() as u8
+        self.timeline.len() as u8
     }
 
     /// Sets every unit's registers to the readings in force `elapsed_ms` of
     /// simulated time after the first reading (looping).
     pub fn apply(&self, simulator: &ModbusSimulator, elapsed_ms: i64) {
-        let at = self.first_ms + elapsed_ms.rem_euclid(self.span_ms);
-        for (unit, series) in &self.units {
-            for (slot, s) in series.iter().enumerate() {
-                let i = s.partition_point(|(ts, _)| *ts <= at);
-                if i > 0 {
-                    simulator.set(*unit, slot as u16 * 2, s[i - 1].1);
-                }
-            }
+        for (k, slot, value) in self.timeline.at(elapsed_ms) {
+            simulator.set(k as u8 + 1, slot as u16 * 2, value as f32);
         }
     }
 
     /// Replays until the task is dropped: every second of wall time moves
     /// simulated time by `speed` seconds.
     pub fn run(self, simulator: Arc<ModbusSimulator>, speed: f64) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let start = std::time::Instant::now();
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let elapsed_ms = (start.elapsed().as_secs_f64() * speed * 1000.0) as i64;
-                self.apply(&simulator, elapsed_ms);
-            }
-        })
+        every_second(speed, move |elapsed_ms| self.apply(&simulator, elapsed_ms))
     }
 }

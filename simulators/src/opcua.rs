@@ -39,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::fault_proxy::FaultProxy;
+use crate::replay::{Timeline, every_second};
 
 pub use ::opcua::types::StatusCode as OpcUaStatus;
 
@@ -362,18 +363,13 @@ impl Drop for OpcUaSimulator {
     }
 }
 
-/// One quantity's readings, (ms, value) sorted by time.
-type Series = Vec<(i64, f64)>;
-
 /// A gridpack's feeder and transformer readings replayed into the simulator,
 /// time compressed and looping over the readings' span. Source timestamps are
 /// wall-clock time (a replay is live data to its clients).
 #[derive(Clone, Debug)]
 pub struct OpcUaReplay {
-    /// Per asset: the series of each of [`QUANTITIES`].
-    assets: Vec<(String, Vec<Series>)>,
-    first_ms: i64,
-    span_ms: i64,
+    /// Per asset id: its values of [`QUANTITIES`].
+    timeline: Timeline<String>,
 }
 
 impl OpcUaReplay {
@@ -383,88 +379,53 @@ impl OpcUaReplay {
         readings: &[headroom_geodata::ReadingRow],
     ) -> Self {
         use headroom_geodata::AssetKind;
-        let mut by_asset: BTreeMap<String, Vec<Series>> = BTreeMap::new();
-        let (mut first_ms, mut last_ms) = (i64::MAX, i64::MIN);
-        for row in readings {
+        let rows = readings.iter().filter_map(|row| {
+            let slot = QUANTITIES
+                .iter()
+                .position(|q| *q == row.quantity.as_str())?;
             let id = match row.asset.kind {
                 AssetKind::Feeder => network.feeders[row.asset.index as usize].id.to_string(),
                 AssetKind::Transformer => network.transformers[row.asset.index as usize]
                     .id
                     .to_string(),
-                _ => continue,
+                _ => return None,
             };
-            let Some(slot) = QUANTITIES.iter().position(|q| *q == row.quantity.as_str()) else {
-                continue;
-            };
-            by_asset
-                .entry(id)
-                .or_insert_with(|| vec![Vec::new(); QUANTITIES.len()])[slot]
-                .push((row.ts_ms, row.value));
-            first_ms = first_ms.min(row.ts_ms);
-            last_ms = last_ms.max(row.ts_ms);
-        }
-        let assets = by_asset
-            .into_iter()
-            .map(|(id, mut series)| {
-                for s in &mut series {
-                    s.sort_by_key(|(ts, _)| *ts);
-                }
-                (id, series)
-            })
-            .collect();
+            Some((id, slot, row.ts_ms, row.value))
+        });
         Self {
-            assets,
-            first_ms: if first_ms == i64::MAX { 0 } else { first_ms },
-            span_ms: if first_ms <= last_ms {
-                last_ms - first_ms + 15 * 60_000
-            } else {
-                1
-            },
+            timeline: Timeline::build(rows, QUANTITIES.len()),
         }
     }
 
     /// The assets replayed, to start the simulator with.
     pub fn assets(&self) -> Vec<String> {
-        self.assets.iter().map(|(id, _)| id.clone()).collect()
+        self.timeline.keys().cloned().collect()
     }
 
     /// Sets every variable to the reading in force `elapsed_ms` of simulated
     /// time after the first reading (looping), stamped `now_ms`.
     pub fn apply(&self, simulator: &OpcUaSimulator, elapsed_ms: i64, now_ms: i64) {
-        let at = self.first_ms + elapsed_ms.rem_euclid(self.span_ms);
-        let mut updates = Vec::new();
-        for (asset, series) in &self.assets {
-            for (slot, s) in series.iter().enumerate() {
-                let i = s.partition_point(|(ts, _)| *ts <= at);
-                if i > 0 {
-                    updates.push((
-                        asset.as_str(),
-                        QUANTITIES[slot],
-                        s[i - 1].1,
-                        now_ms,
-                        StatusCode::Good,
-                    ));
-                }
-            }
-        }
-        simulator.set_many(updates);
+        let assets: Vec<&String> = self.timeline.keys().collect();
+        simulator.set_many(self.timeline.at(elapsed_ms).map(|(k, slot, value)| {
+            (
+                assets[k].as_str(),
+                QUANTITIES[slot],
+                value,
+                now_ms,
+                StatusCode::Good,
+            )
+        }));
     }
 
     /// Replays until the task is dropped: every second of wall time moves
     /// simulated time by `speed` seconds.
     pub fn run(self, simulator: Arc<OpcUaSimulator>, speed: f64) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let start = std::time::Instant::now();
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let elapsed_ms = (start.elapsed().as_secs_f64() * speed * 1000.0) as i64;
-                self.apply(
-                    &simulator,
-                    elapsed_ms,
-                    chrono::Utc::now().timestamp_millis(),
-                );
-            }
+        every_second(speed, move |elapsed_ms| {
+            self.apply(
+                &simulator,
+                elapsed_ms,
+                chrono::Utc::now().timestamp_millis(),
+            );
         })
     }
 }

@@ -210,3 +210,106 @@ fn terminals_reach_the_store_and_every_fault_heals_by_itself() {
     let snapshot = status.snapshot();
     assert_eq!(snapshot.durable, snapshot.readings, "{snapshot:?}");
 }
+
+/// Faults of the network rather than the terminals, through a relay in front
+/// of the gateway: every connection closed at once (the gateway itself keeps
+/// running), then the whole gateway stalled (connections open, nothing
+/// answers). The connector notices both, reports the link, and resumes alone.
+#[test]
+fn closed_and_stalled_gateway_connections_heal_by_themselves() {
+    use headroom_simulators::fault_proxy::FaultProxy;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (gridpack, store) = fixture_store(dir.path());
+    let runtime = connector_runtime();
+    let (sim, proxy) = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sim = ModbusSimulator::start(listener, 2).await.unwrap();
+        let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = FaultProxy::start(front, sim.address()).unwrap();
+        (sim, proxy)
+    });
+    sim.set(1, address_of("p_kw").unwrap(), 111.0);
+    sim.set(2, address_of("p_kw").unwrap(), 222.0);
+    let device = |unit_id| ModbusDevice {
+        unit_id,
+        poll_interval_ms: 100,
+        points: vec![point(
+            0,
+            RegisterKind::Input,
+            if unit_id == 1 { "T_2" } else { "T_4" },
+            "p_kw",
+            1.0,
+            0.0,
+        )],
+    };
+    let connector = ConnectorConfig::Modbus(ModbusConfig {
+        name: "dtu".into(),
+        host: "127.0.0.1".into(),
+        port: proxy.address().port(),
+        timeout_ms: 300,
+        retry_min_ms: 100,
+        retry_max_ms: 400,
+        devices: vec![device(1), device(2)],
+    });
+    let context = connector_context(store.clone(), &gridpack.network);
+    let running = {
+        let _entered = runtime.enter();
+        connector.spawn(&context).unwrap()
+    };
+    let status = running.status.clone();
+    wait_for("both terminals read", || {
+        count(&store, "asset = 'T_2' AND value = 111") >= 2
+            && count(&store, "asset = 'T_4' AND value = 222") >= 2
+    });
+
+    // Every connection reset under the connector.
+    proxy.close_connections();
+    wait_for("both terminals' gaps after the reset", || {
+        let gaps = status.snapshot().gaps;
+        gaps.iter().any(|g| g.part == "unit 1") && gaps.iter().any(|g| g.part == "unit 2")
+    });
+    assert!(
+        status
+            .snapshot()
+            .errors
+            .get("transport")
+            .copied()
+            .unwrap_or(0)
+            >= 2,
+        "{:?}",
+        status.snapshot()
+    );
+    let after_reset = count(&store, "asset = 'T_2'");
+    wait_for("readings after the reset", || {
+        count(&store, "asset = 'T_2'") > after_reset + 2
+    });
+
+    // The whole gateway silent: the link is reported down, nothing is written.
+    let gaps_before = status.snapshot().gaps.len();
+    proxy.set_stalled(true);
+    wait_for("the link reported down", || {
+        matches!(status.snapshot().link, LinkState::Disconnected { .. })
+    });
+    let during = count(&store, "source = 'dtu'");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        count(&store, "source = 'dtu'"),
+        during,
+        "readings written while stalled"
+    );
+    proxy.set_stalled(false);
+    wait_for("the link back up", || {
+        status.snapshot().link == LinkState::Connected
+    });
+    wait_for("the stall's gaps reported", || {
+        status.snapshot().gaps.len() >= gaps_before + 2
+    });
+    sim.set(1, address_of("p_kw").unwrap(), 112.0);
+    wait_for("fresh values after the stall", || {
+        count(&store, "asset = 'T_2' AND value = 112") >= 1
+    });
+
+    context.shutdown.cancel();
+    runtime.block_on(running.task).unwrap();
+}
