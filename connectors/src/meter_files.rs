@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::output::Output;
+use crate::output::{MAX_WRITE, Output};
 use crate::status::{LinkState, StatusHandle};
 
 /// Quarter-hours of a day in the wide form.
@@ -113,13 +113,14 @@ impl std::fmt::Display for FileFault {
     }
 }
 
-/// Parses a metering file of either form into readings.
+/// Parses a metering file of either form into readings, in parts of at most
+/// [`MAX_WRITE`].
 pub fn parse_file(
     bytes: &[u8],
     config: &MeterFilesConfig,
     known_asset: &dyn Fn(&str) -> bool,
     source: &Arc<str>,
-) -> std::result::Result<Vec<Reading>, FileFault> {
+) -> std::result::Result<Vec<Vec<Reading>>, FileFault> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -145,14 +146,9 @@ pub fn parse_file(
             ),
         ));
     }
-    // Room for every reading up front: a large file's readings run to a
-    // gigabyte, and growing by doubling copies (and zeroes) most of it again.
-    let lines = bytes.iter().filter(|b| **b == b'\n').count();
-    let mut out = Vec::with_capacity(if wide {
-        lines * INTERVALS_PER_DAY * 2
-    } else {
-        lines
-    });
+    // In the parts the output writes: a large file's readings run to a
+    // gigabyte, which one growing vector would copy (and the kernel zero) again.
+    let mut out = Parts::default();
     let mut assets: BTreeMap<String, Arc<str>> = BTreeMap::new();
     let mut asset_of = |id: &str| -> Arc<str> {
         assets
@@ -270,7 +266,26 @@ pub fn parse_file(
             });
         }
     }
-    Ok(out)
+    Ok(out.parts)
+}
+
+/// Readings in parts of at most [`MAX_WRITE`].
+#[derive(Default)]
+struct Parts {
+    parts: Vec<Vec<Reading>>,
+}
+
+impl Parts {
+    fn push(&mut self, reading: Reading) {
+        match self.parts.last_mut() {
+            Some(part) if part.len() < MAX_WRITE => part.push(reading),
+            _ => {
+                let mut part = Vec::with_capacity(MAX_WRITE);
+                part.push(reading);
+                self.parts.push(part);
+            }
+        }
+    }
 }
 
 /// The content hashes of files already taken.
@@ -371,11 +386,11 @@ pub async fn take_file(
     .await
     .map_err(|e| io(std::io::Error::other(e)))?;
     match parsed {
-        Ok(readings) => {
-            let count = readings.len();
+        Ok(parts) => {
+            let count = parts.iter().map(Vec::len).sum();
             // The file stays where it is until its readings are durable: a crash
             // before then takes it again.
-            if !output.send_durable(readings).await {
+            if !output.send_durable_parts(parts).await {
                 return Err(io(std::io::Error::other(
                     "shut down before the file was durable",
                 )));

@@ -11,14 +11,15 @@ use futures::stream::FuturesUnordered;
 use headroom_engine::store::{Reading, ReadingSink, WriteSummary};
 use tokio::sync::{mpsc, oneshot};
 
-/// Readings and, for a caller waiting on them, who to tell once durable.
-type Batch = (Vec<Reading>, Option<oneshot::Sender<()>>);
+/// Readings (in parts) and, for a caller waiting on them, who to tell once durable.
+type Batch = (Vec<Vec<Reading>>, Option<oneshot::Sender<()>>);
 use tokio_util::sync::CancellationToken;
 
 use crate::status::StatusHandle;
 
-/// Readings written to the store in one go at most.
-const MAX_WRITE: usize = 100_000;
+/// Readings written to the store in one go at most: a producer of large
+/// batches hands them over in parts of this size, which are written as they are.
+pub const MAX_WRITE: usize = 100_000;
 
 /// Batches queued per connector before producers wait: several minutes of a
 /// large connector's output while the store is away.
@@ -50,7 +51,7 @@ impl Output {
             return;
         }
         let count = readings.len() as u64;
-        if self.queue.send((readings, None)).await.is_ok() {
+        if self.queue.send((vec![readings], None)).await.is_ok() {
             self.status.update(|s| s.readings += count);
         } else {
             self.status.error("output_closed");
@@ -60,12 +61,19 @@ impl Output {
     /// Queues a batch and waits until the store has made it durable; false if
     /// the connector is shutting down first.
     pub async fn send_durable(&self, readings: Vec<Reading>) -> bool {
-        if readings.is_empty() {
+        self.send_durable_parts(vec![readings]).await
+    }
+
+    /// [`Output::send_durable`] for a batch already cut in parts of at most
+    /// [`MAX_WRITE`] readings (a large file's), which are written without
+    /// being copied again.
+    pub async fn send_durable_parts(&self, parts: Vec<Vec<Reading>>) -> bool {
+        let count: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        if count == 0 {
             return true;
         }
-        let count = readings.len() as u64;
         let (done, durable) = oneshot::channel();
-        if self.queue.send((readings, Some(done))).await.is_err() {
+        if self.queue.send((parts, Some(done))).await.is_err() {
             self.status.error("output_closed");
             return false;
         }
@@ -93,29 +101,47 @@ struct Chunk {
     waiters: Vec<SharedWaiter>,
 }
 
-/// Appends a batch to the queue of chunks, filling the last one first.
-fn enqueue(chunks: &mut VecDeque<Chunk>, (readings, done): Batch) {
+/// Appends a batch to the queue of chunks: a small part fills the last chunk,
+/// a part of up to [`MAX_WRITE`] readings becomes a chunk as it is.
+fn enqueue(chunks: &mut VecDeque<Chunk>, (parts, done): Batch) {
     let waiter: Option<SharedWaiter> = done.map(|done| {
         Arc::new(std::sync::Mutex::new(Waiter {
             chunks_left: 0,
             done: Some(done),
         }))
     });
-    let mut readings = readings.into_iter().peekable();
-    while readings.peek().is_some() {
-        if chunks.back().is_none_or(|c| c.readings.len() >= MAX_WRITE) {
-            chunks.push_back(Chunk::default());
-        }
-        let Some(chunk) = chunks.back_mut() else {
-            break;
-        };
-        let room = MAX_WRITE - chunk.readings.len();
-        chunk.readings.extend(readings.by_ref().take(room));
+    let join = |chunk: &mut Chunk| {
         if let Some(waiter) = &waiter
             && !chunk.waiters.iter().any(|w| Arc::ptr_eq(w, waiter))
         {
             chunk.waiters.push(waiter.clone());
             waiter.lock().unwrap_or_else(|e| e.into_inner()).chunks_left += 1;
+        }
+    };
+    for part in parts.into_iter().filter(|p| !p.is_empty()) {
+        let room = chunks
+            .back()
+            .map_or(0, |c| MAX_WRITE.saturating_sub(c.readings.len()));
+        if part.len() > room && part.len() <= MAX_WRITE {
+            let mut chunk = Chunk {
+                readings: part,
+                waiters: Vec::new(),
+            };
+            join(&mut chunk);
+            chunks.push_back(chunk);
+            continue;
+        }
+        let mut readings = part.into_iter().peekable();
+        while readings.peek().is_some() {
+            if chunks.back().is_none_or(|c| c.readings.len() >= MAX_WRITE) {
+                chunks.push_back(Chunk::default());
+            }
+            let Some(chunk) = chunks.back_mut() else {
+                break;
+            };
+            let room = MAX_WRITE - chunk.readings.len();
+            chunk.readings.extend(readings.by_ref().take(room));
+            join(chunk);
         }
     }
 }
@@ -321,6 +347,17 @@ mod tests {
         let snapshot = status.snapshot();
         assert_eq!(snapshot.durable, 2 * MAX_WRITE as u64 + 510);
         assert_eq!(snapshot.errors.get("store"), Some(&2));
+
+        // Parts of a large file are written as they are, each at most MAX_WRITE.
+        let parts = vec![vec![reading(1); MAX_WRITE], vec![reading(2); 5]];
+        assert!(output.send_durable_parts(parts).await);
+        let written = store.written.lock().unwrap().clone();
+        assert_eq!(
+            written.iter().sum::<usize>(),
+            3 * MAX_WRITE + 515,
+            "{written:?}"
+        );
+        assert!(written.contains(&MAX_WRITE), "{written:?}");
         drop(output);
         forwarder.await.unwrap();
     }

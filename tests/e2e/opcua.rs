@@ -109,6 +109,7 @@ fn scada_values_reach_the_store_and_every_fault_heals_by_itself() {
     sim.set("F_L0", "p_kw", 2_500.0, t0);
     sim.set("F_L0", "i_a", 121.5, t0);
     sim.set("F_L22", "p_kw", 1.75, t0 + 1_000); // MW on this RTU
+    sim.set("F_L22", "u_kv", 10.0, t0 + 1_000);
 
     let connector = ConnectorConfig::Opcua(quick_config(
         "scada",
@@ -117,6 +118,10 @@ fn scada_values_reach_the_store_and_every_fault_heals_by_itself() {
             item(sim.node_id("F_L0", "p_kw"), "F_L0", "p_kw", 1.0),
             item(sim.node_id("F_L0", "i_a"), "F_L0", "i_a", 1.0),
             item(sim.node_id("F_L22", "p_kw"), "F_L22", "p_kw", 1_000.0),
+            OpcUaItem {
+                deadband: Deadband::Absolute { value: 0.5 },
+                ..item(sim.node_id("F_L22", "u_kv"), "F_L22", "u_kv", 1.0)
+            },
         ],
     ));
     let context = connector_context(store.clone(), &gridpack.network);
@@ -134,7 +139,24 @@ fn scada_values_reach_the_store_and_every_fault_heals_by_itself() {
             && has(&store, "F_L22", "p_kw", t0 + 1_000, 1_750.0, "good")
     });
     assert_eq!(status.snapshot().link, LinkState::Connected);
-    assert_eq!(status.snapshot().points, 3);
+    assert_eq!(status.snapshot().points, 4);
+
+    // An absolute deadband: the server reports only changes above it. (Source
+    // timestamps must grow: the server holds back a value stamped before the
+    // last one reported.)
+    wait_for("the first voltage", || {
+        has(&store, "F_L22", "u_kv", t0 + 1_000, 10.0, "good")
+    });
+    sim.set("F_L22", "u_kv", 10.2, t0 + 1_500);
+    std::thread::sleep(Duration::from_millis(300));
+    sim.set("F_L22", "u_kv", 10.7, t0 + 2_000);
+    wait_for("the change beyond the deadband", || {
+        has(&store, "F_L22", "u_kv", t0 + 2_000, 10.7, "good")
+    });
+    assert!(
+        !has(&store, "F_L22", "u_kv", t0 + 1_500, 10.2, "good"),
+        "a change within the deadband was reported"
+    );
 
     // A data change while connected.
     sim.set("F_L0", "p_kw", 2_510.0, t0 + 2_000);
