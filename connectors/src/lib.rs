@@ -42,6 +42,20 @@ pub use error::{Error, Result};
 pub use output::{Backoff, Output};
 pub use status::{ConnectorStatus, LinkState, StatusHandle, StatusRegistry};
 
+// Defaults shared by the connectors' configs.
+/// First retry delay after a failure, ms.
+pub(crate) const fn default_retry_min_ms() -> u64 {
+    1_000
+}
+/// Longest retry delay, ms.
+pub(crate) const fn default_retry_max_ms() -> u64 {
+    60_000
+}
+/// A value's scale: as read.
+pub(crate) const fn default_scale() -> f64 {
+    1.0
+}
+
 /// One `[[connector]]` entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

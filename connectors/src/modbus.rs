@@ -43,10 +43,10 @@ pub struct ModbusConfig {
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// First retry delay after a failure, ms (doubling, with jitter).
-    #[serde(default = "default_retry_min_ms")]
+    #[serde(default = "crate::default_retry_min_ms")]
     pub retry_min_ms: u64,
     /// Longest retry delay, ms.
-    #[serde(default = "default_retry_max_ms")]
+    #[serde(default = "crate::default_retry_max_ms")]
     pub retry_max_ms: u64,
     /// The devices.
     pub devices: Vec<ModbusDevice>,
@@ -58,17 +58,8 @@ const fn default_port() -> u16 {
 const fn default_timeout_ms() -> u64 {
     1_000
 }
-const fn default_retry_min_ms() -> u64 {
-    1_000
-}
-const fn default_retry_max_ms() -> u64 {
-    60_000
-}
 const fn default_poll_interval_ms() -> u64 {
     1_000
-}
-const fn default_scale() -> f64 {
-    1.0
 }
 
 /// One monitoring terminal.
@@ -152,7 +143,7 @@ pub struct ModbusPoint {
     #[serde(default)]
     pub byte_order: Order,
     /// Value = raw x scale + offset.
-    #[serde(default = "default_scale")]
+    #[serde(default = "crate::default_scale")]
     pub scale: f64,
     /// Added after scaling.
     #[serde(default)]

@@ -88,10 +88,10 @@ pub struct OpcUaConfig {
     #[serde(default = "default_keep_alive_interval_ms")]
     pub keep_alive_interval_ms: u64,
     /// First reconnect delay, ms (doubling, with jitter).
-    #[serde(default = "default_retry_min_ms")]
+    #[serde(default = "crate::default_retry_min_ms")]
     pub retry_min_ms: u64,
     /// Longest reconnect delay, ms.
-    #[serde(default = "default_retry_max_ms")]
+    #[serde(default = "crate::default_retry_max_ms")]
     pub retry_max_ms: u64,
     /// The monitored items.
     pub items: Vec<OpcUaItem>,
@@ -106,20 +106,11 @@ const fn default_request_timeout_ms() -> u64 {
 const fn default_keep_alive_interval_ms() -> u64 {
     5_000
 }
-const fn default_retry_min_ms() -> u64 {
-    1_000
-}
-const fn default_retry_max_ms() -> u64 {
-    60_000
-}
 const fn default_sampling_interval_ms() -> f64 {
     1_000.0
 }
 const fn default_queue_size() -> u32 {
     10
-}
-const fn default_scale() -> f64 {
-    1.0
 }
 
 /// Security policy of the channel.
@@ -217,7 +208,7 @@ pub struct OpcUaItem {
     #[serde(default)]
     pub deadband: Deadband,
     /// Value = raw x scale + offset.
-    #[serde(default = "default_scale")]
+    #[serde(default = "crate::default_scale")]
     pub scale: f64,
     /// Added after scaling.
     #[serde(default)]

@@ -83,6 +83,21 @@ fn has(store: &Store, asset: &str, quantity: &str, ts_ms: i64, value: f64, quali
         .any(|(t, v, q)| *t == ts_ms && (*v - value).abs() < 1e-9 && q == quality)
 }
 
+/// A simulator of `assets` on a port of its own, with a PKI folder or security None only.
+fn start_simulator(
+    runtime: &tokio::runtime::Runtime,
+    assets: &[&str],
+    pki_dir: Option<std::path::PathBuf>,
+) -> OpcUaSimulator {
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let assets = assets.iter().map(|a| (*a).to_owned()).collect();
+        OpcUaSimulator::start(listener, OpcUaSimulatorConfig { assets, pki_dir })
+            .await
+            .unwrap()
+    })
+}
+
 fn errors(status: &StatusHandle, kind: &str) -> u64 {
     status.snapshot().errors.get(kind).copied().unwrap_or(0)
 }
@@ -92,18 +107,7 @@ fn scada_values_reach_the_store_and_every_fault_heals_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let (gridpack, store) = fixture_store(dir.path());
     let runtime = connector_runtime();
-    let sim = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        OpcUaSimulator::start(
-            listener,
-            OpcUaSimulatorConfig {
-                assets: vec!["F_L0".into(), "F_L22".into()],
-                pki_dir: None,
-            },
-        )
-        .await
-        .unwrap()
-    });
+    let sim = start_simulator(&runtime, &["F_L0", "F_L22"], None);
     // Whole seconds in the past: the store keeps milliseconds exactly.
     let t0 = (chrono::Utc::now().timestamp_millis() / 1_000 - 60) * 1_000;
     sim.set("F_L0", "p_kw", 2_500.0, t0);
@@ -272,18 +276,7 @@ fn a_signed_and_encrypted_session_with_a_user_name() {
     let dir = tempfile::tempdir().unwrap();
     let (gridpack, store) = fixture_store(dir.path());
     let runtime = connector_runtime();
-    let sim = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        OpcUaSimulator::start(
-            listener,
-            OpcUaSimulatorConfig {
-                assets: vec!["F_L0".into()],
-                pki_dir: Some(dir.path().join("server-pki")),
-            },
-        )
-        .await
-        .unwrap()
-    });
+    let sim = start_simulator(&runtime, &["F_L0"], Some(dir.path().join("server-pki")));
     let t0 = (chrono::Utc::now().timestamp_millis() / 1_000 - 30) * 1_000;
     sim.set("F_L0", "u_kv", 10.4, t0);
     let mut config = quick_config(
