@@ -56,6 +56,40 @@ pub(crate) const fn default_scale() -> f64 {
     1.0
 }
 
+/// Checks what a point or item measures (`at` is its path in the config):
+/// scale and offset finite (scale not 0), an asset of the network, a quantity.
+pub(crate) fn validate_mapping(
+    at: &str,
+    asset: &str,
+    quantity: &str,
+    scale: f64,
+    offset: f64,
+    known_asset: &dyn Fn(&str) -> bool,
+) -> Result<()> {
+    if !(scale.is_finite() && offset.is_finite()) || scale == 0.0 {
+        return Err(Error::config(
+            format!("{at}.scale"),
+            "scale and offset must be finite, scale not 0",
+        ));
+    }
+    if asset.trim().is_empty() {
+        return Err(Error::config(format!("{at}.asset"), "is missing"));
+    }
+    if !known_asset(asset) {
+        return Err(Error::config(
+            format!("{at}.asset"),
+            format!("`{asset}` is not a measurable asset of the network"),
+        ));
+    }
+    if headroom_geodata::Quantity::parse(quantity).is_none() {
+        return Err(Error::config(
+            format!("{at}.quantity"),
+            format!("`{quantity}` is not one of p_kw, q_kvar, s_kva, i_a, u_kv"),
+        ));
+    }
+    Ok(())
+}
+
 /// One `[[connector]]` entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -121,10 +121,7 @@ pub fn parse_file(
     known_asset: &(dyn Fn(&str) -> bool + Sync),
     source: &Arc<str>,
 ) -> std::result::Result<Vec<Vec<Reading>>, FileFault> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(bytes);
+    let mut reader = csv_reader(bytes);
     let mut record = csv::StringRecord::new();
     let fault = |line: u64, rule: String| FileFault { line, rule };
     match reader.read_record(&mut record) {
@@ -190,6 +187,14 @@ pub fn parse_file(
     Ok(parts)
 }
 
+/// A reader of a file's (or a half's) records, the header read as one.
+fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes)
+}
+
 /// Files larger than this are parsed on two threads.
 const PARALLEL_BYTES: usize = 1 << 20;
 
@@ -202,10 +207,7 @@ fn parse_body(
     known_asset: &(dyn Fn(&str) -> bool + Sync),
     source: &Arc<str>,
 ) -> std::result::Result<Vec<Vec<Reading>>, FileFault> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(bytes);
+    let mut reader = csv_reader(bytes);
     let mut record = csv::StringRecord::new();
     let fault = |line: u64, rule: String| FileFault { line, rule };
     // In the parts the output writes: a large file's readings run to a

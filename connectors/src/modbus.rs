@@ -291,30 +291,14 @@ impl ModbusConfig {
                         ));
                     }
                 }
-                if !(p.scale.is_finite() && p.offset.is_finite()) || p.scale == 0.0 {
-                    return Err(Error::config(
-                        format!("{at}.scale"),
-                        "scale and offset must be finite, scale not 0",
-                    ));
-                }
-                if p.asset.trim().is_empty() {
-                    return Err(Error::config(format!("{at}.asset"), "is missing"));
-                }
-                if !known_asset(&p.asset) {
-                    return Err(Error::config(
-                        format!("{at}.asset"),
-                        format!("`{}` is not a measurable asset of the network", p.asset),
-                    ));
-                }
-                if Quantity::parse(&p.quantity).is_none() {
-                    return Err(Error::config(
-                        format!("{at}.quantity"),
-                        format!(
-                            "`{}` is not one of p_kw, q_kvar, s_kva, i_a, u_kv",
-                            p.quantity
-                        ),
-                    ));
-                }
+                crate::validate_mapping(
+                    &at,
+                    &p.asset,
+                    &p.quantity,
+                    p.scale,
+                    p.offset,
+                    known_asset,
+                )?;
             }
         }
         Ok(())

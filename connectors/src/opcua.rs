@@ -325,30 +325,14 @@ impl OpcUaConfig {
                     ));
                 }
             }
-            if !(item.scale.is_finite() && item.offset.is_finite()) || item.scale == 0.0 {
-                return Err(Error::config(
-                    format!("{at}.scale"),
-                    "scale and offset must be finite, scale not 0",
-                ));
-            }
-            if item.asset.trim().is_empty() {
-                return Err(Error::config(format!("{at}.asset"), "is missing"));
-            }
-            if !known_asset(&item.asset) {
-                return Err(Error::config(
-                    format!("{at}.asset"),
-                    format!("`{}` is not a measurable asset of the network", item.asset),
-                ));
-            }
-            if Quantity::parse(&item.quantity).is_none() {
-                return Err(Error::config(
-                    format!("{at}.quantity"),
-                    format!(
-                        "`{}` is not one of p_kw, q_kvar, s_kva, i_a, u_kv",
-                        item.quantity
-                    ),
-                ));
-            }
+            crate::validate_mapping(
+                &at,
+                &item.asset,
+                &item.quantity,
+                item.scale,
+                item.offset,
+                known_asset,
+            )?;
         }
         Ok(())
     }

@@ -13,7 +13,9 @@ use headroom_connectors::{ConnectorConfig, LinkState};
 
 use crate::opcua::{item, quick_config, rows_of};
 
-use crate::support::{connector_context, connector_runtime, fixture_store, store_rows, wait_for};
+use crate::support::{
+    connector_context, connector_runtime, fixture_store, spawn_connector, store_rows, wait_for,
+};
 
 /// A Python server process, killed when dropped.
 struct PythonServer {
@@ -108,10 +110,7 @@ fn the_modbus_connector_reads_pymodbus() {
     });
     let context = connector_context(store.clone(), &gridpack.network);
     let shutdown = context.shutdown.clone();
-    let running = {
-        let _entered = runtime.enter();
-        connector.spawn(&context).unwrap()
-    };
+    let running = spawn_connector(&runtime, &connector, &context);
     let query = "SELECT DISTINCT quantity, value, quality FROM readings \
                  WHERE source = 'pymodbus' ORDER BY quantity";
     wait_for("readings from pymodbus", || {
@@ -149,10 +148,7 @@ fn the_opcua_connector_reads_asyncua() {
     config.keep_alive_interval_ms = 2_000;
     config.request_timeout_ms = 5_000;
     let context = connector_context(store.clone(), &gridpack.network);
-    let running = {
-        let _entered = runtime.enter();
-        ConnectorConfig::Opcua(config).spawn(&context).unwrap()
-    };
+    let running = spawn_connector(&runtime, &ConnectorConfig::Opcua(config), &context);
     let t0 = chrono::DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
         .unwrap()
         .timestamp_millis();

@@ -10,7 +10,9 @@ use headroom_connectors::meter_files::MeterFilesConfig;
 use headroom_engine::store::Store;
 use headroom_simulators::meter_files::{drop_file, shaped_day};
 
-use crate::support::{connector_context, connector_runtime, fixture_store, store_rows, wait_for};
+use crate::support::{
+    connector_context, connector_runtime, fixture_store, spawn_connector, store_rows, wait_for,
+};
 
 fn scalar(store: &Store, sql: &str) -> String {
     store_rows(store, sql)
@@ -60,10 +62,7 @@ fn dropped_files_are_taken_once_and_bad_ones_explained() {
     });
     let context = connector_context(store.clone(), &gridpack.network);
     let shutdown = context.shutdown.clone();
-    let running = {
-        let _entered = runtime.enter();
-        connector.spawn(&context).unwrap()
-    };
+    let running = spawn_connector(&runtime, &connector, &context);
     let status = running.status.clone();
 
     wait_for("both good files done", || {

@@ -11,7 +11,9 @@ use headroom_connectors::{ConnectorConfig, LinkState};
 use headroom_engine::store::Store;
 use headroom_simulators::modbus::{ExceptionCode, Fault, ModbusSimulator, address_of};
 
-use crate::support::{connector_context, connector_runtime, fixture_store, store_rows, wait_for};
+use crate::support::{
+    connector_context, connector_runtime, fixture_store, spawn_connector, store_rows, wait_for,
+};
 
 fn point(
     address: u16,
@@ -85,10 +87,7 @@ fn terminals_reach_the_store_and_every_fault_heals_by_itself() {
     let context = connector_context(store.clone(), &gridpack.network);
     let shutdown = context.shutdown.clone();
     let started_ms = chrono::Utc::now().timestamp_millis();
-    let running = {
-        let _entered = runtime.enter();
-        connector.spawn(&context).unwrap()
-    };
+    let running = spawn_connector(&runtime, &connector, &context);
     let status = running.status.clone();
 
     // Values, scaling, quality and timestamps.
@@ -253,10 +252,7 @@ fn closed_and_stalled_gateway_connections_heal_by_themselves() {
         devices: vec![device(1), device(2)],
     });
     let context = connector_context(store.clone(), &gridpack.network);
-    let running = {
-        let _entered = runtime.enter();
-        connector.spawn(&context).unwrap()
-    };
+    let running = spawn_connector(&runtime, &connector, &context);
     let status = running.status.clone();
     wait_for("both terminals read", || {
         count(&store, "asset = 'T_2' AND value = 111") >= 2

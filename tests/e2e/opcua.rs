@@ -16,7 +16,9 @@ use headroom_simulators::opcua::{
     OpcUaSimulator, OpcUaSimulatorConfig, OpcUaStatus, SIM_PASSWORD, SIM_USER,
 };
 
-use crate::support::{connector_context, connector_runtime, fixture_store, store_rows, wait_for};
+use crate::support::{
+    connector_context, connector_runtime, fixture_store, spawn_connector, store_rows, wait_for,
+};
 
 pub(crate) fn item(node_id: String, asset: &str, quantity: &str, scale: f64) -> OpcUaItem {
     OpcUaItem {
@@ -130,10 +132,7 @@ fn scada_values_reach_the_store_and_every_fault_heals_by_itself() {
     ));
     let context = connector_context(store.clone(), &gridpack.network);
     let shutdown = context.shutdown.clone();
-    let running = {
-        let _entered = runtime.enter();
-        connector.spawn(&context).unwrap()
-    };
+    let running = spawn_connector(&runtime, &connector, &context);
     let status = running.status.clone();
 
     // Values, scaling, source timestamps, quality.
@@ -295,12 +294,7 @@ fn a_signed_and_encrypted_session_with_a_user_name() {
     // Key generation in a debug build takes a while.
     config.request_timeout_ms = 10_000;
     let context = connector_context(store.clone(), &gridpack.network);
-    let running = {
-        let _entered = runtime.enter();
-        ConnectorConfig::Opcua(config.clone())
-            .spawn(&context)
-            .unwrap()
-    };
+    let running = spawn_connector(&runtime, &ConnectorConfig::Opcua(config.clone()), &context);
     wait_for("the value over the secure channel", || {
         has(&store, "F_L0", "u_kv", t0, 10.4, "good")
     });
@@ -314,10 +308,7 @@ fn a_signed_and_encrypted_session_with_a_user_name() {
     };
     config.name = "scada-wrong".into();
     let context = connector_context(store.clone(), &gridpack.network);
-    let running = {
-        let _entered = runtime.enter();
-        ConnectorConfig::Opcua(config).spawn(&context).unwrap()
-    };
+    let running = spawn_connector(&runtime, &ConnectorConfig::Opcua(config), &context);
     wait_for("the refused login reported", || {
         matches!(
             running.status.snapshot().link,

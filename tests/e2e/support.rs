@@ -116,3 +116,13 @@ pub(crate) fn connector_context(
         registry: headroom_connectors::StatusRegistry::default(),
     }
 }
+
+/// Starts a connector on `runtime` (the test's own thread stays outside it).
+pub(crate) fn spawn_connector(
+    runtime: &tokio::runtime::Runtime,
+    connector: &headroom_connectors::ConnectorConfig,
+    context: &headroom_connectors::ConnectorContext,
+) -> headroom_connectors::RunningConnector {
+    let _entered = runtime.enter();
+    connector.spawn(context).unwrap()
+}
