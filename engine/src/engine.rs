@@ -30,6 +30,9 @@ pub struct ReservedLoad {
     pub power_factor: f64,
     /// 96 quarter-hour factors, or flat.
     pub profile: Option<Vec<f64>>,
+    /// For a low-voltage supply, the distribution transformer it takes: its
+    /// loading check counts the reservation too.
+    pub transformer: Option<TransformerIx>,
 }
 
 /// A feeder's loads and base-case power flows over its steps.
@@ -111,12 +114,12 @@ pub struct FeederBase {
 /// ([`EngineConfig::feeder_cache_bytes`]): a city has thousands of feeders and an
 /// application touches a few dozen.
 pub struct Engine {
-    /// The network.
-    pub network: Network,
+    /// The network (shared by the engines derived from this one).
+    pub network: Arc<Network>,
     /// Its traced topology.
-    pub topology: Topology,
+    pub topology: Arc<Topology>,
     /// Its spatial index.
-    pub spatial: SpatialIndex,
+    pub spatial: Arc<SpatialIndex>,
     /// Settings.
     pub config: EngineConfig,
     /// The data window.
@@ -124,18 +127,23 @@ pub struct Engine {
     /// Per busbar group and window step: power through its substation
     /// transformers, kVA (measured, or the sum of its feeders' heads), without
     /// reservations.
-    pub group_kva: Vec<Vec<Complex64>>,
+    pub group_kva: Arc<Vec<Vec<Complex64>>>,
     /// Per busbar group and window step: reserved load in the group, kVA.
     pub group_reserved_kva: Vec<Vec<Complex64>>,
     /// Reservations counted.
     pub reservations: Vec<ReservedLoad>,
     /// Distribution transformers hanging on each node.
-    pub node_transformers: Vec<Vec<TransformerIx>>,
+    pub node_transformers: Arc<Vec<Vec<TransformerIx>>>,
     readings: Arc<dyn ReadingsSource>,
-    /// Built feeder bases by (feeder, reservations counted).
-    bases: Cache<(usize, bool), Arc<FeederBase>>,
+    /// Built feeder bases by (feeder, fingerprint of the reservations counted,
+    /// 0 for none). Engines derived with other reservations share it: a feeder
+    /// the change does not touch keeps its bases.
+    bases: Cache<(usize, u64), Arc<FeederBase>>,
     /// Whether a reservation sits on each feeder.
     feeder_reserved: Vec<bool>,
+    /// Per feeder, the fingerprint of the reservations its base counts (on the
+    /// feeder and in its busbar group); 0 where none touch it.
+    feeder_fingerprint: Vec<u64>,
     /// Whether reservations load each busbar group.
     group_reserved: Vec<bool>,
 }
@@ -161,49 +169,156 @@ impl Engine {
         config: EngineConfig,
         reservations: Vec<ReservedLoad>,
     ) -> Self {
-        let topology = Topology::trace(&network);
-        let spatial = SpatialIndex::build(&network);
+        let topology = Arc::new(Topology::trace(&network));
+        let spatial = Arc::new(SpatialIndex::build(&network));
         let mut node_transformers = vec![Vec::new(); network.nodes.len()];
         for (t, tr) in network.transformers.iter().enumerate() {
             node_transformers[tr.node.get()].push(TransformerIx::from_usize(t));
         }
-        let window = data_window(&network, readings.as_ref());
-        let bases = Cache::builder()
+        Self::assemble(
+            Arc::new(network),
+            topology,
+            spatial,
+            Arc::new(node_transformers),
+            readings,
+            config,
+            reservations,
+        )
+    }
+
+    fn new_cache(config: &EngineConfig) -> Cache<(usize, u64), Arc<FeederBase>> {
+        Cache::builder()
             .max_capacity(config.feeder_cache_bytes)
             .weigher(|_, base: &Arc<FeederBase>| {
                 u32::try_from(base.weight_bytes()).unwrap_or(u32::MAX)
             })
-            .build();
-        let feeder_count = network.feeders.len();
+            .build()
+    }
+
+    fn assemble(
+        network: Arc<Network>,
+        topology: Arc<Topology>,
+        spatial: Arc<SpatialIndex>,
+        node_transformers: Arc<Vec<Vec<TransformerIx>>>,
+        readings: Arc<dyn ReadingsSource>,
+        config: EngineConfig,
+        reservations: Vec<ReservedLoad>,
+    ) -> Self {
+        let window = data_window(&network, readings.as_ref());
+        let bases = Self::new_cache(&config);
         let mut engine = Engine {
-            group_kva: Vec::new(),
+            group_kva: Arc::new(Vec::new()),
             group_reserved_kva: Vec::new(),
             network,
             topology,
             spatial,
             config,
             window,
-            reservations,
+            reservations: Vec::new(),
             node_transformers,
             readings,
             bases,
-            feeder_reserved: vec![false; feeder_count],
+            feeder_reserved: Vec::new(),
+            feeder_fingerprint: Vec::new(),
             group_reserved: Vec::new(),
         };
-        engine.group_kva = engine.measured_group_kva(engine.readings.as_ref());
+        engine.group_kva = Arc::new(engine.measured_group_kva(engine.readings.as_ref()));
         engine.fill_unmeasured_groups();
-        engine.group_reserved_kva = engine.reserved_per_group();
-        engine.group_reserved = engine
+        engine.set_reservations(reservations);
+        engine
+    }
+
+    /// The same network, readings and settings with other reservations: cheap
+    /// (no topology, index or readings work) and sharing the feeder bases that
+    /// the difference does not touch. The ledger derives one per change.
+    pub fn with_reservations(&self, reservations: Vec<ReservedLoad>) -> Self {
+        let mut engine = Engine {
+            network: self.network.clone(),
+            topology: self.topology.clone(),
+            spatial: self.spatial.clone(),
+            config: self.config.clone(),
+            window: self.window.clone(),
+            group_kva: self.group_kva.clone(),
+            group_reserved_kva: Vec::new(),
+            reservations: Vec::new(),
+            node_transformers: self.node_transformers.clone(),
+            readings: self.readings.clone(),
+            bases: self.bases.clone(),
+            feeder_reserved: Vec::new(),
+            feeder_fingerprint: Vec::new(),
+            group_reserved: Vec::new(),
+        };
+        engine.set_reservations(reservations);
+        engine
+    }
+
+    /// The same network and reservations over new readings: a new data window,
+    /// substation loading and feeder bases (the topology and index are kept).
+    pub fn with_readings(&self, readings: Arc<dyn ReadingsSource>) -> Self {
+        Self::assemble(
+            self.network.clone(),
+            self.topology.clone(),
+            self.spatial.clone(),
+            self.node_transformers.clone(),
+            readings,
+            self.config.clone(),
+            self.reservations.clone(),
+        )
+    }
+
+    fn set_reservations(&mut self, reservations: Vec<ReservedLoad>) {
+        use std::hash::{Hash, Hasher};
+        self.reservations = reservations;
+        self.group_reserved_kva = self.reserved_per_group();
+        self.group_reserved = self
             .group_reserved_kva
             .iter()
             .map(|series| series.iter().any(|s| s.norm_sqr() > 0.0))
             .collect();
-        for r in &engine.reservations {
-            if let Some(p) = engine.topology.placement(r.node) {
-                engine.feeder_reserved[p.feeder.get()] = true;
+        let feeders = self.network.feeders.len();
+        self.feeder_reserved = vec![false; feeders];
+        // Order-independent sums of each reservation's hash, per feeder and per
+        // busbar group: a base depends on the set, not on the ledger's order.
+        let mut feeder_hash = vec![0u64; feeders];
+        let mut group_hash = vec![0u64; self.group_reserved.len()];
+        for r in &self.reservations {
+            let mut hasher = rustc_hash::FxHasher::default();
+            r.application.hash(&mut hasher);
+            r.node.get().hash(&mut hasher);
+            r.demand_kw.to_bits().hash(&mut hasher);
+            r.power_factor.to_bits().hash(&mut hasher);
+            if let Some(profile) = &r.profile {
+                for v in profile {
+                    v.to_bits().hash(&mut hasher);
+                }
+            }
+            let h = hasher.finish();
+            let busbar = match self.topology.placement(r.node) {
+                Some(p) => {
+                    self.feeder_reserved[p.feeder.get()] = true;
+                    feeder_hash[p.feeder.get()] = feeder_hash[p.feeder.get()].wrapping_add(h);
+                    self.topology.tree(p.feeder).head()
+                }
+                None => r.node,
+            };
+            if let Some(g) = self.topology.busbar_group_index(busbar) {
+                group_hash[g] = group_hash[g].wrapping_add(h.rotate_left(17));
             }
         }
-        engine
+        self.feeder_fingerprint = (0..feeders)
+            .map(|f| {
+                if !self.touched_by_reservations(f) {
+                    return 0;
+                }
+                let head = self.topology.tree(FeederIx::from_usize(f)).head();
+                let group = self
+                    .topology
+                    .busbar_group_index(head)
+                    .map_or(0, |g| group_hash[g]);
+                // Never 0: that key is the base without reservations.
+                (feeder_hash[f] ^ group.rotate_left(31)) | 1
+            })
+            .collect();
     }
 
     /// The readings behind the engine.
@@ -223,9 +338,10 @@ impl Engine {
 
     /// The base of feeder `f`, reservations counted.
     pub fn feeder(&self, f: usize) -> Arc<FeederBase> {
-        let counted = self.touched_by_reservations(f);
-        self.bases
-            .get_with((f, counted), || Arc::new(self.build_base(f, counted)))
+        let fingerprint = self.feeder_fingerprint[f];
+        self.bases.get_with((f, fingerprint), || {
+            Arc::new(self.build_base(f, fingerprint != 0))
+        })
     }
 
     /// Feeder bases held in the cache and the bytes they weigh.
@@ -236,7 +352,7 @@ impl Engine {
 
     /// The base of feeder `f` if it is in the cache.
     pub fn cached_feeder(&self, f: usize) -> Option<Arc<FeederBase>> {
-        self.bases.get(&(f, self.touched_by_reservations(f)))
+        self.bases.get(&(f, self.feeder_fingerprint[f]))
     }
 
     /// The base of feeder `f` without reservations, where any touch it: what the
@@ -244,7 +360,7 @@ impl Engine {
     pub fn unreserved(&self, f: usize) -> Option<Arc<FeederBase>> {
         self.touched_by_reservations(f).then(|| {
             self.bases
-                .get_with((f, false), || Arc::new(self.build_base(f, false)))
+                .get_with((f, 0), || Arc::new(self.build_base(f, false)))
         })
     }
 
@@ -516,7 +632,7 @@ impl Engine {
                 }
             }
         }
-        for (g, series) in self.group_kva.iter_mut().enumerate() {
+        for (g, series) in Arc::make_mut(&mut self.group_kva).iter_mut().enumerate() {
             for (k, s) in series.iter_mut().enumerate() {
                 if s.re.is_nan() {
                     *s = sums[g][k];

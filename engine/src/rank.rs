@@ -1,13 +1,14 @@
 //! Ranking an application: candidates near the customer, each evaluated, and the
 //! supply schemes built from the feasible ones.
 
-use headroom_geodata::{Filter, LonLat, NodeIx, NodeType};
+use headroom_geodata::{AssetKind, Filter, LonLat, NodeIx, NodeType, TransformerIx};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::application::{Application, Importance};
 use crate::checks::{CheckName, CheckResult};
-use crate::engine::Engine;
+use crate::engine::{Engine, ReservedLoad};
+use crate::error::{Error, Result};
 use crate::evaluate::{AddedLoad, Figures, PointEvaluation, UNBOUNDED_KW, magnitude_root};
 use crate::load_model::{STEP_MS, power_factor_tan};
 
@@ -139,6 +140,13 @@ fn rfc3339(ts_ms: i64) -> String {
 }
 
 /// Internal: a candidate with what schemes need.
+/// A supply named in a scheme.
+#[derive(Clone, Copy)]
+enum Supply {
+    Node(NodeIx),
+    Transformer(TransformerIx),
+}
+
 struct Evaluated {
     out: Candidate,
     busbar: Option<NodeIx>,
@@ -252,6 +260,119 @@ impl Engine {
             schemes,
             candidates: evaluated.into_iter().map(|e| e.out).collect(),
             explanation,
+        }
+    }
+
+    /// Re-evaluates the connection points of a scheme for `app` with the
+    /// reservations this engine counts: what a reservation checks before it is
+    /// recorded. Each supply is a node id (a medium-voltage point or a busbar
+    /// through a new bay) or, for a low-voltage request, a transformer id.
+    pub fn evaluate_supplies(
+        &self,
+        app: &Application,
+        supplies: &[String],
+    ) -> Result<Vec<Candidate>> {
+        let at = LonLat::new(app.lon, app.lat);
+        let load = AddedLoad {
+            tan_phi: power_factor_tan(app.power_factor),
+            profile: app.profile.as_deref(),
+        };
+        supplies
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let supply = self.supply(id, i)?;
+                let position = match supply {
+                    Supply::Node(n) => self.network.node(n).position,
+                    Supply::Transformer(t) => self.network.transformers[t.get()].position,
+                };
+                let distance_m = headroom_geodata::geodesy::distance_m(at, position);
+                Ok(match supply {
+                    Supply::Node(n) => self.evaluate_node(n, distance_m, app, &load).out,
+                    Supply::Transformer(t) => {
+                        self.evaluate_transformer(t, distance_m, app, &load).out
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// The loads a reservation of `supplies` for `app` adds: the whole demand at
+    /// each supply, since each circuit of a two-supply scheme must carry the
+    /// customer alone when the other is out.
+    pub fn reserved_loads(
+        &self,
+        app: &Application,
+        supplies: &[String],
+    ) -> Result<Vec<ReservedLoad>> {
+        supplies
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let (node, transformer) = match self.supply(id, i)? {
+                    Supply::Node(n) => (n, None),
+                    Supply::Transformer(t) => (self.network.transformers[t.get()].node, Some(t)),
+                };
+                Ok(ReservedLoad {
+                    application: app.id.clone(),
+                    node,
+                    demand_kw: app.demand_kw,
+                    power_factor: app.power_factor,
+                    profile: app.profile.clone(),
+                    transformer,
+                })
+            })
+            .collect()
+    }
+
+    /// What reservations at these supplies must be serialised on: the
+    /// substations whose busbar groups they load (a feeder id where a node has
+    /// no substation). Two reservations with no key in common cannot change
+    /// each other's checks.
+    pub fn supply_lock_keys(&self, supplies: &[String]) -> Result<Vec<String>> {
+        let mut keys = supplies
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let node = match self.supply(id, i)? {
+                    Supply::Node(n) => n,
+                    Supply::Transformer(t) => self.network.transformers[t.get()].node,
+                };
+                let placement = self.topology.placement(node);
+                let busbar = placement.map_or(node, |p| self.topology.tree(p.feeder).head());
+                Ok(match (self.substation_id(busbar), placement) {
+                    (Some((_, id)), _) => format!("substation:{id}"),
+                    (None, Some(p)) => {
+                        format!("feeder:{}", self.network.feeders[p.feeder.get()].id)
+                    }
+                    (None, None) => format!("node:{}", self.network.node(node).id),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    fn supply(&self, id: &str, i: usize) -> Result<Supply> {
+        match self.network.lookup(id) {
+            Some(r) if r.kind == AssetKind::Node => {
+                Ok(Supply::Node(NodeIx::from_usize(r.index as usize)))
+            }
+            Some(r) if r.kind == AssetKind::Transformer => Ok(Supply::Transformer(
+                TransformerIx::from_usize(r.index as usize),
+            )),
+            Some(r) => Err(Error::BadApplication {
+                field: format!("supplies[{i}]"),
+                message: format!(
+                    "`{id}` is a {}, not a connection node or distribution transformer",
+                    r.kind
+                ),
+            }),
+            None => Err(Error::BadApplication {
+                field: format!("supplies[{i}]"),
+                message: format!("`{id}` is not in the network"),
+            }),
         }
     }
 
@@ -555,14 +676,25 @@ impl Engine {
                 .position(|(tx, _)| *tx == transformer)
             {
                 let limit = t.rated_kva * limits.transformer_pct / 100.0;
+                let reserved_here: Vec<&ReservedLoad> = self
+                    .reservations
+                    .iter()
+                    .filter(|r| r.transformer == Some(transformer))
+                    .collect();
                 for k in 0..base.loads.step_count() {
-                    let a = load
-                        .profile
-                        .map_or(1.0, |p| p[self.quarter_of_day(base.loads.steps[k])]);
-                    let s = num_complex::Complex64::new(
+                    let quarter = self.quarter_of_day(base.loads.steps[k]);
+                    let a = load.profile.map_or(1.0, |p| p[quarter]);
+                    let mut s = num_complex::Complex64::new(
                         base.loads.p_kw[k * m + slot],
                         base.loads.q_kvar[k * m + slot],
                     );
+                    for r in &reserved_here {
+                        let f = r.profile.as_ref().map_or(1.0, |p| p[quarter]);
+                        s += num_complex::Complex64::new(
+                            r.demand_kw * f,
+                            r.demand_kw * f * power_factor_tan(r.power_factor),
+                        );
+                    }
                     let per_kw = num_complex::Complex64::new(a, a * load.tan_phi);
                     peak_with_kva =
                         peak_with_kva.max((s + app.demand_kw * per_kw).norm_sqr().sqrt());

@@ -222,3 +222,70 @@ fn reservations_count_against_the_substation_transformers_too() {
         "{free_headroom} -> {queued_headroom}"
     );
 }
+
+#[test]
+fn an_engine_derived_with_reservations_answers_as_a_fresh_one() {
+    let grid = feeder();
+    let series = flat_readings(100.0, 30.0, 8);
+    let free = engine(&grid, &series);
+    let fresh = engine_with(&grid, &series, &[("N2", 2_000.0)]);
+    let reservations = fresh.reservations.clone();
+    let derived = free.with_reservations(reservations);
+    let app = application("A", at(300.0, 0.0), 100.0, json!({}));
+    assert_eq!(derived.rank(&app), fresh.rank(&app));
+    // Back to none: the free answer again (its bases were kept).
+    assert_eq!(
+        derived.with_reservations(Vec::new()).rank(&app),
+        free.rank(&app)
+    );
+}
+
+#[test]
+fn supplies_of_a_scheme_are_evaluated_as_the_ranking_does() {
+    let grid = feeder();
+    let series = flat_readings(100.0, 30.0, 8);
+    let engine = engine(&grid, &series);
+    let app = application("A", at(300.0, 0.0), 100.0, json!({}));
+    let ranked = engine.rank(&app);
+    let supplies = vec!["N3".to_owned(), "N2".to_owned()];
+    let checked = engine.evaluate_supplies(&app, &supplies).unwrap();
+    assert_eq!(&checked[0], candidate(&ranked, "N3"));
+    assert_eq!(&checked[1], candidate(&ranked, "N2"));
+    let loads = engine.reserved_loads(&app, &supplies).unwrap();
+    assert_eq!(loads.len(), 2);
+    assert!(
+        loads
+            .iter()
+            .all(|l| l.demand_kw == 100.0 && l.application == "A")
+    );
+    assert_eq!(
+        engine.supply_lock_keys(&supplies).unwrap(),
+        vec!["substation:S"]
+    );
+    let unknown = engine
+        .evaluate_supplies(&app, &["N3".to_owned(), "NOPE".to_owned()])
+        .unwrap_err();
+    assert!(unknown.to_string().contains("supplies[1]"), "{unknown}");
+    assert!(engine.evaluate_supplies(&app, &["L1".to_owned()]).is_err());
+}
+
+#[test]
+fn a_reservation_on_a_distribution_transformer_counts_against_its_loading() {
+    let grid = feeder();
+    let series = flat_readings(100.0, 30.0, 8);
+    let engine = engine(&grid, &series);
+    let app = application("LV", at(300.0, 0.0), 50.0, json!({"voltage_kv": 0.4}));
+    let ranked = engine.rank(&app);
+    let first = &ranked.candidates[0];
+    assert_eq!(first.node_type, "transformer");
+    let supply = vec![first.node.clone()];
+    let queued = engine.with_reservations(engine.reserved_loads(&app, &supply).unwrap());
+    let again = &queued.evaluate_supplies(&app, &supply).unwrap()[0];
+    let taken = first.headroom_kw - again.headroom_kw;
+    assert!(
+        (45.0..=55.0).contains(&taken),
+        "{} -> {}",
+        first.headroom_kw,
+        again.headroom_kw
+    );
+}

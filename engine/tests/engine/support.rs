@@ -84,6 +84,7 @@ pub(crate) fn engine_with(
             demand_kw: *kw,
             power_factor: 0.95,
             profile: None,
+            transformer: None,
         })
         .collect();
     Engine::new(network, readings, EngineConfig::default(), reservations)
