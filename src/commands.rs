@@ -7,7 +7,7 @@ use std::sync::Arc;
 use headroom_engine::store::RecordBatch;
 use headroom_engine::store::{
     DataLocation, NETWORK_FILE, Quality, Reading, ReadingSink, Store, StoreConfig, StoreReadings,
-    WriteSummary, keep_network, stored_network,
+    import_gridpack, stored_network,
 };
 use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings, Level, ReadingsSource};
 use headroom_geodata::readings::read_readings;
@@ -194,49 +194,13 @@ pub(crate) fn import(dir: &Path, data_dir: Option<&DataLocation>) -> Outcome {
 
 /// Keeps the network and readings of a validated gridpack in a data folder.
 fn store_gridpack(paths: &GridpackPaths, network: &Network, data_dir: &DataLocation) -> Outcome {
-    let geojson = std::fs::read(&paths.network).map_err(|e| Failure {
-        exit_code: 1,
-        message: format!("{}: {e}", paths.network.display()),
-    })?;
-    // The network replaces the stored one whole (written aside, then renamed).
-    keep_network(data_dir, geojson)?;
-    let store = Store::open_at(data_dir, network, StoreConfig::default())?;
-    let mut stored = WriteSummary::default();
-    if let Some(path) = &paths.readings {
-        let source: Arc<str> = "import".into();
-        let mut batch = Vec::with_capacity(IMPORT_BATCH);
-        let mut tickets = Vec::new();
-        read_readings(path, network, |row| {
-            batch.push(Reading {
-                ts_ms: row.ts_ms,
-                asset: network.id_of(row.asset).into(),
-                quantity: row.quantity,
-                value: row.value,
-                quality: Quality::Good,
-                source: source.clone(),
-            });
-            if batch.len() == IMPORT_BATCH {
-                tickets.push(store.write(std::mem::take(&mut batch)));
-            }
-        })?;
-        tickets.push(store.write(batch));
-        for ticket in tickets {
-            let summary = ticket.wait()?;
-            stored.accepted += summary.accepted;
-            stored.rejected += summary.rejected;
-        }
-    }
-    store.flush()?;
-    store.close()?;
+    let stored = import_gridpack(paths, network, data_dir, StoreConfig::default())?;
     println!(
         "stored in {data_dir}: network, {} readings ({} rejected by the store)",
         stored.accepted, stored.rejected
     );
     Ok(())
 }
-
-/// Readings per write while importing.
-const IMPORT_BATCH: usize = 100_000;
 
 /// Runs a read-only query over a data folder's store and prints the table.
 pub(crate) fn sql(data_dir: &DataLocation, query: &str) -> Outcome {

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 /// Customer class of an application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CustomerClass {
     /// Factories.
     Industrial,
@@ -27,6 +28,7 @@ pub enum CustomerClass {
 /// How many independent supplies the customer needs (GB/T 29328).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Importance {
     /// One supply.
     #[default]
@@ -39,6 +41,7 @@ pub enum Importance {
 
 /// A validated connection request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Application {
     /// The workflow system's id.
     pub id: String,

@@ -34,6 +34,7 @@ pub enum Level {
 
 /// One asset's capacity.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CapacityRow {
     /// Asset id.
     pub id: String,

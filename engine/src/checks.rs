@@ -9,6 +9,7 @@ use crate::config::Limits;
 /// A check of a candidate connection point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CheckName {
     /// Loading of every segment between the busbar and beyond.
     SegmentThermal,
@@ -62,6 +63,7 @@ impl fmt::Display for CheckName {
 
 /// The outcome of one check, as results report it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckResult {
     /// Which check.
     pub name: CheckName,

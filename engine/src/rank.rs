@@ -14,6 +14,7 @@ use crate::load_model::{STEP_MS, power_factor_tan};
 
 /// The data behind a result.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DataWindow {
     /// Start of the window, RFC 3339.
     pub from: String,
@@ -28,6 +29,7 @@ pub struct DataWindow {
 
 /// Worst-case figures as results print them.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FiguresOut {
     /// Highest loading of segments and head, %.
     pub max_loading_pct: f64,
@@ -49,6 +51,7 @@ impl From<Figures> for FiguresOut {
 
 /// One evaluated connection point.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Candidate {
     /// Node id (the transformer id for low-voltage requests).
     pub node: String,
@@ -76,6 +79,7 @@ pub struct Candidate {
 
 /// A supply scheme: one or two connection points.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Scheme {
     /// 1 for the best.
     pub rank: usize,
@@ -89,6 +93,7 @@ pub struct Scheme {
 
 /// A candidate near the customer and what limits it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NearCandidate {
     /// Node id.
     pub node: String,
@@ -102,6 +107,7 @@ pub struct NearCandidate {
 
 /// Why no scheme was found.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Explanation {
     /// In words.
     pub reason: String,
@@ -113,6 +119,7 @@ pub struct Explanation {
 
 /// The ranking of one application.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RankingResult {
     /// The application's id.
     pub application: String,

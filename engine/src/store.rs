@@ -220,7 +220,8 @@ type StatsByWindow = FxHashMap<(i64, i64), stats::AssetStats>;
 
 struct Shared {
     config: StoreConfig,
-    assets: FxHashMap<Arc<str>, AssetRef>,
+    /// The network's measurable assets; replaced whole when the network is.
+    index: std::sync::RwLock<Arc<AssetIndex>>,
     files: Files,
     wal_dir: PathBuf,
     runtime: tokio::runtime::Runtime,
@@ -238,14 +239,60 @@ struct Shared {
     /// Writes seen per asset since a cache was first used: a result computed
     /// while a write arrived is not cached.
     generation: Mutex<FxHashMap<Arc<str>, u64>>,
-    /// Asset ids by reference.
-    ids: FxHashMap<AssetRef, Arc<str>>,
+}
+
+/// The measurable assets of one network (feeders, transformers, substation
+/// transformers) by id and by reference. References are positions in that
+/// network: readings sources keep the index they were made with, so a network
+/// swapped in meanwhile cannot make them read another asset's readings.
+pub(crate) struct AssetIndex {
+    pub(crate) by_id: FxHashMap<Arc<str>, AssetRef>,
+    pub(crate) ids: FxHashMap<AssetRef, Arc<str>>,
+    /// Counts network swaps: part of the keys of cached groups.
+    pub(crate) generation: u64,
+}
+
+impl AssetIndex {
+    fn of(network: &Network, generation: u64) -> Self {
+        let mut by_id = FxHashMap::default();
+        for kind in [
+            AssetKind::Feeder,
+            AssetKind::Transformer,
+            AssetKind::SubstationTransformer,
+        ] {
+            let count = match kind {
+                AssetKind::Feeder => network.feeders.len(),
+                AssetKind::Transformer => network.transformers.len(),
+                _ => network.substation_transformers.len(),
+            };
+            for index in 0..count as u32 {
+                let r = AssetRef { kind, index };
+                by_id.insert(Arc::<str>::from(network.id_of(r)), r);
+            }
+        }
+        let ids = by_id.iter().map(|(id, r)| (*r, id.clone())).collect();
+        Self {
+            by_id,
+            ids,
+            generation,
+        }
+    }
 }
 
 /// The store over one data folder.
 pub struct Store {
     shared: Arc<Shared>,
     committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Shared {
+    /// The current network's asset index.
+    pub(crate) fn index(&self) -> Arc<AssetIndex> {
+        self.index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -292,6 +339,50 @@ pub fn keep_network(location: &DataLocation, geojson: Vec<u8>) -> Result<()> {
     let files = Files::open(location)?;
     small_runtime()?.block_on(files.put(NETWORK_FILE, geojson))
 }
+
+/// Keeps a validated gridpack in a data location: its network (replacing the
+/// one kept there whole) and its readings, flushed; returns what the store took.
+pub fn import_gridpack(
+    paths: &headroom_geodata::GridpackPaths,
+    network: &Network,
+    location: &DataLocation,
+    config: StoreConfig,
+) -> Result<WriteSummary> {
+    let geojson = std::fs::read(&paths.network).map_err(|e| Error::io(&paths.network, e))?;
+    keep_network(location, geojson)?;
+    let store = Store::open_at(location, network, config)?;
+    let mut stored = WriteSummary::default();
+    if let Some(path) = &paths.readings {
+        let source: Arc<str> = "import".into();
+        let mut batch = Vec::with_capacity(IMPORT_BATCH);
+        let mut tickets = Vec::new();
+        headroom_geodata::read_readings(path, network, |row| {
+            batch.push(Reading {
+                ts_ms: row.ts_ms,
+                asset: network.id_of(row.asset).into(),
+                quantity: row.quantity,
+                value: row.value,
+                quality: Quality::Good,
+                source: source.clone(),
+            });
+            if batch.len() == IMPORT_BATCH {
+                tickets.push(store.write(std::mem::take(&mut batch)));
+            }
+        })?;
+        tickets.push(store.write(batch));
+        for ticket in tickets {
+            let summary = ticket.wait()?;
+            stored.accepted += summary.accepted;
+            stored.rejected += summary.rejected;
+        }
+    }
+    store.flush()?;
+    store.close()?;
+    Ok(stored)
+}
+
+/// Readings per write while importing.
+const IMPORT_BATCH: usize = 100_000;
 
 /// Rows of the `assets` table.
 fn assets_batch(network: &Network) -> RecordBatch {
@@ -397,27 +488,10 @@ impl Store {
         parquet.enable_page_index = true;
         let ctx = SessionContext::new_with_config(session);
         files.register(&ctx);
-        let mut assets = FxHashMap::default();
-        for kind in [
-            AssetKind::Feeder,
-            AssetKind::Transformer,
-            AssetKind::SubstationTransformer,
-        ] {
-            let count = match kind {
-                AssetKind::Feeder => network.feeders.len(),
-                AssetKind::Transformer => network.transformers.len(),
-                _ => network.substation_transformers.len(),
-            };
-            for index in 0..count as u32 {
-                let r = AssetRef { kind, index };
-                assets.insert(Arc::<str>::from(network.id_of(r)), r);
-            }
-        }
-        let ids = assets.iter().map(|(id, r)| (*r, id.clone())).collect();
         let group_cache_bytes = config.group_cache_bytes;
         let manifest = runtime.block_on(files.manifest())?;
         let shared = Arc::new(Shared {
-            assets,
+            index: std::sync::RwLock::new(Arc::new(AssetIndex::of(network, 0))),
             files,
             wal_dir,
             runtime,
@@ -441,7 +515,6 @@ impl Store {
                 .max_capacity(group_cache_bytes)
                 .weigher(|_, group: &Arc<source::CachedGroup>| group.weight())
                 .build(),
-            ids,
             caches_used: std::sync::atomic::AtomicBool::new(false),
             generation: Mutex::new(FxHashMap::default()),
         });
@@ -461,6 +534,22 @@ impl Store {
             shared,
             committer: Mutex::new(Some(committer)),
         })
+    }
+
+    /// Takes readings for another network's assets from now on (the network
+    /// swapped in over the API): the `assets` table and the index of measurable
+    /// assets are replaced; readings already stored stay, under their ids.
+    pub fn set_network(&self, network: &Network) -> Result<()> {
+        let shared = &self.shared;
+        let generation = shared.index().generation + 1;
+        shared.ctx.deregister_table("assets")?;
+        shared.register_static_tables(network)?;
+        *shared
+            .index
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Arc::new(AssetIndex::of(network, generation));
+        Ok(())
     }
 
     /// The store's settings.
@@ -515,7 +604,7 @@ impl Store {
             "SELECT ts, asset, quantity, value FROM readings \
              WHERE ts >= to_timestamp_millis({since_ms}) AND quality <> 'bad'"
         ))?;
-        self.rows_of(&batches, None)
+        self.rows_of(&self.shared.index(), &batches, None)
     }
 
     /// The last `days` of readings before the latest one stored (see
@@ -559,8 +648,9 @@ impl Shared {
         let latest_allowed = received_ms.saturating_add(self.config.max_future_skew_s * 1_000);
         let mut accepted = Vec::with_capacity(readings.len());
         let mut rejected = Vec::new();
+        let index = self.index();
         for reading in readings {
-            let reason = if !self.assets.contains_key(&*reading.asset) {
+            let reason = if !index.by_id.contains_key(&*reading.asset) {
                 Some(RejectReason::UnknownAsset)
             } else if !reading.value.is_finite() {
                 Some(RejectReason::NonFinite)

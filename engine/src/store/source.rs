@@ -20,12 +20,13 @@ use rustc_hash::FxHashSet;
 use super::buffer::DAY_MS;
 use super::record::column;
 use super::stats::quote;
-use super::{Shared, Store, lock};
+use super::{AssetIndex, Shared, Store, lock};
 use crate::error::Result;
 use crate::readings::{InMemoryReadings, ReadingsSource};
 
-/// Key of a cached group: its assets and the window `[from_ms, to_ms)`.
-pub(crate) type GroupKey = (Arc<[AssetRef]>, i64, i64);
+/// Key of a cached group: the network generation, its assets and the window
+/// `[from_ms, to_ms)`.
+pub(crate) type GroupKey = (u64, Arc<[AssetRef]>, i64, i64);
 
 /// A group's readings and the write generation they were read at.
 pub(crate) struct CachedGroup {
@@ -59,9 +60,20 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Arc<InMemoryReadings>> {
+        self.group_readings_in(&self.shared.index(), assets, from_ms, to_ms)
+    }
+
+    /// [`Store::group_readings`] with the asset references of `index`'s network.
+    pub(crate) fn group_readings_in(
+        &self,
+        index: &AssetIndex,
+        assets: &[AssetRef],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Arc<InMemoryReadings>> {
         let shared = &self.shared;
-        let ids: Vec<&Arc<str>> = assets.iter().filter_map(|a| shared.ids.get(a)).collect();
-        let key: GroupKey = (assets.into(), from_ms, to_ms);
+        let ids: Vec<&Arc<str>> = assets.iter().filter_map(|a| index.ids.get(a)).collect();
+        let key: GroupKey = (index.generation, assets.into(), from_ms, to_ms);
         shared
             .caches_used
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -71,7 +83,7 @@ impl Store {
         {
             return Ok(cached.readings.clone());
         }
-        let readings = Arc::new(self.query_group(&ids, from_ms, to_ms)?);
+        let readings = Arc::new(self.query_group(index, &ids, from_ms, to_ms)?);
         // A write that arrived while querying makes the result unfit to keep.
         if shared.generation_of(&ids) == generation {
             shared.groups.insert(
@@ -85,7 +97,13 @@ impl Store {
         Ok(readings)
     }
 
-    fn query_group(&self, ids: &[&Arc<str>], from_ms: i64, to_ms: i64) -> Result<InMemoryReadings> {
+    fn query_group(
+        &self,
+        index: &AssetIndex,
+        ids: &[&Arc<str>],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<InMemoryReadings> {
         if ids.is_empty() {
             return Ok(InMemoryReadings::default());
         }
@@ -102,13 +120,14 @@ impl Store {
              AND quality <> 'bad'"
         ))?;
         let wanted: FxHashSet<&str> = ids.iter().map(|id| &***id).collect();
-        self.rows_of(&batches, Some(&wanted))
+        self.rows_of(index, &batches, Some(&wanted))
     }
 
     /// Batches of `(ts, asset, quantity, value)` as the engine's readings.
     /// Only the assets in `wanted`, when given.
     pub(super) fn rows_of(
         &self,
+        index: &AssetIndex,
         batches: &[super::RecordBatch],
         wanted: Option<&FxHashSet<&str>>,
     ) -> Result<InMemoryReadings> {
@@ -128,9 +147,8 @@ impl Store {
                 let found = match last {
                     Some((previous, found)) if previous == id => found,
                     _ => {
-                        let found = self
-                            .shared
-                            .assets
+                        let found = index
+                            .by_id
                             .get(id)
                             .copied()
                             .filter(|_| wanted.is_none_or(|w| w.contains(id)));
@@ -185,6 +203,8 @@ pub struct StoreReadings {
     span: Option<(i64, i64)>,
     /// Feeder heads and substation transformers, read up front.
     heads: InMemoryReadings,
+    /// The network's assets when the source was made.
+    index: Arc<AssetIndex>,
 }
 
 impl std::fmt::Debug for StoreReadings {
@@ -216,7 +236,8 @@ impl StoreReadings {
             "SELECT ts, asset, quantity, value FROM readings \
              WHERE {window} AND asset IN (SELECT id FROM assets WHERE kind <> 'transformer')"
         ))?;
-        let heads = store.rows_of(&heads, None)?;
+        let index = store.shared.index();
+        let heads = store.rows_of(&index, &heads, None)?;
         let span = store.sql(&format!(
             "SELECT min(ts), max(ts) FROM readings WHERE {window} \
              AND quantity IN ('p_kw', 'u_kv') AND asset IN (SELECT id FROM assets)"
@@ -228,6 +249,7 @@ impl StoreReadings {
             to_ms,
             span,
             heads,
+            index,
         })
     }
 
@@ -238,7 +260,7 @@ impl StoreReadings {
 
     fn fetched(&self, assets: &[AssetRef]) -> Arc<InMemoryReadings> {
         self.store
-            .group_readings(assets, self.from_ms, self.to_ms)
+            .group_readings_in(&self.index, assets, self.from_ms, self.to_ms)
             .unwrap_or_else(|e| {
                 // The engine's interface has no error path: a failed query leaves
                 // the assets unmetered (the load model estimates them), said here.
