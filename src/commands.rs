@@ -26,7 +26,7 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    fn bad_input(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_input(message: impl Into<String>) -> Self {
         Self {
             exit_code: 2,
             message: message.into(),
@@ -52,7 +52,7 @@ impl From<headroom_geodata::Error> for Failure {
     }
 }
 
-type Outcome = Result<(), Failure>;
+pub(crate) type Outcome = Result<(), Failure>;
 
 /// Where `rank` and `capacity` read the grid and its readings.
 #[derive(Clone, Debug)]

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod demo;
+mod serve;
 
 // glibc's allocator spent a fifth of a cold ranking growing and consolidating its
 // heap while feeder bases came and went; mimalloc keeps freed pages for reuse.
@@ -123,6 +125,28 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
     },
+    /// Run the HTTP API, the capacity map and the configured connectors.
+    ///
+    /// `--demo` needs no config: it generates a demo city, starts the OPC UA,
+    /// Modbus and metering simulators in-process, ingests their live feeds,
+    /// serves on 127.0.0.1:8080 and prints the URL and a planner token.
+    Serve {
+        /// The service's TOML config (see headroom.example.toml); every setting
+        /// can also be set by a HEADROOM_... environment variable.
+        #[arg(long, env = "HEADROOM_CONFIG")]
+        config: Option<PathBuf>,
+        /// Run on a generated demo grid with simulated field hardware.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Print a new API token for a role and the config lines that grant it.
+    Token {
+        /// viewer, planner, workflow, ingest or admin.
+        role: String,
+        /// Who will hold it (kept in the config and the audit trail).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Write a synthetic city distribution grid as a gridpack.
     Synth {
         /// Folder to write network.geojson and readings.csv[.gz] into.
@@ -193,6 +217,8 @@ fn main() -> ExitCode {
             listen,
             speed,
         } => commands::simulate(kind, &gridpack, listen.as_deref(), speed),
+        Command::Serve { config, demo } => serve::serve(config.as_deref(), demo, &wal_dir),
+        Command::Token { role, name } => serve::token(&role, name.as_deref()),
         Command::Synth {
             outdir,
             substations,

@@ -267,13 +267,18 @@ impl ServiceConfig {
     /// Checks every setting; errors name it.
     pub fn validate(&self) -> Result<()> {
         self.listen.parse::<SocketAddr>().map_err(|e| {
-            Error::config("listen", format!("`{}` is not an address: {e}", self.listen))
+            Error::config(
+                "listen",
+                format!("`{}` is not an address: {e}", self.listen),
+            )
         })?;
         if self.data_dir.trim().is_empty() {
             return Err(Error::config("data_dir", "is empty"));
         }
         if let Some(url) = &self.database_url
-            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
         {
             return Err(Error::config(
                 "database_url",
@@ -305,10 +310,16 @@ impl ServiceConfig {
             ));
         }
         if self.ledger.expiry_check_interval_s == 0 {
-            return Err(Error::config("ledger.expiry_check_interval_s", "must be above 0"));
+            return Err(Error::config(
+                "ledger.expiry_check_interval_s",
+                "must be above 0",
+            ));
         }
         if self.ledger.fit_check_interval_s == 0 {
-            return Err(Error::config("ledger.fit_check_interval_s", "must be above 0"));
+            return Err(Error::config(
+                "ledger.fit_check_interval_s",
+                "must be above 0",
+            ));
         }
         if self.ledger.max_connections == 0 {
             return Err(Error::config("ledger.max_connections", "must be above 0"));
@@ -317,7 +328,10 @@ impl ServiceConfig {
             return Err(Error::config("readings.window_days", "must be above 0"));
         }
         if self.readings.refresh_interval_s == 0 {
-            return Err(Error::config("readings.refresh_interval_s", "must be above 0"));
+            return Err(Error::config(
+                "readings.refresh_interval_s",
+                "must be above 0",
+            ));
         }
         let map = &self.map;
         if !(map.amber_loading_pct > 0.0 && map.amber_loading_pct < map.red_loading_pct) {
@@ -332,7 +346,10 @@ impl ServiceConfig {
         let limits = &self.engine.limits;
         for (field, value) in [
             ("engine.limits.thermal_pct", limits.thermal_pct),
-            ("engine.limits.substation_transformer_pct", limits.substation_transformer_pct),
+            (
+                "engine.limits.substation_transformer_pct",
+                limits.substation_transformer_pct,
+            ),
             ("engine.limits.transformer_pct", limits.transformer_pct),
         ] {
             if !(value.is_finite() && value > 0.0) {

@@ -65,14 +65,18 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use crate::readings::InMemoryReadings;
 use buffer::{Buffer, DAY_MS};
+/// Arrow arrays of query results, for readers of [`Store::sql`].
+pub use datafusion::arrow::array as arrays;
 pub use datafusion::arrow::array::RecordBatch;
 pub use files::DataLocation;
 use files::{Files, Manifest, day_name, day_number};
+pub use record::column;
 use record::{
     Interner, readings_batch, readings_from_batch, readings_schema, rejected_batch, rejected_schema,
 };
 pub use record::{Quality, Reading, RejectReason, Rejected};
 pub use source::StoreReadings;
+pub use stats::{AssetStats, Latest};
 use wal::{Entry, Wal};
 
 /// Settings of the store.
@@ -550,6 +554,15 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) =
             Arc::new(AssetIndex::of(network, generation));
         Ok(())
+    }
+
+    /// Keeps `network.geojson` beside the readings, replacing the one there
+    /// whole (what [`Store::set_network`] switched to, for the next start).
+    pub fn keep_network(&self, geojson: Vec<u8>) -> Result<()> {
+        let shared = &self.shared;
+        shared
+            .runtime
+            .block_on(shared.files.put(NETWORK_FILE, geojson))
     }
 
     /// The store's settings.

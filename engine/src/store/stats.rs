@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 /// The latest good or uncertain reading of one quantity.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Latest {
     /// The quantity.
     pub quantity: String,
@@ -21,6 +22,7 @@ pub struct Latest {
 
 /// Statistics of one asset over a window.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssetStats {
     /// The asset id.
     pub asset: String,
