@@ -228,7 +228,7 @@ struct Shared {
     index: std::sync::RwLock<Arc<AssetIndex>>,
     files: Files,
     wal_dir: PathBuf,
-    runtime: tokio::runtime::Runtime,
+    runtime: QueryRuntime,
     ctx: SessionContext,
     queue: Mutex<Queue>,
     queue_changed: Condvar,
@@ -311,6 +311,29 @@ fn now_ms() -> i64 {
 
 /// Name of the network kept beside the readings.
 pub const NETWORK_FILE: &str = "network.geojson";
+
+/// The store's own query runtime. Dropped without waiting for its threads, so
+/// that the last handle on a store may go away inside an async context (a
+/// service shutting down, an async test ending) without tokio's panic there.
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for QueryRuntime {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0
+            .as_ref()
+            .expect("the runtime lives until the store is dropped")
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
 
 fn small_runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -498,7 +521,7 @@ impl Store {
             index: std::sync::RwLock::new(Arc::new(AssetIndex::of(network, 0))),
             files,
             wal_dir,
-            runtime,
+            runtime: QueryRuntime(Some(runtime)),
             ctx,
             config,
             queue: Mutex::new(Queue::default()),
