@@ -4,7 +4,7 @@
 //! arrive live while planners try the API and the map.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use headroom_api::ServiceConfig;
@@ -49,6 +49,26 @@ impl Demo {
     }
 }
 
+/// Removes the folders of earlier demos whose process is gone (each run
+/// generates its grid afresh; a folder is kept after Ctrl-C for inspection).
+fn remove_stale_demos() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("headroom-demo-") else {
+            continue;
+        };
+        let alive = pid.parse::<u32>().is_ok_and(|pid| {
+            pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn failure(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure {
         exit_code: 1,
@@ -63,7 +83,7 @@ pub(crate) async fn prepare(
     shutdown: CancellationToken,
 ) -> Result<Demo, Failure> {
     let root = std::env::temp_dir().join(format!("headroom-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    remove_stale_demos();
     let gridpack_dir = root.join("gridpack");
     let data_dir = root.join("data");
     let meter_drop = root.join("meter-drop");

@@ -376,3 +376,99 @@ impl ServiceConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> String {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../headroom.example.toml"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_example_config_loads_and_round_trips() {
+        let config = ServiceConfig::load_from(Some(&example()), Vec::new()).unwrap();
+        assert_eq!(config.tokens.len(), 1);
+        assert_eq!(config.tokens[0].role, Role::Workflow);
+        assert_eq!(config.connector.len(), 1);
+        assert_eq!(config.ledger.reservation_ttl_days, 180.0);
+        let text = toml::to_string(&config).unwrap();
+        let again = ServiceConfig::load_from(Some(&text), Vec::new()).unwrap();
+        assert_eq!(again, config);
+    }
+
+    #[test]
+    fn environment_variables_override_the_file_and_others_are_ignored() {
+        let env = [
+            ("HEADROOM_LISTEN", "127.0.0.1:0"),
+            ("HEADROOM_HTTP__REQUEST_TIMEOUT_MS", "5000"),
+            ("HEADROOM_ENGINE__LIMITS__V_MIN_PU", "0.95"),
+            ("HEADROOM_WAL_DIR", "/somewhere"),
+            ("HEADROOM_MOTO_SERVER", "/bin/true"),
+            ("PATH", "/usr/bin"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let config = ServiceConfig::load_from(Some(&example()), env).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:0");
+        assert_eq!(config.http.request_timeout_ms, 5000);
+        assert_eq!(config.engine.limits.v_min_pu, 0.95);
+        assert_eq!(
+            config.readings.window_days, 14,
+            "untouched settings keep the file's"
+        );
+    }
+
+    #[test]
+    fn a_bad_setting_is_named() {
+        for (text, env, field) in [
+            ("listen = \"nowhere\"", vec![], "listen"),
+            (
+                "[http]\nrequest_timeout_ms = 0",
+                vec![],
+                "http.request_timeout_ms",
+            ),
+            (
+                "[map]\namber_loading_pct = 95.0",
+                vec![],
+                "map.amber_loading_pct",
+            ),
+            (
+                "[[tokens]]\nname = \"x\"\nrole = \"viewer\"\nsha256 = \"abc\"",
+                vec![],
+                "tokens[0].sha256",
+            ),
+            (
+                "[[tokens]]\nname = \"x\"\nrole = \"king\"\nsha256 = \"abc\"",
+                vec![],
+                "tokens",
+            ),
+            ("colour = \"red\"", vec![], "colour"),
+            (
+                "",
+                vec![("HEADROOM_LEDGER__RESERVATION_TTL_DAYS", "-1")],
+                "ledger.reservation_ttl_days",
+            ),
+            ("database_url = \"mysql://x\"", vec![], "database_url"),
+        ] {
+            let env = env
+                .into_iter()
+                .map(|(k, v): (&str, &str)| (k.to_owned(), v.to_owned()));
+            let error = ServiceConfig::load_from(Some(text), env).unwrap_err();
+            let Error::Config {
+                field: named,
+                message,
+            } = &error
+            else {
+                panic!("{text}: {error}");
+            };
+            assert!(
+                named.starts_with(field),
+                "{text}: named `{named}` ({message}), expected {field}"
+            );
+        }
+    }
+}

@@ -143,6 +143,8 @@ pub fn router(state: AppState) -> Router {
         Duration::from_millis(http.request_timeout_ms),
     ))
     .layer(TraceLayer::new_for_http())
+    // A bug in one handler answers 500 instead of dropping the connection.
+    .layer(tower_http::catch_panic::CatchPanicLayer::new())
     .with_state(state)
 }
 

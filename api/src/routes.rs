@@ -229,7 +229,11 @@ pub(crate) async fn post_reservation(
     };
     let engine = state.engine();
     let lock_keys = engine.supply_lock_keys(&supplies)?;
-    let checked = engine.evaluate_supplies(&app, &supplies)?;
+    // Feeders not yet built read the store: off the async workers.
+    let checked = {
+        let (engine, app, supplies) = (engine.clone(), app.clone(), supplies.clone());
+        blocking(move || engine.evaluate_supplies(&app, &supplies)).await??
+    };
     let feeders = checked.iter().filter_map(|c| c.feeder.clone()).collect();
     let new = NewReservation {
         scheme,

@@ -17,6 +17,8 @@
 //! - `oracle`: `rank` agrees with an independent power flow on the fixture, from
 //!   the gridpack and from a store it was imported into;
 //! - `s3`: a store whose history lives in S3 (a local moto server);
+//! - `service`: `serve --demo` on a free port driven over HTTP as a workflow
+//!   system would, with the simulators' readings arriving live;
 //! - `synth`: the synthetic city grid is valid, deterministic and imports.
 
 mod bad_applications;
@@ -30,5 +32,6 @@ mod modbus;
 mod opcua;
 mod oracle;
 mod s3;
+mod service;
 mod support;
 mod synth;
