@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use headroom_engine::store::AssetStats;
@@ -19,6 +20,34 @@ use crate::auth::{Caller, Permission};
 use crate::error::{Error, ErrorBody, Result};
 use crate::ledger::{ApplicationRecord, Event, NewReservation, ReservationRecord, rfc3339};
 use crate::state::{AppState, LevelKey, reserved_loads};
+
+/// A query string, rejected in the API's error form (axum's own rejection is
+/// plain text).
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Query(q.0))
+            .map_err(|e| Error::bad("query", e.body_text()))
+    }
+}
+
+/// A path parameter, rejected in the API's error form.
+pub(crate) struct Path<T>(pub(crate) T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| Error::bad("path", e.body_text()))
+    }
+}
 
 fn parse_json(body: &Bytes) -> Result<Value> {
     serde_json::from_slice(body).map_err(|e| Error::bad("body", format!("is not valid JSON: {e}")))

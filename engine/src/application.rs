@@ -68,6 +68,10 @@ pub struct Application {
     pub max_distance_m: Option<f64>,
 }
 
+/// The largest demand an application may ask for, kW: 1 GW is a transmission
+/// customer, and larger numbers only overflow the power flow.
+pub const MAX_DEMAND_KW: f64 = 1_000_000.0;
+
 /// Default power factor where an application gives none.
 pub const DEFAULT_POWER_FACTOR: f64 = 0.9;
 
@@ -146,6 +150,12 @@ impl Application {
             return Err(bad(
                 "demand_kw",
                 format!("{demand_kw} must be greater than 0"),
+            ));
+        }
+        if demand_kw > MAX_DEMAND_KW {
+            return Err(bad(
+                "demand_kw",
+                format!("{demand_kw} is above {MAX_DEMAND_KW} kW: not a distribution connection"),
             ));
         }
         let power_factor = number(obj, "power_factor")?.unwrap_or(DEFAULT_POWER_FACTOR);

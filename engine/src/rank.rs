@@ -134,6 +134,42 @@ pub struct RankingResult {
     pub explanation: Option<Explanation>,
 }
 
+/// A power flow that does not converge under an absurd load (a power factor
+/// near 0) leaves NaN figures, which JSON cannot carry: they read as voltage
+/// collapse (0 pu) and unbounded loading.
+fn finite_figures(mut c: Candidate) -> Candidate {
+    let loading = |v: &mut f64| {
+        if !v.is_finite() {
+            *v = f64::MAX;
+        }
+    };
+    let voltage = |v: &mut f64| {
+        if !v.is_finite() {
+            *v = 0.0;
+        }
+    };
+    for figures in [&mut c.before, &mut c.after] {
+        loading(&mut figures.max_loading_pct);
+        loading(&mut figures.substation_transformer_loading_pct);
+        voltage(&mut figures.min_voltage_pu);
+    }
+    for check in &mut c.checks {
+        if check.name == CheckName::Voltage {
+            voltage(&mut check.value);
+        } else {
+            loading(&mut check.value);
+        }
+        loading(&mut check.limit);
+    }
+    if !c.headroom_kw.is_finite() {
+        c.headroom_kw = 0.0;
+    }
+    if !c.distance_m.is_finite() {
+        c.distance_m = f64::MAX;
+    }
+    c
+}
+
 fn round(v: f64, decimals: i32) -> f64 {
     let f = 10f64.powi(decimals);
     (v * f).round() / f
@@ -265,7 +301,10 @@ impl Engine {
                 dropped_steps,
             },
             schemes,
-            candidates: evaluated.into_iter().map(|e| e.out).collect(),
+            candidates: evaluated
+                .into_iter()
+                .map(|e| finite_figures(e.out))
+                .collect(),
             explanation,
         }
     }
@@ -294,12 +333,12 @@ impl Engine {
                     Supply::Transformer(t) => self.network.transformers[t.get()].position,
                 };
                 let distance_m = headroom_geodata::geodesy::distance_m(at, position);
-                Ok(match supply {
+                Ok(finite_figures(match supply {
                     Supply::Node(n) => self.evaluate_node(n, distance_m, app, &load).out,
                     Supply::Transformer(t) => {
                         self.evaluate_transformer(t, distance_m, app, &load).out
                     }
-                })
+                }))
             })
             .collect()
     }

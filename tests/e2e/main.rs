@@ -14,6 +14,8 @@
 //! - `fixture`: the public fixture imports and traces as the independent tool saw it;
 //! - `broken_gridpacks`: every rule of the gridpack spec broken once, with the exit
 //!   code and message the spec asks for;
+//! - `openapi`: the OpenAPI document validates and schemathesis finds no 5xx
+//!   and no response breaking it;
 //! - `oracle`: `rank` agrees with an independent power flow on the fixture, from
 //!   the gridpack and from a store it was imported into;
 //! - `s3`: a store whose history lives in S3 (a local moto server);
@@ -30,6 +32,7 @@ mod interop;
 mod meter_files;
 mod modbus;
 mod opcua;
+mod openapi;
 mod oracle;
 mod s3;
 mod service;
