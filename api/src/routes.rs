@@ -1078,8 +1078,34 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Prometheus metrics.
+/// Prometheus metrics: the recorder's (requests, engine and ledger timings)
+/// and, read at scrape time, the connectors' states and counters and the
+/// store's counts (rates are Prometheus's `rate()` of these totals).
 pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
+    for source in state.sources() {
+        let name = source["name"].as_str().unwrap_or_default().to_owned();
+        let kind = source["kind"].as_str().unwrap_or_default().to_owned();
+        let up = source["link"]["state"] == "connected";
+        metrics::gauge!("headroom_connector_up", "name" => name.clone(), "kind" => kind.clone())
+            .set(if up { 1.0 } else { 0.0 });
+        for counter in ["readings", "durable", "points"] {
+            metrics::gauge!(format!("headroom_connector_{counter}"), "name" => name.clone(), "kind" => kind.clone())
+                .set(source[counter].as_f64().unwrap_or(0.0));
+        }
+        if let Some(errors) = source["errors"].as_object() {
+            for (error, count) in errors {
+                metrics::gauge!("headroom_connector_errors", "name" => name.clone(), "error" => error.clone())
+                    .set(count.as_f64().unwrap_or(0.0));
+            }
+        }
+    }
+    let counts = state.store().counts();
+    metrics::gauge!("headroom_store_readings_accepted_total").set(counts.accepted as f64);
+    metrics::gauge!("headroom_store_readings_rejected_total")
+        .set(counts.rejected.iter().sum::<u64>() as f64);
+    metrics::gauge!("headroom_store_readings_buffered").set(counts.buffered as f64);
+    metrics::gauge!("headroom_store_flushes_total").set(counts.flushes as f64);
+    metrics::gauge!("headroom_ledger_reservations").set(state.engine().reservations.len() as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics_text(),

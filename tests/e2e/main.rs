@@ -1,6 +1,8 @@
 //! End-to-end tests of the `headroom` binary: one test binary, a module per area.
 //!
 //! - `support`: running the binary and writing gridpacks into temporary folders;
+//! - `service_process`: `headroom serve` as a child process (shared with the
+//!   HTTP bench);
 //! - `bad_applications`: every application rule broken once: exit 2 naming the field;
 //! - `capacity`: capacity per feeder, transformer and substation;
 //! - `crash`: the store keeps every acknowledged reading through SIGKILLs;
@@ -36,5 +38,7 @@ mod openapi;
 mod oracle;
 mod s3;
 mod service;
+#[path = "../service_process.rs"]
+mod service_process;
 mod support;
 mod synth;

@@ -2,9 +2,9 @@
 //! property-based run of the API against it (schemathesis, both from PyPI,
 //! installed by scripts/test) finds no 5xx and no response that breaks it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use crate::service_process::ServiceProcess;
 use crate::support::{fixture, headroom};
 
 fn tool(variable: &str) -> String {
@@ -48,24 +48,12 @@ fn the_api_keeps_its_openapi_document_under_generated_requests() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_headroom"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("HEADROOM_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("Headroom serving on ")
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(|u| u.trim_end_matches('/').to_owned())
-        })
-        .expect("the service prints its URL");
-    std::thread::spawn(move || for _ in lines {});
+    let service = ServiceProcess::start(
+        env!("CARGO_BIN_EXE_headroom"),
+        &["--config", config.to_str().unwrap()],
+        &[],
+    );
+    let url = service.url.clone();
 
     let document = dir.path().join("openapi.json");
     let fetched = Command::new(tool("HEADROOM_INTEROP_PYTHON"))
@@ -104,8 +92,7 @@ fn the_api_keeps_its_openapi_document_under_generated_requests() {
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(service);
     assert!(
         run.status.success(),
         "schemathesis found failures:\n{}{}",

@@ -2,61 +2,34 @@
 //! through the connectors, and a workflow system registers, ranks, reserves,
 //! releases and follows the events over HTTP; SIGTERM stops it cleanly.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::service_process::ServiceProcess;
+
 struct Service {
-    child: Child,
+    process: ServiceProcess,
     url: String,
     planner: String,
     workflow: String,
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_demo() -> Service {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_headroom"))
-        .args(["serve", "--demo"])
-        .env("HEADROOM_LISTEN", "127.0.0.1:0")
-        .env("HEADROOM_READINGS__REFRESH_INTERVAL_S", "2")
-        .env("HEADROOM_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut url, mut planner, mut workflow) = (None, None, None);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("Headroom serving on ") {
-            url = rest
-                .split_whitespace()
-                .next()
-                .map(|u| u.trim_end_matches('/').to_owned());
-        } else if let Some(token) = line.strip_prefix("planner token: ") {
-            planner = Some(token.to_owned());
-        } else if let Some(token) = line.strip_prefix("workflow token: ") {
-            workflow = Some(token.to_owned());
-        } else if line.starts_with("Ctrl-C stops") {
-            break;
-        }
-    }
-    // Keep reading so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let process = ServiceProcess::start(
+        env!("CARGO_BIN_EXE_headroom"),
+        &["--demo"],
+        &[
+            ("HEADROOM_LISTEN", "127.0.0.1:0"),
+            ("HEADROOM_READINGS__REFRESH_INTERVAL_S", "2"),
+        ],
+    );
     Service {
-        child,
-        url: url.expect("the URL is printed"),
-        planner: planner.expect("a planner token is printed"),
-        workflow: workflow.expect("a workflow token is printed"),
+        url: process.url.clone(),
+        planner: process.banner_value("planner token: "),
+        workflow: process.banner_value("workflow token: "),
+        process,
     }
 }
 
@@ -203,8 +176,8 @@ async fn a_workflow_system_drives_the_demo_service_over_http() {
 
     // SIGTERM: connectors stop, the store is flushed, exit 0.
     let mut service = service;
-    let pid = service.child.id().to_string();
+    let pid = service.process.child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = service.child.wait().unwrap();
+    let status = service.process.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }

@@ -165,6 +165,10 @@ async fn health_readiness_metrics_and_the_openapi_document_need_no_token() {
     let text = text.as_str().unwrap_or_default();
     assert!(text.contains("headroom_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/healthz\""), "{text}");
+    assert!(
+        text.contains("headroom_store_readings_accepted_total"),
+        "{text}"
+    );
     let (status, body) = service.call(Method::GET, "/v2/nothing", None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "not_found");
