@@ -266,6 +266,24 @@ impl Ledger {
         Ok(())
     }
 
+    /// Sets an application's status, clearing any "no longer fits" mark.
+    async fn set_status(
+        tx: &mut Transaction<'static, Any>,
+        id: &str,
+        status: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE applications SET status = $2, updated_ms = $3, misfit_since_ms = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
     /// Appends to the audit trail (see the module doc for the lock).
     async fn audit(
         &self,
@@ -591,13 +609,7 @@ impl Ledger {
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
-        sqlx::query(
-            "UPDATE applications SET status = 'reserved', updated_ms = $2, misfit_since_ms = NULL WHERE id = $1",
-        )
-        .bind(&application.id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        Self::set_status(&mut tx, &application.id, "reserved", now).await?;
         self.audit(
             &mut tx,
             actor,
@@ -638,13 +650,7 @@ impl Ledger {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE applications SET status = 'released', updated_ms = $2, misfit_since_ms = NULL WHERE id = $1",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        Self::set_status(&mut tx, id, "released", now).await?;
         self.audit(
             &mut tx,
             actor,
@@ -683,13 +689,7 @@ impl Ledger {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "UPDATE applications SET status = 'expired', updated_ms = $2, misfit_since_ms = NULL WHERE id = $1",
-            )
-            .bind(&r.application)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
+            Self::set_status(&mut tx, &r.application, "expired", now_ms).await?;
             self.audit(
                 &mut tx,
                 "headroom",

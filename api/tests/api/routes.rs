@@ -4,7 +4,9 @@ use axum::http::{Method, StatusCode};
 use headroom_api::auth::Role;
 use serde_json::{Value, json};
 
-use crate::support::{TestService, error_code, error_field, fixture, fixture_applications};
+use crate::support::{
+    TestService, assert_bad_queries, error_code, error_field, fixture, fixture_applications,
+};
 
 /// Each `/v1` route, a body it accepts, and the roles the spec admits (admin
 /// may do everything).
@@ -494,25 +496,17 @@ async fn capacity_is_geojson_of_every_asset_filtered_by_level_and_box() {
         ids.contains(&one["id"].as_str().unwrap())
             && ids.len() < transformers["features"].as_array().unwrap().len()
     );
-    for (query, field) in [
-        ("level=street", "level"),
-        ("bbox=1,2,3", "bbox"),
-        ("bbox=5,5,1,1", "bbox"),
-    ] {
-        let (status, body) = service
-            .call(
-                Method::GET,
-                &format!("/v1/capacity?{query}"),
-                Some(Role::Viewer),
-                None,
-            )
-            .await;
-        assert_eq!(
-            (status, error_field(&body)),
-            (StatusCode::BAD_REQUEST, field),
-            "{query}"
-        );
-    }
+    assert_bad_queries(
+        &service,
+        "/v1/capacity",
+        Role::Viewer,
+        &[
+            ("level=street", "level"),
+            ("bbox=1,2,3", "bbox"),
+            ("bbox=5,5,1,1", "bbox"),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -557,25 +551,17 @@ async fn assets_show_ratings_readings_and_series_and_readings_arrive_over_http()
     assert_eq!(status, StatusCode::OK, "{series}");
     let before = series["points"].as_array().unwrap().len();
     assert!(before > 0);
-    for (query, field) in [
-        ("quantity=volts", "quantity"),
-        ("from=yesterday", "from"),
-        ("from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z", "from"),
-    ] {
-        let (status, body) = service
-            .call(
-                Method::GET,
-                &format!("/v1/assets/{transformer}/readings?{query}"),
-                Some(Role::Viewer),
-                None,
-            )
-            .await;
-        assert_eq!(
-            (status, error_field(&body)),
-            (StatusCode::BAD_REQUEST, field),
-            "{query}"
-        );
-    }
+    assert_bad_queries(
+        &service,
+        &format!("/v1/assets/{transformer}/readings"),
+        Role::Viewer,
+        &[
+            ("quantity=volts", "quantity"),
+            ("from=yesterday", "from"),
+            ("from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z", "from"),
+        ],
+    )
+    .await;
 
     // CSV, with an unknown asset the store rejects, then JSON lines.
     let csv = format!(

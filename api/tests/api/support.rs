@@ -144,3 +144,29 @@ pub(crate) fn error_field(body: &Value) -> &str {
 pub(crate) fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
 }
+
+/// Each query of `cases` appended to `path` (after `?` or `&`) is answered 400
+/// naming its field.
+pub(crate) async fn assert_bad_queries(
+    service: &TestService,
+    path: &str,
+    role: Role,
+    cases: &[(&str, &str)],
+) {
+    let joiner = if path.contains('?') { '&' } else { '?' };
+    for (query, field) in cases {
+        let (status, body) = service
+            .call(
+                Method::GET,
+                &format!("{path}{joiner}{query}"),
+                Some(role),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, error_field(&body)),
+            (StatusCode::BAD_REQUEST, *field),
+            "{path} {query}: {body}"
+        );
+    }
+}
