@@ -153,7 +153,7 @@ fn main() {
     let count = latencies.len();
     println!(
         "POST /v1/schemes, fixture 1-MV-semiurb ({} applications in turn), {CONNECTIONS} connections, {:.0} s after {:.0} s warm-up, {} cores:",
-        bodies_len(&fixture),
+        applications.len(),
         elapsed.as_secs_f64(),
         WARM_UP.as_secs_f64(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -166,9 +166,4 @@ fn main() {
         support::quantile(&mut latencies, 1.0),
         cpu / elapsed.as_secs_f64()
     );
-}
-
-fn bodies_len(fixture: &std::path::Path) -> usize {
-    let text = std::fs::read_to_string(fixture.join("applications.json")).unwrap_or_default();
-    serde_json::from_str::<Vec<serde_json::Value>>(&text).map_or(0, |v| v.len())
 }

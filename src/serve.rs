@@ -116,12 +116,13 @@ async fn run(config_file: Option<&Path>, demo: bool, wal_dir: &Path) -> Outcome 
         &bytes,
         &PathBuf::from(format!("{location}/network.geojson")),
     )?;
-    let store = {
+    // Opening replays the log: off the async workers, the network lent and
+    // handed back rather than copied.
+    let (network, store) = {
         let location = location.clone();
-        let network_for_store = network.clone();
         let store_config = config.store.clone();
         tokio::task::spawn_blocking(move || {
-            Store::open_at(&location, &network_for_store, store_config)
+            Store::open_at(&location, &network, store_config).map(|store| (network, store))
         })
         .await
         .map_err(|e| failed("store")(e.to_string()))??

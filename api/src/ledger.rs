@@ -581,10 +581,8 @@ impl Ledger {
             )
             .await?;
         }
-        let tan = (1.0 / (application.power_factor * application.power_factor) - 1.0)
-            .max(0.0)
-            .sqrt();
-        let reserved_kvar = application.demand_kw * tan;
+        let reserved_kvar = application.demand_kw
+            * headroom_engine::load_model::power_factor_tan(application.power_factor);
         let profile = application
             .profile
             .as_ref()

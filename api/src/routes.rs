@@ -716,7 +716,7 @@ pub(crate) async fn get_asset_readings(
     let asset = id.clone();
     let quantity_text = quantity.as_str().to_owned();
     let points = blocking(move || -> Result<Vec<(String, f64, String)>> {
-        use headroom_engine::store::column;
+        use headroom_engine::store::{arrays, column};
         use headroom_engine::store::RecordBatch;
         let sql = format!(
             "SELECT CAST(ts AS BIGINT) AS ts_ms, value, quality FROM readings WHERE asset = '{}' AND quantity = '{}' \
@@ -727,9 +727,9 @@ pub(crate) async fn get_asset_readings(
         let batches: Vec<RecordBatch> = store.sql(&sql)?;
         let mut out = Vec::new();
         for batch in &batches {
-            let ts = column::<datafusion_arrays::Int64Array>(batch, "ts_ms")?;
-            let value = column::<datafusion_arrays::Float64Array>(batch, "value")?;
-            let quality = column::<datafusion_arrays::StringArray>(batch, "quality")?;
+            let ts = column::<arrays::Int64Array>(batch, "ts_ms")?;
+            let value = column::<arrays::Float64Array>(batch, "value")?;
+            let quality = column::<arrays::StringArray>(batch, "quality")?;
             for i in 0..batch.num_rows() {
                 out.push((rfc3339(ts.value(i)), value.value(i), quality.value(i).to_owned()));
             }
@@ -742,10 +742,6 @@ pub(crate) async fn get_asset_readings(
         quantity: quantity.as_str().to_owned(),
         points,
     }))
-}
-
-mod datafusion_arrays {
-    pub(super) use headroom_engine::store::arrays::{Float64Array, Int64Array, StringArray};
 }
 
 /// What the store took of a readings batch.
