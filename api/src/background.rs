@@ -1,5 +1,6 @@
 //! The service's own work between requests: releasing expired reservations,
-//! taking new readings into the engine, and telling the workflow system when a
+//! taking new readings into the engine (and computing the map's figures from
+//! them before anyone asks: a city's take seconds), and telling the workflow system when a
 //! reserved scheme no longer fits the latest readings or network.
 
 use std::time::Duration;
@@ -15,6 +16,20 @@ pub fn spawn(state: AppState, shutdown: CancellationToken) -> Vec<tokio::task::J
     let config = state.config().clone();
     let every = |seconds: u64| Duration::from_secs(seconds.max(1));
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn({
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                warmed = state.warm_map() => {
+                    if let Err(e) = warmed {
+                        tracing::warn!("computing the map's figures at start failed: {e}");
+                    }
+                }
+            }
+        }
+    }));
     tasks.push(tokio::spawn(repeat(
         shutdown.clone(),
         every(config.ledger.expiry_check_interval_s),
@@ -42,6 +57,7 @@ pub fn spawn(state: AppState, shutdown: CancellationToken) -> Vec<tokio::task::J
                     let seen = last_accepted.swap(accepted, std::sync::atomic::Ordering::SeqCst);
                     if accepted != seen {
                         state.refresh_readings().await?;
+                        state.warm_map().await?;
                     }
                     Ok(())
                 }

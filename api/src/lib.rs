@@ -13,6 +13,9 @@
 //!   entries of reservations made, released, expired and no longer fitting.
 //! - Protocol front-ends stay apart from storage: connectors' status reaches
 //!   `GET /v1/sources` through [`state::SourcesHandler`].
+//! - The capacity map (`api/web/`) is a static page built into the binary with
+//!   its libraries (Leaflet, uPlot; installed from npm by `build.rs`); it reads
+//!   the same routes as any other client, with a token the user enters.
 
 pub mod auth;
 pub mod background;
@@ -22,6 +25,7 @@ pub mod ledger;
 mod network;
 mod routes;
 pub mod state;
+mod web;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -95,6 +99,7 @@ fn api_router() -> OpenApiRouter<AppState> {
             routes::delete_reservation
         ))
         .routes(routes!(routes::get_capacity))
+        .routes(routes!(routes::get_map))
         .routes(routes!(routes::get_asset))
         .routes(routes!(routes::get_asset_readings))
         .routes(routes!(routes::post_readings))
@@ -135,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .route("/metrics", get(routes::metrics_text))
+    .merge(web::router())
     .fallback(|| async { Error::NotFound("no such route".into()) })
     .layer(axum::middleware::from_fn(track))
     .layer(DefaultBodyLimit::max(http.body_limit_bytes))

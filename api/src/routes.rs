@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{Caller, Permission};
 use crate::error::{Error, ErrorBody, Result};
 use crate::ledger::{ApplicationRecord, Event, NewReservation, ReservationRecord, rfc3339};
-use crate::state::{AppState, LevelKey, reserved_loads};
+use crate::state::{AppState, LevelKey, Ranked, reserved_loads};
 
 /// A query string, rejected in the API's error form (axum's own rejection is
 /// plain text).
@@ -79,32 +79,13 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
         .map_err(|e| Error::Internal(format!("a worker failed: {e}")))
 }
 
-/// The engine to rank `app` with: the application's own reservation, where
-/// it holds one, is not counted against itself.
-fn engine_for(engine: Arc<Engine>, application: &str) -> Arc<Engine> {
-    if engine
-        .reservations
-        .iter()
-        .any(|r| r.application == application)
-    {
-        let others = engine
-            .reservations
-            .iter()
-            .filter(|r| r.application != application)
-            .cloned()
-            .collect();
-        Arc::new(engine.with_reservations(others))
-    } else {
-        engine
-    }
-}
-
-async fn rank(state: &AppState, app: Application) -> Result<RankingResult> {
-    let engine = engine_for(state.engine(), &app.id);
-    let started = std::time::Instant::now();
-    let result = blocking(move || engine.rank(&app)).await?;
-    metrics::histogram!("headroom_engine_rank_seconds").record(started.elapsed().as_secs_f64());
-    Ok(result)
+/// A ranking's JSON as answered.
+fn ranking_response(ranked: &Ranked) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        ranked.json.clone(),
+    )
+        .into_response()
 }
 
 /// Rank one application; nothing is stored.
@@ -123,10 +104,10 @@ pub(crate) async fn post_schemes(
     State(state): State<AppState>,
     caller: Caller,
     body: Bytes,
-) -> Result<Json<RankingResult>> {
+) -> Result<Response> {
     caller.require(Permission::Plan, "rank applications")?;
     let app = application_from(&body, None)?;
-    Ok(Json(rank(&state, app).await?))
+    Ok(ranking_response(&*state.rank(app).await?))
 }
 
 /// Register or update an application; returns its ranking.
@@ -148,15 +129,15 @@ pub(crate) async fn put_application(
     caller: Caller,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<RankingResult>> {
+) -> Result<Response> {
     caller.require(Permission::Workflow, "register applications")?;
     let app = application_from(&body, Some(&id))?;
-    let ranking = rank(&state, app.clone()).await?;
+    let ranked = state.rank(app.clone()).await?;
     state
         .ledger()
-        .register(&app, &ranking, &caller.name)
+        .register(&app, &ranked.result, &caller.name)
         .await?;
-    Ok(Json(ranking))
+    Ok(ranking_response(&ranked))
 }
 
 /// An application's status, last ranking, reservation and audit trail.
@@ -398,13 +379,21 @@ fn level_of(text: Option<&str>) -> Result<LevelKey> {
     }
 }
 
-/// Geometry of an asset for the map: a feeder's segments, a point otherwise.
-fn geometry(engine: &Engine, row: &CapacityRow) -> Option<(Value, Vec<LonLat>)> {
+/// Degrees to 6 decimals (about 0.1 m): full `f64` digits would nearly double
+/// a city's map document for nothing.
+fn map_coordinates(p: LonLat) -> [f64; 2] {
+    let round = |v: f64| (v * 1e6).round() / 1e6;
+    [round(p.lon), round(p.lat)]
+}
+
+/// Geometry of an asset for the map: a feeder's segments, a point otherwise;
+/// with the points to test against a bounding box.
+fn geometry(engine: &Engine, id: &str) -> Option<(Value, Vec<LonLat>)> {
     let network = &engine.network;
-    let asset = network.lookup(&row.id)?;
+    let asset = network.lookup(id)?;
     let point = |p: LonLat| {
         (
-            json!({"type": "Point", "coordinates": [p.lon, p.lat]}),
+            json!({"type": "Point", "coordinates": map_coordinates(p)}),
             vec![p],
         )
     };
@@ -423,7 +412,7 @@ fn geometry(engine: &Engine, row: &CapacityRow) -> Option<(Value, Vec<LonLat>)> 
                         segment
                             .geometry
                             .iter()
-                            .map(|p| [p.lon, p.lat])
+                            .map(|p| map_coordinates(*p))
                             .collect::<Vec<_>>(),
                     );
                 }
@@ -436,6 +425,59 @@ fn geometry(engine: &Engine, row: &CapacityRow) -> Option<(Value, Vec<LonLat>)> 
         AssetKind::Transformer => Some(point(network.transformers[asset.index as usize].position)),
         AssetKind::Substation => Some(point(network.substations[asset.index as usize].position)),
         _ => None,
+    }
+}
+
+/// Where an asset lies, `[W, S, E, N]`: its points, a feeder's segments, a
+/// segment's or switch's ends.
+fn extent(engine: &Engine, id: &str) -> Option<[f64; 4]> {
+    let network = &engine.network;
+    let asset = network.lookup(id)?;
+    let i = asset.index as usize;
+    let points = match asset.kind {
+        AssetKind::Feeder | AssetKind::Transformer | AssetKind::Substation => {
+            geometry(engine, id)?.1
+        }
+        AssetKind::Node => vec![network.nodes[i].position],
+        AssetKind::Segment => network.segments[i].geometry.clone(),
+        AssetKind::Switch => {
+            let s = &network.switches[i];
+            vec![network.node(s.from).position, network.node(s.to).position]
+        }
+        AssetKind::SubstationTransformer => {
+            let t = &network.substation_transformers[i];
+            vec![
+                t.position
+                    .unwrap_or(network.substations[t.substation.get()].position),
+            ]
+        }
+    };
+    bounds(points)
+}
+
+/// `[W, S, E, N]` of some points; `None` for none.
+fn bounds(points: impl IntoIterator<Item = LonLat>) -> Option<[f64; 4]> {
+    points.into_iter().fold(None, |acc, p| {
+        Some(match acc {
+            None => [p.lon, p.lat, p.lon, p.lat],
+            Some([w, s, e, n]) => [w.min(p.lon), s.min(p.lat), e.max(p.lon), n.max(p.lat)],
+        })
+    })
+}
+
+/// An asset's display name, where the network gives one.
+fn asset_name(engine: &Engine, id: &str) -> Option<String> {
+    let network = &engine.network;
+    let asset = network.lookup(id)?;
+    let i = asset.index as usize;
+    match asset.kind {
+        AssetKind::Feeder => network.feeders[i].name.clone(),
+        AssetKind::Transformer => network.transformers[i].name.clone(),
+        AssetKind::Substation => Some(network.substations[i].name.clone()),
+        AssetKind::Node => network.nodes[i].name.clone(),
+        AssetKind::Segment => network.segments[i].name.clone(),
+        AssetKind::Switch => network.switches[i].name.clone(),
+        AssetKind::SubstationTransformer => network.substation_transformers[i].name.clone(),
     }
 }
 
@@ -459,21 +501,25 @@ pub(crate) async fn get_capacity(
     caller.require(Permission::View, "read capacity")?;
     let level = level_of(query.level.as_deref())?;
     let bbox = query.bbox.as_deref().map(parse_bbox).transpose()?;
-    let rows = state.capacity(level).await?;
+    let capacity = state.capacity(level).await?;
     let engine = state.engine();
+    let now_ms = chrono::Utc::now().timestamp_millis();
     let inside = |p: &LonLat| {
         bbox.is_none_or(|[w, s, e, n]| p.lon >= w && p.lon <= e && p.lat >= s && p.lat <= n)
     };
-    let features = rows
+    let features = capacity
+        .rows
         .iter()
         .filter_map(|row| {
-            let (geometry, points) = geometry(&engine, row)?;
+            let (geometry, points) = geometry(&engine, &row.id)?;
             points.iter().any(inside).then(|| {
+                let mut properties = json!(capacity.aged(row, now_ms));
+                properties["name"] = json!(asset_name(&engine, &row.id));
                 json!({
                     "type": "Feature",
                     "id": row.id,
                     "geometry": geometry,
-                    "properties": row,
+                    "properties": properties,
                 })
             })
         })
@@ -484,6 +530,92 @@ pub(crate) async fn get_capacity(
         kind: "FeatureCollection".into(),
         data_to: rfc3339(to),
         features,
+    }))
+}
+
+/// What the capacity map draws besides capacity: its colour thresholds, the
+/// network's extent and size, and the tie switches between feeders.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub(crate) struct MapOverview {
+    /// Loading from which an asset is drawn amber, %.
+    amber_loading_pct: f64,
+    /// Loading from which an asset is drawn red, %.
+    red_loading_pct: f64,
+    /// Readings older than this make an asset grey, seconds.
+    stale_after_s: f64,
+    /// The network's extent, `[W, S, E, N]` in degrees (absent for an empty network).
+    bbox: Option<[f64; 4]>,
+    /// Feeders in the network.
+    feeders: usize,
+    /// Distribution transformers.
+    transformers: usize,
+    /// Substations.
+    substations: usize,
+    /// Normally-open switches as a GeoJSON FeatureCollection of lines between
+    /// their two nodes; `properties`: `id`, `name`, `feeders` (the ones it ties).
+    #[schema(value_type = Object)]
+    ties: Value,
+}
+
+/// The map's thresholds, the network's extent and its tie switches.
+#[utoipa::path(
+    get, path = "/v1/map", tag = "capacity",
+    responses(
+        (status = 200, description = "Thresholds, extent and ties", body = MapOverview),
+        (status = 401, description = "No or an unknown token", body = ErrorBody),
+        (status = 403, description = "The role may not", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_map(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<MapOverview>> {
+    caller.require(Permission::View, "read the map")?;
+    let engine = state.engine();
+    let network = &engine.network;
+    let feeder_of = |node| {
+        engine
+            .topology
+            .placement(node)
+            .map(|p| network.feeders[p.feeder.get()].id.as_str())
+    };
+    let ties: Vec<Value> = network
+        .switches
+        .iter()
+        .filter(|s| s.normally_open)
+        .map(|s| {
+            let (from, to) = (network.node(s.from), network.node(s.to));
+            let feeders: Vec<&str> = [feeder_of(s.from), feeder_of(s.to)]
+                .into_iter()
+                .flatten()
+                .collect();
+            json!({
+                "type": "Feature",
+                "id": s.id.as_str(),
+                "geometry": {"type": "LineString",
+                    "coordinates": [map_coordinates(from.position), map_coordinates(to.position)]},
+                "properties": {"id": s.id.as_str(), "name": s.name, "feeders": feeders},
+            })
+        })
+        .collect();
+    let positions = network
+        .nodes
+        .iter()
+        .map(|n| n.position)
+        .chain(network.substations.iter().map(|s| s.position))
+        .chain(network.transformers.iter().map(|t| t.position));
+    let bbox = bounds(positions);
+    let map = &state.config().map;
+    Ok(Json(MapOverview {
+        amber_loading_pct: map.amber_loading_pct,
+        red_loading_pct: map.red_loading_pct,
+        stale_after_s: map.stale_after_s,
+        bbox,
+        feeders: network.feeders.len(),
+        transformers: network.transformers.len(),
+        substations: network.substations.len(),
+        ties: json!({"type": "FeatureCollection", "features": ties}),
     }))
 }
 
@@ -508,6 +640,10 @@ pub(crate) struct AssetDetail {
     capacity: Option<CapacityRow>,
     /// Reservations on it (a feeder's, a transformer's), kW.
     reserved_kw: f64,
+    /// Where it lies, `[W, S, E, N]` in degrees (the map zooms to it).
+    bbox: Option<[f64; 4]>,
+    /// Its display name.
+    name: Option<String>,
 }
 
 /// Ratings, topology, latest readings, peak and typical day of an asset.
@@ -622,15 +758,20 @@ pub(crate) async fn get_asset(
         None
     };
     let capacity = match level {
-        Some(level) => state
-            .capacity(level)
-            .await?
-            .iter()
-            .find(|r| r.id == id)
-            .cloned(),
+        Some(level) => {
+            let capacity = state.capacity(level).await?;
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            capacity
+                .rows
+                .iter()
+                .find(|r| r.id == id)
+                .map(|row| capacity.aged(row, now_ms))
+        }
         None => None,
     };
     Ok(Json(AssetDetail {
+        bbox: extent(&engine, &id),
+        name: asset_name(&engine, &id),
         id,
         kind: asset.kind.as_str().to_owned(),
         properties,

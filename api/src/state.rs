@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use headroom_engine::store::{Store, StoreReadings};
 use headroom_engine::{
-    Application, CapacityRow, CustomerClass, Engine, Importance, Level, ReservedLoad,
+    Application, CapacityRow, CustomerClass, Engine, Importance, Level, RankingResult, ReservedLoad,
 };
 use headroom_geodata::Network;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -55,12 +55,48 @@ struct Inner {
     ledger: Ledger,
     sources: Arc<dyn SourcesHandler>,
     metrics: PrometheusHandle,
-    capacity: Mutex<Vec<CachedCapacity>>,
+    capacity: Mutex<Vec<(u64, LevelKey, Capacity)>>,
+    /// One computation of capacity at a time: a map opened by several people
+    /// at once asks for the same rows, which take seconds on a city.
+    computing_capacity: tokio::sync::Mutex<()>,
+    /// As many rankings at once as there are cores: more would only share
+    /// them, and a queue in order keeps the slowest answer short.
+    ranking_slots: tokio::sync::Semaphore,
+    /// Rankings by engine version and application: a workflow system and the
+    /// map ask again for the same application, and any change of readings,
+    /// reservations or network makes a new version.
+    rankings: moka::sync::Cache<(u64, Vec<u8>), Arc<Ranked>>,
     started_ms: i64,
 }
 
-/// Capacity rows of a level, by engine version.
-type CachedCapacity = (u64, LevelKey, Arc<Vec<CapacityRow>>);
+/// A ranking and its JSON, as answered.
+pub(crate) struct Ranked {
+    pub(crate) result: RankingResult,
+    pub(crate) json: axum::body::Bytes,
+}
+
+/// How much JSON of rankings the service keeps.
+const RANKINGS_KEPT_BYTES: u64 = 64 << 20;
+
+/// Capacity rows of a level for one engine version, and when they were computed
+/// (their `data_age_s` count from then).
+#[derive(Clone)]
+pub(crate) struct Capacity {
+    pub(crate) rows: Arc<Vec<CapacityRow>>,
+    pub(crate) computed_ms: i64,
+}
+
+impl Capacity {
+    /// A row with its data age counted to `now_ms` rather than to when it was
+    /// computed.
+    pub(crate) fn aged(&self, row: &CapacityRow, now_ms: i64) -> CapacityRow {
+        let since_s = (now_ms - self.computed_ms).max(0) as f64 / 1000.0;
+        CapacityRow {
+            data_age_s: row.data_age_s.map(|age| (age + since_s).round()),
+            ..row.clone()
+        }
+    }
+}
 
 /// A [`Level`] as a cache key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +136,26 @@ pub struct ServiceParts {
     pub sources: Arc<dyn SourcesHandler>,
     /// The Prometheus recorder's handle.
     pub metrics: PrometheusHandle,
+}
+
+/// The engine to rank `application` with: its own reservation, where it
+/// holds one, is not counted against itself.
+fn engine_without_own_reservation(engine: Arc<Engine>, application: &str) -> Arc<Engine> {
+    if engine
+        .reservations
+        .iter()
+        .any(|r| r.application == application)
+    {
+        let others = engine
+            .reservations
+            .iter()
+            .filter(|r| r.application != application)
+            .cloned()
+            .collect();
+        Arc::new(engine.with_reservations(others))
+    } else {
+        engine
+    }
 }
 
 /// The reservations of the ledger as loads the engine counts; supplies no
@@ -172,6 +228,16 @@ impl AppState {
             sources,
             metrics,
             capacity: Mutex::new(Vec::new()),
+            computing_capacity: tokio::sync::Mutex::new(()),
+            ranking_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, usize::from),
+            ),
+            rankings: moka::sync::Cache::builder()
+                .max_capacity(RANKINGS_KEPT_BYTES)
+                .weigher(|key: &(u64, Vec<u8>), ranked: &Arc<Ranked>| {
+                    u32::try_from(key.1.len() + ranked.json.len()).unwrap_or(u32::MAX)
+                })
+                .build(),
             started_ms: chrono::Utc::now().timestamp_millis(),
         })))
     }
@@ -275,24 +341,84 @@ impl AppState {
         Ok(())
     }
 
+    /// The ranking of `app` by the engine of the moment, from the cache when
+    /// the same application was ranked by the same engine.
+    pub(crate) async fn rank(&self, app: Application) -> Result<Arc<Ranked>> {
+        let (engine, version) = self.engine_and_version();
+        let key = (
+            version,
+            serde_json::to_vec(&app)
+                .map_err(|e| Error::Internal(format!("an application as a key: {e}")))?,
+        );
+        if let Some(ranked) = self.0.rankings.get(&key) {
+            metrics::counter!("headroom_rankings_cached_total").increment(1);
+            return Ok(ranked);
+        }
+        let _slot = self
+            .0
+            .ranking_slots
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(format!("ranking slots closed: {e}")))?;
+        // The same application may have been ranked while this one waited.
+        if let Some(ranked) = self.0.rankings.get(&key) {
+            metrics::counter!("headroom_rankings_cached_total").increment(1);
+            return Ok(ranked);
+        }
+        let engine = engine_without_own_reservation(engine, &app.id);
+        let started = std::time::Instant::now();
+        let ranked = tokio::task::spawn_blocking(move || -> Result<Ranked> {
+            let result = engine.rank(&app);
+            let json = serde_json::to_vec(&result)
+                .map_err(|e| Error::Internal(format!("a ranking as JSON: {e}")))?;
+            Ok(Ranked {
+                result,
+                json: json.into(),
+            })
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("ranking failed: {e}")))??;
+        metrics::histogram!("headroom_engine_rank_seconds").record(started.elapsed().as_secs_f64());
+        let ranked = Arc::new(ranked);
+        self.0.rankings.insert(key, ranked.clone());
+        Ok(ranked)
+    }
+
+    /// Computes the figures the capacity map opens with (feeders and
+    /// substations) for the engine of the moment, ahead of the first request.
+    pub async fn warm_map(&self) -> Result<()> {
+        self.capacity(LevelKey::Feeder).await?;
+        self.capacity(LevelKey::Substation).await?;
+        Ok(())
+    }
+
     /// Capacity rows of a level for the engine of the moment (computed once
     /// per engine: a city's feeders take seconds).
-    pub(crate) async fn capacity(&self, level: LevelKey) -> Result<Arc<Vec<CapacityRow>>> {
+    pub(crate) async fn capacity(&self, level: LevelKey) -> Result<Capacity> {
         let (engine, version) = self.engine_and_version();
-        if let Some((_, _, rows)) = self
-            .0
-            .capacity
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|(v, l, _)| *v == version && *l == level)
-        {
-            return Ok(rows.clone());
+        let cached = || {
+            self.0
+                .capacity
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find(|(v, l, _)| *v == version && *l == level)
+                .map(|(_, _, c)| c.clone())
+        };
+        if let Some(capacity) = cached() {
+            return Ok(capacity);
+        }
+        let _computing = self.0.computing_capacity.lock().await;
+        if let Some(capacity) = cached() {
+            return Ok(capacity);
         }
         let started = std::time::Instant::now();
-        let rows = tokio::task::spawn_blocking(move || {
+        let capacity = tokio::task::spawn_blocking(move || {
             let now_ms = chrono::Utc::now().timestamp_millis();
-            Arc::new(engine.capacity(level.level(), engine.readings(), now_ms))
+            Capacity {
+                rows: Arc::new(engine.capacity(level.level(), engine.readings(), now_ms)),
+                computed_ms: now_ms,
+            }
         })
         .await
         .map_err(|e| Error::Internal(format!("capacity failed: {e}")))?;
@@ -300,7 +426,7 @@ impl AppState {
             .record(started.elapsed().as_secs_f64());
         let mut cache = self.0.capacity.lock().unwrap_or_else(|p| p.into_inner());
         cache.retain(|(v, _, _)| *v == version);
-        cache.push((version, level, rows.clone()));
-        Ok(rows)
+        cache.push((version, level, capacity.clone()));
+        Ok(capacity)
     }
 }

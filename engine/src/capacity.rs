@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::engine::{Engine, FeederBase};
 use crate::evaluate::AddedLoad;
-use crate::readings::ReadingsSource;
+use crate::readings::{Prefetched, ReadingsSource};
 
 /// Which assets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +98,27 @@ const ROOM_SLACK: f64 = 0.05;
 
 impl Engine {
     /// Capacity of every asset at a level; `now_ms` dates the data's age.
+    /// Readings from a source that fetches per feeder (the store) are read in
+    /// one scan first: every feeder or transformer needs its own anyway, and a
+    /// substation's metered share asks after every transformer.
     pub fn capacity(
+        &self,
+        level: Level,
+        readings: &dyn ReadingsSource,
+        now_ms: i64,
+    ) -> Vec<CapacityRow> {
+        if let Some(everything) = readings.everything() {
+            let prefetched = Arc::new(Prefetched {
+                readings: everything,
+                span: readings.span(),
+            });
+            let engine = self.with_readings(prefetched.clone());
+            return engine.capacity_of(level, prefetched.as_ref(), now_ms);
+        }
+        self.capacity_of(level, readings, now_ms)
+    }
+
+    fn capacity_of(
         &self,
         level: Level,
         readings: &dyn ReadingsSource,

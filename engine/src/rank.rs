@@ -63,6 +63,10 @@ pub struct Candidate {
     pub substation: Option<String>,
     /// Geodesic distance from the customer, metres.
     pub distance_m: f64,
+    /// Where it stands: longitude, degrees east (for drawing the scheme).
+    pub lon: f64,
+    /// Latitude, degrees north.
+    pub lat: f64,
     /// Whether the application can connect here.
     pub feasible: bool,
     /// The check that limits `headroom_kw` (or rules the point out).
@@ -539,6 +543,8 @@ impl Engine {
                 feeder: feeder.map(|f| self.network.feeders[f].id.to_string()),
                 substation: substation.as_ref().map(|(_, id)| id.clone()),
                 distance_m: round(distance_m, 2),
+                lon: n.position.lon,
+                lat: n.position.lat,
                 feasible,
                 binding_constraint: binding,
                 checks,
@@ -784,6 +790,8 @@ impl Engine {
         e.out.feasible = !oos && app.demand_kw <= e.out.headroom_kw;
         e.out.node = t.id.to_string();
         e.out.node_type = "transformer".to_owned();
+        e.out.lon = t.position.lon;
+        e.out.lat = t.position.lat;
         e
     }
 

@@ -28,6 +28,35 @@ pub trait ReadingsSource: Send + Sync {
     fn group(&self, _assets: &[AssetRef]) -> Option<Arc<InMemoryReadings>> {
         None
     }
+
+    /// Every reading of the window fetched at once, for a computation over the
+    /// whole network (capacity of every feeder or transformer), where one scan
+    /// costs far less than a fetch per feeder; `None` where the source holds
+    /// them in memory anyway.
+    fn everything(&self) -> Option<Arc<InMemoryReadings>> {
+        None
+    }
+}
+
+/// Every reading of a source fetched up front (see
+/// [`ReadingsSource::everything`]), with the source's span.
+pub(crate) struct Prefetched {
+    pub(crate) readings: Arc<InMemoryReadings>,
+    pub(crate) span: Option<(i64, i64)>,
+}
+
+impl ReadingsSource for Prefetched {
+    fn series(&self, asset: AssetRef, quantity: Quantity) -> Vec<(i64, f64)> {
+        self.readings.series(asset, quantity)
+    }
+
+    fn span(&self) -> Option<(i64, i64)> {
+        self.span
+    }
+
+    fn group(&self, _assets: &[AssetRef]) -> Option<Arc<InMemoryReadings>> {
+        Some(self.readings.clone())
+    }
 }
 
 /// Readings held in memory, indexed by asset and quantity.

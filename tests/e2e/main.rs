@@ -7,6 +7,8 @@
 //! - `capacity`: capacity per feeder, transformer and substation;
 //! - `crash`: the store keeps every acknowledged reading through SIGKILLs;
 //! - `interop`: the connectors against servers we did not write (pymodbus);
+//! - `map`: the capacity map in headless chromium: the fixture drawn, a feeder's
+//!   panel, a connection tried as `rank` would; the synthetic city's render time;
 //! - `meter_files`: metering files dropped in a folder to the store, taken once,
 //!   bad ones explained;
 //! - `modbus`: simulated terminals to the Modbus connector to the store, with
@@ -31,6 +33,7 @@ mod capacity;
 mod crash;
 mod fixture;
 mod interop;
+mod map;
 mod meter_files;
 mod modbus;
 mod opcua;

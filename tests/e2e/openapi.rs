@@ -4,66 +4,23 @@
 
 use std::process::Command;
 
-use crate::service_process::ServiceProcess;
-use crate::support::{fixture, headroom};
-
-fn tool(variable: &str) -> String {
-    std::env::var(variable).unwrap_or_else(|_| {
-        panic!("{variable} is not set: run the tests with scripts/test, which installs it")
-    })
-}
+use crate::support::{fixture, serve_gridpack, test_tool};
 
 #[test]
 fn the_api_keeps_its_openapi_document_under_generated_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let import = headroom([
-        "import",
-        fixture("1-MV-semiurb").to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    assert_eq!(import.code, 0, "{}", import.stderr);
-    // A token as an operator makes one.
-    let made = headroom(["token", "admin", "--name", "schemathesis"]);
-    assert_eq!(made.code, 0, "{}", made.stderr);
-    let token = made
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("hr_admin_"))
-        .expect("the token is printed")
-        .to_owned();
-    let lines: String = made
-        .stdout
-        .lines()
-        .skip_while(|l| !l.starts_with("[[tokens]]"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let config = dir.path().join("headroom.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n{lines}\n",
-            data.display()
-        ),
-    )
-    .unwrap();
-    let service = ServiceProcess::start(
-        env!("CARGO_BIN_EXE_headroom"),
-        &["--config", config.to_str().unwrap()],
-        &[],
-    );
+    let (service, token) = serve_gridpack(dir.path(), &fixture("1-MV-semiurb"), "admin", "");
     let url = service.url.clone();
 
     let document = dir.path().join("openapi.json");
-    let fetched = Command::new(tool("HEADROOM_INTEROP_PYTHON"))
+    let fetched = Command::new(test_tool("HEADROOM_INTEROP_PYTHON"))
         .args(["-c", "import sys, urllib.request; open(sys.argv[2], 'wb').write(urllib.request.urlopen(sys.argv[1]).read())"])
         .arg(format!("{url}/openapi.json"))
         .arg(&document)
         .status()
         .unwrap();
     assert!(fetched.success());
-    let validated = Command::new(tool("HEADROOM_OPENAPI_VALIDATOR"))
+    let validated = Command::new(test_tool("HEADROOM_OPENAPI_VALIDATOR"))
         .arg(&document)
         .output()
         .unwrap();
@@ -74,7 +31,7 @@ fn the_api_keeps_its_openapi_document_under_generated_requests() {
         String::from_utf8_lossy(&validated.stderr)
     );
 
-    let run = Command::new(tool("HEADROOM_SCHEMATHESIS"))
+    let run = Command::new(test_tool("HEADROOM_SCHEMATHESIS"))
         .args(["run", &format!("{url}/openapi.json"), "--header"])
         .arg(format!("Authorization: Bearer {token}"))
         .args([

@@ -126,3 +126,58 @@ pub(crate) fn spawn_connector(
     let _entered = runtime.enter();
     connector.spawn(context).unwrap()
 }
+
+/// A tool the test command installs (`scripts/test` exports its path).
+pub(crate) fn test_tool(variable: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| {
+        panic!("{variable} is not set: run the tests with scripts/test, which installs it")
+    })
+}
+
+/// `headroom serve` on a free port over `gridpack` imported into a store in
+/// `dir`, with one token of `role` (made as an operator would, with `headroom
+/// token`) and `extra_config` appended to the config; the service and the token.
+pub(crate) fn serve_gridpack(
+    dir: &Path,
+    gridpack: &Path,
+    role: &str,
+    extra_config: &str,
+) -> (crate::service_process::ServiceProcess, String) {
+    let data = dir.join("data");
+    let import = headroom([
+        "import".as_ref(),
+        gridpack.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ]);
+    assert_eq!(import.code, 0, "{}", import.stderr);
+    let made = headroom(["token", role, "--name", "e2e"]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let token = made
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("hr_{role}_")))
+        .expect("the token is printed")
+        .to_owned();
+    let grant: String = made
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("[[tokens]]"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = dir.join("headroom.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{extra_config}\n\n{grant}\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let service = crate::service_process::ServiceProcess::start(
+        env!("CARGO_BIN_EXE_headroom"),
+        &["--config", config.to_str().unwrap()],
+        &[],
+    );
+    (service, token)
+}

@@ -39,6 +39,12 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>, Vec<Role>)> {
         ),
         (
             Method::GET,
+            "/v1/map",
+            None,
+            vec![Role::Viewer, Role::Planner, Role::Workflow],
+        ),
+        (
+            Method::GET,
             "/v1/assets/nope",
             None,
             vec![Role::Viewer, Role::Planner, Role::Workflow],
@@ -510,6 +516,101 @@ async fn capacity_is_geojson_of_every_asset_filtered_by_level_and_box() {
 }
 
 #[tokio::test]
+async fn the_map_overview_holds_the_configured_thresholds_the_extent_and_the_ties() {
+    let service = TestService::start().await;
+    let engine = service.state.engine();
+    let network = &engine.network;
+    let (status, overview) = service
+        .call(Method::GET, "/v1/map", Some(Role::Viewer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{overview}");
+    let map = &service.state.config().map;
+    assert_eq!(overview["amber_loading_pct"], json!(map.amber_loading_pct));
+    assert_eq!(overview["red_loading_pct"], json!(map.red_loading_pct));
+    assert_eq!(overview["stale_after_s"], json!(map.stale_after_s));
+    assert_eq!(overview["feeders"], json!(network.feeders.len()));
+    assert_eq!(overview["transformers"], json!(network.transformers.len()));
+    assert_eq!(overview["substations"], json!(network.substations.len()));
+    let bbox: Vec<f64> = serde_json::from_value(overview["bbox"].clone()).unwrap();
+    for t in &network.transformers {
+        let p = t.position;
+        assert!(
+            p.lon >= bbox[0] && p.lat >= bbox[1] && p.lon <= bbox[2] && p.lat <= bbox[3],
+            "{} outside {bbox:?}",
+            t.id
+        );
+    }
+    let open: Vec<&str> = network
+        .switches
+        .iter()
+        .filter(|s| s.normally_open)
+        .map(|s| s.id.as_str())
+        .collect();
+    let ties = overview["ties"]["features"].as_array().unwrap();
+    let tie_ids: Vec<&str> = ties.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(tie_ids, open);
+    for tie in ties {
+        assert_eq!(tie["geometry"]["type"], "LineString");
+        assert_eq!(tie["geometry"]["coordinates"].as_array().unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn the_capacity_map_page_and_its_libraries_are_served_without_a_token() {
+    let service = TestService::start().await;
+    for (path, content_type, needle) in [
+        ("/", "text/html", "Headroom"),
+        ("/map/app.js", "text/javascript", "/v1/capacity"),
+        ("/map/app.css", "text/css", "#map"),
+        ("/map/vendor/leaflet.js", "text/javascript", "Leaflet"),
+        ("/map/vendor/leaflet.css", "text/css", ".leaflet-"),
+        ("/map/vendor/uPlot.iife.min.js", "text/javascript", "uPlot"),
+        ("/map/vendor/uPlot.min.css", "text/css", ".uplot"),
+        ("/map/vendor/images/layers.png", "image/png", "PNG"),
+    ] {
+        let response = tower::ServiceExt::oneshot(
+            service.router.clone(),
+            axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{path}: {:?}",
+            headers["content-type"]
+        );
+        // The page may talk to no host but this one.
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'self'"),
+            "{path}"
+        );
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(
+            body.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{path} lacks {needle}"
+        );
+    }
+    let (status, answer) = service
+        .call(Method::GET, "/map/vendor/nothing.js", None, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(error_code(&answer), "not_found");
+}
+
+#[tokio::test]
 async fn assets_show_ratings_readings_and_series_and_readings_arrive_over_http() {
     let service = TestService::start().await;
     let engine = service.state.engine();
@@ -537,6 +638,33 @@ async fn assets_show_ratings_readings_and_series_and_readings_arrive_over_http()
         96
     );
     assert_eq!(asset["capacity"]["id"], feeder.as_str());
+    // Where it lies, for the map to zoom to: around every point of its segments.
+    let bbox: Vec<f64> = serde_json::from_value(asset["bbox"].clone()).unwrap();
+    let (_, map) = service
+        .call(Method::GET, "/v1/capacity", Some(Role::Viewer), None)
+        .await;
+    let drawn = map["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == feeder.as_str())
+        .unwrap();
+    for line in drawn["geometry"]["coordinates"].as_array().unwrap() {
+        for point in line.as_array().unwrap() {
+            let (lon, lat) = (point[0].as_f64().unwrap(), point[1].as_f64().unwrap());
+            assert!(
+                lon >= bbox[0] - 1e-6
+                    && lat >= bbox[1] - 1e-6
+                    && lon <= bbox[2] + 1e-6
+                    && lat <= bbox[3] + 1e-6,
+                "{point} outside {bbox:?}"
+            );
+        }
+    }
+    assert_eq!(
+        drawn["properties"]["name"],
+        json!(engine.network.feeders[0].name)
+    );
     let (status, _) = service
         .call(Method::GET, "/v1/assets/NOPE", Some(Role::Viewer), None)
         .await;

@@ -216,6 +216,14 @@ impl std::fmt::Debug for StoreReadings {
     }
 }
 
+/// The usable readings of `[from_ms, to_ms)`, as an SQL condition.
+fn window_filter(from_ms: i64, to_ms: i64) -> String {
+    format!(
+        "ts >= to_timestamp_millis({from_ms}) AND ts < to_timestamp_millis({to_ms}) \
+         AND quality <> 'bad'"
+    )
+}
+
 impl StoreReadings {
     /// The `days` of readings up to the latest one in `store`.
     pub fn recent(store: Arc<Store>, days: i64) -> Result<Self> {
@@ -228,10 +236,7 @@ impl StoreReadings {
 
     /// The readings of `store` in `[from_ms, to_ms)`.
     pub fn window(store: Arc<Store>, from_ms: i64, to_ms: i64) -> Result<Self> {
-        let window = format!(
-            "ts >= to_timestamp_millis({from_ms}) AND ts < to_timestamp_millis({to_ms}) \
-             AND quality <> 'bad'"
-        );
+        let window = window_filter(from_ms, to_ms);
         let heads = store.sql(&format!(
             "SELECT ts, asset, quantity, value FROM readings \
              WHERE {window} AND asset IN (SELECT id FROM assets WHERE kind <> 'transformer')"
@@ -284,5 +289,23 @@ impl ReadingsSource for StoreReadings {
 
     fn group(&self, assets: &[AssetRef]) -> Option<Arc<InMemoryReadings>> {
         Some(self.fetched(assets))
+    }
+
+    fn everything(&self) -> Option<Arc<InMemoryReadings>> {
+        let all = self
+            .store
+            .sql(&format!(
+                "SELECT ts, asset, quantity, value FROM readings WHERE {}",
+                window_filter(self.from_ms, self.to_ms)
+            ))
+            .and_then(|batches| self.store.rows_of(&self.index, &batches, None));
+        match all {
+            Ok(all) => Some(Arc::new(all)),
+            Err(e) => {
+                // Fetching per feeder still works, only slower.
+                eprintln!("headroom store: cannot read the window's readings at once: {e}");
+                None
+            }
+        }
     }
 }

@@ -1,0 +1,266 @@
+//! The capacity map in a real browser: Debian's chromium, headless, driven by
+//! `tests/browser/map.mjs` (playwright-core, installed by scripts/test) against
+//! `headroom serve` on a free port. What the page drew and showed is checked
+//! here against the API and `headroom rank`; screenshots are kept under
+//! `target/browser-screenshots/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::support::{fixture, headroom, serve_gridpack, test_tool};
+
+fn screenshots(test: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("../browser-screenshots")
+        .join(test)
+}
+
+/// Runs the browser driver on `task` and returns its report.
+fn drive(task: Value, dir: &Path) -> Value {
+    let file = dir.join("task.json");
+    std::fs::write(&file, task.to_string()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/map.mjs");
+    let out = Command::new(test_tool("HEADROOM_NODE"))
+        .arg(&script)
+        .arg(&file)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "the browser driver failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the driver's report is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn get(url: &str, token: &str) -> Value {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "GET {url}");
+        response.json().await.unwrap()
+    })
+}
+
+/// The page loaded nothing from anywhere but the service.
+fn only_the_service(report: &Value, service: &str) {
+    let requested = report["requested"].as_array().unwrap();
+    assert!(!requested.is_empty());
+    let elsewhere: Vec<&str> = requested
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|u| !u.starts_with(&format!("{service}/")) && !u.starts_with("data:"))
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "requests to other hosts: {elsewhere:?}"
+    );
+    assert_eq!(
+        report["console_errors"],
+        json!([]),
+        "the page logged errors"
+    );
+}
+
+/// A figure as the panel shows it ("1,234.5 kW") as a number.
+fn shown_number(text: &Value) -> f64 {
+    let text = text.as_str().unwrap_or_else(|| panic!("no figure: {text}"));
+    let digits: String = text
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .chars()
+        .filter(|c| *c != ',')
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("`{text}` is not a figure"))
+}
+
+#[test]
+fn the_map_draws_the_fixture_opens_a_feeder_and_tries_a_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let gridpack = fixture("1-MV-semiurb");
+    // The fixture's readings are months old: a year's staleness keeps the
+    // screenshots in colour.
+    let (service, token) = serve_gridpack(
+        dir.path(),
+        &gridpack,
+        "planner",
+        "[map]\nstale_after_s = 31536000",
+    );
+    let url = service.url.clone();
+
+    let feeders = get(&format!("{url}/v1/capacity?level=feeder"), &token);
+    let features = feeders["features"].as_array().unwrap();
+    assert!(!features.is_empty());
+    // The feeder with the most segments: the easiest to hit with a click.
+    let feeder = features
+        .iter()
+        .max_by_key(|f| f["geometry"]["coordinates"].as_array().unwrap().len())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // An application of the fixture as the form can enter it (no profile),
+    // with a scheme.
+    let ranked = headroom(["rank".as_ref(), gridpack.as_os_str(), "--json".as_ref()]);
+    assert_eq!(ranked.code, 0, "{}", ranked.stderr);
+    let rankings: Vec<Value> = serde_json::from_str(&ranked.stdout).unwrap();
+    let applications: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(gridpack.join("applications.json")).unwrap())
+            .unwrap();
+    let (application, ranking) = applications
+        .iter()
+        .filter(|a| a.get("profile").is_none())
+        .find_map(|a| {
+            let r = rankings.iter().find(|r| r["application"] == a["id"])?;
+            (!r["schemes"].as_array()?.is_empty()).then_some((a, r))
+        })
+        .expect("a fixture application with a scheme");
+
+    let report = drive(
+        json!({
+            "url": url,
+            "token": token,
+            "mode": "fixture",
+            "chromium": test_tool("HEADROOM_CHROMIUM"),
+            "screenshots": screenshots("fixture"),
+            "feeder": feeder,
+            "application": application,
+        }),
+        dir.path(),
+    );
+
+    // Every feeder of the network drawn, and the substations.
+    assert_eq!(report["drawn"]["feeders"], json!(features.len()));
+    let substations = get(&format!("{url}/v1/capacity?level=substation"), &token);
+    assert_eq!(
+        report["drawn"]["substations"],
+        json!(substations["features"].as_array().unwrap().len())
+    );
+    assert_eq!(report["token_kept"], json!(true));
+
+    // The clicked feeder's panel shows the API's figures.
+    let asset = get(&format!("{url}/v1/assets/{feeder}"), &token);
+    let panel = &report["panel"];
+    assert!(
+        panel["title"].as_str().unwrap().contains(&feeder),
+        "{panel}"
+    );
+    for field in ["headroom_kw", "loading_pct", "peak_kva"] {
+        let api = asset["capacity"][field].as_f64().unwrap();
+        let shown = shown_number(&panel[field]);
+        assert!(
+            (shown - api).abs() <= 0.051,
+            "{field}: the panel shows {shown}, the API says {api}"
+        );
+    }
+    assert_eq!(
+        panel["binding_constraint"],
+        asset["capacity"]["binding_constraint"]
+    );
+    assert_eq!(panel["chart_drawn"], json!(true));
+    assert!(
+        report["url_after_click"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("asset={feeder}")),
+        "the selection is kept in the URL: {}",
+        report["url_after_click"]
+    );
+
+    // Trying the application on the map gives `headroom rank`'s top scheme.
+    let tried = &report["tried"];
+    assert_eq!(tried["error"], Value::Null, "{tried}");
+    assert_eq!(tried["top_supplies"], ranking["schemes"][0]["supplies"]);
+    assert_eq!(
+        tried["candidates_listed"],
+        json!(ranking["candidates"].as_array().unwrap().len())
+    );
+
+    only_the_service(&report, &url);
+}
+
+/// The default synthetic city (3,000 feeders, about 60,000 transformers; one day of
+/// readings at the feeder heads, which is all the map's figures need to be
+/// computed): the page's time to its first full render is printed, and every
+/// feeder and substation is drawn.
+#[test]
+fn the_map_renders_the_synthetic_city() {
+    let dir = tempfile::tempdir().unwrap();
+    let city = dir.path().join("city");
+    let made = headroom([
+        "synth".as_ref(),
+        city.as_os_str(),
+        "--days".as_ref(),
+        "1".as_ref(),
+        "--metered-share".as_ref(),
+        "0".as_ref(),
+    ]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    // A debug build computes a city's figures slower than the default request
+    // timeout.
+    let (service, token) = serve_gridpack(
+        dir.path(),
+        &city,
+        "viewer",
+        "[http]\nrequest_timeout_ms = 900000",
+    );
+    let url = service.url.clone();
+
+    // The service computes the figures once per engine; this is the server's part.
+    let started = Instant::now();
+    let feeders = get(&format!("{url}/v1/capacity?level=feeder"), &token);
+    get(&format!("{url}/v1/capacity?level=substation"), &token);
+    let computed_s = started.elapsed().as_secs_f64();
+    let overview = get(&format!("{url}/v1/map"), &token);
+    assert_eq!(overview["feeders"], json!(3000));
+    assert!(
+        overview["transformers"].as_u64().unwrap() >= 60_000,
+        "{overview}"
+    );
+
+    let report = drive(
+        json!({
+            "url": url,
+            "token": token,
+            "mode": "render",
+            "chromium": test_tool("HEADROOM_CHROMIUM"),
+            "screenshots": screenshots("city"),
+        }),
+        dir.path(),
+    );
+    eprintln!(
+        "city map: figures computed by the service in {computed_s:.1} s (debug build); \
+         first full render {:.0} ms after navigation, zoom {:.0} ms, pan {:.0} ms",
+        report["rendered_ms"].as_f64().unwrap(),
+        report["zoom_ms"].as_f64().unwrap(),
+        report["pan_ms"].as_f64().unwrap()
+    );
+    assert_eq!(
+        report["drawn"]["feeders"],
+        json!(feeders["features"].as_array().unwrap().len())
+    );
+    assert_eq!(report["drawn"]["feeders"], json!(3000));
+    assert_eq!(report["drawn"]["substations"], json!(200));
+    only_the_service(&report, &url);
+}
