@@ -2,7 +2,11 @@
 //! (`headroom serve --config`, SQLite ledger), and this process, the load
 //! generator, keeps 32 connections busy over loopback, each sending the next
 //! fixture application as soon as its previous answer arrives. Prints requests
-//! per second and latency quantiles after a warm-up.
+//! per second and latency quantiles after a warm-up. The fixture's 12
+//! applications repeat, so after the first of each the service answers from its
+//! ranking cache (valid until readings, reservations or network change); with
+//! `HEADROOM_BENCH_DISTINCT=1` every request is another application and is
+//! ranked afresh.
 //!
 //! Run: `cargo bench --bench http` (builds the release binary);
 //! `HEADROOM_BENCH_SECONDS` sets the measured time (default 30).
@@ -76,6 +80,11 @@ fn main() {
             .map(|a| serde_json::to_vec(a).unwrap())
             .collect(),
     );
+    // Distinct: every request another application (its own id, moved a few
+    // centimetres), so none is answered from the service's ranking cache.
+    let distinct = std::env::var_os("HEADROOM_BENCH_DISTINCT").is_some();
+    let application_count = applications.len();
+    let applications = Arc::new(applications);
     let seconds: u64 = std::env::var("HEADROOM_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -96,6 +105,7 @@ fn main() {
                 let url = url.clone();
                 let token = token.clone();
                 let bodies = bodies.clone();
+                let applications = applications.clone();
                 tokio::spawn(async move {
                     // A client each: 32 connections, kept alive.
                     let client = reqwest::Client::builder()
@@ -106,7 +116,15 @@ fn main() {
                     let mut errors = 0u64;
                     let mut i = c;
                     while Instant::now() < end {
-                        let body = bodies[i % bodies.len()].clone();
+                        let body = if distinct {
+                            let mut application = applications[i % applications.len()].clone();
+                            application["id"] = format!("bench-{c}-{i}").into();
+                            let lon = application["lon"].as_f64().unwrap();
+                            application["lon"] = (lon + (i % 1000) as f64 * 1e-7).into();
+                            serde_json::to_vec(&application).unwrap()
+                        } else {
+                            bodies[i % bodies.len()].clone()
+                        };
                         i += 1;
                         let sent = Instant::now();
                         let ok = match client
@@ -152,8 +170,12 @@ fn main() {
     let mut latencies = latencies;
     let count = latencies.len();
     println!(
-        "POST /v1/schemes, fixture 1-MV-semiurb ({} applications in turn), {CONNECTIONS} connections, {:.0} s after {:.0} s warm-up, {} cores:",
-        applications.len(),
+        "POST /v1/schemes, fixture 1-MV-semiurb ({}), {CONNECTIONS} connections, {:.0} s after {:.0} s warm-up, {} cores:",
+        if distinct {
+            "every request a different application: ranked afresh".to_owned()
+        } else {
+            format!("{application_count} applications in turn: cached after the first")
+        },
         elapsed.as_secs_f64(),
         WARM_UP.as_secs_f64(),
         std::thread::available_parallelism().map_or(0, |n| n.get())

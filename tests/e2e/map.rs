@@ -223,7 +223,7 @@ fn the_map_renders_the_synthetic_city() {
         dir.path(),
         &city,
         "viewer",
-        "[http]\nrequest_timeout_ms = 900000",
+        "[http]\nrequest_timeout_ms = 900000\n[map]\nstale_after_s = 31536000",
     );
     let url = service.url.clone();
 

@@ -451,6 +451,26 @@ async fn capacity_is_geojson_of_every_asset_filtered_by_level_and_box() {
     assert_eq!(features.len(), feeders);
     let first = &features[0];
     assert_eq!(first["geometry"]["type"], "MultiLineString");
+    // Each feeder's segments are joined into lines: every segment drawn once
+    // (a line of k pieces has one point more than k), in fewer parts.
+    let engine = service.state.engine();
+    for feature in features {
+        let f = engine
+            .network
+            .lookup(feature["id"].as_str().unwrap())
+            .unwrap();
+        let tree = engine
+            .topology
+            .tree(headroom_geodata::FeederIx::from_usize(f.index as usize));
+        let pieces: usize = tree
+            .segments()
+            .map(|s| engine.network.segment(s).geometry.len() - 1)
+            .sum();
+        let lines = feature["geometry"]["coordinates"].as_array().unwrap();
+        let points: usize = lines.iter().map(|l| l.as_array().unwrap().len()).sum();
+        assert_eq!(points - lines.len(), pieces, "{}", feature["id"]);
+        assert!(lines.len() < tree.segments().count(), "{}", feature["id"]);
+    }
     for field in [
         "rated",
         "peak_kva",
