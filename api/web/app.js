@@ -263,24 +263,20 @@
     index[kind].set(p.id, circle);
   }
 
-  function drawSubstations() {
-    layers.substations.clearLayers();
-    index.substations.clear();
-    for (const feature of state.substations) {
-      const radius = Math.min(16, 6 + Math.sqrt(Math.max(feature.properties.rated, 0) / 1000));
-      marker(feature, radius, layers.substations, 'substations');
-    }
-    exposed.drawn.substations = state.substations.length;
-  }
+  // Circles sized by rating: substations (firm kVA) larger than transformers.
+  const MARKER_RADIUS = {
+    substations: (rated) => Math.min(16, 6 + Math.sqrt(rated / 1000)),
+    transformers: (rated) => Math.min(8, 2 + Math.sqrt(rated / 100)),
+  };
 
-  function drawTransformers() {
-    layers.transformers.clearLayers();
-    index.transformers.clear();
-    for (const feature of state.transformers) {
-      const radius = Math.min(8, 2 + Math.sqrt(Math.max(feature.properties.rated, 0) / 100));
-      marker(feature, radius, layers.transformers, 'transformers');
+  function drawMarkers(kind) {
+    layers[kind].clearLayers();
+    index[kind].clear();
+    for (const feature of state[kind]) {
+      const radius = MARKER_RADIUS[kind](Math.max(feature.properties.rated, 0));
+      marker(feature, radius, layers[kind], kind);
     }
-    exposed.drawn.transformers = state.transformers.length;
+    exposed.drawn[kind] = state[kind].length;
   }
 
   function drawTies() {
@@ -329,7 +325,7 @@
       if (map.getZoom() < TRANSFORMERS_FROM_ZOOM) {
         state.transformers = [];
         state.transformersLoadedFor = null;
-        drawTransformers();
+        drawMarkers('transformers');
         return;
       }
       const b = map.getBounds().pad(0.25);
@@ -340,7 +336,7 @@
     }
     const collection = await api(`/v1/capacity?${query}`);
     state.transformers = collection.features;
-    drawTransformers();
+    drawMarkers('transformers');
   }
 
   async function loadCapacity() {
@@ -352,7 +348,7 @@
     state.substations = substations.features;
     state.dataTo = feeders.data_to;
     drawFeeders();
-    drawSubstations();
+    drawMarkers('substations');
     showDataAge();
   }
 

@@ -439,6 +439,56 @@ async fn a_reservation_that_does_not_fit_is_refused_with_its_binding_constraint(
 }
 
 #[tokio::test]
+async fn a_ranking_asked_again_reflects_reservations_made_in_between() {
+    let service = TestService::start().await;
+    let applications = fixture_applications();
+    let asked = applications[1].clone();
+    let rank = || async {
+        let (status, ranking) = service
+            .json(Method::POST, "/v1/schemes", Role::Planner, &asked)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{ranking}");
+        ranking
+    };
+    let before = rank().await;
+    assert_eq!(rank().await, before, "asked twice, answered the same");
+    let top = before["schemes"][0]["supplies"][0].clone();
+    let headroom_at = |ranking: &Value| {
+        ranking["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["node"] == top)
+            .unwrap()["headroom_kw"]
+            .as_f64()
+            .unwrap()
+    };
+    // Another application takes some of that node's headroom.
+    let mut other = applications[0].clone();
+    other["demand_kw"] = json!((headroom_at(&before) / 4.0).floor());
+    let (status, body) = service
+        .json(Method::PUT, "/v1/applications/A01", Role::Workflow, &other)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = service
+        .json(
+            Method::POST,
+            "/v1/applications/A01/reservation",
+            Role::Workflow,
+            &json!({"supplies": [top]}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let after = rank().await;
+    assert!(
+        headroom_at(&after) < headroom_at(&before) - 1.0,
+        "the reservation counts in the next ranking: {} then {}",
+        headroom_at(&before),
+        headroom_at(&after)
+    );
+}
+
+#[tokio::test]
 async fn capacity_is_geojson_of_every_asset_filtered_by_level_and_box() {
     let service = TestService::start().await;
     let feeders = service.state.engine().network.feeders.len();
