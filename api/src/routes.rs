@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{Caller, Permission};
 use crate::error::{Error, ErrorBody, Result};
 use crate::ledger::{ApplicationRecord, Event, NewReservation, ReservationRecord, rfc3339};
-use crate::state::{AppState, LevelKey, Ranked, reserved_loads};
+use crate::state::{AppState, Drawn, LevelKey, Ranked, reserved_loads};
 
 /// A query string, rejected in the API's error form (axum's own rejection is
 /// plain text).
@@ -531,7 +531,7 @@ pub(crate) async fn get_capacity(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<CapacityQuery>,
-) -> Result<Json<CapacityCollection>> {
+) -> Result<Response> {
     caller.require(Permission::View, "read capacity")?;
     let level = level_of(query.level.as_deref())?;
     let bbox = query.bbox.as_deref().map(parse_bbox).transpose()?;
@@ -541,30 +541,45 @@ pub(crate) async fn get_capacity(
     let inside = |p: &LonLat| {
         bbox.is_none_or(|[w, s, e, n]| p.lon >= w && p.lon <= e && p.lat >= s && p.lat <= n)
     };
-    let features = capacity
-        .rows
-        .iter()
-        .filter_map(|row| {
-            let (geometry, points) = geometry(&engine, &row.id)?;
-            points.iter().any(inside).then(|| {
-                let mut properties = json!(capacity.aged(row, now_ms));
-                properties["name"] = json!(asset_name(&engine, &row.id));
-                json!({
-                    "type": "Feature",
-                    "id": row.id,
-                    "geometry": geometry,
-                    "properties": properties,
-                })
-            })
-        })
-        .collect();
     let to =
         engine.window.steps.last().copied().unwrap_or(0) + headroom_engine::load_model::STEP_MS;
-    Ok(Json(CapacityCollection {
-        kind: "FeatureCollection".into(),
-        data_to: rfc3339(to),
-        features,
-    }))
+    // Written out here rather than through `CapacityCollection`: each feature's
+    // geometry is kept serialised (see `AppState::drawing`) and only its
+    // properties are serialised per request.
+    let mut body = format!(
+        r#"{{"type":"FeatureCollection","data_to":{},"features":["#,
+        json!(rfc3339(to))
+    );
+    let mut first = true;
+    for row in capacity.rows.iter() {
+        let Some(drawn) = state.drawing(&engine.network, &row.id, || {
+            let (geometry, points) = geometry(&engine, &row.id)?;
+            Some(Drawn {
+                geometry_json: geometry.to_string(),
+                points,
+            })
+        }) else {
+            continue;
+        };
+        if !drawn.points.iter().any(inside) {
+            continue;
+        }
+        let mut properties = json!(capacity.aged(row, now_ms));
+        properties["name"] = json!(asset_name(&engine, &row.id));
+        if !first {
+            body.push(',');
+        }
+        first = false;
+        body.push_str(r#"{"type":"Feature","id":"#);
+        body.push_str(&json!(row.id).to_string());
+        body.push_str(r#","geometry":"#);
+        body.push_str(&drawn.geometry_json);
+        body.push_str(r#","properties":"#);
+        body.push_str(&properties.to_string());
+        body.push('}');
+    }
+    body.push_str("]}");
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// What the capacity map draws besides capacity: its colour thresholds, the

@@ -3,6 +3,7 @@
 //! requests in flight finish on the one they started with), the store, the
 //! ledger, the tokens and the connectors' status.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -66,7 +67,19 @@ struct Inner {
     /// map ask again for the same application, and any change of readings,
     /// reservations or network makes a new version.
     rankings: moka::sync::Cache<(u64, Vec<u8>), Arc<Ranked>>,
+    /// The map's geometry of each asset drawn so far, for the network (by
+    /// address) it was drawn from: a city's feeders are most of the capacity
+    /// document and change only with the network.
+    drawings: Mutex<(usize, HashMap<String, Arc<Drawn>>)>,
     started_ms: i64,
+}
+
+/// An asset as the map draws it.
+pub(crate) struct Drawn {
+    /// Its GeoJSON geometry, serialised.
+    pub(crate) geometry_json: String,
+    /// Its points, for the bounding-box filter.
+    pub(crate) points: Vec<headroom_geodata::LonLat>,
 }
 
 /// A ranking and its JSON, as answered.
@@ -238,6 +251,7 @@ impl AppState {
                     u32::try_from(key.1.len() + ranked.json.len()).unwrap_or(u32::MAX)
                 })
                 .build(),
+            drawings: Mutex::new((0, HashMap::new())),
             started_ms: chrono::Utc::now().timestamp_millis(),
         })))
     }
@@ -382,6 +396,26 @@ impl AppState {
         let ranked = Arc::new(ranked);
         self.0.rankings.insert(key, ranked.clone());
         Ok(ranked)
+    }
+
+    /// The drawing of asset `id` of `network`, made by `draw` the first time.
+    pub(crate) fn drawing(
+        &self,
+        network: &Arc<Network>,
+        id: &str,
+        draw: impl FnOnce() -> Option<Drawn>,
+    ) -> Option<Arc<Drawn>> {
+        let mut drawings = self.0.drawings.lock().unwrap_or_else(|p| p.into_inner());
+        let address = Arc::as_ptr(network) as usize;
+        if drawings.0 != address {
+            *drawings = (address, HashMap::new());
+        }
+        if let Some(drawn) = drawings.1.get(id) {
+            return Some(drawn.clone());
+        }
+        let drawn = Arc::new(draw()?);
+        drawings.1.insert(id.to_owned(), drawn.clone());
+        Some(drawn)
     }
 
     /// Computes the figures the capacity map opens with (feeders and
