@@ -339,7 +339,8 @@ pub(crate) struct CapacityQuery {
     bbox: Option<String>,
 }
 
-/// A GeoJSON feature collection of assets with their capacity.
+/// A GeoJSON feature collection of assets with their capacity (the schema of
+/// what `get_capacity` writes out directly).
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub(crate) struct CapacityCollection {
     /// `FeatureCollection`.
@@ -419,15 +420,26 @@ fn geometry(engine: &Engine, id: &str) -> Option<(Value, Vec<LonLat>)> {
     }
 }
 
+/// An asset's drawing for the map, made once per network.
+fn drawn(state: &AppState, engine: &Engine, id: &str) -> Option<Arc<Drawn>> {
+    state.drawing(&engine.network, id, || {
+        let (geometry, points) = geometry(engine, id)?;
+        Some(Drawn {
+            geometry_json: geometry.to_string(),
+            points,
+        })
+    })
+}
+
 /// Where an asset lies, `[W, S, E, N]`: its points, a feeder's segments, a
 /// segment's or switch's ends.
-fn extent(engine: &Engine, id: &str) -> Option<[f64; 4]> {
+fn extent(state: &AppState, engine: &Engine, id: &str) -> Option<[f64; 4]> {
     let network = &engine.network;
     let asset = network.lookup(id)?;
     let i = asset.index as usize;
     let points = match asset.kind {
         AssetKind::Feeder | AssetKind::Transformer | AssetKind::Substation => {
-            geometry(engine, id)?.1
+            drawn(state, engine, id)?.points.clone()
         }
         AssetKind::Node => vec![network.nodes[i].position],
         AssetKind::Segment => network.segments[i].geometry.clone(),
@@ -552,13 +564,7 @@ pub(crate) async fn get_capacity(
     );
     let mut first = true;
     for row in capacity.rows.iter() {
-        let Some(drawn) = state.drawing(&engine.network, &row.id, || {
-            let (geometry, points) = geometry(&engine, &row.id)?;
-            Some(Drawn {
-                geometry_json: geometry.to_string(),
-                points,
-            })
-        }) else {
+        let Some(drawn) = drawn(&state, &engine, &row.id) else {
             continue;
         };
         if !drawn.points.iter().any(inside) {
@@ -819,7 +825,7 @@ pub(crate) async fn get_asset(
         None => None,
     };
     Ok(Json(AssetDetail {
-        bbox: extent(&engine, &id),
+        bbox: extent(&state, &engine, &id),
         name: asset_name(&engine, &id),
         id,
         kind: asset.kind.as_str().to_owned(),

@@ -55,6 +55,24 @@ async function ready(page) {
   }));
 }
 
+// Milliseconds from a zoom in by two levels, or a pan, to the frame after
+// Leaflet's moveend.
+function timeMove(page, move) {
+  return page.evaluate(async (move) => {
+    const map = window.headroomMap.map;
+    const frame = () => new Promise((r) => requestAnimationFrame(() => r()));
+    const started = performance.now();
+    await new Promise((resolve) => {
+      map.once('moveend', resolve);
+      if (move === 'zoom') map.setZoom(map.getZoom() + 2, { animate: false });
+      else map.panBy([300, 200], { animate: false });
+    });
+    await frame();
+    await frame();
+    return performance.now() - started;
+  }, move);
+}
+
 async function clickAt(page, x, y) {
   const box = await page.locator('#map').boundingBox();
   await page.mouse.click(box.x + x, box.y + y);
@@ -72,30 +90,8 @@ try {
     await page.screenshot({ path: join(task.screenshots, 'city.png') });
     // Responsiveness after the first render: a zoom in and a pan, each to the
     // frame after Leaflet's moveend.
-    report.zoom_ms = await page.evaluate(async () => {
-      const map = window.headroomMap.map;
-      const frame = () => new Promise((r) => requestAnimationFrame(() => r()));
-      const started = performance.now();
-      await new Promise((resolve) => {
-        map.once('moveend', resolve);
-        map.setZoom(map.getZoom() + 2, { animate: false });
-      });
-      await frame();
-      await frame();
-      return performance.now() - started;
-    });
-    report.pan_ms = await page.evaluate(async () => {
-      const map = window.headroomMap.map;
-      const frame = () => new Promise((r) => requestAnimationFrame(() => r()));
-      const started = performance.now();
-      await new Promise((resolve) => {
-        map.once('moveend', resolve);
-        map.panBy([300, 200], { animate: false });
-      });
-      await frame();
-      await frame();
-      return performance.now() - started;
-    });
+    report.zoom_ms = await timeMove(page, 'zoom');
+    report.pan_ms = await timeMove(page, 'pan');
   } else {
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     const page = await context.newPage();
