@@ -47,6 +47,8 @@ fn the_api_keeps_its_openapi_document_under_generated_requests() {
             "2",
         ])
         .env("NO_COLOR", "1")
+        // Its crash cache goes to the working folder: a temporary one, not the clone.
+        .current_dir(dir.path())
         .output()
         .unwrap();
     drop(service);
