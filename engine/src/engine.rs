@@ -75,21 +75,26 @@ pub struct FeederBase {
     /// by at most that impedance times its current, so this bounds its voltage
     /// headroom from below.
     pub path_voltage_room: Vec<f32>,
+    /// Per local node and step, the local index of the path's bottleneck: the
+    /// branch with the least current margin from the busbar to the node, 0 for
+    /// the head breaker (node-major). A flat load's thermal estimate at a step
+    /// solves for that branch alone: a branch with more margin carries a
+    /// current of nearly the same angle, so it cannot bind first.
+    pub path_bottleneck: Vec<u32>,
     /// Per local node, the steps where a flat load added there comes nearest a
-    /// limit: the [`STRESS_STEPS`] with the least thermal room along the node's
-    /// path and the [`STRESS_STEPS`] with the least voltage room, both in kVA of
-    /// new load (node-major, `2 * STRESS_STEPS` per node, fewer steps repeat).
-    pub stress_steps: Vec<u32>,
-    /// Per local node, the least room in kVA (thermal, then voltage) among the
-    /// steps its list leaves out: a flat load smaller than this cannot break
-    /// that limit at any of them.
-    pub stress_cutoff_kva: Vec<[f64; 2]>,
-    /// The feeder's own stress steps: least substation room, highest loading,
-    /// lowest voltage.
-    pub feeder_stress_steps: Vec<u32>,
-    /// The least substation room in kVA among the steps the feeder's list leaves
-    /// out.
-    pub substation_cutoff_kva: f64,
+    /// limit, ascending by the least room of any limit (thermal along the path,
+    /// voltage, substation) in kVA of new load, with that room: the first
+    /// [`Self::flat_stride`] of them (node-major).
+    pub flat_steps: Vec<(f32, u32)>,
+    /// Entries per node in [`Self::flat_steps`]: [`FLAT_STEPS`], or every step of
+    /// a shorter window.
+    pub flat_stride: usize,
+    /// Per local node, the least room in kVA among the steps its list leaves
+    /// out: a flat load smaller than this cannot break a limit at any of them.
+    pub flat_cutoff_kva: Vec<f64>,
+    /// The feeder's steps of highest loading and of lowest voltage, where the
+    /// figures with a new load are worst unless the load's own path decides.
+    pub figure_steps: Vec<u32>,
     /// Per local node, the least room in kVA of any limit at any step: a flat
     /// load there of this much, over its power factor's kW, is about the least
     /// that can break one.
@@ -153,9 +158,9 @@ impl FeederBase {
     pub fn weight_bytes(&self) -> usize {
         // Solutions (two single-precision complex numbers per node) and five
         // screening figures.
-        let per_step = self.electrical.len() * (2 * 8 + 5 * 4) + 64;
+        let per_step = self.electrical.len() * (2 * 8 + 6 * 4) + 64;
         let loads = self.loads.p_kw.len() * 16;
-        let stress = self.stress_steps.len() * 4 + self.stress_cutoff_kva.len() * 16;
+        let stress = self.flat_steps.len() * 8 + self.flat_cutoff_kva.len() * 8;
         self.solutions.len() * per_step + loads + stress + 1024
     }
 }
@@ -503,10 +508,11 @@ impl Engine {
             path_max_loading: Vec::new(),
             voltage_kv: Vec::new(),
             path_voltage_room: Vec::new(),
-            stress_steps: Vec::new(),
-            stress_cutoff_kva: Vec::new(),
-            feeder_stress_steps: Vec::new(),
-            substation_cutoff_kva: f64::INFINITY,
+            path_bottleneck: Vec::new(),
+            flat_steps: Vec::new(),
+            flat_stride: 0,
+            flat_cutoff_kva: Vec::new(),
+            figure_steps: Vec::new(),
             least_room_kva: Vec::new(),
             feeder_min_pu: Vec::new(),
             max_loading: Vec::new(),
@@ -670,6 +676,7 @@ impl Engine {
         let thermal = self.config.limits.thermal_pct / 100.0;
         let steps = base.solutions.len();
         let mut margins = vec![f64::INFINITY; n * steps];
+        let mut bottleneck = vec![0u32; n * steps];
         let mut loadings = vec![0.0; n * steps];
         let mut voltages = vec![0.0; n * steps];
         for (k, solution) in full_solutions.iter().enumerate() {
@@ -689,7 +696,12 @@ impl Engine {
                 } else {
                     (f64::INFINITY, 0.0)
                 };
-                margins[j * steps + k] = margin.min(margins[parent]);
+                let here = j * steps + k;
+                (margins[here], bottleneck[here]) = if margin < margins[parent] {
+                    (margin, j as u32)
+                } else {
+                    (margins[parent], bottleneck[parent])
+                };
                 loadings[j * steps + k] = loading.max(loadings[parent]);
                 voltages[j * steps + k] = solution.v_kv[j].norm_sqr().sqrt();
             }
@@ -720,6 +732,7 @@ impl Engine {
         // Single precision is ample for screening and halves a city's memory.
         base.subtree_min_pu = compact(&subtree_min);
         base.path_margin_a = compact(&margins);
+        base.path_bottleneck = bottleneck;
         base.path_max_loading = compact(&loadings);
         base.voltage_kv = compact(&voltages);
         base.path_voltage_room = compact(&voltage_room);
@@ -729,60 +742,69 @@ impl Engine {
             .map(|o| o.max_loading_pct() / 100.0)
             .collect();
         base.flat_shape = vec![1.0; base.solutions.len()];
-        self.find_stress_steps(base);
+        self.rank_flat_steps(base);
         base.summary = self.summarise(base);
     }
 
-    /// Fills the base's stress steps: what lets a flat load be judged at a few
-    /// dozen steps instead of every step of the window.
-    fn find_stress_steps(&self, base: &mut FeederBase) {
+    /// Ranks each node's steps by the room a flat load has there: what lets a
+    /// flat load be judged at a few dozen steps instead of every step of the
+    /// window.
+    fn rank_flat_steps(&self, base: &mut FeederBase) {
         let limits = &self.config.limits;
         let e = &base.electrical;
         let n = e.len();
         let steps = base.solutions.len();
-        let mut stress = Vec::with_capacity(n * 2 * STRESS_STEPS);
+        let rated = self.group_rated_kva(base.group);
+        let limit_kva = rated * limits.substation_transformer_pct / 100.0;
+        let substation_room: Vec<f64> = base
+            .group_kva
+            .iter()
+            .map(|g| {
+                if limit_kva > 0.0 {
+                    limit_kva - g.norm_sqr().sqrt()
+                } else {
+                    f64::INFINITY
+                }
+            })
+            .collect();
+        let stride = steps.min(FLAT_STEPS);
+        let mut flat = Vec::with_capacity(n * stride);
         let mut cutoffs = Vec::with_capacity(n);
         let mut least = Vec::with_capacity(n);
         let mut room = Vec::with_capacity(steps);
         for j in 0..n {
             let run = j * steps..(j + 1) * steps;
             let margins = &base.path_margin_a[run.clone()];
-            let voltages = &base.voltage_kv[run];
-            room.clear();
-            room.extend((0..steps).map(|k| {
-                let kva = SQRT_3 * f64::from(margins[k]) * f64::from(voltages[k]);
-                (kva, k as u32)
-            }));
-            let (thermal_cutoff, thermal_least) = least_steps(&mut room, &mut stress);
-            room.clear();
-            let voltage_room = &base.path_voltage_room[j * steps..(j + 1) * steps];
+            let voltages = &base.voltage_kv[run.clone()];
+            let voltage_room = &base.path_voltage_room[run];
             let per_pu = 1000.0 * e.nominal_kv[j];
+            room.clear();
             room.extend((0..steps).map(|k| {
-                let kva = (f64::from(voltage_room[k]) * per_pu * f64::from(voltages[k])).max(0.0);
-                (if kva.is_nan() { f64::INFINITY } else { kva }, k as u32)
+                let voltage = f64::from(voltages[k]);
+                let thermal_kva = SQRT_3 * f64::from(margins[k]) * voltage;
+                let voltage_kva = (f64::from(voltage_room[k]) * per_pu * voltage).max(0.0);
+                let voltage_kva = if voltage_kva.is_nan() {
+                    f64::INFINITY
+                } else {
+                    voltage_kva
+                };
+                (
+                    thermal_kva.min(voltage_kva).min(substation_room[k]),
+                    k as u32,
+                )
             }));
-            let (voltage_cutoff, voltage_least) = least_steps(&mut room, &mut stress);
-            cutoffs.push([thermal_cutoff, voltage_cutoff]);
-            least.push(thermal_least.min(voltage_least));
+            let (cutoff, smallest) = least_sorted(&mut room, stride);
+            flat.extend(room[..stride].iter().map(|(r, k)| (*r as f32, *k)));
+            cutoffs.push(cutoff);
+            least.push(smallest);
         }
-        base.stress_steps = stress;
-        base.stress_cutoff_kva = cutoffs;
+        base.flat_steps = flat;
+        base.flat_stride = stride;
+        base.flat_cutoff_kva = cutoffs;
+        base.least_room_kva = least;
 
-        let mut feeder_steps = Vec::new();
-        let rated = self.group_rated_kva(base.group);
-        let limit_kva = rated * limits.substation_transformer_pct / 100.0;
-        room.clear();
-        room.extend(base.group_kva.iter().enumerate().map(|(k, g)| {
-            let kva = if limit_kva > 0.0 {
-                limit_kva - g.norm_sqr().sqrt()
-            } else {
-                f64::INFINITY
-            };
-            (kva, k as u32)
-        }));
-        let (substation_cutoff, substation_least) = least_steps(&mut room, &mut feeder_steps);
-        base.substation_cutoff_kva = substation_cutoff;
-        base.least_room_kva = least.into_iter().map(|l| l.min(substation_least)).collect();
+        let mut figure_steps = Vec::new();
+        let count = steps.min(FIGURE_STEPS);
         room.clear();
         room.extend(
             base.max_loading
@@ -790,7 +812,8 @@ impl Engine {
                 .enumerate()
                 .map(|(k, l)| (-l, k as u32)),
         );
-        least_steps(&mut room, &mut feeder_steps);
+        least_sorted(&mut room, count);
+        figure_steps.extend(room[..count].iter().map(|(_, k)| *k));
         room.clear();
         room.extend(
             base.feeder_min_pu
@@ -798,10 +821,11 @@ impl Engine {
                 .enumerate()
                 .map(|(k, v)| (*v, k as u32)),
         );
-        least_steps(&mut room, &mut feeder_steps);
-        feeder_steps.sort_unstable();
-        feeder_steps.dedup();
-        base.feeder_stress_steps = feeder_steps;
+        least_sorted(&mut room, count);
+        figure_steps.extend(room[..count].iter().map(|(_, k)| *k));
+        figure_steps.sort_unstable();
+        figure_steps.dedup();
+        base.figure_steps = figure_steps;
     }
 
     /// Rated power of a busbar group's substation transformers, kVA.
@@ -874,26 +898,27 @@ fn compact(values: &[f64]) -> Vec<f32> {
     values.iter().map(|v| *v as f32).collect()
 }
 
-/// How many steps per node and limit a flat load is judged at before the rest of
-/// the window is needed.
-pub const STRESS_STEPS: usize = 64;
+/// How many steps per node a flat load is judged at before the rest of the
+/// window is needed.
+pub const FLAT_STEPS: usize = 64;
 
-/// Appends to `out` the steps of the [`STRESS_STEPS`] least values of `room`
-/// (exactly that many: the last repeats when there are fewer steps) and returns
-/// the least value left out (infinite when none is) and the least value.
-fn least_steps(room: &mut [(f64, u32)], out: &mut Vec<u32>) -> (f64, f64) {
+/// How many of the feeder's most loaded and lowest-voltage steps are screened
+/// for the figures with a new load.
+pub const FIGURE_STEPS: usize = 16;
+
+/// Puts the `count` least entries of `room` first, ascending, and returns the
+/// least value left out (infinite when none is) and the least value.
+fn least_sorted(room: &mut [(f64, u32)], count: usize) -> (f64, f64) {
     let least = room.iter().map(|(v, _)| *v).fold(f64::INFINITY, f64::min);
     let by_value = |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0);
-    let cutoff = if room.len() > STRESS_STEPS {
-        let (_, at, _) = room.select_nth_unstable_by(STRESS_STEPS, by_value);
+    let cutoff = if room.len() > count {
+        let (_, at, _) = room.select_nth_unstable_by(count, by_value);
         at.0
     } else {
         f64::INFINITY
     };
-    let taken = &room[..room.len().min(STRESS_STEPS)];
-    out.extend(taken.iter().map(|(_, k)| *k));
-    let last = taken.last().map_or(0, |(_, k)| *k);
-    out.extend(std::iter::repeat_n(last, STRESS_STEPS - taken.len()));
+    let count = count.min(room.len());
+    room[..count].sort_unstable_by(by_value);
     (cutoff, least)
 }
 

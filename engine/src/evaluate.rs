@@ -12,7 +12,7 @@
 use num_complex::Complex64;
 
 use crate::checks::{CheckName, Observed, first_broken};
-use crate::engine::{Engine, FeederBase, STRESS_STEPS};
+use crate::engine::{Engine, FIGURE_STEPS, FeederBase};
 use crate::load_model::power_factor_tan;
 use crate::powerflow::{SQRT_3, Solution, SweepSettings, sweep};
 
@@ -134,6 +134,14 @@ struct Scratch {
     /// Linearised response of branch currents and node voltages, per kW.
     d_current: Vec<Complex64>,
     d_voltage: Vec<Complex64>,
+    /// The candidate's path to the busbar and the impedance from the busbar to
+    /// each node of it.
+    path: Vec<usize>,
+    z_from_busbar: Vec<Complex64>,
+    /// Steps with their lower bounds: (step, bound, voltage bound, substation bound).
+    bounds: Vec<(usize, f64, f64, f64)>,
+    /// Estimated headroom of the steps that may bind: (estimate, step).
+    estimates: Vec<(f64, usize)>,
 }
 
 /// The smallest `x >= 0` with `|start + x * per_unit| = limit`; 0 when already past.
@@ -325,13 +333,16 @@ impl Engine {
         // Nodes from the candidate up to the first node, and the impedance from the
         // busbar to each: a node off the path shares the path's impedance down to
         // where it branches off, so its voltage falls with that of the branch point.
-        let mut path = Vec::new();
+        let mut path = std::mem::take(&mut scratch.path);
+        path.clear();
         let mut at = local;
         while at != 0 && (at as usize) < n {
             path.push(at as usize);
             at = e.parent[at as usize];
         }
-        let mut z_from_busbar = vec![Complex64::new(0.0, 0.0); path.len()];
+        let mut z_from_busbar = std::mem::take(&mut scratch.z_from_busbar);
+        z_from_busbar.clear();
+        z_from_busbar.resize(path.len(), Complex64::new(0.0, 0.0));
         let mut z = Complex64::new(0.0, 0.0);
         for (i, &p) in path.iter().enumerate().rev() {
             z += e.z_ohm[p];
@@ -354,8 +365,50 @@ impl Engine {
         let voltage_kv = &base.voltage_kv[run.clone()];
         let path_margin_a = &base.path_margin_a[run.clone()];
         let path_max_loading = &base.path_max_loading[run.clone()];
-        let path_voltage_room = &base.path_voltage_room[run];
+        let path_voltage_room = &base.path_voltage_room[run.clone()];
+        let path_bottleneck = &base.path_bottleneck[run];
         let nominal_kv = e.nominal_kv[local as usize];
+        // Whether step `k` is judged at all: a step where the load draws nothing
+        // cannot bind, and one whose base flow collapsed is broken already.
+        let judged_at = |k: usize| shape[k] > 0.0 && base.solutions[k].converged;
+        // Lower bounds of the headroom at step `k` from the triangle inequality
+        // (no step can have less room than this): of every limit, of the voltage
+        // and of the substation.
+        let bounds_at = |k: usize| {
+            let a = shape[k];
+            let amps_per_kw = a * per_kw_magnitude / (SQRT_3 * f64::from(voltage_kv[k]));
+            let thermal_bound = (f64::from(path_margin_a[k]) / amps_per_kw).max(0.0);
+            // Per kW: the new current times the room per ohm.
+            let voltage_bound = (f64::from(path_voltage_room[k]) * 1000.0 * nominal_kv
+                / (SQRT_3 * amps_per_kw))
+                .max(0.0);
+            let substation_bound = if substation_limit_kva > 0.0 {
+                let room = substation_limit_kva - base.group_kva[k].norm_sqr().sqrt();
+                (room / (a * per_kw_magnitude)).max(0.0)
+            } else {
+                f64::INFINITY
+            };
+            (
+                thermal_bound.min(voltage_bound).min(substation_bound),
+                voltage_bound,
+                substation_bound,
+            )
+        };
+        // Rough figures at the demand, to find the steps worth a full power flow.
+        let mut worst_loading = TopSteps::default();
+        let mut worst_voltage = TopSteps::default();
+        let mut worst_substation = TopSteps::default();
+        let mut rough = |k: usize| {
+            let a = shape[k];
+            let amps_per_kw = a * per_kw_magnitude / (SQRT_3 * f64::from(voltage_kv[k]));
+            let pu_per_kw = SQRT_3 * z_candidate * amps_per_kw / 1000.0 / nominal_kv;
+            let loading = (f64::from(path_max_loading[k]) + demand_kw * amps_per_kw / weakest_a)
+                .max(base.max_loading[k]);
+            worst_loading.offer(loading, k);
+            worst_voltage.offer(-(base.feeder_min_pu[k] - demand_kw * pu_per_kw), k);
+            let per_kw_kva = Complex64::new(a, a * load.tan_phi);
+            worst_substation.offer((base.group_kva[k] + demand_kw * per_kw_kva).norm_sqr(), k);
+        };
         // The estimated headroom at step `k`, along the path. A limit whose lower
         // bound at the step already exceeds `beyond` cannot bind there and is not
         // estimated.
@@ -366,19 +419,10 @@ impl Engine {
             // Current drawn per kW added at the candidate, A.
             let per_kw = Complex64::new(a, -a * load.tan_phi) / (SQRT_3 * v_candidate.conj());
             let mut estimate = f64::INFINITY;
-            // A branch whose margin exceeds `beyond` kW worth of current cannot
-            // bind (triangle inequality); skip it without solving its quadratic.
-            let amps_beyond = beyond * per_kw.norm_sqr().sqrt();
-            for &i in &path {
-                let limit = e.rated_a[i] * thermal;
-                if !limit.is_finite() {
-                    continue;
-                }
-                let clear = limit - amps_beyond;
-                if clear > 0.0 && solution.i_a(i).norm_sqr() < clear * clear {
-                    continue;
-                }
-                estimate = estimate.min(magnitude_root(solution.i_a(i), per_kw, limit));
+            let bottleneck = path_bottleneck[k] as usize;
+            if bottleneck != 0 {
+                let limit = e.rated_a[bottleneck] * thermal;
+                estimate = magnitude_root(solution.i_a(bottleneck), per_kw, limit);
             }
             if let Some(limit) = head_limit_a {
                 estimate = estimate.min(magnitude_root(solution.i_a(0), per_kw, limit));
@@ -408,81 +452,63 @@ impl Engine {
             }
             estimate
         };
-        // A flat load is first judged at the base's stress steps only; the whole
-        // window is needed only when their cut-offs do not rule the rest out.
-        let shortcut = load.profile.is_none() && steps > 0 && !self.config.judge_every_step;
-        let stress: Option<Vec<usize>> = shortcut.then(|| {
-            let per_node = 2 * STRESS_STEPS;
-            let own =
-                &base.stress_steps[local as usize * per_node..(local as usize + 1) * per_node];
-            let mut list: Vec<usize> = own
-                .iter()
-                .chain(&base.feeder_stress_steps)
-                .map(|k| *k as usize)
-                .collect();
-            list.sort_unstable();
-            list.dedup();
-            list
-        });
-        let mut judged: Vec<usize> = match &stress {
-            Some(list) => list.clone(),
-            None => (0..steps).collect(),
-        };
-        let (
-            mut worst_loading,
-            mut worst_voltage,
-            mut worst_substation,
-            mut estimates,
-            mut smallest,
-        );
-        loop {
-            // Pass 1, a few operations per step: lower bounds of each step's
-            // headroom from the triangle inequality (no step can have less room
-            // than this), and rough figures at the demand to find the steps worth a
-            // full power flow. Entries: (step, bound, voltage bound, substation bound).
-            let mut bounds: Vec<(usize, f64, f64, f64)> = Vec::with_capacity(judged.len());
-            worst_loading = TopSteps::default();
-            worst_voltage = TopSteps::default();
-            worst_substation = TopSteps::default();
-            let mut most_constrained = (f64::INFINITY, usize::MAX);
-            for &k in &judged {
-                let a = shape[k];
-                if a <= 0.0 || !base.solutions[k].converged {
+        // Estimates of the steps that may bind: (estimate, step).
+        let mut estimates = std::mem::take(&mut scratch.estimates);
+        estimates.clear();
+        let mut smallest = f64::INFINITY;
+        // A flat load is judged at the node's ranked steps, least room first,
+        // until a step's bound rules out it and every later one; the whole window
+        // is needed only when the ranked steps run out first and the room of
+        // those left out does not rule them out.
+        let mut every_step = load.profile.is_some() || steps == 0 || self.config.judge_every_step;
+        if !every_step {
+            let stride = base.flat_stride;
+            let ranked = &base.flat_steps[local as usize * stride..(local as usize + 1) * stride];
+            let mut ruled_out = false;
+            for &(room, k) in ranked {
+                if (f64::from(room) / per_kw_magnitude).max(0.0) > within_spread(smallest) {
+                    ruled_out = true;
+                    break;
+                }
+                let k = k as usize;
+                if !judged_at(k) {
                     continue;
                 }
-                let amps_per_kw = a * per_kw_magnitude / (SQRT_3 * f64::from(voltage_kv[k]));
-                let pu_per_kw = SQRT_3 * z_candidate * amps_per_kw / 1000.0 / nominal_kv;
-                let feeder_min_pu = base.feeder_min_pu[k];
-                let group = base.group_kva[k];
-                let thermal_bound = (f64::from(path_margin_a[k]) / amps_per_kw).max(0.0);
-                // Per kW: the new current times the room per ohm.
-                let voltage_bound = (f64::from(path_voltage_room[k]) * 1000.0 * nominal_kv
-                    / (SQRT_3 * amps_per_kw))
-                    .max(0.0);
-                let substation_bound = if substation_limit_kva > 0.0 {
-                    let room = substation_limit_kva - group.norm_sqr().sqrt();
-                    (room / (a * per_kw_magnitude)).max(0.0)
-                } else {
-                    f64::INFINITY
-                };
-                let bound = thermal_bound.min(voltage_bound).min(substation_bound);
+                let (_, voltage_bound, substation_bound) = bounds_at(k);
+                let estimate =
+                    estimate_at(k, voltage_bound, substation_bound, within_spread(smallest));
+                smallest = smallest.min(estimate);
+                estimates.push((estimate, k));
+            }
+            let left_out_kw = base.flat_cutoff_kva[local as usize] / per_kw_magnitude;
+            every_step = !ruled_out && left_out_kw <= within_spread(smallest);
+            if !every_step {
+                let nearest = ranked.iter().take(FIGURE_STEPS).map(|(_, k)| k);
+                for &k in nearest.chain(&base.figure_steps) {
+                    if judged_at(k as usize) {
+                        rough(k as usize);
+                    }
+                }
+            }
+        }
+        if every_step {
+            // Pass 1, a few operations per step: the bounds, the rough figures.
+            // Entries: (step, bound, voltage bound, substation bound).
+            let mut bounds = std::mem::take(&mut scratch.bounds);
+            bounds.clear();
+            let mut most_constrained = (f64::INFINITY, usize::MAX);
+            for k in (0..steps).filter(|k| judged_at(*k)) {
+                let (bound, voltage_bound, substation_bound) = bounds_at(k);
                 if bound < most_constrained.0 {
                     most_constrained = (bound, bounds.len());
                 }
                 bounds.push((k, bound, voltage_bound, substation_bound));
-                let loading = (f64::from(path_max_loading[k])
-                    + demand_kw * amps_per_kw / weakest_a)
-                    .max(base.max_loading[k]);
-                worst_loading.offer(loading, k);
-                worst_voltage.offer(-(feeder_min_pu - demand_kw * pu_per_kw), k);
-                let per_kw_kva = Complex64::new(a, a * load.tan_phi);
-                worst_substation.offer((group + demand_kw * per_kw_kva).norm_sqr(), k);
+                rough(k);
             }
-
             // Pass 2, along the path: the estimated headroom of the steps whose
             // lower bound does not already rule them out, starting from the most
             // constrained.
-            estimates = Vec::new();
+            estimates.clear();
             smallest = f64::INFINITY;
             if let Some(&(k, _, voltage_bound, substation_bound)) = bounds.get(most_constrained.1) {
                 smallest = estimate_at(k, voltage_bound, substation_bound, f64::INFINITY);
@@ -497,35 +523,27 @@ impl Engine {
                 smallest = smallest.min(estimate);
                 estimates.push((estimate, k));
             }
-            // Every step left out has at least the cut-offs' room: when that is
-            // beyond what can bind, the stress steps were enough.
-            let Some(_) = stress.as_ref().filter(|_| judged.len() < steps) else {
-                break;
-            };
-            let [thermal_cutoff, voltage_cutoff] = base.stress_cutoff_kva[local as usize];
-            let cutoff_kw = thermal_cutoff
-                .min(voltage_cutoff)
-                .min(base.substation_cutoff_kva)
-                / per_kw_magnitude;
-            if cutoff_kw > within_spread(smallest) {
-                break;
-            }
-            judged = (0..steps).collect();
+            scratch.bounds = bounds;
         }
+        scratch.path = path;
+        scratch.z_from_busbar = z_from_busbar;
 
         // Figures at the application's demand: exact flows at the worst steps.
         // The substation's figure needs no power flow: its power plus the new
         // load (the few kW of added losses are far below its rounding).
-        let mut chosen: Vec<usize> = worst_loading.steps().chain(worst_voltage.steps()).collect();
-        chosen.sort_unstable();
-        chosen.dedup();
+        let loading_steps = worst_loading.steps();
+        let chosen = loading_steps.clone().chain(
+            worst_voltage
+                .steps()
+                .filter(|k| !loading_steps.clone().any(|l| l == *k)),
+        );
         let mut after = Figures {
             max_loading_pct: before.max_loading_pct,
             min_voltage_pu: before.min_voltage_pu,
             substation_transformer_loading_pct: before.substation_transformer_loading_pct,
         };
         let mut worst = base.summary.worst;
-        for &k in chosen.iter().filter(|_| with_figures) {
+        for k in chosen.filter(|_| with_figures) {
             let o = self.exact(base, k, local, demand_kw * shape[k], load, scratch);
             absorb(&mut worst, &o);
         }
@@ -542,6 +560,7 @@ impl Engine {
         after.substation_transformer_loading_pct = worst.substation_pct;
 
         if let Some(binding) = base.summary.already_broken {
+            scratch.estimates = estimates;
             return PointEvaluation {
                 headroom_kw: 0.0,
                 binding,
@@ -587,6 +606,7 @@ impl Engine {
                 binding_step = Some((k, breach));
             }
         }
+        scratch.estimates = estimates;
         let headroom = headroom.clamp(0.0, UNBOUNDED_KW).floor();
         let binding = match binding_step {
             Some((k, breach)) => {
@@ -623,8 +643,9 @@ impl Engine {
     /// A power flow at the guess names the element that binds there; between the
     /// base case (no new load) and the guess its ratio to its limit is nearly a
     /// line, so the root of that line is within a fraction of a kW of the true one.
-    /// Two flows, at its floor and 1 kW above, confirm it. Only when they do not
-    /// is the root searched by bracketing.
+    /// A flow at its floor confirms it, and the slope tells that 1 kW more
+    /// breaks the limit (a flow 1 kW above where the slope cannot tell). Only
+    /// when they do not confirm it is the root searched by bracketing.
     #[allow(clippy::too_many_arguments)]
     fn refine(
         &self,
@@ -660,13 +681,20 @@ impl Engine {
                         break;
                     }
                     let floor = root.floor();
-                    let at_floor = if floor == 0.0 {
-                        0.0
-                    } else {
-                        self.exact(base, k, local, floor * factor, load, scratch)
-                            .worst_ratio(limits)
-                    };
+                    let observed_at_floor = (floor > 0.0)
+                        .then(|| self.exact(base, k, local, floor * factor, load, scratch));
+                    let ratios_at_floor = observed_at_floor.map(|o| o.ratios(limits));
+                    let at_floor =
+                        ratios_at_floor.map_or(0.0, |r| r.iter().copied().fold(f64::MIN, f64::max));
                     if at_floor <= 1.0 {
+                        // 1 kW more breaks the limit when the slope carries its
+                        // ratio past 1 with room to spare and no other check is
+                        // near its own: then no flow is needed to know it.
+                        if let (0, Some(o), Some(r)) = (round, observed_at_floor, ratios_at_floor)
+                            && let Some(above) = past_limit_at_next_kw(&o, &r, which, slope, limits)
+                        {
+                            return (floor, Some(above));
+                        }
                         let above = self
                             .exact(base, k, local, (floor + 1.0) * factor, load, scratch)
                             .ratios(limits);
@@ -819,6 +847,35 @@ impl Engine {
     }
 }
 
+/// The ratios 1 kW beyond a power flow that keeps every limit (`ratios`,
+/// observed in `observed`), where the slope of check `which` alone decides
+/// them: its ratio passes 1 with a twentieth of the slope to spare (far more
+/// than the slope's error over 1 kW), and every other check stays clear of its
+/// limit by more than it can move. `None` where a power flow must tell.
+fn past_limit_at_next_kw(
+    observed: &Observed,
+    ratios: &[f64; 4],
+    which: usize,
+    slope: f64,
+    limits: &crate::config::Limits,
+) -> Option<[f64; 4]> {
+    let predicted = ratios[which] + slope;
+    if !(slope > 0.0 && predicted > 1.0 + 0.05 * slope) {
+        return None;
+    }
+    // The slope of the voltage check is that of the lowest voltage.
+    if which == 2 && limits.v_min_pu / observed.v_min_pu < observed.v_max_pu / limits.v_max_pu {
+        return None;
+    }
+    let clear = 1.0 - crate::checks::TIE_TOLERANCE - 4.0 * slope - 1e-3;
+    if (0..4).any(|j| j != which && ratios[j] >= clear) {
+        return None;
+    }
+    let mut above = *ratios;
+    above[which] = predicted;
+    Some(above)
+}
+
 /// How many of the worst estimated steps, per figure, get a full power flow at the
 /// demand.
 const AFTER_STEPS: usize = 1;
@@ -849,7 +906,7 @@ impl TopSteps {
         }
     }
 
-    fn steps(&self) -> impl Iterator<Item = usize> + '_ {
+    fn steps(&self) -> impl Iterator<Item = usize> + Clone + '_ {
         self.top[..self.len].iter().map(|(_, k)| *k)
     }
 
