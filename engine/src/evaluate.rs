@@ -460,12 +460,15 @@ impl Engine {
         // until a step's bound rules out it and every later one; the whole window
         // is needed only when the ranked steps run out first and the room of
         // those left out does not rule them out.
+        // Where a limit is broken without the new load, there is no headroom to
+        // find: only the figures.
+        let find_headroom = base.summary.already_broken.is_none();
         let mut every_step = load.profile.is_some() || steps == 0 || self.config.judge_every_step;
         if !every_step {
             let stride = base.flat_stride;
             let ranked = &base.flat_steps[local as usize * stride..(local as usize + 1) * stride];
-            let mut ruled_out = false;
-            for &(room, k) in ranked {
+            let mut ruled_out = !find_headroom;
+            for &(room, k) in ranked.iter().filter(|_| find_headroom) {
                 if (f64::from(room) / per_kw_magnitude).max(0.0) > within_spread(smallest) {
                     ruled_out = true;
                     break;
@@ -510,6 +513,9 @@ impl Engine {
             // constrained.
             estimates.clear();
             smallest = f64::INFINITY;
+            if !find_headroom {
+                bounds.clear();
+            }
             if let Some(&(k, _, voltage_bound, substation_bound)) = bounds.get(most_constrained.1) {
                 smallest = estimate_at(k, voltage_bound, substation_bound, f64::INFINITY);
                 estimates.push((smallest, k));

@@ -35,6 +35,10 @@ pub struct ElectricalFeeder {
     pub inbound: Vec<Option<Branch>>,
     /// Nominal voltage of each node, kV (the per-unit base).
     pub nominal_kv: Vec<f64>,
+    /// `1 / nominal_kv^2` of each node: per-unit squares without a division.
+    pub inv_nominal_kv_2: Vec<f64>,
+    /// `1 / rated_a^2` of the branch into each node (0 for switches).
+    pub inv_rated_a_2: Vec<f64>,
     /// Limit of the head breaker or CT, A.
     pub head_rated_a: Option<f64>,
 }
@@ -52,14 +56,17 @@ impl ElectricalFeeder {
                 rated_a[local] = seg.rated_a;
             }
         }
+        let nominal_kv: Vec<f64> = tree.nodes.iter().map(|n| network.node(*n).kv).collect();
         Self {
+            inv_nominal_kv_2: nominal_kv.iter().map(|kv| (kv * kv).recip()).collect(),
+            inv_rated_a_2: rated_a.iter().map(|a| (a * a).recip()).collect(),
             feeder: tree.feeder,
             parent: tree.parent.clone(),
             drop_kv_per_a: z_ohm.iter().map(|z| SQRT_3 / 1000.0 * z).collect(),
             z_ohm,
             rated_a,
             inbound: tree.inbound.clone(),
-            nominal_kv: tree.nodes.iter().map(|n| network.node(*n).kv).collect(),
+            nominal_kv,
             head_rated_a: network.feeder(tree.feeder).rated_a,
         }
     }
@@ -227,7 +234,8 @@ pub fn sweep(
         i_a.fill(Complex64::new(0.0, 0.0));
         for &(i, s) in &loaded {
             let v = v_kv[i as usize];
-            i_a[i as usize] = s * v / v.norm_sqr();
+            // One division for both parts.
+            i_a[i as usize] = s * v * v.norm_sqr().recip();
         }
         for i in (1..n).rev() {
             let current = i_a[i];
