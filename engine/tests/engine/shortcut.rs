@@ -24,7 +24,7 @@ fn fixture_engine(config: EngineConfig) -> (Engine, Vec<Application>) {
 }
 
 #[test]
-fn stress_steps_give_the_answers_of_every_step() {
+fn ranked_steps_give_the_answers_of_every_step() {
     let (fast, apps) = fixture_engine(EngineConfig::default());
     let (audit, _) = fixture_engine(EngineConfig {
         judge_every_step: true,
@@ -85,4 +85,37 @@ fn the_weakest_node_search_finds_what_trying_every_node_finds() {
             .fold(f64::INFINITY, f64::min);
         assert_eq!(row.worst_node_headroom_kw, Some(every_node), "{}", row.id);
     }
+}
+
+#[test]
+fn a_flat_load_judged_at_its_ranked_steps_has_the_headroom_of_bisection_at_every_step() {
+    // The fixture's window is longer than the steps a node ranks, so this runs
+    // the ranked path: estimates at the path's bottleneck, root finding told
+    // 1 kW past the root by the slope; bisection knows none of that.
+    let (engine, _) = fixture_engine(EngineConfig::default());
+    let load = AddedLoad::flat(0.95);
+    let mut compared = 0;
+    for f in 0..engine.network.feeders.len() {
+        let base = engine.feeder(f);
+        assert!(base.loads.step_count() > base.flat_stride);
+        let n = base.electrical.len() as u32;
+        // Near the busbar, mid-feeder and at the far end.
+        for local in [1, n / 2, n - 1] {
+            if base.summary.already_broken.is_some() {
+                continue;
+            }
+            let (headroom, _) = engine.headroom_at(&base, local, &load);
+            let node = engine
+                .network
+                .node(engine.topology.tree(base.loads.feeder).nodes[local as usize]);
+            let reference = crate::support::brute_force_headroom(&engine, node.id.as_ref(), 0.95);
+            assert!(
+                (headroom - reference).abs() <= 1.5,
+                "{}: engine {headroom} kW, bisection {reference} kW",
+                node.id
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 3, "only {compared} points compared");
 }
