@@ -8,6 +8,12 @@
 //! apparent-power limit, a line per voltage). Only the steps whose estimate is
 //! within a margin of the smallest can bind; for those the headroom is found
 //! exactly by root finding over full power flows, and confirmed.
+//!
+//! A flat load (the usual application, and every capacity figure) does not even
+//! visit every step: each node's steps come ranked with the feeder's base by the
+//! room a load there has (in kVA, the least over the thermal, voltage and
+//! substation limits), and are judged least room first until a step's lower
+//! bound rules out it and every later one.
 
 use num_complex::Complex64;
 

@@ -1,6 +1,6 @@
 //! The engine's shortcuts give the answers of the long way round: a flat load
-//! judged first at the few dozen steps nearest each limit, as if judged at every
-//! step of the window; the weakest node of a feeder found among the nodes with
+//! judged at the steps its node ranks nearest a limit, as if judged at every
+//! step of the window (and as bisection over full flows finds); the weakest node of a feeder found among the nodes with
 //! the least room, as if every node were tried.
 
 use std::path::Path;
