@@ -79,7 +79,8 @@ pub struct FeederBase {
     /// branch with the least current margin from the busbar to the node, 0 for
     /// the head breaker (node-major). A flat load's thermal estimate at a step
     /// solves for that branch alone: a branch with more margin carries a
-    /// current of nearly the same angle, so it cannot bind first.
+    /// current of nearly the same angle, so its root is hardly ever smaller, and
+    /// the exact power flows that follow find whichever element binds.
     pub path_bottleneck: Vec<u32>,
     /// Per local node, the steps where a flat load added there comes nearest a
     /// limit, ascending by the least room of any limit (thermal along the path,
@@ -156,7 +157,7 @@ pub struct Engine {
 impl FeederBase {
     /// Approximate memory held, bytes (the cache's weight).
     pub fn weight_bytes(&self) -> usize {
-        // Solutions (two single-precision complex numbers per node) and five
+        // Solutions (two single-precision complex numbers per node) and six
         // screening figures.
         let per_step = self.electrical.len() * (2 * 8 + 6 * 4) + 64;
         let loads = self.loads.p_kw.len() * 16;
