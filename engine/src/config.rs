@@ -85,8 +85,8 @@ pub struct EngineConfig {
     /// feeder of 100 nodes over 7 days takes about 2.7 MB; the default holds
     /// 1,500 such feeders, the working set of a busy city's planners.
     pub feeder_cache_bytes: u64,
-    /// Judge every step of the window for every candidate instead of first the
-    /// few dozen steps nearest each limit (the same answers, several times
+    /// Judge every step of the window for every candidate instead of a flat
+    /// load's steps ranked by room at its node (the same answers, several times
     /// slower: for audits of the shortcut).
     pub judge_every_step: bool,
     /// How readings become loads.
