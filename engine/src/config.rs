@@ -82,8 +82,8 @@ pub struct EngineConfig {
     /// Power factor of the capacity figures' test load.
     pub capacity_power_factor: f64,
     /// Memory for built feeders (load models and base power flows), bytes. A
-    /// feeder of 100 nodes over 7 days takes about 2.7 MB; the default holds
-    /// 1,500 such feeders, the working set of a busy city's planners.
+    /// feeder of 100 nodes over 7 days takes about 3 MB; the default holds
+    /// about 1,400 such feeders, the working set of a busy city's planners.
     pub feeder_cache_bytes: u64,
     /// Judge every step of the window for every candidate instead of a flat
     /// load's steps ranked by room at its node (the same answers, several times
