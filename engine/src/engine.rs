@@ -537,9 +537,7 @@ impl Engine {
             let load_kva = Complex64::new(p.iter().sum(), q.iter().sum())
                 .norm_sqr()
                 .sqrt();
-            if let (Some(&(last_kva, last_source)), false) =
-                (previous.as_ref(), solution.v_kv.is_empty())
-            {
+            if let Some((last_kva, last_source)) = previous.filter(|_| !solution.v_kv.is_empty()) {
                 let scale = if last_kva > 0.0 {
                     load_kva / last_kva
                 } else {
@@ -769,8 +767,8 @@ impl Engine {
     }
 
     /// Ranks each node's steps by the room a flat load has there: what lets a
-    /// flat load be judged at a few dozen steps instead of every step of the
-    /// window.
+    /// flat load be judged at its node's [`FLAT_STEPS`] tightest steps, and
+    /// usually far fewer, instead of every step of the window.
     fn rank_flat_steps(&self, base: &mut FeederBase) {
         let limits = &self.config.limits;
         let e = &base.electrical;

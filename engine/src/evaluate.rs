@@ -396,12 +396,15 @@ impl Engine {
         // Whether step `k` is judged at all: a step where the load draws nothing
         // cannot bind, and one whose base flow collapsed is broken already.
         let judged_at = |k: usize| shape[k] > 0.0 && base.solutions[k].converged;
+        // The new load's current per kW at step `k`, A, at the candidate's voltage.
+        let amps_per_kw_at =
+            |k: usize| shape[k] * per_kw_magnitude / (SQRT_3 * f64::from(voltage_kv[k]));
         // Lower bounds of the headroom at step `k` from the triangle inequality
         // (no step can have less room than this): of every limit, of the voltage
         // and of the substation.
         let bounds_at = |k: usize| {
             let a = shape[k];
-            let amps_per_kw = a * per_kw_magnitude / (SQRT_3 * f64::from(voltage_kv[k]));
+            let amps_per_kw = amps_per_kw_at(k);
             let thermal_bound = (f64::from(path_margin_a[k]) / amps_per_kw).max(0.0);
             // Per kW: the new current times the room per ohm.
             let voltage_bound = (f64::from(path_voltage_room[k]) * 1000.0 * nominal_kv
@@ -425,7 +428,7 @@ impl Engine {
         let mut worst_substation = TopSteps::default();
         let mut rough = |k: usize| {
             let a = shape[k];
-            let amps_per_kw = a * per_kw_magnitude / (SQRT_3 * f64::from(voltage_kv[k]));
+            let amps_per_kw = amps_per_kw_at(k);
             let pu_per_kw = SQRT_3 * z_candidate * amps_per_kw / 1000.0 / nominal_kv;
             let loading = (f64::from(path_max_loading[k]) + demand_kw * amps_per_kw / weakest_a)
                 .max(base.max_loading[k]);
@@ -492,8 +495,10 @@ impl Engine {
         if !every_step {
             let stride = base.flat_stride;
             let ranked = &base.flat_steps[local as usize * stride..(local as usize + 1) * stride];
+            // Without headroom to find, no step is left to rule out.
             let mut ruled_out = !find_headroom;
-            for &(room, k) in ranked.iter().filter(|_| find_headroom) {
+            let to_judge = if find_headroom { ranked } else { &[] };
+            for &(room, k) in to_judge {
                 if (f64::from(room) / per_kw_magnitude).max(0.0) > within_spread(smallest) {
                     ruled_out = true;
                     break;
@@ -526,21 +531,21 @@ impl Engine {
             bounds.clear();
             let mut most_constrained = (f64::INFINITY, usize::MAX);
             for k in (0..steps).filter(|k| judged_at(*k)) {
+                rough(k);
+                if !find_headroom {
+                    continue;
+                }
                 let (bound, voltage_bound, substation_bound) = bounds_at(k);
                 if bound < most_constrained.0 {
                     most_constrained = (bound, bounds.len());
                 }
                 bounds.push((k, bound, voltage_bound, substation_bound));
-                rough(k);
             }
             // Pass 2, along the path: the estimated headroom of the steps whose
             // lower bound does not already rule them out, starting from the most
             // constrained.
             estimates.clear();
             smallest = f64::INFINITY;
-            if !find_headroom {
-                bounds.clear();
-            }
             if let Some(&(k, _, voltage_bound, substation_bound)) = bounds.get(most_constrained.1) {
                 smallest = estimate_at(k, voltage_bound, substation_bound, f64::INFINITY);
                 estimates.push((smallest, k));
