@@ -195,11 +195,13 @@ fn city() {
         return;
     }
     let start = Instant::now();
+    let cpu_start = process_cpu_s();
     let rows = black_box(engine.capacity(Level::Feeder, engine.readings(), 0));
     eprintln!(
-        "city: capacity --level feeder, {} feeders in {:?}",
+        "city: capacity --level feeder, {} feeders in {:?} ({:.1} s CPU)",
         rows.len(),
-        start.elapsed()
+        start.elapsed(),
+        process_cpu_s() - cpu_start
     );
 }
 

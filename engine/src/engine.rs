@@ -13,7 +13,9 @@ use num_complex::Complex64;
 use crate::checks::Observed;
 use crate::config::EngineConfig;
 use crate::load_model::{FeederLoads, STEP_MS, Window, power_factor_tan};
-use crate::powerflow::{ElectricalFeeder, SQRT_3, Solution, StoredSolution, SweepSettings, sweep};
+use crate::powerflow::{
+    ElectricalFeeder, LANES, SQRT_3, Solution, StoredSolution, SweepSettings, sweep_steps,
+};
 use crate::readings::ReadingsSource;
 
 /// Load promised to an application that is not connected yet: counted as extra
@@ -524,42 +526,69 @@ impl Engine {
             group_kva: Vec::new(),
         };
         let n = base.electrical.len();
-        let (mut p, mut q) = (vec![0.0; n], vec![0.0; n]);
-        // The last step's load, kVA, and source voltage.
-        let mut previous: Option<(f64, Complex64)> = None;
-        for k in 0..base.loads.step_count() {
-            self.base_node_loads(&base, k, &mut p, &mut q);
-            // Consecutive quarter-hours carry similar loads: the last step's
-            // solution saves about two iterations over a flat start, and its
-            // voltage drops scaled by the change of the feeder's load, about one
-            // more.
-            let mut solution = base.full_solutions.last().cloned().unwrap_or_default();
-            let load_kva = Complex64::new(p.iter().sum(), q.iter().sum())
-                .norm_sqr()
-                .sqrt();
-            if let Some((last_kva, last_source)) = previous.filter(|_| !solution.v_kv.is_empty()) {
-                let scale = if last_kva > 0.0 {
-                    load_kva / last_kva
-                } else {
-                    1.0
-                };
-                let source = Complex64::new(base.loads.source_kv[k], 0.0);
-                for v in &mut solution.v_kv {
-                    *v = source + (*v - last_source) * scale;
+        let steps = base.loads.step_count();
+        let mut p: [Vec<f64>; LANES] = std::array::from_fn(|_| vec![0.0; n]);
+        let mut q: [Vec<f64>; LANES] = std::array::from_fn(|_| vec![0.0; n]);
+        let mut lanes: [Solution; LANES] = Default::default();
+        // The allocation solved its steps' loads already; reservations change them.
+        let mut solved = std::mem::take(&mut base.loads.allocated_flows);
+        if !base.reserved.is_empty() || solved.len() != steps {
+            solved = vec![Solution::default(); steps];
+        }
+        let unsolved: Vec<usize> = (0..steps).filter(|k| solved[*k].v_kv.is_empty()).collect();
+        // The last step solved: its solution, load (kVA) and source voltage.
+        let mut previous: Option<(Solution, f64, Complex64)> = None;
+        for batch in unsolved.chunks(LANES) {
+            // A short batch repeats its last step in the spare lanes.
+            let step_of = |l: usize| batch[l.min(batch.len() - 1)];
+            let mut source_kv = [0.0; LANES];
+            for l in 0..LANES {
+                let k = step_of(l);
+                self.base_node_loads(&base, k, &mut p[l], &mut q[l]);
+                source_kv[l] = base.loads.source_kv[k];
+                // Consecutive quarter-hours carry similar loads: the last step's
+                // solution saves about two iterations over a flat start, and its
+                // voltage drops scaled by the change of the feeder's load, about
+                // one more.
+                let lane = &mut lanes[l];
+                lane.v_kv.clear();
+                if let Some((last, last_kva, last_source)) = &previous {
+                    let load_kva = Complex64::new(p[l].iter().sum(), q[l].iter().sum())
+                        .norm_sqr()
+                        .sqrt();
+                    let scale = if *last_kva > 0.0 {
+                        load_kva / last_kva
+                    } else {
+                        1.0
+                    };
+                    let source = Complex64::new(source_kv[l], 0.0);
+                    lane.v_kv
+                        .extend(last.v_kv.iter().map(|v| source + (v - last_source) * scale));
                 }
             }
-            previous = Some((load_kva, Complex64::new(base.loads.source_kv[k], 0.0)));
-            sweep(
+            sweep_steps(
                 &base.electrical,
                 &p,
                 &q,
-                base.loads.source_kv[k],
+                source_kv,
                 SweepSettings::default(),
-                &mut solution,
+                &mut lanes,
             );
-            base.solutions.push(StoredSolution::new(&solution));
-            base.full_solutions.push(solution);
+            for (l, &k) in batch.iter().enumerate() {
+                solved[k] = lanes[l].clone();
+            }
+            let last = batch.len() - 1;
+            let last_kva = Complex64::new(p[last].iter().sum(), q[last].iter().sum())
+                .norm_sqr()
+                .sqrt();
+            previous = Some((
+                lanes[last].clone(),
+                last_kva,
+                Complex64::new(source_kv[last], 0.0),
+            ));
         }
+        base.solutions = solved.iter().map(StoredSolution::new).collect();
+        base.full_solutions = solved;
         base
     }
 

@@ -125,6 +125,10 @@ pub struct FeederLoads {
     pub head_kva: Vec<Option<Complex64>>,
     /// Share of the feeder's load energy that was measured at transformers, 0 to 1.
     pub metered_share: f64,
+    /// Per kept step, the power flow of the allocation's last round, which solved
+    /// exactly the loads kept; empty where no allocation ran. A base without
+    /// reservations takes these instead of solving the same steps again.
+    pub allocated_flows: Vec<Solution>,
 }
 
 impl FeederLoads {
@@ -230,6 +234,7 @@ impl FeederLoads {
             source_kv: Vec::new(),
             head_kva: Vec::new(),
             metered_share: 0.0,
+            allocated_flows: Vec::new(),
         };
         let (mut metered_energy, mut estimated_energy) = (0.0f64, 0.0f64);
         let mut p_node = vec![0.0; n];
@@ -270,6 +275,7 @@ impl FeederLoads {
             }
             estimated.clear();
             estimated.extend((0..m).filter(|t| p_row[*t].is_nan()));
+            let mut allocated = false;
             match head {
                 Some(head) if !estimated.is_empty() && unmetered_rating > 0.0 => {
                     // Residual = head - metered - losses; losses from the last round.
@@ -280,6 +286,7 @@ impl FeederLoads {
                     // Losses scale with the square of the load: the last step's share,
                     // applied to this head, is a close first guess.
                     let mut losses = loss_per_kva_2 * head.norm_sqr();
+                    allocated = settings.max_allocation_rounds > 0;
                     for _ in 0..settings.max_allocation_rounds {
                         let residual = head - metered_sum - losses;
                         for &t in &estimated {
@@ -336,6 +343,11 @@ impl FeederLoads {
             loads.q_kvar.extend_from_slice(&q_row);
             loads.source_kv.push(source_kv);
             loads.head_kva.push(head);
+            loads.allocated_flows.push(if allocated {
+                solution.clone()
+            } else {
+                Solution::default()
+            });
         }
         let total = metered_energy + estimated_energy;
         loads.metered_share = if total > 0.0 {

@@ -1,5 +1,6 @@
 //! The load model: unmetered allocation and customer profiles.
 
+use headroom_engine::powerflow::{Solution, SweepSettings, sweep};
 use headroom_geodata::Quantity;
 use num_complex::Complex64;
 use serde_json::json;
@@ -124,4 +125,57 @@ fn a_customer_peaking_off_the_feeders_peak_has_more_headroom() {
         .collect();
     let (_, with_peak, _) = probe(&engine, "N3", near, 1.0, json!({"profile": evening}));
     assert!((with_peak - flat).abs() <= 2.0, "{with_peak} vs {flat}");
+}
+
+#[test]
+fn every_base_flow_solves_its_steps_loads() {
+    // T2 and T3 unmetered: the allocation's own power flows become the base's
+    // where no reservation changes the loads; with one, every step is solved
+    // again. Steps of varied loads, more than a batch of lanes, and not a whole
+    // number of batches.
+    let head: Vec<f64> = (0..11).map(|k| 500.0 + 60.0 * k as f64).collect();
+    let series: Series<'_> = vec![
+        (
+            "F",
+            Quantity::UKv,
+            (0..11).map(|k| 10.3 + 0.03 * k as f64).collect(),
+        ),
+        ("F", Quantity::PKw, head.clone()),
+        ("F", Quantity::QKvar, head.iter().map(|p| p * 0.3).collect()),
+        (
+            "T1",
+            Quantity::PKw,
+            (0..11).map(|k| 100.0 + 25.0 * k as f64).collect(),
+        ),
+        ("T1", Quantity::QKvar, vec![30.0; 11]),
+    ];
+    for reservations in [&[][..], &[("N3", 300.0)][..]] {
+        let engine = engine_with(&feeder(), &series, reservations);
+        let base = engine.feeder(0);
+        let n = base.electrical.len();
+        assert_eq!(base.solutions.len(), 11);
+        let (mut p, mut q) = (vec![0.0; n], vec![0.0; n]);
+        for (k, stored) in base.solutions.iter().enumerate() {
+            engine.base_node_loads(&base, k, &mut p, &mut q);
+            let mut alone = Solution::default();
+            sweep(
+                &base.electrical,
+                &p,
+                &q,
+                base.loads.source_kv[k],
+                SweepSettings::default(),
+                &mut alone,
+            );
+            assert!(stored.converged && alone.converged, "step {k}");
+            for i in 0..n {
+                let difference = (stored.v_kv(i) - alone.v_kv[i]).norm();
+                assert!(
+                    difference < 2e-5,
+                    "{reservations:?} step {k} node {i}: {} vs {}",
+                    stored.v_kv(i),
+                    alone.v_kv[i]
+                );
+            }
+        }
+    }
 }
