@@ -5,7 +5,7 @@ use headroom_geodata::topology::Branch;
 use headroom_geodata::{
     AssetKind, AssetRef, FeederIx, Network, NodeIx, Quantity, SpatialIndex, Topology, TransformerIx,
 };
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use moka::sync::Cache;
 use num_complex::Complex64;
@@ -84,17 +84,16 @@ pub struct FeederBase {
     /// current of nearly the same angle, so its root is hardly ever smaller, and
     /// the exact power flows that follow find whichever element binds.
     pub path_bottleneck: Vec<u32>,
-    /// Per local node, the steps where a flat load added there comes nearest a
-    /// limit, ascending by the least room of any limit (thermal along the path,
-    /// voltage, substation) in kVA of new load, with that room: the first
-    /// [`Self::flat_stride`] of them (node-major).
-    pub flat_steps: Vec<(f32, u32)>,
-    /// Entries per node in [`Self::flat_steps`]: [`FLAT_STEPS`], or every step of
-    /// a shorter window.
+    /// Per local node, its steps ranked by a flat load's room there, worked out
+    /// when the node is first judged (see [`Self::flat_steps`]): a capacity sweep
+    /// judges two or three nodes of a feeder, a ranking only its candidates.
+    ranked_steps: Vec<OnceLock<RankedSteps>>,
+    /// Entries per node in [`RankedSteps::steps`]: [`FLAT_STEPS`], or every step
+    /// of a shorter window.
     pub flat_stride: usize,
-    /// Per local node, the least room in kVA among the steps its list leaves
-    /// out: a flat load smaller than this cannot break a limit at any of them.
-    pub flat_cutoff_kva: Vec<f64>,
+    /// Per kept step, the room left on the substation transformers feeding the
+    /// head busbar, kVA (infinite without a rating).
+    substation_room_kva: Vec<f64>,
     /// The feeder's steps of highest loading and of lowest voltage, where the
     /// figures with a new load are worst unless the load's own path decides.
     pub figure_steps: Vec<u32>,
@@ -156,14 +155,63 @@ pub struct Engine {
     group_reserved: Vec<bool>,
 }
 
+/// A node's steps ranked by the room a flat load added there has: the least of
+/// the thermal room along its path, the voltage room and the substation room, in
+/// kVA of new load.
+#[derive(Clone, Debug, Default)]
+pub struct RankedSteps {
+    /// The [`FeederBase::flat_stride`] steps of least room, ascending, with that
+    /// room.
+    pub steps: Box<[(f32, u32)]>,
+    /// The least room among the steps left out: a flat load smaller than this
+    /// cannot break a limit at any of them (infinite when none is left out).
+    pub cutoff_kva: f64,
+}
+
 impl FeederBase {
+    /// Local node `local`'s steps where a flat load added there comes nearest a
+    /// limit, ranked on first use and kept.
+    pub fn flat_steps(&self, local: u32) -> &RankedSteps {
+        self.ranked_steps[local as usize].get_or_init(|| {
+            let mut room: Vec<(f64, u32)> = (0..self.solutions.len())
+                .map(|k| (self.flat_room_kva(local as usize, k), k as u32))
+                .collect();
+            let (cutoff_kva, _) = least_sorted(&mut room, self.flat_stride);
+            RankedSteps {
+                steps: room[..self.flat_stride]
+                    .iter()
+                    .map(|(r, k)| (*r as f32, *k))
+                    .collect(),
+                cutoff_kva,
+            }
+        })
+    }
+
+    /// The room a flat load at local node `j` has at step `k`, kVA.
+    fn flat_room_kva(&self, j: usize, k: usize) -> f64 {
+        let at = j * self.solutions.len() + k;
+        let voltage = f64::from(self.voltage_kv[at]);
+        let thermal_kva = SQRT_3 * f64::from(self.path_margin_a[at]) * voltage;
+        let per_pu = 1000.0 * self.electrical.nominal_kv[j];
+        let voltage_kva = (f64::from(self.path_voltage_room[at]) * per_pu * voltage).max(0.0);
+        let voltage_kva = if voltage_kva.is_nan() {
+            f64::INFINITY
+        } else {
+            voltage_kva
+        };
+        thermal_kva
+            .min(voltage_kva)
+            .min(self.substation_room_kva[k])
+    }
+
     /// Approximate memory held, bytes (the cache's weight).
     pub fn weight_bytes(&self) -> usize {
         // Solutions (two single-precision complex numbers per node) and six
         // screening figures.
         let per_step = self.electrical.len() * (2 * 8 + 6 * 4) + 64;
         let loads = self.loads.p_kw.len() * 16;
-        let stress = self.flat_steps.len() * 8 + self.flat_cutoff_kva.len() * 8;
+        // Every node's ranked steps, as if each had been judged.
+        let stress = self.ranked_steps.len() * (self.flat_stride * 8 + 32);
         self.solutions.len() * per_step + loads + stress + 1024
     }
 }
@@ -512,9 +560,9 @@ impl Engine {
             voltage_kv: Vec::new(),
             path_voltage_room: Vec::new(),
             path_bottleneck: Vec::new(),
-            flat_steps: Vec::new(),
+            ranked_steps: Vec::new(),
             flat_stride: 0,
-            flat_cutoff_kva: Vec::new(),
+            substation_room_kva: Vec::new(),
             figure_steps: Vec::new(),
             least_room_kva: Vec::new(),
             feeder_min_pu: Vec::new(),
@@ -705,56 +753,9 @@ impl Engine {
             .collect();
         let e = &base.electrical;
         let n = e.len();
-        let mut subtree_min = Vec::with_capacity(n * full_solutions.len());
-        for solution in &full_solutions {
-            let start = subtree_min.len();
-            subtree_min.extend(
-                solution
-                    .v_kv
-                    .iter()
-                    .zip(&e.nominal_kv)
-                    .map(|(v, kv)| v.norm_sqr().sqrt() / kv),
-            );
-            let row = &mut subtree_min[start..];
-            for j in (1..n).rev() {
-                let parent = e.parent[j] as usize;
-                row[parent] = row[parent].min(row[j]);
-            }
-        }
-
+        let steps = full_solutions.len();
         let thermal = self.config.limits.thermal_pct / 100.0;
-        let steps = base.solutions.len();
-        let mut margins = vec![f64::INFINITY; n * steps];
-        let mut bottleneck = vec![0u32; n * steps];
-        let mut loadings = vec![0.0; n * steps];
-        let mut voltages = vec![0.0; n * steps];
-        for (k, solution) in full_solutions.iter().enumerate() {
-            let head = solution.head_current_a();
-            let (head_margin, head_loading) = match e.head_rated_a {
-                Some(rated) => (rated * thermal - head, head / rated),
-                None => (f64::INFINITY, 0.0),
-            };
-            margins[k] = head_margin;
-            loadings[k] = head_loading;
-            voltages[k] = solution.v_kv[0].norm_sqr().sqrt();
-            for j in 1..n {
-                let parent = e.parent[j] as usize * steps + k;
-                let current = solution.i_a[j].norm_sqr().sqrt();
-                let (margin, loading) = if e.rated_a[j].is_finite() {
-                    (e.rated_a[j] * thermal - current, current / e.rated_a[j])
-                } else {
-                    (f64::INFINITY, 0.0)
-                };
-                let here = j * steps + k;
-                (margins[here], bottleneck[here]) = if margin < margins[parent] {
-                    (margin, j as u32)
-                } else {
-                    (margins[parent], bottleneck[parent])
-                };
-                loadings[j * steps + k] = loading.max(loadings[parent]);
-                voltages[j * steps + k] = solution.v_kv[j].norm_sqr().sqrt();
-            }
-        }
+        let v_min_pu = self.config.limits.v_min_pu;
         // Impedance magnitude from the busbar to each node (local indices put
         // parents first).
         let mut z_path = vec![0.0; n];
@@ -763,28 +764,82 @@ impl Engine {
             z[j] = z[e.parent[j] as usize] + e.z_ohm[j];
             z_path[j] = z[j].norm_sqr().sqrt();
         }
-        let v_min_pu = self.config.limits.v_min_pu;
-        let mut voltage_room = vec![f64::INFINITY; n * steps];
-        for k in 0..steps {
-            let subtree_min = &subtree_min[k * n..(k + 1) * n];
+        // Each step is worked out in double precision in rows over the nodes,
+        // then kept in single precision, which is ample for screening and halves
+        // a city's memory; the minima and maxima along paths come out the same
+        // either way, as rounding keeps order.
+        let mut subtree_min_pu = vec![0.0f32; n * steps];
+        let mut path_margin_a = vec![0.0f32; n * steps];
+        let mut path_bottleneck = vec![0u32; n * steps];
+        let mut path_max_loading = vec![0.0f32; n * steps];
+        let mut voltage_kv = vec![0.0f32; n * steps];
+        let mut path_voltage_room = vec![0.0f32; n * steps];
+        let mut feeder_min_pu = Vec::with_capacity(steps);
+        let mut subtree_min = vec![0.0; n];
+        let mut margin_row = vec![0.0; n];
+        let mut bottleneck_row = vec![0u32; n];
+        let mut loading_row = vec![0.0; n];
+        let mut room_row = vec![0.0; n];
+        for (k, solution) in full_solutions.iter().enumerate() {
+            for (j, v) in solution.v_kv.iter().enumerate() {
+                let magnitude = v.norm_sqr().sqrt();
+                voltage_kv[j * steps + k] = magnitude as f32;
+                subtree_min[j] = magnitude / e.nominal_kv[j];
+            }
+            for j in (1..n).rev() {
+                let parent = e.parent[j] as usize;
+                subtree_min[parent] = subtree_min[parent].min(subtree_min[j]);
+            }
+            feeder_min_pu.push(subtree_min[0]);
+            for (out, v) in subtree_min_pu[k * n..(k + 1) * n]
+                .iter_mut()
+                .zip(&subtree_min)
+            {
+                *out = *v as f32;
+            }
+            let head = solution.head_current_a();
+            (margin_row[0], loading_row[0]) = match e.head_rated_a {
+                Some(rated) => (rated * thermal - head, head / rated),
+                None => (f64::INFINITY, 0.0),
+            };
+            bottleneck_row[0] = 0;
+            room_row[0] = f64::INFINITY;
             for j in 1..n {
+                let parent = e.parent[j] as usize;
+                let current = solution.i_a[j].norm_sqr().sqrt();
+                let (margin, loading) = if e.rated_a[j].is_finite() {
+                    (e.rated_a[j] * thermal - current, current / e.rated_a[j])
+                } else {
+                    (f64::INFINITY, 0.0)
+                };
+                (margin_row[j], bottleneck_row[j]) = if margin < margin_row[parent] {
+                    (margin, j as u32)
+                } else {
+                    (margin_row[parent], bottleneck_row[parent])
+                };
+                loading_row[j] = loading.max(loading_row[parent]);
                 let own = if z_path[j] > 0.0 {
                     (subtree_min[j] - v_min_pu) / z_path[j]
                 } else {
                     f64::INFINITY
                 };
-                let parent = e.parent[j] as usize;
-                voltage_room[j * steps + k] = own.min(voltage_room[parent * steps + k]);
+                room_row[j] = own.min(room_row[parent]);
+            }
+            for j in 0..n {
+                let at = j * steps + k;
+                path_margin_a[at] = margin_row[j] as f32;
+                path_bottleneck[at] = bottleneck_row[j];
+                path_max_loading[at] = loading_row[j] as f32;
+                path_voltage_room[at] = room_row[j] as f32;
             }
         }
-        base.feeder_min_pu = (0..steps).map(|k| subtree_min[k * n]).collect();
-        // Single precision is ample for screening and halves a city's memory.
-        base.subtree_min_pu = compact(&subtree_min);
-        base.path_margin_a = compact(&margins);
-        base.path_bottleneck = bottleneck;
-        base.path_max_loading = compact(&loadings);
-        base.voltage_kv = compact(&voltages);
-        base.path_voltage_room = compact(&voltage_room);
+        base.feeder_min_pu = feeder_min_pu;
+        base.subtree_min_pu = subtree_min_pu;
+        base.path_margin_a = path_margin_a;
+        base.path_bottleneck = path_bottleneck;
+        base.path_max_loading = path_max_loading;
+        base.voltage_kv = voltage_kv;
+        base.path_voltage_room = path_voltage_room;
         base.max_loading = base
             .observed
             .iter()
@@ -795,17 +850,16 @@ impl Engine {
         base.summary = self.summarise(base);
     }
 
-    /// Ranks each node's steps by the room a flat load has there: what lets a
-    /// flat load be judged at its node's [`FLAT_STEPS`] tightest steps, and
-    /// usually far fewer, instead of every step of the window.
+    /// Prepares each node's ranking of its steps by the room a flat load has
+    /// there: what lets a flat load be judged at its node's [`FLAT_STEPS`]
+    /// tightest steps, and usually far fewer, instead of every step of the window.
     fn rank_flat_steps(&self, base: &mut FeederBase) {
         let limits = &self.config.limits;
-        let e = &base.electrical;
-        let n = e.len();
+        let n = base.electrical.len();
         let steps = base.solutions.len();
         let rated = self.group_rated_kva(base.group);
         let limit_kva = rated * limits.substation_transformer_pct / 100.0;
-        let substation_room: Vec<f64> = base
+        base.substation_room_kva = base
             .group_kva
             .iter()
             .map(|g| {
@@ -816,45 +870,19 @@ impl Engine {
                 }
             })
             .collect();
-        let stride = steps.min(FLAT_STEPS);
-        let mut flat = Vec::with_capacity(n * stride);
-        let mut cutoffs = Vec::with_capacity(n);
-        let mut least = Vec::with_capacity(n);
-        let mut room = Vec::with_capacity(steps);
-        for j in 0..n {
-            let run = j * steps..(j + 1) * steps;
-            let margins = &base.path_margin_a[run.clone()];
-            let voltages = &base.voltage_kv[run.clone()];
-            let voltage_room = &base.path_voltage_room[run];
-            let per_pu = 1000.0 * e.nominal_kv[j];
-            room.clear();
-            room.extend((0..steps).map(|k| {
-                let voltage = f64::from(voltages[k]);
-                let thermal_kva = SQRT_3 * f64::from(margins[k]) * voltage;
-                let voltage_kva = (f64::from(voltage_room[k]) * per_pu * voltage).max(0.0);
-                let voltage_kva = if voltage_kva.is_nan() {
-                    f64::INFINITY
-                } else {
-                    voltage_kva
-                };
-                (
-                    thermal_kva.min(voltage_kva).min(substation_room[k]),
-                    k as u32,
-                )
-            }));
-            let (cutoff, smallest) = least_sorted(&mut room, stride);
-            flat.extend(room[..stride].iter().map(|(r, k)| (*r as f32, *k)));
-            cutoffs.push(cutoff);
-            least.push(smallest);
-        }
-        base.flat_steps = flat;
-        base.flat_stride = stride;
-        base.flat_cutoff_kva = cutoffs;
-        base.least_room_kva = least;
+        base.flat_stride = steps.min(FLAT_STEPS);
+        base.ranked_steps = vec![OnceLock::new(); n];
+        base.least_room_kva = (0..n)
+            .map(|j| {
+                (0..steps)
+                    .map(|k| base.flat_room_kva(j, k))
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .collect();
 
+        let mut room = Vec::with_capacity(steps);
         let mut figure_steps = Vec::new();
         let count = steps.min(FIGURE_STEPS);
-        room.clear();
         room.extend(
             base.max_loading
                 .iter()
@@ -941,10 +969,6 @@ impl Engine {
         }
         observed
     }
-}
-
-fn compact(values: &[f64]) -> Vec<f32> {
-    values.iter().map(|v| *v as f32).collect()
 }
 
 /// How many steps per node a flat load is judged at before the rest of the

@@ -493,8 +493,8 @@ impl Engine {
         let find_headroom = base.summary.already_broken.is_none();
         let mut every_step = load.profile.is_some() || steps == 0 || self.config.judge_every_step;
         if !every_step {
-            let stride = base.flat_stride;
-            let ranked = &base.flat_steps[local as usize * stride..(local as usize + 1) * stride];
+            let ranked_steps = base.flat_steps(local);
+            let ranked = &ranked_steps.steps[..];
             // Without headroom to find, no step is left to rule out.
             let mut ruled_out = !find_headroom;
             let to_judge = if find_headroom { ranked } else { &[] };
@@ -513,7 +513,7 @@ impl Engine {
                 smallest = smallest.min(estimate);
                 estimates.push((estimate, k));
             }
-            let left_out_kw = base.flat_cutoff_kva[local as usize] / per_kw_magnitude;
+            let left_out_kw = ranked_steps.cutoff_kva / per_kw_magnitude;
             every_step = !ruled_out && left_out_kw <= within_spread(smallest);
             if !every_step {
                 let nearest = ranked.iter().take(FIGURE_STEPS).map(|(_, k)| k);
