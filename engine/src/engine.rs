@@ -14,7 +14,8 @@ use crate::checks::Observed;
 use crate::config::EngineConfig;
 use crate::load_model::{FeederLoads, STEP_MS, Window, power_factor_tan};
 use crate::powerflow::{
-    ElectricalFeeder, LANES, SQRT_3, Solution, StoredSolution, SweepSettings, sweep_steps,
+    ElectricalFeeder, LANES, SQRT_3, Solution, StepLoads, StoredSolution, SweepSettings,
+    sweep_steps,
 };
 use crate::readings::ReadingsSource;
 
@@ -575,8 +576,7 @@ impl Engine {
         };
         let n = base.electrical.len();
         let steps = base.loads.step_count();
-        let mut p: [Vec<f64>; LANES] = std::array::from_fn(|_| vec![0.0; n]);
-        let mut q: [Vec<f64>; LANES] = std::array::from_fn(|_| vec![0.0; n]);
+        let mut loads = StepLoads::new(n);
         let mut lanes: [Solution; LANES] = Default::default();
         // The allocation solved its steps' loads already; reservations change them.
         let mut solved = std::mem::take(&mut base.loads.allocated_flows);
@@ -587,13 +587,11 @@ impl Engine {
         // The last step solved: its solution, load (kVA) and source voltage.
         let mut previous: Option<(Solution, f64, Complex64)> = None;
         for batch in unsolved.chunks(LANES) {
-            // A short batch repeats its last step in the spare lanes.
-            let step_of = |l: usize| batch[l.min(batch.len() - 1)];
-            let mut source_kv = [0.0; LANES];
             for l in 0..LANES {
-                let k = step_of(l);
-                self.base_node_loads(&base, k, &mut p[l], &mut q[l]);
-                source_kv[l] = base.loads.source_kv[k];
+                // A short batch repeats its last step in the spare lanes.
+                let k = batch[l.min(batch.len() - 1)];
+                self.base_node_loads(&base, k, &mut loads.p_kw[l], &mut loads.q_kvar[l]);
+                loads.source_kv[l] = base.loads.source_kv[k];
                 // Consecutive quarter-hours carry similar loads: the last step's
                 // solution saves about two iterations over a flat start, and its
                 // voltage drops scaled by the change of the feeder's load, about
@@ -601,24 +599,19 @@ impl Engine {
                 let lane = &mut lanes[l];
                 lane.v_kv.clear();
                 if let Some((last, last_kva, last_source)) = &previous {
-                    let load_kva = Complex64::new(p[l].iter().sum(), q[l].iter().sum())
-                        .norm_sqr()
-                        .sqrt();
                     let scale = if *last_kva > 0.0 {
-                        load_kva / last_kva
+                        loads.total_kva(l) / last_kva
                     } else {
                         1.0
                     };
-                    let source = Complex64::new(source_kv[l], 0.0);
+                    let source = Complex64::new(loads.source_kv[l], 0.0);
                     lane.v_kv
                         .extend(last.v_kv.iter().map(|v| source + (v - last_source) * scale));
                 }
             }
             sweep_steps(
                 &base.electrical,
-                &p,
-                &q,
-                source_kv,
+                &loads,
                 SweepSettings::default(),
                 &mut lanes,
             );
@@ -626,13 +619,10 @@ impl Engine {
                 solved[k] = lanes[l].clone();
             }
             let last = batch.len() - 1;
-            let last_kva = Complex64::new(p[last].iter().sum(), q[last].iter().sum())
-                .norm_sqr()
-                .sqrt();
             previous = Some((
                 lanes[last].clone(),
-                last_kva,
-                Complex64::new(source_kv[last], 0.0),
+                loads.total_kva(last),
+                Complex64::new(loads.source_kv[last], 0.0),
             ));
         }
         base.solutions = solved.iter().map(StoredSolution::new).collect();

@@ -262,6 +262,35 @@ pub fn sweep(
     LOADED.set(loaded);
 }
 
+/// The steps of one call of [`sweep_steps`], a lane each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepLoads {
+    /// Active power at each local node, kW (the busbar at 0 carries none).
+    pub p_kw: [Vec<f64>; LANES],
+    /// Reactive power at each local node, kvar.
+    pub q_kvar: [Vec<f64>; LANES],
+    /// Busbar voltage, kV.
+    pub source_kv: [f64; LANES],
+}
+
+impl StepLoads {
+    /// Zero loads on `nodes` nodes in every lane.
+    pub fn new(nodes: usize) -> Self {
+        Self {
+            p_kw: std::array::from_fn(|_| vec![0.0; nodes]),
+            q_kvar: std::array::from_fn(|_| vec![0.0; nodes]),
+            source_kv: [0.0; LANES],
+        }
+    }
+
+    /// Total load of lane `l`, kVA.
+    pub fn total_kva(&self, l: usize) -> f64 {
+        Complex64::new(self.p_kw[l].iter().sum(), self.q_kvar[l].iter().sum())
+            .norm_sqr()
+            .sqrt()
+    }
+}
+
 /// Steps solved together by [`sweep_steps`]: four double-precision lanes fill one
 /// AVX2 register.
 pub const LANES: usize = 4;
@@ -272,15 +301,12 @@ pub const LANES: usize = 4;
 /// steps. A base case has a power flow per quarter-hour of the window, and the
 /// tree walk, not the arithmetic, is what one step at a time pays for.
 ///
-/// Lane `l` has loads `p_kw[l][i] + j q_kvar[l][i]` and its busbar at
-/// `source_kv[l]`; `solutions[l]` is its warm start (when its size matches) and
+/// Lane `l` solves `loads`' lane `l`; `solutions[l]` is its warm start (when its size matches) and
 /// its result. Every lane iterates until all have converged (or diverged): a
 /// converged lane's extra iterations only bring it closer.
 pub fn sweep_steps(
     feeder: &ElectricalFeeder,
-    p_kw: &[Vec<f64>; LANES],
-    q_kvar: &[Vec<f64>; LANES],
-    source_kv: [f64; LANES],
+    loads: &StepLoads,
     settings: SweepSettings,
     solutions: &mut [Solution; LANES],
 ) {
@@ -290,11 +316,11 @@ pub fn sweep_steps(
         // safe.
         #[allow(unsafe_code)]
         unsafe {
-            sweep_steps_avx2(feeder, p_kw, q_kvar, source_kv, settings, solutions)
+            sweep_steps_avx2(feeder, loads, settings, solutions)
         };
         return;
     }
-    sweep_steps_portable(feeder, p_kw, q_kvar, source_kv, settings, solutions);
+    sweep_steps_portable(feeder, loads, settings, solutions);
 }
 
 /// The same code compiled for AVX2, where each lane array is one register. The
@@ -304,13 +330,11 @@ pub fn sweep_steps(
 #[target_feature(enable = "avx2")]
 fn sweep_steps_avx2(
     feeder: &ElectricalFeeder,
-    p_kw: &[Vec<f64>; LANES],
-    q_kvar: &[Vec<f64>; LANES],
-    source_kv: [f64; LANES],
+    loads: &StepLoads,
     settings: SweepSettings,
     solutions: &mut [Solution; LANES],
 ) {
-    sweep_steps_portable(feeder, p_kw, q_kvar, source_kv, settings, solutions);
+    sweep_steps_portable(feeder, loads, settings, solutions);
 }
 
 /// One figure of a node in every lane.
@@ -319,12 +343,16 @@ type Lanes = [f64; LANES];
 #[inline(always)]
 fn sweep_steps_portable(
     feeder: &ElectricalFeeder,
-    p_kw: &[Vec<f64>; LANES],
-    q_kvar: &[Vec<f64>; LANES],
-    source_kv: [f64; LANES],
+    loads: &StepLoads,
     settings: SweepSettings,
     solutions: &mut [Solution; LANES],
 ) {
+    let StepLoads {
+        p_kw,
+        q_kvar,
+        source_kv,
+    } = loads;
+    let source_kv = *source_kv;
     let n = feeder.len();
     let zero: Lanes = [0.0; LANES];
     let mut v_re = vec![zero; n];
@@ -542,19 +570,15 @@ mod tests {
             ([0.0, 900.0, 1200.0, 800.0], [0.0, 300.0, 400.0, 0.0], 10.0),
             ([0.0, 10.0, 0.0, 0.0], [0.0, 0.0, 0.0, 5.0], 10.7),
         ];
-        let p: [Vec<f64>; LANES] = std::array::from_fn(|l| loads[l].0.to_vec());
-        let q: [Vec<f64>; LANES] = std::array::from_fn(|l| loads[l].1.to_vec());
+        let lanes = StepLoads {
+            p_kw: std::array::from_fn(|l| loads[l].0.to_vec()),
+            q_kvar: std::array::from_fn(|l| loads[l].1.to_vec()),
+            source_kv: std::array::from_fn(|l| loads[l].2),
+        };
         let mut together: [Solution; LANES] = Default::default();
         // A warm start in one lane and a flat start in the others.
         together[2].v_kv = vec![Complex64::new(9.9, -0.1); n];
-        sweep_steps(
-            &feeder,
-            &p,
-            &q,
-            std::array::from_fn(|l| loads[l].2),
-            SweepSettings::default(),
-            &mut together,
-        );
+        sweep_steps(&feeder, &lanes, SweepSettings::default(), &mut together);
         for (l, (p, q, source)) in loads.iter().enumerate() {
             let mut alone = Solution::default();
             sweep(&feeder, p, q, *source, SweepSettings::default(), &mut alone);
