@@ -177,7 +177,7 @@ impl FeederBase {
             let mut room: Vec<(f64, u32)> = (0..self.solutions.len())
                 .map(|k| (self.flat_room_kva(local as usize, k), k as u32))
                 .collect();
-            let (cutoff_kva, _) = least_sorted(&mut room, self.flat_stride);
+            let cutoff_kva = least_sorted(&mut room, self.flat_stride);
             RankedSteps {
                 steps: room[..self.flat_stride]
                     .iter()
@@ -584,29 +584,35 @@ impl Engine {
             solved = vec![Solution::default(); steps];
         }
         let unsolved: Vec<usize> = (0..steps).filter(|k| solved[*k].v_kv.is_empty()).collect();
-        // The last step solved: its solution, load (kVA) and source voltage.
-        let mut previous: Option<(Solution, f64, Complex64)> = None;
+        // The last step solved: its index, load (kVA) and source voltage.
+        let mut previous: Option<(usize, f64, Complex64)> = None;
+        let mut total_kva = [0.0; LANES];
         for batch in unsolved.chunks(LANES) {
             for l in 0..LANES {
                 // A short batch repeats its last step in the spare lanes.
                 let k = batch[l.min(batch.len() - 1)];
                 self.base_node_loads(&base, k, &mut loads.p_kw[l], &mut loads.q_kvar[l]);
                 loads.source_kv[l] = base.loads.source_kv[k];
+                total_kva[l] = loads.total_kva(l);
                 // Consecutive quarter-hours carry similar loads: the last step's
                 // solution saves about two iterations over a flat start, and its
                 // voltage drops scaled by the change of the feeder's load, about
                 // one more.
                 let lane = &mut lanes[l];
                 lane.v_kv.clear();
-                if let Some((last, last_kva, last_source)) = &previous {
-                    let scale = if *last_kva > 0.0 {
-                        loads.total_kva(l) / last_kva
+                if let Some((last, last_kva, last_source)) = previous {
+                    let scale = if last_kva > 0.0 {
+                        total_kva[l] / last_kva
                     } else {
                         1.0
                     };
                     let source = Complex64::new(loads.source_kv[l], 0.0);
-                    lane.v_kv
-                        .extend(last.v_kv.iter().map(|v| source + (v - last_source) * scale));
+                    lane.v_kv.extend(
+                        solved[last]
+                            .v_kv
+                            .iter()
+                            .map(|v| source + (v - last_source) * scale),
+                    );
                 }
             }
             sweep_steps(
@@ -620,8 +626,8 @@ impl Engine {
             }
             let last = batch.len() - 1;
             previous = Some((
-                lanes[last].clone(),
-                loads.total_kva(last),
+                batch[last],
+                total_kva[last],
                 Complex64::new(loads.source_kv[last], 0.0),
             ));
         }
@@ -970,9 +976,8 @@ pub const FLAT_STEPS: usize = 160;
 pub const FIGURE_STEPS: usize = 16;
 
 /// Puts the `count` least entries of `room` first, ascending, and returns the
-/// least value left out (infinite when none is) and the least value.
-fn least_sorted(room: &mut [(f64, u32)], count: usize) -> (f64, f64) {
-    let least = room.iter().map(|(v, _)| *v).fold(f64::INFINITY, f64::min);
+/// least value left out (infinite when none is).
+fn least_sorted(room: &mut [(f64, u32)], count: usize) -> f64 {
     let by_value = |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0);
     let cutoff = if room.len() > count {
         let (_, at, _) = room.select_nth_unstable_by(count, by_value);
@@ -982,7 +987,7 @@ fn least_sorted(room: &mut [(f64, u32)], count: usize) -> (f64, f64) {
     };
     let count = count.min(room.len());
     room[..count].sort_unstable_by(by_value);
-    (cutoff, least)
+    cutoff
 }
 
 /// The window spanning every reading of the network's feeders, transformers and
