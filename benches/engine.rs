@@ -203,6 +203,32 @@ fn city() {
         start.elapsed(),
         process_cpu_s() - cpu_start
     );
+    if std::env::var("HEADROOM_BENCH_CITY_CHECK").is_ok() {
+        check_capacity_against_full_bases(&engine, &rows);
+    }
+}
+
+/// Compares each feeder's row with the row its full base (every step solved
+/// exactly, as the cache keeps it) gives: a few hundred feeders are cached at a
+/// time, the whole city's capacity worked out again, and the cached feeders'
+/// rows compared. Slow (minutes): a check, not a timing.
+fn check_capacity_against_full_bases(engine: &Engine, screened: &[headroom_engine::CapacityRow]) {
+    let feeders = engine.network.feeders.len();
+    let (mut compared, mut differing) = (0, 0);
+    for chunk in (0..feeders).collect::<Vec<_>>().chunks(500) {
+        for &f in chunk {
+            engine.feeder(f);
+        }
+        let full = engine.capacity(Level::Feeder, engine.readings(), 0);
+        for &f in chunk.iter().filter(|f| engine.cached_feeder(**f).is_some()) {
+            compared += 1;
+            if full[f] != screened[f] {
+                differing += 1;
+                eprintln!("differs: {:?}\n   full: {:?}", screened[f], full[f]);
+            }
+        }
+    }
+    eprintln!("city check: {compared} feeders compared with their full bases, {differing} differ");
 }
 
 criterion_group!(engine, benches);

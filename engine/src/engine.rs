@@ -429,16 +429,35 @@ impl Engine {
             self.readings.as_ref(),
             with_reservations && self.feeder_reserved[f],
         );
-        self.set_group_series(&mut base, with_reservations);
-        self.observe_base(&mut base);
+        self.finish_base(&mut base, with_reservations);
         base
+    }
+
+    /// The group's series and the observation of a base whose flows are solved.
+    pub(crate) fn finish_base(&self, base: &mut FeederBase, with_reservations: bool) {
+        self.set_group_series(base, with_reservations);
+        self.observe_base(base);
+    }
+
+    /// Whether a reservation sits on feeder `f`.
+    pub(crate) fn reserved_on(&self, f: usize) -> bool {
+        self.feeder_reserved[f]
     }
 
     /// Copies the group's power at each kept step into the base.
     fn set_group_series(&self, base: &mut FeederBase, with_reservations: bool) {
-        base.group_kva = match base.group {
-            Some(g) => base
-                .window_step
+        base.group_kva = self.group_series(base.group, &base.window_step, with_reservations);
+    }
+
+    /// A busbar group's power at the given steps of the window, kVA.
+    pub(crate) fn group_series(
+        &self,
+        group: Option<usize>,
+        window_steps: &[usize],
+        with_reservations: bool,
+    ) -> Vec<Complex64> {
+        match group {
+            Some(g) => window_steps
                 .iter()
                 .map(|&w| {
                     let reserved = if with_reservations {
@@ -449,8 +468,18 @@ impl Engine {
                     self.group_kva[g][w] + reserved
                 })
                 .collect(),
-            None => vec![Complex64::new(0.0, 0.0); base.window_step.len()],
-        };
+            None => vec![Complex64::new(0.0, 0.0); window_steps.len()],
+        }
+    }
+
+    /// Index of each step of `loads` in the engine's window.
+    pub(crate) fn window_steps(&self, loads: &FeederLoads) -> Vec<usize> {
+        let start = self.window.steps.first().copied().unwrap_or(0);
+        loads
+            .steps
+            .iter()
+            .map(|ts| ((ts - start) / STEP_MS) as usize)
+            .collect()
     }
 
     /// Reserved load per busbar group and window step, kVA: reservations on the
@@ -483,10 +512,23 @@ impl Engine {
     pub fn load_matrix(&self, feeder: FeederIx) -> FeederLoads {
         let tree = self.topology.tree(feeder);
         let electrical = ElectricalFeeder::new(&self.network, tree);
-        self.loads_of(feeder, &electrical, self.readings.as_ref())
+        let mut loads = self.loads_of(feeder, &electrical, self.readings.as_ref());
+        self.settle_all(&electrical, &mut loads);
+        loads
     }
 
-    fn loads_of(
+    fn settle_all(&self, electrical: &ElectricalFeeder, loads: &mut FeederLoads) {
+        let steps = loads.step_count();
+        loads.settle(
+            electrical,
+            0..steps,
+            self.config.load_model.max_allocation_rounds,
+        );
+    }
+
+    /// A feeder's loads with every step solved loosely (see
+    /// [`FeederLoads::build_loose`]).
+    pub(crate) fn loads_of(
         &self,
         feeder: FeederIx,
         electrical: &ElectricalFeeder,
@@ -505,7 +547,7 @@ impl Engine {
                     .map(move |t| (*t, local as u32))
             })
             .collect();
-        FeederLoads::build(
+        FeederLoads::build_loose(
             &self.network,
             tree,
             transformers,
@@ -524,7 +566,20 @@ impl Engine {
     ) -> FeederBase {
         let tree = self.topology.tree(feeder);
         let electrical = ElectricalFeeder::new(&self.network, tree);
-        let loads = self.loads_of(feeder, &electrical, readings);
+        let mut loads = self.loads_of(feeder, &electrical, readings);
+        self.settle_all(&electrical, &mut loads);
+        self.base_from_loads(feeder, electrical, loads, with_reservations)
+    }
+
+    /// A feeder's base over the steps of `loads`, whose flows are settled.
+    pub(crate) fn base_from_loads(
+        &self,
+        feeder: FeederIx,
+        electrical: ElectricalFeeder,
+        loads: FeederLoads,
+        with_reservations: bool,
+    ) -> FeederBase {
+        let tree = self.topology.tree(feeder);
         let reserved = self
             .reservations
             .iter()
@@ -541,12 +596,7 @@ impl Engine {
                 })
             })
             .collect();
-        let start = self.window.steps.first().copied().unwrap_or(0);
-        let window_step = loads
-            .steps
-            .iter()
-            .map(|ts| ((ts - start) / STEP_MS) as usize)
-            .collect();
+        let window_step = self.window_steps(&loads);
         let group = self.topology.busbar_group_index(tree.head());
         let mut base = FeederBase {
             electrical,
@@ -575,61 +625,31 @@ impl Engine {
             group_kva: Vec::new(),
         };
         let n = base.electrical.len();
-        let steps = base.loads.step_count();
-        let mut loads = StepLoads::new(n);
-        let mut lanes: [Solution; LANES] = Default::default();
-        // The allocation solved its steps' loads already; reservations change them.
-        let mut solved = std::mem::take(&mut base.loads.allocated_flows);
-        if !base.reserved.is_empty() || solved.len() != steps {
-            solved = vec![Solution::default(); steps];
-        }
-        let unsolved: Vec<usize> = (0..steps).filter(|k| solved[*k].v_kv.is_empty()).collect();
-        // The last step solved: its index, load (kVA) and source voltage.
-        let mut previous: Option<(usize, f64, Complex64)> = None;
-        let mut total_kva = [0.0; LANES];
-        for batch in unsolved.chunks(LANES) {
-            for l in 0..LANES {
-                // A short batch repeats its last step in the spare lanes.
-                let k = batch[l.min(batch.len() - 1)];
-                self.base_node_loads(&base, k, &mut loads.p_kw[l], &mut loads.q_kvar[l]);
-                loads.source_kv[l] = base.loads.source_kv[k];
-                total_kva[l] = loads.total_kva(l);
-                // Consecutive quarter-hours carry similar loads: the last step's
-                // solution saves about two iterations over a flat start, and its
-                // voltage drops scaled by the change of the feeder's load, about
-                // one more.
-                let lane = &mut lanes[l];
-                lane.v_kv.clear();
-                if let Some((last, last_kva, last_source)) = previous {
-                    let scale = if last_kva > 0.0 {
-                        total_kva[l] / last_kva
-                    } else {
-                        1.0
-                    };
-                    let source = Complex64::new(loads.source_kv[l], 0.0);
-                    lane.v_kv.extend(
-                        solved[last]
-                            .v_kv
-                            .iter()
-                            .map(|v| source + (v - last_source) * scale),
-                    );
+        // The load model solved each step's loads; reservations add to them, and
+        // each step is solved again from its own flow.
+        let mut solved = std::mem::take(&mut base.loads.flows);
+        if !base.reserved.is_empty() {
+            let mut loads = StepLoads::new(n);
+            let mut lanes: [Solution; LANES] = Default::default();
+            let steps: Vec<usize> = (0..solved.len()).collect();
+            for batch in steps.chunks(LANES) {
+                for l in 0..LANES {
+                    // A short batch repeats its last step in the spare lanes.
+                    let k = batch[l.min(batch.len() - 1)];
+                    self.base_node_loads(&base, k, &mut loads.p_kw[l], &mut loads.q_kvar[l]);
+                    loads.source_kv[l] = base.loads.source_kv[k];
+                    lanes[l].clone_from(&solved[k]);
+                }
+                sweep_steps(
+                    &base.electrical,
+                    &loads,
+                    SweepSettings::default(),
+                    &mut lanes,
+                );
+                for (l, &k) in batch.iter().enumerate() {
+                    std::mem::swap(&mut solved[k], &mut lanes[l]);
                 }
             }
-            sweep_steps(
-                &base.electrical,
-                &loads,
-                SweepSettings::default(),
-                &mut lanes,
-            );
-            for (l, &k) in batch.iter().enumerate() {
-                solved[k] = lanes[l].clone();
-            }
-            let last = batch.len() - 1;
-            previous = Some((
-                batch[last],
-                total_kva[last],
-                Complex64::new(loads.source_kv[last], 0.0),
-            ));
         }
         base.solutions = solved.iter().map(StoredSolution::new).collect();
         base.full_solutions = solved;

@@ -13,7 +13,9 @@ use headroom_geodata::topology::FeederTree;
 use headroom_geodata::{AssetKind, AssetRef, FeederIx, Network, Quantity, TransformerIx};
 use num_complex::Complex64;
 
-use crate::powerflow::{ElectricalFeeder, Solution, SweepSettings, sweep};
+use crate::powerflow::{
+    ElectricalFeeder, LANES, Solution, StepLoads, SweepSettings, sweep, sweep_steps,
+};
 use crate::readings::ReadingsSource;
 
 /// Length of one step, ms.
@@ -125,10 +127,19 @@ pub struct FeederLoads {
     pub head_kva: Vec<Option<Complex64>>,
     /// Share of the feeder's load energy that was measured at transformers, 0 to 1.
     pub metered_share: f64,
-    /// Per kept step, the power flow of the allocation's last round, which solved
-    /// exactly the loads kept; empty where no allocation ran. A base without
-    /// reservations takes these instead of solving the same steps again.
-    pub allocated_flows: Vec<Solution>,
+    /// Rating of each transformer, kVA.
+    pub rated_kva: Vec<f64>,
+    /// Whether each entry of `p_kw` and `q_kvar` was estimated, not measured.
+    pub estimated: Vec<bool>,
+    /// Per kept step, whether its unmetered transformers share a measured
+    /// residual (the allocation iterates with the power flow).
+    pub allocated: Vec<bool>,
+    /// Per kept step, the power flow of its loads: to [`LOOSE_TOLERANCE_PU`]
+    /// until [`Self::settle`] solves it exactly. A base without reservations
+    /// takes the exact ones as its own.
+    pub flows: Vec<Solution>,
+    /// Per kept step, whether `flows` holds the exact solution.
+    settled: Vec<bool>,
 }
 
 impl FeederLoads {
@@ -150,7 +161,10 @@ impl FeederLoads {
 
     /// Builds the loads of a feeder from its readings over `window`; `transformers`
     /// are the in-service distribution transformers on it with their local nodes.
-    pub fn build(
+    /// Every step's power flow (and with it the losses the allocation takes off
+    /// the residual) is solved to [`LOOSE_TOLERANCE_PU`] only; [`Self::settle`]
+    /// solves the steps wanted exactly.
+    pub fn build_loose(
         network: &Network,
         tree: &FeederTree,
         transformers: Vec<(TransformerIx, u32)>,
@@ -222,7 +236,6 @@ impl FeederLoads {
             .collect();
 
         let m = transformers.len();
-        let n = electrical.len();
         let mut loads = FeederLoads {
             feeder: tree.feeder,
             steps: Vec::new(),
@@ -234,18 +247,15 @@ impl FeederLoads {
             source_kv: Vec::new(),
             head_kva: Vec::new(),
             metered_share: 0.0,
-            allocated_flows: Vec::new(),
+            rated_kva: Vec::new(),
+            estimated: Vec::with_capacity(window.steps.len() * m),
+            allocated: Vec::new(),
+            flows: Vec::new(),
+            settled: Vec::new(),
         };
-        let (mut metered_energy, mut estimated_energy) = (0.0f64, 0.0f64);
-        let mut p_node = vec![0.0; n];
-        let mut q_node = vec![0.0; n];
-        let mut solution = Solution::default();
+        let tan_unmetered = power_factor_tan(settings.unmetered_power_factor);
         let mut p_row = vec![0.0; m];
         let mut q_row = vec![0.0; m];
-        let tan_unmetered = power_factor_tan(settings.unmetered_power_factor);
-        // Losses over |head|^2 (complex, per kVA^2) at the last allocated step.
-        let mut loss_per_kva_2 = Complex64::new(0.0, 0.0);
-        let mut estimated: Vec<usize> = Vec::with_capacity(m);
         for (k, &ts) in window.steps.iter().enumerate() {
             let head = match (head_p[k], head_q[k], head_s[k]) {
                 (Some(p), Some(q), _) => Some(Complex64::new(p, q)),
@@ -259,71 +269,18 @@ impl FeederLoads {
                 loads.dropped_steps += 1;
                 continue;
             }
-            let source_kv = head_u[k].unwrap_or(nominal_kv);
             let mut unmetered_rating = 0.0;
             for t in 0..m {
                 match (series[t].0[k], series[t].1[k]) {
                     (Some(p), q) => {
                         p_row[t] = p;
                         q_row[t] = q.unwrap_or(p * tan_unmetered);
+                        loads.estimated.push(false);
                     }
                     _ => {
-                        p_row[t] = f64::NAN;
                         unmetered_rating += ratings[t];
-                    }
-                }
-            }
-            estimated.clear();
-            estimated.extend((0..m).filter(|t| p_row[*t].is_nan()));
-            let mut allocated = false;
-            match head {
-                Some(head) if !estimated.is_empty() && unmetered_rating > 0.0 => {
-                    // Residual = head - metered - losses; losses from the last round.
-                    let metered_sum: Complex64 = (0..m)
-                        .filter(|t| !p_row[*t].is_nan())
-                        .map(|t| Complex64::new(p_row[t], q_row[t]))
-                        .sum();
-                    // Losses scale with the square of the load: the last step's share,
-                    // applied to this head, is a close first guess.
-                    let mut losses = loss_per_kva_2 * head.norm_sqr();
-                    allocated = settings.max_allocation_rounds > 0;
-                    for _ in 0..settings.max_allocation_rounds {
-                        let residual = head - metered_sum - losses;
-                        for &t in &estimated {
-                            let share = ratings[t] / unmetered_rating;
-                            p_row[t] = residual.re.max(0.0) * share;
-                            q_row[t] = residual.im.max(0.0) * share;
-                        }
-                        scatter(
-                            &loads.transformers,
-                            &p_row,
-                            &q_row,
-                            &mut p_node,
-                            &mut q_node,
-                        );
-                        sweep(
-                            electrical,
-                            &p_node,
-                            &q_node,
-                            source_kv,
-                            SweepSettings::default(),
-                            &mut solution,
-                        );
-                        let computed = solution.head_power_kva();
-                        let total_load: Complex64 =
-                            (0..m).map(|t| Complex64::new(p_row[t], q_row[t])).sum();
-                        losses = computed - total_load;
-                        let head_kva_2 = computed.norm_sqr();
-                        if head_kva_2 > 0.0 {
-                            loss_per_kva_2 = losses / head_kva_2;
-                        }
-                        if (computed - head).norm_sqr().sqrt() < 0.5 || residual.re <= 0.0 {
-                            break;
-                        }
-                    }
-                }
-                _ => {
-                    for &t in &estimated {
+                        loads.estimated.push(true);
+                        // Without a head to share, a configured share of rating.
                         p_row[t] = settings.unmetered_load_factor
                             * ratings[t]
                             * settings.unmetered_power_factor;
@@ -331,50 +288,291 @@ impl FeederLoads {
                     }
                 }
             }
-            for t in 0..m {
-                if series[t].0[k].is_some() {
-                    metered_energy += p_row[t].abs();
-                } else {
-                    estimated_energy += p_row[t].abs();
-                }
-            }
+            loads.allocated.push(
+                head.is_some() && unmetered_rating > 0.0 && settings.max_allocation_rounds > 0,
+            );
             loads.steps.push(ts);
             loads.p_kw.extend_from_slice(&p_row);
             loads.q_kvar.extend_from_slice(&q_row);
-            loads.source_kv.push(source_kv);
+            loads.source_kv.push(head_u[k].unwrap_or(nominal_kv));
             loads.head_kva.push(head);
-            loads.allocated_flows.push(if allocated {
-                solution.clone()
-            } else {
-                Solution::default()
-            });
         }
-        let total = metered_energy + estimated_energy;
-        loads.metered_share = if total > 0.0 {
-            metered_energy / total
-        } else if loads.metered.iter().all(|m| *m) {
+        loads.rated_kva = ratings;
+        loads.solve_loosely(electrical, settings.max_allocation_rounds);
+        loads.share_metered();
+        loads
+    }
+
+    /// Builds a feeder's loads as [`Self::build_loose`] does and solves every
+    /// step exactly: the load matrix in full.
+    pub fn build(
+        network: &Network,
+        tree: &FeederTree,
+        transformers: Vec<(TransformerIx, u32)>,
+        electrical: &ElectricalFeeder,
+        readings: &dyn ReadingsSource,
+        window: &Window,
+        settings: &LoadModelSettings,
+    ) -> Self {
+        let mut loads = Self::build_loose(
+            network,
+            tree,
+            transformers,
+            electrical,
+            readings,
+            window,
+            settings,
+        );
+        loads.settle(
+            electrical,
+            0..loads.step_count(),
+            settings.max_allocation_rounds,
+        );
+        loads
+    }
+
+    /// Writes the allocation of step `k`'s measured residual, given the feeder's
+    /// losses, into the unmetered entries of its row; returns the step's total load.
+    fn allocate(&mut self, k: usize, losses: Complex64) -> Complex64 {
+        let m = self.transformers.len();
+        let row = k * m..(k + 1) * m;
+        let head = self.head_kva[k].unwrap_or_default();
+        let (mut metered, mut unmetered_rating) = (Complex64::new(0.0, 0.0), 0.0);
+        for t in 0..m {
+            if self.estimated[row.start + t] {
+                unmetered_rating += self.rated_kva[t];
+            } else {
+                metered += Complex64::new(self.p_kw[row.start + t], self.q_kvar[row.start + t]);
+            }
+        }
+        let residual = head - metered - losses;
+        for t in 0..m {
+            if self.estimated[row.start + t] {
+                let share = self.rated_kva[t] / unmetered_rating;
+                self.p_kw[row.start + t] = residual.re.max(0.0) * share;
+                self.q_kvar[row.start + t] = residual.im.max(0.0) * share;
+            }
+        }
+        Complex64::new(
+            self.p_kw[row.clone()].iter().sum(),
+            self.q_kvar[row].iter().sum(),
+        )
+    }
+
+    /// Whether the allocation at step `k` is done, its power flow having given
+    /// `computed` at the head: the head matches the measured one, or no residual
+    /// was left to share.
+    fn allocation_done(&self, k: usize, computed: Complex64) -> bool {
+        let head = self.head_kva[k].unwrap_or_default();
+        (computed - head).norm_sqr() < ALLOCATION_TOLERANCE_KVA.powi(2)
+            || self.unmetered_p_kw(k) <= 0.0
+    }
+
+    /// Unmetered active power allocated at step `k`, kW.
+    fn unmetered_p_kw(&self, k: usize) -> f64 {
+        let m = self.transformers.len();
+        (0..m)
+            .filter(|t| self.estimated[k * m + t])
+            .map(|t| self.p_kw[k * m + t])
+            .sum()
+    }
+
+    /// Solves every step to [`LOOSE_TOLERANCE_PU`], four at a time, iterating each
+    /// allocation until the computed head matches the measured one: the loads of
+    /// every step, and a close start for the exact power flows that follow.
+    fn solve_loosely(&mut self, electrical: &ElectricalFeeder, max_rounds: usize) {
+        let n = electrical.len();
+        let steps = self.step_count();
+        let loose = SweepSettings {
+            tolerance_pu: LOOSE_TOLERANCE_PU,
+            ..SweepSettings::default()
+        };
+        let mut lanes: [Solution; LANES] = Default::default();
+        let mut node_loads = StepLoads::new(n);
+        self.flows = Vec::with_capacity(steps);
+        self.settled = vec![false; steps];
+        // Losses over |head|^2 (complex, per kVA^2) at the last allocated step:
+        // losses grow with the square of the load, so this applied to the next
+        // head is a close first guess.
+        let mut loss_per_kva_2 = Complex64::new(0.0, 0.0);
+        // Per lane, the total load (kVA) and source voltage it was last solved at.
+        let mut previous: [Option<(f64, Complex64)>; LANES] = [None; LANES];
+        let mut batch_start = 0;
+        while batch_start < steps {
+            let batch: Vec<usize> = (batch_start..(batch_start + LANES).min(steps)).collect();
+            batch_start += LANES;
+            let lane_step = |l: usize| batch[l.min(batch.len() - 1)];
+            let mut losses = [Complex64::new(0.0, 0.0); LANES];
+            let mut done = [false; LANES];
+            for l in 0..LANES {
+                let k = lane_step(l);
+                losses[l] = loss_per_kva_2 * self.head_kva[k].unwrap_or_default().norm_sqr();
+                done[l] = !self.allocated[k] || l >= batch.len();
+            }
+            // Consecutive quarter-hours carry similar loads: each lane's voltage
+            // drops of the last batch, scaled by the change of load, start this
+            // one (about three iterations fewer than a flat start).
+            for round in 0..max_rounds.max(1) {
+                for l in 0..LANES {
+                    let k = lane_step(l);
+                    if self.allocated[k] && !done[l] {
+                        self.allocate(k, losses[l]);
+                    }
+                    self.node_loads(k, &mut node_loads.p_kw[l], &mut node_loads.q_kvar[l]);
+                    node_loads.source_kv[l] = self.source_kv[k];
+                    if round == 0 {
+                        let total = node_loads.total_kva(l);
+                        let source = Complex64::new(node_loads.source_kv[l], 0.0);
+                        if let Some((last_kva, last_source)) = previous[l] {
+                            let scale = if last_kva > 0.0 {
+                                total / last_kva
+                            } else {
+                                1.0
+                            };
+                            for v in &mut lanes[l].v_kv {
+                                *v = source + (*v - last_source) * scale;
+                            }
+                        }
+                        previous[l] = Some((total, source));
+                    }
+                }
+                sweep_steps(electrical, &node_loads, loose, &mut lanes);
+                for l in 0..LANES {
+                    let k = lane_step(l);
+                    if done[l] {
+                        continue;
+                    }
+                    let computed = lanes[l].head_power_kva();
+                    let total = Complex64::new(
+                        node_loads.p_kw[l].iter().sum(),
+                        node_loads.q_kvar[l].iter().sum(),
+                    );
+                    losses[l] = computed - total;
+                    let head_kva_2 = computed.norm_sqr();
+                    if head_kva_2 > 0.0 {
+                        loss_per_kva_2 = losses[l] / head_kva_2;
+                    }
+                    done[l] = self.allocation_done(k, computed);
+                }
+                if done.iter().all(|d| *d) {
+                    break;
+                }
+            }
+            // Each lane keeps its solution as its start for the next batch.
+            self.flows.extend(lanes[..batch.len()].iter().cloned());
+        }
+    }
+
+    /// Solves steps `steps` exactly (to the sweep's default tolerance), each from
+    /// its loose flow, allocating again where the exact flow's head falls outside
+    /// the tolerance. What a step settles to depends on its own loads and loose
+    /// flow only, not on which other steps are settled.
+    pub fn settle(
+        &mut self,
+        electrical: &ElectricalFeeder,
+        steps: impl IntoIterator<Item = usize>,
+        max_rounds: usize,
+    ) {
+        let n = electrical.len();
+        let (mut p_node, mut q_node) = (vec![0.0; n], vec![0.0; n]);
+        for k in steps {
+            if self.settled[k] {
+                continue;
+            }
+            let mut flow = std::mem::take(&mut self.flows[k]);
+            for round in 0..max_rounds.max(1) {
+                self.node_loads(k, &mut p_node, &mut q_node);
+                sweep(
+                    electrical,
+                    &p_node,
+                    &q_node,
+                    self.source_kv[k],
+                    SweepSettings::default(),
+                    &mut flow,
+                );
+                if !self.allocated[k] || round + 1 == max_rounds {
+                    break;
+                }
+                let total = Complex64::new(p_node.iter().sum(), q_node.iter().sum());
+                let computed = flow.head_power_kva();
+                if self.allocation_done(k, computed) {
+                    break;
+                }
+                self.allocate(k, computed - total);
+            }
+            self.flows[k] = flow;
+            self.settled[k] = true;
+        }
+        self.share_metered();
+    }
+
+    /// Whether step `k` has been solved exactly.
+    pub fn is_settled(&self, k: usize) -> bool {
+        self.settled[k]
+    }
+
+    /// Sets [`Self::metered_share`] from the present allocation.
+    fn share_metered(&mut self) {
+        let (mut metered, mut estimated) = (0.0f64, 0.0f64);
+        for (p, is_estimated) in self.p_kw.iter().zip(&self.estimated) {
+            if *is_estimated {
+                estimated += p.abs();
+            } else {
+                metered += p.abs();
+            }
+        }
+        let total = metered + estimated;
+        self.metered_share = if total > 0.0 {
+            metered / total
+        } else if self.metered.iter().all(|m| *m) {
             1.0
         } else {
             0.0
         };
-        loads
+    }
+
+    /// The same feeder's loads at `steps` only (ascending), with their flows.
+    pub fn restricted_to(&mut self, steps: &[usize]) -> Self {
+        let m = self.transformers.len();
+        let rows = |values: &[f64]| -> Vec<f64> {
+            steps
+                .iter()
+                .flat_map(|k| values[k * m..(k + 1) * m].iter().copied())
+                .collect()
+        };
+        Self {
+            feeder: self.feeder,
+            steps: steps.iter().map(|k| self.steps[*k]).collect(),
+            dropped_steps: self.dropped_steps,
+            transformers: self.transformers.clone(),
+            metered: self.metered.clone(),
+            rated_kva: self.rated_kva.clone(),
+            p_kw: rows(&self.p_kw),
+            q_kvar: rows(&self.q_kvar),
+            estimated: steps
+                .iter()
+                .flat_map(|k| self.estimated[k * m..(k + 1) * m].iter().copied())
+                .collect(),
+            allocated: steps.iter().map(|k| self.allocated[*k]).collect(),
+            source_kv: steps.iter().map(|k| self.source_kv[*k]).collect(),
+            head_kva: steps.iter().map(|k| self.head_kva[*k]).collect(),
+            metered_share: self.metered_share,
+            flows: steps
+                .iter()
+                .map(|k| std::mem::take(&mut self.flows[*k]))
+                .collect(),
+            settled: steps.iter().map(|k| self.settled[*k]).collect(),
+        }
     }
 }
 
-fn scatter(
-    transformers: &[(TransformerIx, u32)],
-    p_row: &[f64],
-    q_row: &[f64],
-    p_node: &mut [f64],
-    q_node: &mut [f64],
-) {
-    p_node.fill(0.0);
-    q_node.fill(0.0);
-    for (t, &(_, local)) in transformers.iter().enumerate() {
-        p_node[local as usize] += p_row[t];
-        q_node[local as usize] += q_row[t];
-    }
-}
+/// How close an allocation's computed head comes to the measured one, kVA.
+const ALLOCATION_TOLERANCE_KVA: f64 = 0.5;
+
+/// Tolerance of the first power flow of every step, pu: close enough for the
+/// allocation's losses (a few watts off) and for screening which steps can bind,
+/// and a start from which the exact flow takes an iteration or two.
+pub const LOOSE_TOLERANCE_PU: f64 = 1e-5;
 
 /// Active and reactive power of one asset aligned to the window.
 type AlignedPq = (Vec<Option<f64>>, Vec<Option<f64>>);

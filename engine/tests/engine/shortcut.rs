@@ -74,6 +74,62 @@ fn ranked_steps_give_the_answers_of_every_step() {
 }
 
 #[test]
+fn feeder_capacity_from_the_steps_that_can_bind_equals_the_full_bases() {
+    // A capacity sweep builds each feeder over the steps where a flat load can
+    // meet a limit; a cached (full) base has every step. Under the fixture's
+    // limits and under tighter ones (so that each check binds somewhere, and
+    // some feeders break a limit already), the rows agree in every field.
+    let with_limits = |v_min_pu: f64, thermal_pct: f64, substation_transformer_pct: f64| {
+        let mut config = EngineConfig::default();
+        config.limits.v_min_pu = v_min_pu;
+        config.limits.thermal_pct = thermal_pct;
+        config.limits.substation_transformer_pct = substation_transformer_pct;
+        config
+    };
+    let mut bindings = std::collections::BTreeSet::new();
+    let mut broken = false;
+    for config in [
+        EngineConfig::default(),
+        with_limits(0.985, 100.0, 100.0),
+        with_limits(0.93, 100.0, 45.0),
+        with_limits(0.97, 50.0, 100.0),
+        // Above the busbar's voltage: broken at every step.
+        EngineConfig {
+            limits: headroom_engine::Limits {
+                v_max_pu: 1.0,
+                ..EngineConfig::default().limits
+            },
+            ..EngineConfig::default()
+        },
+    ] {
+        let (engine, _) = fixture_engine(config);
+        let screened = engine.capacity(headroom_engine::Level::Feeder, engine.readings(), 0);
+        for f in 0..engine.network.feeders.len() {
+            engine.feeder(f);
+        }
+        let full = engine.capacity(headroom_engine::Level::Feeder, engine.readings(), 0);
+        assert_eq!(screened, full);
+        // What binds at each row's weakest node.
+        let load = AddedLoad::flat(engine.config.capacity_power_factor);
+        for (f, row) in full.iter().enumerate() {
+            let base = engine.feeder(f);
+            let tree = engine.topology.tree(base.loads.feeder);
+            let worst = row.worst_node.as_deref().expect("a weakest node");
+            let local = (1..tree.nodes.len())
+                .find(|&l| engine.network.node(tree.nodes[l]).id.to_string() == worst)
+                .expect("the weakest node is on its feeder");
+            let (headroom, binding) = engine.headroom_at(&base, local as u32, &load);
+            assert_eq!(Some(headroom), row.worst_node_headroom_kw);
+            bindings.insert(format!("{binding:?}"));
+            bindings.insert(format!("{:?}", row.binding_constraint));
+            broken |= row.headroom_kw == 0.0;
+        }
+    }
+    // Thermal, voltage and a limit broken already (every node at zero).
+    assert!(bindings.len() >= 2 && broken, "{bindings:?}");
+}
+
+#[test]
 fn the_weakest_node_search_finds_what_trying_every_node_finds() {
     let (engine, _) = fixture_engine(EngineConfig::default());
     let rows = engine.capacity(headroom_engine::Level::Feeder, engine.readings(), 0);
