@@ -153,12 +153,11 @@ fn head_series(
 /// Windows of at most this many steps are solved exactly throughout.
 const FEW_STEPS: usize = 32;
 
-/// How far the loads' answer to the lower voltage (constant power draws more
-/// current) and the added losses can take a step's headroom below the lower
-/// bound of its room: a new load's voltage drop is at most the room above the
-/// planning minimum, a tenth or so, and that raises currents and drops by
-/// about as much.
-const NONLINEAR_SLACK: f64 = 0.25;
+/// Margin on the voltage fall a new load causes at its own node, over the
+/// linear estimate (impedance times current at the planning minimum voltage):
+/// the fall compounds a little, and a node off the path may sit behind a
+/// little more impedance than the branch point.
+const FALL_MARGIN: f64 = 1.5;
 
 /// The voltage angle of a node relative to the busbar, at most, rad (about 5
 /// degrees: a heavily loaded 10 kV feeder shows 2 to 3).
@@ -322,8 +321,8 @@ impl Engine {
     /// projection of the present current on the new one; voltage: the lower
     /// bound over the cosine of the angle between the path's impedance and the
     /// new current, which is what the triangle inequality gave away). A step
-    /// whose lower bound, with [`NONLINEAR_SLACK`] for the loads' answer to the
-    /// lower voltage, exceeds the node's least upper bound cannot bind there.
+    /// whose lower bound, lowered for the loads' answer to the lower voltage
+    /// (see [`FALL_MARGIN`]), exceeds the node's least upper bound cannot bind there.
     pub(crate) fn steps_that_can_bind(
         &self,
         electrical: &ElectricalFeeder,
@@ -362,7 +361,15 @@ impl Engine {
             voltage_factor[j] = own.max(voltage_factor[parent]);
         }
         let mut selected = vec![false; steps];
-        let mut lower = vec![f32::INFINITY; n * steps];
+        let mut thermal_lower_at = vec![f32::INFINITY; n * steps];
+        let mut voltage_lower_at = vec![f32::INFINITY; n * steps];
+        // Per node and step, the largest present current on its path, in kVA
+        // at the node's voltage.
+        let mut path_current_kva_at = vec![0.0f32; n * steps];
+        let mut path_current_row = vec![0.0; n];
+        let mut substation_lower_at = vec![f64::INFINITY; steps];
+        // The largest drop from the busbar to the feeder's lowest voltage, pu.
+        let mut most_drop_pu = 0.0f64;
         let mut least_upper = vec![f64::INFINITY; n];
         let mut v_pu = vec![0.0; n];
         let mut subtree_min = vec![0.0; n];
@@ -388,7 +395,9 @@ impl Engine {
                 let parent = e.parent[j] as usize;
                 subtree_min[parent] = subtree_min[parent].min(subtree_min[j]);
             }
+            most_drop_pu = most_drop_pu.max(v_pu[0] - subtree_min[0]);
             let head_a = solution.i_a[0].norm_sqr().sqrt();
+            path_current_row[0] = head_a;
             margin_row[0] = e
                 .head_rated_a
                 .map_or(f64::INFINITY, |r| r * thermal - head_a);
@@ -402,10 +411,13 @@ impl Engine {
             } else {
                 (f64::INFINITY, f64::INFINITY)
             };
+            substation_lower_at[k] = substation_lower;
             for j in 1..n {
                 let parent = e.parent[j] as usize;
                 let limit_a = e.rated_a[j] * thermal;
-                let margin = limit_a - solution.i_a[j].norm_sqr().sqrt();
+                let current_a = solution.i_a[j].norm_sqr().sqrt();
+                let margin = limit_a - current_a;
+                path_current_row[j] = current_a.max(path_current_row[parent]);
                 (margin_row[j], bottleneck_row[j]) = if margin < margin_row[parent] {
                     (margin, j as u32)
                 } else {
@@ -438,18 +450,43 @@ impl Engine {
                 let direction = lagging * v / v_kv;
                 let along = (solution.i_a[b] * direction.conj()).re;
                 let thermal_upper = kva_per_a * (limit_b - along);
-                let room_lower = thermal_lower.min(voltage_lower).min(substation_lower);
+                thermal_lower_at[j * steps + k] = thermal_lower as f32;
+                voltage_lower_at[j * steps + k] = voltage_lower as f32;
+                path_current_kva_at[j * steps + k] = (kva_per_a * path_current_row[j]) as f32;
                 let room_upper = thermal_upper
                     .min(voltage_lower.max(0.0) * voltage_factor[j])
                     .min(substation_upper);
-                lower[j * steps + k] = room_lower as f32;
                 least_upper[j] = least_upper[j].min(room_upper);
             }
         }
+        // The loads' answer to a new load: constant power draws more current as
+        // voltages fall, by up to the fall the new load causes at its own node
+        // (no other node falls further), at most `fall` pu when it draws the
+        // node's least upper bound; that raises every current on its path and
+        // every drop on the feeder by as much. Each lower bound is lowered by
+        // that before it is compared with the upper one.
         for j in 1..n {
-            let threshold = least_upper[j].max(0.0) * (1.0 + NONLINEAR_SLACK) + 1.0;
+            let upper = least_upper[j];
+            let volts = limits.v_min_pu * e.nominal_kv[j];
+            let fall = (FALL_MARGIN * upper.max(0.0) * z_path[j]
+                / (1000.0 * volts * e.nominal_kv[j]))
+                .min(0.5);
+            let threshold = upper + 1.0;
             for (k, chosen) in selected.iter_mut().enumerate() {
-                *chosen |= f64::from(lower[j * steps + k]) <= threshold;
+                if *chosen {
+                    continue;
+                }
+                let at = j * steps + k;
+                // Currents on the path grow to at most 1 / (1 - fall) of what
+                // they would be: the limit less that much of the present
+                // currents, over the new current as much grown.
+                let thermal = f64::from(thermal_lower_at[at]) * (1.0 - fall)
+                    - fall * f64::from(path_current_kva_at[at]);
+                let voltage_give = most_drop_pu + fall + 0.01;
+                let voltage = f64::from(voltage_lower_at[at]) * (1.0 - voltage_give);
+                let substation_give = fall * upper.max(0.0);
+                let substation = (substation_lower_at[k] - substation_give) * (1.0 - fall);
+                *chosen = thermal.min(voltage).min(substation) <= threshold;
             }
         }
         (0..steps).filter(|k| selected[*k]).collect()

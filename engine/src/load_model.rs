@@ -503,7 +503,6 @@ impl FeederLoads {
             self.flows[k] = flow;
             self.settled[k] = true;
         }
-        self.share_metered();
     }
 
     /// Whether step `k` has been solved exactly.
@@ -511,7 +510,9 @@ impl FeederLoads {
         self.settled[k]
     }
 
-    /// Sets [`Self::metered_share`] from the present allocation.
+    /// Sets [`Self::metered_share`] from the loose allocation: settling moves
+    /// the estimated loads by a few watts at most, and a share that does not
+    /// depend on which steps were settled reads the same from every base.
     fn share_metered(&mut self) {
         let (mut metered, mut estimated) = (0.0f64, 0.0f64);
         for (p, is_estimated) in self.p_kw.iter().zip(&self.estimated) {

