@@ -14,7 +14,9 @@
 //!   (target < 3 s). Loading the city's 73 million readings takes a minute first.
 //!
 //! Run: `cargo bench --bench engine`; with `HEADROOM_BENCH_CITY_ONLY=1` as well,
-//! only the city runs.
+//! only the city runs. `HEADROOM_BENCH_CITY_CHECK=1` then compares every
+//! capacity row with the one a full base (every step solved exactly) gives, a
+//! few hundred feeders at a time (minutes; not timed).
 
 use std::hint::black_box;
 use std::path::Path;
