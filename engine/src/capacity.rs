@@ -105,6 +105,14 @@ struct HeadFigures {
 }
 
 impl HeadFigures {
+    /// From a base over every step of the window.
+    fn of_base(base: &FeederBase) -> Self {
+        Self::of(
+            base.solutions.iter().map(|s| s.head_power_kva()),
+            &base.loads,
+        )
+    }
+
     /// From the head's power at each step of `loads`.
     fn of(head_kva: impl Iterator<Item = Complex64>, loads: &FeederLoads) -> Self {
         let (kva, amps) = head_series(head_kva, loads);
@@ -257,10 +265,7 @@ impl Engine {
     /// found is the full base's.
     fn capacity_base(&self, f: usize) -> (Arc<FeederBase>, HeadFigures) {
         if let Some(base) = self.cached_feeder(f) {
-            let head = HeadFigures::of(
-                base.solutions.iter().map(|s| s.head_power_kva()),
-                &base.loads,
-            );
+            let head = HeadFigures::of_base(&base);
             return (base, head);
         }
         let feeder = FeederIx::from_usize(f);
@@ -268,33 +273,26 @@ impl Engine {
         let mut loads = self.loads_of(feeder, &electrical, self.readings());
         let steps = loads.step_count();
         let rounds = self.config.load_model.max_allocation_rounds;
-        // Reservations on the feeder change every step's flow: the full base.
-        if self.reserved_on(f) || steps <= FEW_STEPS || self.config.judge_every_step {
+        let screen = !(self.reserved_on(f) || steps <= FEW_STEPS || self.config.judge_every_step);
+        let screened = screen
+            .then(|| {
+                let group = self
+                    .topology
+                    .busbar_group_index(self.topology.tree(feeder).head());
+                let group_kva = self.group_series(group, &self.window_steps(&loads), true);
+                self.steps_that_can_bind(&electrical, &loads, &group_kva, group)
+            })
+            .filter(|kept| !kept.is_empty());
+        let Some(binding) = screened else {
+            // The full base: reservations on the feeder change every step's
+            // flow, a short window costs little, an audit judges every step,
+            // and a feeder of its busbar alone has no node to screen for.
             loads.settle(&electrical, 0..steps, rounds);
             let mut base = self.base_from_loads(feeder, electrical, loads, true);
             self.finish_base(&mut base, true);
-            let head = HeadFigures::of(
-                base.solutions.iter().map(|s| s.head_power_kva()),
-                &base.loads,
-            );
+            let head = HeadFigures::of_base(&base);
             return (Arc::new(base), head);
-        }
-        let group = self
-            .topology
-            .busbar_group_index(self.topology.tree(feeder).head());
-        let group_kva = self.group_series(group, &self.window_steps(&loads), true);
-        let binding = self.steps_that_can_bind(&electrical, &loads, &group_kva, group);
-        if binding.is_empty() {
-            // No node to load (a feeder of its busbar alone): nothing to screen.
-            loads.settle(&electrical, 0..steps, rounds);
-            let mut base = self.base_from_loads(feeder, electrical, loads, true);
-            self.finish_base(&mut base, true);
-            let head = HeadFigures::of(
-                base.solutions.iter().map(|s| s.head_power_kva()),
-                &base.loads,
-            );
-            return (Arc::new(base), head);
-        }
+        };
         // The head's peak and 95th percentile come from exact flows too: settle
         // every step whose loose figure lies near them.
         let near_head_figures = HeadFigures::steps_near(&loads);

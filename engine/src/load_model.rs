@@ -332,8 +332,8 @@ impl FeederLoads {
     }
 
     /// Writes the allocation of step `k`'s measured residual, given the feeder's
-    /// losses, into the unmetered entries of its row; returns the step's total load.
-    fn allocate(&mut self, k: usize, losses: Complex64) -> Complex64 {
+    /// losses, into the unmetered entries of its row.
+    fn allocate(&mut self, k: usize, losses: Complex64) {
         let m = self.transformers.len();
         let row = k * m..(k + 1) * m;
         let head = self.head_kva[k].unwrap_or_default();
@@ -353,10 +353,6 @@ impl FeederLoads {
                 self.q_kvar[row.start + t] = residual.im.max(0.0) * share;
             }
         }
-        Complex64::new(
-            self.p_kw[row.clone()].iter().sum(),
-            self.q_kvar[row].iter().sum(),
-        )
     }
 
     /// Whether the allocation at step `k` is done, its power flow having given
@@ -503,11 +499,6 @@ impl FeederLoads {
             self.flows[k] = flow;
             self.settled[k] = true;
         }
-    }
-
-    /// Whether step `k` has been solved exactly.
-    pub fn is_settled(&self, k: usize) -> bool {
-        self.settled[k]
     }
 
     /// Sets [`Self::metered_share`] from the loose allocation: settling moves
