@@ -163,7 +163,7 @@ impl FeederLoads {
     /// are the in-service distribution transformers on it with their local nodes.
     /// Every step's power flow (and with it the losses the allocation takes off
     /// the residual) is solved to [`LOOSE_TOLERANCE_PU`] only; [`Self::settle`]
-    /// solves the steps wanted exactly.
+    /// solves the steps wanted exactly (`Engine::load_matrix` settles them all).
     pub fn build_loose(
         network: &Network,
         tree: &FeederTree,
@@ -300,34 +300,6 @@ impl FeederLoads {
         loads.rated_kva = ratings;
         loads.solve_loosely(electrical, settings.max_allocation_rounds);
         loads.share_metered();
-        loads
-    }
-
-    /// Builds a feeder's loads as [`Self::build_loose`] does and solves every
-    /// step exactly: the load matrix in full.
-    pub fn build(
-        network: &Network,
-        tree: &FeederTree,
-        transformers: Vec<(TransformerIx, u32)>,
-        electrical: &ElectricalFeeder,
-        readings: &dyn ReadingsSource,
-        window: &Window,
-        settings: &LoadModelSettings,
-    ) -> Self {
-        let mut loads = Self::build_loose(
-            network,
-            tree,
-            transformers,
-            electrical,
-            readings,
-            window,
-            settings,
-        );
-        loads.settle(
-            electrical,
-            0..loads.step_count(),
-            settings.max_allocation_rounds,
-        );
         loads
     }
 
