@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::engine::{Engine, FeederBase};
+use crate::engine::{Engine, FeederBase, PathRows};
 use crate::evaluate::AddedLoad;
 use crate::load_model::{FeederLoads, power_factor_tan};
 use crate::powerflow::{ElectricalFeeder, SQRT_3, Solution};
@@ -343,14 +343,13 @@ impl Engine {
         // the largest factor by which the voltage bound can undershoot: one over
         // the cosine of the angle between impedance and current, the node's
         // voltage angle (a few degrees) allowed for.
+        let mut rows = PathRows::new(e);
         let mut z = vec![Complex64::new(0.0, 0.0); n];
-        let mut z_path = vec![0.0; n];
         let mut voltage_factor = vec![1.0f64; n];
         for j in 1..n {
             let parent = e.parent[j] as usize;
             z[j] = z[parent] + e.z_ohm[j];
-            z_path[j] = z[j].norm_sqr().sqrt();
-            let own = if z_path[j] > 0.0 {
+            let own = if rows.z_path[j] > 0.0 {
                 let angle = (z[j] * lagging).arg().abs() + VOLTAGE_ANGLE_RAD;
                 1.0 / angle.cos().max(MIN_COSINE)
             } else {
@@ -364,43 +363,25 @@ impl Engine {
         // Per node and step, the largest present current on its path, in kVA
         // at the node's voltage.
         let mut path_current_kva_at = vec![0.0f32; n * steps];
-        let mut path_current_row = vec![0.0; n];
         let mut substation_lower_at = vec![f64::INFINITY; steps];
         // The largest drop from the busbar to the feeder's lowest voltage, pu.
         let mut most_drop_pu = 0.0f64;
         let mut least_upper = vec![f64::INFINITY; n];
-        let mut v_pu = vec![0.0; n];
-        let mut subtree_min = vec![0.0; n];
-        let mut margin_row = vec![0.0; n];
-        let mut bottleneck_row = vec![0u32; n];
-        let mut room_row = vec![0.0; n];
         for k in 0..steps {
             let solution = &loads.flows[k];
             if !solution.converged || solution.v_kv.len() != n {
                 selected[k] = true;
                 continue;
             }
-            let mut v_max_pu = f64::NEG_INFINITY;
-            for j in 0..n {
-                v_pu[j] = solution.v_kv[j].norm_sqr().sqrt() / e.nominal_kv[j];
-                subtree_min[j] = v_pu[j];
-                v_max_pu = v_max_pu.max(v_pu[j]);
-            }
+            rows.fill(e, solution, limits);
+            let v_max_pu = (0..n)
+                .map(|j| rows.voltage_kv[j] / e.nominal_kv[j])
+                .fold(f64::NEG_INFINITY, f64::max);
             if v_max_pu >= limits.v_max_pu - VOLTAGE_MARGIN_PU {
                 selected[k] = true;
             }
-            for j in (1..n).rev() {
-                let parent = e.parent[j] as usize;
-                subtree_min[parent] = subtree_min[parent].min(subtree_min[j]);
-            }
-            most_drop_pu = most_drop_pu.max(v_pu[0] - subtree_min[0]);
-            let head_a = solution.i_a[0].norm_sqr().sqrt();
-            path_current_row[0] = head_a;
-            margin_row[0] = e
-                .head_rated_a
-                .map_or(f64::INFINITY, |r| r * thermal - head_a);
-            bottleneck_row[0] = 0;
-            room_row[0] = f64::INFINITY;
+            most_drop_pu =
+                most_drop_pu.max(rows.voltage_kv[0] / e.nominal_kv[0] - rows.subtree_min_pu[0]);
             let group = group_kva[k];
             let substation_lower = substation_limit_kva - group.norm_sqr().sqrt();
             let substation_upper = substation_limit_kva - (group * lagging).re;
@@ -411,34 +392,17 @@ impl Engine {
             };
             substation_lower_at[k] = substation_lower;
             for j in 1..n {
-                let parent = e.parent[j] as usize;
-                let limit_a = e.rated_a[j] * thermal;
-                let current_a = solution.i_a[j].norm_sqr().sqrt();
-                let margin = limit_a - current_a;
-                path_current_row[j] = current_a.max(path_current_row[parent]);
-                (margin_row[j], bottleneck_row[j]) = if margin < margin_row[parent] {
-                    (margin, j as u32)
-                } else {
-                    (margin_row[parent], bottleneck_row[parent])
-                };
-                let own = if z_path[j] > 0.0 {
-                    (subtree_min[j] - limits.v_min_pu) / z_path[j]
-                } else {
-                    f64::INFINITY
-                };
-                room_row[j] = own.min(room_row[parent]);
-
                 let v = solution.v_kv[j];
-                let v_kv = v_pu[j] * e.nominal_kv[j];
+                let v_kv = rows.voltage_kv[j];
                 let kva_per_a = SQRT_3 * v_kv;
-                let thermal_lower = kva_per_a * margin_row[j];
-                let voltage_lower = room_row[j] * 1000.0 * e.nominal_kv[j] * v_kv;
+                let thermal_lower = kva_per_a * rows.margin_a[j];
+                let voltage_lower = rows.voltage_room[j] * 1000.0 * e.nominal_kv[j] * v_kv;
                 let voltage_lower = if voltage_lower.is_nan() {
                     f64::INFINITY
                 } else {
                     voltage_lower
                 };
-                let b = bottleneck_row[j] as usize;
+                let b = rows.bottleneck[j] as usize;
                 let limit_b = if b == 0 {
                     e.head_rated_a.map_or(f64::INFINITY, |r| r * thermal)
                 } else {
@@ -450,7 +414,7 @@ impl Engine {
                 let thermal_upper = kva_per_a * (limit_b - along);
                 thermal_lower_at[j * steps + k] = thermal_lower as f32;
                 voltage_lower_at[j * steps + k] = voltage_lower as f32;
-                path_current_kva_at[j * steps + k] = (kva_per_a * path_current_row[j]) as f32;
+                path_current_kva_at[j * steps + k] = (kva_per_a * rows.max_current_a[j]) as f32;
                 let room_upper = thermal_upper
                     .min(voltage_lower.max(0.0) * voltage_factor[j])
                     .min(substation_upper);
@@ -463,10 +427,9 @@ impl Engine {
         // node's least upper bound; that raises every current on its path and
         // every drop on the feeder by as much. Each lower bound is lowered by
         // that before it is compared with the upper one.
-        for j in 1..n {
-            let upper = least_upper[j];
+        for (j, &upper) in least_upper.iter().enumerate().skip(1) {
             let volts = limits.v_min_pu * e.nominal_kv[j];
-            let fall = (FALL_MARGIN * upper.max(0.0) * z_path[j]
+            let fall = (FALL_MARGIN * upper.max(0.0) * rows.z_path[j]
                 / (1000.0 * volts * e.nominal_kv[j]))
                 .min(0.5);
             let threshold = upper + 1.0;

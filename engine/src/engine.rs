@@ -11,7 +11,7 @@ use moka::sync::Cache;
 use num_complex::Complex64;
 
 use crate::checks::Observed;
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, Limits};
 use crate::load_model::{FeederLoads, STEP_MS, Window, power_factor_tan};
 use crate::powerflow::{
     ElectricalFeeder, LANES, SQRT_3, Solution, StepLoads, StoredSolution, SweepSettings,
@@ -770,16 +770,7 @@ impl Engine {
         let e = &base.electrical;
         let n = e.len();
         let steps = full_solutions.len();
-        let thermal = self.config.limits.thermal_pct / 100.0;
-        let v_min_pu = self.config.limits.v_min_pu;
-        // Impedance magnitude from the busbar to each node (local indices put
-        // parents first).
-        let mut z_path = vec![0.0; n];
-        let mut z = vec![Complex64::new(0.0, 0.0); n];
-        for j in 1..n {
-            z[j] = z[e.parent[j] as usize] + e.z_ohm[j];
-            z_path[j] = z[j].norm_sqr().sqrt();
-        }
+        let mut rows = PathRows::new(e);
         // Each step is worked out in double precision in rows over the nodes,
         // then kept in single precision, which is ample for screening and halves
         // a city's memory; the minima and maxima along paths come out the same
@@ -791,62 +782,22 @@ impl Engine {
         let mut voltage_kv = vec![0.0f32; n * steps];
         let mut path_voltage_room = vec![0.0f32; n * steps];
         let mut feeder_min_pu = Vec::with_capacity(steps);
-        let mut subtree_min = vec![0.0; n];
-        let mut margin_row = vec![0.0; n];
-        let mut bottleneck_row = vec![0u32; n];
-        let mut loading_row = vec![0.0; n];
-        let mut room_row = vec![0.0; n];
         for (k, solution) in full_solutions.iter().enumerate() {
-            for (j, v) in solution.v_kv.iter().enumerate() {
-                let magnitude = v.norm_sqr().sqrt();
-                voltage_kv[j * steps + k] = magnitude as f32;
-                subtree_min[j] = magnitude / e.nominal_kv[j];
-            }
-            for j in (1..n).rev() {
-                let parent = e.parent[j] as usize;
-                subtree_min[parent] = subtree_min[parent].min(subtree_min[j]);
-            }
-            feeder_min_pu.push(subtree_min[0]);
+            rows.fill(e, solution, &self.config.limits);
+            feeder_min_pu.push(rows.subtree_min_pu[0]);
             for (out, v) in subtree_min_pu[k * n..(k + 1) * n]
                 .iter_mut()
-                .zip(&subtree_min)
+                .zip(&rows.subtree_min_pu)
             {
                 *out = *v as f32;
             }
-            let head = solution.head_current_a();
-            (margin_row[0], loading_row[0]) = match e.head_rated_a {
-                Some(rated) => (rated * thermal - head, head / rated),
-                None => (f64::INFINITY, 0.0),
-            };
-            bottleneck_row[0] = 0;
-            room_row[0] = f64::INFINITY;
-            for j in 1..n {
-                let parent = e.parent[j] as usize;
-                let current = solution.i_a[j].norm_sqr().sqrt();
-                let (margin, loading) = if e.rated_a[j].is_finite() {
-                    (e.rated_a[j] * thermal - current, current / e.rated_a[j])
-                } else {
-                    (f64::INFINITY, 0.0)
-                };
-                (margin_row[j], bottleneck_row[j]) = if margin < margin_row[parent] {
-                    (margin, j as u32)
-                } else {
-                    (margin_row[parent], bottleneck_row[parent])
-                };
-                loading_row[j] = loading.max(loading_row[parent]);
-                let own = if z_path[j] > 0.0 {
-                    (subtree_min[j] - v_min_pu) / z_path[j]
-                } else {
-                    f64::INFINITY
-                };
-                room_row[j] = own.min(room_row[parent]);
-            }
             for j in 0..n {
                 let at = j * steps + k;
-                path_margin_a[at] = margin_row[j] as f32;
-                path_bottleneck[at] = bottleneck_row[j];
-                path_max_loading[at] = loading_row[j] as f32;
-                path_voltage_room[at] = room_row[j] as f32;
+                voltage_kv[at] = rows.voltage_kv[j] as f32;
+                path_margin_a[at] = rows.margin_a[j] as f32;
+                path_bottleneck[at] = rows.bottleneck[j];
+                path_max_loading[at] = rows.max_loading[j] as f32;
+                path_voltage_room[at] = rows.voltage_room[j] as f32;
             }
         }
         base.feeder_min_pu = feeder_min_pu;
@@ -984,6 +935,97 @@ impl Engine {
                 (base.group_kva[k] + added_head_kva).norm_sqr().sqrt() / rated * 100.0;
         }
         observed
+    }
+}
+
+/// One power flow's screening figures in rows over a feeder's nodes: what a
+/// base keeps per step and what capacity screening bounds headroom with.
+pub(crate) struct PathRows {
+    /// Impedance magnitude from the busbar to each node, ohm.
+    pub(crate) z_path: Vec<f64>,
+    /// Voltage magnitude, kV.
+    pub(crate) voltage_kv: Vec<f64>,
+    /// Lowest voltage of each node's subtree, pu.
+    pub(crate) subtree_min_pu: Vec<f64>,
+    /// Least current margin (limit less current, A) from the busbar to each
+    /// node, the head breaker included.
+    pub(crate) margin_a: Vec<f64>,
+    /// The branch with that margin (0 for the head breaker).
+    pub(crate) bottleneck: Vec<u32>,
+    /// Highest loading (current over rating) from the busbar to each node.
+    pub(crate) max_loading: Vec<f64>,
+    /// Highest current from the busbar to each node, A.
+    pub(crate) max_current_a: Vec<f64>,
+    /// Least voltage room per ohm along the path (see
+    /// [`FeederBase::path_voltage_room`]).
+    pub(crate) voltage_room: Vec<f64>,
+}
+
+impl PathRows {
+    /// Rows for feeder `e` (local indices put parents first).
+    pub(crate) fn new(e: &ElectricalFeeder) -> Self {
+        let n = e.len();
+        let mut z_path = vec![0.0; n];
+        let mut z = vec![Complex64::new(0.0, 0.0); n];
+        for j in 1..n {
+            z[j] = z[e.parent[j] as usize] + e.z_ohm[j];
+            z_path[j] = z[j].norm_sqr().sqrt();
+        }
+        Self {
+            z_path,
+            voltage_kv: vec![0.0; n],
+            subtree_min_pu: vec![0.0; n],
+            margin_a: vec![0.0; n],
+            bottleneck: vec![0; n],
+            max_loading: vec![0.0; n],
+            max_current_a: vec![0.0; n],
+            voltage_room: vec![0.0; n],
+        }
+    }
+
+    /// The rows of `solution`, a power flow of feeder `e`.
+    pub(crate) fn fill(&mut self, e: &ElectricalFeeder, solution: &Solution, limits: &Limits) {
+        let n = e.len();
+        let thermal = limits.thermal_pct / 100.0;
+        for (j, v) in solution.v_kv.iter().enumerate() {
+            let magnitude = v.norm_sqr().sqrt();
+            self.voltage_kv[j] = magnitude;
+            self.subtree_min_pu[j] = magnitude / e.nominal_kv[j];
+        }
+        for j in (1..n).rev() {
+            let parent = e.parent[j] as usize;
+            self.subtree_min_pu[parent] = self.subtree_min_pu[parent].min(self.subtree_min_pu[j]);
+        }
+        let head = solution.head_current_a();
+        (self.margin_a[0], self.max_loading[0]) = match e.head_rated_a {
+            Some(rated) => (rated * thermal - head, head / rated),
+            None => (f64::INFINITY, 0.0),
+        };
+        self.bottleneck[0] = 0;
+        self.max_current_a[0] = head;
+        self.voltage_room[0] = f64::INFINITY;
+        for j in 1..n {
+            let parent = e.parent[j] as usize;
+            let current = solution.i_a[j].norm_sqr().sqrt();
+            let (margin, loading) = if e.rated_a[j].is_finite() {
+                (e.rated_a[j] * thermal - current, current / e.rated_a[j])
+            } else {
+                (f64::INFINITY, 0.0)
+            };
+            (self.margin_a[j], self.bottleneck[j]) = if margin < self.margin_a[parent] {
+                (margin, j as u32)
+            } else {
+                (self.margin_a[parent], self.bottleneck[parent])
+            };
+            self.max_loading[j] = loading.max(self.max_loading[parent]);
+            self.max_current_a[j] = current.max(self.max_current_a[parent]);
+            let own = if self.z_path[j] > 0.0 {
+                (self.subtree_min_pu[j] - limits.v_min_pu) / self.z_path[j]
+            } else {
+                f64::INFINITY
+            };
+            self.voltage_room[j] = own.min(self.voltage_room[parent]);
+        }
     }
 }
 
