@@ -8,7 +8,7 @@ use headroom_geodata::{
 use std::sync::{Arc, OnceLock};
 
 use moka::sync::Cache;
-use num_complex::Complex64;
+use num_complex::{Complex32, Complex64};
 
 use crate::checks::Observed;
 use crate::config::{EngineConfig, Limits};
@@ -94,7 +94,10 @@ pub struct FeederBase {
     pub flat_stride: usize,
     /// Per kept step, the room left on the substation transformers feeding the
     /// head busbar, kVA (infinite without a rating).
-    substation_room_kva: Vec<f64>,
+    pub(crate) substation_room_kva: Vec<f64>,
+    /// Per kept step, the head current of the base flow, A (what every
+    /// candidate's estimate there reads, kept in one short row).
+    pub(crate) head_i_a: Vec<Complex64>,
     /// The feeder's steps of highest loading and of lowest voltage, where the
     /// figures with a new load are worst unless the load's own path decides.
     pub figure_steps: Vec<u32>,
@@ -156,17 +159,43 @@ pub struct Engine {
     group_reserved: Vec<bool>,
 }
 
+/// A single-precision copy of a figure kept in single precision already.
+fn narrow(c: Complex64) -> Complex32 {
+    Complex32::new(c.re as f32, c.im as f32)
+}
+
 /// A node's steps ranked by the room a flat load added there has: the least of
 /// the thermal room along its path, the voltage room and the substation room, in
 /// kVA of new load.
 #[derive(Clone, Debug, Default)]
 pub struct RankedSteps {
-    /// The [`FeederBase::flat_stride`] steps of least room, ascending, with that
-    /// room.
-    pub steps: Box<[(f32, u32)]>,
+    /// The [`FeederBase::flat_stride`] steps of least room, ascending.
+    pub steps: Box<[RankedStep]>,
     /// The least room among the steps left out: a flat load smaller than this
     /// cannot break a limit at any of them (infinite when none is left out).
     pub cutoff_kva: f64,
+}
+
+/// One of a node's ranked steps with everything a flat load's estimate there
+/// reads. A ranking judges a couple of thousand nodes of dozens of feeders, far
+/// more than the processor's caches hold: read from the base's rows, each
+/// estimate would wait on memory half a dozen times; kept together, a node's
+/// estimates read one short run.
+#[derive(Clone, Copy, Debug)]
+pub struct RankedStep {
+    /// The room a flat load at the node has at this step, kVA.
+    pub room_kva: f32,
+    /// The step (index of the base's kept steps).
+    pub step: u32,
+    /// The voltage limit's part of that room, kVA (not a number where the base
+    /// flow has none).
+    pub voltage_room_kva: f32,
+    /// The path's bottleneck at this step (see [`FeederBase::path_bottleneck`]).
+    pub bottleneck: u32,
+    /// The node's voltage, kV.
+    pub v_kv: Complex32,
+    /// The current in the bottleneck branch (at 0, the head's), A.
+    pub bottleneck_i_a: Complex32,
 }
 
 impl FeederBase {
@@ -178,14 +207,39 @@ impl FeederBase {
                 .map(|k| (self.flat_room_kva(local as usize, k), k as u32))
                 .collect();
             let cutoff_kva = least_sorted(&mut room, self.flat_stride);
+            let j = local as usize;
+            let steps = self.solutions.len();
             RankedSteps {
                 steps: room[..self.flat_stride]
                     .iter()
-                    .map(|(r, k)| (*r as f32, *k))
+                    .map(|&(room_kva, k)| {
+                        let at = j * steps + k as usize;
+                        let solution = &self.solutions[k as usize];
+                        let bottleneck = self.path_bottleneck[at];
+                        RankedStep {
+                            room_kva: room_kva as f32,
+                            step: k,
+                            voltage_room_kva: self.voltage_room_kva(j, k as usize) as f32,
+                            bottleneck,
+                            v_kv: narrow(solution.v_kv(j)),
+                            bottleneck_i_a: narrow(solution.i_a(bottleneck as usize)),
+                        }
+                    })
                     .collect(),
                 cutoff_kva,
             }
         })
+    }
+
+    /// The voltage limit's room for a flat load at local node `j` at step `k`,
+    /// kVA: the voltage room per ohm along the path times the node's voltage
+    /// (not a number where the base flow has none).
+    fn voltage_room_kva(&self, j: usize, k: usize) -> f64 {
+        let at = j * self.solutions.len() + k;
+        f64::from(self.path_voltage_room[at])
+            * 1000.0
+            * self.electrical.nominal_kv[j]
+            * f64::from(self.voltage_kv[at])
     }
 
     /// The room a flat load at local node `j` has at step `k`, kVA.
@@ -193,8 +247,7 @@ impl FeederBase {
         let at = j * self.solutions.len() + k;
         let voltage = f64::from(self.voltage_kv[at]);
         let thermal_kva = SQRT_3 * f64::from(self.path_margin_a[at]) * voltage;
-        let per_pu = 1000.0 * self.electrical.nominal_kv[j];
-        let voltage_kva = (f64::from(self.path_voltage_room[at]) * per_pu * voltage).max(0.0);
+        let voltage_kva = self.voltage_room_kva(j, k).max(0.0);
         let voltage_kva = if voltage_kva.is_nan() {
             f64::INFINITY
         } else {
@@ -212,7 +265,8 @@ impl FeederBase {
         let per_step = self.electrical.len() * (2 * 8 + 6 * 4) + 64;
         let loads = self.loads.p_kw.len() * 16;
         // Every node's ranked steps, as if each had been judged.
-        let stress = self.ranked_steps.len() * (self.flat_stride * 8 + 32);
+        let stress =
+            self.ranked_steps.len() * (self.flat_stride * std::mem::size_of::<RankedStep>() + 32);
         self.solutions.len() * per_step + loads + stress + 1024
     }
 }
@@ -614,6 +668,7 @@ impl Engine {
             ranked_steps: Vec::new(),
             flat_stride: 0,
             substation_room_kva: Vec::new(),
+            head_i_a: Vec::new(),
             figure_steps: Vec::new(),
             least_room_kva: Vec::new(),
             feeder_min_pu: Vec::new(),
@@ -837,6 +892,7 @@ impl Engine {
                 }
             })
             .collect();
+        base.head_i_a = base.solutions.iter().map(|s| s.i_a(0)).collect();
         base.flat_stride = steps.min(FLAT_STEPS);
         base.ranked_steps = vec![OnceLock::new(); n];
         base.least_room_kva = (0..n)

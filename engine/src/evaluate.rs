@@ -15,7 +15,7 @@
 //! substation limits), and are judged least room first until a step's lower
 //! bound rules out it and every later one.
 
-use num_complex::Complex64;
+use num_complex::{Complex32, Complex64};
 
 use crate::checks::{CheckName, Observed, first_broken};
 use crate::engine::{Engine, FIGURE_STEPS, FeederBase};
@@ -440,24 +440,29 @@ impl Engine {
         // The estimated headroom at step `k`, along the path. A limit whose lower
         // bound at the step already exceeds `beyond` cannot bind there and is not
         // estimated.
-        let estimate_at = |k: usize, voltage_bound: f64, substation_bound: f64, beyond: f64| {
+        // The candidate's voltage and the path's bottleneck with its current
+        // come from a ranked step where there is one, else from the base.
+        let estimate_with = |k: usize,
+                             v_candidate: Complex64,
+                             (bottleneck, bottleneck_i_a): (usize, Complex64),
+                             voltage_bound: f64,
+                             substation_bound: f64,
+                             beyond: f64| {
             let a = shape[k];
-            let solution = &base.solutions[k];
-            let v_candidate = solution.v_kv(local as usize);
             // Current drawn per kW added at the candidate, A.
             let per_kw = Complex64::new(a, -a * load.tan_phi) / (SQRT_3 * v_candidate.conj());
             let mut estimate = f64::INFINITY;
-            let bottleneck = path_bottleneck[k] as usize;
             if bottleneck != 0 {
                 let limit = e.rated_a[bottleneck] * thermal;
-                estimate = magnitude_root(solution.i_a(bottleneck), per_kw, limit);
+                estimate = magnitude_root(bottleneck_i_a, per_kw, limit);
             }
             if let Some(limit) = head_limit_a {
-                estimate = estimate.min(magnitude_root(solution.i_a(0), per_kw, limit));
+                estimate = estimate.min(magnitude_root(base.head_i_a[k], per_kw, limit));
             }
             // Voltage: for each branch point p on the path, the lowest voltage of
             // its subtree falls at p's rate. Deeper nodes also appear in shallower
             // subtrees with a smaller rate, which never wins the minimum.
+            let solution = &base.solutions[k];
             let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
             let voltage_path: &[usize] = if voltage_bound > beyond { &[] } else { &path };
             for (i, &p) in voltage_path.iter().enumerate() {
@@ -480,6 +485,18 @@ impl Engine {
             }
             estimate
         };
+        let estimate_at = |k: usize, voltage_bound: f64, substation_bound: f64, beyond: f64| {
+            let solution = &base.solutions[k];
+            let bottleneck = path_bottleneck[k] as usize;
+            estimate_with(
+                k,
+                solution.v_kv(local as usize),
+                (bottleneck, solution.i_a(bottleneck)),
+                voltage_bound,
+                substation_bound,
+                beyond,
+            )
+        };
         // Estimates of the steps that may bind: (estimate, step).
         let mut estimates = std::mem::take(&mut scratch.estimates);
         estimates.clear();
@@ -498,25 +515,39 @@ impl Engine {
             // Without headroom to find, no step is left to rule out.
             let mut ruled_out = !find_headroom;
             let to_judge = if find_headroom { ranked } else { &[] };
-            for &(room, k) in to_judge {
-                if (f64::from(room) / per_kw_magnitude).max(0.0) > within_spread(smallest) {
+            for ranked_step in to_judge {
+                let room_kw = (f64::from(ranked_step.room_kva) / per_kw_magnitude).max(0.0);
+                if room_kw > within_spread(smallest) {
                     ruled_out = true;
                     break;
                 }
-                let k = k as usize;
+                let k = ranked_step.step as usize;
                 if !judged_at(k) {
                     continue;
                 }
-                let (_, voltage_bound, substation_bound) = bounds_at(k);
-                let estimate =
-                    estimate_at(k, voltage_bound, substation_bound, within_spread(smallest));
+                // The bounds of `bounds_at` for a flat load, from the ranked step.
+                let voltage_bound =
+                    (f64::from(ranked_step.voltage_room_kva) / per_kw_magnitude).max(0.0);
+                let substation_bound = (base.substation_room_kva[k] / per_kw_magnitude).max(0.0);
+                let widen = |c: Complex32| Complex64::new(f64::from(c.re), f64::from(c.im));
+                let estimate = estimate_with(
+                    k,
+                    widen(ranked_step.v_kv),
+                    (
+                        ranked_step.bottleneck as usize,
+                        widen(ranked_step.bottleneck_i_a),
+                    ),
+                    voltage_bound,
+                    substation_bound,
+                    within_spread(smallest),
+                );
                 smallest = smallest.min(estimate);
                 estimates.push((estimate, k));
             }
             let left_out_kw = ranked_steps.cutoff_kva / per_kw_magnitude;
             every_step = !ruled_out && left_out_kw <= within_spread(smallest);
             if !every_step {
-                let nearest = ranked.iter().take(FIGURE_STEPS).map(|(_, k)| k);
+                let nearest = ranked.iter().take(FIGURE_STEPS).map(|r| &r.step);
                 for &k in nearest.chain(&base.figure_steps) {
                     if judged_at(k as usize) {
                         rough(k as usize);
