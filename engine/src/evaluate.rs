@@ -151,6 +151,12 @@ struct Scratch {
     /// What `solution` holds, within one evaluation: (step, local node, kW
     /// added there).
     held: Option<(usize, u32, f64)>,
+    /// The last evaluation's correction of its first refined estimate: (base's
+    /// address, step, exact root over estimate). The estimate's error comes
+    /// from the loads' answer and the added losses, much the same for the
+    /// feeder's next candidate at the same step, so that one guesses its root
+    /// to within about a kW.
+    last_correction: Option<(usize, usize, f64)>,
 }
 
 /// The smallest `x >= 0` with `|start + x * per_unit| = limit`; 0 when already past.
@@ -646,11 +652,19 @@ impl Engine {
         // limit, similar loads), so the first exact root corrects the others: only
         // steps whose corrected estimate still comes within a hair are refined.
         let mut correction = 1.0;
+        let base_address = std::ptr::from_ref(base) as usize;
         for &(estimate, k) in estimates.iter().take(REFINED_STEPS) {
             if estimate > within_spread(smallest) {
                 break;
             }
-            let guess = estimate * correction;
+            let guess = match scratch.last_correction {
+                Some((at, step, last))
+                    if binding_step.is_none() && at == base_address && step == k =>
+                {
+                    estimate * last
+                }
+                _ => estimate * correction,
+            };
             if binding_step.is_some() {
                 if guess > headroom * 1.002 + 1.0 {
                     continue;
@@ -667,6 +681,7 @@ impl Engine {
                 self.refine(base, k, local, guess.min(headroom), load, shape[k], scratch);
             if binding_step.is_none() && estimate > 0.0 && found > 0.0 {
                 correction = found / estimate;
+                scratch.last_correction = Some((base_address, k, correction));
             }
             if found < headroom {
                 headroom = found;
@@ -726,6 +741,9 @@ impl Engine {
     ) -> (f64, Option<[f64; 4]>) {
         let limits = &self.config.limits;
         if guess.is_finite() && guess > 0.0 {
+            // Whole kW first: a guess within a kW of the root is then confirmed
+            // by this one flow and the slope.
+            let guess = if guess >= 1.0 { guess.floor() } else { guess };
             let at_guess = self.exact(base, k, local, guess * factor, load, scratch);
             let ratios = at_guess.ratios(limits);
             let (which, worst) =
@@ -738,6 +756,12 @@ impl Engine {
                         |acc, (i, r)| if r > acc.1 { (i, r) } else { acc },
                     );
             let slope = self.ratio_slope(base, k, local, &at_guess, which, load, factor, scratch);
+            if guess >= 1.0
+                && worst <= 1.0
+                && let Some(above) = past_limit_at_next_kw(&at_guess, &ratios, which, slope, limits)
+            {
+                return (guess, Some(above));
+            }
             if worst.is_finite() && slope > 0.0 {
                 // Newton's step with the slope of the new load's own current, then
                 // a secant through the two flows nearest the root.
