@@ -40,6 +40,46 @@ fn within_spread(smallest_kw: f64) -> f64 {
 /// Steps refined exactly at most, of those the estimate says can bind.
 const REFINED_STEPS: usize = 8;
 
+/// What a step's estimate must come under to be refined: within the spread of
+/// the smallest, and among the [`REFINED_STEPS`] smallest. A step whose lower
+/// bound is above it cannot be refined, nor can any step of a larger bound.
+struct RefineCut {
+    /// The least estimates offered, ascending.
+    least: [f64; REFINED_STEPS],
+}
+
+impl RefineCut {
+    fn new() -> Self {
+        Self {
+            least: [f64::INFINITY; REFINED_STEPS],
+        }
+    }
+
+    fn offer(&mut self, estimate: f64) {
+        let last = REFINED_STEPS - 1;
+        if estimate < self.least[last] {
+            self.least[last] = estimate;
+            let mut i = last;
+            while i > 0 && self.least[i] < self.least[i - 1] {
+                self.least.swap(i, i - 1);
+                i -= 1;
+            }
+        }
+    }
+
+    fn smallest(&self) -> f64 {
+        self.least[0]
+    }
+
+    fn cut(&self) -> f64 {
+        within_spread(self.least[0]).min(self.least[REFINED_STEPS - 1])
+    }
+}
+
+/// How many of the least lower bounds the whole window's estimates take in
+/// order before the rest are taken as they come.
+const ORDERED_BOUNDS: usize = 64;
+
 /// The load to add: its shape over the feeder's steps.
 #[derive(Clone, Debug)]
 pub struct AddedLoad<'a> {
@@ -521,9 +561,10 @@ impl Engine {
             // Without headroom to find, no step is left to rule out.
             let mut ruled_out = !find_headroom;
             let to_judge = if find_headroom { ranked } else { &[] };
+            let mut cut = RefineCut::new();
             for ranked_step in to_judge {
                 let room_kw = (f64::from(ranked_step.room_kva) / per_kw_magnitude).max(0.0);
-                if room_kw > within_spread(smallest) {
+                if room_kw > cut.cut() {
                     ruled_out = true;
                     break;
                 }
@@ -545,13 +586,14 @@ impl Engine {
                     ),
                     voltage_bound,
                     substation_bound,
-                    within_spread(smallest),
+                    cut.cut(),
                 );
-                smallest = smallest.min(estimate);
+                cut.offer(estimate);
                 estimates.push((estimate, k));
             }
+            smallest = cut.smallest();
             let left_out_kw = ranked_steps.cutoff_kva / per_kw_magnitude;
-            every_step = !ruled_out && left_out_kw <= within_spread(smallest);
+            every_step = !ruled_out && left_out_kw <= cut.cut();
             if !every_step {
                 let nearest = ranked.iter().take(FIGURE_STEPS).map(|r| &r.step);
                 for &k in nearest.chain(&base.figure_steps) {
@@ -566,36 +608,38 @@ impl Engine {
             // Entries: (step, bound, voltage bound, substation bound).
             let mut bounds = std::mem::take(&mut scratch.bounds);
             bounds.clear();
-            let mut most_constrained = (f64::INFINITY, usize::MAX);
             for k in (0..steps).filter(|k| judged_at(*k)) {
                 rough(k);
                 if !find_headroom {
                     continue;
                 }
                 let (bound, voltage_bound, substation_bound) = bounds_at(k);
-                if bound < most_constrained.0 {
-                    most_constrained = (bound, bounds.len());
-                }
                 bounds.push((k, bound, voltage_bound, substation_bound));
             }
             // Pass 2, along the path: the estimated headroom of the steps whose
-            // lower bound does not already rule them out, starting from the most
-            // constrained.
+            // lower bound does not already rule them out, least bound first, so
+            // that the first bound past the cut ends it: where a load's room
+            // hardly changes over the window, hundreds of steps come within the
+            // spread, and only the few that can be refined need an estimate.
             estimates.clear();
-            smallest = f64::INFINITY;
-            if let Some(&(k, _, voltage_bound, substation_bound)) = bounds.get(most_constrained.1) {
-                smallest = estimate_at(k, voltage_bound, substation_bound, f64::INFINITY);
-                estimates.push((smallest, k));
+            let mut cut = RefineCut::new();
+            let ordered = bounds.len().min(ORDERED_BOUNDS);
+            if bounds.len() > ordered {
+                bounds.select_nth_unstable_by(ordered, |a, b| a.1.total_cmp(&b.1));
             }
+            bounds[..ordered].sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
             for (i, &(k, bound, voltage_bound, substation_bound)) in bounds.iter().enumerate() {
-                if i == most_constrained.1 || bound > within_spread(smallest) {
+                if bound > cut.cut() {
+                    if i < ordered {
+                        break;
+                    }
                     continue;
                 }
-                let estimate =
-                    estimate_at(k, voltage_bound, substation_bound, within_spread(smallest));
-                smallest = smallest.min(estimate);
+                let estimate = estimate_at(k, voltage_bound, substation_bound, cut.cut());
+                cut.offer(estimate);
                 estimates.push((estimate, k));
             }
+            smallest = cut.smallest();
             scratch.bounds = bounds;
         }
         scratch.path = path;
