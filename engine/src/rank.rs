@@ -841,16 +841,10 @@ impl Engine {
         } else {
             format!("{kv} kV")
         };
-        let mut schemes: Vec<Scheme> = match app.importance {
-            Importance::Normal => feasible
-                .iter()
-                .map(|(e, s)| Scheme {
-                    rank: 0,
-                    score: *s,
-                    supplies: vec![e.out.node.clone()],
-                    summary: format!("one {level} circuit from {}", self.describe(e)),
-                })
-                .collect(),
+        // Schemes are drafted as scores and supplies, and only the ones kept
+        // described: a dense grid has thousands of feasible points.
+        let mut drafts: Vec<(f64, Vec<&Evaluated>)> = match app.importance {
+            Importance::Normal => feasible.iter().map(|(e, s)| (*s, vec![*e])).collect(),
             Importance::Important | Importance::Critical => {
                 let independent = |a: &Evaluated, b: &Evaluated| match app.importance {
                     Importance::Critical => {
@@ -881,33 +875,42 @@ impl Engine {
                         let (a, sa) = best[i];
                         let (b, sb) = best[j];
                         if independent(a, b) {
-                            let what = if app.importance == Importance::Critical {
-                                "two independent sources"
-                            } else {
-                                "two circuits"
-                            };
-                            pairs.push(Scheme {
-                                rank: 0,
-                                score: (sa + sb) / 2.0,
-                                supplies: vec![a.out.node.clone(), b.out.node.clone()],
-                                summary: format!(
-                                    "{what} at {level}: {} and {}",
-                                    self.describe(a),
-                                    self.describe(b)
-                                ),
-                            });
+                            pairs.push(((sa + sb) / 2.0, vec![a, b]));
                         }
                     }
                 }
                 pairs
             }
         };
-        schemes.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.supplies.cmp(&b.supplies))
+        drafts.sort_by(|a, b| {
+            b.0.total_cmp(&a.0).then_with(|| {
+                a.1.iter()
+                    .map(|e| &e.out.node)
+                    .cmp(b.1.iter().map(|e| &e.out.node))
+            })
         });
-        schemes.truncate(self.config.max_schemes);
+        drafts.truncate(self.config.max_schemes);
+        let what = if app.importance == Importance::Critical {
+            "two independent sources"
+        } else {
+            "two circuits"
+        };
+        let mut schemes: Vec<Scheme> = drafts
+            .into_iter()
+            .map(|(score, supplies)| Scheme {
+                rank: 0,
+                score,
+                supplies: supplies.iter().map(|e| e.out.node.clone()).collect(),
+                summary: match supplies[..] {
+                    [a, b] => format!(
+                        "{what} at {level}: {} and {}",
+                        self.describe(a),
+                        self.describe(b)
+                    ),
+                    _ => format!("one {level} circuit from {}", self.describe(supplies[0])),
+                },
+            })
+            .collect();
         for (i, s) in schemes.iter_mut().enumerate() {
             s.rank = i + 1;
             s.score = round(s.score, 4);
