@@ -175,11 +175,13 @@ struct Scratch {
     p: Vec<f64>,
     q: Vec<f64>,
     solution: Solution,
-    on_path: Vec<bool>,
+    path_up: Vec<u32>,
     shift: Vec<Complex64>,
     /// Linearised response of branch currents and node voltages, per kW.
     d_current: Vec<Complex64>,
     d_voltage: Vec<Complex64>,
+    /// The loads answering a voltage change: (local node, current, 1 / voltage).
+    responding: Vec<(u32, Complex64, Complex64)>,
     /// The candidate's path to the busbar and the impedance from the busbar to
     /// each node of it.
     path: Vec<usize>,
@@ -299,7 +301,7 @@ impl Engine {
                 held_kw
             }
             _ => {
-                base.solutions[k].expand_into(&mut scratch.solution);
+                base.solutions[k].start_into(&mut scratch.solution);
                 0.0
             }
         };
@@ -308,24 +310,27 @@ impl Engine {
         let v_candidate = scratch.solution.v_kv[local as usize];
         let added_current =
             Complex64::new(to_add_kw, -to_add_kw * load.tan_phi) / (SQRT_3 * v_candidate.conj());
-        scratch.on_path.clear();
-        scratch.on_path.resize(n, false);
+        // The path from the candidate up; local indices put parents first, so
+        // read backwards it comes in the order of the walk below.
+        let path_up = &mut scratch.path_up;
+        path_up.clear();
         let mut at = local as usize;
         while at != 0 && at < n {
-            scratch.on_path[at] = true;
+            path_up.push(at as u32);
             at = e.parent[at] as usize;
         }
-        scratch.shift.clear();
-        scratch.shift.resize(n, Complex64::new(0.0, 0.0));
+        let shift = &mut scratch.shift;
+        shift.resize(n, Complex64::new(0.0, 0.0));
+        shift[0] = Complex64::new(0.0, 0.0);
+        let mut next_on_path = path_up.pop();
         for j in 1..n {
-            let parent = e.parent[j] as usize;
-            let own = if scratch.on_path[j] {
-                SQRT_3 / 1000.0 * e.z_ohm[j] * added_current
-            } else {
-                Complex64::new(0.0, 0.0)
-            };
-            scratch.shift[j] = scratch.shift[parent] - own;
-            scratch.solution.v_kv[j] += scratch.shift[j];
+            let mut own = shift[e.parent[j] as usize];
+            if next_on_path == Some(j as u32) {
+                own -= SQRT_3 / 1000.0 * e.z_ohm[j] * added_current;
+                next_on_path = path_up.pop();
+            }
+            shift[j] = own;
+            scratch.solution.v_kv[j] += own;
         }
         sweep(
             &base.electrical,
@@ -901,6 +906,7 @@ impl Engine {
             solution,
             d_current,
             d_voltage,
+            responding,
             ..
         } = scratch;
         let v_kv = &solution.v_kv;
@@ -910,20 +916,24 @@ impl Engine {
         d_voltage.resize(n, Complex64::new(0.0, 0.0));
         d_current.clear();
         d_current.resize(n, Complex64::new(0.0, 0.0));
-        for _round in 0..3 {
+        // Each load's current and the inverse of its voltage, once: what its
+        // answer to a voltage change is made of.
+        responding.clear();
+        responding.extend((1..n).filter(|&j| p[j] != 0.0 || q[j] != 0.0).map(|j| {
+            let v = v_kv[j];
+            let load_current = Complex64::new(p[j], -q[j]) * v / (SQRT_3 * v.norm_sqr());
+            (j as u32, load_current, v.inv())
+        }));
+        for round in 0..3 {
             // Currents: the new kW at the candidate and each load's answer to the
-            // voltage change of the previous round.
-            for j in 1..n {
-                let own = if p[j] != 0.0 || q[j] != 0.0 {
-                    let v = v_kv[j];
-                    let load_current = Complex64::new(p[j], -q[j]) * v / (SQRT_3 * v.norm_sqr());
-                    -load_current * (d_voltage[j] / v).conj()
-                } else {
-                    Complex64::new(0.0, 0.0)
-                };
-                d_current[j] = own;
+            // voltage change of the previous round (none before the first).
+            d_current.fill(Complex64::new(0.0, 0.0));
+            if round > 0 {
+                for &(j, load_current, inverse_v) in responding.iter() {
+                    d_current[j as usize] =
+                        -load_current * (d_voltage[j as usize] * inverse_v).conj();
+                }
             }
-            d_current[0] = Complex64::new(0.0, 0.0);
             d_current[local as usize] += per_kw;
             for j in (1..n).rev() {
                 let c = d_current[j];

@@ -172,12 +172,13 @@ impl StoredSolution {
         self.i_a(0).norm_sqr().sqrt()
     }
 
-    /// Writes the solution into `out`, to start a power flow from.
-    pub fn expand_into(&self, out: &mut Solution) {
+    /// Writes the voltages into `out`, to start a power flow from. The currents,
+    /// which a sweep works out first thing, are only sized: their values are
+    /// whatever `out` held.
+    pub fn start_into(&self, out: &mut Solution) {
         out.v_kv.clear();
         out.v_kv.extend((0..self.v_kv.len()).map(|i| self.v_kv(i)));
-        out.i_a.clear();
-        out.i_a.extend((0..self.i_a.len()).map(|i| self.i_a(i)));
+        out.i_a.resize(self.i_a.len(), Complex64::new(0.0, 0.0));
         out.converged = self.converged;
         out.iterations = 0;
     }
