@@ -308,16 +308,24 @@ impl Engine {
         let to_add_kw = x_kw - held_kw;
         let e = &base.electrical;
         let v_candidate = scratch.solution.v_kv[local as usize];
-        let added_current =
-            Complex64::new(to_add_kw, -to_add_kw * load.tan_phi) / (SQRT_3 * v_candidate.conj());
+        let added_conj_kva = Complex64::new(to_add_kw, -to_add_kw * load.tan_phi);
+        let mut added_current = added_conj_kva / (SQRT_3 * v_candidate.conj());
         // The path from the candidate up; local indices put parents first, so
         // read backwards it comes in the order of the walk below.
         let path_up = &mut scratch.path_up;
         path_up.clear();
         let mut at = local as usize;
+        let mut z_path = Complex64::new(0.0, 0.0);
         while at != 0 && at < n {
             path_up.push(at as u32);
+            z_path += e.z_ohm[at];
             at = e.parent[at] as usize;
+        }
+        // The new load draws its power at the voltage its own current lowers:
+        // its current at the candidate's voltage after that drop.
+        let v_after = v_candidate - SQRT_3 / 1000.0 * z_path * added_current;
+        if v_after.norm_sqr() > 0.25 * v_candidate.norm_sqr() {
+            added_current = added_conj_kva / (SQRT_3 * v_after.conj());
         }
         let shift = &mut scratch.shift;
         shift.resize(n, Complex64::new(0.0, 0.0));
