@@ -1087,7 +1087,7 @@ impl PathRows {
 
 /// How many steps per node a flat load is judged at before the rest of the
 /// window is needed.
-pub const FLAT_STEPS: usize = 160;
+pub const FLAT_STEPS: usize = 64;
 
 /// How many of the feeder's most loaded and lowest-voltage steps are screened
 /// for the figures with a new load.
