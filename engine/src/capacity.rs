@@ -409,7 +409,7 @@ impl Engine {
                     e.rated_a[b] * thermal
                 };
                 // The present current's part along the new one.
-                let direction = lagging * v / v_kv;
+                let direction = lagging * v * v_kv.recip();
                 let along = (solution.i_a[b] * direction.conj()).re;
                 let thermal_upper = kva_per_a * (limit_b - along);
                 thermal_lower_at[j * steps + k] = thermal_lower as f32;

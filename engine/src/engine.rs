@@ -1015,6 +1015,12 @@ pub(crate) struct PathRows {
     /// Least voltage room per ohm along the path (see
     /// [`FeederBase::path_voltage_room`]).
     pub(crate) voltage_room: Vec<f64>,
+    /// One over each node's nominal voltage, over each branch's rating (0
+    /// where unrated) and over `z_path` (infinite at zero): rows are filled
+    /// for every step of every feeder, and divisions were most of their cost.
+    inverse_nominal_kv: Vec<f64>,
+    inverse_rated_a: Vec<f64>,
+    inverse_z_path: Vec<f64>,
 }
 
 impl PathRows {
@@ -1027,7 +1033,18 @@ impl PathRows {
             z[j] = z[e.parent[j] as usize] + e.z_ohm[j];
             z_path[j] = z[j].norm_sqr().sqrt();
         }
+        let inverse_z_path = z_path
+            .iter()
+            .map(|&z| if z > 0.0 { z.recip() } else { f64::INFINITY })
+            .collect();
         Self {
+            inverse_nominal_kv: e.nominal_kv.iter().map(|v| v.recip()).collect(),
+            inverse_rated_a: e
+                .rated_a
+                .iter()
+                .map(|&a| if a.is_finite() { a.recip() } else { 0.0 })
+                .collect(),
+            inverse_z_path,
             z_path,
             voltage_kv: vec![0.0; n],
             subtree_min_pu: vec![0.0; n],
@@ -1046,7 +1063,7 @@ impl PathRows {
         for (j, v) in solution.v_kv.iter().enumerate() {
             let magnitude = v.norm_sqr().sqrt();
             self.voltage_kv[j] = magnitude;
-            self.subtree_min_pu[j] = magnitude / e.nominal_kv[j];
+            self.subtree_min_pu[j] = magnitude * self.inverse_nominal_kv[j];
         }
         for j in (1..n).rev() {
             let parent = e.parent[j] as usize;
@@ -1064,7 +1081,10 @@ impl PathRows {
             let parent = e.parent[j] as usize;
             let current = solution.i_a[j].norm_sqr().sqrt();
             let (margin, loading) = if e.rated_a[j].is_finite() {
-                (e.rated_a[j] * thermal - current, current / e.rated_a[j])
+                (
+                    e.rated_a[j] * thermal - current,
+                    current * self.inverse_rated_a[j],
+                )
             } else {
                 (f64::INFINITY, 0.0)
             };
@@ -1076,7 +1096,7 @@ impl PathRows {
             self.max_loading[j] = loading.max(self.max_loading[parent]);
             self.max_current_a[j] = current.max(self.max_current_a[parent]);
             let own = if self.z_path[j] > 0.0 {
-                (self.subtree_min_pu[j] - limits.v_min_pu) / self.z_path[j]
+                (self.subtree_min_pu[j] - limits.v_min_pu) * self.inverse_z_path[j]
             } else {
                 f64::INFINITY
             };
