@@ -159,11 +159,6 @@ pub struct Engine {
     group_reserved: Vec<bool>,
 }
 
-/// A single-precision copy of a figure kept in single precision already.
-fn narrow(c: Complex64) -> Complex32 {
-    Complex32::new(c.re as f32, c.im as f32)
-}
-
 /// A node's steps ranked by the room a flat load added there has: the least of
 /// the thermal room along its path, the voltage room and the substation room, in
 /// kVA of new load.
@@ -221,8 +216,8 @@ impl FeederBase {
                             step: k,
                             voltage_room_kva: self.voltage_room_kva(j, k as usize) as f32,
                             bottleneck,
-                            v_kv: narrow(solution.v_kv(j)),
-                            bottleneck_i_a: narrow(solution.i_a(bottleneck as usize)),
+                            v_kv: solution.v_kv_single(j),
+                            bottleneck_i_a: solution.i_a_single(bottleneck as usize),
                         }
                     })
                     .collect(),

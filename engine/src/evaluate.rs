@@ -20,12 +20,12 @@
 //! eighth smallest: where a load's room hardly changes
 //! over the window, that stops after a few steps instead of hundreds.
 
-use num_complex::{Complex32, Complex64};
+use num_complex::Complex64;
 
 use crate::checks::{CheckName, Observed, first_broken};
 use crate::engine::{Engine, FIGURE_STEPS, FeederBase};
 use crate::load_model::power_factor_tan;
-use crate::powerflow::{SQRT_3, Solution, SweepSettings, sweep};
+use crate::powerflow::{SQRT_3, Solution, SweepSettings, sweep, widen};
 
 /// Headroom beyond this is reported as this: nothing on a distribution feeder
 /// comes near it.
@@ -594,7 +594,6 @@ impl Engine {
                 let voltage_bound =
                     (f64::from(ranked_step.voltage_room_kva) / per_kw_magnitude).max(0.0);
                 let substation_bound = (base.substation_room_kva[k] / per_kw_magnitude).max(0.0);
-                let widen = |c: Complex32| Complex64::new(f64::from(c.re), f64::from(c.im));
                 let estimate = estimate_with(
                     k,
                     widen(ranked_step.v_kv),

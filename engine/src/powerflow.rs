@@ -126,6 +126,16 @@ impl Solution {
     }
 }
 
+/// A figure kept in single precision (see [`StoredSolution`]).
+fn narrow(c: Complex64) -> Complex32 {
+    Complex32::new(c.re as f32, c.im as f32)
+}
+
+/// A figure kept in single precision, back in double precision for arithmetic.
+pub(crate) fn widen(c: Complex32) -> Complex64 {
+    Complex64::new(f64::from(c.re), f64::from(c.im))
+}
+
 /// A solved power flow kept for screening and as a warm start, in single
 /// precision (six digits are ample for both and halve a city's memory); the
 /// head's power and current are kept exact.
@@ -141,10 +151,9 @@ pub struct StoredSolution {
 impl StoredSolution {
     /// Keeps a solution.
     pub fn new(solution: &Solution) -> Self {
-        let narrow = |c: &Complex64| Complex32::new(c.re as f32, c.im as f32);
         Self {
-            v_kv: solution.v_kv.iter().map(narrow).collect(),
-            i_a: solution.i_a.iter().map(narrow).collect(),
+            v_kv: solution.v_kv.iter().copied().map(narrow).collect(),
+            i_a: solution.i_a.iter().copied().map(narrow).collect(),
             head_power_kva: solution.head_power_kva(),
             converged: solution.converged,
         }
@@ -152,14 +161,22 @@ impl StoredSolution {
 
     /// Voltage of local node `i`, kV.
     pub fn v_kv(&self, i: usize) -> Complex64 {
-        let v = self.v_kv[i];
-        Complex64::new(f64::from(v.re), f64::from(v.im))
+        widen(self.v_kv[i])
+    }
+
+    /// Voltage of local node `i` as kept, kV.
+    pub fn v_kv_single(&self, i: usize) -> Complex32 {
+        self.v_kv[i]
     }
 
     /// Current in the branch into local node `i` (at 0, the head), A.
     pub fn i_a(&self, i: usize) -> Complex64 {
-        let c = self.i_a[i];
-        Complex64::new(f64::from(c.re), f64::from(c.im))
+        widen(self.i_a[i])
+    }
+
+    /// Current in the branch into local node `i` as kept, A.
+    pub fn i_a_single(&self, i: usize) -> Complex32 {
+        self.i_a[i]
     }
 
     /// Complex power leaving the busbar into the feeder, kVA.
