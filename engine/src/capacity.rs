@@ -339,18 +339,15 @@ impl Engine {
         let phi = tan_phi.atan();
         // The new current's direction relative to its node's voltage.
         let lagging = Complex64::new(phi.cos(), -phi.sin());
-        // Impedance from the busbar to each node, and over the path to each node
-        // the largest factor by which the voltage bound can undershoot: one over
+        // Over the path to each node, the largest factor by which the voltage bound can undershoot: one over
         // the cosine of the angle between impedance and current, the node's
         // voltage angle (a few degrees) allowed for.
         let mut rows = PathRows::new(e);
-        let mut z = vec![Complex64::new(0.0, 0.0); n];
         let mut voltage_factor = vec![1.0f64; n];
         for j in 1..n {
             let parent = e.parent[j] as usize;
-            z[j] = z[parent] + e.z_ohm[j];
             let own = if rows.z_path[j] > 0.0 {
-                let angle = (z[j] * lagging).arg().abs() + VOLTAGE_ANGLE_RAD;
+                let angle = (rows.z_path_ohm[j] * lagging).arg().abs() + VOLTAGE_ANGLE_RAD;
                 1.0 / angle.cos().max(MIN_COSINE)
             } else {
                 1.0
@@ -374,10 +371,7 @@ impl Engine {
                 continue;
             }
             rows.fill(e, solution, limits);
-            let v_max_pu = (0..n)
-                .map(|j| rows.voltage_kv[j] / e.nominal_kv[j])
-                .fold(f64::NEG_INFINITY, f64::max);
-            if v_max_pu >= limits.v_max_pu - VOLTAGE_MARGIN_PU {
+            if rows.highest_pu >= limits.v_max_pu - VOLTAGE_MARGIN_PU {
                 selected[k] = true;
             }
             most_drop_pu =
