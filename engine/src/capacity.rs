@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::engine::{Engine, FeederBase, PathRows};
+use crate::engine::{Engine, FeederBase};
 use crate::evaluate::AddedLoad;
 use crate::load_model::{FeederLoads, power_factor_tan};
 use crate::powerflow::{ElectricalFeeder, SQRT_3, Solution};
@@ -183,6 +183,371 @@ const VOLTAGE_MARGIN_PU: f64 = 0.002;
 /// losses take a little more.
 const ROOM_SLACK: f64 = 0.05;
 
+/// What a capacity screen needs of one feeder, worked out once: per node the
+/// impedance from the busbar, the longest such impedance in its subtree, the
+/// voltage bound's factor and the fall a load causes per kVA.
+struct StepScreen {
+    /// Thermal limit of each branch (0: the head breaker), A.
+    limit_a: Vec<f64>,
+    /// One over each node's nominal voltage, 1/kV.
+    inverse_nominal_kv: Vec<f64>,
+    /// One over the impedance from the busbar to each node (infinite at 0).
+    inverse_z_path: Vec<f64>,
+    /// Per node, the largest factor by which the voltage bound can
+    /// undershoot over its path: one over the cosine of the angle between
+    /// impedance and current, the node's voltage angle allowed for.
+    voltage_factor: Vec<f64>,
+    /// Per node, the fall a new load in its subtree causes at its own node, at
+    /// most, per kVA of load (see [`FALL_MARGIN`]), pu/kVA.
+    fall_per_kva: Vec<f64>,
+    /// The largest of them over the feeder.
+    most_fall_per_kva: f64,
+    /// The fall at the first node per kVA of load there.
+    first_node_fall_per_kva: f64,
+    /// The new current's direction relative to its node's voltage, conjugated.
+    lagging_conj: Complex64,
+    v_min_pu: f64,
+    v_max_pu: f64,
+    substation_limit_kva: f64,
+}
+
+/// Per-node buffers of one step's screen.
+struct ScreenScratch {
+    voltage_kv: Vec<f64>,
+    subtree_min_pu: Vec<f64>,
+    current_a: Vec<f64>,
+    path_room: Vec<f64>,
+}
+
+impl ScreenScratch {
+    fn new(n: usize) -> Self {
+        Self {
+            voltage_kv: vec![0.0; n],
+            subtree_min_pu: vec![0.0; n],
+            current_a: vec![0.0; n],
+            path_room: vec![0.0; n],
+        }
+    }
+}
+
+/// What one step's screen leaves for the test against the window's bounds.
+#[derive(Clone, Copy, Debug)]
+struct StepFigures {
+    /// The least upper bound of any node at this step, kVA.
+    least_upper_kva: f64,
+    /// The least window-wide upper bound at which some node's lower bound at
+    /// this step may reach it (thermal and voltage limits; see
+    /// [`critical_upper`]), kVA.
+    critical_upper_kva: f64,
+    /// Room on the substation transformers, from below, kVA.
+    substation_lower_kva: f64,
+    /// A voltage at this step is near the upper limit: it may break it already.
+    near_upper_voltage_limit: bool,
+    /// The drop from the busbar to the feeder's lowest voltage, pu.
+    drop_pu: f64,
+    /// The first node's own bounds.
+    first_node: FirstNodeBounds,
+}
+
+impl Default for StepFigures {
+    fn default() -> Self {
+        Self {
+            least_upper_kva: f64::INFINITY,
+            critical_upper_kva: f64::NEG_INFINITY,
+            substation_lower_kva: f64::NEG_INFINITY,
+            near_upper_voltage_limit: true,
+            drop_pu: 0.0,
+            first_node: FirstNodeBounds::default(),
+        }
+    }
+}
+
+/// The first node's bounds at one step, kVA.
+#[derive(Clone, Copy, Debug, Default)]
+struct FirstNodeBounds {
+    upper_kva: f64,
+    thermal_lower_kva: f64,
+    voltage_lower_kva: f64,
+    /// The largest present current on its path, in kVA at its voltage.
+    path_current_kva: f64,
+}
+
+/// The least upper bound `u` at which any of a step's lower bounds, each
+/// `a - b u` (the load's fall grows with the load it is judged at), reaches
+/// `u + 1`: `(a - 1) / (1 + b)`, kept as a fraction so that a step's hundreds
+/// of bounds cost no division each.
+#[derive(Clone, Copy, Debug)]
+struct CriticalUpper {
+    numerator: f64,
+    denominator: f64,
+    /// Some bound reaches it at any `u`.
+    always: bool,
+}
+
+impl Default for CriticalUpper {
+    fn default() -> Self {
+        Self {
+            numerator: f64::INFINITY,
+            denominator: 1.0,
+            always: false,
+        }
+    }
+}
+
+impl CriticalUpper {
+    fn add(&mut self, a: f64, b: f64) {
+        // Not a number counts as reaching it.
+        if a.partial_cmp(&1.0) != Some(std::cmp::Ordering::Greater) {
+            self.always = true;
+            return;
+        }
+        // Denominators are at least 1.
+        let (numerator, denominator) = (a - 1.0, 1.0 + b);
+        if numerator * self.denominator < self.numerator * denominator {
+            (self.numerator, self.denominator) = (numerator, denominator);
+        }
+    }
+
+    fn value(&self) -> f64 {
+        if self.always {
+            f64::NEG_INFINITY
+        } else {
+            self.numerator / self.denominator
+        }
+    }
+}
+
+impl StepScreen {
+    fn new(
+        e: &ElectricalFeeder,
+        limits: &crate::config::Limits,
+        substation_limit_kva: f64,
+        power_factor: f64,
+    ) -> Self {
+        let n = e.len();
+        let thermal = limits.thermal_pct / 100.0;
+        let phi = power_factor_tan(power_factor).atan();
+        let lagging = Complex64::new(phi.cos(), -phi.sin());
+        let mut z_path_ohm = vec![Complex64::new(0.0, 0.0); n];
+        let mut z_path = vec![0.0f64; n];
+        let mut voltage_factor = vec![1.0f64; n];
+        for j in 1..n {
+            let parent = e.parent[j] as usize;
+            z_path_ohm[j] = z_path_ohm[parent] + e.z_ohm[j];
+            z_path[j] = z_path_ohm[j].norm_sqr().sqrt();
+            let own = if z_path[j] > 0.0 {
+                let angle = (z_path_ohm[j] * lagging).arg().abs() + VOLTAGE_ANGLE_RAD;
+                1.0 / angle.cos().max(MIN_COSINE)
+            } else {
+                1.0
+            };
+            voltage_factor[j] = own.max(voltage_factor[parent]);
+        }
+        // Children come after their parents: the longest impedance below each node.
+        let mut longest_below = z_path.clone();
+        for j in (1..n).rev() {
+            let parent = e.parent[j] as usize;
+            longest_below[parent] = longest_below[parent].max(longest_below[j]);
+        }
+        let fall_per_kva_at = |j: usize, z: f64| {
+            let nominal = e.nominal_kv[j];
+            FALL_MARGIN * z / (1000.0 * limits.v_min_pu * nominal * nominal)
+        };
+        let fall_per_kva: Vec<f64> = (0..n)
+            .map(|j| fall_per_kva_at(j, longest_below[j]))
+            .collect();
+        let mut limit_a: Vec<f64> = e.rated_a.iter().map(|a| a * thermal).collect();
+        limit_a[0] = e.head_rated_a.map_or(f64::INFINITY, |a| a * thermal);
+        Self {
+            limit_a,
+            inverse_nominal_kv: e.nominal_kv.iter().map(|v| v.recip()).collect(),
+            inverse_z_path: z_path
+                .iter()
+                .map(|&z| if z > 0.0 { z.recip() } else { f64::INFINITY })
+                .collect(),
+            voltage_factor,
+            most_fall_per_kva: fall_per_kva.iter().copied().fold(0.0, f64::max),
+            first_node_fall_per_kva: if n > 1 {
+                fall_per_kva_at(1, z_path[1])
+            } else {
+                0.0
+            },
+            fall_per_kva,
+            lagging_conj: lagging.conj(),
+            v_min_pu: limits.v_min_pu,
+            v_max_pu: limits.v_max_pu,
+            substation_limit_kva,
+        }
+    }
+
+    /// One step's bounds from its (loose) power flow.
+    fn step(
+        &self,
+        e: &ElectricalFeeder,
+        solution: &Solution,
+        group_kva: Complex64,
+        scratch: &mut ScreenScratch,
+    ) -> StepFigures {
+        let n = e.len();
+        let ScreenScratch {
+            voltage_kv,
+            subtree_min_pu,
+            current_a,
+            path_room,
+        } = scratch;
+        // Not `norm`, whose overflow-safe hypot costs several times as much;
+        // loops of their own, so that they run several nodes at a time.
+        for (out, v) in voltage_kv.iter_mut().zip(&solution.v_kv) {
+            *out = v.norm_sqr().sqrt();
+        }
+        for (out, i) in current_a.iter_mut().zip(&solution.i_a) {
+            *out = i.norm_sqr().sqrt();
+        }
+        for ((out, v), inverse) in subtree_min_pu
+            .iter_mut()
+            .zip(voltage_kv.iter())
+            .zip(&self.inverse_nominal_kv)
+        {
+            *out = v * inverse;
+        }
+        let highest_pu = subtree_min_pu
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        for j in (1..n).rev() {
+            let parent = e.parent[j] as usize;
+            subtree_min_pu[parent] = subtree_min_pu[parent].min(subtree_min_pu[j]);
+        }
+        let largest_current_a = current_a.iter().copied().fold(0.0, f64::max);
+        let drop_pu = voltage_kv[0] * self.inverse_nominal_kv[0] - subtree_min_pu[0];
+        // The present current in `branch` along a new one drawn at node `at`,
+        // times that node's voltage, A kV.
+        let along_kv = |branch: usize, at: usize| {
+            (solution.i_a[branch] * self.lagging_conj * solution.v_kv[at].conj()).re
+        };
+        let (substation_lower_kva, substation_upper_kva) = if self.substation_limit_kva > 0.0 {
+            (
+                self.substation_limit_kva - group_kva.norm_sqr().sqrt(),
+                self.substation_limit_kva - (group_kva * self.lagging_conj.conj()).re,
+            )
+        } else {
+            (f64::INFINITY, f64::INFINITY)
+        };
+        let mut least_upper_kva = substation_upper_kva;
+        let mut critical = CriticalUpper::default();
+        path_room[0] = f64::INFINITY;
+        for j in 0..n {
+            let nominal = e.nominal_kv[j];
+            // Every node below `j` has at least this voltage.
+            let lowest_below_kv = subtree_min_pu[j] * nominal;
+            // The branch into `j` (0: the head breaker) carries the new load of
+            // any node below it.
+            let margin_a = self.limit_a[j] - current_a[j];
+            if margin_a.is_finite() && n > 1 {
+                let lower = SQRT_3 * lowest_below_kv * margin_a;
+                let fall = SQRT_3
+                    * lowest_below_kv
+                    * self.fall_per_kva[j]
+                    * (margin_a + largest_current_a);
+                critical.add(lower, fall);
+                let at = j.max(1);
+                let upper = SQRT_3 * (voltage_kv[at] * self.limit_a[j] - along_kv(j, at));
+                least_upper_kva = least_upper_kva.min(upper);
+            }
+            if j == 0 {
+                continue;
+            }
+            let parent = e.parent[j] as usize;
+            let own_room = if self.inverse_z_path[j].is_finite() {
+                (subtree_min_pu[j] - self.v_min_pu) * self.inverse_z_path[j]
+            } else {
+                f64::INFINITY
+            };
+            path_room[j] = own_room.min(path_room[parent]);
+            if own_room.is_finite() {
+                // A load below `j` lowers the lowest voltage below `j` by at
+                // least the impedance to `j` times its current.
+                let room_kva = own_room * 1000.0 * nominal * lowest_below_kv;
+                critical.add(
+                    room_kva * (1.0 - drop_pu - 0.01),
+                    room_kva * self.fall_per_kva[j],
+                );
+            }
+            if path_room[j].is_finite() {
+                let voltage_lower = path_room[j] * 1000.0 * nominal * voltage_kv[j];
+                least_upper_kva =
+                    least_upper_kva.min(voltage_lower.max(0.0) * self.voltage_factor[j]);
+            }
+        }
+        let first_node = if n > 1 {
+            let (head_margin, own_margin) = (
+                self.limit_a[0] - current_a[0],
+                self.limit_a[1] - current_a[1],
+            );
+            let (margin_a, bottleneck) = if own_margin < head_margin {
+                (own_margin, 1)
+            } else {
+                (head_margin, 0)
+            };
+            let kva_per_a = SQRT_3 * voltage_kv[1];
+            let voltage_lower = path_room[1] * 1000.0 * e.nominal_kv[1] * voltage_kv[1];
+            let voltage_lower = if voltage_lower.is_nan() {
+                f64::INFINITY
+            } else {
+                voltage_lower
+            };
+            let thermal_upper =
+                SQRT_3 * (voltage_kv[1] * self.limit_a[bottleneck] - along_kv(bottleneck, 1));
+            FirstNodeBounds {
+                upper_kva: thermal_upper
+                    .min(voltage_lower.max(0.0) * self.voltage_factor[1])
+                    .min(substation_upper_kva),
+                thermal_lower_kva: kva_per_a * margin_a,
+                voltage_lower_kva: voltage_lower,
+                path_current_kva: kva_per_a * current_a[0].max(current_a[1]),
+            }
+        } else {
+            FirstNodeBounds::default()
+        };
+        StepFigures {
+            least_upper_kva,
+            critical_upper_kva: critical.value(),
+            substation_lower_kva,
+            near_upper_voltage_limit: highest_pu >= self.v_max_pu - VOLTAGE_MARGIN_PU,
+            drop_pu,
+            first_node,
+        }
+    }
+
+    /// Whether a step with these figures can bind at the first node (whose
+    /// least upper bound over the window is `first_node_upper`) or at the node
+    /// where the least fits (at most `least_upper`). The loads' answer to a new
+    /// load: constant power draws more current as voltages fall, by up to the
+    /// fall the new load causes at its own node (no other node falls further);
+    /// that raises every current on its path and every drop on the feeder by as
+    /// much, and each lower bound is lowered by that.
+    fn can_bind(&self, step: &StepFigures, least_upper: f64, first_node_upper: f64) -> bool {
+        if step.critical_upper_kva <= least_upper {
+            return true;
+        }
+        let substation = |fall: f64, upper: f64| {
+            (step.substation_lower_kva - fall * upper.max(0.0)) * (1.0 - fall)
+        };
+        let fall = (self.most_fall_per_kva * least_upper.max(0.0)).min(0.5);
+        if substation(fall, least_upper) <= least_upper + 1.0 {
+            return true;
+        }
+        let first = &step.first_node;
+        let fall = (self.first_node_fall_per_kva * first_node_upper.max(0.0)).min(0.5);
+        // Currents on the path grow to at most 1 / (1 - fall) of what they
+        // would be: the limit less that much of the present currents, over
+        // the new current as much grown.
+        let thermal = first.thermal_lower_kva * (1.0 - fall) - fall * first.path_current_kva;
+        let voltage = first.voltage_lower_kva * (1.0 - (step.drop_pu + fall + 0.01));
+        thermal.min(voltage).min(substation(fall, first_node_upper)) <= first_node_upper + 1.0
+    }
+}
+
 impl Engine {
     /// Capacity of every asset at a level; `now_ms` dates the data's age.
     /// Readings from a source that fetches per feeder (the store) are read in
@@ -309,18 +674,23 @@ impl Engine {
     }
 
     /// The steps of a feeder (its loads solved at least loosely) where a flat
-    /// load at the capacity power factor, added at any one node, may meet a
-    /// limit first, and every step where a limit is broken already.
+    /// load at the capacity power factor can meet a limit first at the first
+    /// node, or at whichever node takes the least, and every step where a limit
+    /// is broken already. Only those two nodes' headrooms are wanted: at any
+    /// other node a step matters only where a load smaller than the least upper
+    /// bound of every node can break a limit.
     ///
-    /// For each node and step, two bounds on the largest load that keeps every
-    /// limit: from below, the triangle inequality along the node's path (the
-    /// screening figures of a base); from above, the same limits with the new
-    /// current in phase with what it adds to (thermal and substation: the
-    /// projection of the present current on the new one; voltage: the lower
-    /// bound over the cosine of the angle between the path's impedance and the
-    /// new current, which is what the triangle inequality gave away). A step
-    /// whose lower bound, lowered for the loads' answer to the lower voltage
-    /// (see [`FALL_MARGIN`]), exceeds the node's least upper bound cannot bind there.
+    /// Two bounds on the largest load that keeps every limit: from above, the
+    /// limits with the new current in phase with what it adds to (thermal and
+    /// substation: the projection of the present current on the new one;
+    /// voltage: the path's least room over the cosine of the angle between
+    /// the path's impedance and the new current); from below, the triangle
+    /// inequality, lowered for the loads' answer to the lower voltage (see
+    /// [`FALL_MARGIN`]). The upper bounds are taken at each branch's own node,
+    /// the lower ones over each branch's subtree (its lowest voltage, its
+    /// longest impedance): one pass over a step's nodes, no figures per node
+    /// and step. A step is kept where some lower bound does not exceed the
+    /// least upper bound of the window.
     pub(crate) fn steps_that_can_bind(
         &self,
         electrical: &ElectricalFeeder,
@@ -329,119 +699,33 @@ impl Engine {
         group: Option<usize>,
     ) -> Vec<usize> {
         let limits = &self.config.limits;
-        let e = electrical;
-        let n = e.len();
+        let screen = StepScreen::new(
+            electrical,
+            limits,
+            self.group_rated_kva(group) * limits.substation_transformer_pct / 100.0,
+            self.config.capacity_power_factor,
+        );
         let steps = loads.step_count();
-        let thermal = limits.thermal_pct / 100.0;
-        let substation_limit_kva =
-            self.group_rated_kva(group) * limits.substation_transformer_pct / 100.0;
-        let tan_phi = power_factor_tan(self.config.capacity_power_factor);
-        let phi = tan_phi.atan();
-        // The new current's direction relative to its node's voltage.
-        let lagging = Complex64::new(phi.cos(), -phi.sin());
-        // Over the path to each node, the largest factor by which the voltage bound can undershoot: one over
-        // the cosine of the angle between impedance and current, the node's
-        // voltage angle (a few degrees) allowed for.
-        let mut rows = PathRows::new(e);
-        let mut voltage_factor = vec![1.0f64; n];
-        for j in 1..n {
-            let parent = e.parent[j] as usize;
-            let own = if rows.z_path[j] > 0.0 {
-                let angle = (rows.z_path_ohm[j] * lagging).arg().abs() + VOLTAGE_ANGLE_RAD;
-                1.0 / angle.cos().max(MIN_COSINE)
-            } else {
-                1.0
-            };
-            voltage_factor[j] = own.max(voltage_factor[parent]);
-        }
+        let mut scratch = ScreenScratch::new(electrical.len());
         let mut selected = vec![false; steps];
-        let mut thermal_lower_at = vec![f32::INFINITY; n * steps];
-        let mut voltage_lower_at = vec![f32::INFINITY; n * steps];
-        // Per node and step, the largest present current on its path, in kVA
-        // at the node's voltage.
-        let mut path_current_kva_at = vec![0.0f32; n * steps];
-        let mut substation_lower_at = vec![f64::INFINITY; steps];
-        // The largest drop from the busbar to the feeder's lowest voltage, pu.
-        let mut most_drop_pu = 0.0f64;
-        let mut least_upper = vec![f64::INFINITY; n];
+        let mut figures = Vec::with_capacity(steps);
+        let (mut least_upper, mut first_node_upper) = (f64::INFINITY, f64::INFINITY);
         for k in 0..steps {
             let solution = &loads.flows[k];
-            if !solution.converged || solution.v_kv.len() != n {
+            if !solution.converged || solution.v_kv.len() != electrical.len() {
                 selected[k] = true;
+                figures.push(StepFigures::default());
                 continue;
             }
-            rows.fill(e, solution, limits);
-            if rows.highest_pu >= limits.v_max_pu - VOLTAGE_MARGIN_PU {
-                selected[k] = true;
-            }
-            most_drop_pu =
-                most_drop_pu.max(rows.voltage_kv[0] / e.nominal_kv[0] - rows.subtree_min_pu[0]);
-            let group = group_kva[k];
-            let substation_lower = substation_limit_kva - group.norm_sqr().sqrt();
-            let substation_upper = substation_limit_kva - (group * lagging).re;
-            let (substation_lower, substation_upper) = if substation_limit_kva > 0.0 {
-                (substation_lower, substation_upper)
-            } else {
-                (f64::INFINITY, f64::INFINITY)
-            };
-            substation_lower_at[k] = substation_lower;
-            for j in 1..n {
-                let v = solution.v_kv[j];
-                let v_kv = rows.voltage_kv[j];
-                let kva_per_a = SQRT_3 * v_kv;
-                let thermal_lower = kva_per_a * rows.margin_a[j];
-                let voltage_lower = rows.voltage_room[j] * 1000.0 * e.nominal_kv[j] * v_kv;
-                let voltage_lower = if voltage_lower.is_nan() {
-                    f64::INFINITY
-                } else {
-                    voltage_lower
-                };
-                let b = rows.bottleneck[j] as usize;
-                let limit_b = if b == 0 {
-                    e.head_rated_a.map_or(f64::INFINITY, |r| r * thermal)
-                } else {
-                    e.rated_a[b] * thermal
-                };
-                // The present current's part along the new one.
-                let direction = lagging * v * v_kv.recip();
-                let along = (solution.i_a[b] * direction.conj()).re;
-                let thermal_upper = kva_per_a * (limit_b - along);
-                thermal_lower_at[j * steps + k] = thermal_lower as f32;
-                voltage_lower_at[j * steps + k] = voltage_lower as f32;
-                path_current_kva_at[j * steps + k] = (kva_per_a * rows.max_current_a[j]) as f32;
-                let room_upper = thermal_upper
-                    .min(voltage_lower.max(0.0) * voltage_factor[j])
-                    .min(substation_upper);
-                least_upper[j] = least_upper[j].min(room_upper);
-            }
+            let step = screen.step(electrical, solution, group_kva[k], &mut scratch);
+            selected[k] = step.near_upper_voltage_limit;
+            least_upper = least_upper.min(step.least_upper_kva);
+            first_node_upper = first_node_upper.min(step.first_node.upper_kva);
+            figures.push(step);
         }
-        // The loads' answer to a new load: constant power draws more current as
-        // voltages fall, by up to the fall the new load causes at its own node
-        // (no other node falls further), at most `fall` pu when it draws the
-        // node's least upper bound; that raises every current on its path and
-        // every drop on the feeder by as much. Each lower bound is lowered by
-        // that before it is compared with the upper one.
-        for (j, &upper) in least_upper.iter().enumerate().skip(1) {
-            let volts = limits.v_min_pu * e.nominal_kv[j];
-            let fall = (FALL_MARGIN * upper.max(0.0) * rows.z_path[j]
-                / (1000.0 * volts * e.nominal_kv[j]))
-                .min(0.5);
-            let threshold = upper + 1.0;
-            for (k, chosen) in selected.iter_mut().enumerate() {
-                if *chosen {
-                    continue;
-                }
-                let at = j * steps + k;
-                // Currents on the path grow to at most 1 / (1 - fall) of what
-                // they would be: the limit less that much of the present
-                // currents, over the new current as much grown.
-                let thermal = f64::from(thermal_lower_at[at]) * (1.0 - fall)
-                    - fall * f64::from(path_current_kva_at[at]);
-                let voltage_give = most_drop_pu + fall + 0.01;
-                let voltage = f64::from(voltage_lower_at[at]) * (1.0 - voltage_give);
-                let substation_give = fall * upper.max(0.0);
-                let substation = (substation_lower_at[k] - substation_give) * (1.0 - fall);
-                *chosen = thermal.min(voltage).min(substation) <= threshold;
+        for (k, chosen) in selected.iter_mut().enumerate() {
+            if !*chosen {
+                *chosen = screen.can_bind(&figures[k], least_upper, first_node_upper);
             }
         }
         (0..steps).filter(|k| selected[*k]).collect()

@@ -992,12 +992,8 @@ impl Engine {
 /// One power flow's screening figures in rows over a feeder's nodes: what a
 /// base keeps per step and what capacity screening bounds headroom with.
 pub(crate) struct PathRows {
-    /// Impedance from the busbar to each node, ohm.
-    pub(crate) z_path_ohm: Vec<Complex64>,
     /// Its magnitude, ohm.
     pub(crate) z_path: Vec<f64>,
-    /// The highest node voltage, pu.
-    pub(crate) highest_pu: f64,
     /// Voltage magnitude, kV.
     pub(crate) voltage_kv: Vec<f64>,
     /// Lowest voltage of each node's subtree, pu.
@@ -1044,9 +1040,7 @@ impl PathRows {
                 .map(|&a| if a.is_finite() { a.recip() } else { 0.0 })
                 .collect(),
             inverse_z_path,
-            z_path_ohm,
             z_path,
-            highest_pu: f64::NEG_INFINITY,
             voltage_kv: vec![0.0; n],
             subtree_min_pu: vec![0.0; n],
             margin_a: vec![0.0; n],
@@ -1061,13 +1055,11 @@ impl PathRows {
     pub(crate) fn fill(&mut self, e: &ElectricalFeeder, solution: &Solution, limits: &Limits) {
         let n = e.len();
         let thermal = limits.thermal_pct / 100.0;
-        self.highest_pu = f64::NEG_INFINITY;
         for (j, v) in solution.v_kv.iter().enumerate() {
             let magnitude = v.norm_sqr().sqrt();
             self.voltage_kv[j] = magnitude;
             let pu = magnitude * self.inverse_nominal_kv[j];
             self.subtree_min_pu[j] = pu;
-            self.highest_pu = self.highest_pu.max(pu);
         }
         for j in (1..n).rev() {
             let parent = e.parent[j] as usize;

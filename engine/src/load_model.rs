@@ -186,12 +186,12 @@ impl FeederLoads {
             }))
             .collect();
         let grouped = readings.group(&assets);
-        // A group fetched at once is read in place; other sources hand out copies.
+        // A group fetched at once is read in place.
         let series_of =
             |asset: AssetRef, quantity: Quantity| -> std::borrow::Cow<'_, [(i64, f64)]> {
                 match &grouped {
                     Some(group) => group.series_slice(asset, quantity).into(),
-                    None => readings.series(asset, quantity).into(),
+                    None => readings.series(asset, quantity),
                 }
             };
         let head_p = window.align(&series_of(feeder_ref, Quantity::PKw), gap);

@@ -1,6 +1,7 @@
 //! Where the load model gets its measurements: a small interface that gridpack rows
 //! in memory and the readings store ([`crate::store::StoreReadings`]) both serve.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use headroom_geodata::{AssetRef, Quantity, ReadingRow};
@@ -9,8 +10,9 @@ use rustc_hash::FxHashMap;
 /// Time series of measurements by asset and quantity.
 pub trait ReadingsSource: Send + Sync {
     /// The readings of one asset and quantity as `(ts_ms, value)`, sorted by time,
-    /// one per timestamp (the last written wins).
-    fn series(&self, asset: AssetRef, quantity: Quantity) -> Vec<(i64, f64)>;
+    /// one per timestamp (the last written wins); borrowed where the source
+    /// holds them in memory (a capacity sweep reads every series of a city).
+    fn series(&self, asset: AssetRef, quantity: Quantity) -> Cow<'_, [(i64, f64)]>;
 
     /// Whether the asset has any reading of the quantity.
     fn has(&self, asset: AssetRef, quantity: Quantity) -> bool {
@@ -46,7 +48,7 @@ pub(crate) struct Prefetched {
 }
 
 impl ReadingsSource for Prefetched {
-    fn series(&self, asset: AssetRef, quantity: Quantity) -> Vec<(i64, f64)> {
+    fn series(&self, asset: AssetRef, quantity: Quantity) -> Cow<'_, [(i64, f64)]> {
         self.readings.series(asset, quantity)
     }
 
@@ -109,11 +111,8 @@ impl InMemoryReadings {
 }
 
 impl ReadingsSource for InMemoryReadings {
-    fn series(&self, asset: AssetRef, quantity: Quantity) -> Vec<(i64, f64)> {
-        self.series
-            .get(&(asset, quantity))
-            .cloned()
-            .unwrap_or_default()
+    fn series(&self, asset: AssetRef, quantity: Quantity) -> Cow<'_, [(i64, f64)]> {
+        Cow::Borrowed(self.series_slice(asset, quantity))
     }
 
     fn has(&self, asset: AssetRef, quantity: Quantity) -> bool {

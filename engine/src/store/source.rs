@@ -10,6 +10,7 @@
 //! only while the sum of its assets' generations is the one it was read at (they
 //! only grow, so an equal sum means no asset was written).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, Float64Array, StringArray, TimestampMillisecondArray};
@@ -276,9 +277,13 @@ impl StoreReadings {
 }
 
 impl ReadingsSource for StoreReadings {
-    fn series(&self, asset: AssetRef, quantity: Quantity) -> Vec<(i64, f64)> {
+    fn series(&self, asset: AssetRef, quantity: Quantity) -> Cow<'_, [(i64, f64)]> {
         match asset.kind {
-            AssetKind::Transformer => self.fetched(&[asset]).series(asset, quantity),
+            AssetKind::Transformer => self
+                .fetched(&[asset])
+                .series_slice(asset, quantity)
+                .to_vec()
+                .into(),
             _ => self.heads.series(asset, quantity),
         }
     }
