@@ -19,8 +19,8 @@ use rayon::prelude::*;
 
 use crate::engine::{Engine, FeederBase};
 use crate::evaluate::AddedLoad;
-use crate::load_model::{FeederLoads, power_factor_tan};
-use crate::powerflow::{ElectricalFeeder, SQRT_3, Solution};
+use crate::load_model::{FeederLoads, LooseBatches, power_factor_tan};
+use crate::powerflow::{ElectricalFeeder, LANES, SQRT_3, Solution};
 use crate::readings::{Prefetched, ReadingsSource};
 use headroom_geodata::FeederIx;
 
@@ -211,21 +211,33 @@ struct StepScreen {
     substation_limit_kva: f64,
 }
 
-/// Per-node buffers of one step's screen.
+/// One figure of a node at each of a batch of steps.
+type Lanes = [f64; LANES];
+
+/// Per-node buffers of a batch of steps' screen, a lane per step.
 struct ScreenScratch {
-    voltage_kv: Vec<f64>,
-    subtree_min_pu: Vec<f64>,
-    current_a: Vec<f64>,
-    path_room: Vec<f64>,
+    v_re: Vec<Lanes>,
+    v_im: Vec<Lanes>,
+    i_re: Vec<Lanes>,
+    i_im: Vec<Lanes>,
+    voltage_kv: Vec<Lanes>,
+    subtree_min_pu: Vec<Lanes>,
+    current_a: Vec<Lanes>,
+    path_room: Vec<Lanes>,
 }
 
 impl ScreenScratch {
     fn new(n: usize) -> Self {
+        let lanes = || vec![[0.0; LANES]; n];
         Self {
-            voltage_kv: vec![0.0; n],
-            subtree_min_pu: vec![0.0; n],
-            current_a: vec![0.0; n],
-            path_room: vec![0.0; n],
+            v_re: lanes(),
+            v_im: lanes(),
+            i_re: lanes(),
+            i_im: lanes(),
+            voltage_kv: lanes(),
+            subtree_min_pu: lanes(),
+            current_a: lanes(),
+            path_room: lanes(),
         }
     }
 }
@@ -262,8 +274,20 @@ impl Default for StepFigures {
     }
 }
 
+impl StepFigures {
+    /// Counts the substation transformers' room, their load being `group_kva`.
+    fn add_substation(&mut self, screen: &StepScreen, group_kva: Complex64) {
+        if screen.substation_limit_kva > 0.0 {
+            let upper = screen.substation_limit_kva - (group_kva * screen.lagging_conj.conj()).re;
+            self.substation_lower_kva = screen.substation_limit_kva - group_kva.norm_sqr().sqrt();
+            self.least_upper_kva = self.least_upper_kva.min(upper);
+            self.first_node.upper_kva = self.first_node.upper_kva.min(upper);
+        }
+    }
+}
+
 /// The first node's bounds at one step, kVA.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct FirstNodeBounds {
     upper_kva: f64,
     thermal_lower_kva: f64,
@@ -272,48 +296,65 @@ struct FirstNodeBounds {
     path_current_kva: f64,
 }
 
-/// The least upper bound `u` at which any of a step's lower bounds, each
-/// `a - b u` (the load's fall grows with the load it is judged at), reaches
-/// `u + 1`: `(a - 1) / (1 + b)`, kept as a fraction so that a step's hundreds
-/// of bounds cost no division each.
+/// No bound (a step not screened is kept whatever they are).
+impl Default for FirstNodeBounds {
+    fn default() -> Self {
+        Self {
+            upper_kva: f64::INFINITY,
+            thermal_lower_kva: f64::NEG_INFINITY,
+            voltage_lower_kva: f64::NEG_INFINITY,
+            path_current_kva: 0.0,
+        }
+    }
+}
+
+/// Per lane, the least upper bound `u` at which any of a step's lower bounds,
+/// each `a - b u` (the load's fall grows with the load it is judged at),
+/// reaches `u + 1`: `(a - 1) / (1 + b)`, kept as a fraction so that a step's
+/// hundreds of bounds cost no division each.
 #[derive(Clone, Copy, Debug)]
 struct CriticalUpper {
-    numerator: f64,
-    denominator: f64,
-    /// Some bound reaches it at any `u`.
-    always: bool,
+    numerator: Lanes,
+    denominator: Lanes,
+    /// Some bound reaches it at any `u` (or is not a number).
+    always: [bool; LANES],
 }
 
 impl Default for CriticalUpper {
     fn default() -> Self {
         Self {
-            numerator: f64::INFINITY,
-            denominator: 1.0,
-            always: false,
+            numerator: [f64::INFINITY; LANES],
+            denominator: [1.0; LANES],
+            always: [false; LANES],
         }
     }
 }
 
 impl CriticalUpper {
-    fn add(&mut self, a: f64, b: f64) {
-        // Not a number counts as reaching it.
-        if a.partial_cmp(&1.0) != Some(std::cmp::Ordering::Greater) {
-            self.always = true;
-            return;
-        }
-        // Denominators are at least 1.
-        let (numerator, denominator) = (a - 1.0, 1.0 + b);
-        if numerator * self.denominator < self.numerator * denominator {
-            (self.numerator, self.denominator) = (numerator, denominator);
+    #[inline(always)]
+    fn add(&mut self, a: Lanes, b: Lanes) {
+        for l in 0..LANES {
+            self.always[l] |= a[l] <= 1.0 || a[l].is_nan();
+            // Denominators are at least 1 where `a` exceeds 1.
+            let (numerator, denominator) = (a[l] - 1.0, 1.0 + b[l]);
+            let less = numerator * self.denominator[l] < self.numerator[l] * denominator;
+            self.numerator[l] = if less { numerator } else { self.numerator[l] };
+            self.denominator[l] = if less {
+                denominator
+            } else {
+                self.denominator[l]
+            };
         }
     }
 
-    fn value(&self) -> f64 {
-        if self.always {
-            f64::NEG_INFINITY
-        } else {
-            self.numerator / self.denominator
-        }
+    fn value(&self) -> Lanes {
+        std::array::from_fn(|l| {
+            if self.always[l] {
+                f64::NEG_INFINITY
+            } else {
+                self.numerator[l] / self.denominator[l]
+            }
+        })
     }
 }
 
@@ -380,143 +421,203 @@ impl StepScreen {
         }
     }
 
-    /// One step's bounds from its (loose) power flow.
-    fn step(
+    /// The bounds of a batch of steps from their (loose) power flows, a step
+    /// per lane: a city's screen judges two million steps of a hundred nodes,
+    /// and a lane each does four at once.
+    fn steps(
         &self,
         e: &ElectricalFeeder,
-        solution: &Solution,
-        group_kva: Complex64,
+        solutions: [&Solution; LANES],
         scratch: &mut ScreenScratch,
-    ) -> StepFigures {
+    ) -> [StepFigures; LANES] {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above; the function is
+            // otherwise safe.
+            #[allow(unsafe_code)]
+            return unsafe { self.steps_avx2(e, solutions, scratch) };
+        }
+        self.steps_portable(e, solutions, scratch)
+    }
+
+    /// The same code compiled for AVX2, where each lane array is one register.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn steps_avx2(
+        &self,
+        e: &ElectricalFeeder,
+        solutions: [&Solution; LANES],
+        scratch: &mut ScreenScratch,
+    ) -> [StepFigures; LANES] {
+        self.steps_portable(e, solutions, scratch)
+    }
+
+    #[inline(always)]
+    fn steps_portable(
+        &self,
+        e: &ElectricalFeeder,
+        solutions: [&Solution; LANES],
+        scratch: &mut ScreenScratch,
+    ) -> [StepFigures; LANES] {
+        // Whole-lane minima: a select that keeps the left lane becomes a masked
+        // store, which the next load of the same lanes waits for.
+        fn least(a: Lanes, b: Lanes) -> Lanes {
+            std::array::from_fn(|l| a[l].min(b[l]))
+        }
+        fn most(a: Lanes, b: Lanes) -> Lanes {
+            std::array::from_fn(|l| a[l].max(b[l]))
+        }
+        fn square_root(a: &mut Lanes) {
+            for x in a.iter_mut() {
+                *x = x.sqrt();
+            }
+        }
         let n = e.len();
         let ScreenScratch {
+            v_re,
+            v_im,
+            i_re,
+            i_im,
             voltage_kv,
             subtree_min_pu,
             current_a,
             path_room,
         } = scratch;
-        // Not `norm`, whose overflow-safe hypot costs several times as much;
-        // loops of their own, so that they run several nodes at a time.
-        for (out, v) in voltage_kv.iter_mut().zip(&solution.v_kv) {
-            *out = v.norm_sqr().sqrt();
+        for (l, solution) in solutions.iter().enumerate() {
+            for j in 0..n {
+                let (v, i) = (solution.v_kv[j], solution.i_a[j]);
+                (v_re[j][l], v_im[j][l]) = (v.re, v.im);
+                (i_re[j][l], i_im[j][l]) = (i.re, i.im);
+                voltage_kv[j][l] = v.norm_sqr();
+                current_a[j][l] = i.norm_sqr();
+            }
         }
-        for (out, i) in current_a.iter_mut().zip(&solution.i_a) {
-            *out = i.norm_sqr().sqrt();
+        let mut highest_pu = [f64::NEG_INFINITY; LANES];
+        let mut largest_current_a = [0.0; LANES];
+        for j in 0..n {
+            square_root(&mut voltage_kv[j]);
+            square_root(&mut current_a[j]);
+            let inverse_nominal = self.inverse_nominal_kv[j];
+            subtree_min_pu[j] = std::array::from_fn(|l| voltage_kv[j][l] * inverse_nominal);
+            highest_pu = most(highest_pu, subtree_min_pu[j]);
+            largest_current_a = most(largest_current_a, current_a[j]);
         }
-        for ((out, v), inverse) in subtree_min_pu
-            .iter_mut()
-            .zip(voltage_kv.iter())
-            .zip(&self.inverse_nominal_kv)
-        {
-            *out = v * inverse;
-        }
-        let highest_pu = subtree_min_pu
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
         for j in (1..n).rev() {
             let parent = e.parent[j] as usize;
-            subtree_min_pu[parent] = subtree_min_pu[parent].min(subtree_min_pu[j]);
+            subtree_min_pu[parent] = least(subtree_min_pu[parent], subtree_min_pu[j]);
         }
-        let largest_current_a = current_a.iter().copied().fold(0.0, f64::max);
-        let drop_pu = voltage_kv[0] * self.inverse_nominal_kv[0] - subtree_min_pu[0];
-        // The present current in `branch` along a new one drawn at node `at`,
-        // times that node's voltage, A kV.
-        let along_kv = |branch: usize, at: usize| {
-            (solution.i_a[branch] * self.lagging_conj * solution.v_kv[at].conj()).re
+        let drop_pu: Lanes = std::array::from_fn(|l| {
+            voltage_kv[0][l] * self.inverse_nominal_kv[0] - subtree_min_pu[0][l]
+        });
+        let lagging = self.lagging_conj;
+        // The present current in branch `branch` along a new one drawn at node
+        // `at`, times that node's voltage, A kV.
+        let along_kv = |branch: usize, at: usize| -> Lanes {
+            std::array::from_fn(|l| {
+                let w_re = i_re[branch][l] * lagging.re - i_im[branch][l] * lagging.im;
+                let w_im = i_re[branch][l] * lagging.im + i_im[branch][l] * lagging.re;
+                w_re * v_re[at][l] + w_im * v_im[at][l]
+            })
         };
-        let (substation_lower_kva, substation_upper_kva) = if self.substation_limit_kva > 0.0 {
-            (
-                self.substation_limit_kva - group_kva.norm_sqr().sqrt(),
-                self.substation_limit_kva - (group_kva * self.lagging_conj.conj()).re,
-            )
-        } else {
-            (f64::INFINITY, f64::INFINITY)
-        };
-        let mut least_upper_kva = substation_upper_kva;
+        let mut least_upper_kva = [f64::INFINITY; LANES];
         let mut critical = CriticalUpper::default();
-        path_room[0] = f64::INFINITY;
+        path_room[0] = [f64::INFINITY; LANES];
         for j in 0..n {
             let nominal = e.nominal_kv[j];
             // Every node below `j` has at least this voltage.
-            let lowest_below_kv = subtree_min_pu[j] * nominal;
+            let lowest_below_kv: Lanes = std::array::from_fn(|l| subtree_min_pu[j][l] * nominal);
             // The branch into `j` (0: the head breaker) carries the new load of
             // any node below it.
-            let margin_a = self.limit_a[j] - current_a[j];
-            if margin_a.is_finite() && n > 1 {
-                let lower = SQRT_3 * lowest_below_kv * margin_a;
-                let fall = SQRT_3
-                    * lowest_below_kv
-                    * self.fall_per_kva[j]
-                    * (margin_a + largest_current_a);
-                critical.add(lower, fall);
+            let limit_a = self.limit_a[j];
+            if limit_a.is_finite() && n > 1 {
+                let margin_a: Lanes = std::array::from_fn(|l| limit_a - current_a[j][l]);
+                let fall_per_kva = self.fall_per_kva[j];
+                critical.add(
+                    std::array::from_fn(|l| SQRT_3 * lowest_below_kv[l] * margin_a[l]),
+                    std::array::from_fn(|l| {
+                        SQRT_3
+                            * lowest_below_kv[l]
+                            * fall_per_kva
+                            * (margin_a[l] + largest_current_a[l])
+                    }),
+                );
                 let at = j.max(1);
-                let upper = SQRT_3 * (voltage_kv[at] * self.limit_a[j] - along_kv(j, at));
-                least_upper_kva = least_upper_kva.min(upper);
+                let along = along_kv(j, at);
+                least_upper_kva = least(
+                    least_upper_kva,
+                    std::array::from_fn(|l| SQRT_3 * (voltage_kv[at][l] * limit_a - along[l])),
+                );
             }
             if j == 0 {
                 continue;
             }
             let parent = e.parent[j] as usize;
-            let own_room = if self.inverse_z_path[j].is_finite() {
-                (subtree_min_pu[j] - self.v_min_pu) * self.inverse_z_path[j]
-            } else {
-                f64::INFINITY
-            };
-            path_room[j] = own_room.min(path_room[parent]);
-            if own_room.is_finite() {
+            let inverse_z = self.inverse_z_path[j];
+            if inverse_z.is_finite() {
+                let own_room: Lanes =
+                    std::array::from_fn(|l| (subtree_min_pu[j][l] - self.v_min_pu) * inverse_z);
+                path_room[j] = least(own_room, path_room[parent]);
                 // A load below `j` lowers the lowest voltage below `j` by at
                 // least the impedance to `j` times its current.
-                let room_kva = own_room * 1000.0 * nominal * lowest_below_kv;
+                let room_kva: Lanes =
+                    std::array::from_fn(|l| own_room[l] * 1000.0 * nominal * lowest_below_kv[l]);
                 critical.add(
-                    room_kva * (1.0 - drop_pu - 0.01),
-                    room_kva * self.fall_per_kva[j],
+                    std::array::from_fn(|l| room_kva[l] * (1.0 - drop_pu[l] - 0.01)),
+                    std::array::from_fn(|l| room_kva[l] * self.fall_per_kva[j]),
+                );
+            } else {
+                path_room[j] = path_room[parent];
+            }
+            if path_room[j][0].is_finite() {
+                let factor = self.voltage_factor[j];
+                least_upper_kva = least(
+                    least_upper_kva,
+                    std::array::from_fn(|l| {
+                        let voltage_lower = path_room[j][l] * 1000.0 * nominal * voltage_kv[j][l];
+                        voltage_lower.max(0.0) * factor
+                    }),
                 );
             }
-            if path_room[j].is_finite() {
-                let voltage_lower = path_room[j] * 1000.0 * nominal * voltage_kv[j];
-                least_upper_kva =
-                    least_upper_kva.min(voltage_lower.max(0.0) * self.voltage_factor[j]);
-            }
         }
-        let first_node = if n > 1 {
-            let (head_margin, own_margin) = (
-                self.limit_a[0] - current_a[0],
-                self.limit_a[1] - current_a[1],
-            );
-            let (margin_a, bottleneck) = if own_margin < head_margin {
-                (own_margin, 1)
+        let critical_upper_kva = critical.value();
+        std::array::from_fn(|l| {
+            let first_node = if n > 1 {
+                let (head_margin, own_margin) = (
+                    self.limit_a[0] - current_a[0][l],
+                    self.limit_a[1] - current_a[1][l],
+                );
+                let (margin_a, bottleneck) = if own_margin < head_margin {
+                    (own_margin, 1)
+                } else {
+                    (head_margin, 0)
+                };
+                let kva_per_a = SQRT_3 * voltage_kv[1][l];
+                let voltage_lower = path_room[1][l] * 1000.0 * e.nominal_kv[1] * voltage_kv[1][l];
+                let voltage_lower = if voltage_lower.is_nan() {
+                    f64::INFINITY
+                } else {
+                    voltage_lower
+                };
+                let thermal_upper = SQRT_3
+                    * (voltage_kv[1][l] * self.limit_a[bottleneck] - along_kv(bottleneck, 1)[l]);
+                FirstNodeBounds {
+                    upper_kva: thermal_upper.min(voltage_lower.max(0.0) * self.voltage_factor[1]),
+                    thermal_lower_kva: kva_per_a * margin_a,
+                    voltage_lower_kva: voltage_lower,
+                    path_current_kva: kva_per_a * current_a[0][l].max(current_a[1][l]),
+                }
             } else {
-                (head_margin, 0)
+                FirstNodeBounds::default()
             };
-            let kva_per_a = SQRT_3 * voltage_kv[1];
-            let voltage_lower = path_room[1] * 1000.0 * e.nominal_kv[1] * voltage_kv[1];
-            let voltage_lower = if voltage_lower.is_nan() {
-                f64::INFINITY
-            } else {
-                voltage_lower
-            };
-            let thermal_upper =
-                SQRT_3 * (voltage_kv[1] * self.limit_a[bottleneck] - along_kv(bottleneck, 1));
-            FirstNodeBounds {
-                upper_kva: thermal_upper
-                    .min(voltage_lower.max(0.0) * self.voltage_factor[1])
-                    .min(substation_upper_kva),
-                thermal_lower_kva: kva_per_a * margin_a,
-                voltage_lower_kva: voltage_lower,
-                path_current_kva: kva_per_a * current_a[0].max(current_a[1]),
+            StepFigures {
+                least_upper_kva: least_upper_kva[l],
+                critical_upper_kva: critical_upper_kva[l],
+                substation_lower_kva: f64::INFINITY,
+                near_upper_voltage_limit: highest_pu[l] >= self.v_max_pu - VOLTAGE_MARGIN_PU,
+                drop_pu: drop_pu[l],
+                first_node,
             }
-        } else {
-            FirstNodeBounds::default()
-        };
-        StepFigures {
-            least_upper_kva,
-            critical_upper_kva: critical.value(),
-            substation_lower_kva,
-            near_upper_voltage_limit: highest_pu >= self.v_max_pu - VOLTAGE_MARGIN_PU,
-            drop_pu,
-            first_node,
-        }
+        })
     }
 
     /// Whether a step with these figures can bind at the first node (whose
@@ -545,6 +646,84 @@ impl StepScreen {
         let thermal = first.thermal_lower_kva * (1.0 - fall) - fall * first.path_current_kva;
         let voltage = first.voltage_lower_kva * (1.0 - (step.drop_pu + fall + 0.01));
         thermal.min(voltage).min(substation(fall, first_node_upper)) <= first_node_upper + 1.0
+    }
+}
+
+/// A capacity screen over a feeder's steps, fed each batch of loose flows as
+/// the load model solves it (see [`LooseBatches`]).
+struct StepScreening<'a> {
+    screen: StepScreen,
+    electrical: &'a ElectricalFeeder,
+    scratch: ScreenScratch,
+    /// Per kept step, its figures (defaults, which keep a step, until screened).
+    figures: Vec<StepFigures>,
+}
+
+impl<'a> StepScreening<'a> {
+    fn new(screen: StepScreen, electrical: &'a ElectricalFeeder, steps: usize) -> Self {
+        Self {
+            screen,
+            electrical,
+            scratch: ScreenScratch::new(electrical.len()),
+            figures: vec![StepFigures::default(); steps],
+        }
+    }
+
+    /// The steps of a feeder (its loads solved at least loosely) where a flat
+    /// load at the capacity power factor can meet a limit first at the first
+    /// node, or at whichever node takes the least, and every step where a limit
+    /// is broken already. Only those two nodes' headrooms are wanted: at any
+    /// other node a step matters only where a load smaller than the least upper
+    /// bound of every node can break a limit.
+    ///
+    /// Two bounds on the largest load that keeps every limit: from above, the
+    /// limits with the new current in phase with what it adds to (thermal and
+    /// substation: the projection of the present current on the new one;
+    /// voltage: the path's least room over the cosine of the angle between
+    /// the path's impedance and the new current); from below, the triangle
+    /// inequality, lowered for the loads' answer to the lower voltage (see
+    /// [`FALL_MARGIN`]). The upper bounds are taken at each branch's own node,
+    /// the lower ones over each branch's subtree (its lowest voltage, its
+    /// longest impedance): one pass over a step's nodes, no figures per node
+    /// and step. A step is kept where some lower bound does not exceed the
+    /// least upper bound of the window.
+    fn steps_that_can_bind(&mut self, group_kva: &[Complex64]) -> Vec<usize> {
+        let steps = group_kva.len();
+        let figures = &mut self.figures[..steps];
+        let screen = &self.screen;
+        let (mut least_upper, mut first_node_upper) = (f64::INFINITY, f64::INFINITY);
+        for (step, group) in figures.iter_mut().zip(group_kva) {
+            step.add_substation(screen, *group);
+            least_upper = least_upper.min(step.least_upper_kva);
+            first_node_upper = first_node_upper.min(step.first_node.upper_kva);
+        }
+        (0..steps)
+            .filter(|&k| {
+                figures[k].near_upper_voltage_limit
+                    || screen.can_bind(&figures[k], least_upper, first_node_upper)
+            })
+            .collect()
+    }
+}
+
+impl LooseBatches for StepScreening<'_> {
+    fn solved(&mut self, steps: &[usize], flows: &[Solution; LANES]) {
+        let n = self.electrical.len();
+        let usable = |l: usize| flows[l].converged && flows[l].v_kv.len() == n;
+        // A flow that did not converge keeps its step; its lane takes another's.
+        let Some(stand_in) = (0..LANES).find(|l| usable(*l)) else {
+            return;
+        };
+        let figures = self.screen.steps(
+            self.electrical,
+            std::array::from_fn(|l| &flows[if usable(l) { l } else { stand_in }]),
+            &mut self.scratch,
+        );
+        for (l, &k) in steps.iter().enumerate() {
+            if usable(l) {
+                self.figures[k] = figures[l];
+            }
+        }
     }
 }
 
@@ -635,17 +814,32 @@ impl Engine {
         }
         let feeder = FeederIx::from_usize(f);
         let electrical = ElectricalFeeder::new(&self.network, self.topology.tree(feeder));
-        let mut loads = self.loads_of(feeder, &electrical, self.readings());
+        let group = self
+            .topology
+            .busbar_group_index(self.topology.tree(feeder).head());
+        let limits = &self.config.limits;
+        let mut screening = StepScreening::new(
+            StepScreen::new(
+                &electrical,
+                limits,
+                self.group_rated_kva(group) * limits.substation_transformer_pct / 100.0,
+                self.config.capacity_power_factor,
+            ),
+            &electrical,
+            self.window.steps.len(),
+        );
+        let screen = !(self.reserved_on(f) || self.config.judge_every_step);
+        let mut loads = if screen {
+            self.loads_of(feeder, &electrical, self.readings(), &mut screening)
+        } else {
+            self.loads_of(feeder, &electrical, self.readings(), &mut ())
+        };
         let steps = loads.step_count();
         let rounds = self.config.load_model.max_allocation_rounds;
-        let screen = !(self.reserved_on(f) || steps <= FEW_STEPS || self.config.judge_every_step);
-        let screened = screen
+        let screened = (screen && steps > FEW_STEPS)
             .then(|| {
-                let group = self
-                    .topology
-                    .busbar_group_index(self.topology.tree(feeder).head());
                 let group_kva = self.group_series(group, &self.window_steps(&loads), true);
-                self.steps_that_can_bind(&electrical, &loads, &group_kva, group)
+                screening.steps_that_can_bind(&group_kva)
             })
             .filter(|kept| !kept.is_empty());
         let Some(binding) = screened else {
@@ -671,64 +865,6 @@ impl Engine {
         let mut base = self.base_from_loads(feeder, electrical, kept, true);
         self.finish_base(&mut base, true);
         (Arc::new(base), head)
-    }
-
-    /// The steps of a feeder (its loads solved at least loosely) where a flat
-    /// load at the capacity power factor can meet a limit first at the first
-    /// node, or at whichever node takes the least, and every step where a limit
-    /// is broken already. Only those two nodes' headrooms are wanted: at any
-    /// other node a step matters only where a load smaller than the least upper
-    /// bound of every node can break a limit.
-    ///
-    /// Two bounds on the largest load that keeps every limit: from above, the
-    /// limits with the new current in phase with what it adds to (thermal and
-    /// substation: the projection of the present current on the new one;
-    /// voltage: the path's least room over the cosine of the angle between
-    /// the path's impedance and the new current); from below, the triangle
-    /// inequality, lowered for the loads' answer to the lower voltage (see
-    /// [`FALL_MARGIN`]). The upper bounds are taken at each branch's own node,
-    /// the lower ones over each branch's subtree (its lowest voltage, its
-    /// longest impedance): one pass over a step's nodes, no figures per node
-    /// and step. A step is kept where some lower bound does not exceed the
-    /// least upper bound of the window.
-    pub(crate) fn steps_that_can_bind(
-        &self,
-        electrical: &ElectricalFeeder,
-        loads: &FeederLoads,
-        group_kva: &[Complex64],
-        group: Option<usize>,
-    ) -> Vec<usize> {
-        let limits = &self.config.limits;
-        let screen = StepScreen::new(
-            electrical,
-            limits,
-            self.group_rated_kva(group) * limits.substation_transformer_pct / 100.0,
-            self.config.capacity_power_factor,
-        );
-        let steps = loads.step_count();
-        let mut scratch = ScreenScratch::new(electrical.len());
-        let mut selected = vec![false; steps];
-        let mut figures = Vec::with_capacity(steps);
-        let (mut least_upper, mut first_node_upper) = (f64::INFINITY, f64::INFINITY);
-        for k in 0..steps {
-            let solution = &loads.flows[k];
-            if !solution.converged || solution.v_kv.len() != electrical.len() {
-                selected[k] = true;
-                figures.push(StepFigures::default());
-                continue;
-            }
-            let step = screen.step(electrical, solution, group_kva[k], &mut scratch);
-            selected[k] = step.near_upper_voltage_limit;
-            least_upper = least_upper.min(step.least_upper_kva);
-            first_node_upper = first_node_upper.min(step.first_node.upper_kva);
-            figures.push(step);
-        }
-        for (k, chosen) in selected.iter_mut().enumerate() {
-            if !*chosen {
-                *chosen = screen.can_bind(&figures[k], least_upper, first_node_upper);
-            }
-        }
-        (0..steps).filter(|k| selected[*k]).collect()
     }
 
     fn feeder_capacity(&self, f: usize) -> CapacityRow {

@@ -12,7 +12,7 @@ use num_complex::{Complex32, Complex64};
 
 use crate::checks::Observed;
 use crate::config::{EngineConfig, Limits};
-use crate::load_model::{FeederLoads, STEP_MS, Window, power_factor_tan};
+use crate::load_model::{FeederLoads, LooseBatches, STEP_MS, Window, power_factor_tan};
 use crate::powerflow::{
     ElectricalFeeder, LANES, SQRT_3, Solution, StepLoads, StoredSolution, SweepSettings,
     sweep_steps,
@@ -561,7 +561,7 @@ impl Engine {
     pub fn load_matrix(&self, feeder: FeederIx) -> FeederLoads {
         let tree = self.topology.tree(feeder);
         let electrical = ElectricalFeeder::new(&self.network, tree);
-        let mut loads = self.loads_of(feeder, &electrical, self.readings.as_ref());
+        let mut loads = self.loads_of(feeder, &electrical, self.readings.as_ref(), &mut ());
         self.settle_all(&electrical, &mut loads);
         loads
     }
@@ -576,12 +576,13 @@ impl Engine {
     }
 
     /// A feeder's loads with every step solved loosely (see
-    /// [`FeederLoads::build_loose`]).
+    /// [`FeederLoads::build_loose`]), each batch of flows shown to `on_batch`.
     pub(crate) fn loads_of(
         &self,
         feeder: FeederIx,
         electrical: &ElectricalFeeder,
         readings: &dyn ReadingsSource,
+        on_batch: &mut dyn LooseBatches,
     ) -> FeederLoads {
         let tree = self.topology.tree(feeder);
         let transformers: Vec<(TransformerIx, u32)> = tree
@@ -604,6 +605,7 @@ impl Engine {
             readings,
             &self.window,
             &self.config.load_model,
+            on_batch,
         )
     }
 
@@ -615,7 +617,7 @@ impl Engine {
     ) -> FeederBase {
         let tree = self.topology.tree(feeder);
         let electrical = ElectricalFeeder::new(&self.network, tree);
-        let mut loads = self.loads_of(feeder, &electrical, readings);
+        let mut loads = self.loads_of(feeder, &electrical, readings, &mut ());
         self.settle_all(&electrical, &mut loads);
         self.base_from_loads(feeder, electrical, loads, with_reservations)
     }

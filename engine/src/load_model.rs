@@ -104,6 +104,21 @@ impl Window {
     }
 }
 
+/// What looks at a feeder's loose flows while they are still in the
+/// processor's caches: a feeder's flows over a week fill megabytes, and reading
+/// them back afterwards waited on memory.
+pub trait LooseBatches {
+    /// Steps `steps` (kept-step indices, at most [`LANES`]) are solved loosely:
+    /// `flows[l]` is step `steps[l]`'s flow (lanes past the batch repeat its
+    /// last step).
+    fn solved(&mut self, steps: &[usize], flows: &[Solution; LANES]);
+}
+
+/// Nothing looks.
+impl LooseBatches for () {
+    fn solved(&mut self, _steps: &[usize], _flows: &[Solution; LANES]) {}
+}
+
 /// The loads of one feeder over its kept steps.
 #[derive(Clone, Debug, Default)]
 pub struct FeederLoads {
@@ -164,6 +179,9 @@ impl FeederLoads {
     /// Every step's power flow (and with it the losses the allocation takes off
     /// the residual) is solved to [`LOOSE_TOLERANCE_PU`] only; [`Self::settle`]
     /// solves the steps wanted exactly (`Engine::load_matrix` settles them all).
+    /// `on_batch` sees each batch of steps' loose flows as they are solved
+    /// (see [`LooseBatches`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn build_loose(
         network: &Network,
         tree: &FeederTree,
@@ -172,6 +190,7 @@ impl FeederLoads {
         readings: &dyn ReadingsSource,
         window: &Window,
         settings: &LoadModelSettings,
+        on_batch: &mut dyn LooseBatches,
     ) -> Self {
         let gap = settings.max_interpolation_gap_ms;
         let feeder_ref = AssetRef {
@@ -298,7 +317,7 @@ impl FeederLoads {
             loads.head_kva.push(head);
         }
         loads.rated_kva = ratings;
-        loads.solve_loosely(electrical, settings.max_allocation_rounds);
+        loads.solve_loosely(electrical, settings.max_allocation_rounds, on_batch);
         loads.share_metered();
         loads
     }
@@ -348,7 +367,12 @@ impl FeederLoads {
     /// Solves every step to [`LOOSE_TOLERANCE_PU`], four at a time, iterating each
     /// allocation until the computed head matches the measured one: the loads of
     /// every step, and a close start for the exact power flows that follow.
-    fn solve_loosely(&mut self, electrical: &ElectricalFeeder, max_rounds: usize) {
+    fn solve_loosely(
+        &mut self,
+        electrical: &ElectricalFeeder,
+        max_rounds: usize,
+        on_batch: &mut dyn LooseBatches,
+    ) {
         let n = electrical.len();
         let steps = self.step_count();
         let loose = SweepSettings {
@@ -426,6 +450,7 @@ impl FeederLoads {
                     break;
                 }
             }
+            on_batch.solved(&batch, &lanes);
             // Each lane keeps its solution as its start for the next batch.
             self.flows.extend(lanes[..batch.len()].iter().cloned());
         }
