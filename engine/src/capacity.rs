@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use crate::engine::{Engine, FeederBase};
 use crate::evaluate::AddedLoad;
 use crate::load_model::{FeederLoads, LooseBatches, power_factor_tan};
-use crate::powerflow::{ElectricalFeeder, LANES, SQRT_3, Solution};
+use crate::powerflow::{ElectricalFeeder, LANES, SQRT_3, Solution, SweepLanes};
 use crate::readings::{Prefetched, ReadingsSource};
 use headroom_geodata::FeederIx;
 
@@ -216,10 +216,6 @@ type Lanes = [f64; LANES];
 
 /// Per-node buffers of a batch of steps' screen, a lane per step.
 struct ScreenScratch {
-    v_re: Vec<Lanes>,
-    v_im: Vec<Lanes>,
-    i_re: Vec<Lanes>,
-    i_im: Vec<Lanes>,
     voltage_kv: Vec<Lanes>,
     subtree_min_pu: Vec<Lanes>,
     current_a: Vec<Lanes>,
@@ -230,10 +226,6 @@ impl ScreenScratch {
     fn new(n: usize) -> Self {
         let lanes = || vec![[0.0; LANES]; n];
         Self {
-            v_re: lanes(),
-            v_im: lanes(),
-            i_re: lanes(),
-            i_im: lanes(),
             voltage_kv: lanes(),
             subtree_min_pu: lanes(),
             current_a: lanes(),
@@ -427,7 +419,7 @@ impl StepScreen {
     fn steps(
         &self,
         e: &ElectricalFeeder,
-        solutions: [&Solution; LANES],
+        lanes: &SweepLanes,
         scratch: &mut ScreenScratch,
     ) -> [StepFigures; LANES] {
         #[cfg(target_arch = "x86_64")]
@@ -435,9 +427,9 @@ impl StepScreen {
             // SAFETY: the CPU has AVX2, checked just above; the function is
             // otherwise safe.
             #[allow(unsafe_code)]
-            return unsafe { self.steps_avx2(e, solutions, scratch) };
+            return unsafe { self.steps_avx2(e, lanes, scratch) };
         }
-        self.steps_portable(e, solutions, scratch)
+        self.steps_portable(e, lanes, scratch)
     }
 
     /// The same code compiled for AVX2, where each lane array is one register.
@@ -446,17 +438,17 @@ impl StepScreen {
     fn steps_avx2(
         &self,
         e: &ElectricalFeeder,
-        solutions: [&Solution; LANES],
+        lanes: &SweepLanes,
         scratch: &mut ScreenScratch,
     ) -> [StepFigures; LANES] {
-        self.steps_portable(e, solutions, scratch)
+        self.steps_portable(e, lanes, scratch)
     }
 
     #[inline(always)]
     fn steps_portable(
         &self,
         e: &ElectricalFeeder,
-        solutions: [&Solution; LANES],
+        lanes: &SweepLanes,
         scratch: &mut ScreenScratch,
     ) -> [StepFigures; LANES] {
         // Whole-lane minima: a select that keeps the left lane becomes a masked
@@ -474,27 +466,24 @@ impl StepScreen {
         }
         let n = e.len();
         let ScreenScratch {
-            v_re,
-            v_im,
-            i_re,
-            i_im,
             voltage_kv,
             subtree_min_pu,
             current_a,
             path_room,
         } = scratch;
-        for (l, solution) in solutions.iter().enumerate() {
-            for j in 0..n {
-                let (v, i) = (solution.v_kv[j], solution.i_a[j]);
-                (v_re[j][l], v_im[j][l]) = (v.re, v.im);
-                (i_re[j][l], i_im[j][l]) = (i.re, i.im);
-                voltage_kv[j][l] = v.norm_sqr();
-                current_a[j][l] = i.norm_sqr();
-            }
-        }
+        let SweepLanes {
+            v_re,
+            v_im,
+            i_re,
+            i_im,
+        } = lanes;
         let mut highest_pu = [f64::NEG_INFINITY; LANES];
         let mut largest_current_a = [0.0; LANES];
         for j in 0..n {
+            voltage_kv[j] =
+                std::array::from_fn(|l| v_re[j][l] * v_re[j][l] + v_im[j][l] * v_im[j][l]);
+            current_a[j] =
+                std::array::from_fn(|l| i_re[j][l] * i_re[j][l] + i_im[j][l] * i_im[j][l]);
             square_root(&mut voltage_kv[j]);
             square_root(&mut current_a[j]);
             let inverse_nominal = self.inverse_nominal_kv[j];
@@ -707,18 +696,15 @@ impl<'a> StepScreening<'a> {
 }
 
 impl LooseBatches for StepScreening<'_> {
-    fn solved(&mut self, steps: &[usize], flows: &[Solution; LANES]) {
+    fn solved(&mut self, steps: &[usize], flows: &[Solution; LANES], lanes: &SweepLanes) {
         let n = self.electrical.len();
+        // A flow that did not converge keeps its step (its lane's figures,
+        // whatever they are, are not read).
         let usable = |l: usize| flows[l].converged && flows[l].v_kv.len() == n;
-        // A flow that did not converge keeps its step; its lane takes another's.
-        let Some(stand_in) = (0..LANES).find(|l| usable(*l)) else {
+        if !(0..steps.len()).any(usable) {
             return;
-        };
-        let figures = self.screen.steps(
-            self.electrical,
-            std::array::from_fn(|l| &flows[if usable(l) { l } else { stand_in }]),
-            &mut self.scratch,
-        );
+        }
+        let figures = self.screen.steps(self.electrical, lanes, &mut self.scratch);
         for (l, &k) in steps.iter().enumerate() {
             if usable(l) {
                 self.figures[k] = figures[l];

@@ -14,7 +14,7 @@ use headroom_geodata::{AssetKind, AssetRef, FeederIx, Network, Quantity, Transfo
 use num_complex::Complex64;
 
 use crate::powerflow::{
-    ElectricalFeeder, LANES, Solution, StepLoads, SweepSettings, sweep, sweep_steps,
+    ElectricalFeeder, LANES, Solution, StepLoads, SweepLanes, SweepSettings, sweep, sweep_steps_in,
 };
 use crate::readings::ReadingsSource;
 
@@ -109,14 +109,14 @@ impl Window {
 /// them back afterwards waited on memory.
 pub trait LooseBatches {
     /// Steps `steps` (kept-step indices, at most [`LANES`]) are solved loosely:
-    /// `flows[l]` is step `steps[l]`'s flow (lanes past the batch repeat its
-    /// last step).
-    fn solved(&mut self, steps: &[usize], flows: &[Solution; LANES]);
+    /// `flows[l]` is step `steps[l]`'s flow, and lane `l` of `lanes` holds
+    /// the same figures (lanes past the batch repeat its last step).
+    fn solved(&mut self, steps: &[usize], flows: &[Solution; LANES], lanes: &SweepLanes);
 }
 
 /// Nothing looks.
 impl LooseBatches for () {
-    fn solved(&mut self, _steps: &[usize], _flows: &[Solution; LANES]) {}
+    fn solved(&mut self, _steps: &[usize], _flows: &[Solution; LANES], _lanes: &SweepLanes) {}
 }
 
 /// The loads of one feeder over its kept steps.
@@ -381,6 +381,7 @@ impl FeederLoads {
         };
         let mut lanes: [Solution; LANES] = Default::default();
         let mut node_loads = StepLoads::new(n);
+        let mut sweep_lanes = SweepLanes::default();
         self.flows = Vec::with_capacity(steps);
         self.settled = vec![false; steps];
         // Losses over |head|^2 (complex, per kVA^2) at the last allocated step:
@@ -428,7 +429,7 @@ impl FeederLoads {
                         previous[l] = Some((total, source));
                     }
                 }
-                sweep_steps(electrical, &node_loads, loose, &mut lanes);
+                sweep_steps_in(electrical, &node_loads, loose, &mut lanes, &mut sweep_lanes);
                 for l in 0..LANES {
                     let k = lane_step(l);
                     if done[l] {
@@ -450,7 +451,7 @@ impl FeederLoads {
                     break;
                 }
             }
-            on_batch.solved(&batch, &lanes);
+            on_batch.solved(&batch, &lanes, &sweep_lanes);
             // Each lane keeps its solution as its start for the next batch.
             self.flows.extend(lanes[..batch.len()].iter().cloned());
         }

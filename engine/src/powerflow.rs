@@ -328,17 +328,49 @@ pub fn sweep_steps(
     settings: SweepSettings,
     solutions: &mut [Solution; LANES],
 ) {
+    sweep_steps_in(
+        feeder,
+        loads,
+        settings,
+        solutions,
+        &mut SweepLanes::default(),
+    );
+}
+
+/// A lane sweep's working figures per node, a lane per step: kept between
+/// sweeps of one feeder (no allocation each), and after a sweep, its result
+/// in the layout a lane computation over the same steps reads.
+#[derive(Clone, Debug, Default)]
+pub struct SweepLanes {
+    /// Voltage, kV, real part.
+    pub v_re: Vec<[f64; LANES]>,
+    /// Voltage, kV, imaginary part.
+    pub v_im: Vec<[f64; LANES]>,
+    /// Current into each node's branch (at 0, the head's), A, real part.
+    pub i_re: Vec<[f64; LANES]>,
+    /// The same, imaginary part.
+    pub i_im: Vec<[f64; LANES]>,
+}
+
+/// [`sweep_steps`] with its working figures in `lanes`.
+pub fn sweep_steps_in(
+    feeder: &ElectricalFeeder,
+    loads: &StepLoads,
+    settings: SweepSettings,
+    solutions: &mut [Solution; LANES],
+    lanes: &mut SweepLanes,
+) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above; the function is otherwise
         // safe.
         #[allow(unsafe_code)]
         unsafe {
-            sweep_steps_avx2(feeder, loads, settings, solutions)
+            sweep_steps_avx2(feeder, loads, settings, solutions, lanes)
         };
         return;
     }
-    sweep_steps_portable(feeder, loads, settings, solutions);
+    sweep_steps_portable(feeder, loads, settings, solutions, lanes);
 }
 
 /// The same code compiled for AVX2, where each lane array is one register. The
@@ -351,8 +383,9 @@ fn sweep_steps_avx2(
     loads: &StepLoads,
     settings: SweepSettings,
     solutions: &mut [Solution; LANES],
+    lanes: &mut SweepLanes,
 ) {
-    sweep_steps_portable(feeder, loads, settings, solutions);
+    sweep_steps_portable(feeder, loads, settings, solutions, lanes);
 }
 
 /// One figure of a node in every lane.
@@ -364,6 +397,7 @@ fn sweep_steps_portable(
     loads: &StepLoads,
     settings: SweepSettings,
     solutions: &mut [Solution; LANES],
+    lanes: &mut SweepLanes,
 ) {
     let StepLoads {
         p_kw,
@@ -373,8 +407,15 @@ fn sweep_steps_portable(
     let source_kv = *source_kv;
     let n = feeder.len();
     let zero: Lanes = [0.0; LANES];
-    let mut v_re = vec![zero; n];
-    let mut v_im = vec![zero; n];
+    let SweepLanes {
+        v_re,
+        v_im,
+        i_re,
+        i_im,
+    } = lanes;
+    for figure in [&mut *v_re, &mut *v_im, &mut *i_re, &mut *i_im] {
+        figure.resize(n, zero);
+    }
     for (l, solution) in solutions.iter().enumerate() {
         if solution.v_kv.len() == n {
             for (i, v) in solution.v_kv.iter().enumerate() {
@@ -382,8 +423,8 @@ fn sweep_steps_portable(
                 v_im[i][l] = v.im;
             }
         } else {
-            for v in &mut v_re {
-                v[l] = source_kv[l];
+            for (re, im) in v_re.iter_mut().zip(v_im.iter_mut()) {
+                (re[l], im[l]) = (source_kv[l], 0.0);
             }
         }
     }
@@ -402,8 +443,6 @@ fn sweep_steps_portable(
         .collect();
     let parent = &feeder.parent[..n];
     let drop_per_a = &feeder.drop_kv_per_a[..n];
-    let mut i_re = vec![zero; n];
-    let mut i_im = vec![zero; n];
     let base_kv = feeder.nominal_kv[0].max(f64::MIN_POSITIVE);
     let tolerance_kv_2 = (settings.tolerance_pu * base_kv).powi(2);
     let mut converged = [false; LANES];
