@@ -478,7 +478,6 @@ impl StepScreen {
             i_im,
         } = lanes;
         let mut highest_pu = [f64::NEG_INFINITY; LANES];
-        let mut largest_current_a = [0.0; LANES];
         for j in 0..n {
             voltage_kv[j] =
                 std::array::from_fn(|l| v_re[j][l] * v_re[j][l] + v_im[j][l] * v_im[j][l]);
@@ -489,7 +488,6 @@ impl StepScreen {
             let inverse_nominal = self.inverse_nominal_kv[j];
             subtree_min_pu[j] = std::array::from_fn(|l| voltage_kv[j][l] * inverse_nominal);
             highest_pu = most(highest_pu, subtree_min_pu[j]);
-            largest_current_a = most(largest_current_a, current_a[j]);
         }
         for j in (1..n).rev() {
             let parent = e.parent[j] as usize;
@@ -520,15 +518,13 @@ impl StepScreen {
             let limit_a = self.limit_a[j];
             if limit_a.is_finite() && n > 1 {
                 let margin_a: Lanes = std::array::from_fn(|l| limit_a - current_a[j][l]);
-                let fall_per_kva = self.fall_per_kva[j];
+                // As voltages fall by `fall`, the branch's present current and
+                // the new one grow to at most 1 / (1 - fall) of what they would
+                // be: the load may take the margin less `fall` times the limit.
+                let fall_limit_kva = SQRT_3 * self.fall_per_kva[j] * limit_a;
                 critical.add(
                     std::array::from_fn(|l| SQRT_3 * lowest_below_kv[l] * margin_a[l]),
-                    std::array::from_fn(|l| {
-                        SQRT_3
-                            * lowest_below_kv[l]
-                            * fall_per_kva
-                            * (margin_a[l] + largest_current_a[l])
-                    }),
+                    std::array::from_fn(|l| lowest_below_kv[l] * fall_limit_kva),
                 );
                 let at = j.max(1);
                 let along = along_kv(j, at);

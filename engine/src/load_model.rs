@@ -69,11 +69,25 @@ impl Window {
     /// `max_gap_ms` linearly; `None` where nothing is known.
     pub fn align(&self, series: &[(i64, f64)], max_gap_ms: i64) -> Vec<Option<f64>> {
         let n = self.steps.len();
-        let mut sum = vec![0.0; n];
-        let mut count = vec![0u32; n];
         let Some(&start) = self.steps.first() else {
             return Vec::new();
         };
+        // Fast paths, for a capacity sweep aligns every series of a city: no
+        // readings, and one reading at the start of every step (what meters
+        // and SCADA archives at 15 minutes hand over).
+        if series.is_empty() {
+            return vec![None; n];
+        }
+        if series.len() == n
+            && series
+                .iter()
+                .zip(&self.steps)
+                .all(|((ts, _), step)| ts == step)
+        {
+            return series.iter().map(|(_, v)| Some(*v)).collect();
+        }
+        let mut sum = vec![0.0; n];
+        let mut count = vec![0u32; n];
         for &(ts, v) in series {
             let k = (ts - start).div_euclid(STEP_MS);
             if (0..n as i64).contains(&k) {
@@ -594,5 +608,17 @@ mod tests {
         assert_eq!(aligned[9], None);
         assert_eq!(aligned[10], Some(10.0));
         assert_eq!(aligned[12], None);
+    }
+
+    #[test]
+    fn a_reading_at_every_step_and_no_readings_align_as_any_series_does() {
+        let window = Window::spanning(0, 5 * STEP_MS);
+        let every_step: Vec<(i64, f64)> = (0..6).map(|k| (k * STEP_MS, k as f64 + 0.5)).collect();
+        let expected: Vec<Option<f64>> = (0..6).map(|k| Some(k as f64 + 0.5)).collect();
+        assert_eq!(window.align(&every_step, 0), expected);
+        // Off the steps' starts by a minute: averaged into the same steps.
+        let shifted: Vec<(i64, f64)> = every_step.iter().map(|(t, v)| (t + 60_000, *v)).collect();
+        assert_eq!(window.align(&shifted, 0), expected);
+        assert_eq!(window.align(&[], 60 * 60 * 1000), vec![None; 6]);
     }
 }
