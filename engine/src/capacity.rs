@@ -476,6 +476,7 @@ impl StepScreen {
             v_im,
             i_re,
             i_im,
+            ..
         } = lanes;
         let mut highest_pu = [f64::NEG_INFINITY; LANES];
         for j in 0..n {

@@ -14,7 +14,7 @@ use headroom_geodata::{AssetKind, AssetRef, FeederIx, Network, Quantity, Transfo
 use num_complex::Complex64;
 
 use crate::powerflow::{
-    ElectricalFeeder, LANES, Solution, StepLoads, SweepLanes, SweepSettings, sweep, sweep_steps_in,
+    ElectricalFeeder, LANES, Solution, StepLoads, SweepLanes, SweepSettings, sweep, sweep_lanes,
 };
 use crate::readings::ReadingsSource;
 
@@ -393,9 +393,10 @@ impl FeederLoads {
             tolerance_pu: LOOSE_TOLERANCE_PU,
             ..SweepSettings::default()
         };
-        let mut lanes: [Solution; LANES] = Default::default();
         let mut node_loads = StepLoads::new(n);
-        let mut sweep_lanes = SweepLanes::default();
+        // Each lane's flow stays in the lanes from one batch to the next.
+        let mut lanes = SweepLanes::default();
+        let mut warm = [false; LANES];
         self.flows = Vec::with_capacity(steps);
         self.settled = vec![false; steps];
         // Losses over |head|^2 (complex, per kVA^2) at the last allocated step:
@@ -436,20 +437,19 @@ impl FeederLoads {
                             } else {
                                 1.0
                             };
-                            for v in &mut lanes[l].v_kv {
-                                *v = source + (*v - last_source) * scale;
-                            }
+                            lanes.rescale(l, last_source, source, scale);
                         }
                         previous[l] = Some((total, source));
                     }
                 }
-                sweep_steps_in(electrical, &node_loads, loose, &mut lanes, &mut sweep_lanes);
+                sweep_lanes(electrical, &node_loads, loose, &mut lanes, warm);
+                warm = [true; LANES];
                 for l in 0..LANES {
                     let k = lane_step(l);
                     if done[l] {
                         continue;
                     }
-                    let computed = lanes[l].head_power_kva();
+                    let computed = lanes.head_power_kva(l);
                     let total = Complex64::new(
                         node_loads.p_kw[l].iter().sum(),
                         node_loads.q_kvar[l].iter().sum(),
@@ -465,9 +465,9 @@ impl FeederLoads {
                     break;
                 }
             }
-            on_batch.solved(&batch, &lanes, &sweep_lanes);
-            // Each lane keeps its solution as its start for the next batch.
-            self.flows.extend(lanes[..batch.len()].iter().cloned());
+            let flows: [Solution; LANES] = std::array::from_fn(|l| lanes.solution(l));
+            on_batch.solved(&batch, &flows, &lanes);
+            self.flows.extend(flows.into_iter().take(batch.len()));
         }
     }
 

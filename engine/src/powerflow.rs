@@ -350,6 +350,58 @@ pub struct SweepLanes {
     pub i_re: Vec<[f64; LANES]>,
     /// The same, imaginary part.
     pub i_im: Vec<[f64; LANES]>,
+    /// Whether each lane reached the tolerance in the last sweep.
+    pub converged: [bool; LANES],
+    /// Iterations of the last sweep.
+    pub iterations: usize,
+    /// The loaded nodes of the last sweep, as conj(S) / sqrt(3) per lane.
+    loaded: Vec<(usize, Lanes, Lanes)>,
+}
+
+impl SweepLanes {
+    /// Lane `l`'s flow.
+    pub fn solution(&self, l: usize) -> Solution {
+        let mut solution = Solution::default();
+        self.write_solution(l, &mut solution);
+        solution
+    }
+
+    /// Lane `l`'s flow written into `out` (its buffers reused).
+    pub fn write_solution(&self, l: usize, out: &mut Solution) {
+        out.v_kv.clear();
+        out.v_kv.extend(
+            self.v_re
+                .iter()
+                .zip(&self.v_im)
+                .map(|(re, im)| Complex64::new(re[l], im[l])),
+        );
+        out.i_a.clear();
+        out.i_a.extend(
+            self.i_re
+                .iter()
+                .zip(&self.i_im)
+                .map(|(re, im)| Complex64::new(re[l], im[l])),
+        );
+        out.iterations = self.iterations;
+        out.converged = self.converged[l];
+    }
+
+    /// Complex power leaving the busbar in lane `l`, kVA (as
+    /// [`Solution::head_power_kva`]).
+    pub fn head_power_kva(&self, l: usize) -> Complex64 {
+        SQRT_3
+            * Complex64::new(self.v_re[0][l], self.v_im[0][l])
+            * Complex64::new(self.i_re[0][l], self.i_im[0][l]).conj()
+    }
+
+    /// Scales lane `l`'s voltage drops from the busbar, `from` the source
+    /// voltage they were solved at, by `scale`, about the new source `to`.
+    pub fn rescale(&mut self, l: usize, from: Complex64, to: Complex64, scale: f64) {
+        for (re, im) in self.v_re.iter_mut().zip(self.v_im.iter_mut()) {
+            let v = to + (Complex64::new(re[l], im[l]) - from) * scale;
+            (re[l], im[l]) = (v.re, v.im);
+        }
+    }
 }
 
 /// [`sweep_steps`] with its working figures in `lanes`.
@@ -360,17 +412,53 @@ pub fn sweep_steps_in(
     solutions: &mut [Solution; LANES],
     lanes: &mut SweepLanes,
 ) {
+    let warm: [bool; LANES] = std::array::from_fn(|l| solutions[l].v_kv.len() == feeder.len());
+    resize_lanes(feeder, lanes);
+    for (l, solution) in solutions.iter().enumerate().filter(|(l, _)| warm[*l]) {
+        for (i, v) in solution.v_kv.iter().enumerate() {
+            (lanes.v_re[i][l], lanes.v_im[i][l]) = (v.re, v.im);
+        }
+    }
+    sweep_lanes(feeder, loads, settings, lanes, warm);
+    for (l, solution) in solutions.iter_mut().enumerate() {
+        lanes.write_solution(l, solution);
+    }
+}
+
+/// Sizes the lanes for `feeder`.
+fn resize_lanes(feeder: &ElectricalFeeder, lanes: &mut SweepLanes) {
+    for figure in [
+        &mut lanes.v_re,
+        &mut lanes.v_im,
+        &mut lanes.i_re,
+        &mut lanes.i_im,
+    ] {
+        figure.resize(feeder.len(), [0.0; LANES]);
+    }
+}
+
+/// The lane sweep on `lanes` alone: the lanes marked `warm` start from the
+/// voltages they hold (a loose solve of consecutive steps keeps them there),
+/// the others flat. The result stays in `lanes`.
+pub fn sweep_lanes(
+    feeder: &ElectricalFeeder,
+    loads: &StepLoads,
+    settings: SweepSettings,
+    lanes: &mut SweepLanes,
+    warm: [bool; LANES],
+) {
+    resize_lanes(feeder, lanes);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above; the function is otherwise
         // safe.
         #[allow(unsafe_code)]
         unsafe {
-            sweep_steps_avx2(feeder, loads, settings, solutions, lanes)
+            sweep_steps_avx2(feeder, loads, settings, lanes, warm)
         };
         return;
     }
-    sweep_steps_portable(feeder, loads, settings, solutions, lanes);
+    sweep_steps_portable(feeder, loads, settings, lanes, warm);
 }
 
 /// The same code compiled for AVX2, where each lane array is one register. The
@@ -382,10 +470,10 @@ fn sweep_steps_avx2(
     feeder: &ElectricalFeeder,
     loads: &StepLoads,
     settings: SweepSettings,
-    solutions: &mut [Solution; LANES],
     lanes: &mut SweepLanes,
+    warm: [bool; LANES],
 ) {
-    sweep_steps_portable(feeder, loads, settings, solutions, lanes);
+    sweep_steps_portable(feeder, loads, settings, lanes, warm);
 }
 
 /// One figure of a node in every lane.
@@ -396,8 +484,8 @@ fn sweep_steps_portable(
     feeder: &ElectricalFeeder,
     loads: &StepLoads,
     settings: SweepSettings,
-    solutions: &mut [Solution; LANES],
     lanes: &mut SweepLanes,
+    warm: [bool; LANES],
 ) {
     let StepLoads {
         p_kw,
@@ -412,17 +500,12 @@ fn sweep_steps_portable(
         v_im,
         i_re,
         i_im,
+        converged: lanes_converged,
+        iterations: lanes_iterations,
+        loaded,
     } = lanes;
-    for figure in [&mut *v_re, &mut *v_im, &mut *i_re, &mut *i_im] {
-        figure.resize(n, zero);
-    }
-    for (l, solution) in solutions.iter().enumerate() {
-        if solution.v_kv.len() == n {
-            for (i, v) in solution.v_kv.iter().enumerate() {
-                v_re[i][l] = v.re;
-                v_im[i][l] = v.im;
-            }
-        } else {
+    for l in 0..LANES {
+        if !warm[l] {
             for (re, im) in v_re.iter_mut().zip(v_im.iter_mut()) {
                 (re[l], im[l]) = (source_kv[l], 0.0);
             }
@@ -431,16 +514,18 @@ fn sweep_steps_portable(
     v_re[0] = source_kv;
     v_im[0] = zero;
     // The loaded nodes, as conj(S) / sqrt(3) per lane (see `sweep`).
-    let loaded: Vec<(usize, Lanes, Lanes)> = (1..n)
-        .filter(|&i| (0..LANES).any(|l| p_kw[l][i] != 0.0 || q_kvar[l][i] != 0.0))
-        .map(|i| {
-            (
-                i,
-                std::array::from_fn(|l| p_kw[l][i] / SQRT_3),
-                std::array::from_fn(|l| -q_kvar[l][i] / SQRT_3),
-            )
-        })
-        .collect();
+    loaded.clear();
+    loaded.extend(
+        (1..n)
+            .filter(|&i| (0..LANES).any(|l| p_kw[l][i] != 0.0 || q_kvar[l][i] != 0.0))
+            .map(|i| {
+                (
+                    i,
+                    std::array::from_fn(|l| p_kw[l][i] / SQRT_3),
+                    std::array::from_fn(|l| -q_kvar[l][i] / SQRT_3),
+                )
+            }),
+    );
     let parent = &feeder.parent[..n];
     let drop_per_a = &feeder.drop_kv_per_a[..n];
     let base_kv = feeder.nominal_kv[0].max(f64::MIN_POSITIVE);
@@ -452,7 +537,7 @@ fn sweep_steps_portable(
         iterations = iteration;
         i_re.fill(zero);
         i_im.fill(zero);
-        for (i, s_re, s_im) in &loaded {
+        for (i, s_re, s_im) in loaded.iter() {
             let (vr, vi) = (v_re[*i], v_im[*i]);
             for l in 0..LANES {
                 let inverse = (vr[l] * vr[l] + vi[l] * vi[l]).recip();
@@ -494,18 +579,8 @@ fn sweep_steps_portable(
             break;
         }
     }
-    for (l, solution) in solutions.iter_mut().enumerate() {
-        solution.v_kv.clear();
-        solution
-            .v_kv
-            .extend((0..n).map(|i| Complex64::new(v_re[i][l], v_im[i][l])));
-        solution.i_a.clear();
-        solution
-            .i_a
-            .extend((0..n).map(|i| Complex64::new(i_re[i][l], i_im[i][l])));
-        solution.iterations = iterations;
-        solution.converged = converged[l];
-    }
+    *lanes_converged = converged;
+    *lanes_iterations = iterations;
 }
 
 #[cfg(test)]
