@@ -303,13 +303,12 @@ impl Default for FirstNodeBounds {
 /// Per lane, the least upper bound `u` at which any of a step's lower bounds,
 /// each `a - b u` (the load's fall grows with the load it is judged at),
 /// reaches `u + 1`: `(a - 1) / (1 + b)`, kept as a fraction so that a step's
-/// hundreds of bounds cost no division each.
+/// hundreds of bounds cost no division each. A bound that reaches it at any
+/// `u` (`a` at most 1, or not a number) counts as minus infinity over 1.
 #[derive(Clone, Copy, Debug)]
 struct CriticalUpper {
     numerator: Lanes,
     denominator: Lanes,
-    /// Some bound reaches it at any `u` (or is not a number).
-    always: [bool; LANES],
 }
 
 impl Default for CriticalUpper {
@@ -317,7 +316,6 @@ impl Default for CriticalUpper {
         Self {
             numerator: [f64::INFINITY; LANES],
             denominator: [1.0; LANES],
-            always: [false; LANES],
         }
     }
 }
@@ -325,28 +323,36 @@ impl Default for CriticalUpper {
 impl CriticalUpper {
     #[inline(always)]
     fn add(&mut self, a: Lanes, b: Lanes) {
-        for l in 0..LANES {
-            self.always[l] |= a[l] <= 1.0 || a[l].is_nan();
-            // Denominators are at least 1 where `a` exceeds 1.
-            let (numerator, denominator) = (a[l] - 1.0, 1.0 + b[l]);
-            let less = numerator * self.denominator[l] < self.numerator[l] * denominator;
-            self.numerator[l] = if less { numerator } else { self.numerator[l] };
-            self.denominator[l] = if less {
-                denominator
+        // Where `a` exceeds 1, `b` is not negative: denominators are at least 1.
+        let numerator: Lanes = std::array::from_fn(|l| {
+            if a[l] > 1.0 {
+                a[l] - 1.0
+            } else {
+                f64::NEG_INFINITY
+            }
+        });
+        let denominator: Lanes = std::array::from_fn(|l| if a[l] > 1.0 { 1.0 + b[l] } else { 1.0 });
+        let less: [bool; LANES] = std::array::from_fn(|l| {
+            numerator[l] * self.denominator[l] < self.numerator[l] * denominator[l]
+        });
+        self.numerator = std::array::from_fn(|l| {
+            if less[l] {
+                numerator[l]
+            } else {
+                self.numerator[l]
+            }
+        });
+        self.denominator = std::array::from_fn(|l| {
+            if less[l] {
+                denominator[l]
             } else {
                 self.denominator[l]
-            };
-        }
+            }
+        });
     }
 
     fn value(&self) -> Lanes {
-        std::array::from_fn(|l| {
-            if self.always[l] {
-                f64::NEG_INFINITY
-            } else {
-                self.numerator[l] / self.denominator[l]
-            }
-        })
+        std::array::from_fn(|l| self.numerator[l] / self.denominator[l])
     }
 }
 
@@ -500,12 +506,10 @@ impl StepScreen {
         let lagging = self.lagging_conj;
         // The present current in branch `branch` along a new one drawn at node
         // `at`, times that node's voltage, A kV.
-        let along_kv = |branch: usize, at: usize| -> Lanes {
-            std::array::from_fn(|l| {
-                let w_re = i_re[branch][l] * lagging.re - i_im[branch][l] * lagging.im;
-                let w_im = i_re[branch][l] * lagging.im + i_im[branch][l] * lagging.re;
-                w_re * v_re[at][l] + w_im * v_im[at][l]
-            })
+        let along_kv = |branch: usize, at: usize, l: usize| {
+            let w_re = i_re[branch][l] * lagging.re - i_im[branch][l] * lagging.im;
+            let w_im = i_re[branch][l] * lagging.im + i_im[branch][l] * lagging.re;
+            w_re * v_re[at][l] + w_im * v_im[at][l]
         };
         let mut least_upper_kva = [f64::INFINITY; LANES];
         let mut critical = CriticalUpper::default();
@@ -528,10 +532,11 @@ impl StepScreen {
                     std::array::from_fn(|l| lowest_below_kv[l] * fall_limit_kva),
                 );
                 let at = j.max(1);
-                let along = along_kv(j, at);
                 least_upper_kva = least(
                     least_upper_kva,
-                    std::array::from_fn(|l| SQRT_3 * (voltage_kv[at][l] * limit_a - along[l])),
+                    std::array::from_fn(|l| {
+                        SQRT_3 * (voltage_kv[at][l] * limit_a - along_kv(j, at, l))
+                    }),
                 );
             }
             if j == 0 {
@@ -585,7 +590,7 @@ impl StepScreen {
                     voltage_lower
                 };
                 let thermal_upper = SQRT_3
-                    * (voltage_kv[1][l] * self.limit_a[bottleneck] - along_kv(bottleneck, 1)[l]);
+                    * (voltage_kv[1][l] * self.limit_a[bottleneck] - along_kv(bottleneck, 1, l));
                 FirstNodeBounds {
                     upper_kva: thermal_upper.min(voltage_lower.max(0.0) * self.voltage_factor[1]),
                     thermal_lower_kva: kva_per_a * margin_a,
@@ -887,14 +892,34 @@ impl Engine {
             });
             // Where a limit is broken already, every node has none.
             let already_broken = base.summary.already_broken.is_some();
+            // Per node, the least headroom found at a node below it (infinite
+            // before any is judged). A load
+            // further out on the same path draws its current through every
+            // branch this node's load would and more, and lowers every voltage
+            // at least as much: a node's headroom is at least that of any node
+            // below it. Where that already exceeds the least found, the node
+            // can neither be weaker nor tie (a feeder limited at its head has
+            // all its nodes within a few per cent of each other).
+            let parent = &base.electrical.parent;
+            let mut least_below = vec![f64::INFINITY; parent.len()];
             for local in order.into_iter().filter(|_| !already_broken) {
                 let room_kw = base.least_room_kva[local as usize] / per_kw_kva;
                 if room_kw * (1.0 - ROOM_SLACK) > least.0 + 1.0 {
                     break;
                 }
+                let below = least_below[local as usize];
+                if below.is_finite() && below > least.0 {
+                    continue;
+                }
                 let (h, _) = self.headroom_at(base, local, &load);
                 if h < least.0 || (h == least.0 && local < least.1) {
                     least = (h, local);
+                }
+                // Ancestors already at or below `h` have theirs as low.
+                let mut above = parent[local as usize] as usize;
+                while above != 0 && above < parent.len() && least_below[above] > h {
+                    least_below[above] = h;
+                    above = parent[above] as usize;
                 }
             }
             worst = Some(least.0);

@@ -175,3 +175,36 @@ fn a_flat_load_judged_at_its_ranked_steps_has_the_headroom_of_bisection_at_every
     }
     assert!(compared >= 3, "only {compared} points compared");
 }
+
+#[test]
+fn headroom_never_rises_going_out_along_a_feeder() {
+    // What the weakest-node search leans on to pass over a node whose
+    // descendants all take more than the least found.
+    let (engine, _) = fixture_engine(EngineConfig::default());
+    let load = AddedLoad::flat(engine.config.capacity_power_factor);
+    let mut pairs = 0;
+    for f in 0..engine.network.feeders.len() {
+        let base = engine.feeder(f);
+        let n = base.electrical.len();
+        let headroom: Vec<f64> = (0..n as u32)
+            .map(|local| {
+                if local == 0 {
+                    f64::INFINITY
+                } else {
+                    engine.headroom_at(&base, local, &load).0
+                }
+            })
+            .collect();
+        for child in 2..n {
+            let parent = base.electrical.parent[child] as usize;
+            assert!(
+                headroom[parent] >= headroom[child],
+                "feeder {f}: {} kW at node {parent}, {} kW at its child {child}",
+                headroom[parent],
+                headroom[child]
+            );
+            pairs += 1;
+        }
+    }
+    assert!(pairs >= 100, "only {pairs} parent-child pairs");
+}
