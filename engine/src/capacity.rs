@@ -241,7 +241,7 @@ struct StepFigures {
     least_upper_kva: f64,
     /// The least window-wide upper bound at which some node's lower bound at
     /// this step may reach it (thermal and voltage limits; see
-    /// [`critical_upper`]), kVA.
+    /// [`CriticalUpper`]), kVA.
     critical_upper_kva: f64,
     /// Room on the substation transformers, from below, kVA.
     substation_lower_kva: f64,
@@ -790,9 +790,10 @@ impl Engine {
 
     /// A feeder's base for its capacity row, with the head's figures over the
     /// whole window: the cached base where there is one, else one built for the
-    /// moment over only the steps where a flat load somewhere on the feeder can
-    /// meet a limit (see [`Self::steps_that_can_bind`]). Every other step is
-    /// solved loosely, which is ample to rule it out; the steps kept are solved
+    /// moment over only the steps where a flat load at the first node, or at
+    /// the node where the least fits, can meet a limit (see
+    /// [`StepScreening::steps_that_can_bind`]), judged as the load model solves
+    /// each step loosely, which is ample to rule it out; the steps kept are solved
     /// exactly, from the same loose start as a full base, so the headroom
     /// found is the full base's.
     fn capacity_base(&self, f: usize) -> (Arc<FeederBase>, HeadFigures) {
