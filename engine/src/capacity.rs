@@ -300,6 +300,19 @@ impl Default for FirstNodeBounds {
     }
 }
 
+/// An array of lanes, each worked out by `$e` (an expression in lane `$l`): a
+/// loop the compiler turns into vector instructions, where `from_fn` often
+/// left a call of its closure per lane.
+macro_rules! lanes {
+    (|$l:ident| $e:expr) => {{
+        let mut out = [0.0f64; LANES];
+        for $l in 0..LANES {
+            out[$l] = $e;
+        }
+        out
+    }};
+}
+
 /// Per lane, the least upper bound `u` at which any of a step's lower bounds,
 /// each `a - b u` (the load's fall grows with the load it is judged at),
 /// reaches `u + 1`: `(a - 1) / (1 + b)`, kept as a fraction so that a step's
@@ -324,35 +337,26 @@ impl CriticalUpper {
     #[inline(always)]
     fn add(&mut self, a: Lanes, b: Lanes) {
         // Where `a` exceeds 1, `b` is not negative: denominators are at least 1.
-        let numerator: Lanes = std::array::from_fn(|l| {
-            if a[l] > 1.0 {
+        for l in 0..LANES {
+            let reaches = a[l] > 1.0;
+            let numerator = if reaches {
                 a[l] - 1.0
             } else {
                 f64::NEG_INFINITY
-            }
-        });
-        let denominator: Lanes = std::array::from_fn(|l| if a[l] > 1.0 { 1.0 + b[l] } else { 1.0 });
-        let less: [bool; LANES] = std::array::from_fn(|l| {
-            numerator[l] * self.denominator[l] < self.numerator[l] * denominator[l]
-        });
-        self.numerator = std::array::from_fn(|l| {
-            if less[l] {
-                numerator[l]
-            } else {
-                self.numerator[l]
-            }
-        });
-        self.denominator = std::array::from_fn(|l| {
-            if less[l] {
-                denominator[l]
+            };
+            let denominator = if reaches { 1.0 + b[l] } else { 1.0 };
+            let less = numerator * self.denominator[l] < self.numerator[l] * denominator;
+            self.numerator[l] = if less { numerator } else { self.numerator[l] };
+            self.denominator[l] = if less {
+                denominator
             } else {
                 self.denominator[l]
-            }
-        });
+            };
+        }
     }
 
     fn value(&self) -> Lanes {
-        std::array::from_fn(|l| self.numerator[l] / self.denominator[l])
+        lanes!(|l| self.numerator[l] / self.denominator[l])
     }
 }
 
@@ -460,10 +464,10 @@ impl StepScreen {
         // Whole-lane minima: a select that keeps the left lane becomes a masked
         // store, which the next load of the same lanes waits for.
         fn least(a: Lanes, b: Lanes) -> Lanes {
-            std::array::from_fn(|l| a[l].min(b[l]))
+            lanes!(|l| a[l].min(b[l]))
         }
         fn most(a: Lanes, b: Lanes) -> Lanes {
-            std::array::from_fn(|l| a[l].max(b[l]))
+            lanes!(|l| a[l].max(b[l]))
         }
         fn square_root(a: &mut Lanes) {
             for x in a.iter_mut() {
@@ -486,23 +490,20 @@ impl StepScreen {
         } = lanes;
         let mut highest_pu = [f64::NEG_INFINITY; LANES];
         for j in 0..n {
-            voltage_kv[j] =
-                std::array::from_fn(|l| v_re[j][l] * v_re[j][l] + v_im[j][l] * v_im[j][l]);
-            current_a[j] =
-                std::array::from_fn(|l| i_re[j][l] * i_re[j][l] + i_im[j][l] * i_im[j][l]);
+            voltage_kv[j] = lanes!(|l| v_re[j][l] * v_re[j][l] + v_im[j][l] * v_im[j][l]);
+            current_a[j] = lanes!(|l| i_re[j][l] * i_re[j][l] + i_im[j][l] * i_im[j][l]);
             square_root(&mut voltage_kv[j]);
             square_root(&mut current_a[j]);
             let inverse_nominal = self.inverse_nominal_kv[j];
-            subtree_min_pu[j] = std::array::from_fn(|l| voltage_kv[j][l] * inverse_nominal);
+            subtree_min_pu[j] = lanes!(|l| voltage_kv[j][l] * inverse_nominal);
             highest_pu = most(highest_pu, subtree_min_pu[j]);
         }
         for j in (1..n).rev() {
             let parent = e.parent[j] as usize;
             subtree_min_pu[parent] = least(subtree_min_pu[parent], subtree_min_pu[j]);
         }
-        let drop_pu: Lanes = std::array::from_fn(|l| {
-            voltage_kv[0][l] * self.inverse_nominal_kv[0] - subtree_min_pu[0][l]
-        });
+        let drop_pu: Lanes =
+            lanes!(|l| voltage_kv[0][l] * self.inverse_nominal_kv[0] - subtree_min_pu[0][l]);
         let lagging = self.lagging_conj;
         // The present current in branch `branch` along a new one drawn at node
         // `at`, times that node's voltage, A kV.
@@ -517,26 +518,24 @@ impl StepScreen {
         for j in 0..n {
             let nominal = e.nominal_kv[j];
             // Every node below `j` has at least this voltage.
-            let lowest_below_kv: Lanes = std::array::from_fn(|l| subtree_min_pu[j][l] * nominal);
+            let lowest_below_kv: Lanes = lanes!(|l| subtree_min_pu[j][l] * nominal);
             // The branch into `j` (0: the head breaker) carries the new load of
             // any node below it.
             let limit_a = self.limit_a[j];
             if limit_a.is_finite() && n > 1 {
-                let margin_a: Lanes = std::array::from_fn(|l| limit_a - current_a[j][l]);
+                let margin_a: Lanes = lanes!(|l| limit_a - current_a[j][l]);
                 // As voltages fall by `fall`, the branch's present current and
                 // the new one grow to at most 1 / (1 - fall) of what they would
                 // be: the load may take the margin less `fall` times the limit.
                 let fall_limit_kva = SQRT_3 * self.fall_per_kva[j] * limit_a;
                 critical.add(
-                    std::array::from_fn(|l| SQRT_3 * lowest_below_kv[l] * margin_a[l]),
-                    std::array::from_fn(|l| lowest_below_kv[l] * fall_limit_kva),
+                    lanes!(|l| SQRT_3 * lowest_below_kv[l] * margin_a[l]),
+                    lanes!(|l| lowest_below_kv[l] * fall_limit_kva),
                 );
                 let at = j.max(1);
                 least_upper_kva = least(
                     least_upper_kva,
-                    std::array::from_fn(|l| {
-                        SQRT_3 * (voltage_kv[at][l] * limit_a - along_kv(j, at, l))
-                    }),
+                    lanes!(|l| SQRT_3 * (voltage_kv[at][l] * limit_a - along_kv(j, at, l))),
                 );
             }
             if j == 0 {
@@ -546,15 +545,15 @@ impl StepScreen {
             let inverse_z = self.inverse_z_path[j];
             if inverse_z.is_finite() {
                 let own_room: Lanes =
-                    std::array::from_fn(|l| (subtree_min_pu[j][l] - self.v_min_pu) * inverse_z);
+                    lanes!(|l| (subtree_min_pu[j][l] - self.v_min_pu) * inverse_z);
                 path_room[j] = least(own_room, path_room[parent]);
                 // A load below `j` lowers the lowest voltage below `j` by at
                 // least the impedance to `j` times its current.
                 let room_kva: Lanes =
-                    std::array::from_fn(|l| own_room[l] * 1000.0 * nominal * lowest_below_kv[l]);
+                    lanes!(|l| own_room[l] * 1000.0 * nominal * lowest_below_kv[l]);
                 critical.add(
-                    std::array::from_fn(|l| room_kva[l] * (1.0 - drop_pu[l] - 0.01)),
-                    std::array::from_fn(|l| room_kva[l] * self.fall_per_kva[j]),
+                    lanes!(|l| room_kva[l] * (1.0 - drop_pu[l] - 0.01)),
+                    lanes!(|l| room_kva[l] * self.fall_per_kva[j]),
                 );
             } else {
                 path_room[j] = path_room[parent];
@@ -563,7 +562,7 @@ impl StepScreen {
                 let factor = self.voltage_factor[j];
                 least_upper_kva = least(
                     least_upper_kva,
-                    std::array::from_fn(|l| {
+                    lanes!(|l| {
                         let voltage_lower = path_room[j][l] * 1000.0 * nominal * voltage_kv[j][l];
                         voltage_lower.max(0.0) * factor
                     }),
