@@ -514,18 +514,21 @@ fn sweep_steps_portable(
     v_re[0] = source_kv;
     v_im[0] = zero;
     // The loaded nodes, as conj(S) / sqrt(3) per lane (see `sweep`).
+    // Plain loops: built at every sweep, and the iterator chain's closures were
+    // left calls per node and lane.
     loaded.clear();
-    loaded.extend(
-        (1..n)
-            .filter(|&i| (0..LANES).any(|l| p_kw[l][i] != 0.0 || q_kvar[l][i] != 0.0))
-            .map(|i| {
-                (
-                    i,
-                    std::array::from_fn(|l| p_kw[l][i] / SQRT_3),
-                    std::array::from_fn(|l| -q_kvar[l][i] / SQRT_3),
-                )
-            }),
-    );
+    for i in 1..n {
+        let mut any = false;
+        let (mut s_re, mut s_im) = (zero, zero);
+        for l in 0..LANES {
+            any |= p_kw[l][i] != 0.0 || q_kvar[l][i] != 0.0;
+            s_re[l] = p_kw[l][i] / SQRT_3;
+            s_im[l] = -q_kvar[l][i] / SQRT_3;
+        }
+        if any {
+            loaded.push((i, s_re, s_im));
+        }
+    }
     let parent = &feeder.parent[..n];
     let drop_per_a = &feeder.drop_kv_per_a[..n];
     let base_kv = feeder.nominal_kv[0].max(f64::MIN_POSITIVE);
