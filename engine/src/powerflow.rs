@@ -368,20 +368,19 @@ impl SweepLanes {
 
     /// Lane `l`'s flow written into `out` (its buffers reused).
     pub fn write_solution(&self, l: usize, out: &mut Solution) {
+        fn lane<'a>(
+            re: &'a [Lanes],
+            im: &'a [Lanes],
+            l: usize,
+        ) -> impl Iterator<Item = Complex64> + 'a {
+            re.iter()
+                .zip(im)
+                .map(move |(re, im)| Complex64::new(re[l], im[l]))
+        }
         out.v_kv.clear();
-        out.v_kv.extend(
-            self.v_re
-                .iter()
-                .zip(&self.v_im)
-                .map(|(re, im)| Complex64::new(re[l], im[l])),
-        );
+        out.v_kv.extend(lane(&self.v_re, &self.v_im, l));
         out.i_a.clear();
-        out.i_a.extend(
-            self.i_re
-                .iter()
-                .zip(&self.i_im)
-                .map(|(re, im)| Complex64::new(re[l], im[l])),
-        );
+        out.i_a.extend(lane(&self.i_re, &self.i_im, l));
         out.iterations = self.iterations;
         out.converged = self.converged[l];
     }
