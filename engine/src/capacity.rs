@@ -371,13 +371,11 @@ impl StepScreen {
         let thermal = limits.thermal_pct / 100.0;
         let phi = power_factor_tan(power_factor).atan();
         let lagging = Complex64::new(phi.cos(), -phi.sin());
-        let mut z_path_ohm = vec![Complex64::new(0.0, 0.0); n];
-        let mut z_path = vec![0.0f64; n];
+        let z_path_ohm = e.path_impedance_ohm();
+        let z_path: Vec<f64> = z_path_ohm.iter().map(|z| z.norm_sqr().sqrt()).collect();
         let mut voltage_factor = vec![1.0f64; n];
         for j in 1..n {
             let parent = e.parent[j] as usize;
-            z_path_ohm[j] = z_path_ohm[parent] + e.z_ohm[j];
-            z_path[j] = z_path_ohm[j].norm_sqr().sqrt();
             let own = if z_path[j] > 0.0 {
                 let angle = (z_path_ohm[j] * lagging).arg().abs() + VOLTAGE_ANGLE_RAD;
                 1.0 / angle.cos().max(MIN_COSINE)
@@ -404,10 +402,7 @@ impl StepScreen {
         Self {
             limit_a,
             inverse_nominal_kv: e.nominal_kv.iter().map(|v| v.recip()).collect(),
-            inverse_z_path: z_path
-                .iter()
-                .map(|&z| if z > 0.0 { z.recip() } else { f64::INFINITY })
-                .collect(),
+            inverse_z_path: e.inverse_path_impedance(),
             voltage_factor,
             most_fall_per_kva: fall_per_kva.iter().copied().fold(0.0, f64::max),
             first_node_fall_per_kva: if n > 1 {
@@ -697,11 +692,10 @@ impl<'a> StepScreening<'a> {
 }
 
 impl LooseBatches for StepScreening<'_> {
-    fn solved(&mut self, steps: &[usize], flows: &[Solution; LANES], lanes: &SweepLanes) {
-        let n = self.electrical.len();
+    fn solved(&mut self, steps: &[usize], lanes: &SweepLanes) {
         // A flow that did not converge keeps its step (its lane's figures,
         // whatever they are, are not read).
-        let usable = |l: usize| flows[l].converged && flows[l].v_kv.len() == n;
+        let usable = |l: usize| lanes.converged[l];
         if !(0..steps.len()).any(usable) {
             return;
         }

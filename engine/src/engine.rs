@@ -1009,10 +1009,8 @@ impl Engine {
 }
 
 /// One power flow's screening figures in rows over a feeder's nodes: what a
-/// base keeps per step and what capacity screening bounds headroom with.
+/// base keeps per step.
 pub(crate) struct PathRows {
-    /// Its magnitude, ohm.
-    pub(crate) z_path: Vec<f64>,
     /// Voltage magnitude, kV.
     pub(crate) voltage_kv: Vec<f64>,
     /// Lowest voltage of each node's subtree, pu.
@@ -1024,13 +1022,12 @@ pub(crate) struct PathRows {
     pub(crate) bottleneck: Vec<u32>,
     /// Highest loading (current over rating) from the busbar to each node.
     pub(crate) max_loading: Vec<f64>,
-    /// Highest current from the busbar to each node, A.
-    pub(crate) max_current_a: Vec<f64>,
     /// Least voltage room per ohm along the path (see
     /// [`FeederBase::path_voltage_room`]).
     pub(crate) voltage_room: Vec<f64>,
     /// One over each node's nominal voltage, over each branch's rating (0
-    /// where unrated) and over `z_path` (infinite at zero): rows are filled
+    /// where unrated) and over the impedance from the busbar (infinite at
+    /// zero): rows are filled
     /// for every step of every feeder, and divisions were most of their cost.
     inverse_nominal_kv: Vec<f64>,
     inverse_rated_a: Vec<f64>,
@@ -1041,16 +1038,6 @@ impl PathRows {
     /// Rows for feeder `e` (local indices put parents first).
     pub(crate) fn new(e: &ElectricalFeeder) -> Self {
         let n = e.len();
-        let mut z_path = vec![0.0; n];
-        let mut z_path_ohm = vec![Complex64::new(0.0, 0.0); n];
-        for j in 1..n {
-            z_path_ohm[j] = z_path_ohm[e.parent[j] as usize] + e.z_ohm[j];
-            z_path[j] = z_path_ohm[j].norm_sqr().sqrt();
-        }
-        let inverse_z_path = z_path
-            .iter()
-            .map(|&z| if z > 0.0 { z.recip() } else { f64::INFINITY })
-            .collect();
         Self {
             inverse_nominal_kv: e.nominal_kv.iter().map(|v| v.recip()).collect(),
             inverse_rated_a: e
@@ -1058,14 +1045,12 @@ impl PathRows {
                 .iter()
                 .map(|&a| if a.is_finite() { a.recip() } else { 0.0 })
                 .collect(),
-            inverse_z_path,
-            z_path,
+            inverse_z_path: e.inverse_path_impedance(),
             voltage_kv: vec![0.0; n],
             subtree_min_pu: vec![0.0; n],
             margin_a: vec![0.0; n],
             bottleneck: vec![0; n],
             max_loading: vec![0.0; n],
-            max_current_a: vec![0.0; n],
             voltage_room: vec![0.0; n],
         }
     }
@@ -1090,7 +1075,6 @@ impl PathRows {
             None => (f64::INFINITY, 0.0),
         };
         self.bottleneck[0] = 0;
-        self.max_current_a[0] = head;
         self.voltage_room[0] = f64::INFINITY;
         for j in 1..n {
             let parent = e.parent[j] as usize;
@@ -1109,8 +1093,7 @@ impl PathRows {
                 (self.margin_a[parent], self.bottleneck[parent])
             };
             self.max_loading[j] = loading.max(self.max_loading[parent]);
-            self.max_current_a[j] = current.max(self.max_current_a[parent]);
-            let own = if self.z_path[j] > 0.0 {
+            let own = if self.inverse_z_path[j].is_finite() {
                 (self.subtree_min_pu[j] - limits.v_min_pu) * self.inverse_z_path[j]
             } else {
                 f64::INFINITY

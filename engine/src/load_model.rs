@@ -123,14 +123,14 @@ impl Window {
 /// them back afterwards waited on memory.
 pub trait LooseBatches {
     /// Steps `steps` (kept-step indices, at most [`LANES`]) are solved loosely:
-    /// `flows[l]` is step `steps[l]`'s flow, and lane `l` of `lanes` holds
-    /// the same figures (lanes past the batch repeat its last step).
-    fn solved(&mut self, steps: &[usize], flows: &[Solution; LANES], lanes: &SweepLanes);
+    /// lane `l` of `lanes` holds step `steps[l]`'s flow (lanes past the batch
+    /// repeat its last step).
+    fn solved(&mut self, steps: &[usize], lanes: &SweepLanes);
 }
 
 /// Nothing looks.
 impl LooseBatches for () {
-    fn solved(&mut self, _steps: &[usize], _flows: &[Solution; LANES], _lanes: &SweepLanes) {}
+    fn solved(&mut self, _steps: &[usize], _lanes: &SweepLanes) {}
 }
 
 /// The loads of one feeder over its kept steps.
@@ -465,9 +465,9 @@ impl FeederLoads {
                     break;
                 }
             }
-            let flows: [Solution; LANES] = std::array::from_fn(|l| lanes.solution(l));
-            on_batch.solved(&batch, &flows, &lanes);
-            self.flows.extend(flows.into_iter().take(batch.len()));
+            on_batch.solved(&batch, &lanes);
+            self.flows
+                .extend((0..batch.len()).map(|l| lanes.solution(l)));
         }
     }
 

@@ -80,6 +80,28 @@ impl ElectricalFeeder {
     pub fn is_empty(&self) -> bool {
         self.parent.len() <= 1
     }
+
+    /// The impedance from the busbar to each node, ohm (zero at the busbar).
+    pub fn path_impedance_ohm(&self) -> Vec<Complex64> {
+        let mut z_path = vec![Complex64::new(0.0, 0.0); self.len()];
+        for j in 1..self.len() {
+            z_path[j] = z_path[self.parent[j] as usize] + self.z_ohm[j];
+        }
+        z_path
+    }
+
+    /// One over the magnitude of each node's impedance from the busbar,
+    /// 1/ohm (infinite where it is zero: the busbar, and nodes behind switches
+    /// only).
+    pub fn inverse_path_impedance(&self) -> Vec<f64> {
+        self.path_impedance_ohm()
+            .iter()
+            .map(|z| {
+                let z = z.norm_sqr().sqrt();
+                if z > 0.0 { z.recip() } else { f64::INFINITY }
+            })
+            .collect()
+    }
 }
 
 /// Settings of the sweep.
@@ -328,13 +350,18 @@ pub fn sweep_steps(
     settings: SweepSettings,
     solutions: &mut [Solution; LANES],
 ) {
-    sweep_steps_in(
-        feeder,
-        loads,
-        settings,
-        solutions,
-        &mut SweepLanes::default(),
-    );
+    let mut lanes = SweepLanes::default();
+    let warm: [bool; LANES] = std::array::from_fn(|l| solutions[l].v_kv.len() == feeder.len());
+    resize_lanes(feeder, &mut lanes);
+    for (l, solution) in solutions.iter().enumerate().filter(|(l, _)| warm[*l]) {
+        for (i, v) in solution.v_kv.iter().enumerate() {
+            (lanes.v_re[i][l], lanes.v_im[i][l]) = (v.re, v.im);
+        }
+    }
+    sweep_lanes(feeder, loads, settings, &mut lanes, warm);
+    for (l, solution) in solutions.iter_mut().enumerate() {
+        lanes.write_solution(l, solution);
+    }
 }
 
 /// A lane sweep's working figures per node, a lane per step: kept between
@@ -400,27 +427,6 @@ impl SweepLanes {
             let v = to + (Complex64::new(re[l], im[l]) - from) * scale;
             (re[l], im[l]) = (v.re, v.im);
         }
-    }
-}
-
-/// [`sweep_steps`] with its working figures in `lanes`.
-pub fn sweep_steps_in(
-    feeder: &ElectricalFeeder,
-    loads: &StepLoads,
-    settings: SweepSettings,
-    solutions: &mut [Solution; LANES],
-    lanes: &mut SweepLanes,
-) {
-    let warm: [bool; LANES] = std::array::from_fn(|l| solutions[l].v_kv.len() == feeder.len());
-    resize_lanes(feeder, lanes);
-    for (l, solution) in solutions.iter().enumerate().filter(|(l, _)| warm[*l]) {
-        for (i, v) in solution.v_kv.iter().enumerate() {
-            (lanes.v_re[i][l], lanes.v_im[i][l]) = (v.re, v.im);
-        }
-    }
-    sweep_lanes(feeder, loads, settings, lanes, warm);
-    for (l, solution) in solutions.iter_mut().enumerate() {
-        lanes.write_solution(l, solution);
     }
 }
 
