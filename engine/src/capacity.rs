@@ -800,26 +800,29 @@ impl Engine {
             .topology
             .busbar_group_index(self.topology.tree(feeder).head());
         let limits = &self.config.limits;
-        let mut screening = StepScreening::new(
-            StepScreen::new(
+        // Reservations on the feeder change every step's flow, and an audit
+        // judges every step: neither is screened.
+        let mut screening = (!(self.reserved_on(f) || self.config.judge_every_step)).then(|| {
+            StepScreening::new(
+                StepScreen::new(
+                    &electrical,
+                    limits,
+                    self.group_rated_kva(group) * limits.substation_transformer_pct / 100.0,
+                    self.config.capacity_power_factor,
+                ),
                 &electrical,
-                limits,
-                self.group_rated_kva(group) * limits.substation_transformer_pct / 100.0,
-                self.config.capacity_power_factor,
-            ),
-            &electrical,
-            self.window.steps.len(),
-        );
-        let screen = !(self.reserved_on(f) || self.config.judge_every_step);
-        let mut loads = if screen {
-            self.loads_of(feeder, &electrical, self.readings(), &mut screening)
-        } else {
-            self.loads_of(feeder, &electrical, self.readings(), &mut ())
+                self.window.steps.len(),
+            )
+        });
+        let mut loads = match screening.as_mut() {
+            Some(screening) => self.loads_of(feeder, &electrical, self.readings(), screening),
+            None => self.loads_of(feeder, &electrical, self.readings(), &mut ()),
         };
         let steps = loads.step_count();
         let rounds = self.config.load_model.max_allocation_rounds;
-        let screened = (screen && steps > FEW_STEPS)
-            .then(|| {
+        let screened = screening
+            .filter(|_| steps > FEW_STEPS)
+            .map(|mut screening| {
                 let group_kva = self.group_series(group, &self.window_steps(&loads), true);
                 screening.steps_that_can_bind(&group_kva)
             })
