@@ -337,22 +337,26 @@ impl CriticalUpper {
     #[inline(always)]
     fn add(&mut self, a: Lanes, b: Lanes) {
         // Where `a` exceeds 1, `b` is not negative: denominators are at least 1.
-        for l in 0..LANES {
-            let reaches = a[l] > 1.0;
-            let numerator = if reaches {
-                a[l] - 1.0
-            } else {
-                f64::NEG_INFINITY
-            };
-            let denominator = if reaches { 1.0 + b[l] } else { 1.0 };
-            let less = numerator * self.denominator[l] < self.numerator[l] * denominator;
-            self.numerator[l] = if less { numerator } else { self.numerator[l] };
-            self.denominator[l] = if less {
-                denominator
-            } else {
-                self.denominator[l]
-            };
-        }
+        // Whole-lane steps: a loop with each lane's choices inside was left
+        // half scalar, with a branch.
+        let numerator = lanes!(|l| if a[l] > 1.0 {
+            a[l] - 1.0
+        } else {
+            f64::NEG_INFINITY
+        });
+        let denominator = lanes!(|l| if a[l] > 1.0 { 1.0 + b[l] } else { 1.0 });
+        let left = lanes!(|l| numerator[l] * self.denominator[l]);
+        let right = lanes!(|l| self.numerator[l] * denominator[l]);
+        self.numerator = lanes!(|l| if left[l] < right[l] {
+            numerator[l]
+        } else {
+            self.numerator[l]
+        });
+        self.denominator = lanes!(|l| if left[l] < right[l] {
+            denominator[l]
+        } else {
+            self.denominator[l]
+        });
     }
 
     fn value(&self) -> Lanes {

@@ -287,8 +287,8 @@ impl FeederLoads {
             settled: Vec::new(),
         };
         let tan_unmetered = power_factor_tan(settings.unmetered_power_factor);
-        let mut p_row = vec![0.0; m];
-        let mut q_row = vec![0.0; m];
+        // The window's index of each kept step.
+        let mut kept = Vec::with_capacity(window.steps.len());
         for (k, &ts) in window.steps.iter().enumerate() {
             let head = match (head_p[k], head_q[k], head_s[k]) {
                 (Some(p), Some(q), _) => Some(Complex64::new(p, q)),
@@ -302,34 +302,41 @@ impl FeederLoads {
                 loads.dropped_steps += 1;
                 continue;
             }
-            let mut unmetered_rating = 0.0;
-            for t in 0..m {
-                match (series[t].0[k], series[t].1[k]) {
-                    (Some(p), q) => {
-                        p_row[t] = p;
-                        q_row[t] = q.unwrap_or(p * tan_unmetered);
-                        loads.estimated.push(false);
-                    }
-                    _ => {
-                        unmetered_rating += ratings[t];
-                        loads.estimated.push(true);
-                        // Without a head to share, a configured share of rating.
-                        p_row[t] = settings.unmetered_load_factor
-                            * ratings[t]
-                            * settings.unmetered_power_factor;
-                        q_row[t] = p_row[t] * tan_unmetered;
-                    }
-                }
-            }
-            loads.allocated.push(
-                head.is_some() && unmetered_rating > 0.0 && settings.max_allocation_rounds > 0,
-            );
+            kept.push(k);
             loads.steps.push(ts);
-            loads.p_kw.extend_from_slice(&p_row);
-            loads.q_kvar.extend_from_slice(&q_row);
             loads.source_kv.push(head_u[k].unwrap_or(nominal_kv));
             loads.head_kva.push(head);
         }
+        // Transformer by transformer, each series read in order: gathering a
+        // step's row from every series at once missed the caches.
+        let rows = kept.len();
+        loads.p_kw.resize(rows * m, 0.0);
+        loads.q_kvar.resize(rows * m, 0.0);
+        loads.estimated.resize(rows * m, false);
+        let mut unmetered = vec![false; rows];
+        for (t, (p_series, q_series)) in series.iter().enumerate() {
+            // Without a head to share, a configured share of rating.
+            let estimated_p =
+                settings.unmetered_load_factor * ratings[t] * settings.unmetered_power_factor;
+            for (row, &k) in kept.iter().enumerate() {
+                let at = row * m + t;
+                (loads.p_kw[at], loads.q_kvar[at]) = match p_series[k] {
+                    Some(p) => (p, q_series[k].unwrap_or(p * tan_unmetered)),
+                    None => {
+                        loads.estimated[at] = true;
+                        unmetered[row] |= ratings[t] > 0.0;
+                        (estimated_p, estimated_p * tan_unmetered)
+                    }
+                };
+            }
+        }
+        loads.allocated = (0..rows)
+            .map(|row| {
+                loads.head_kva[row].is_some()
+                    && unmetered[row]
+                    && settings.max_allocation_rounds > 0
+            })
+            .collect();
         loads.rated_kva = ratings;
         loads.solve_loosely(electrical, settings.max_allocation_rounds, on_batch);
         loads.share_metered();
@@ -367,6 +374,17 @@ impl FeederLoads {
         let head = self.head_kva[k].unwrap_or_default();
         (computed - head).norm_sqr() < ALLOCATION_TOLERANCE_KVA.powi(2)
             || self.unmetered_p_kw(k) <= 0.0
+    }
+
+    /// Total load at step `k`, kVA: its row's sum, a fifth of the terms of its
+    /// nodes' sum.
+    fn total_load_kva(&self, k: usize) -> Complex64 {
+        let m = self.transformers.len();
+        let row = k * m..(k + 1) * m;
+        Complex64::new(
+            self.p_kw[row.clone()].iter().sum(),
+            self.q_kvar[row].iter().sum(),
+        )
     }
 
     /// Unmetered active power allocated at step `k`, kW.
@@ -429,7 +447,7 @@ impl FeederLoads {
                     self.node_loads(k, &mut node_loads.p_kw[l], &mut node_loads.q_kvar[l]);
                     node_loads.source_kv[l] = self.source_kv[k];
                     if round == 0 {
-                        let total = node_loads.total_kva(l);
+                        let total = self.total_load_kva(k).norm();
                         let source = Complex64::new(node_loads.source_kv[l], 0.0);
                         if let Some((last_kva, last_source)) = previous[l] {
                             let scale = if last_kva > 0.0 {
@@ -450,11 +468,7 @@ impl FeederLoads {
                         continue;
                     }
                     let computed = lanes.head_power_kva(l);
-                    let total = Complex64::new(
-                        node_loads.p_kw[l].iter().sum(),
-                        node_loads.q_kvar[l].iter().sum(),
-                    );
-                    losses[l] = computed - total;
+                    losses[l] = computed - self.total_load_kva(k);
                     let head_kva_2 = computed.norm_sqr();
                     if head_kva_2 > 0.0 {
                         loss_per_kva_2 = losses[l] / head_kva_2;
@@ -501,12 +515,11 @@ impl FeederLoads {
                 if !self.allocated[k] || round + 1 == max_rounds {
                     break;
                 }
-                let total = Complex64::new(p_node.iter().sum(), q_node.iter().sum());
                 let computed = flow.head_power_kva();
                 if self.allocation_done(k, computed) {
                     break;
                 }
-                self.allocate(k, computed - total);
+                self.allocate(k, computed - self.total_load_kva(k));
             }
             self.flows[k] = flow;
             self.settled[k] = true;

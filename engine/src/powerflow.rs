@@ -322,13 +322,6 @@ impl StepLoads {
             source_kv: [0.0; LANES],
         }
     }
-
-    /// Total load of lane `l`, kVA.
-    pub fn total_kva(&self, l: usize) -> f64 {
-        Complex64::new(self.p_kw[l].iter().sum(), self.q_kvar[l].iter().sum())
-            .norm_sqr()
-            .sqrt()
-    }
 }
 
 /// Steps solved together by [`sweep_steps`]: four double-precision lanes fill one
@@ -521,21 +514,27 @@ fn sweep_steps_portable(
     // The loaded nodes, as conj(S) / sqrt(3) per lane (see `sweep`).
     // Plain loops: built at every sweep, and the iterator chain's closures were
     // left calls per node and lane.
+    // The divisions are by lanes, and only for loaded nodes: one per lane and
+    // node was most of a loose solve's time.
     loaded.clear();
+    let p_kw: [&[f64]; LANES] = std::array::from_fn(|l| &p_kw[l][..n]);
+    let q_kvar: [&[f64]; LANES] = std::array::from_fn(|l| &q_kvar[l][..n]);
     for i in 1..n {
-        let mut any = false;
-        let (mut s_re, mut s_im) = (zero, zero);
-        for l in 0..LANES {
-            any |= p_kw[l][i] != 0.0 || q_kvar[l][i] != 0.0;
-            s_re[l] = p_kw[l][i] / SQRT_3;
-            s_im[l] = -q_kvar[l][i] / SQRT_3;
-        }
-        if any {
+        let p: Lanes = std::array::from_fn(|l| p_kw[l][i]);
+        let q: Lanes = std::array::from_fn(|l| q_kvar[l][i]);
+        if p.iter().chain(&q).any(|x| *x != 0.0) {
+            let (mut s_re, mut s_im) = (zero, zero);
+            for l in 0..LANES {
+                s_re[l] = p[l] / SQRT_3;
+                s_im[l] = -q[l] / SQRT_3;
+            }
             loaded.push((i, s_re, s_im));
         }
     }
     let parent = &feeder.parent[..n];
     let drop_per_a = &feeder.drop_kv_per_a[..n];
+    let (v_re, v_im) = (&mut v_re[..n], &mut v_im[..n]);
+    let (i_re, i_im) = (&mut i_re[..n], &mut i_im[..n]);
     let base_kv = feeder.nominal_kv[0].max(f64::MIN_POSITIVE);
     let tolerance_kv_2 = (settings.tolerance_pu * base_kv).powi(2);
     let mut converged = [false; LANES];
@@ -556,10 +555,14 @@ fn sweep_steps_portable(
         for i in (1..n).rev() {
             let (cr, ci) = (i_re[i], i_im[i]);
             let p = parent[i] as usize;
+            // Whole lanes read, summed and written back: adding in place was
+            // left as a scalar read-modify-write per lane.
+            let (mut sum_re, mut sum_im) = (i_re[p], i_im[p]);
             for l in 0..LANES {
-                i_re[p][l] += cr[l];
-                i_im[p][l] += ci[l];
+                sum_re[l] += cr[l];
+                sum_im[l] += ci[l];
             }
+            (i_re[p], i_im[p]) = (sum_re, sum_im);
         }
         let mut largest_change_2 = zero;
         for i in 1..n {
@@ -574,7 +577,12 @@ fn sweep_steps_portable(
                 new_re[l] = pr[l] - (z.re * cr[l] - z.im * ci[l]);
                 new_im[l] = pi[l] - (z.re * ci[l] + z.im * cr[l]);
                 let (dr, di) = (new_re[l] - old_re[l], new_im[l] - old_im[l]);
-                largest_change_2[l] = largest_change_2[l].max(dr * dr + di * di);
+                let change_2 = dr * dr + di * di;
+                // As `f64::max` (a NaN change is passed over; the largest starts
+                // at zero), in one instruction per register.
+                if change_2 > largest_change_2[l] {
+                    largest_change_2[l] = change_2;
+                }
             }
             v_re[i] = new_re;
             v_im[i] = new_im;
