@@ -14,7 +14,9 @@
 //!   (target < 3 s). Loading the city's 73 million readings takes a minute first.
 //!
 //! Run: `cargo bench --bench engine`; with `HEADROOM_BENCH_CITY_ONLY=1` as well,
-//! only the city runs. `HEADROOM_BENCH_CITY_CHECK=1` then compares every
+//! only the city runs (`HEADROOM_BENCH_CITY_PART=rank|capacity` one part of
+//! it, `HEADROOM_BENCH_CITY_CAPACITY_PASSES=N` the capacity sweep N times, to
+//! profile past the load). `HEADROOM_BENCH_CITY_CHECK=1` then compares every
 //! capacity row with the one a full base (every step solved exactly) gives, a
 //! few hundred feeders at a time (minutes; not timed).
 
@@ -196,15 +198,24 @@ fn city() {
     if part == "rank" {
         return;
     }
-    let start = Instant::now();
-    let cpu_start = process_cpu_s();
-    let rows = black_box(engine.capacity(Level::Feeder, engine.readings(), 0));
-    eprintln!(
-        "city: capacity --level feeder, {} feeders in {:?} ({:.1} s CPU)",
-        rows.len(),
-        start.elapsed(),
-        process_cpu_s() - cpu_start
-    );
+    // `HEADROOM_BENCH_CITY_CAPACITY_PASSES=N` repeats the sweep (for profiling
+    // past the load); each pass is timed alone.
+    let capacity_passes: usize = std::env::var("HEADROOM_BENCH_CITY_CAPACITY_PASSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut rows = Vec::new();
+    for _ in 0..capacity_passes.max(1) {
+        let start = Instant::now();
+        let cpu_start = process_cpu_s();
+        rows = black_box(engine.capacity(Level::Feeder, engine.readings(), 0));
+        eprintln!(
+            "city: capacity --level feeder, {} feeders in {:?} ({:.1} s CPU)",
+            rows.len(),
+            start.elapsed(),
+            process_cpu_s() - cpu_start
+        );
+    }
     if std::env::var("HEADROOM_BENCH_CITY_CHECK").is_ok() {
         check_capacity_against_full_bases(&engine, &rows);
     }

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use crate::engine::{Engine, FeederBase};
 use crate::evaluate::AddedLoad;
 use crate::load_model::{FeederLoads, LooseBatches, power_factor_tan};
-use crate::powerflow::{ElectricalFeeder, LANES, SQRT_3, Solution, SweepLanes};
+use crate::powerflow::{ElectricalFeeder, LANES, Lanes, SQRT_3, SweepLanes};
 use crate::readings::{Prefetched, ReadingsSource};
 use headroom_geodata::FeederIx;
 
@@ -128,7 +128,10 @@ impl HeadFigures {
     /// loose flow's error of the peaks or the 95th percentile: settled, they
     /// make the figures those of exact flows.
     fn steps_near(loads: &FeederLoads) -> Vec<usize> {
-        let (kva, amps) = head_series(loads.flows.iter().map(Solution::head_power_kva), loads);
+        let (kva, amps) = head_series(
+            (0..loads.step_count()).map(|k| loads.head_power_kva(k)),
+            loads,
+        );
         let (peak_kva, p95_kva) = peak_and_p95(kva.clone());
         let peak_a = amps.iter().copied().fold(0.0, f64::max);
         let near = |value: f64, figure: f64| (value - figure).abs() <= 1.0 + 1e-4 * figure;
@@ -210,9 +213,6 @@ struct StepScreen {
     v_max_pu: f64,
     substation_limit_kva: f64,
 }
-
-/// One figure of a node at each of a batch of steps.
-type Lanes = [f64; LANES];
 
 /// Per-node buffers of a batch of steps' screen, a lane per step.
 struct ScreenScratch {
@@ -298,19 +298,6 @@ impl Default for FirstNodeBounds {
             path_current_kva: 0.0,
         }
     }
-}
-
-/// An array of lanes, each worked out by `$e` (an expression in lane `$l`): a
-/// loop the compiler turns into vector instructions, where `from_fn` often
-/// left a call of its closure per lane.
-macro_rules! lanes {
-    (|$l:ident| $e:expr) => {{
-        let mut out = [0.0f64; LANES];
-        for $l in 0..LANES {
-            out[$l] = $e;
-        }
-        out
-    }};
 }
 
 /// Per lane, the least upper bound `u` at which any of a step's lower bounds,
@@ -849,7 +836,10 @@ impl Engine {
             binding.iter().copied().chain(near_head_figures),
             rounds,
         );
-        let head = HeadFigures::of(loads.flows.iter().map(Solution::head_power_kva), &loads);
+        let head = HeadFigures::of(
+            (0..loads.step_count()).map(|k| loads.head_power_kva(k)),
+            &loads,
+        );
         let kept = loads.restricted_to(&binding);
         let mut base = self.base_from_loads(feeder, electrical, kept, true);
         self.finish_base(&mut base, true);

@@ -14,7 +14,7 @@ use crate::checks::Observed;
 use crate::config::{EngineConfig, Limits};
 use crate::load_model::{FeederLoads, LooseBatches, STEP_MS, Window, power_factor_tan};
 use crate::powerflow::{
-    ElectricalFeeder, LANES, SQRT_3, Solution, StepLoads, StoredSolution, SweepSettings,
+    ElectricalFeeder, LANES, Lanes, SQRT_3, Solution, StepLoads, StoredSolution, SweepSettings,
     sweep_steps,
 };
 use crate::readings::ReadingsSource;
@@ -841,22 +841,34 @@ impl Engine {
         let mut block_bottleneck = vec![[0u32; BLOCK]; n];
         for (start, solutions) in full_solutions.chunks(BLOCK).enumerate() {
             let start = start * BLOCK;
-            for (b, solution) in solutions.iter().enumerate() {
-                let k = start + b;
-                rows.fill(e, solution, &self.config.limits);
-                feeder_min_pu.push(rows.subtree_min_pu[0]);
-                for (out, v) in subtree_min_pu[k * n..(k + 1) * n]
-                    .iter_mut()
-                    .zip(&rows.subtree_min_pu)
-                {
-                    *out = *v as f32;
+            for (quad, lane_solutions) in solutions.chunks(LANES).enumerate() {
+                let first = quad * LANES;
+                let len = lane_solutions.len();
+                // A short quad repeats its last step in the spare lanes.
+                rows.fill(
+                    e,
+                    std::array::from_fn(|l| &lane_solutions[l.min(len - 1)]),
+                    &self.config.limits,
+                );
+                for l in 0..len {
+                    feeder_min_pu.push(rows.subtree_min_pu[0][l]);
+                    let k = start + first + l;
+                    for (out, v) in subtree_min_pu[k * n..(k + 1) * n]
+                        .iter_mut()
+                        .zip(&rows.subtree_min_pu)
+                    {
+                        *out = v[l] as f32;
+                    }
                 }
                 for j in 0..n {
-                    block[j][0][b] = rows.voltage_kv[j] as f32;
-                    block[j][1][b] = rows.margin_a[j] as f32;
-                    block[j][2][b] = rows.max_loading[j] as f32;
-                    block[j][3][b] = rows.voltage_room[j] as f32;
-                    block_bottleneck[j][b] = rows.bottleneck[j];
+                    for l in 0..len {
+                        let b = first + l;
+                        block[j][0][b] = rows.voltage_kv[j][l] as f32;
+                        block[j][1][b] = rows.margin_a[j][l] as f32;
+                        block[j][2][b] = rows.max_loading[j][l] as f32;
+                        block[j][3][b] = rows.voltage_room[j][l] as f32;
+                        block_bottleneck[j][b] = rows.bottleneck[j][l];
+                    }
                 }
             }
             let len = solutions.len();
@@ -1008,23 +1020,25 @@ impl Engine {
     }
 }
 
-/// One power flow's screening figures in rows over a feeder's nodes: what a
-/// base keeps per step.
+/// Four power flows' screening figures in rows over a feeder's nodes, a lane
+/// each: what a base keeps per step. Worked out four steps at a time, as the
+/// lane sweep solves them: a step at a time, these rows were a fifth of a
+/// capacity sweep.
 pub(crate) struct PathRows {
     /// Voltage magnitude, kV.
-    pub(crate) voltage_kv: Vec<f64>,
+    pub(crate) voltage_kv: Vec<Lanes>,
     /// Lowest voltage of each node's subtree, pu.
-    pub(crate) subtree_min_pu: Vec<f64>,
+    pub(crate) subtree_min_pu: Vec<Lanes>,
     /// Least current margin (limit less current, A) from the busbar to each
     /// node, the head breaker included.
-    pub(crate) margin_a: Vec<f64>,
+    pub(crate) margin_a: Vec<Lanes>,
     /// The branch with that margin (0 for the head breaker).
-    pub(crate) bottleneck: Vec<u32>,
+    pub(crate) bottleneck: Vec<[u32; LANES]>,
     /// Highest loading (current over rating) from the busbar to each node.
-    pub(crate) max_loading: Vec<f64>,
+    pub(crate) max_loading: Vec<Lanes>,
     /// Least voltage room per ohm along the path (see
     /// [`FeederBase::path_voltage_room`]).
-    pub(crate) voltage_room: Vec<f64>,
+    pub(crate) voltage_room: Vec<Lanes>,
     /// One over each node's nominal voltage, over each branch's rating (0
     /// where unrated) and over the impedance from the busbar (infinite at
     /// zero): rows are filled
@@ -1038,6 +1052,7 @@ impl PathRows {
     /// Rows for feeder `e` (local indices put parents first).
     pub(crate) fn new(e: &ElectricalFeeder) -> Self {
         let n = e.len();
+        let rows = || vec![[0.0; LANES]; n];
         Self {
             inverse_nominal_kv: e.nominal_kv.iter().map(|v| v.recip()).collect(),
             inverse_rated_a: e
@@ -1046,59 +1061,118 @@ impl PathRows {
                 .map(|&a| if a.is_finite() { a.recip() } else { 0.0 })
                 .collect(),
             inverse_z_path: e.inverse_path_impedance(),
-            voltage_kv: vec![0.0; n],
-            subtree_min_pu: vec![0.0; n],
-            margin_a: vec![0.0; n],
-            bottleneck: vec![0; n],
-            max_loading: vec![0.0; n],
-            voltage_room: vec![0.0; n],
+            voltage_kv: rows(),
+            subtree_min_pu: rows(),
+            margin_a: rows(),
+            bottleneck: vec![[0; LANES]; n],
+            max_loading: rows(),
+            voltage_room: rows(),
         }
     }
 
-    /// The rows of `solution`, a power flow of feeder `e`.
-    pub(crate) fn fill(&mut self, e: &ElectricalFeeder, solution: &Solution, limits: &Limits) {
+    /// The rows of `solutions`, power flows of feeder `e`, lane by lane.
+    pub(crate) fn fill(
+        &mut self,
+        e: &ElectricalFeeder,
+        solutions: [&Solution; LANES],
+        limits: &Limits,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above; the function is
+            // otherwise safe.
+            #[allow(unsafe_code)]
+            unsafe {
+                self.fill_avx2(e, solutions, limits)
+            };
+            return;
+        }
+        self.fill_portable(e, solutions, limits);
+    }
+
+    /// The same code compiled for AVX2, where each lane array is one register.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn fill_avx2(&mut self, e: &ElectricalFeeder, solutions: [&Solution; LANES], limits: &Limits) {
+        self.fill_portable(e, solutions, limits);
+    }
+
+    #[inline(always)]
+    fn fill_portable(
+        &mut self,
+        e: &ElectricalFeeder,
+        solutions: [&Solution; LANES],
+        limits: &Limits,
+    ) {
         let n = e.len();
         let thermal = limits.thermal_pct / 100.0;
-        for (j, v) in solution.v_kv.iter().enumerate() {
-            let magnitude = v.norm_sqr().sqrt();
-            self.voltage_kv[j] = magnitude;
-            let pu = magnitude * self.inverse_nominal_kv[j];
-            self.subtree_min_pu[j] = pu;
+        let v: [&[Complex64]; LANES] = std::array::from_fn(|l| &solutions[l].v_kv[..n]);
+        let i: [&[Complex64]; LANES] = std::array::from_fn(|l| &solutions[l].i_a[..n]);
+        let parent = &e.parent[..n];
+        let voltage_kv = &mut self.voltage_kv[..n];
+        let subtree_min_pu = &mut self.subtree_min_pu[..n];
+        let margin_a = &mut self.margin_a[..n];
+        let bottleneck = &mut self.bottleneck[..n];
+        let max_loading = &mut self.max_loading[..n];
+        let voltage_room = &mut self.voltage_room[..n];
+        for j in 0..n {
+            let magnitude = lanes!(|l| v[l][j].norm_sqr().sqrt());
+            voltage_kv[j] = magnitude;
+            let inverse_nominal = self.inverse_nominal_kv[j];
+            subtree_min_pu[j] = lanes!(|l| magnitude[l] * inverse_nominal);
         }
         for j in (1..n).rev() {
-            let parent = e.parent[j] as usize;
-            self.subtree_min_pu[parent] = self.subtree_min_pu[parent].min(self.subtree_min_pu[j]);
+            let p = parent[j] as usize;
+            let (above, own) = (subtree_min_pu[p], subtree_min_pu[j]);
+            subtree_min_pu[p] = lanes!(|l| above[l].min(own[l]));
         }
-        let head = solution.head_current_a();
-        (self.margin_a[0], self.max_loading[0]) = match e.head_rated_a {
-            Some(rated) => (rated * thermal - head, head / rated),
-            None => (f64::INFINITY, 0.0),
+        let head = lanes!(|l| i[l][0].norm_sqr().sqrt());
+        (margin_a[0], max_loading[0]) = match e.head_rated_a {
+            Some(rated) => (
+                lanes!(|l| rated * thermal - head[l]),
+                lanes!(|l| head[l] / rated),
+            ),
+            None => ([f64::INFINITY; LANES], [0.0; LANES]),
         };
-        self.bottleneck[0] = 0;
-        self.voltage_room[0] = f64::INFINITY;
+        bottleneck[0] = [0; LANES];
+        voltage_room[0] = [f64::INFINITY; LANES];
         for j in 1..n {
-            let parent = e.parent[j] as usize;
-            let current = solution.i_a[j].norm_sqr().sqrt();
-            let (margin, loading) = if e.rated_a[j].is_finite() {
+            let p = parent[j] as usize;
+            let current = lanes!(|l| i[l][j].norm_sqr().sqrt());
+            let rated = e.rated_a[j];
+            let (margin, loading) = if rated.is_finite() {
+                let inverse_rated = self.inverse_rated_a[j];
                 (
-                    e.rated_a[j] * thermal - current,
-                    current * self.inverse_rated_a[j],
+                    lanes!(|l| rated * thermal - current[l]),
+                    lanes!(|l| current[l] * inverse_rated),
                 )
             } else {
-                (f64::INFINITY, 0.0)
+                ([f64::INFINITY; LANES], [0.0; LANES])
             };
-            (self.margin_a[j], self.bottleneck[j]) = if margin < self.margin_a[parent] {
-                (margin, j as u32)
+            let (margin_above, bottleneck_above) = (margin_a[p], bottleneck[p]);
+            margin_a[j] = lanes!(|l| if margin[l] < margin_above[l] {
+                margin[l]
             } else {
-                (self.margin_a[parent], self.bottleneck[parent])
-            };
-            self.max_loading[j] = loading.max(self.max_loading[parent]);
-            let own = if self.inverse_z_path[j].is_finite() {
-                (self.subtree_min_pu[j] - limits.v_min_pu) * self.inverse_z_path[j]
+                margin_above[l]
+            });
+            bottleneck[j] = std::array::from_fn(|l| {
+                if margin[l] < margin_above[l] {
+                    j as u32
+                } else {
+                    bottleneck_above[l]
+                }
+            });
+            let loading_above = max_loading[p];
+            max_loading[j] = lanes!(|l| loading[l].max(loading_above[l]));
+            let inverse_z = self.inverse_z_path[j];
+            let own = if inverse_z.is_finite() {
+                let lowest = subtree_min_pu[j];
+                lanes!(|l| (lowest[l] - limits.v_min_pu) * inverse_z)
             } else {
-                f64::INFINITY
+                [f64::INFINITY; LANES]
             };
-            self.voltage_room[j] = own.min(self.voltage_room[parent]);
+            let room_above = voltage_room[p];
+            voltage_room[j] = lanes!(|l| own[l].min(room_above[l]));
         }
     }
 }

@@ -16,6 +16,19 @@
 //!
 //! The reservations ledger arrives with the HTTP service.
 
+/// An array of lanes, each worked out by `$e` (an expression in lane `$l`): a
+/// loop the compiler turns into vector instructions, where `from_fn` often
+/// left a call of its closure per lane.
+macro_rules! lanes {
+    (|$l:ident| $e:expr) => {{
+        let mut out = [0.0f64; LANES];
+        for $l in 0..LANES {
+            out[$l] = $e;
+        }
+        out
+    }};
+}
+
 pub mod application;
 pub mod capacity;
 pub mod checks;

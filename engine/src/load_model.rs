@@ -163,12 +163,18 @@ pub struct FeederLoads {
     /// Per kept step, whether its unmetered transformers share a measured
     /// residual (the allocation iterates with the power flow).
     pub allocated: Vec<bool>,
-    /// Per kept step, the power flow of its loads: to [`LOOSE_TOLERANCE_PU`]
-    /// until [`Self::settle`] solves it exactly. A base without reservations
-    /// takes the exact ones as its own.
+    /// Per kept step, the exact power flow of its loads once [`Self::settle`]
+    /// has solved it (empty before). A base without reservations takes them
+    /// as its own.
     pub flows: Vec<Solution>,
     /// Per kept step, whether `flows` holds the exact solution.
     settled: Vec<bool>,
+    /// Per kept step, the node voltages of its loose flow (to
+    /// [`LOOSE_TOLERANCE_PU`]), kV, step-major: the start of its exact flow,
+    /// which needs no currents. Empty once every step is settled.
+    loose_v_kv: Vec<Complex64>,
+    /// Per kept step, the head's power in its loose flow, kVA.
+    loose_head_kva: Vec<Complex64>,
 }
 
 impl FeederLoads {
@@ -285,6 +291,8 @@ impl FeederLoads {
             allocated: Vec::new(),
             flows: Vec::new(),
             settled: Vec::new(),
+            loose_v_kv: Vec::new(),
+            loose_head_kva: Vec::new(),
         };
         let tan_unmetered = power_factor_tan(settings.unmetered_power_factor);
         // The window's index of each kept step.
@@ -415,8 +423,12 @@ impl FeederLoads {
         // Each lane's flow stays in the lanes from one batch to the next.
         let mut lanes = SweepLanes::default();
         let mut warm = [false; LANES];
-        self.flows = Vec::with_capacity(steps);
+        // One buffer for every step's voltages: a flow allocated per step
+        // spent a tenth of a capacity sweep in the allocator and page faults.
+        self.flows = vec![Solution::default(); steps];
         self.settled = vec![false; steps];
+        self.loose_v_kv = Vec::with_capacity(steps * n);
+        self.loose_head_kva = Vec::with_capacity(steps);
         // Losses over |head|^2 (complex, per kVA^2) at the last allocated step:
         // losses grow with the square of the load, so this applied to the next
         // head is a close first guess.
@@ -447,7 +459,7 @@ impl FeederLoads {
                     self.node_loads(k, &mut node_loads.p_kw[l], &mut node_loads.q_kvar[l]);
                     node_loads.source_kv[l] = self.source_kv[k];
                     if round == 0 {
-                        let total = self.total_load_kva(k).norm();
+                        let total = self.total_load_kva(k).norm_sqr().sqrt();
                         let source = Complex64::new(node_loads.source_kv[l], 0.0);
                         if let Some((last_kva, last_source)) = previous[l] {
                             let scale = if last_kva > 0.0 {
@@ -480,8 +492,10 @@ impl FeederLoads {
                 }
             }
             on_batch.solved(&batch, &lanes);
-            self.flows
-                .extend((0..batch.len()).map(|l| lanes.solution(l)));
+            for l in 0..batch.len() {
+                lanes.extend_with_voltages(l, &mut self.loose_v_kv);
+                self.loose_head_kva.push(lanes.head_power_kva(l));
+            }
         }
     }
 
@@ -501,7 +515,11 @@ impl FeederLoads {
             if self.settled[k] {
                 continue;
             }
-            let mut flow = std::mem::take(&mut self.flows[k]);
+            let mut flow = Solution {
+                v_kv: self.loose_v_kv[k * n..(k + 1) * n].to_vec(),
+                i_a: vec![Complex64::new(0.0, 0.0); n],
+                ..Solution::default()
+            };
             for round in 0..max_rounds.max(1) {
                 self.node_loads(k, &mut p_node, &mut q_node);
                 sweep(
@@ -523,6 +541,19 @@ impl FeederLoads {
             }
             self.flows[k] = flow;
             self.settled[k] = true;
+        }
+        if self.settled.iter().all(|s| *s) {
+            self.loose_v_kv = Vec::new();
+        }
+    }
+
+    /// The head's power at step `k`, kVA: the exact flow's once settled, else
+    /// the loose one's.
+    pub fn head_power_kva(&self, k: usize) -> Complex64 {
+        if self.settled[k] {
+            self.flows[k].head_power_kva()
+        } else {
+            self.loose_head_kva[k]
         }
     }
 
@@ -551,6 +582,19 @@ impl FeederLoads {
     /// The same feeder's loads at `steps` only (ascending), with their flows.
     pub fn restricted_to(&mut self, steps: &[usize]) -> Self {
         let m = self.transformers.len();
+        let n = if self.steps.is_empty() {
+            0
+        } else {
+            self.loose_v_kv.len() / self.steps.len()
+        };
+        let loose_v_kv = if steps.iter().all(|k| self.settled[*k]) {
+            Vec::new()
+        } else {
+            steps
+                .iter()
+                .flat_map(|k| self.loose_v_kv[k * n..(k + 1) * n].iter().copied())
+                .collect()
+        };
         let rows = |values: &[f64]| -> Vec<f64> {
             steps
                 .iter()
@@ -579,6 +623,8 @@ impl FeederLoads {
                 .map(|k| std::mem::take(&mut self.flows[*k]))
                 .collect(),
             settled: steps.iter().map(|k| self.settled[*k]).collect(),
+            loose_v_kv,
+            loose_head_kva: steps.iter().map(|k| self.loose_head_kva[*k]).collect(),
         }
     }
 }

@@ -379,13 +379,6 @@ pub struct SweepLanes {
 }
 
 impl SweepLanes {
-    /// Lane `l`'s flow.
-    pub fn solution(&self, l: usize) -> Solution {
-        let mut solution = Solution::default();
-        self.write_solution(l, &mut solution);
-        solution
-    }
-
     /// Lane `l`'s flow written into `out` (its buffers reused).
     pub fn write_solution(&self, l: usize, out: &mut Solution) {
         fn lane<'a>(
@@ -403,6 +396,16 @@ impl SweepLanes {
         out.i_a.extend(lane(&self.i_re, &self.i_im, l));
         out.iterations = self.iterations;
         out.converged = self.converged[l];
+    }
+
+    /// Appends lane `l`'s node voltages to `out`, kV.
+    pub fn extend_with_voltages(&self, l: usize, out: &mut Vec<Complex64>) {
+        out.extend(
+            self.v_re
+                .iter()
+                .zip(&self.v_im)
+                .map(|(re, im)| Complex64::new(re[l], im[l])),
+        );
     }
 
     /// Complex power leaving the busbar in lane `l`, kVA (as
@@ -475,7 +478,7 @@ fn sweep_steps_avx2(
 }
 
 /// One figure of a node in every lane.
-type Lanes = [f64; LANES];
+pub(crate) type Lanes = [f64; LANES];
 
 #[inline(always)]
 fn sweep_steps_portable(
