@@ -14,8 +14,8 @@ use crate::checks::Observed;
 use crate::config::{EngineConfig, Limits};
 use crate::load_model::{FeederLoads, LooseBatches, STEP_MS, Window, power_factor_tan};
 use crate::powerflow::{
-    ElectricalFeeder, LANES, Lanes, SQRT_3, Solution, StepLoads, StoredSolution, SweepSettings,
-    sweep_steps,
+    ElectricalFeeder, LANES, Lanes, SQRT_3, Solution, StepLoads, StoredSolution, SweepLanes,
+    SweepSettings, sweep_steps,
 };
 use crate::readings::ReadingsSource;
 
@@ -682,6 +682,7 @@ impl Engine {
         let mut solved = std::mem::take(&mut base.loads.flows);
         if !base.reserved.is_empty() {
             let mut loads = StepLoads::new(n);
+            let mut scratch = SweepLanes::default();
             let mut lanes: [Solution; LANES] = Default::default();
             let steps: Vec<usize> = (0..solved.len()).collect();
             for batch in steps.chunks(LANES) {
@@ -696,6 +697,7 @@ impl Engine {
                     &base.electrical,
                     &loads,
                     SweepSettings::default(),
+                    &mut scratch,
                     &mut lanes,
                 );
                 for (l, &k) in batch.iter().enumerate() {

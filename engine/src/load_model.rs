@@ -14,7 +14,8 @@ use headroom_geodata::{AssetKind, AssetRef, FeederIx, Network, Quantity, Transfo
 use num_complex::Complex64;
 
 use crate::powerflow::{
-    ElectricalFeeder, LANES, Solution, StepLoads, SweepLanes, SweepSettings, sweep, sweep_lanes,
+    ElectricalFeeder, LANES, Solution, StepLoads, SweepLanes, SweepSettings, sweep_lanes,
+    sweep_steps,
 };
 use crate::readings::ReadingsSource;
 
@@ -510,37 +511,75 @@ impl FeederLoads {
         max_rounds: usize,
     ) {
         let n = electrical.len();
-        let (mut p_node, mut q_node) = (vec![0.0; n], vec![0.0; n]);
-        for k in steps {
-            if self.settled[k] {
-                continue;
-            }
-            let mut flow = Solution {
-                v_kv: self.loose_v_kv[k * n..(k + 1) * n].to_vec(),
-                i_a: vec![Complex64::new(0.0, 0.0); n],
-                ..Solution::default()
-            };
-            for round in 0..max_rounds.max(1) {
-                self.node_loads(k, &mut p_node, &mut q_node);
-                sweep(
-                    electrical,
-                    &p_node,
-                    &q_node,
-                    self.source_kv[k],
-                    SweepSettings::default(),
-                    &mut flow,
-                );
-                if !self.allocated[k] || round + 1 == max_rounds {
-                    break;
+        let mut pending: Vec<usize> = steps.into_iter().filter(|k| !self.settled[*k]).collect();
+        pending.sort_unstable();
+        pending.dedup();
+        let mut pending = pending.into_iter();
+        // Four steps at a time in lanes, each lane taking the next step as soon
+        // as its own is settled; `sweep_steps` stops each lane where `sweep`
+        // would stop its step alone.
+        let mut loads = StepLoads::new(n);
+        let mut lanes = SweepLanes::default();
+        let mut flows: [Solution; LANES] = Default::default();
+        // Per lane, the step it solves and the allocation round it is in.
+        let mut solving: [Option<(usize, usize)>; LANES] = [None; LANES];
+        loop {
+            for l in 0..LANES {
+                if solving[l].is_none() {
+                    solving[l] = pending.next().map(|k| (k, 0));
+                    if let Some((k, _)) = solving[l] {
+                        flows[l] = Solution {
+                            v_kv: self.loose_v_kv[k * n..(k + 1) * n].to_vec(),
+                            ..Solution::default()
+                        };
+                    }
                 }
-                let computed = flow.head_power_kva();
-                if self.allocation_done(k, computed) {
-                    break;
+                match solving[l] {
+                    Some((k, _)) => {
+                        self.node_loads(k, &mut loads.p_kw[l], &mut loads.q_kvar[l]);
+                        loads.source_kv[l] = self.source_kv[k];
+                    }
+                    None => {
+                        // An idle lane: no load, solved at once.
+                        loads.p_kw[l].fill(0.0);
+                        loads.q_kvar[l].fill(0.0);
+                        loads.source_kv[l] = electrical.nominal_kv[0];
+                    }
                 }
-                self.allocate(k, computed - self.total_load_kva(k));
             }
-            self.flows[k] = flow;
-            self.settled[k] = true;
+            if solving.iter().all(Option::is_none) {
+                break;
+            }
+            sweep_steps(
+                electrical,
+                &loads,
+                SweepSettings::default(),
+                &mut lanes,
+                &mut flows,
+            );
+            for l in 0..LANES {
+                let Some((k, round)) = solving[l] else {
+                    continue;
+                };
+                let settled = if !self.allocated[k] || round + 1 == max_rounds {
+                    true
+                } else {
+                    let computed = flows[l].head_power_kva();
+                    if self.allocation_done(k, computed) {
+                        true
+                    } else {
+                        self.allocate(k, computed - self.total_load_kva(k));
+                        round + 1 == max_rounds.max(1)
+                    }
+                };
+                if settled {
+                    self.flows[k] = std::mem::take(&mut flows[l]);
+                    self.settled[k] = true;
+                    solving[l] = None;
+                } else {
+                    solving[l] = Some((k, round + 1));
+                }
+            }
         }
         if self.settled.iter().all(|s| *s) {
             self.loose_v_kv = Vec::new();
