@@ -1,7 +1,6 @@
 //! The engine: a network, its traced topology and spatial index, and per feeder
 //! the load model and the base-case power flow of every step, ready for candidates.
 
-use headroom_geodata::topology::Branch;
 use headroom_geodata::{
     AssetKind, AssetRef, FeederIx, Network, NodeIx, Quantity, SpatialIndex, Topology, TransformerIx,
 };
@@ -816,11 +815,7 @@ impl Engine {
 
     fn observe_base(&self, base: &mut FeederBase) {
         let full_solutions = std::mem::take(&mut base.full_solutions);
-        base.observed = full_solutions
-            .iter()
-            .enumerate()
-            .map(|(k, solution)| self.observe(base, k, solution, Complex64::new(0.0, 0.0)))
-            .collect();
+        let mut observed = Vec::with_capacity(full_solutions.len());
         let e = &base.electrical;
         let n = e.len();
         let steps = full_solutions.len();
@@ -847,11 +842,16 @@ impl Engine {
                 let first = quad * LANES;
                 let len = lane_solutions.len();
                 // A short quad repeats its last step in the spare lanes.
-                rows.fill(
-                    e,
-                    std::array::from_fn(|l| &lane_solutions[l.min(len - 1)]),
-                    &self.config.limits,
+                let lane = |l: usize| l.min(len - 1);
+                let quad_solutions = std::array::from_fn(|l| &lane_solutions[lane(l)]);
+                rows.fill(e, quad_solutions, &self.config.limits);
+                let figures = self.observe_steps(
+                    base,
+                    std::array::from_fn(|l| start + first + lane(l)),
+                    quad_solutions,
+                    [Complex64::new(0.0, 0.0); LANES],
                 );
+                observed.extend_from_slice(&figures[..len]);
                 for l in 0..len {
                     feeder_min_pu.push(rows.subtree_min_pu[0][l]);
                     let k = start + first + l;
@@ -883,6 +883,7 @@ impl Engine {
                 path_bottleneck[at].copy_from_slice(&block_bottleneck[j][..len]);
             }
         }
+        base.observed = observed;
         base.feeder_min_pu = feeder_min_pu;
         base.subtree_min_pu = subtree_min_pu;
         base.path_margin_a = path_margin_a;
@@ -970,55 +971,108 @@ impl Engine {
         solution: &Solution,
         added_head_kva: Complex64,
     ) -> Observed {
+        self.observe_each(base, [k], [solution], [added_head_kva])[0]
+    }
+
+    /// [`Self::observe`] of four steps at once, a lane each: a base reads
+    /// every kept step's figures.
+    pub(crate) fn observe_steps(
+        &self,
+        base: &FeederBase,
+        steps: [usize; LANES],
+        solutions: [&Solution; LANES],
+        added_head_kva: [Complex64; LANES],
+    ) -> [Observed; LANES] {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above; the function is
+            // otherwise safe.
+            #[allow(unsafe_code)]
+            return unsafe { self.observe_steps_avx2(base, steps, solutions, added_head_kva) };
+        }
+        self.observe_each(base, steps, solutions, added_head_kva)
+    }
+
+    /// The same code compiled for AVX2, where each lane array is one register.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn observe_steps_avx2(
+        &self,
+        base: &FeederBase,
+        steps: [usize; LANES],
+        solutions: [&Solution; LANES],
+        added_head_kva: [Complex64; LANES],
+    ) -> [Observed; LANES] {
+        self.observe_each(base, steps, solutions, added_head_kva)
+    }
+
+    /// The figures of `W` power flows, a lane each (one for an evaluation's
+    /// flow, four for a base's steps).
+    #[inline(always)]
+    fn observe_each<const W: usize>(
+        &self,
+        base: &FeederBase,
+        steps: [usize; W],
+        solutions: [&Solution; W],
+        added_head_kva: [Complex64; W],
+    ) -> [Observed; W] {
         let e = &base.electrical;
-        let mut observed = Observed {
-            segment_pct: 0.0,
-            segment_at: 0,
-            head_pct: 0.0,
-            v_min_pu: f64::INFINITY,
-            v_min_at: 0,
-            v_max_pu: f64::NEG_INFINITY,
-            v_max_at: 0,
-            substation_pct: 0.0,
-            converged: solution.converged,
-        };
+        let n = e.len();
+        let v: [&[Complex64]; W] = std::array::from_fn(|l| &solutions[l].v_kv[..n]);
+        let i: [&[Complex64]; W] = std::array::from_fn(|l| &solutions[l].i_a[..n]);
         // Extremes are found on squares; the root is taken once, for the winner.
-        let (mut v_min_2, mut v_max_2, mut loading_2) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
-        for i in 0..e.len() {
-            let v_2 = solution.v_kv[i].norm_sqr() * e.inv_nominal_kv_2[i];
-            if v_2 < v_min_2 {
-                v_min_2 = v_2;
-                observed.v_min_at = i as u32;
+        // A branch other than a segment (the busbar's, a switch's) has no
+        // rating: its loading's square is 0 and never the highest.
+        let (mut v_min_2, mut v_max_2, mut loading_2) =
+            ([f64::INFINITY; W], [f64::NEG_INFINITY; W], [0.0f64; W]);
+        let (mut v_min_at, mut v_max_at, mut segment_at) = ([0u32; W], [0u32; W], [0u32; W]);
+        for j in 0..n {
+            let (inverse_nominal_2, inverse_rated_2) = (e.inv_nominal_kv_2[j], e.inv_rated_a_2[j]);
+            let mut v_2 = [0.0; W];
+            let mut l_2 = [0.0; W];
+            for l in 0..W {
+                v_2[l] = v[l][j].norm_sqr() * inverse_nominal_2;
+                l_2[l] = i[l][j].norm_sqr() * inverse_rated_2;
             }
-            if v_2 > v_max_2 {
-                v_max_2 = v_2;
-                observed.v_max_at = i as u32;
-            }
-            if i > 0 && matches!(e.inbound[i], Some(Branch::Segment(_))) {
-                let l_2 = solution.i_a[i].norm_sqr() * e.inv_rated_a_2[i];
-                if l_2 > loading_2 {
-                    loading_2 = l_2;
-                    observed.segment_at = i as u32;
+            for l in 0..W {
+                if v_2[l] < v_min_2[l] {
+                    (v_min_2[l], v_min_at[l]) = (v_2[l], j as u32);
+                }
+                if v_2[l] > v_max_2[l] {
+                    (v_max_2[l], v_max_at[l]) = (v_2[l], j as u32);
+                }
+                if l_2[l] > loading_2[l] {
+                    (loading_2[l], segment_at[l]) = (l_2[l], j as u32);
                 }
             }
         }
-        observed.v_min_pu = v_min_2.sqrt();
-        observed.v_max_pu = if v_max_2 >= 0.0 {
-            v_max_2.sqrt()
-        } else {
-            f64::NEG_INFINITY
-        };
-        observed.segment_pct = loading_2.sqrt() * 100.0;
-        if let Some(rated) = e.head_rated_a {
-            observed.head_pct = solution.head_current_a() / rated * 100.0;
-        }
         let rated = self.group_rated_kva(base.group);
-        if rated > 0.0 {
+        std::array::from_fn(|l| Observed {
+            segment_pct: loading_2[l].sqrt() * 100.0,
+            segment_at: segment_at[l],
+            head_pct: e
+                .head_rated_a
+                .map_or(0.0, |rated| solutions[l].head_current_a() / rated * 100.0),
+            v_min_pu: v_min_2[l].sqrt(),
+            v_min_at: v_min_at[l],
+            v_max_pu: if v_max_2[l] >= 0.0 {
+                v_max_2[l].sqrt()
+            } else {
+                f64::NEG_INFINITY
+            },
+            v_max_at: v_max_at[l],
             // The base's own series: reservations in the group count where it does.
-            observed.substation_pct =
-                (base.group_kva[k] + added_head_kva).norm_sqr().sqrt() / rated * 100.0;
-        }
-        observed
+            substation_pct: if rated > 0.0 {
+                (base.group_kva[steps[l]] + added_head_kva[l])
+                    .norm_sqr()
+                    .sqrt()
+                    / rated
+                    * 100.0
+            } else {
+                0.0
+            },
+            converged: solutions[l].converged,
+        })
     }
 }
 

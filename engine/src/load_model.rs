@@ -241,7 +241,8 @@ impl FeederLoads {
         let head_measured = head_p.iter().any(Option::is_some);
         let nominal_kv = electrical.nominal_kv[0];
 
-        // Per transformer: aligned P and Q; Q from S where only S is measured.
+        // Per transformer: aligned P and Q; P from S where only S is measured
+        // (at the unmetered power factor).
         let series: Vec<AlignedPq> = transformers
             .iter()
             .map(|(t, _)| {
@@ -249,20 +250,16 @@ impl FeederLoads {
                     kind: AssetKind::Transformer,
                     index: t.0,
                 };
-                let p = window.align(&series_of(r, Quantity::PKw), gap);
+                let mut p = window.align(&series_of(r, Quantity::PKw), gap);
                 let q = window.align(&series_of(r, Quantity::QKvar), gap);
-                let s = window.align(&series_of(r, Quantity::SKva), gap);
-                let tan = power_factor_tan(settings.unmetered_power_factor);
-                let p = p
-                    .iter()
-                    .zip(&s)
-                    .map(|(p, s)| p.or(s.map(|s| s * settings.unmetered_power_factor)))
-                    .collect::<Vec<_>>();
-                let q = q
-                    .iter()
-                    .zip(&p)
-                    .map(|(q, p)| q.or(p.map(|p| p * tan)))
-                    .collect();
+                // (Q where only P is known comes from P as the rows are built.)
+                let s = series_of(r, Quantity::SKva);
+                if !s.is_empty() {
+                    let s = window.align(&s, gap);
+                    for (p, s) in p.iter_mut().zip(&s) {
+                        *p = p.or(s.map(|s| s * settings.unmetered_power_factor));
+                    }
+                }
                 (p, q)
             })
             .collect();
@@ -435,7 +432,8 @@ impl FeederLoads {
         // head is a close first guess.
         let mut loss_per_kva_2 = Complex64::new(0.0, 0.0);
         // Per lane, the total load (kVA) and source voltage it was last solved at.
-        let mut previous: [Option<(f64, Complex64)>; LANES] = [None; LANES];
+        let mut previous: [Option<(f64, f64)>; LANES] = [None; LANES];
+        let mut rescaled: [Option<(f64, f64, f64)>; LANES] = [None; LANES];
         let mut batch_start = 0;
         while batch_start < steps {
             let batch: Vec<usize> = (batch_start..(batch_start + LANES).min(steps)).collect();
@@ -461,17 +459,20 @@ impl FeederLoads {
                     node_loads.source_kv[l] = self.source_kv[k];
                     if round == 0 {
                         let total = self.total_load_kva(k).norm_sqr().sqrt();
-                        let source = Complex64::new(node_loads.source_kv[l], 0.0);
-                        if let Some((last_kva, last_source)) = previous[l] {
+                        let source = node_loads.source_kv[l];
+                        rescaled[l] = previous[l].map(|(last_kva, last_source)| {
                             let scale = if last_kva > 0.0 {
                                 total / last_kva
                             } else {
                                 1.0
                             };
-                            lanes.rescale(l, last_source, source, scale);
-                        }
+                            (last_source, source, scale)
+                        });
                         previous[l] = Some((total, source));
                     }
+                }
+                if round == 0 {
+                    lanes.rescale(rescaled);
                 }
                 sweep_lanes(electrical, &node_loads, loose, &mut lanes, warm);
                 warm = [true; LANES];
@@ -493,8 +494,8 @@ impl FeederLoads {
                 }
             }
             on_batch.solved(&batch, &lanes);
+            lanes.extend_with_voltages(batch.len(), &mut self.loose_v_kv);
             for l in 0..batch.len() {
-                lanes.extend_with_voltages(l, &mut self.loose_v_kv);
                 self.loose_head_kva.push(lanes.head_power_kva(l));
             }
         }

@@ -386,16 +386,6 @@ impl SweepLanes {
         out.converged = self.converged[l];
     }
 
-    /// Appends lane `l`'s node voltages to `out`, kV.
-    pub fn extend_with_voltages(&self, l: usize, out: &mut Vec<Complex64>) {
-        out.extend(
-            self.v_re
-                .iter()
-                .zip(&self.v_im)
-                .map(|(re, im)| Complex64::new(re[l], im[l])),
-        );
-    }
-
     /// Complex power leaving the busbar in lane `l`, kVA (as
     /// [`Solution::head_power_kva`]).
     pub fn head_power_kva(&self, l: usize) -> Complex64 {
@@ -404,12 +394,38 @@ impl SweepLanes {
             * Complex64::new(self.i_re[0][l], self.i_im[0][l]).conj()
     }
 
-    /// Scales lane `l`'s voltage drops from the busbar, `from` the source
-    /// voltage they were solved at, by `scale`, about the new source `to`.
-    pub fn rescale(&mut self, l: usize, from: Complex64, to: Complex64, scale: f64) {
+    /// Scales the voltage drops from the busbar of each lane `l` where
+    /// `by[l]` is `(from, to, scale)` by `scale`: `from` the source voltage
+    /// they were solved at, `to` the new one (both real, kV). The lanes in one
+    /// pass over the nodes.
+    pub fn rescale(&mut self, by: [Option<(f64, f64, f64)>; LANES]) {
+        if by.iter().all(Option::is_none) {
+            return;
+        }
+        let apply: [bool; LANES] = std::array::from_fn(|l| by[l].is_some());
+        let from = lanes!(|l| by[l].map_or(0.0, |b| b.0));
+        let to = lanes!(|l| by[l].map_or(0.0, |b| b.1));
+        let scale = lanes!(|l| by[l].map_or(1.0, |b| b.2));
         for (re, im) in self.v_re.iter_mut().zip(self.v_im.iter_mut()) {
-            let v = to + (Complex64::new(re[l], im[l]) - from) * scale;
-            (re[l], im[l]) = (v.re, v.im);
+            // As `to + (v - from) * scale` in complex numbers with real ends.
+            let scaled_re = lanes!(|l| to[l] + (re[l] - from[l]) * scale[l]);
+            let scaled_im = lanes!(|l| 0.0 + (im[l] - 0.0) * scale[l]);
+            *re = lanes!(|l| if apply[l] { scaled_re[l] } else { re[l] });
+            *im = lanes!(|l| if apply[l] { scaled_im[l] } else { im[l] });
+        }
+    }
+
+    /// Appends the node voltages of lanes `0..count`, lane after lane, to
+    /// `out`, kV.
+    pub fn extend_with_voltages(&self, count: usize, out: &mut Vec<Complex64>) {
+        let n = self.v_re.len();
+        let start = out.len();
+        out.resize(start + count * n, Complex64::new(0.0, 0.0));
+        let rows = &mut out[start..];
+        for (i, (re, im)) in self.v_re.iter().zip(&self.v_im).enumerate() {
+            for l in 0..count {
+                rows[l * n + i] = Complex64::new(re[l], im[l]);
+            }
         }
     }
 }
