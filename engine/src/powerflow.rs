@@ -398,6 +398,7 @@ impl SweepLanes {
     /// `by[l]` is `(from, to, scale)` by `scale`: `from` the source voltage
     /// they were solved at, `to` the new one (both real, kV). The lanes in one
     /// pass over the nodes.
+    #[inline]
     pub fn rescale(&mut self, by: [Option<(f64, f64, f64)>; LANES]) {
         if by.iter().all(Option::is_none) {
             return;
@@ -416,16 +417,17 @@ impl SweepLanes {
     }
 
     /// Appends the node voltages of lanes `0..count`, lane after lane, to
-    /// `out`, kV.
+    /// `out`, kV (each written once: no zeroed space first).
+    #[inline]
     pub fn extend_with_voltages(&self, count: usize, out: &mut Vec<Complex64>) {
-        let n = self.v_re.len();
-        let start = out.len();
-        out.resize(start + count * n, Complex64::new(0.0, 0.0));
-        let rows = &mut out[start..];
-        for (i, (re, im)) in self.v_re.iter().zip(&self.v_im).enumerate() {
-            for l in 0..count {
-                rows[l * n + i] = Complex64::new(re[l], im[l]);
-            }
+        out.reserve(count * self.v_re.len());
+        for l in 0..count {
+            out.extend(
+                self.v_re
+                    .iter()
+                    .zip(&self.v_im)
+                    .map(|(re, im)| Complex64::new(re[l], im[l])),
+            );
         }
     }
 }
