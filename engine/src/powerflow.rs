@@ -571,7 +571,12 @@ fn sweep_steps_portable(
     for i in 1..n {
         let p: Lanes = std::array::from_fn(|l| p_kw[l][i]);
         let q: Lanes = std::array::from_fn(|l| q_kvar[l][i]);
-        if p.iter().chain(&q).any(|x| *x != 0.0) {
+        // Every lane tested, no early exit: one compare of whole lanes.
+        let mut any = false;
+        for l in 0..LANES {
+            any |= (p[l] != 0.0) | (q[l] != 0.0);
+        }
+        if any {
             let (mut s_re, mut s_im) = (zero, zero);
             for l in 0..LANES {
                 s_re[l] = p[l] / SQRT_3;
