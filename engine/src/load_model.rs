@@ -454,10 +454,10 @@ impl FeederLoads {
         // Each lane's flow stays in the lanes from one batch to the next.
         let mut lanes = SweepLanes::default();
         let mut warm = [false; LANES];
-        // One buffer for every step's voltages: a flow allocated per step
-        // spent a tenth of a capacity sweep in the allocator and page faults.
         self.flows = vec![Solution::default(); steps];
         self.settled = vec![false; steps];
+        // One buffer for every step's voltages: a flow allocated per step
+        // spent a tenth of a capacity sweep in the allocator and page faults.
         self.loose_v_kv = Vec::with_capacity(steps * n);
         self.loose_head_kva = Vec::with_capacity(steps);
         // Losses over |head|^2 (complex, per kVA^2) at the last allocated step:
@@ -466,13 +466,14 @@ impl FeederLoads {
         let mut loss_per_kva_2 = Complex64::new(0.0, 0.0);
         // Per lane, the total load (kVA) and source voltage it was last solved at.
         let mut previous: [Option<(f64, f64)>; LANES] = [None; LANES];
-        let mut rescaled: [Option<(f64, f64, f64)>; LANES] = [None; LANES];
         let mut batch_start = 0;
         while batch_start < steps {
             let batch: Vec<usize> = (batch_start..(batch_start + LANES).min(steps)).collect();
             batch_start += LANES;
             let lane_step = |l: usize| batch[l.min(batch.len() - 1)];
             let mut losses = [Complex64::new(0.0, 0.0); LANES];
+            // Per lane, how its warm start is scaled: (from, to, scale).
+            let mut rescaled: [Option<(f64, f64, f64)>; LANES] = [None; LANES];
             let mut done = [false; LANES];
             for l in 0..LANES {
                 let k = lane_step(l);

@@ -422,12 +422,7 @@ impl SweepLanes {
     pub fn extend_with_voltages(&self, count: usize, out: &mut Vec<Complex64>) {
         out.reserve(count * self.v_re.len());
         for l in 0..count {
-            out.extend(
-                self.v_re
-                    .iter()
-                    .zip(&self.v_im)
-                    .map(|(re, im)| Complex64::new(re[l], im[l])),
-            );
+            out.extend(lane_values(&self.v_re, &self.v_im, l));
         }
     }
 }
@@ -441,19 +436,21 @@ fn write_lane(
     l: usize,
     out: &mut Solution,
 ) {
-    fn lane<'a>(
-        re: &'a [Lanes],
-        im: &'a [Lanes],
-        l: usize,
-    ) -> impl Iterator<Item = Complex64> + 'a {
-        re.iter()
-            .zip(im)
-            .map(move |(re, im)| Complex64::new(re[l], im[l]))
-    }
     out.v_kv.clear();
-    out.v_kv.extend(lane(v_re, v_im, l));
+    out.v_kv.extend(lane_values(v_re, v_im, l));
     out.i_a.clear();
-    out.i_a.extend(lane(i_re, i_im, l));
+    out.i_a.extend(lane_values(i_re, i_im, l));
+}
+
+/// Lane `l` of a figure's real and imaginary rows, node by node.
+fn lane_values<'a>(
+    re: &'a [Lanes],
+    im: &'a [Lanes],
+    l: usize,
+) -> impl Iterator<Item = Complex64> + 'a {
+    re.iter()
+        .zip(im)
+        .map(move |(re, im)| Complex64::new(re[l], im[l]))
 }
 
 /// Sizes the lanes for `feeder`.
