@@ -240,6 +240,43 @@ pub fn sweep(
     settings: SweepSettings,
     solution: &mut Solution,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above; the function is otherwise
+        // safe.
+        #[allow(unsafe_code)]
+        unsafe {
+            sweep_avx2(feeder, p_kw, q_kvar, source_kv, settings, solution)
+        };
+        return;
+    }
+    sweep_portable(feeder, p_kw, q_kvar, source_kv, settings, solution);
+}
+
+/// The same code compiled for AVX2 (a ranking's exact flows are most of its
+/// time); the figures are the same to the last bit.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sweep_avx2(
+    feeder: &ElectricalFeeder,
+    p_kw: &[f64],
+    q_kvar: &[f64],
+    source_kv: f64,
+    settings: SweepSettings,
+    solution: &mut Solution,
+) {
+    sweep_portable(feeder, p_kw, q_kvar, source_kv, settings, solution);
+}
+
+#[inline(always)]
+fn sweep_portable(
+    feeder: &ElectricalFeeder,
+    p_kw: &[f64],
+    q_kvar: &[f64],
+    source_kv: f64,
+    settings: SweepSettings,
+    solution: &mut Solution,
+) {
     let n = feeder.len();
     debug_assert!(p_kw.len() == n && q_kvar.len() == n);
     let source = Complex64::new(source_kv, 0.0);
@@ -288,7 +325,12 @@ pub fn sweep(
         let mut largest_change_2 = 0.0f64;
         for i in 1..n {
             let v = v_kv[parent[i] as usize] - drop_per_a[i] * i_a[i];
-            largest_change_2 = largest_change_2.max((v - v_kv[i]).norm_sqr());
+            let change_2 = (v - v_kv[i]).norm_sqr();
+            // As `f64::max` (a NaN change is passed over; the largest starts at
+            // zero), without its test for a NaN on the left.
+            if change_2 > largest_change_2 {
+                largest_change_2 = change_2;
+            }
             v_kv[i] = v;
         }
         let largest_change = largest_change_2.sqrt() / base_kv;
