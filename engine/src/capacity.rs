@@ -418,26 +418,16 @@ impl StepScreen {
         lanes: &SweepLanes,
         scratch: &mut ScreenScratch,
     ) -> [StepFigures; LANES] {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above; the function is
-            // otherwise safe.
-            #[allow(unsafe_code)]
-            return unsafe { self.steps_avx2(e, lanes, scratch) };
-        }
-        self.steps_portable(e, lanes, scratch)
-    }
-
-    /// The same code compiled for AVX2, where each lane array is one register.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn steps_avx2(
-        &self,
-        e: &ElectricalFeeder,
-        lanes: &SweepLanes,
-        scratch: &mut ScreenScratch,
-    ) -> [StepFigures; LANES] {
-        self.steps_portable(e, lanes, scratch)
+        let screen = self;
+        avx2_or_portable!(
+            StepScreen::steps_portable,
+            fn(
+                screen: &StepScreen,
+                e: &ElectricalFeeder,
+                lanes: &SweepLanes,
+                scratch: &mut ScreenScratch,
+            ) -> [StepFigures; LANES]
+        )
     }
 
     #[inline(always)]

@@ -983,27 +983,17 @@ impl Engine {
         solutions: [&Solution; LANES],
         added_head_kva: [Complex64; LANES],
     ) -> [Observed; LANES] {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above; the function is
-            // otherwise safe.
-            #[allow(unsafe_code)]
-            return unsafe { self.observe_steps_avx2(base, steps, solutions, added_head_kva) };
-        }
-        self.observe_each(base, steps, solutions, added_head_kva)
-    }
-
-    /// The same code compiled for AVX2, where each lane array is one register.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn observe_steps_avx2(
-        &self,
-        base: &FeederBase,
-        steps: [usize; LANES],
-        solutions: [&Solution; LANES],
-        added_head_kva: [Complex64; LANES],
-    ) -> [Observed; LANES] {
-        self.observe_each(base, steps, solutions, added_head_kva)
+        let engine = self;
+        avx2_or_portable!(
+            Engine::observe_each::<LANES>,
+            fn(
+                engine: &Engine,
+                base: &FeederBase,
+                steps: [usize; LANES],
+                solutions: [&Solution; LANES],
+                added_head_kva: [Complex64; LANES],
+            ) -> [Observed; LANES]
+        )
     }
 
     /// The figures of `W` power flows, a lane each (one for an evaluation's
@@ -1133,24 +1123,16 @@ impl PathRows {
         solutions: [&Solution; LANES],
         limits: &Limits,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above; the function is
-            // otherwise safe.
-            #[allow(unsafe_code)]
-            unsafe {
-                self.fill_avx2(e, solutions, limits)
-            };
-            return;
-        }
-        self.fill_portable(e, solutions, limits);
-    }
-
-    /// The same code compiled for AVX2, where each lane array is one register.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn fill_avx2(&mut self, e: &ElectricalFeeder, solutions: [&Solution; LANES], limits: &Limits) {
-        self.fill_portable(e, solutions, limits);
+        let rows = self;
+        avx2_or_portable!(
+            PathRows::fill_portable,
+            fn(
+                rows: &mut PathRows,
+                e: &ElectricalFeeder,
+                solutions: [&Solution; LANES],
+                limits: &Limits,
+            )
+        )
     }
 
     #[inline(always)]

@@ -411,30 +411,18 @@ impl FeederLoads {
         max_rounds: usize,
         on_batch: &mut dyn LooseBatches,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above; the function is
-            // otherwise safe.
-            #[allow(unsafe_code)]
-            unsafe {
-                self.solve_loosely_avx2(electrical, max_rounds, on_batch)
-            };
-            return;
-        }
-        self.solve_loosely_portable(electrical, max_rounds, on_batch);
-    }
-
-    /// The same code compiled for AVX2: the lanes' warm starts and the
-    /// batch's voltages, moved lane by lane, take whole registers.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn solve_loosely_avx2(
-        &mut self,
-        electrical: &ElectricalFeeder,
-        max_rounds: usize,
-        on_batch: &mut dyn LooseBatches,
-    ) {
-        self.solve_loosely_portable(electrical, max_rounds, on_batch);
+        // The lanes' warm starts and the batch's voltages, moved lane by lane,
+        // take whole registers.
+        let loads = self;
+        avx2_or_portable!(
+            FeederLoads::solve_loosely_portable,
+            fn(
+                loads: &mut FeederLoads,
+                electrical: &ElectricalFeeder,
+                max_rounds: usize,
+                on_batch: &mut dyn LooseBatches,
+            )
+        )
     }
 
     #[inline(always)]

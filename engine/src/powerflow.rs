@@ -240,32 +240,18 @@ pub fn sweep(
     settings: SweepSettings,
     solution: &mut Solution,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above; the function is otherwise
-        // safe.
-        #[allow(unsafe_code)]
-        unsafe {
-            sweep_avx2(feeder, p_kw, q_kvar, source_kv, settings, solution)
-        };
-        return;
-    }
-    sweep_portable(feeder, p_kw, q_kvar, source_kv, settings, solution);
-}
-
-/// The same code compiled for AVX2 (a ranking's exact flows are most of its
-/// time); the figures are the same to the last bit.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn sweep_avx2(
-    feeder: &ElectricalFeeder,
-    p_kw: &[f64],
-    q_kvar: &[f64],
-    source_kv: f64,
-    settings: SweepSettings,
-    solution: &mut Solution,
-) {
-    sweep_portable(feeder, p_kw, q_kvar, source_kv, settings, solution);
+    // A ranking's exact flows are most of its time.
+    avx2_or_portable!(
+        sweep_portable,
+        fn(
+            feeder: &ElectricalFeeder,
+            p_kw: &[f64],
+            q_kvar: &[f64],
+            source_kv: f64,
+            settings: SweepSettings,
+            solution: &mut Solution,
+        )
+    )
 }
 
 #[inline(always)]
@@ -532,33 +518,17 @@ fn sweep_lanes_into(
     finished: Option<&mut [Solution; LANES]>,
 ) {
     resize_lanes(feeder, lanes);
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above; the function is otherwise
-        // safe.
-        #[allow(unsafe_code)]
-        unsafe {
-            sweep_steps_avx2(feeder, loads, settings, lanes, warm, finished)
-        };
-        return;
-    }
-    sweep_steps_portable(feeder, loads, settings, lanes, warm, finished);
-}
-
-/// The same code compiled for AVX2, where each lane array is one register. The
-/// compiler does not contract a product and a sum into one rounding on its own,
-/// so both versions give the same figures to the last bit.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn sweep_steps_avx2(
-    feeder: &ElectricalFeeder,
-    loads: &StepLoads,
-    settings: SweepSettings,
-    lanes: &mut SweepLanes,
-    warm: [bool; LANES],
-    finished: Option<&mut [Solution; LANES]>,
-) {
-    sweep_steps_portable(feeder, loads, settings, lanes, warm, finished);
+    avx2_or_portable!(
+        sweep_steps_portable,
+        fn(
+            feeder: &ElectricalFeeder,
+            loads: &StepLoads,
+            settings: SweepSettings,
+            lanes: &mut SweepLanes,
+            warm: [bool; LANES],
+            finished: Option<&mut [Solution; LANES]>,
+        )
+    )
 }
 
 /// One figure of a node in every lane.
