@@ -23,9 +23,11 @@
 use num_complex::Complex64;
 
 use crate::checks::{CheckName, Observed, first_broken};
-use crate::engine::{Engine, FIGURE_STEPS, FeederBase};
+use crate::engine::{Engine, FeederBase};
 use crate::load_model::power_factor_tan;
 use crate::powerflow::{SQRT_3, Solution, SweepSettings, sweep, widen};
+
+mod figures;
 
 /// Headroom beyond this is reported as this: nothing on a distribution feeder
 /// comes near it.
@@ -439,21 +441,14 @@ impl Engine {
         }
         let thermal = limits.thermal_pct / 100.0;
         let head_limit_a = e.head_rated_a.map(|a| a * thermal);
-        let group_rated = self.group_rated_kva(base.group);
-        let substation_limit_kva = group_rated * limits.substation_transformer_pct / 100.0;
+        let substation_limit_kva =
+            self.group_rated_kva(base.group) * limits.substation_transformer_pct / 100.0;
 
-        let z_candidate = z_from_busbar.first().map_or(0.0, |z| z.norm_sqr().sqrt());
-        let weakest_a = path
-            .iter()
-            .map(|&p| e.rated_a[p])
-            .chain(e.head_rated_a)
-            .fold(f64::INFINITY, f64::min);
         let per_kw_magnitude = (1.0 + load.tan_phi * load.tan_phi).sqrt();
         // The candidate's own runs over the steps, contiguous.
         let run = local as usize * steps..(local as usize + 1) * steps;
         let voltage_kv = &base.voltage_kv[run.clone()];
         let path_margin_a = &base.path_margin_a[run.clone()];
-        let path_max_loading = &base.path_max_loading[run.clone()];
         let path_voltage_room = &base.path_voltage_room[run.clone()];
         let path_bottleneck = &base.path_bottleneck[run];
         let nominal_kv = e.nominal_kv[local as usize];
@@ -485,21 +480,6 @@ impl Engine {
                 voltage_bound,
                 substation_bound,
             )
-        };
-        // Rough figures at the demand, to find the steps worth a full power flow.
-        let mut worst_loading = TopSteps::default();
-        let mut worst_voltage = TopSteps::default();
-        let mut worst_substation = TopSteps::default();
-        let mut rough = |k: usize| {
-            let a = shape[k];
-            let amps_per_kw = amps_per_kw_at(k);
-            let pu_per_kw = SQRT_3 * z_candidate * amps_per_kw / 1000.0 / nominal_kv;
-            let loading = (f64::from(path_max_loading[k]) + demand_kw * amps_per_kw / weakest_a)
-                .max(base.max_loading[k]);
-            worst_loading.offer(loading, k);
-            worst_voltage.offer(-(base.feeder_min_pu[k] - demand_kw * pu_per_kw), k);
-            let per_kw_kva = Complex64::new(a, a * load.tan_phi);
-            worst_substation.offer((base.group_kva[k] + demand_kw * per_kw_kva).norm_sqr(), k);
         };
         // The estimated headroom at step `k`, along the path. A limit whose lower
         // bound at the step already exceeds `beyond` cannot bind there and is not
@@ -611,25 +591,13 @@ impl Engine {
             smallest = cut.smallest();
             let left_out_kw = ranked_steps.cutoff_kva / per_kw_magnitude;
             every_step = !ruled_out && left_out_kw <= cut.cut();
-            if !every_step {
-                let nearest = ranked.iter().take(FIGURE_STEPS).map(|r| &r.step);
-                for &k in nearest.chain(&base.figure_steps) {
-                    if judged_at(k as usize) {
-                        rough(k as usize);
-                    }
-                }
-            }
         }
         if every_step {
             // Pass 1, a few operations per step: the bounds, the rough figures.
             // Entries: (step, bound, voltage bound, substation bound).
             let mut bounds = std::mem::take(&mut scratch.bounds);
             bounds.clear();
-            for k in (0..steps).filter(|k| judged_at(*k)) {
-                rough(k);
-                if !find_headroom {
-                    continue;
-                }
+            for k in (0..steps).filter(|k| judged_at(*k) && find_headroom) {
                 let (bound, voltage_bound, substation_bound) = bounds_at(k);
                 bounds.push((k, bound, voltage_bound, substation_bound));
             }
@@ -662,36 +630,21 @@ impl Engine {
         scratch.path = path;
         scratch.z_from_busbar = z_from_busbar;
 
-        // Figures at the application's demand: exact flows at the worst steps.
-        // The substation's figure needs no power flow: its power plus the new
-        // load (the few kW of added losses are far below its rounding).
-        let loading_steps = worst_loading.steps();
-        let chosen = loading_steps.clone().chain(
-            worst_voltage
-                .steps()
-                .filter(|k| !loading_steps.clone().any(|l| l == *k)),
-        );
-        let mut after = Figures {
-            max_loading_pct: before.max_loading_pct,
-            min_voltage_pu: before.min_voltage_pu,
-            substation_transformer_loading_pct: before.substation_transformer_loading_pct,
-        };
-        let mut worst = base.summary.worst;
-        for k in chosen.filter(|_| with_figures) {
-            let o = self.exact(base, k, local, demand_kw * shape[k], load, scratch);
-            absorb(&mut worst, &o);
-        }
-        after.max_loading_pct = worst.segment.0.max(worst.head_pct);
-        after.min_voltage_pu = if worst.v_min.0.is_finite() {
-            worst.v_min.0
+        // Figures at the application's demand, over every step.
+        let worst = if with_figures {
+            self.figures_at_demand(base, local, demand_kw, load, &shape, scratch)
         } else {
-            1.0
+            base.summary.worst
         };
-        if group_rated > 0.0 {
-            let estimated = worst_substation.largest().sqrt() / group_rated * 100.0;
-            worst.substation_pct = worst.substation_pct.max(estimated);
-        }
-        after.substation_transformer_loading_pct = worst.substation_pct;
+        let after = Figures {
+            max_loading_pct: worst.segment.0.max(worst.head_pct),
+            min_voltage_pu: if worst.v_min.0.is_finite() {
+                worst.v_min.0
+            } else {
+                1.0
+            },
+            substation_transformer_loading_pct: worst.substation_pct,
+        };
 
         if let Some(binding) = base.summary.already_broken {
             scratch.estimates = estimates;
@@ -1031,49 +984,6 @@ fn past_limit_at_next_kw(
     let mut above = *ratios;
     above[which] = predicted;
     Some(above)
-}
-
-/// How many of the worst estimated steps, per figure, get a full power flow at the
-/// demand.
-const AFTER_STEPS: usize = 1;
-
-/// The [`AFTER_STEPS`] steps with the largest values offered.
-#[derive(Default)]
-struct TopSteps {
-    top: [(f64, usize); AFTER_STEPS],
-    len: usize,
-}
-
-impl TopSteps {
-    fn offer(&mut self, value: f64, step: usize) {
-        if self.len < AFTER_STEPS {
-            self.top[self.len] = (value, step);
-            self.len += 1;
-        } else {
-            let (min_at, min) = self
-                .top
-                .iter()
-                .enumerate()
-                .min_by(|a, b| a.1.0.total_cmp(&b.1.0))
-                .map(|(i, v)| (i, v.0))
-                .unwrap_or((0, f64::INFINITY));
-            if value > min {
-                self.top[min_at] = (value, step);
-            }
-        }
-    }
-
-    fn steps(&self) -> impl Iterator<Item = usize> + Clone + '_ {
-        self.top[..self.len].iter().map(|(_, k)| *k)
-    }
-
-    /// The largest value offered (0 when none was).
-    fn largest(&self) -> f64 {
-        self.top[..self.len]
-            .iter()
-            .map(|(v, _)| *v)
-            .fold(0.0, f64::max)
-    }
 }
 
 fn absorb(worst: &mut WorstChecks, o: &Observed) {
