@@ -356,6 +356,49 @@ impl ServiceConfig {
                 return Err(Error::config(field, "must be a positive percentage"));
             }
         }
+        let engine = &self.engine;
+        if !(engine.route_factor.is_finite() && engine.route_factor >= 1.0) {
+            return Err(Error::config(
+                "engine.route_factor",
+                "must be at least 1 (a route is never shorter than the straight line)",
+            ));
+        }
+        for (i, c) in engine.conductors.iter().enumerate() {
+            for (field, value) in [
+                ("rated_a", c.rated_a),
+                ("r_ohm_per_km", c.r_ohm_per_km),
+                ("x_ohm_per_km", c.x_ohm_per_km),
+                ("cost_per_km", c.cost_per_km),
+            ] {
+                let positive = field == "rated_a" || field == "r_ohm_per_km";
+                if !(value.is_finite() && (value > 0.0 || (!positive && value == 0.0))) {
+                    return Err(Error::config(
+                        format!("engine.conductors[{i}].{field}"),
+                        if positive {
+                            "must be above 0"
+                        } else {
+                            "must be 0 or above"
+                        },
+                    ));
+                }
+            }
+        }
+        let costs = &engine.connection_costs;
+        for (field, value) in [
+            (
+                "engine.connection_costs.substation_bay",
+                costs.substation_bay,
+            ),
+            (
+                "engine.connection_costs.switchgear_bay",
+                costs.switchgear_bay,
+            ),
+            ("engine.connection_costs.tee", costs.tee),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(Error::config(field, "must be 0 or above"));
+            }
+        }
         if !(limits.v_min_pu < 1.0 && limits.v_max_pu > 1.0 && limits.v_min_pu > 0.0) {
             return Err(Error::config(
                 "engine.limits.v_min_pu",
@@ -396,6 +439,19 @@ mod tests {
         assert_eq!(config.tokens[0].role, Role::Workflow);
         assert_eq!(config.connector.len(), 1);
         assert_eq!(config.ledger.reservation_ttl_days, 180.0);
+        // The example documents the defaults, with the source of each figure.
+        assert_eq!(
+            config.engine.conductors,
+            headroom_engine::Conductor::default_catalogue()
+        );
+        assert_eq!(
+            config.engine.connection_costs,
+            headroom_engine::ConnectionCosts::default()
+        );
+        assert_eq!(
+            config.engine.route_factor,
+            EngineConfig::default().route_factor
+        );
         let text = toml::to_string(&config).unwrap();
         let again = ServiceConfig::load_from(Some(&text), Vec::new()).unwrap();
         assert_eq!(again, config);
@@ -453,6 +509,22 @@ mod tests {
                 "ledger.reservation_ttl_days",
             ),
             ("database_url = \"mysql://x\"", vec![], "database_url"),
+            (
+                "[engine]\nroute_factor = 0.5",
+                vec![],
+                "engine.route_factor",
+            ),
+            (
+                "[[engine.conductors]]\nname = \"c\"\nkind = \"cable\"\nrated_a = 0.0\n\
+                 r_ohm_per_km = 0.1\nx_ohm_per_km = 0.1\ncost_per_km = 1.0",
+                vec![],
+                "engine.conductors[0].rated_a",
+            ),
+            (
+                "[engine.connection_costs]\ntee = -1.0",
+                vec![],
+                "engine.connection_costs.tee",
+            ),
         ] {
             let env = env
                 .into_iter()

@@ -39,8 +39,12 @@ impl Default for Limits {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScoreWeights {
-    /// Nearness: 1 at the customer, 0 at the search radius (a proxy for line cost).
+    /// Nearness: 1 at the customer, 0 at the search radius.
     pub distance: f64,
+    /// Estimated cost of the new line and bay: 1 for the cheapest scheme of the
+    /// ranking, falling as the cheapest over the scheme's cost; 0 where no
+    /// conductor of the catalogue fits.
+    pub cost: f64,
     /// Loading after connection: 1 unloaded, 0 at the thermal limit.
     pub loading: f64,
     /// Voltage margin after connection: 1 at nominal, 0 at the lower limit.
@@ -52,10 +56,113 @@ pub struct ScoreWeights {
 impl Default for ScoreWeights {
     fn default() -> Self {
         Self {
-            distance: 0.4,
+            distance: 0.2,
+            cost: 0.2,
             loading: 0.2,
             voltage: 0.2,
             headroom: 0.2,
+        }
+    }
+}
+
+/// How a conductor is laid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ConductorKind {
+    /// An underground cable.
+    Cable,
+    /// An overhead line conductor.
+    Overhead,
+}
+
+/// A conductor a new service line can be built with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conductor {
+    /// Type designation, as a planner writes it (e.g. `YJV22-8.7/15 3x240`).
+    pub name: String,
+    /// Cable or overhead.
+    pub kind: ConductorKind,
+    /// Continuous current rating, A, under the installation conditions the
+    /// utility plans with.
+    pub rated_a: f64,
+    /// Resistance at operating temperature, ohm/km.
+    pub r_ohm_per_km: f64,
+    /// Reactance at 50 Hz, ohm/km.
+    pub x_ohm_per_km: f64,
+    /// Installed cost per km, in the catalogue's currency.
+    pub cost_per_km: f64,
+}
+
+impl Conductor {
+    fn new(
+        name: &str,
+        kind: ConductorKind,
+        rated_a: f64,
+        r_ohm_per_km: f64,
+        x_ohm_per_km: f64,
+        cost_per_km: f64,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            rated_a,
+            r_ohm_per_km,
+            x_ohm_per_km,
+            cost_per_km,
+        }
+    }
+
+    /// The default catalogue: common 10 kV (8.7/15 kV) three-core XLPE copper
+    /// cables, bare ACSR and insulated aluminium overhead conductors, with
+    /// costs in CNY per km installed. The source of each figure is cited beside
+    /// the same entries in `headroom.example.toml` (a test holds the two
+    /// equal).
+    pub fn default_catalogue() -> Vec<Conductor> {
+        use ConductorKind::{Cable, Overhead};
+        vec![
+            Conductor::new("YJV22-8.7/15 3x70", Cable, 221.0, 0.343, 0.115, 402_000.0),
+            Conductor::new("YJV22-8.7/15 3x120", Cable, 298.0, 0.196, 0.105, 402_000.0),
+            Conductor::new("YJV22-8.7/15 3x185", Cable, 377.0, 0.128, 0.0986, 671_000.0),
+            Conductor::new("YJV22-8.7/15 3x240", Cable, 434.0, 0.098, 0.0952, 671_000.0),
+            Conductor::new("YJV22-8.7/15 3x300", Cable, 489.0, 0.080, 0.0922, 850_000.0),
+            Conductor::new(
+                "YJV22-8.7/15 3x400",
+                Cable,
+                553.0,
+                0.064,
+                0.0893,
+                1_000_000.0,
+            ),
+            Conductor::new("LGJ-70/10", Overhead, 266.0, 0.4217, 0.354, 239_000.0),
+            Conductor::new("LGJ-120/20", Overhead, 372.0, 0.2496, 0.336, 290_000.0),
+            Conductor::new("LGJ-185/30", Overhead, 493.0, 0.1592, 0.322, 392_000.0),
+            Conductor::new("LGJ-240/30", Overhead, 593.0, 0.1181, 0.314, 392_000.0),
+            Conductor::new("JKLYJ-10 1x120", Overhead, 359.0, 0.253, 0.346, 290_000.0),
+            Conductor::new("JKLYJ-10 1x240", Overhead, 556.0, 0.125, 0.324, 392_000.0),
+        ]
+    }
+}
+
+/// What a new customer's connection costs besides its line.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionCosts {
+    /// A new breaker bay at a substation busbar, in the catalogue's currency.
+    pub substation_bay: f64,
+    /// Fitting out a spare bay of a ring-main unit or switching station.
+    pub switchgear_bay: f64,
+    /// A tee at a pole, cable branch box or junction.
+    pub tee: f64,
+}
+
+impl Default for ConnectionCosts {
+    fn default() -> Self {
+        Self {
+            substation_bay: 250_000.0,
+            switchgear_bay: 70_000.0,
+            tee: 30_000.0,
         }
     }
 }
@@ -76,6 +183,16 @@ pub struct EngineConfig {
     pub weights: ScoreWeights,
     /// Supply schemes listed at most.
     pub max_schemes: usize,
+    /// A new line's route over the straight distance from the connection point
+    /// to the customer: streets and rights of way are longer than the crow
+    /// flies. Route lengths are estimates and results say so.
+    pub route_factor: f64,
+    /// Conductors a new service line can be built with; the smallest (by
+    /// rating, then cost) that carries the demand and keeps the customer's
+    /// terminal within the voltage limits is chosen.
+    pub conductors: Vec<Conductor>,
+    /// Bay and tee costs of a connection.
+    pub connection_costs: ConnectionCosts,
     /// Offset of the utility's local time from UTC, minutes: the quarter-hours of an
     /// application's daily profile are local time.
     pub local_utc_offset_min: i32,
@@ -103,6 +220,9 @@ impl Default for EngineConfig {
             lv_max_demand_kw: 160.0,
             weights: ScoreWeights::default(),
             max_schemes: 10,
+            route_factor: 1.3,
+            conductors: Conductor::default_catalogue(),
+            connection_costs: ConnectionCosts::default(),
             local_utc_offset_min: 0,
             capacity_power_factor: 0.95,
             feeder_cache_bytes: 4 << 30,

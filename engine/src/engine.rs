@@ -97,9 +97,6 @@ pub struct FeederBase {
     /// Per kept step, the head current of the base flow, A (what every
     /// candidate's estimate there reads, kept in one short row).
     pub(crate) head_i_a: Vec<Complex64>,
-    /// The feeder's steps of highest loading and of lowest voltage, where the
-    /// figures with a new load are worst unless the load's own path decides.
-    pub figure_steps: Vec<u32>,
     /// Per local node, the least room in kVA of any limit at any step: a flat
     /// load there of this much, over its power factor's kW, is about the least
     /// that can break one.
@@ -665,7 +662,6 @@ impl Engine {
             flat_stride: 0,
             substation_room_kva: Vec::new(),
             head_i_a: Vec::new(),
-            figure_steps: Vec::new(),
             least_room_kva: Vec::new(),
             feeder_min_pu: Vec::new(),
             max_loading: Vec::new(),
@@ -931,30 +927,6 @@ impl Engine {
                     .fold(f64::INFINITY, f64::min)
             })
             .collect();
-
-        let mut room = Vec::with_capacity(steps);
-        let mut figure_steps = Vec::new();
-        let count = steps.min(FIGURE_STEPS);
-        room.extend(
-            base.max_loading
-                .iter()
-                .enumerate()
-                .map(|(k, l)| (-l, k as u32)),
-        );
-        least_sorted(&mut room, count);
-        figure_steps.extend(room[..count].iter().map(|(_, k)| *k));
-        room.clear();
-        room.extend(
-            base.feeder_min_pu
-                .iter()
-                .enumerate()
-                .map(|(k, v)| (*v, k as u32)),
-        );
-        least_sorted(&mut room, count);
-        figure_steps.extend(room[..count].iter().map(|(_, k)| *k));
-        figure_steps.sort_unstable();
-        figure_steps.dedup();
-        base.figure_steps = figure_steps;
     }
 
     /// Rated power of a busbar group's substation transformers, kVA.
@@ -1218,10 +1190,6 @@ impl PathRows {
 /// How many steps per node a flat load is judged at before the rest of the
 /// window is needed.
 pub const FLAT_STEPS: usize = 64;
-
-/// How many of the feeder's most loaded and lowest-voltage steps are screened
-/// for the figures with a new load.
-pub const FIGURE_STEPS: usize = 16;
 
 /// Puts the `count` least entries of `room` first, ascending, and returns the
 /// least value left out (infinite when none is).

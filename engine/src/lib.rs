@@ -64,13 +64,15 @@ pub mod load_model;
 pub mod powerflow;
 pub mod rank;
 pub mod readings;
+pub mod service_line;
 pub mod store;
 
 pub use application::{Application, CustomerClass, Importance};
 pub use capacity::{CapacityRow, Level};
 pub use checks::{CheckName, CheckResult};
-pub use config::{EngineConfig, Limits, ScoreWeights};
+pub use config::{Conductor, ConductorKind, ConnectionCosts, EngineConfig, Limits, ScoreWeights};
 pub use engine::{Engine, FeederBase, ReservedLoad};
 pub use error::{Error, Result};
-pub use rank::{Candidate, RankingResult, Scheme};
+pub use rank::{Candidate, RankingResult, Scheme, ScoreParts};
 pub use readings::{InMemoryReadings, ReadingsSource};
+pub use service_line::{ChosenConductor, ServiceLine};

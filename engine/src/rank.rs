@@ -11,6 +11,8 @@ use crate::engine::{Engine, ReservedLoad};
 use crate::error::{Error, Result};
 use crate::evaluate::{AddedLoad, Figures, PointEvaluation, UNBOUNDED_KW, magnitude_root};
 use crate::load_model::{STEP_MS, power_factor_tan};
+use crate::powerflow::SQRT_3;
+use crate::service_line::{PointSupply, ServiceLine};
 
 /// The data behind a result.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -81,18 +83,71 @@ pub struct Candidate {
     pub headroom_kw: f64,
 }
 
-/// A supply scheme: one or two connection points.
+/// A supply scheme: one or two connection points, each the best point of a
+/// supply route of its own (a feeder, a new bay on a busbar section or, for
+/// low-voltage customers, a distribution transformer), with the new line each
+/// needs.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Scheme {
     /// 1 for the best.
     pub rank: usize,
-    /// Score in [0, 1] (see [`crate::config::ScoreWeights`]).
+    /// Score in [0, 1] (see [`crate::config::ScoreWeights`]): the weighted mean
+    /// of `score_parts`.
     pub score: f64,
+    /// What the score is made of, each in [0, 1] (for two supplies, the mean
+    /// of theirs).
+    pub score_parts: ScoreParts,
     /// Connection points.
     pub supplies: Vec<String>,
+    /// The new line from each supply to the customer, in `supplies` order.
+    pub service_lines: Vec<ServiceLine>,
+    /// Estimated cost of the lines and bays, in the conductor catalogue's
+    /// currency; absent where no conductor of the catalogue fits a line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
     /// In words.
     pub summary: String,
+}
+
+/// The parts of a scheme's score, each in [0, 1], higher better.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScoreParts {
+    /// Nearness: 1 at the customer, 0 at the search radius.
+    pub distance: f64,
+    /// The cheapest scheme's cost over this one's (0 where no conductor fits).
+    pub cost: f64,
+    /// Loading margin after connection: 1 unloaded, 0 at the thermal limit.
+    pub loading: f64,
+    /// Voltage margin after connection: 1 at nominal, 0 at the lower limit.
+    pub voltage: f64,
+    /// Headroom left after connection, as a share of the headroom.
+    pub headroom: f64,
+}
+
+impl ScoreParts {
+    fn mean(parts: &[ScoreParts]) -> ScoreParts {
+        let n = parts.len().max(1) as f64;
+        let sum = |f: fn(&ScoreParts) -> f64| parts.iter().map(f).sum::<f64>() / n;
+        ScoreParts {
+            distance: sum(|p| p.distance),
+            cost: sum(|p| p.cost),
+            loading: sum(|p| p.loading),
+            voltage: sum(|p| p.voltage),
+            headroom: sum(|p| p.headroom),
+        }
+    }
+
+    fn rounded(self) -> ScoreParts {
+        ScoreParts {
+            distance: round(self.distance, 4),
+            cost: round(self.cost, 4),
+            loading: round(self.loading, 4),
+            voltage: round(self.voltage, 4),
+            headroom: round(self.headroom, 4),
+        }
+    }
 }
 
 /// A candidate near the customer and what limits it.
@@ -174,6 +229,22 @@ fn finite_figures(mut c: Candidate) -> Candidate {
     c
 }
 
+/// A new line in a few words: "1,250 m (estimated) of YJV22-8.7/15 3x240,
+/// cost 1,167,500".
+fn describe_line(line: &ServiceLine) -> String {
+    match (&line.conductor, line.cost) {
+        (Some(c), Some(cost)) => format!(
+            "about {:.0} m of {}, estimated cost {cost:.0}",
+            line.route_length_m, c.name
+        ),
+        _ => format!(
+            "about {:.0} m of new line: {}",
+            line.route_length_m,
+            line.problem.as_deref().unwrap_or("no conductor fits")
+        ),
+    }
+}
+
 fn round(v: f64, decimals: i32) -> f64 {
     let f = 10f64.powi(decimals);
     (v * f).round() / f
@@ -200,7 +271,50 @@ struct Evaluated {
     substation: Option<usize>,
     feeder: Option<usize>,
     voltage_margin: f64,
+    /// The medium-voltage node it connects at (a transformer's for
+    /// low-voltage requests).
+    node: NodeIx,
+    /// What the connection fits at the point: a bay, a tee or a transformer.
+    point: PointKind,
 }
+
+/// What a connection point takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum PointKind {
+    /// A node of the medium-voltage network.
+    Node(NodeType),
+    /// A public distribution transformer (low-voltage requests).
+    Transformer(TransformerIx),
+}
+
+/// A distinct supply route: schemes offer the best point of each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Route {
+    /// A point on a feeder.
+    Feeder(usize),
+    /// A new bay on a busbar section.
+    Bay(NodeIx),
+    /// A public distribution transformer.
+    Transformer(TransformerIx),
+    /// A point on no feeder (out of service).
+    Alone(NodeIx),
+}
+
+impl Evaluated {
+    fn route(&self) -> Route {
+        match (self.point, self.feeder) {
+            (PointKind::Transformer(t), _) => Route::Transformer(t),
+            (PointKind::Node(NodeType::Busbar), _) => Route::Bay(self.node),
+            (_, Some(f)) => Route::Feeder(f),
+            (_, None) => Route::Alone(self.node),
+        }
+    }
+}
+
+/// Candidates of one route sized for their new line, best partial score
+/// first: the cost of a line moves a point's score only a little against its
+/// neighbours' on the same route, so the few nearest the top decide.
+const ROUTE_SHORTLIST: usize = 3;
 
 impl Engine {
     /// The voltage level an application asks for, kV.
@@ -555,6 +669,8 @@ impl Engine {
             busbar,
             substation: substation.map(|(s, _)| s),
             feeder,
+            node,
+            point: PointKind::Node(n.node_type),
         }
     }
 
@@ -789,29 +905,126 @@ impl Engine {
         }
         e.out.feasible = !oos && app.demand_kw <= e.out.headroom_kw;
         e.out.node = t.id.to_string();
+        e.point = PointKind::Transformer(transformer);
         e.out.node_type = "transformer".to_owned();
         e.out.lon = t.position.lon;
         e.out.lat = t.position.lat;
         e
     }
 
-    fn score(&self, e: &Evaluated, demand_kw: f64, radius_m: f64) -> f64 {
+    /// A point's score parts but cost, which needs its line sized.
+    fn score_parts(&self, e: &Evaluated, demand_kw: f64, radius_m: f64) -> ScoreParts {
+        ScoreParts {
+            distance: 1.0 - (e.out.distance_m / radius_m.max(1.0)).clamp(0.0, 1.0),
+            cost: 0.0,
+            loading: 1.0
+                - (e.out.after.max_loading_pct / self.config.limits.thermal_pct).clamp(0.0, 1.0),
+            voltage: e.voltage_margin.clamp(0.0, 1.0),
+            headroom: if e.out.headroom_kw > 0.0 {
+                ((e.out.headroom_kw - demand_kw) / e.out.headroom_kw).clamp(0.0, 1.0)
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// The weighted mean of score parts.
+    fn score(&self, parts: &ScoreParts) -> f64 {
         let w = self.config.weights;
-        let total = w.distance + w.loading + w.voltage + w.headroom;
+        let total = w.distance + w.cost + w.loading + w.voltage + w.headroom;
         if total <= 0.0 {
             return 0.0;
         }
-        let distance = 1.0 - (e.out.distance_m / radius_m.max(1.0)).clamp(0.0, 1.0);
-        let loading =
-            1.0 - (e.out.after.max_loading_pct / self.config.limits.thermal_pct).clamp(0.0, 1.0);
-        let voltage = e.voltage_margin.clamp(0.0, 1.0);
-        let headroom = if e.out.headroom_kw > 0.0 {
-            ((e.out.headroom_kw - demand_kw) / e.out.headroom_kw).clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        (w.distance * distance + w.loading * loading + w.voltage * voltage + w.headroom * headroom)
+        (w.distance * parts.distance
+            + w.cost * parts.cost
+            + w.loading * parts.loading
+            + w.voltage * parts.voltage
+            + w.headroom * parts.headroom)
             / total
+    }
+
+    /// The new line from `e` to the customer of `app`.
+    fn service_line(&self, e: &Evaluated, app: &Application) -> ServiceLine {
+        let costs = &self.config.connection_costs;
+        let bay_cost = match e.point {
+            PointKind::Node(NodeType::Busbar) => costs.substation_bay,
+            PointKind::Node(t) if t.needs_spare_bay() => costs.switchgear_bay,
+            _ => costs.tee,
+        };
+        if let PointKind::Transformer(_) = e.point {
+            return ServiceLine {
+                supply: e.out.node.clone(),
+                route_length_m: (e.out.distance_m * self.config.route_factor * 10.0).round() / 10.0,
+                route_estimated: true,
+                conductor: None,
+                peak_current_a: 0.0,
+                bay_cost: 0.0,
+                cost: None,
+                problem: Some(
+                    "a low-voltage service line is not sized here: the conductor catalogue holds \
+                     medium-voltage conductors"
+                        .to_owned(),
+                ),
+            };
+        }
+        let point = self.point_supply(e, app);
+        crate::service_line::size(
+            &self.config,
+            &e.out.node,
+            &point,
+            e.out.distance_m,
+            app.demand_kw,
+            app.power_factor,
+            bay_cost,
+        )
+    }
+
+    /// The connection point's voltage with the application's load, and the
+    /// load's factor, at every step: the base flow's voltage less the drop of
+    /// the new current along the path (a busbar is taken at nominal voltage).
+    fn point_supply(&self, e: &Evaluated, app: &Application) -> PointSupply {
+        let nominal_kv = self.network.node(e.node).kv;
+        let placement = self.topology.placement(e.node);
+        let (Some(f), Some(p)) = (e.feeder, placement) else {
+            let factor = self
+                .window
+                .steps
+                .iter()
+                .map(|ts| app.profile_factor(self.quarter_of_day(*ts)))
+                .collect::<Vec<_>>();
+            return PointSupply {
+                v_kv: vec![nominal_kv; factor.len()],
+                factor,
+                nominal_kv,
+            };
+        };
+        let base = self.feeder(f);
+        let steps = base.loads.step_count();
+        let el = &base.electrical;
+        let mut z = num_complex::Complex64::new(0.0, 0.0);
+        let mut at = p.local as usize;
+        while at != 0 && at < el.len() {
+            z += el.z_ohm[at];
+            at = el.parent[at] as usize;
+        }
+        let sin_phi = (1.0 - app.power_factor * app.power_factor).max(0.0).sqrt();
+        let drop_ohm = z.re * app.power_factor + z.im * sin_phi;
+        let kva = app.demand_kw / app.power_factor;
+        let run = p.local as usize * steps..(p.local as usize + 1) * steps;
+        let mut v_kv = Vec::with_capacity(steps);
+        let mut factor = Vec::with_capacity(steps);
+        for (k, v) in base.voltage_kv[run].iter().enumerate() {
+            let a = app.profile_factor(self.quarter_of_day(base.loads.steps[k]));
+            let v = f64::from(*v);
+            let current = a * kva / (SQRT_3 * v);
+            v_kv.push(v - SQRT_3 * current * drop_ohm / 1000.0);
+            factor.push(a);
+        }
+        PointSupply {
+            v_kv,
+            factor,
+            nominal_kv,
+        }
     }
 
     fn describe(&self, e: &Evaluated) -> String {
@@ -831,20 +1044,58 @@ impl Engine {
         radius: f64,
         evaluated: &[Evaluated],
     ) -> Vec<Scheme> {
-        let feasible: Vec<(&Evaluated, f64)> = evaluated
+        // Each route's few best points by every part but cost, sized for
+        // their line; then the cheapest line of all sets the cost part.
+        let mut by_route: rustc_hash::FxHashMap<Route, Vec<(&Evaluated, ScoreParts)>> =
+            Default::default();
+        for e in evaluated.iter().filter(|e| e.out.feasible) {
+            let parts = self.score_parts(e, app.demand_kw, radius);
+            by_route.entry(e.route()).or_default().push((e, parts));
+        }
+        let mut sized: Vec<(Route, &Evaluated, ScoreParts, ServiceLine)> = Vec::new();
+        for (route, mut points) in by_route {
+            points.sort_by(|a, b| {
+                self.score(&b.1)
+                    .total_cmp(&self.score(&a.1))
+                    .then_with(|| a.0.out.node.cmp(&b.0.out.node))
+            });
+            points.truncate(ROUTE_SHORTLIST);
+            for (e, parts) in points {
+                sized.push((route, e, parts, self.service_line(e, app)));
+            }
+        }
+        let cheapest = sized
             .iter()
-            .filter(|e| e.out.feasible)
-            .map(|e| (e, self.score(e, app.demand_kw, radius)))
-            .collect();
+            .filter_map(|s| s.3.cost)
+            .fold(f64::INFINITY, f64::min);
+        for (_, _, parts, line) in &mut sized {
+            parts.cost = match line.cost {
+                Some(cost) if cost > 0.0 => (cheapest / cost).clamp(0.0, 1.0),
+                Some(_) => 1.0,
+                None => 0.0,
+            };
+        }
+        // The best point of each route.
+        sized.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| self.score(&b.2).total_cmp(&self.score(&a.2)))
+                .then_with(|| a.1.out.node.cmp(&b.1.out.node))
+        });
+        sized.dedup_by(|later, first| later.0 == first.0);
+        let best: Vec<(&Evaluated, ScoreParts, ServiceLine)> =
+            sized.into_iter().map(|(_, e, p, l)| (e, p, l)).collect();
+
         let level = if kv < 1.0 {
             "0.4 kV".to_owned()
         } else {
             format!("{kv} kV")
         };
-        // Schemes are drafted as scores and supplies, and only the ones kept
-        // described: a dense grid has thousands of feasible points.
-        let mut drafts: Vec<(f64, Vec<&Evaluated>)> = match app.importance {
-            Importance::Normal => feasible.iter().map(|(e, s)| (*s, vec![*e])).collect(),
+        // Schemes are drafted as supplies (indices into `best`) and scores, and
+        // only the ones kept described.
+        let mut drafts: Vec<(f64, Vec<usize>)> = match app.importance {
+            Importance::Normal => (0..best.len())
+                .map(|i| (self.score(&best[i].1), vec![i]))
+                .collect(),
             Importance::Important | Importance::Critical => {
                 let independent = |a: &Evaluated, b: &Evaluated| match app.importance {
                     Importance::Critical => {
@@ -859,35 +1110,27 @@ impl Engine {
                             && a.feeder != b.feeder
                     }
                 };
-                // Best few per feeder keep the pairing small on dense grids.
-                let mut best = feasible.clone();
-                best.sort_by(|a, b| b.1.total_cmp(&a.1));
-                let mut per_feeder: rustc_hash::FxHashMap<Option<usize>, usize> =
-                    Default::default();
-                best.retain(|(e, _)| {
-                    let c = per_feeder.entry(e.feeder).or_default();
-                    *c += 1;
-                    *c <= 3
-                });
                 let mut pairs = Vec::new();
                 for i in 0..best.len() {
                     for j in i + 1..best.len() {
-                        let (a, sa) = best[i];
-                        let (b, sb) = best[j];
-                        if independent(a, b) {
-                            pairs.push(((sa + sb) / 2.0, vec![a, b]));
+                        if independent(best[i].0, best[j].0) {
+                            let parts = ScoreParts::mean(&[best[i].1, best[j].1]);
+                            pairs.push((self.score(&parts), vec![i, j]));
                         }
                     }
                 }
                 pairs
             }
         };
+        let names = |supplies: &[usize]| {
+            supplies
+                .iter()
+                .map(|i| best[*i].0.out.node.as_str())
+                .collect::<Vec<_>>()
+        };
         drafts.sort_by(|a, b| {
-            b.0.total_cmp(&a.0).then_with(|| {
-                a.1.iter()
-                    .map(|e| &e.out.node)
-                    .cmp(b.1.iter().map(|e| &e.out.node))
-            })
+            b.0.total_cmp(&a.0)
+                .then_with(|| names(&a.1).cmp(&names(&b.1)))
         });
         drafts.truncate(self.config.max_schemes);
         let what = if app.importance == Importance::Critical {
@@ -895,27 +1138,44 @@ impl Engine {
         } else {
             "two circuits"
         };
-        let mut schemes: Vec<Scheme> = drafts
+        drafts
             .into_iter()
-            .map(|(score, supplies)| Scheme {
-                rank: 0,
-                score,
-                supplies: supplies.iter().map(|e| e.out.node.clone()).collect(),
-                summary: match supplies[..] {
-                    [a, b] => format!(
-                        "{what} at {level}: {} and {}",
-                        self.describe(a),
-                        self.describe(b)
-                    ),
-                    _ => format!("one {level} circuit from {}", self.describe(supplies[0])),
-                },
+            .enumerate()
+            .map(|(i, (score, supplies))| {
+                let lines: Vec<ServiceLine> = supplies.iter().map(|s| best[*s].2.clone()).collect();
+                let parts: Vec<ScoreParts> = supplies.iter().map(|s| best[*s].1).collect();
+                let cost = lines
+                    .iter()
+                    .map(|l| l.cost)
+                    .try_fold(0.0, |sum, c| c.map(|c| sum + c));
+                let described: Vec<String> = supplies
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} ({})",
+                            self.describe(best[*s].0),
+                            describe_line(&best[*s].2)
+                        )
+                    })
+                    .collect();
+                Scheme {
+                    rank: i + 1,
+                    score: round(score, 4),
+                    score_parts: ScoreParts::mean(&parts).rounded(),
+                    supplies: supplies
+                        .iter()
+                        .map(|s| best[*s].0.out.node.clone())
+                        .collect(),
+                    service_lines: lines,
+                    cost: cost.map(|c| round(c, 0)),
+                    summary: match &described[..] {
+                        [a, b] => format!("{what} at {level}: {a} and {b}"),
+                        [a] => format!("one {level} circuit from {a}"),
+                        _ => String::new(),
+                    },
+                }
             })
-            .collect();
-        for (i, s) in schemes.iter_mut().enumerate() {
-            s.rank = i + 1;
-            s.score = round(s.score, 4);
-        }
-        schemes
+            .collect()
     }
 
     fn explain(

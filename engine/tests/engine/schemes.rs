@@ -150,3 +150,128 @@ fn without_a_second_source_the_result_says_why_and_what_to_reinforce() {
     assert_eq!(why.reinforce_feeder.as_deref(), Some("F1"));
     assert_eq!(why.nearest[0].node, "F1N");
 }
+
+#[test]
+fn a_schemes_score_is_the_weighted_mean_of_its_parts_and_names_its_line() {
+    let engine = engine(&three_feeders(), &readings());
+    let result = engine.rank(&application("N", at(440.0, 0.0), 500.0, json!({})));
+    let w = engine.config.weights;
+    let total = w.distance + w.cost + w.loading + w.voltage + w.headroom;
+    for scheme in &result.schemes {
+        let p = scheme.score_parts;
+        let mean = (w.distance * p.distance
+            + w.cost * p.cost
+            + w.loading * p.loading
+            + w.voltage * p.voltage
+            + w.headroom * p.headroom)
+            / total;
+        assert!((scheme.score - mean).abs() <= 1e-3, "{scheme:?}");
+        assert_eq!(scheme.service_lines.len(), scheme.supplies.len());
+        let line = &scheme.service_lines[0];
+        assert_eq!(line.supply, scheme.supplies[0]);
+        assert!(line.route_estimated);
+        let c = candidate(&result, &line.supply);
+        assert!((line.route_length_m - c.distance_m * engine.config.route_factor).abs() <= 0.1);
+        let conductor = line.conductor.as_ref().expect("500 kW fits a cable");
+        assert!(
+            scheme.summary.contains(&conductor.name),
+            "{}",
+            scheme.summary
+        );
+        assert_eq!(scheme.cost, line.cost);
+    }
+    // The cheapest scheme's cost part is 1.
+    assert!(result.schemes.iter().any(|s| s.score_parts.cost == 1.0));
+}
+
+#[test]
+fn a_long_line_where_the_thinnest_cable_breaks_voltage_is_built_thicker() {
+    // F3N is 12 km from the customer: the thinnest cable of the catalogue
+    // carries 2 MW but drops the terminal below 0.93 pu over that route.
+    let engine = engine(&three_feeders(), &readings());
+    let result = engine.rank(&application(
+        "L",
+        at(12_450.0, 0.0),
+        2_000.0,
+        json!({"max_distance_m": 13_000}),
+    ));
+    let scheme = result
+        .schemes
+        .iter()
+        .find(|s| s.supplies == ["F3N"])
+        .expect("a scheme at F3N");
+    let line = &scheme.service_lines[0];
+    let chosen = line.conductor.as_ref().expect("a conductor fits");
+    let thinnest = engine
+        .config
+        .conductors
+        .iter()
+        .min_by(|a, b| a.rated_a.total_cmp(&b.rated_a))
+        .unwrap();
+    assert!(line.peak_current_a < thinnest.rated_a, "{line:?}");
+    assert_ne!(chosen.name, thinnest.name, "{line:?}");
+    assert!(chosen.terminal_min_voltage_pu >= 0.93, "{line:?}");
+
+    // A demand beyond every conductor of the catalogue: the scheme says so.
+    let mut config = engine.config.clone();
+    config.conductors.retain(|c| c.rated_a < 250.0);
+    let network = three_feeders().build().unwrap();
+    let rows = rows(&network, &readings());
+    let small = headroom_engine::Engine::new(
+        network,
+        std::sync::Arc::new(headroom_engine::InMemoryReadings::from_rows(&rows)),
+        config,
+        Vec::new(),
+    );
+    let result = small.rank(&application("H", at(440.0, 0.0), 4_000.0, json!({})));
+    let scheme = result.schemes.first().expect("a feasible point");
+    assert!(scheme.cost.is_none(), "{scheme:?}");
+    let problem = scheme.service_lines[0].problem.as_deref().unwrap();
+    assert!(problem.contains("carries"), "{problem}");
+    assert_eq!(scheme.score_parts.cost, 0.0);
+}
+
+#[test]
+fn the_fixtures_first_three_schemes_take_three_routes() {
+    let (engine, apps) = crate::shortcut::fixture_engine(headroom_engine::EngineConfig::default());
+    let mut checked = 0;
+    for app in &apps {
+        let result = engine.rank(app);
+        let mut feasible_feeders: Vec<&str> = result
+            .candidates
+            .iter()
+            .filter(|c| c.feasible)
+            .filter_map(|c| c.feeder.as_deref())
+            .collect();
+        feasible_feeders.sort_unstable();
+        feasible_feeders.dedup();
+        if feasible_feeders.len() < 3 {
+            continue;
+        }
+        // A scheme's route: its supplies' feeders, or the busbar of a new bay.
+        let route = |node: &String| {
+            let c = candidate(&result, node);
+            c.feeder.clone().unwrap_or_else(|| format!("bay at {node}"))
+        };
+        let routes: Vec<Vec<String>> = result.schemes[..3]
+            .iter()
+            .map(|s| s.supplies.iter().map(route).collect())
+            .collect();
+        assert!(
+            routes[0] != routes[1] && routes[1] != routes[2] && routes[0] != routes[2],
+            "{}: {routes:?}",
+            app.id
+        );
+        if app.importance == headroom_engine::Importance::Normal {
+            let mut flat: Vec<&String> = routes.iter().flatten().collect();
+            flat.sort();
+            flat.dedup();
+            assert_eq!(flat.len(), 3, "{}: {routes:?}", app.id);
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 5,
+        "only {checked} applications had three feasible feeders"
+    );
+}

@@ -10,7 +10,7 @@ use headroom_engine::evaluate::AddedLoad;
 use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings};
 use headroom_geodata::Gridpack;
 
-fn fixture_engine(config: EngineConfig) -> (Engine, Vec<Application>) {
+pub(crate) fn fixture_engine(config: EngineConfig) -> (Engine, Vec<Application>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/1-MV-semiurb");
     let gridpack = Gridpack::read(&dir).expect("fixture gridpack");
     let readings = Arc::new(InMemoryReadings::from_rows(&gridpack.readings));
