@@ -439,8 +439,9 @@ pub async fn run(
     );
     let mut gaps = GapTracker::default();
     let mut down_since: Option<i64> = None;
+    let mut own_pki = None;
     loop {
-        let ended = match build_client(&name, &config) {
+        let ended = match client(&name, &config, &mut own_pki).await {
             Ok(client) => {
                 run_session(
                     client, &config, &prepared, &source, &output, &status, &shutdown, &mut gaps,
@@ -482,14 +483,47 @@ pub async fn run(
     status.update(|s| s.link = LinkState::Stopped);
 }
 
-fn build_client(name: &str, config: &OpcUaConfig) -> std::result::Result<Client, String> {
-    let secure = config.security_policy != SecurityPolicyName::None;
-    let mut builder = ClientBuilder::new()
+/// A client for `config`, in its PKI folder or, without one, in `own_pki`: a
+/// private folder made on first use and removed with the connector.
+///
+/// The library reads the client's certificate and key when the client is made
+/// and for every secure channel, security None included, and logs an ERROR
+/// each time they are missing; so the client always gets a key pair, made once
+/// (off the runtime: RSA key generation takes a while).
+async fn client(
+    name: &str,
+    config: &OpcUaConfig,
+    own_pki: &mut Option<tempfile::TempDir>,
+) -> std::result::Result<Client, String> {
+    let pki = match (&config.pki_dir, &*own_pki) {
+        (Some(pki), _) => pki.clone(),
+        (None, Some(own)) => own.path().to_owned(),
+        (None, None) => {
+            let own = tempfile::Builder::new()
+                .prefix("headroom-opcua-")
+                .tempdir()
+                .map_err(|e| format!("client PKI folder: {e}"))?;
+            own_pki.insert(own).path().to_owned()
+        }
+    };
+    let (name, config) = (name.to_owned(), config.clone());
+    tokio::task::spawn_blocking(move || build_client(&name, &config, pki))
+        .await
+        .map_err(|e| format!("client config: {e}"))?
+}
+
+fn build_client(
+    name: &str,
+    config: &OpcUaConfig,
+    pki: PathBuf,
+) -> std::result::Result<Client, String> {
+    let builder = ClientBuilder::new()
         .application_name(format!("Headroom {name}"))
         .application_uri(format!("urn:headroom:connector:{name}"))
         .product_uri("urn:headroom")
         .trust_server_certs(config.trust_server_certs)
-        .create_sample_keypair(secure)
+        .pki_dir(pki)
+        .create_sample_keypair(true)
         // Reconnection is ours (with jitter, and a fresh subscription).
         .session_retry_limit(0)
         .request_timeout(Duration::from_millis(config.request_timeout_ms))
@@ -500,12 +534,6 @@ fn build_client(name: &str, config: &OpcUaConfig) -> std::result::Result<Client,
         .max_message_size(256 * 1024 * 1024)
         .max_chunk_count(4_096)
         .max_array_length(1_000_000);
-    if let Some(pki) = &config.pki_dir {
-        builder = builder.pki_dir(pki.clone());
-    } else {
-        // Security none makes no use of it, but the library wants a folder.
-        builder = builder.pki_dir(std::env::temp_dir().join("headroom-opcua-pki"));
-    }
     builder
         .client()
         .map_err(|errors| format!("client config: {}", errors.join("; ")))

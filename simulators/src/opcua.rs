@@ -65,7 +65,8 @@ pub struct OpcUaSimulatorConfig {
     /// Assets (feeder or transformer ids) to expose, each with [`QUANTITIES`].
     pub assets: Vec<String>,
     /// Where the server keeps its key pair and trusted certificates; `None`
-    /// serves security None only (no key pair to make).
+    /// serves security None only, with a key pair in a private temporary
+    /// folder (the library wants one even then).
     pub pki_dir: Option<PathBuf>,
 }
 
@@ -85,6 +86,10 @@ struct Running {
 /// A running OPC UA server behind a fault proxy.
 pub struct OpcUaSimulator {
     config: OpcUaSimulatorConfig,
+    /// `config.pki_dir`, or `_own_pki`'s.
+    pki_dir: PathBuf,
+    /// Without `config.pki_dir`: a private folder, removed with the simulator.
+    _own_pki: Option<tempfile::TempDir>,
     proxy: FaultProxy,
     model: Mutex<Model>,
     running: Mutex<Option<Running>>,
@@ -118,12 +123,27 @@ impl OpcUaSimulator {
                 );
             }
         }
+        // The library reads the server's certificate and key at start and for
+        // every secure channel, security None included, and logs an ERROR each
+        // time they are missing; without a folder of its own it would use one
+        // in the working directory.
+        let (pki_dir, own_pki) = match &config.pki_dir {
+            Some(pki) => (pki.clone(), None),
+            None => {
+                let own = tempfile::Builder::new()
+                    .prefix("headroom-opcua-simulator-")
+                    .tempdir()?;
+                (own.path().to_owned(), Some(own))
+            }
+        };
         let simulator = Self {
             model: Mutex::new(Model {
                 assets: config.assets.clone(),
                 values,
             }),
             config,
+            pki_dir,
+            _own_pki: own_pki,
             proxy,
             running: Mutex::new(None),
         };
@@ -272,10 +292,11 @@ impl OpcUaSimulator {
                 },
                 "headroom",
             ));
-        if let Some(pki) = &self.config.pki_dir {
+        builder = builder
+            .pki_dir(self.pki_dir.clone())
+            .create_sample_keypair(true);
+        if self.config.pki_dir.is_some() {
             builder = builder
-                .pki_dir(pki.clone())
-                .create_sample_keypair(true)
                 .trust_client_certs(true)
                 .add_endpoint(
                     "basic256sha256_sign",
