@@ -346,7 +346,9 @@ pub(crate) struct CapacityCollection {
     /// `FeatureCollection`.
     #[serde(rename = "type")]
     kind: String,
-    /// When the figures were computed from, RFC 3339 (the latest reading).
+    /// The end of the readings the figures are computed from, RFC 3339: the end
+    /// of the last 15-minute step, or the time of the answer while that step
+    /// is still filling (never in the future).
     data_to: String,
     /// One feature per asset; `properties` holds the capacity row.
     #[schema(value_type = Vec<Object>)]
@@ -553,8 +555,12 @@ pub(crate) async fn get_capacity(
     let inside = |p: &LonLat| {
         bbox.is_none_or(|[w, s, e, n]| p.lon >= w && p.lon <= e && p.lat >= s && p.lat <= n)
     };
-    let to =
-        engine.window.steps.last().copied().unwrap_or(0) + headroom_engine::load_model::STEP_MS;
+    // The last step ends up to 15 minutes after its latest reading: while live
+    // readings fill it, its end lies ahead, and the map read that as a negative
+    // age.
+    let to = (engine.window.steps.last().copied().unwrap_or(0)
+        + headroom_engine::load_model::STEP_MS)
+        .min(now_ms);
     // Written out here rather than through `CapacityCollection`: each feature's
     // geometry is kept serialised (see `AppState::drawing`) and only its
     // properties are serialised per request.

@@ -116,6 +116,8 @@
 
   function age(seconds) {
     if (seconds === null || seconds === undefined) return 'no readings';
+    // The browser's clock can run behind the service's; an age is never negative.
+    if (seconds < 1) return 'just now';
     if (seconds < 90) return `${Math.round(seconds)} s ago`;
     if (seconds < 5400) return `${Math.round(seconds / 60)} min ago`;
     if (seconds < 172800) return `${Math.round(seconds / 3600)} h ago`;
