@@ -88,6 +88,9 @@ pub struct FeederBase {
     /// when the node is first judged (see [`Self::flat_steps`]): a capacity sweep
     /// judges two or three nodes of a feeder, a ranking only its candidates.
     ranked_steps: Vec<OnceLock<RankedSteps>>,
+    /// The feeder's steps in the orders the figures with a new load scan them
+    /// (see `evaluate::figures`), worked out when a candidate first needs them.
+    pub(crate) figure_orders: OnceLock<crate::evaluate::FigureOrders>,
     /// Entries per node in [`RankedSteps::steps`]: [`FLAT_STEPS`], or every step
     /// of a shorter window.
     pub flat_stride: usize,
@@ -258,7 +261,9 @@ impl FeederBase {
         // Every node's ranked steps, as if each had been judged.
         let stress =
             self.ranked_steps.len() * (self.flat_stride * std::mem::size_of::<RankedStep>() + 32);
-        self.solutions.len() * per_step + loads + stress + 1024
+        // The figures' step orders and per-node lowest voltages.
+        let orders = self.solutions.len() * 4 * 4 + self.electrical.len() * 4;
+        self.solutions.len() * per_step + loads + stress + orders + 1024
     }
 }
 
@@ -659,6 +664,7 @@ impl Engine {
             path_voltage_room: Vec::new(),
             path_bottleneck: Vec::new(),
             ranked_steps: Vec::new(),
+            figure_orders: OnceLock::new(),
             flat_stride: 0,
             substation_room_kva: Vec::new(),
             head_i_a: Vec::new(),

@@ -29,6 +29,8 @@ use crate::powerflow::{SQRT_3, Solution, SweepSettings, sweep, widen};
 
 mod figures;
 
+pub(crate) use figures::FigureOrders;
+
 /// Headroom beyond this is reported as this: nothing on a distribution feeder
 /// comes near it.
 pub const UNBOUNDED_KW: f64 = 1.0e6;
@@ -197,6 +199,11 @@ struct Scratch {
     bounds: Vec<(usize, f64, f64, f64)>,
     /// Estimated headroom of the steps that may bind: (estimate, step).
     estimates: Vec<(f64, usize)>,
+    /// Impedance magnitudes from the busbar along the candidate's path, for
+    /// the figures' bounds.
+    z_magnitude: Vec<f64>,
+    /// Steps whose figures were solved, within one evaluation.
+    figure_solved: Vec<bool>,
     /// What `solution` holds, within one evaluation: (step, local node, kW
     /// added there).
     held: Option<(usize, u32, f64)>,

@@ -8,11 +8,16 @@
 //! load's current (on the candidate's path) plus the other loads' answer to the
 //! lower voltage, a node's voltage falls by at most the impedance it shares with
 //! the candidate times that current, and the substation takes at most the new
-//! load plus the losses it adds. Steps are then taken worst bound first, and a
-//! step gets a power flow only while its bound could still beat what the power
-//! flows so far found. Each bound is checked twice: first in a few operations
-//! from the rows the feeder's base keeps per step, then, for a step that
-//! passes, branch by branch along the candidate's path.
+//! load plus the losses it adds. A step gets a power flow only while its bounds
+//! could still change a figure the flows so far found; each bound is checked
+//! first in a few operations from the rows the feeder's base keeps per step,
+//! then, for a step that passes, branch by branch along the candidate's path.
+//!
+//! Steps are visited in orders the base sorts once ([`FigureOrders`]): worst
+//! base loading first, highest head current, lowest voltage, most loaded
+//! substation, highest voltage. With the load's largest reach over the window,
+//! a step's base figure bounds what any later step of the same order can show,
+//! so each scan stops at the first step that cannot change its figure.
 //!
 //! The figures are therefore those of a power flow at every step, to the power
 //! flow's own tolerance: the steps left out are the ones proved not to matter.
@@ -111,7 +116,14 @@ impl Candidate<'_> {
     /// feeder might collapse under it (then only a power flow can tell).
     fn reach(&self, k: usize, kw: f64) -> Option<Reach> {
         let steps = self.base.loads.step_count();
-        let v = f64::from(self.base.voltage_kv[self.local as usize * steps + k]);
+        self.reach_at(
+            f64::from(self.base.voltage_kv[self.local as usize * steps + k]),
+            kw,
+        )
+    }
+
+    /// The same where the candidate's base voltage is `v` kV.
+    fn reach_at(&self, v: f64, kw: f64) -> Option<Reach> {
         let kva = kw * self.kva_per_kw;
         // The candidate's voltage x with the load: x >= v - |Z| kva / (1000 x),
         // the drop of its own current at that voltage.
@@ -129,10 +141,9 @@ impl Candidate<'_> {
         if fall >= 0.5 {
             return None;
         }
-        let growth = fall / (1.0 - fall);
         Some(Reach {
             current_a: kva / (SQRT_3 * v * (1.0 - fall)),
-            growth,
+            growth: fall / (1.0 - fall),
             kva,
         })
     }
@@ -215,21 +226,39 @@ impl Candidate<'_> {
         }
     }
 
-    /// The substation's loading with the new load and the losses it can add:
-    /// on the path, at most its impedance times what the new current adds to
-    /// the square of the largest path current `path_current_a`; elsewhere, the
-    /// other loads' larger currents add to the feeder's own losses in
-    /// proportion (taken as at most an eighth of the head's power).
+    /// The substation's loading with the new load and the losses it can add,
+    /// a fraction of the group's rating (0 without one).
     fn substation_bound(&self, k: usize, reach: &Reach, path_current_a: f64) -> f64 {
         if self.group_rated_kva <= 0.0 {
             return 0.0;
         }
         let base = self.base;
+        self.substation_kva(
+            base.group_kva[k].norm(),
+            reach,
+            path_current_a,
+            base.solutions[k].head_power_kva().norm(),
+        ) / self.group_rated_kva
+    }
+
+    /// The group's power with the new load, kVA, at most: its power `group_kva`,
+    /// the load, and the losses it adds: on the path, at most the path's
+    /// impedance times what the new current adds to the square of the largest
+    /// path current `path_current_a`; elsewhere, the other loads' larger
+    /// currents add to the feeder's own losses in proportion (taken as at most
+    /// an eighth of the head's power `head_kva`).
+    fn substation_kva(
+        &self,
+        group_kva: f64,
+        reach: &Reach,
+        path_current_a: f64,
+        head_kva: f64,
+    ) -> f64 {
         let new_current = reach.current_a;
         let path_losses =
             3.0 * self.z_candidate * (2.0 * path_current_a + new_current) * new_current / 1000.0;
-        let other_losses = base.solutions[k].head_power_kva().norm() * 0.25 * reach.growth;
-        (base.group_kva[k].norm() + reach.kva + path_losses + other_losses) / self.group_rated_kva
+        let other_losses = head_kva * 0.25 * reach.growth;
+        group_kva + reach.kva + path_losses + other_losses
     }
 }
 
@@ -244,10 +273,97 @@ fn voltage_spread(base: &FeederBase, k: usize) -> f64 {
         .max((observed.v_max_pu - source).abs())
 }
 
+/// A feeder's steps in the orders the figures with a new load scan them, and
+/// what bounds every step of the window, worked out once per base.
+///
+/// Each order is sorted by a figure of the base flow that bounds, together with
+/// the new load's largest reach, what a flow with the load can show at that
+/// step: once a step's bound in an order is no worse than the figure found, no
+/// later step of that order can change it, and the scan stops. A ranking's
+/// candidates thus visit a few steps each instead of the whole window.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FigureOrders {
+    /// Highest loading of any branch or the head first.
+    by_loading: Vec<u32>,
+    /// Highest head current first.
+    by_head: Vec<u32>,
+    /// Lowest voltage first.
+    by_v_min: Vec<u32>,
+    /// Highest voltage first.
+    by_v_max: Vec<u32>,
+    /// Most loaded substation transformers first.
+    by_group: Vec<u32>,
+    /// Steps whose base flow did not converge.
+    collapsed: Vec<u32>,
+    /// The largest voltage spread of any step (see [`voltage_spread`]), pu.
+    spread_max: f64,
+    /// The largest head power of any step, kVA.
+    head_kva_max: f64,
+    /// The highest loading of any step, a fraction.
+    loading_max: f64,
+    /// Per local node, its lowest voltage over the window, kV.
+    node_v_min_kv: Vec<f32>,
+}
+
+impl FigureOrders {
+    fn new(base: &FeederBase) -> Self {
+        let steps = base.loads.step_count();
+        let converged: Vec<u32> = (0..steps as u32)
+            .filter(|&k| base.solutions[k as usize].converged)
+            .collect();
+        let sorted = |key: &dyn Fn(usize) -> f64| {
+            let mut order = converged.clone();
+            order.sort_by(|a, b| key(*b as usize).total_cmp(&key(*a as usize)));
+            order
+        };
+        let n = base.electrical.len();
+        Self {
+            by_loading: sorted(&|k| base.max_loading[k]),
+            by_head: sorted(&|k| base.head_i_a[k].norm()),
+            by_v_min: sorted(&|k| -base.feeder_min_pu[k]),
+            by_v_max: sorted(&|k| base.observed[k].v_max_pu),
+            by_group: sorted(&|k| base.group_kva[k].norm()),
+            collapsed: (0..steps as u32)
+                .filter(|&k| !base.solutions[k as usize].converged)
+                .collect(),
+            spread_max: converged
+                .iter()
+                .map(|&k| voltage_spread(base, k as usize))
+                .fold(0.0, f64::max),
+            head_kva_max: converged
+                .iter()
+                .map(|&k| base.solutions[k as usize].head_power_kva().norm())
+                .fold(0.0, f64::max),
+            loading_max: converged
+                .iter()
+                .map(|&k| base.max_loading[k as usize])
+                .fold(0.0, f64::max),
+            node_v_min_kv: (0..n)
+                .map(|j| {
+                    base.voltage_kv[j * steps..(j + 1) * steps]
+                        .iter()
+                        .copied()
+                        .fold(f32::INFINITY, f32::min)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Which figure a scan proves.
+#[derive(Clone, Copy)]
+enum Scan {
+    Loading,
+    Head,
+    VMin,
+    VMax,
+    Substation,
+}
+
 impl Engine {
     /// The worst figures over every step of the window with `demand_kw` (shaped
-    /// by `shape`) added at `local`: each a power flow's, found by bounding every
-    /// step and solving only those whose bounds could change a figure.
+    /// by `shape`) added at `local`: each a power flow's, found by bounding
+    /// steps and solving only those whose bounds could change a figure.
     pub(super) fn figures_at_demand(
         &self,
         base: &FeederBase,
@@ -265,11 +381,28 @@ impl Engine {
             substation_pct: 0.0,
         };
         let steps = base.loads.step_count();
-        // A step where the load draws nothing, or whose base flow collapsed, is
+        let orders = base.figure_orders.get_or_init(|| FigureOrders::new(base));
+        // A step whose base flow collapsed, or where the load draws nothing, is
         // as the base has it.
-        let judged = |k: usize| shape[k] > 0.0 && demand_kw > 0.0 && base.solutions[k].converged;
-        for k in (0..steps).filter(|&k| !judged(k)) {
-            absorb(&mut worst, &base.observed[k]);
+        for &k in &orders.collapsed {
+            absorb(&mut worst, &base.observed[k as usize]);
+        }
+        let flat = load.profile.is_none();
+        if demand_kw <= 0.0 {
+            for k in 0..steps {
+                absorb(&mut worst, &base.observed[k]);
+            }
+            return worst;
+        }
+        let mut largest_factor: f64 = if flat { 1.0 } else { 0.0 };
+        if !flat {
+            for k in 0..steps {
+                if shape[k] > 0.0 {
+                    largest_factor = largest_factor.max(shape[k]);
+                } else if base.solutions[k].converged {
+                    absorb(&mut worst, &base.observed[k]);
+                }
+            }
         }
 
         let e = &base.electrical;
@@ -281,7 +414,9 @@ impl Engine {
             path.push(at as usize);
             at = e.parent[at as usize];
         }
-        let mut z_from_busbar = vec![0.0; path.len()];
+        let mut z_from_busbar = std::mem::take(&mut scratch.z_magnitude);
+        z_from_busbar.clear();
+        z_from_busbar.resize(path.len(), 0.0);
         let mut z = Complex64::new(0.0, 0.0);
         for (i, &p) in path.iter().enumerate().rev() {
             z += e.z_ohm[p];
@@ -301,53 +436,87 @@ impl Engine {
             kva_per_kw: (1.0 + load.tan_phi * load.tan_phi).sqrt(),
         };
 
-        // Bounds of every judged step; a step the load might collapse is solved.
-        let mut bounds: Vec<(StepBounds, Reach)> = Vec::new();
-        let mut to_solve: Vec<usize> = Vec::new();
-        for k in (0..steps).filter(|&k| judged(k)) {
-            match candidate.reach(k, demand_kw * shape[k]) {
-                Some(reach) => bounds.push((candidate.quick_bounds(k, &reach), reach)),
-                None => to_solve.push(k),
+        // The load's largest reach over the window: at its largest factor and
+        // the candidate's lowest voltage. Where it might collapse the feeder,
+        // no scan stops early.
+        let widest = candidate.reach_at(
+            f64::from(orders.node_v_min_kv[local as usize]),
+            demand_kw * largest_factor,
+        );
+        let head_rated = e.head_rated_a.unwrap_or(f64::INFINITY);
+        let nominal = e.nominal_kv[local as usize];
+        let largest_current =
+            orders.loading_max * candidate.strongest_a.max(e.head_rated_a.unwrap_or(0.0));
+        // Whether no step after `k` in the scan's order can change its figure.
+        let done = |scan: Scan, k: usize, found: &Found| {
+            let Some(r) = &widest else {
+                return false;
+            };
+            let grow = 1.0 + r.growth;
+            match scan {
+                Scan::Loading => {
+                    base.max_loading[k] * grow + r.current_a / candidate.weakest_a.min(head_rated)
+                        <= found.loading + SLACK
+                }
+                Scan::Head => {
+                    base.head_i_a[k].norm() * grow / head_rated + r.current_a / head_rated
+                        <= found.head + SLACK
+                }
+                Scan::VMin => {
+                    let own_drop = candidate.z_candidate * r.current_a * SQRT_3 / 1000.0 / nominal;
+                    base.feeder_min_pu[k] - own_drop - r.growth * orders.spread_max
+                        >= found.v_min - SLACK
+                }
+                Scan::VMax => {
+                    base.observed[k].v_max_pu + r.growth * orders.spread_max <= found.v_max + SLACK
+                }
+                Scan::Substation => {
+                    candidate.group_rated_kva <= 0.0
+                        || candidate.substation_kva(
+                            base.group_kva[k].norm(),
+                            r,
+                            largest_current * grow,
+                            orders.head_kva_max,
+                        ) / candidate.group_rated_kva
+                            <= found.substation + SLACK
+                }
             }
-        }
-        // Seeds: the steps of the worst bound of each figure, likely the worst
-        // steps themselves.
-        let seed = |key: fn(&StepBounds) -> f64| {
-            bounds
-                .iter()
-                .max_by(|a, b| key(&a.0).total_cmp(&key(&b.0)))
-                .map(|b| b.0.step)
         };
-        to_solve.extend(seed(|b| b.loading));
-        to_solve.extend(seed(|b| -b.v_min));
-        to_solve.extend(seed(|b| b.substation));
-        to_solve.extend(seed(|b| b.v_max));
-        to_solve.sort_unstable();
-        to_solve.dedup();
-        let solved = |k: usize, worst: &mut WorstChecks, scratch: &mut Scratch| {
-            let o = self.exact(base, k, local, demand_kw * shape[k], load, scratch);
-            absorb(worst, &o);
-        };
-        for &k in &to_solve {
-            solved(k, &mut worst, scratch);
+        let mut solved = std::mem::take(&mut scratch.figure_solved);
+        solved.clear();
+        solved.resize(steps, false);
+        for (scan, order) in [
+            (Scan::Loading, &orders.by_loading),
+            (Scan::Head, &orders.by_head),
+            (Scan::VMin, &orders.by_v_min),
+            (Scan::Substation, &orders.by_group),
+            (Scan::VMax, &orders.by_v_max),
+        ] {
+            for &k in order {
+                let k = k as usize;
+                let found = Found::from_worst(&worst);
+                if done(scan, k, &found) {
+                    break;
+                }
+                if solved[k] || shape[k] <= 0.0 {
+                    continue;
+                }
+                if let Some(reach) = candidate.reach(k, demand_kw * shape[k]) {
+                    let quick = candidate.quick_bounds(k, &reach);
+                    if !found.can_change(&quick)
+                        || !found.can_change(&candidate.path_bounds(&quick, &reach))
+                    {
+                        continue;
+                    }
+                }
+                solved[k] = true;
+                let o = self.exact(base, k, local, demand_kw * shape[k], load, scratch);
+                absorb(&mut worst, &o);
+            }
         }
-        // Worst loading bound first: the figures found rise fastest that way.
-        bounds.sort_unstable_by(|a, b| b.0.loading.total_cmp(&a.0.loading));
-        for (quick, reach) in &bounds {
-            if to_solve.contains(&quick.step) {
-                continue;
-            }
-            let found = Found::from_worst(&worst);
-            if !found.can_change(quick) {
-                continue;
-            }
-            let tight = candidate.path_bounds(quick, reach);
-            if !found.can_change(&tight) {
-                continue;
-            }
-            solved(quick.step, &mut worst, scratch);
-        }
+        scratch.figure_solved = solved;
         scratch.path = path;
+        scratch.z_magnitude = z_from_busbar;
         worst
     }
 }
