@@ -396,9 +396,9 @@ impl Engine {
         }
         let mut largest_factor: f64 = if flat { 1.0 } else { 0.0 };
         if !flat {
-            for k in 0..steps {
-                if shape[k] > 0.0 {
-                    largest_factor = largest_factor.max(shape[k]);
+            for (k, &factor) in shape.iter().enumerate().take(steps) {
+                if factor > 0.0 {
+                    largest_factor = largest_factor.max(factor);
                 } else if base.solutions[k].converged {
                     absorb(&mut worst, &base.observed[k]);
                 }
