@@ -591,8 +591,10 @@
       if (layer instanceof L.Polyline) tryLayer.removeLayer(layer);
     });
     const rankOf = new Map();
+    const lineOf = new Map();
     for (const scheme of [...ranking.schemes].reverse()) {
       for (const supply of scheme.supplies) rankOf.set(supply, scheme.rank);
+      for (const line of scheme.service_lines || []) lineOf.set(line.supply, line);
     }
     for (const c of ranking.candidates) {
       const rank = rankOf.get(c.node);
@@ -602,18 +604,36 @@
         weight: rank === 1 ? 4 : 2,
         dashArray: c.feasible ? null : '3 5',
       });
+      const service = lineOf.get(c.node);
+      const built = service && service.conductor ? `, ${esc(service.conductor.name)}, cost ${number(service.cost, 0)}` : '';
       line.bindTooltip(
         c.feasible
-          ? `${rank ? `scheme ${rank}: ` : ''}${esc(c.node)}, headroom ${number(c.headroom_kw, 0)} kW`
+          ? `${rank ? `scheme ${rank}: ` : ''}${esc(c.node)}, headroom ${number(c.headroom_kw, 0)} kW${rank ? built : ''}`
           : `${esc(c.node)}: ${esc(c.binding_constraint)}`,
         { permanent: rank === 1, direction: 'right' },
       );
       tryLayer.addLayer(line);
     }
+    // A scheme's new line: its estimated route, the conductor the catalogue
+    // gives it and what it costs, or why no conductor fits.
+    const serviceLine = (l) =>
+      l.conductor
+        ? `<div class="service-line" data-conductor="${esc(l.conductor.name)}">${esc(l.supply)}: about
+            ${number(l.route_length_m, 0)} m (estimated route) of <b>${esc(l.conductor.name)}</b>,
+            ${number(l.conductor.loading_pct, 0)}% loaded, terminal ${number(l.conductor.terminal_min_voltage_pu, 3)} pu,
+            cost ${number(l.cost, 0)}</div>`
+        : `<div class="service-line error">${esc(l.supply)}: about ${number(l.route_length_m, 0)} m,
+            ${esc(l.problem || 'no conductor fits')}</div>`;
+    const parts = (p) =>
+      ['distance', 'cost', 'loading', 'voltage', 'headroom'].map((k) => `${k} ${number(p[k], 2)}`).join(' · ');
     const schemes = ranking.schemes
       .map(
-        (s) => `<li data-rank="${s.rank}" data-supplies="${esc(s.supplies.join(','))}">
-          <b>${s.supplies.map(esc).join(' + ')}</b> (score ${number(s.score, 2)})<br>${esc(s.summary)}</li>`,
+        (s) => `<li data-rank="${s.rank}" data-supplies="${esc(s.supplies.join(','))}" title="${esc(s.summary)}">
+          <b>${s.supplies.map(esc).join(' + ')}</b> (score ${number(s.score, 2)}${
+            s.cost !== undefined && s.cost !== null ? `, estimated cost <span class="cost">${number(s.cost, 0)}</span>` : ''
+          })
+          ${(s.service_lines || []).map(serviceLine).join('')}
+          ${s.score_parts ? `<div class="parts">${parts(s.score_parts)}</div>` : ''}</li>`,
       )
       .join('');
     let html = `<h3>Schemes</h3>`;

@@ -153,6 +153,8 @@ try {
       const first = document.querySelector('#schemes li[data-rank="1"]');
       return {
         top_supplies: first ? first.dataset.supplies.split(',') : null,
+        top_conductors: first ? [...first.querySelectorAll('.service-line')].map((l) => l.dataset.conductor ?? null) : null,
+        top_cost: first?.querySelector('.cost')?.textContent ?? null,
         candidates_listed: document.querySelectorAll('#try-result tbody tr').length,
         error: document.querySelector('#try-result .error')?.textContent ?? null,
       };
