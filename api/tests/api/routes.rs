@@ -961,3 +961,40 @@ async fn reservations_expire_with_an_event_and_stop_counting() {
         "reservation_expired"
     );
 }
+
+#[tokio::test]
+async fn capacity_data_never_ends_in_the_future_while_live_readings_fill_the_last_step() {
+    let service = TestService::start().await;
+    let feeder = service.state.engine().network.feeders[0].id.to_string();
+    // A reading a second old: its 15-minute step ends up to 15 minutes ahead.
+    let at = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let csv = format!(
+        "ts,asset,quantity,value\n{},{feeder},p_kw,100\n",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    let (status, taken) = service
+        .call(
+            Method::POST,
+            "/v1/readings",
+            Some(Role::Ingest),
+            Some(("text/csv", csv.into_bytes())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{taken}");
+    service.state.refresh_readings().await.unwrap();
+    let (status, capacity) = service
+        .call(
+            Method::GET,
+            "/v1/capacity?level=feeder",
+            Some(Role::Viewer),
+            None,
+        )
+        .await;
+    let answered = chrono::Utc::now();
+    assert_eq!(status, StatusCode::OK, "{capacity}");
+    let to = chrono::DateTime::parse_from_rfc3339(capacity["data_to"].as_str().unwrap()).unwrap();
+    assert!(
+        to >= at && to <= answered,
+        "data_to {to}, reading {at}, answered {answered}"
+    );
+}
