@@ -1,17 +1,22 @@
 //! Installs the capacity map's libraries (Leaflet and uPlot, pinned in
 //! `web/package-lock.json`) with `npm ci` into `OUT_DIR`, so that `src/web.rs`
 //! can build their distributed files into the binary. No third-party code is
-//! kept in the repository, and `cargo run` stays the only set-up step.
+//! kept in the repository, and `cargo run` stays the only set-up step. Only
+//! with the `map` feature (a default one): without it the crate builds where
+//! there is no Node.js.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let web = manifest.join("web");
     println!("cargo::rerun-if-changed=web/package.json");
     println!("cargo::rerun-if-changed=web/package-lock.json");
     println!("cargo::rerun-if-env-changed=NPM");
+    if std::env::var_os("CARGO_FEATURE_MAP").is_none() {
+        return;
+    }
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let web = manifest.join("web");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo")).join("web");
     let lock = read(&web.join("package-lock.json"));
     let installed = out.join("node_modules/.package-lock.json");
@@ -39,7 +44,8 @@ fn main() {
         .unwrap_or_else(|e| {
             panic!(
                 "the capacity map's libraries need npm (Node.js) to build headroom-api: \
-                 running `{npm} ci` failed: {e}"
+                 running `{npm} ci` failed: {e}; install Node.js, or build without the \
+                 map with `--no-default-features`"
             )
         });
     assert!(

@@ -1,6 +1,7 @@
 //! The capacity map's files: our page (`api/web/`) and the libraries `build.rs`
 //! installed, all built into the binary so the map needs no set-up and no
-//! outside host.
+//! outside host. Without the `map` feature (a build without npm) `/` says how
+//! to get the map instead.
 
 use axum::Router;
 use axum::extract::Path;
@@ -12,6 +13,7 @@ use crate::error::Error;
 use crate::state::AppState;
 
 /// One file of the page.
+#[cfg(feature = "map")]
 struct File {
     /// Under `/map/`.
     path: &'static str,
@@ -21,6 +23,7 @@ struct File {
     immutable: bool,
 }
 
+#[cfg(feature = "map")]
 macro_rules! vendor {
     ($path:literal, $module:literal, $content_type:literal) => {
         File {
@@ -32,6 +35,7 @@ macro_rules! vendor {
     };
 }
 
+#[cfg(feature = "map")]
 macro_rules! own {
     ($path:literal, $content_type:literal) => {
         File {
@@ -43,6 +47,7 @@ macro_rules! own {
     };
 }
 
+#[cfg(feature = "map")]
 const FILES: &[File] = &[
     own!("app.js", "text/javascript; charset=utf-8"),
     own!("app.css", "text/css; charset=utf-8"),
@@ -94,7 +99,33 @@ const FILES: &[File] = &[
     ),
 ];
 
+#[cfg(feature = "map")]
 const INDEX: &[u8] = include_bytes!("../web/index.html");
+
+/// What `/` shows when the map's libraries were not built in, so whoever opens
+/// it learns why and what to do rather than finding a blank page.
+#[cfg(not(feature = "map"))]
+const INDEX: &[u8] = br#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Headroom: no capacity map in this build</title>
+  <link rel="icon" href="data:,">
+</head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 2em auto; line-height: 1.4">
+  <h1>Headroom</h1>
+  <p>The service is running: its API is under <code>/v1</code>, described by
+  <a href="/openapi.json">/openapi.json</a>.</p>
+  <p>This binary was built without the capacity map (without the cargo feature
+  <code>map</code>). The map's libraries, Leaflet and uPlot, are installed by
+  Node.js's <code>npm</code> from the npm registry when Headroom is built, and
+  built into the binary. To get the map, install Node.js (with npm) and build
+  with the default features, for example <code>cargo build --release</code>
+  (without <code>--no-default-features</code>), or add <code>--features map</code>.</p>
+</body>
+</html>
+"#;
 
 /// The page may load nothing from another host and send nothing elsewhere;
 /// Leaflet and uPlot set inline styles.
@@ -123,11 +154,20 @@ async fn index() -> Response {
     respond("text/html; charset=utf-8", INDEX, false)
 }
 
+#[cfg(feature = "map")]
 async fn file(Path(path): Path<String>) -> Response {
     match FILES.iter().find(|f| f.path == path) {
         Some(f) => respond(f.content_type, f.body, f.immutable),
         None => Error::NotFound(format!("no map file {path}")).into_response(),
     }
+}
+
+#[cfg(not(feature = "map"))]
+async fn file(Path(path): Path<String>) -> Response {
+    Error::NotFound(format!(
+        "no map file {path}: this build has no capacity map (cargo feature `map`)"
+    ))
+    .into_response()
 }
 
 /// `/` (the page) and `/map/...` (its scripts, styles and images); no token:
@@ -136,4 +176,42 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/map/{*path}", get(file))
+}
+
+#[cfg(all(test, not(feature = "map")))]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    async fn text(response: Response) -> (StatusCode, String) {
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn without_the_map_the_page_says_how_to_get_it() {
+        let response = index().await;
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        let (status, page) = text(response).await;
+        assert_eq!(status, StatusCode::OK);
+        for needle in [
+            "without the capacity map",
+            "<code>map</code>",
+            "npm",
+            "cargo build",
+        ] {
+            assert!(page.contains(needle), "the page lacks {needle:?}:\n{page}");
+        }
+        // Nothing of the map is served, so the page cannot half-load.
+        let (status, answer) = text(file(Path("app.js".to_owned())).await).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+        assert!(answer.contains("no capacity map"), "{answer}");
+    }
 }

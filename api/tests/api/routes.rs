@@ -625,6 +625,9 @@ async fn the_map_overview_holds_the_configured_thresholds_the_extent_and_the_tie
     }
 }
 
+// Without the `map` feature `/` is a page saying how to get the map (a unit
+// test of `web.rs`).
+#[cfg(feature = "map")]
 #[tokio::test]
 async fn the_capacity_map_page_and_its_libraries_are_served_without_a_token() {
     let service = TestService::start().await;
