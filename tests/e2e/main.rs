@@ -3,6 +3,8 @@
 //! - `support`: running the binary and writing gridpacks into temporary folders;
 //! - `service_process`: `headroom serve` as a child process (shared with the
 //!   HTTP bench);
+//! - `external_tools`: the tools `scripts/test` installs, or the test skipped
+//!   by name (shared with the API's tests);
 //! - `bad_applications`: every application rule broken once: exit 2 naming the field;
 //! - `capacity`: capacity per feeder, transformer and substation;
 //! - `crash`: the store keeps every acknowledged reading through SIGKILLs;
@@ -31,8 +33,12 @@ mod bad_applications;
 mod broken_gridpacks;
 mod capacity;
 mod crash;
+#[path = "../external_tools.rs"]
+mod external_tools;
 mod fixture;
 mod interop;
+// The browser test needs the map built in; without it `/` only says how to get it.
+#[cfg(feature = "map")]
 mod map;
 mod meter_files;
 mod modbus;

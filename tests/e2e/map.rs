@@ -10,7 +10,10 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::support::{fixture, headroom, serve_gridpack, test_tool};
+use crate::support::{external_tools, fixture, headroom, serve_gridpack, test_tool};
+
+/// What the browser driver runs on (`scripts/test` installs both).
+const BROWSER: [&str; 2] = ["HEADROOM_NODE", "HEADROOM_CHROMIUM"];
 
 fn screenshots(test: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -96,6 +99,9 @@ fn shown_number(text: &Value) -> f64 {
 
 #[test]
 fn the_map_draws_the_fixture_opens_a_feeder_and_tries_a_connection() {
+    if external_tools(BROWSER).is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let gridpack = fixture("1-MV-semiurb");
     // The fixture's readings are months old: a year's staleness keeps the
@@ -206,6 +212,9 @@ fn the_map_draws_the_fixture_opens_a_feeder_and_tries_a_connection() {
 /// feeder and substation is drawn.
 #[test]
 fn the_map_renders_the_synthetic_city() {
+    if external_tools(BROWSER).is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let city = dir.path().join("city");
     let made = headroom([

@@ -4,26 +4,30 @@
 
 use std::process::Command;
 
-use crate::support::{fixture, serve_gridpack, test_tool};
+use crate::support::{external_tools, fixture, serve_gridpack};
 
 #[test]
 fn the_api_keeps_its_openapi_document_under_generated_requests() {
+    let Some([python, validator, schemathesis]) = external_tools([
+        "HEADROOM_INTEROP_PYTHON",
+        "HEADROOM_OPENAPI_VALIDATOR",
+        "HEADROOM_SCHEMATHESIS",
+    ]) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let (service, token) = serve_gridpack(dir.path(), &fixture("1-MV-semiurb"), "admin", "");
     let url = service.url.clone();
 
     let document = dir.path().join("openapi.json");
-    let fetched = Command::new(test_tool("HEADROOM_INTEROP_PYTHON"))
+    let fetched = Command::new(python)
         .args(["-c", "import sys, urllib.request; open(sys.argv[2], 'wb').write(urllib.request.urlopen(sys.argv[1]).read())"])
         .arg(format!("{url}/openapi.json"))
         .arg(&document)
         .status()
         .unwrap();
     assert!(fetched.success());
-    let validated = Command::new(test_tool("HEADROOM_OPENAPI_VALIDATOR"))
-        .arg(&document)
-        .output()
-        .unwrap();
+    let validated = Command::new(validator).arg(&document).output().unwrap();
     assert!(
         validated.status.success(),
         "{}{}",
@@ -31,7 +35,7 @@ fn the_api_keeps_its_openapi_document_under_generated_requests() {
         String::from_utf8_lossy(&validated.stderr)
     );
 
-    let run = Command::new(test_tool("HEADROOM_SCHEMATHESIS"))
+    let run = Command::new(schemathesis)
         .args(["run", &format!("{url}/openapi.json"), "--header"])
         .arg(format!("Authorization: Bearer {token}"))
         .args([

@@ -127,7 +127,11 @@ pub(crate) fn spawn_connector(
     connector.spawn(context).unwrap()
 }
 
-/// A tool the test command installs (`scripts/test` exports its path).
+pub(crate) use crate::external_tools::external_tools;
+
+/// A tool the test command installs (`scripts/test` exports its path), once
+/// [`external_tools`] has let the test run.
+#[cfg(feature = "map")]
 pub(crate) fn test_tool(variable: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| {
         panic!("{variable} is not set: run the tests with scripts/test, which installs it")
