@@ -216,6 +216,13 @@ pub fn size(
 /// demand as large or larger.
 fn frontier(steps: impl Iterator<Item = StepDemand>) -> Vec<StepDemand> {
     let mut all: Vec<StepDemand> = steps.filter(|s| s.kva > 0.0 && s.v_kv > 0.0).collect();
+    // A flat demand (most applications): the lowest voltage alone decides,
+    // with no sort of the window.
+    let lowest = all.iter().copied().min_by(|a, b| a.v_kv.total_cmp(&b.v_kv));
+    let largest = all.iter().map(|s| s.kva).fold(0.0, f64::max);
+    if let Some(lowest) = lowest.filter(|s| s.kva >= largest) {
+        return vec![lowest];
+    }
     // Lowest voltage first; keep a step only if its demand beats every step of
     // lower voltage.
     all.sort_by(|a, b| a.v_kv.total_cmp(&b.v_kv).then(b.kva.total_cmp(&a.kva)));
@@ -329,6 +336,27 @@ mod tests {
             problem.contains("carries") && problem.contains("thick"),
             "{problem}"
         );
+    }
+
+    #[test]
+    fn only_steps_no_other_dominates_are_kept() {
+        let step = |v_kv, kva| StepDemand { v_kv, kva };
+        let kept = frontier(
+            [
+                step(10.0, 5.0),
+                step(9.8, 3.0),
+                step(10.1, 6.0),
+                step(9.9, 2.0),
+                step(10.2, 6.0),
+            ]
+            .into_iter(),
+        );
+        let kept: Vec<(f64, f64)> = kept.iter().map(|s| (s.v_kv, s.kva)).collect();
+        assert_eq!(kept, [(9.8, 3.0), (10.0, 5.0), (10.1, 6.0)]);
+        // A flat demand keeps its lowest voltage alone.
+        let kept = frontier([step(10.0, 5.0), step(9.7, 5.0), step(9.9, 5.0)].into_iter());
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].v_kv, 9.7);
     }
 
     #[test]
