@@ -198,6 +198,21 @@ fn the_map_draws_the_fixture_opens_a_feeder_and_tries_a_connection() {
     let tried = &report["tried"];
     assert_eq!(tried["error"], Value::Null, "{tried}");
     assert_eq!(tried["top_supplies"], ranking["schemes"][0]["supplies"]);
+    // ...with the conductor of each new line and the scheme's cost.
+    let top = &ranking["schemes"][0];
+    let conductors: Vec<Value> = top["service_lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["conductor"]["name"].clone())
+        .collect();
+    assert!(conductors.iter().all(Value::is_string), "{top}");
+    assert_eq!(tried["top_conductors"], json!(conductors), "{tried}");
+    assert_eq!(
+        shown_number(&tried["top_cost"]),
+        top["cost"].as_f64().unwrap(),
+        "{tried}"
+    );
     assert_eq!(
         tried["candidates_listed"],
         json!(ranking["candidates"].as_array().unwrap().len())
