@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::opcua::client::{
-    Client, ClientBuilder, IdentityToken, MonitoredItemMap, OnSubscriptionNotificationCore,
-    SessionPollResult,
+    Client, ClientBuilder, ClientEndpoint, IdentityToken, MonitoredItemMap,
+    OnSubscriptionNotificationCore, SessionPollResult,
 };
 use ::opcua::crypto::SecurityPolicy;
 use ::opcua::types::{
@@ -517,10 +517,17 @@ fn build_client(
     config: &OpcUaConfig,
     pki: PathBuf,
 ) -> std::result::Result<Client, String> {
+    // Sessions are opened on an endpoint the server lists, but the library
+    // warns of a configuration without any: this is the one the client is for.
+    let (policy, mode) = security(config);
+    let mut endpoint = ClientEndpoint::new(config.endpoint_url.clone());
+    endpoint.security_policy = policy.to_str().to_owned();
+    endpoint.security_mode = mode.into();
     let builder = ClientBuilder::new()
         .application_name(format!("Headroom {name}"))
         .application_uri(format!("urn:headroom:connector:{name}"))
         .product_uri("urn:headroom")
+        .endpoint("server", endpoint)
         .trust_server_certs(config.trust_server_certs)
         .pki_dir(pki)
         .create_sample_keypair(true)
@@ -537,6 +544,19 @@ fn build_client(
     builder
         .client()
         .map_err(|errors| format!("client config: {}", errors.join("; ")))
+}
+
+fn security(config: &OpcUaConfig) -> (SecurityPolicy, MessageSecurityMode) {
+    let policy = match config.security_policy {
+        SecurityPolicyName::None => SecurityPolicy::None,
+        SecurityPolicyName::Basic256sha256 => SecurityPolicy::Basic256Sha256,
+    };
+    let mode = match config.security_mode {
+        SecurityModeName::None => MessageSecurityMode::None,
+        SecurityModeName::Sign => MessageSecurityMode::Sign,
+        SecurityModeName::SignAndEncrypt => MessageSecurityMode::SignAndEncrypt,
+    };
+    (policy, mode)
 }
 
 fn identity_token(identity: &Identity) -> std::result::Result<IdentityToken, String> {
@@ -571,15 +591,7 @@ async fn run_session(
     gaps: &mut GapTracker,
 ) -> Ended {
     let timeout = Duration::from_millis(config.request_timeout_ms);
-    let policy = match config.security_policy {
-        SecurityPolicyName::None => SecurityPolicy::None,
-        SecurityPolicyName::Basic256sha256 => SecurityPolicy::Basic256Sha256,
-    };
-    let mode = match config.security_mode {
-        SecurityModeName::None => MessageSecurityMode::None,
-        SecurityModeName::Sign => MessageSecurityMode::Sign,
-        SecurityModeName::SignAndEncrypt => MessageSecurityMode::SignAndEncrypt,
-    };
+    let (policy, mode) = security(config);
     let identity = match identity_token(&config.identity) {
         Ok(identity) => identity,
         Err(reason) => return lost("identity", reason, false),
