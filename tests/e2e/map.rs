@@ -208,10 +208,15 @@ fn the_map_draws_the_fixture_opens_a_feeder_and_tries_a_connection() {
         .collect();
     assert!(conductors.iter().all(Value::is_string), "{top}");
     assert_eq!(tried["top_conductors"], json!(conductors), "{tried}");
-    assert_eq!(
+    // A click lands on a pixel, a few metres from the application's point: the
+    // route, and so the cost, differs by as much.
+    let (shown, ranked) = (
         shown_number(&tried["top_cost"]),
         top["cost"].as_f64().unwrap(),
-        "{tried}"
+    );
+    assert!(
+        (shown - ranked).abs() <= 0.005 * ranked,
+        "the page shows a cost of {shown}, rank {ranked}: {tried}"
     );
     assert_eq!(
         tried["candidates_listed"],
