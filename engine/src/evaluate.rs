@@ -634,15 +634,18 @@ impl Engine {
             smallest = cut.smallest();
             scratch.bounds = bounds;
         }
-        scratch.path = path;
-        scratch.z_from_busbar = z_from_busbar;
-
         // Figures at the application's demand, over every step.
         let worst = if with_figures {
-            self.figures_at_demand(base, local, demand_kw, load, &shape, scratch)
+            let path = figures::CandidatePath {
+                nodes: &path,
+                z_from_busbar: &z_from_busbar,
+            };
+            self.figures_at_demand(base, local, &path, demand_kw, load, &shape, scratch)
         } else {
             base.summary.worst
         };
+        scratch.path = path;
+        scratch.z_from_busbar = z_from_busbar;
         let after = Figures {
             max_loading_pct: worst.segment.0.max(worst.head_pct),
             min_voltage_pu: if worst.v_min.0.is_finite() {

@@ -81,6 +81,18 @@ impl ElectricalFeeder {
         self.parent.len() <= 1
     }
 
+    /// The impedance from the busbar to local node `local`, ohm: one node's
+    /// share of [`Self::path_impedance_ohm`], walked up its path.
+    pub fn impedance_to(&self, local: usize) -> Complex64 {
+        let mut z = Complex64::new(0.0, 0.0);
+        let mut at = local;
+        while at != 0 && at < self.len() {
+            z += self.z_ohm[at];
+            at = self.parent[at] as usize;
+        }
+        z
+    }
+
     /// The impedance from the busbar to each node, ohm (zero at the busbar).
     pub fn path_impedance_ohm(&self) -> Vec<Complex64> {
         let mut z_path = vec![Complex64::new(0.0, 0.0); self.len()];

@@ -1000,13 +1000,7 @@ impl Engine {
         };
         let base = self.feeder(f);
         let steps = base.loads.step_count();
-        let el = &base.electrical;
-        let mut z = num_complex::Complex64::new(0.0, 0.0);
-        let mut at = p.local as usize;
-        while at != 0 && at < el.len() {
-            z += el.z_ohm[at];
-            at = el.parent[at] as usize;
-        }
+        let z = base.electrical.impedance_to(p.local as usize);
         let sin_phi = (1.0 - app.power_factor * app.power_factor).max(0.0).sqrt();
         let drop_ohm = z.re * app.power_factor + z.im * sin_phi;
         let kva = app.demand_kw / app.power_factor;

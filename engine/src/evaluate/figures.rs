@@ -29,6 +29,13 @@ use crate::engine::{Engine, FeederBase};
 use crate::evaluate::AddedLoad;
 use crate::powerflow::SQRT_3;
 
+/// The candidate's path, as its evaluation traced it: nodes from the candidate
+/// up to the first node, and the impedance from the busbar to each.
+pub(super) struct CandidatePath<'a> {
+    pub(super) nodes: &'a [usize],
+    pub(super) z_from_busbar: &'a [Complex64],
+}
+
 /// A step's bounds on the figures with the new load.
 #[derive(Clone, Copy, Debug)]
 struct StepBounds {
@@ -364,10 +371,12 @@ impl Engine {
     /// The worst figures over every step of the window with `demand_kw` (shaped
     /// by `shape`) added at `local`: each a power flow's, found by bounding
     /// steps and solving only those whose bounds could change a figure.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn figures_at_demand(
         &self,
         base: &FeederBase,
         local: u32,
+        path: &CandidatePath<'_>,
         demand_kw: f64,
         load: &AddedLoad<'_>,
         shape: &[f64],
@@ -406,27 +415,15 @@ impl Engine {
         }
 
         let e = &base.electrical;
-        let n = e.len();
-        let mut path = std::mem::take(&mut scratch.path);
-        path.clear();
-        let mut at = local;
-        while at != 0 && (at as usize) < n {
-            path.push(at as usize);
-            at = e.parent[at as usize];
-        }
         let mut z_from_busbar = std::mem::take(&mut scratch.z_magnitude);
         z_from_busbar.clear();
-        z_from_busbar.resize(path.len(), 0.0);
-        let mut z = Complex64::new(0.0, 0.0);
-        for (i, &p) in path.iter().enumerate().rev() {
-            z += e.z_ohm[p];
-            z_from_busbar[i] = z.norm();
-        }
+        z_from_busbar.extend(path.z_from_busbar.iter().map(|z| z.norm()));
+        let path = path.nodes;
         let ratings = path.iter().map(|&p| e.rated_a[p]).filter(|a| a.is_finite());
         let candidate = Candidate {
             base,
             local,
-            path: &path,
+            path,
             z_candidate: z_from_busbar.first().copied().unwrap_or(0.0),
             z_from_busbar: &z_from_busbar,
             weakest_a: ratings.clone().fold(f64::INFINITY, f64::min),
@@ -515,7 +512,6 @@ impl Engine {
             }
         }
         scratch.figure_solved = solved;
-        scratch.path = path;
         scratch.z_magnitude = z_from_busbar;
         worst
     }

@@ -3,16 +3,12 @@
 //! sweeping every step from a flat start and reading the figures off the raw
 //! solution, on random radial feeders and on the fixture.
 
-use std::path::Path;
-use std::sync::Arc;
-
-use headroom_engine::powerflow::{Solution, SweepSettings, sweep};
-use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings, RankingResult};
-use headroom_geodata::{Gridpack, NetworkBuilder, NodeType, Quantity};
+use headroom_engine::{Application, Engine, EngineConfig, RankingResult};
+use headroom_geodata::{NetworkBuilder, NodeType, Quantity};
 use proptest::prelude::*;
 use serde_json::json;
 
-use crate::support::{Series, application, at, engine};
+use crate::support::{Series, application, at, engine, plain_flow};
 
 /// The worst figures over every step with `app`'s load at `node`: (highest
 /// loading of segments and head %, head loading %, lowest voltage pu,
@@ -31,19 +27,7 @@ fn every_step_figures(
     let tan = (1.0 / (app.power_factor * app.power_factor) - 1.0).sqrt();
     let rated_group = engine.group_rated_kva(base.group);
     let solve = |k: usize, kw: f64| {
-        let (mut p, mut q) = (vec![0.0; n], vec![0.0; n]);
-        engine.base_node_loads(&base, k, &mut p, &mut q);
-        p[placement.local as usize] += kw;
-        q[placement.local as usize] += kw * tan;
-        let mut s = Solution::default();
-        sweep(
-            e,
-            &p,
-            &q,
-            base.loads.source_kv[k],
-            SweepSettings::default(),
-            &mut s,
-        );
+        let s = plain_flow(engine, &base, k, placement.local, kw, tan);
         s.converged.then_some(s)
     };
     let (mut loading, mut head, mut v_min, mut substation) =
@@ -115,18 +99,7 @@ fn assert_after_is_every_step(engine: &Engine, app: &Application, result: &Ranki
 
 #[test]
 fn the_fixtures_after_figures_are_those_of_a_power_flow_at_every_step() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/1-MV-semiurb");
-    let gridpack = Gridpack::read(&dir).expect("fixture gridpack");
-    let readings = Arc::new(InMemoryReadings::from_rows(&gridpack.readings));
-    let apps: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("applications.json")).unwrap()).unwrap();
-    let apps = Application::list_from_json(&apps).unwrap();
-    let engine = Engine::new(
-        gridpack.network,
-        readings,
-        EngineConfig::default(),
-        Vec::new(),
-    );
+    let (engine, apps) = crate::shortcut::fixture_engine(EngineConfig::default());
     let mut compared = 0;
     for app in &apps {
         compared += assert_after_is_every_step(&engine, app, &engine.rank(app));

@@ -144,11 +144,39 @@ pub(crate) fn probe(
     (c.feasible, c.headroom_kw, c.binding_constraint.to_string())
 }
 
+/// A plain power flow of step `k` of `base` from a flat start, with `kw` at
+/// `kw * tan` kvar added at local node `local`: the tests' reference, which
+/// knows none of the engine's shortcuts.
+pub(crate) fn plain_flow(
+    engine: &Engine,
+    base: &headroom_engine::FeederBase,
+    k: usize,
+    local: u32,
+    kw: f64,
+    tan: f64,
+) -> headroom_engine::powerflow::Solution {
+    use headroom_engine::powerflow::{Solution, SweepSettings, sweep};
+    let n = base.electrical.len();
+    let (mut p, mut q) = (vec![0.0; n], vec![0.0; n]);
+    engine.base_node_loads(base, k, &mut p, &mut q);
+    p[local as usize] += kw;
+    q[local as usize] += kw * tan;
+    let mut s = Solution::default();
+    sweep(
+        &base.electrical,
+        &p,
+        &q,
+        base.loads.source_kv[k],
+        SweepSettings::default(),
+        &mut s,
+    );
+    s
+}
+
 /// Headroom at `node` by plain bisection over full power flows at every step,
 /// with the limits checked here from the raw solution: an independent reference
 /// for the engine's screened search.
 pub(crate) fn brute_force_headroom(engine: &Engine, node: &str, power_factor: f64) -> f64 {
-    use headroom_engine::powerflow::{Solution, SweepSettings, sweep};
     let ix = engine.network.node_ix(node).unwrap();
     let placement = engine.topology.placement(ix).unwrap();
     let base = engine.feeder(placement.feeder.get());
@@ -158,19 +186,7 @@ pub(crate) fn brute_force_headroom(engine: &Engine, node: &str, power_factor: f6
     let rated_group = engine.group_rated_kva(base.group);
     let n = e.len();
     let fits = |k: usize, x: f64| {
-        let (mut p, mut q) = (vec![0.0; n], vec![0.0; n]);
-        engine.base_node_loads(&base, k, &mut p, &mut q);
-        p[placement.local as usize] += x;
-        q[placement.local as usize] += x * tan;
-        let mut s = Solution::default();
-        sweep(
-            e,
-            &p,
-            &q,
-            base.loads.source_kv[k],
-            SweepSettings::default(),
-            &mut s,
-        );
+        let s = plain_flow(engine, &base, k, placement.local, x, tan);
         if !s.converged {
             return false;
         }
