@@ -192,39 +192,61 @@ impl Candidate<'_> {
         }
     }
 
-    /// The same bounds, branch by branch along the path.
-    fn path_bounds(&self, quick: &StepBounds, reach: &Reach) -> StepBounds {
+    /// The same bounds, branch by branch along the path: each branch's loads
+    /// answer the lower voltage by how far their own branch point's voltage
+    /// falls, not the candidate's.
+    fn path_bounds(
+        &self,
+        quick: &StepBounds,
+        reach: &Reach,
+        load_current_below: &[f32],
+    ) -> StepBounds {
         let base = self.base;
         let k = quick.step;
         let e = &base.electrical;
         let n = e.len();
         let solution = &base.solutions[k];
-        let grow = 1.0 + reach.growth;
         let spread = voltage_spread(base, k);
         let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
+        let below = &load_current_below[k * n..(k + 1) * n];
         let mut path_loading: f64 = 0.0;
-        let mut largest_current: f64 = solution.i_a(0).norm();
+        let mut largest_current: f64 = 0.0;
+        // The loads' answer, summed from the candidate up: the loads hanging
+        // at path node p (below p, not below the path node under it) see at
+        // most p's fall, relative to their own lowest voltage.
+        let (mut response_a, mut counted_a) = (0.0, 0.0f64);
         // Nodes outside the path's subtrees only answer the lower voltage.
         let mut v_min = base.feeder_min_pu[k];
         for (i, &p) in self.path.iter().enumerate() {
-            let current = solution.i_a(p).norm() * grow;
+            let drop_kv = self.z_from_busbar[i] * reach.current_a * SQRT_3 / 1000.0;
+            let lowest_kv = f64::from(subtree_min[p]) * e.nominal_kv[p];
+            let fall = (drop_kv / lowest_kv * 1.1 + 1e-9).min(0.5);
+            let hanging = (f64::from(below[p]) - counted_a).max(0.0);
+            counted_a = counted_a.max(f64::from(below[p]));
+            response_a += hanging * fall / (1.0 - fall);
+            let current = solution.i_a(p).norm() + response_a;
             largest_current = largest_current.max(current);
             if e.rated_a[p].is_finite() {
                 path_loading = path_loading.max((current + reach.current_a) / e.rated_a[p]);
             }
-            let drop = self.z_from_busbar[i] * reach.current_a * SQRT_3 / 1000.0 / e.nominal_kv[p];
-            v_min = v_min.min(f64::from(subtree_min[p]) - drop);
+            v_min = v_min.min(f64::from(subtree_min[p]) - drop_kv / e.nominal_kv[p]);
         }
         v_min -= reach.growth * spread;
+        let head_current = solution.i_a(0).norm() + response_a;
+        largest_current = largest_current.max(head_current);
+        let head = self
+            .head_rated_a
+            .map_or(0.0, |rated| (head_current + reach.current_a) / rated)
+            .min(quick.head);
         // Off the path, a branch carries only its loads' answer to the lower
         // voltage.
-        let loading = (base.max_loading[k] * grow)
+        let loading = (base.max_loading[k] * (1.0 + reach.growth))
             .max(path_loading)
-            .max(quick.head);
+            .max(head);
         StepBounds {
             step: k,
             loading: loading.min(quick.loading),
-            head: quick.head,
+            head,
             v_min: v_min.max(quick.v_min),
             v_max: quick.v_max,
             substation: self
@@ -310,10 +332,14 @@ pub(crate) struct FigureOrders {
     loading_max: f64,
     /// Per local node, its lowest voltage over the window, kV.
     node_v_min_kv: Vec<f32>,
+    /// Per step and local node, the sum of the load currents' magnitudes in
+    /// the node's subtree, A (step-major): what the loads below a branch can
+    /// add when their voltage falls.
+    load_current_below: Vec<f32>,
 }
 
 impl FigureOrders {
-    fn new(base: &FeederBase) -> Self {
+    fn new(engine: &Engine, base: &FeederBase) -> Self {
         let steps = base.loads.step_count();
         let converged: Vec<u32> = (0..steps as u32)
             .filter(|&k| base.solutions[k as usize].converged)
@@ -345,6 +371,7 @@ impl FigureOrders {
                 .iter()
                 .map(|&k| base.max_loading[k as usize])
                 .fold(0.0, f64::max),
+            load_current_below: load_current_below(engine, base),
             node_v_min_kv: (0..n)
                 .map(|j| {
                     base.voltage_kv[j * steps..(j + 1) * steps]
@@ -355,6 +382,32 @@ impl FigureOrders {
                 .collect(),
         }
     }
+}
+
+/// [`FigureOrders::load_current_below`] of a base.
+fn load_current_below(engine: &Engine, base: &FeederBase) -> Vec<f32> {
+    let e = &base.electrical;
+    let n = e.len();
+    let steps = base.loads.step_count();
+    let mut below = vec![0.0f32; steps * n];
+    let (mut p, mut q) = (vec![0.0; n], vec![0.0; n]);
+    for k in (0..steps).filter(|&k| base.solutions[k].converged) {
+        engine.base_node_loads(base, k, &mut p, &mut q);
+        let row = &mut below[k * n..(k + 1) * n];
+        let solution = &base.solutions[k];
+        for j in 1..n {
+            let kva = (p[j] * p[j] + q[j] * q[j]).sqrt();
+            if kva > 0.0 {
+                row[j] = (kva / (SQRT_3 * solution.v_kv(j).norm())) as f32;
+            }
+        }
+        // Parents come first: summing from the last node up fills subtrees.
+        for j in (1..n).rev() {
+            let parent = e.parent[j] as usize;
+            row[parent] += row[j];
+        }
+    }
+    below
 }
 
 /// Which figure a scan proves.
@@ -390,7 +443,9 @@ impl Engine {
             substation_pct: 0.0,
         };
         let steps = base.loads.step_count();
-        let orders = base.figure_orders.get_or_init(|| FigureOrders::new(base));
+        let orders = base
+            .figure_orders
+            .get_or_init(|| FigureOrders::new(self, base));
         // A step whose base flow collapsed, or where the load draws nothing, is
         // as the base has it.
         for &k in &orders.collapsed {
@@ -501,7 +556,11 @@ impl Engine {
                 if let Some(reach) = candidate.reach(k, demand_kw * shape[k]) {
                     let quick = candidate.quick_bounds(k, &reach);
                     if !found.can_change(&quick)
-                        || !found.can_change(&candidate.path_bounds(&quick, &reach))
+                        || !found.can_change(&candidate.path_bounds(
+                            &quick,
+                            &reach,
+                            &orders.load_current_below,
+                        ))
                     {
                         continue;
                     }
