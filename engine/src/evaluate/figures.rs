@@ -77,13 +77,17 @@ impl Found {
         }
     }
 
-    /// Whether a step with these bounds can still change a figure.
-    fn can_change(&self, b: &StepBounds) -> bool {
-        b.loading > self.loading + SLACK
-            || b.head > self.head + SLACK
-            || b.v_min < self.v_min - SLACK
-            || b.v_max > self.v_max + SLACK
-            || b.substation > self.substation + SLACK
+    /// Whether a step with these bounds can still change the figure `scan`
+    /// proves (each scan proves its own: a step another figure needs is
+    /// solved by that figure's scan).
+    fn can_change(&self, scan: Scan, b: &StepBounds) -> bool {
+        match scan {
+            Scan::Loading => b.loading > self.loading + SLACK,
+            Scan::Head => b.head > self.head + SLACK,
+            Scan::VMin => b.v_min < self.v_min - SLACK,
+            Scan::VMax => b.v_max > self.v_max + SLACK,
+            Scan::Substation => b.substation > self.substation + SLACK,
+        }
     }
 }
 
@@ -104,6 +108,8 @@ struct Candidate<'a> {
     group_rated_kva: f64,
     /// kVA per kW of the new load.
     kva_per_kw: f64,
+    /// Its kvar per kW.
+    tan_phi: f64,
 }
 
 /// The new load's reach at one step: how much current it draws at most and how
@@ -181,7 +187,11 @@ impl Candidate<'_> {
             f64::from(base.path_max_loading[run])
                 * self.strongest_a.max(self.head_rated_a.unwrap_or(0.0)),
         );
-        let substation = self.substation_bound(k, reach, largest_path_current * grow);
+        let path_losses = self.path_losses_kva(
+            largest_path_current,
+            largest_path_current * reach.growth + reach.current_a,
+        );
+        let substation = self.substation_bound(k, reach, path_losses);
         StepBounds {
             step: k,
             loading,
@@ -209,8 +219,17 @@ impl Candidate<'_> {
         let spread = voltage_spread(base, k);
         let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
         let below = &load_current_below[k * n..(k + 1) * n];
+        // The new load's current as a phasor at the candidate's base voltage:
+        // a branch's current adds to it as phasors (where the branch exports,
+        // the load lowers it). The load's current turns and grows as the
+        // voltage falls by at most its growth.
+        let kw = reach.kva / self.kva_per_kw;
+        let new_current = Complex64::new(kw, -kw * self.tan_phi)
+            / (SQRT_3 * solution.v_kv(self.local as usize).conj());
+        let turn_a =
+            new_current.norm() * reach.growth + (reach.current_a - new_current.norm()).max(0.0);
         let mut path_loading: f64 = 0.0;
-        let mut largest_current: f64 = 0.0;
+        let mut path_losses = 0.0;
         // The loads' answer, summed from the candidate up: the loads hanging
         // at path node p (below p, not below the path node under it) see at
         // most p's fall, relative to their own lowest voltage.
@@ -224,19 +243,22 @@ impl Candidate<'_> {
             let hanging = (f64::from(below[p]) - counted_a).max(0.0);
             counted_a = counted_a.max(f64::from(below[p]));
             response_a += hanging * fall / (1.0 - fall);
-            let current = solution.i_a(p).norm() + response_a;
-            largest_current = largest_current.max(current);
+            let branch = solution.i_a(p);
+            let base_current = branch.norm();
+            let grows_a = response_a + reach.current_a;
+            path_losses +=
+                3.0 * e.z_ohm[p].norm() * grows_a * (2.0 * base_current + grows_a) / 1000.0;
             if e.rated_a[p].is_finite() {
-                path_loading = path_loading.max((current + reach.current_a) / e.rated_a[p]);
+                let after = (branch + new_current).norm() + turn_a + response_a;
+                path_loading = path_loading.max(after / e.rated_a[p]);
             }
             v_min = v_min.min(f64::from(subtree_min[p]) - drop_kv / e.nominal_kv[p]);
         }
         v_min -= reach.growth * spread;
-        let head_current = solution.i_a(0).norm() + response_a;
-        largest_current = largest_current.max(head_current);
+        let head_after = (solution.i_a(0) + new_current).norm() + turn_a + response_a;
         let head = self
             .head_rated_a
-            .map_or(0.0, |rated| (head_current + reach.current_a) / rated)
+            .map_or(0.0, |rated| head_after / rated)
             .min(quick.head);
         // Off the path, a branch carries only its loads' answer to the lower
         // voltage.
@@ -250,14 +272,15 @@ impl Candidate<'_> {
             v_min: v_min.max(quick.v_min),
             v_max: quick.v_max,
             substation: self
-                .substation_bound(k, reach, largest_current)
+                .substation_bound(k, reach, path_losses)
                 .min(quick.substation),
         }
     }
 
-    /// The substation's loading with the new load and the losses it can add,
-    /// a fraction of the group's rating (0 without one).
-    fn substation_bound(&self, k: usize, reach: &Reach, path_current_a: f64) -> f64 {
+    /// The substation's loading with the new load and the losses it can add
+    /// on the path, `path_losses_kva`, a fraction of the group's rating (0
+    /// without one).
+    fn substation_bound(&self, k: usize, reach: &Reach, path_losses_kva: f64) -> f64 {
         if self.group_rated_kva <= 0.0 {
             return 0.0;
         }
@@ -265,29 +288,32 @@ impl Candidate<'_> {
         self.substation_kva(
             base.group_kva[k].norm(),
             reach,
-            path_current_a,
+            path_losses_kva,
             base.solutions[k].head_power_kva().norm(),
         ) / self.group_rated_kva
     }
 
     /// The group's power with the new load, kVA, at most: its power `group_kva`,
-    /// the load, and the losses it adds: on the path, at most the path's
-    /// impedance times what the new current adds to the square of the largest
-    /// path current `path_current_a`; elsewhere, the other loads' larger
-    /// currents add to the feeder's own losses in proportion (taken as at most
-    /// an eighth of the head's power `head_kva`).
+    /// the load, the losses it adds on the path (`path_losses_kva`) and,
+    /// elsewhere, the other loads' larger currents adding to the feeder's own
+    /// losses in proportion (taken as at most an eighth of the head's power
+    /// `head_kva`).
     fn substation_kva(
         &self,
         group_kva: f64,
         reach: &Reach,
-        path_current_a: f64,
+        path_losses_kva: f64,
         head_kva: f64,
     ) -> f64 {
-        let new_current = reach.current_a;
-        let path_losses =
-            3.0 * self.z_candidate * (2.0 * path_current_a + new_current) * new_current / 1000.0;
         let other_losses = head_kva * 0.25 * reach.growth;
-        group_kva + reach.kva + path_losses + other_losses
+        group_kva + reach.kva + path_losses_kva + other_losses
+    }
+
+    /// What the path's losses grow by, kVA, at most, where its largest current
+    /// `current_a` grows by `grows_a`: the path's impedance times the growth of
+    /// the current's square.
+    fn path_losses_kva(&self, current_a: f64, grows_a: f64) -> f64 {
+        3.0 * self.z_candidate * grows_a * (2.0 * current_a + grows_a) / 1000.0
     }
 }
 
@@ -486,6 +512,7 @@ impl Engine {
             head_rated_a: e.head_rated_a,
             group_rated_kva: self.group_rated_kva(base.group),
             kva_per_kw: (1.0 + load.tan_phi * load.tan_phi).sqrt(),
+            tan_phi: load.tan_phi,
         };
 
         // The load's largest reach over the window: at its largest factor and
@@ -527,7 +554,10 @@ impl Engine {
                         || candidate.substation_kva(
                             base.group_kva[k].norm(),
                             r,
-                            largest_current * grow,
+                            candidate.path_losses_kva(
+                                largest_current,
+                                largest_current * r.growth + r.current_a,
+                            ),
                             orders.head_kva_max,
                         ) / candidate.group_rated_kva
                             <= found.substation + SLACK
@@ -555,12 +585,11 @@ impl Engine {
                 }
                 if let Some(reach) = candidate.reach(k, demand_kw * shape[k]) {
                     let quick = candidate.quick_bounds(k, &reach);
-                    if !found.can_change(&quick)
-                        || !found.can_change(&candidate.path_bounds(
-                            &quick,
-                            &reach,
-                            &orders.load_current_below,
-                        ))
+                    if !found.can_change(scan, &quick)
+                        || !found.can_change(
+                            scan,
+                            &candidate.path_bounds(&quick, &reach, &orders.load_current_below),
+                        )
                     {
                         continue;
                     }
