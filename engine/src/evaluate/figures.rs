@@ -52,9 +52,11 @@ struct StepBounds {
     substation: f64,
 }
 
-/// What a bound must exceed the figure found so far by to call for a power flow:
-/// far below the figures' rounding (0.01 points, 0.0001 pu).
-const SLACK: f64 = 1e-6;
+/// What a bound must exceed the figure found so far by to call for a power
+/// flow: half of what results promise (0.01 points of loading, 0.0001 pu), so
+/// that a step left out can raise no figure by more than that, with room for
+/// the power flow's own tolerance.
+const SLACK: f64 = 5e-5;
 
 /// The figures found so far, as fractions and pu.
 #[derive(Clone, Copy, Debug)]
@@ -285,8 +287,12 @@ impl Candidate<'_> {
             return 0.0;
         }
         let base = self.base;
+        // A constant-power load draws its power whatever the voltage: it adds
+        // to the group's as a phasor (where the group exports, it lowers it).
+        let kw = reach.kva / self.kva_per_kw;
+        let with_load = base.group_kva[k] + Complex64::new(kw, kw * self.tan_phi);
         self.substation_kva(
-            base.group_kva[k].norm(),
+            with_load.norm() - reach.kva,
             reach,
             path_losses_kva,
             base.solutions[k].head_power_kva().norm(),
