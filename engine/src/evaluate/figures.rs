@@ -247,11 +247,13 @@ impl Candidate<'_> {
             response_a += hanging * fall / (1.0 - fall);
             let branch = solution.i_a(p);
             let base_current = branch.norm();
-            let grows_a = response_a + reach.current_a;
+            // A branch's losses grow with the square of its current, the
+            // new load's added as a phasor.
+            let after = (branch + new_current).norm() + turn_a + response_a;
             path_losses +=
-                3.0 * e.z_ohm[p].norm() * grows_a * (2.0 * base_current + grows_a) / 1000.0;
+                3.0 * e.z_ohm[p].norm() * (after * after - base_current * base_current).max(0.0)
+                    / 1000.0;
             if e.rated_a[p].is_finite() {
-                let after = (branch + new_current).norm() + turn_a + response_a;
                 path_loading = path_loading.max(after / e.rated_a[p]);
             }
             v_min = v_min.min(f64::from(subtree_min[p]) - drop_kv / e.nominal_kv[p]);
