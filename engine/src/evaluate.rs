@@ -134,6 +134,18 @@ pub struct WorstChecks {
     pub substation_pct: f64,
 }
 
+impl WorstChecks {
+    /// Nothing seen yet: every extreme at its identity, so that the first
+    /// power flow absorbed sets each.
+    pub const NONE: WorstChecks = WorstChecks {
+        segment: (0.0, 0),
+        head_pct: 0.0,
+        v_min: (f64::INFINITY, 0),
+        v_max: (f64::NEG_INFINITY, 0),
+        substation_pct: 0.0,
+    };
+}
+
 /// A feeder's base case over all its steps.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BaseSummary {
@@ -149,13 +161,7 @@ impl Default for BaseSummary {
     fn default() -> Self {
         Self {
             before: Figures::default(),
-            worst: WorstChecks {
-                segment: (0.0, 0),
-                head_pct: 0.0,
-                v_min: (f64::INFINITY, 0),
-                v_max: (f64::NEG_INFINITY, 0),
-                substation_pct: 0.0,
-            },
+            worst: WorstChecks::NONE,
             already_broken: None,
         }
     }
@@ -251,13 +257,7 @@ impl Engine {
             min_voltage_pu: f64::INFINITY,
             substation_transformer_loading_pct: 0.0,
         };
-        let mut worst = WorstChecks {
-            segment: (0.0, 0),
-            head_pct: 0.0,
-            v_min: (f64::INFINITY, 0),
-            v_max: (f64::NEG_INFINITY, 0),
-            substation_pct: 0.0,
-        };
+        let mut worst = WorstChecks::NONE;
         // A limit broken without the new load binds at once: the worst breach.
         let mut already: Option<(f64, CheckName)> = None;
         for o in &base.observed {

@@ -469,13 +469,7 @@ impl Engine {
         shape: &[f64],
         scratch: &mut Scratch,
     ) -> WorstChecks {
-        let mut worst = WorstChecks {
-            segment: (0.0, 0),
-            head_pct: 0.0,
-            v_min: (f64::INFINITY, 0),
-            v_max: (f64::NEG_INFINITY, 0),
-            substation_pct: 0.0,
-        };
+        let mut worst = WorstChecks::NONE;
         let steps = base.loads.step_count();
         let orders = base
             .figure_orders
