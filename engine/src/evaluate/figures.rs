@@ -4,14 +4,18 @@
 //!
 //! A full power flow of every step for every candidate would cost a ranking
 //! seconds. Instead each step gets bounds from its base flow that no power flow
-//! with the new load can pass: a branch's current grows by at most the new
-//! load's current (on the candidate's path) plus the other loads' answer to the
-//! lower voltage, a node's voltage falls by at most the impedance it shares with
-//! the candidate times that current, and the substation takes at most the new
-//! load plus the losses it adds. A step gets a power flow only while its bounds
-//! could still change a figure the flows so far found; each bound is checked
-//! first in a few operations from the rows the feeder's base keeps per step,
-//! then, for a step that passes, branch by branch along the candidate's path.
+//! with the new load can pass: a path branch carries the new load's current
+//! added as a phasor, every branch the other loads' answer to the lower
+//! voltage; a node's voltage is shifted by the impedance it shares with the
+//! candidate's path times the load's current (which lowers it: the highest
+//! voltage with a load is usually below the base's) and moved by at most the
+//! answers' drops; the substation takes at most the new load plus the losses
+//! it adds. A step gets a power flow only while its bounds could still change
+//! a figure the flows so far found; each bound is checked first in a few
+//! operations from the rows the feeder's base keeps per step, then, for a step
+//! that passes, branch by branch along the candidate's path and, for voltages
+//! and branches off the path, set by set where the nodes leave the path (from
+//! each subtree's extremes the base keeps per step, [`FigureOrders`]).
 //!
 //! Steps are visited in orders the base sorts once ([`FigureOrders`]): worst
 //! base loading first, highest head current, lowest voltage, most loaded
@@ -58,6 +62,15 @@ struct StepBounds {
 /// the power flow's own tolerance.
 const SLACK: f64 = 5e-5;
 
+/// What [`Candidate::node_bounds`] finds of a step.
+struct NodeBounds {
+    v_min: f64,
+    v_max: f64,
+    /// Off the path, a branch carries only its loads' answer to the lower
+    /// voltage.
+    off_path_loading: f64,
+}
+
 /// The figures found so far, as fractions and pu.
 #[derive(Clone, Copy, Debug)]
 struct Found {
@@ -101,6 +114,10 @@ struct Candidate<'a> {
     /// magnitude from the busbar to each.
     path: &'a [usize],
     z_from_busbar: &'a [f64],
+    /// The impedance from the busbar to each node of the path, ohm.
+    z_path: &'a [Complex64],
+    /// The sum of the path's impedance magnitudes, ohm.
+    z_path_sum: f64,
     /// |Z| from the busbar to the candidate, ohm.
     z_candidate: f64,
     /// The least and largest finite segment rating on the path, A.
@@ -163,16 +180,30 @@ impl Candidate<'_> {
         })
     }
 
-    /// Bounds from the base's per-step rows alone.
-    fn quick_bounds(&self, k: usize, reach: &Reach) -> StepBounds {
+    /// The new load's current at step `k`, at the candidate's base voltage.
+    fn new_current(&self, k: usize, reach: &Reach) -> Complex64 {
+        let kw = reach.kva / self.kva_per_kw;
+        Complex64::new(kw, -kw * self.tan_phi)
+            / (SQRT_3 * self.base.solutions[k].v_kv(self.local as usize).conj())
+    }
+
+    /// Bounds from the base's per-step rows alone (and `loads_a`, the sum of
+    /// the step's load currents' magnitudes).
+    fn quick_bounds(&self, k: usize, reach: &Reach, loads_a: f64) -> StepBounds {
         let base = self.base;
         let steps = base.loads.step_count();
         let run = self.local as usize * steps + k;
         let grow = 1.0 + reach.growth;
         let head_current = base.head_i_a[k].norm();
-        let head = self
-            .head_rated_a
-            .map_or(0.0, |rated| (head_current * grow + reach.current_a) / rated);
+        // The head carries the new load's current as a phasor (an exporting
+        // feeder's head is lowered by it), its change as the voltage falls and
+        // every load's answer.
+        let new_current = self.new_current(k, reach);
+        let head = self.head_rated_a.map_or(0.0, |rated| {
+            ((base.head_i_a[k] + new_current).norm()
+                + (new_current.norm() + loads_a) * reach.growth)
+                / rated
+        });
         let path = f64::from(base.path_max_loading[run]) * grow
             + reach.current_a
                 / self
@@ -207,37 +238,60 @@ impl Candidate<'_> {
     /// The same bounds, branch by branch along the path: each branch's loads
     /// answer the lower voltage by how far their own branch point's voltage
     /// falls, not the candidate's.
+    ///
+    /// Only what `scan` proves is worked out; the other figures keep `quick`'s.
     fn path_bounds(
         &self,
+        scan: Scan,
         quick: &StepBounds,
         reach: &Reach,
-        load_current_below: &[f32],
+        orders: &FigureOrders,
+        found: &Found,
     ) -> StepBounds {
         let base = self.base;
         let k = quick.step;
         let e = &base.electrical;
         let n = e.len();
         let solution = &base.solutions[k];
-        let spread = voltage_spread(base, k);
         let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
-        let below = &load_current_below[k * n..(k + 1) * n];
+        let below = &orders.load_current_below[k * n..(k + 1) * n];
         // The new load's current as a phasor at the candidate's base voltage:
         // a branch's current adds to it as phasors (where the branch exports,
         // the load lowers it). The load's current turns and grows as the
         // voltage falls by at most its growth.
-        let kw = reach.kva / self.kva_per_kw;
-        let new_current = Complex64::new(kw, -kw * self.tan_phi)
-            / (SQRT_3 * solution.v_kv(self.local as usize).conj());
-        let turn_a =
-            new_current.norm() * reach.growth + (reach.current_a - new_current.norm()).max(0.0);
+        let new_current = self.new_current(k, reach);
+        // Its voltage's relative change, angle included, is at most the
+        // reach's fall, so its current moves by at most `growth` of itself.
+        let turn_a = new_current.norm() * reach.growth;
+        let mut bounds = *quick;
+        let moved_kv = self.moved_kv(k, orders, reach, turn_a);
+        if matches!(scan, Scan::VMin) {
+            // First from the path alone: a node below path node p is shifted
+            // by at most the path's impedance down to p times the load's
+            // largest current.
+            let mut v_min = base.feeder_min_pu[k] - moved_kv / e.nominal_kv[0];
+            for (i, &p) in self.path.iter().enumerate() {
+                let drop_kv = self.z_from_busbar[i] * reach.current_a * SQRT_3 / 1000.0;
+                v_min =
+                    v_min.min(f64::from(subtree_min[p]) - (drop_kv + moved_kv) / e.nominal_kv[p]);
+            }
+            bounds.v_min = v_min.max(quick.v_min);
+            if !found.can_change(scan, &bounds) {
+                return bounds;
+            }
+        }
+        if matches!(scan, Scan::VMin | Scan::VMax) {
+            let nodes = self.hanging_bounds(k, orders, new_current, moved_kv, reach);
+            bounds.v_min = nodes.v_min.max(bounds.v_min);
+            bounds.v_max = nodes.v_max.min(quick.v_max);
+            return bounds;
+        }
         let mut path_loading: f64 = 0.0;
         let mut path_losses = 0.0;
         // The loads' answer, summed from the candidate up: the loads hanging
         // at path node p (below p, not below the path node under it) see at
         // most p's fall, relative to their own lowest voltage.
         let (mut response_a, mut counted_a) = (0.0, 0.0f64);
-        // Nodes outside the path's subtrees only answer the lower voltage.
-        let mut v_min = base.feeder_min_pu[k];
         for (i, &p) in self.path.iter().enumerate() {
             let drop_kv = self.z_from_busbar[i] * reach.current_a * SQRT_3 / 1000.0;
             let lowest_kv = f64::from(subtree_min[p]) * e.nominal_kv[p];
@@ -256,29 +310,138 @@ impl Candidate<'_> {
             if e.rated_a[p].is_finite() {
                 path_loading = path_loading.max(after / e.rated_a[p]);
             }
-            v_min = v_min.min(f64::from(subtree_min[p]) - drop_kv / e.nominal_kv[p]);
         }
-        v_min -= reach.growth * spread;
         let head_after = (solution.i_a(0) + new_current).norm() + turn_a + response_a;
         let head = self
             .head_rated_a
             .map_or(0.0, |rated| head_after / rated)
             .min(quick.head);
-        // Off the path, a branch carries only its loads' answer to the lower
-        // voltage.
-        let loading = (base.max_loading[k] * (1.0 + reach.growth))
-            .max(path_loading)
-            .max(head);
-        StepBounds {
-            step: k,
-            loading: loading.min(quick.loading),
-            head,
-            v_min: v_min.max(quick.v_min),
-            v_max: quick.v_max,
-            substation: self
-                .substation_bound(k, reach, path_losses)
-                .min(quick.substation),
+        bounds.head = head;
+        if matches!(scan, Scan::Loading) {
+            // Off the path, first from the step's highest loading and answer.
+            let off_path =
+                base.max_loading[k] + reach.growth * f64::from(orders.subtree_max_answer[k * n]);
+            bounds.loading = off_path.max(path_loading).max(head).min(quick.loading);
+            if found.can_change(scan, &bounds) {
+                let nodes = self.hanging_bounds(k, orders, new_current, moved_kv, reach);
+                bounds.loading = nodes
+                    .off_path_loading
+                    .max(path_loading)
+                    .max(head)
+                    .min(bounds.loading);
+            }
         }
+        if matches!(scan, Scan::Substation) {
+            bounds.substation = self
+                .substation_bound(k, reach, path_losses)
+                .min(quick.substation);
+        }
+        bounds
+    }
+
+    /// How far the loads' answer and the new load's own change `turn_a` move
+    /// any voltage at step `k`, kV, at most.
+    fn moved_kv(&self, k: usize, orders: &FigureOrders, reach: &Reach, turn_a: f64) -> f64 {
+        reach.growth * f64::from(orders.answer_drop_kv[k])
+            + SQRT_3 / 1000.0 * self.z_path_sum * turn_a
+    }
+
+    /// Every node's voltage with the new load, pu, at least and at most, and
+    /// the highest loading of a branch off the candidate's path, a fraction,
+    /// at most, at step `k` whose base flow is `solution`.
+    ///
+    /// The nodes are taken in sets by where they leave the path: a path node
+    /// and the subtrees of its children off the path. With the load, the
+    /// branches such a set shares with the path carry the load's current
+    /// `new_current` as well (at the base voltage): every voltage of the set
+    /// is shifted by the same phasor, the path impedance down to the set's
+    /// path node times that current, which lowers it (or, rarely, turns it).
+    /// The set's voltages are bounded from its subtrees' highest and lowest
+    /// voltages and the step's range of voltage angles. On top of the shift,
+    /// every branch's current moves by the loads' answer below it and on the
+    /// path by the load's own change `turn_a`, which moves a voltage by at
+    /// most those currents times the impedances they cross. A branch off the
+    /// path carries only its loads' answer, which fall with the set's shift
+    /// relative to their own lowest voltage.
+    fn hanging_bounds(
+        &self,
+        k: usize,
+        orders: &FigureOrders,
+        new_current: Complex64,
+        moved_kv: f64,
+        reach: &Reach,
+    ) -> NodeBounds {
+        let base = self.base;
+        let e = &base.electrical;
+        let n = e.len();
+        let solution = &base.solutions[k];
+        let row = k * n;
+        let subtree_min = &base.subtree_min_pu[row..row + n];
+        let subtree_max = &orders.subtree_max_pu[row..row + n];
+        let subtree_loading = &orders.subtree_max_loading[row..row + n];
+        let subtree_answer = &orders.subtree_max_answer[row..row + n];
+        let (angle_lo, angle_hi) = orders.angle_range[k];
+        let drop_per_ohm = SQRT_3 / 1000.0 * reach.current_a;
+        let busbar = solution.v_kv(0).norm() / e.nominal_kv[0];
+        let mut bounds = NodeBounds {
+            v_min: busbar,
+            v_max: busbar,
+            off_path_loading: 0.0,
+        };
+        for (i, &p) in self.path.iter().enumerate() {
+            let nominal = e.nominal_kv[p];
+            let shift = SQRT_3 / 1000.0 * self.z_path[i] * new_current;
+            let own = (solution.v_kv(p) - shift).norm();
+            bounds.v_min = bounds.v_min.min((own - moved_kv) / nominal);
+            bounds.v_max = bounds.v_max.max((own + moved_kv) / nominal);
+            let (cos_min, cos_max) =
+                cos_range(f64::from(angle_lo), f64::from(angle_hi), shift.arg());
+            let shift_kv = shift.norm();
+            let path_child = if i > 0 { self.path[i - 1] } else { usize::MAX };
+            for &child in orders.children(p) {
+                let child = child as usize;
+                if child == path_child {
+                    continue;
+                }
+                let highest = f64::from(subtree_max[child]) * nominal;
+                let lowest = f64::from(subtree_min[child]) * nominal;
+                let upper = shifted_magnitude(highest, shift_kv, cos_min);
+                let lower = if lowest >= shift_kv * cos_max {
+                    shifted_magnitude(lowest, shift_kv, cos_max)
+                } else {
+                    shift_kv * (1.0 - cos_max * cos_max).max(0.0).sqrt()
+                };
+                bounds.v_min = bounds.v_min.min((lower - moved_kv) / nominal);
+                bounds.v_max = bounds.v_max.max((upper + moved_kv) / nominal);
+                let fall = ((self.z_from_busbar[i] * drop_per_ohm * 1.1 + moved_kv) / lowest
+                    + 1e-9)
+                    .min(0.5);
+                bounds.off_path_loading = bounds.off_path_loading.max(
+                    f64::from(subtree_loading[child])
+                        + fall / (1.0 - fall) * f64::from(subtree_answer[child]),
+                );
+            }
+        }
+        // Branches that leave the busbar beside the path's are not shifted;
+        // they only answer the others' answer.
+        let first = self.path.last().copied().unwrap_or(usize::MAX);
+        for &child in orders.children(0) {
+            let child = child as usize;
+            if child == first {
+                continue;
+            }
+            let nominal = e.nominal_kv[child];
+            let highest = f64::from(subtree_max[child]);
+            let lowest = f64::from(subtree_min[child]);
+            bounds.v_min = bounds.v_min.min(lowest - moved_kv / nominal);
+            bounds.v_max = bounds.v_max.max(highest + moved_kv / nominal);
+            let fall = (moved_kv / (lowest * nominal) + 1e-9).min(0.5);
+            bounds.off_path_loading = bounds.off_path_loading.max(
+                f64::from(subtree_loading[child])
+                    + fall / (1.0 - fall) * f64::from(subtree_answer[child]),
+            );
+        }
+        bounds
     }
 
     /// The substation's loading with the new load and the losses it can add
@@ -336,6 +499,36 @@ fn voltage_spread(base: &FeederBase, k: usize) -> f64 {
         .max((observed.v_max_pu - source).abs())
 }
 
+/// The least and largest cosine of `angle - shift_angle` for an angle in
+/// `[lo, hi]`, radians.
+fn cos_range(lo: f64, hi: f64, shift_angle: f64) -> (f64, f64) {
+    use std::f64::consts::{PI, TAU};
+    let width = hi - lo;
+    if width >= TAU {
+        return (-1.0, 1.0);
+    }
+    // The difference's interval, its start brought into [-PI, PI).
+    let start = (lo - shift_angle + PI).rem_euclid(TAU) - PI;
+    let end = start + width;
+    let (a, b) = (start.cos(), end.cos());
+    let largest = if start <= 0.0 && end >= 0.0 || end >= TAU {
+        1.0
+    } else {
+        a.max(b)
+    };
+    let least = if end >= PI { -1.0 } else { a.min(b) };
+    (least, largest)
+}
+
+/// `|v - c|` at most (with the least cosine of the angle between them) or at
+/// least (with the largest), for `|v| = magnitude`, `|c| = shift`: the law
+/// of cosines.
+fn shifted_magnitude(magnitude: f64, shift: f64, cosine: f64) -> f64 {
+    (magnitude * magnitude - 2.0 * magnitude * shift * cosine + shift * shift)
+        .max(0.0)
+        .sqrt()
+}
+
 /// A feeder's steps in the orders the figures with a new load scan them, and
 /// what bounds every step of the window, worked out once per base.
 ///
@@ -370,6 +563,22 @@ pub(crate) struct FigureOrders {
     /// the node's subtree, A (step-major): what the loads below a branch can
     /// add when their voltage falls.
     load_current_below: Vec<f32>,
+    /// Per step and local node (step-major), over the node's subtree: the
+    /// highest voltage, pu; the highest loading of a branch (the node's own
+    /// included), a fraction; the highest of a branch's load currents below
+    /// it over its rating.
+    subtree_max_pu: Vec<f32>,
+    subtree_max_loading: Vec<f32>,
+    subtree_max_answer: Vec<f32>,
+    /// Per step, the least and largest angle of a node's voltage, radians.
+    angle_range: Vec<(f32, f32)>,
+    /// Per step, the largest drop, kV, the load currents below each branch
+    /// would make on their way to any node: with the loads' currents grown by
+    /// `g`, no voltage moves by more than `g` times this.
+    answer_drop_kv: Vec<f32>,
+    /// Each local node's children: `children[children_start[j]..children_start[j + 1]]`.
+    children_start: Vec<u32>,
+    children: Vec<u32>,
 }
 
 impl FigureOrders {
@@ -384,6 +593,22 @@ impl FigureOrders {
             order
         };
         let n = base.electrical.len();
+        let load_current_below = load_current_below(engine, base);
+        let subtrees = Subtrees::new(base, &load_current_below);
+        let parent = &base.electrical.parent;
+        let mut children_start = vec![0u32; n + 1];
+        for &p in &parent[1..] {
+            children_start[p as usize + 1] += 1;
+        }
+        for j in 0..n {
+            children_start[j + 1] += children_start[j];
+        }
+        let mut filled = children_start.clone();
+        let mut children = vec![0u32; n.saturating_sub(1)];
+        for (j, &p) in parent.iter().enumerate().skip(1) {
+            children[filled[p as usize] as usize] = j as u32;
+            filled[p as usize] += 1;
+        }
         Self {
             by_loading: sorted(&|k| base.max_loading[k]),
             by_head: sorted(&|k| base.head_i_a[k].norm()),
@@ -405,7 +630,14 @@ impl FigureOrders {
                 .iter()
                 .map(|&k| base.max_loading[k as usize])
                 .fold(0.0, f64::max),
-            load_current_below: load_current_below(engine, base),
+            load_current_below,
+            subtree_max_pu: subtrees.max_pu,
+            subtree_max_loading: subtrees.max_loading,
+            subtree_max_answer: subtrees.max_answer,
+            angle_range: subtrees.angle_range,
+            answer_drop_kv: subtrees.answer_drop_kv,
+            children_start,
+            children,
             node_v_min_kv: (0..n)
                 .map(|j| {
                     base.voltage_kv[j * steps..(j + 1) * steps]
@@ -415,6 +647,85 @@ impl FigureOrders {
                 })
                 .collect(),
         }
+    }
+}
+
+impl FigureOrders {
+    /// Local node `j`'s children.
+    fn children(&self, j: usize) -> &[u32] {
+        &self.children[self.children_start[j] as usize..self.children_start[j + 1] as usize]
+    }
+}
+
+/// What [`FigureOrders`] keeps of each step's subtrees.
+struct Subtrees {
+    max_pu: Vec<f32>,
+    max_loading: Vec<f32>,
+    max_answer: Vec<f32>,
+    angle_range: Vec<(f32, f32)>,
+    answer_drop_kv: Vec<f32>,
+}
+
+impl Subtrees {
+    fn new(base: &FeederBase, load_current_below: &[f32]) -> Self {
+        let e = &base.electrical;
+        let n = e.len();
+        let steps = base.loads.step_count();
+        let mut this = Self {
+            max_pu: vec![0.0; n * steps],
+            max_loading: vec![0.0; n * steps],
+            max_answer: vec![0.0; n * steps],
+            angle_range: vec![(0.0, 0.0); steps],
+            answer_drop_kv: vec![0.0; steps],
+        };
+        let mut drop_kv = vec![0.0f64; n];
+        for k in (0..steps).filter(|&k| base.solutions[k].converged) {
+            let solution = &base.solutions[k];
+            let row = k * n..(k + 1) * n;
+            let below = &load_current_below[row.clone()];
+            let (max_pu, max_loading, max_answer) = (
+                &mut this.max_pu[row.clone()],
+                &mut this.max_loading[row.clone()],
+                &mut this.max_answer[row],
+            );
+            let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+            let mut largest_drop: f64 = 0.0;
+            for j in 0..n {
+                let v = solution.v_kv(j);
+                let angle = v.arg();
+                (lo, hi) = (lo.min(angle), hi.max(angle));
+                max_pu[j] = (v.norm() / e.nominal_kv[j]) as f32;
+                if j > 0 {
+                    drop_kv[j] = drop_kv[e.parent[j] as usize]
+                        + SQRT_3 / 1000.0 * e.z_ohm[j].norm() * f64::from(below[j]);
+                    largest_drop = largest_drop.max(drop_kv[j]);
+                    if e.rated_a[j].is_finite() {
+                        max_loading[j] = (solution.i_a(j).norm() / e.rated_a[j]) as f32;
+                        max_answer[j] = (f64::from(below[j]) / e.rated_a[j]) as f32;
+                    }
+                }
+            }
+            // Parents come first: folding from the last node up fills subtrees.
+            for j in (1..n).rev() {
+                let parent = e.parent[j] as usize;
+                max_pu[parent] = max_pu[parent].max(max_pu[j]);
+                max_loading[parent] = max_loading[parent].max(max_loading[j]);
+                max_answer[parent] = max_answer[parent].max(max_answer[j]);
+            }
+            // Rounded outwards: single precision must not narrow the range.
+            this.angle_range[k] = ((lo - 1e-6) as f32, (hi + 1e-6) as f32);
+            this.answer_drop_kv[k] = (largest_drop * (1.0 + 1e-6)) as f32;
+        }
+        // Single precision rounds either way: the maxima are kept a hair high.
+        for x in this
+            .max_pu
+            .iter_mut()
+            .chain(&mut this.max_loading)
+            .chain(&mut this.max_answer)
+        {
+            *x *= 1.0 + 1e-6;
+        }
+        this
     }
 }
 
@@ -501,6 +812,8 @@ impl Engine {
         let mut z_from_busbar = std::mem::take(&mut scratch.z_magnitude);
         z_from_busbar.clear();
         z_from_busbar.extend(path.z_from_busbar.iter().map(|z| z.norm()));
+        let n = e.len();
+        let z_path = path.z_from_busbar;
         let path = path.nodes;
         let ratings = path.iter().map(|&p| e.rated_a[p]).filter(|a| a.is_finite());
         let candidate = Candidate {
@@ -509,6 +822,8 @@ impl Engine {
             path,
             z_candidate: z_from_busbar.first().copied().unwrap_or(0.0),
             z_from_busbar: &z_from_busbar,
+            z_path,
+            z_path_sum: path.iter().map(|&p| e.z_ohm[p].norm()).sum(),
             weakest_a: ratings.clone().fold(f64::INFINITY, f64::min),
             strongest_a: ratings.fold(0.0, f64::max),
             head_rated_a: e.head_rated_a,
@@ -586,11 +901,15 @@ impl Engine {
                     continue;
                 }
                 if let Some(reach) = candidate.reach(k, demand_kw * shape[k]) {
-                    let quick = candidate.quick_bounds(k, &reach);
+                    let quick = candidate.quick_bounds(
+                        k,
+                        &reach,
+                        f64::from(orders.load_current_below[k * n]),
+                    );
                     if !found.can_change(scan, &quick)
                         || !found.can_change(
                             scan,
-                            &candidate.path_bounds(&quick, &reach, &orders.load_current_below),
+                            &candidate.path_bounds(scan, &quick, &reach, orders, &found),
                         )
                     {
                         continue;
