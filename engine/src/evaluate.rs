@@ -210,6 +210,11 @@ struct Scratch {
     z_magnitude: Vec<f64>,
     /// Steps whose figures were solved, within one evaluation.
     figure_solved: Vec<bool>,
+    /// The loading scan's next place in each rating class's order.
+    class_next: Vec<usize>,
+    /// The steps that set the last evaluation's figures, and its base's
+    /// address.
+    figure_seeds: Option<(usize, [u32; 5])>,
     /// What `solution` holds, within one evaluation: (step, local node, kW
     /// added there).
     held: Option<(usize, u32, f64)>,

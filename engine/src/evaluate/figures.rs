@@ -109,15 +109,16 @@ impl Found {
 /// What the bounds of every step share: the candidate's path and its load.
 struct Candidate<'a> {
     base: &'a FeederBase,
+    orders: &'a FigureOrders,
     local: u32,
     /// Nodes from the candidate up to the first node, and the impedance
     /// magnitude from the busbar to each.
     path: &'a [usize],
     z_from_busbar: &'a [f64],
+    /// The rating classes of the path's branches and the head, a bit each.
+    path_classes: u64,
     /// The impedance from the busbar to each node of the path, ohm.
     z_path: &'a [Complex64],
-    /// The sum of the path's impedance magnitudes, ohm.
-    z_path_sum: f64,
     /// |Z| from the busbar to the candidate, ohm.
     z_candidate: f64,
     /// The least and largest finite segment rating on the path, A.
@@ -187,6 +188,24 @@ impl Candidate<'_> {
             / (SQRT_3 * self.base.solutions[k].v_kv(self.local as usize).conj())
     }
 
+    /// The highest loading with the new load of any branch of class `c` at
+    /// step `k`, a fraction, at most: the class's highest base loading, its
+    /// loads' answer (`growth` of their currents) and, where the class is on
+    /// the path, the load's largest current `current_a` over the class's
+    /// least rating.
+    fn class_bound(&self, c: usize, k: usize, current_a: f64, growth: f64) -> f64 {
+        let classes = &self.orders.classes;
+        let steps = self.base.loads.step_count();
+        let on_path = if self.path_classes & (1 << c) != 0 {
+            current_a / classes.rated_a[c]
+        } else {
+            0.0
+        };
+        f64::from(classes.loading[c * steps + k])
+            + f64::from(classes.answer[c * steps + k]) * growth
+            + on_path
+    }
+
     /// Bounds from the base's per-step rows alone (and `loads_a`, the sum of
     /// the step's load currents' magnitudes).
     fn quick_bounds(&self, k: usize, reach: &Reach, loads_a: f64) -> StepBounds {
@@ -209,7 +228,12 @@ impl Candidate<'_> {
                 / self
                     .weakest_a
                     .min(self.head_rated_a.unwrap_or(f64::INFINITY));
-        let loading = (base.max_loading[k] * grow).max(path).max(head);
+        let off_path = base.max_loading[k]
+            + reach.growth * f64::from(self.orders.subtree_max_answer[k * base.electrical.len()]);
+        let classes = (0..self.orders.classes.rated_a.len())
+            .map(|c| self.class_bound(c, k, reach.current_a, reach.growth))
+            .fold(0.0, f64::max);
+        let loading = off_path.max(path).max(head).min(classes);
         let observed = &base.observed[k];
         let spread = voltage_spread(base, k);
         let nominal = base.electrical.nominal_kv[self.local as usize];
@@ -264,7 +288,10 @@ impl Candidate<'_> {
         // reach's fall, so its current moves by at most `growth` of itself.
         let turn_a = new_current.norm() * reach.growth;
         let mut bounds = *quick;
-        let moved_kv = self.moved_kv(k, orders, reach, turn_a);
+        let answer_kv = reach.growth * f64::from(orders.answer_drop_kv[k]);
+        // The load's own change moves a node by the impedance it shares with
+        // the path times that change: at most the candidate's.
+        let moved_kv = answer_kv + SQRT_3 / 1000.0 * self.z_candidate * turn_a;
         if matches!(scan, Scan::VMin) {
             // First from the path alone: a node below path node p is shifted
             // by at most the path's impedance down to p times the load's
@@ -281,7 +308,7 @@ impl Candidate<'_> {
             }
         }
         if matches!(scan, Scan::VMin | Scan::VMax) {
-            let nodes = self.hanging_bounds(k, orders, new_current, moved_kv, reach);
+            let nodes = self.hanging_bounds(k, orders, new_current, answer_kv, turn_a, reach);
             bounds.v_min = nodes.v_min.max(bounds.v_min);
             bounds.v_max = nodes.v_max.min(quick.v_max);
             return bounds;
@@ -323,7 +350,7 @@ impl Candidate<'_> {
                 base.max_loading[k] + reach.growth * f64::from(orders.subtree_max_answer[k * n]);
             bounds.loading = off_path.max(path_loading).max(head).min(quick.loading);
             if found.can_change(scan, &bounds) {
-                let nodes = self.hanging_bounds(k, orders, new_current, moved_kv, reach);
+                let nodes = self.hanging_bounds(k, orders, new_current, answer_kv, turn_a, reach);
                 bounds.loading = nodes
                     .off_path_loading
                     .max(path_loading)
@@ -337,13 +364,6 @@ impl Candidate<'_> {
                 .min(quick.substation);
         }
         bounds
-    }
-
-    /// How far the loads' answer and the new load's own change `turn_a` move
-    /// any voltage at step `k`, kV, at most.
-    fn moved_kv(&self, k: usize, orders: &FigureOrders, reach: &Reach, turn_a: f64) -> f64 {
-        reach.growth * f64::from(orders.answer_drop_kv[k])
-            + SQRT_3 / 1000.0 * self.z_path_sum * turn_a
     }
 
     /// Every node's voltage with the new load, pu, at least and at most, and
@@ -360,7 +380,8 @@ impl Candidate<'_> {
     /// voltages and the step's range of voltage angles. On top of the shift,
     /// every branch's current moves by the loads' answer below it and on the
     /// path by the load's own change `turn_a`, which moves a voltage by at
-    /// most those currents times the impedances they cross. A branch off the
+    /// most those currents times the impedances they cross (the loads' part
+    /// at most `answer_kv` anywhere). A branch off the
     /// path carries only its loads' answer, which fall with the set's shift
     /// relative to their own lowest voltage.
     fn hanging_bounds(
@@ -368,7 +389,8 @@ impl Candidate<'_> {
         k: usize,
         orders: &FigureOrders,
         new_current: Complex64,
-        moved_kv: f64,
+        answer_kv: f64,
+        turn_a: f64,
         reach: &Reach,
     ) -> NodeBounds {
         let base = self.base;
@@ -391,6 +413,7 @@ impl Candidate<'_> {
         for (i, &p) in self.path.iter().enumerate() {
             let nominal = e.nominal_kv[p];
             let shift = SQRT_3 / 1000.0 * self.z_path[i] * new_current;
+            let moved_kv = answer_kv + SQRT_3 / 1000.0 * self.z_from_busbar[i] * turn_a;
             let own = (solution.v_kv(p) - shift).norm();
             bounds.v_min = bounds.v_min.min((own - moved_kv) / nominal);
             bounds.v_max = bounds.v_max.max((own + moved_kv) / nominal);
@@ -433,9 +456,9 @@ impl Candidate<'_> {
             let nominal = e.nominal_kv[child];
             let highest = f64::from(subtree_max[child]);
             let lowest = f64::from(subtree_min[child]);
-            bounds.v_min = bounds.v_min.min(lowest - moved_kv / nominal);
-            bounds.v_max = bounds.v_max.max(highest + moved_kv / nominal);
-            let fall = (moved_kv / (lowest * nominal) + 1e-9).min(0.5);
+            bounds.v_min = bounds.v_min.min(lowest - answer_kv / nominal);
+            bounds.v_max = bounds.v_max.max(highest + answer_kv / nominal);
+            let fall = (answer_kv / (lowest * nominal) + 1e-9).min(0.5);
             bounds.off_path_loading = bounds.off_path_loading.max(
                 f64::from(subtree_loading[child])
                     + fall / (1.0 - fall) * f64::from(subtree_answer[child]),
@@ -539,8 +562,8 @@ fn shifted_magnitude(magnitude: f64, shift: f64, cosine: f64) -> f64 {
 /// candidates thus visit a few steps each instead of the whole window.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FigureOrders {
-    /// Highest loading of any branch or the head first.
-    by_loading: Vec<u32>,
+    /// The feeder's branches by rating, for the loading scan.
+    classes: RatingClasses,
     /// Highest head current first.
     by_head: Vec<u32>,
     /// Lowest voltage first.
@@ -595,6 +618,7 @@ impl FigureOrders {
         let n = base.electrical.len();
         let load_current_below = load_current_below(engine, base);
         let subtrees = Subtrees::new(base, &load_current_below);
+        let classes = RatingClasses::new(base, &load_current_below, &converged);
         let parent = &base.electrical.parent;
         let mut children_start = vec![0u32; n + 1];
         for &p in &parent[1..] {
@@ -610,7 +634,7 @@ impl FigureOrders {
             filled[p as usize] += 1;
         }
         Self {
-            by_loading: sorted(&|k| base.max_loading[k]),
+            classes,
             by_head: sorted(&|k| base.head_i_a[k].norm()),
             by_v_min: sorted(&|k| -base.feeder_min_pu[k]),
             by_v_max: sorted(&|k| base.observed[k].v_max_pu),
@@ -654,6 +678,124 @@ impl FigureOrders {
     /// Local node `j`'s children.
     fn children(&self, j: usize) -> &[u32] {
         &self.children[self.children_start[j] as usize..self.children_start[j + 1] as usize]
+    }
+}
+
+/// A feeder's rated branches in a few classes by rating (the head a class of
+/// its own), and per class and step the highest loading and answer of its
+/// branches: with the new load's largest current over a class's least
+/// rating, a bound on every branch of the class, a few operations a step.
+#[derive(Clone, Debug, Default)]
+struct RatingClasses {
+    /// Per class, the least rating of its branches, A.
+    rated_a: Vec<f64>,
+    /// Per local node, its inbound branch's class ([`RatingClasses::NONE`]
+    /// unrated); the head's is `head`.
+    of_node: Vec<u8>,
+    head: Option<u8>,
+    /// Per class and step (class-major): the highest loading of a branch of
+    /// the class, a fraction, and the highest of a branch's load currents
+    /// below it over its rating.
+    loading: Vec<f32>,
+    answer: Vec<f32>,
+    /// Per class, the largest `answer` of the window.
+    answer_max: Vec<f32>,
+    /// Per class, the converged steps by `loading`, highest first.
+    orders: Vec<Vec<u32>>,
+}
+
+impl RatingClasses {
+    const NONE: u8 = u8::MAX;
+    /// More classes would cost every bound more than closer ratings save.
+    const MOST: usize = 6;
+
+    fn new(base: &FeederBase, load_current_below: &[f32], converged: &[u32]) -> Self {
+        let e = &base.electrical;
+        let n = e.len();
+        let steps = base.loads.step_count();
+        let mut ratings: Vec<f64> = e.rated_a[1..]
+            .iter()
+            .copied()
+            .filter(|a| a.is_finite())
+            .collect();
+        ratings.sort_by(f64::total_cmp);
+        ratings.dedup();
+        // Consecutive ratings share a class; a class bounds with its least.
+        let per_class = ratings.len().div_ceil(Self::MOST).max(1);
+        let mut rated_a: Vec<f64> = ratings.chunks(per_class).map(|c| c[0]).collect();
+        let of_node: Vec<u8> = e
+            .rated_a
+            .iter()
+            .enumerate()
+            .map(|(j, &a)| {
+                if j == 0 || !a.is_finite() {
+                    Self::NONE
+                } else {
+                    (ratings.partition_point(|&r| r < a) / per_class) as u8
+                }
+            })
+            .collect();
+        let head = e.head_rated_a.map(|a| {
+            rated_a.push(a);
+            (rated_a.len() - 1) as u8
+        });
+        let classes = rated_a.len();
+        let mut loading = vec![0.0f32; classes * steps];
+        let mut answer = vec![0.0f32; classes * steps];
+        for &k in converged {
+            let k = k as usize;
+            let solution = &base.solutions[k];
+            let below = &load_current_below[k * n..(k + 1) * n];
+            let mut note = |c: usize, current_a: f64, below_a: f64, rated: f64| {
+                let at = c * steps + k;
+                // Rounded up: single precision must not lower a bound.
+                loading[at] = loading[at].max((current_a / rated * (1.0 + 1e-6)) as f32);
+                answer[at] = answer[at].max((below_a / rated * (1.0 + 1e-6)) as f32);
+            };
+            for j in 1..n {
+                if of_node[j] != Self::NONE {
+                    note(
+                        usize::from(of_node[j]),
+                        solution.i_a(j).norm(),
+                        f64::from(below[j]),
+                        e.rated_a[j],
+                    );
+                }
+            }
+            if let (Some(c), Some(rated)) = (head, e.head_rated_a) {
+                note(
+                    usize::from(c),
+                    base.head_i_a[k].norm(),
+                    f64::from(below[0]),
+                    rated,
+                );
+            }
+        }
+        let orders = (0..classes)
+            .map(|c| {
+                let mut order = converged.to_vec();
+                let row = &loading[c * steps..(c + 1) * steps];
+                order.sort_by(|a, b| row[*b as usize].total_cmp(&row[*a as usize]));
+                order
+            })
+            .collect();
+        let answer_max = (0..classes)
+            .map(|c| {
+                answer[c * steps..(c + 1) * steps]
+                    .iter()
+                    .copied()
+                    .fold(0.0, f32::max)
+            })
+            .collect();
+        Self {
+            rated_a,
+            of_node,
+            head,
+            loading,
+            answer,
+            answer_max,
+            orders,
+        }
     }
 }
 
@@ -818,12 +960,20 @@ impl Engine {
         let ratings = path.iter().map(|&p| e.rated_a[p]).filter(|a| a.is_finite());
         let candidate = Candidate {
             base,
+            orders,
             local,
             path,
             z_candidate: z_from_busbar.first().copied().unwrap_or(0.0),
             z_from_busbar: &z_from_busbar,
+            path_classes: {
+                let classes = &orders.classes;
+                path.iter()
+                    .map(|&p| classes.of_node[p])
+                    .chain(classes.head)
+                    .filter(|&c| c != RatingClasses::NONE)
+                    .fold(0u64, |bits, c| bits | 1 << c)
+            },
             z_path,
-            z_path_sum: path.iter().map(|&p| e.z_ohm[p].norm()).sum(),
             weakest_a: ratings.clone().fold(f64::INFINITY, f64::min),
             strongest_a: ratings.fold(0.0, f64::max),
             head_rated_a: e.head_rated_a,
@@ -850,10 +1000,7 @@ impl Engine {
             };
             let grow = 1.0 + r.growth;
             match scan {
-                Scan::Loading => {
-                    base.max_loading[k] * grow + r.current_a / candidate.weakest_a.min(head_rated)
-                        <= found.loading + SLACK
-                }
+                Scan::Loading => unreachable!("the loading scan walks the rating classes"),
                 Scan::Head => {
                     base.head_i_a[k].norm() * grow / head_rated + r.current_a / head_rated
                         <= found.head + SLACK
@@ -884,8 +1031,104 @@ impl Engine {
         let mut solved = std::mem::take(&mut scratch.figure_solved);
         solved.clear();
         solved.resize(steps, false);
+        // A step is solved where its bounds could still change the figure
+        // `scan` proves.
+        // The steps that set each figure (in `Scan` order), kept for the
+        // feeder's next candidate.
+        let mut setting = [u32::MAX; 5];
+        let mut visit = |scan: Scan, k: usize, worst: &mut WorstChecks, scratch: &mut Scratch| {
+            if k >= steps || solved[k] || shape[k] <= 0.0 {
+                return;
+            }
+            let found = Found::from_worst(worst);
+            if let Some(reach) = candidate.reach(k, demand_kw * shape[k]) {
+                let quick =
+                    candidate.quick_bounds(k, &reach, f64::from(orders.load_current_below[k * n]));
+                if !found.can_change(scan, &quick)
+                    || !found.can_change(
+                        scan,
+                        &candidate.path_bounds(scan, &quick, &reach, orders, &found),
+                    )
+                {
+                    return;
+                }
+            }
+            solved[k] = true;
+            let o = self.exact(base, k, local, demand_kw * shape[k], load, scratch);
+            let before = Found::from_worst(worst);
+            absorb(worst, &o);
+            let after = Found::from_worst(worst);
+            for (figure, raised) in [
+                after.loading > before.loading,
+                after.head > before.head,
+                after.v_min < before.v_min,
+                after.v_max > before.v_max,
+                after.substation > before.substation,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                if raised {
+                    setting[figure] = k as u32;
+                }
+            }
+        };
+        // Neighbouring candidates of a feeder mostly find their figures at the
+        // same steps: solving those first gives each scan its figure early,
+        // so that fewer steps on its way can still change it.
+        let base_address = std::ptr::from_ref(base) as usize;
+        if let Some((seeded_base, seeds)) = scratch.figure_seeds
+            && seeded_base == base_address
+        {
+            for (scan, k) in [
+                Scan::Loading,
+                Scan::Head,
+                Scan::VMin,
+                Scan::VMax,
+                Scan::Substation,
+            ]
+            .into_iter()
+            .zip(seeds)
+            {
+                visit(scan, k as usize, &mut worst, scratch);
+            }
+        }
+        // The loading scan walks each rating class's order, always the one
+        // whose next step could show the most; it stops once none could
+        // change the figure (each step not yet reached is below every
+        // class's next one).
+        let classes = &orders.classes;
+        let mut next = std::mem::take(&mut scratch.class_next);
+        next.clear();
+        next.resize(classes.rated_a.len(), 0);
+        loop {
+            let mut best: Option<(f64, usize)> = None;
+            for (c, order) in classes.orders.iter().enumerate() {
+                let Some(&k) = order.get(next[c]) else {
+                    continue;
+                };
+                let reach = widest.as_ref();
+                let most = reach.map_or(f64::INFINITY, |r| {
+                    candidate.class_bound(c, k as usize, r.current_a, r.growth)
+                        - f64::from(classes.answer[c * steps + k as usize]) * r.growth
+                        + f64::from(classes.answer_max[c]) * r.growth
+                });
+                if best.is_none_or(|(b, _)| most > b) {
+                    best = Some((most, c));
+                }
+            }
+            let Some((most, c)) = best else {
+                break;
+            };
+            if most <= Found::from_worst(&worst).loading + SLACK {
+                break;
+            }
+            let k = classes.orders[c][next[c]] as usize;
+            next[c] += 1;
+            visit(Scan::Loading, k, &mut worst, scratch);
+        }
+        scratch.class_next = next;
         for (scan, order) in [
-            (Scan::Loading, &orders.by_loading),
             (Scan::Head, &orders.by_head),
             (Scan::VMin, &orders.by_v_min),
             (Scan::Substation, &orders.by_group),
@@ -893,33 +1136,13 @@ impl Engine {
         ] {
             for &k in order {
                 let k = k as usize;
-                let found = Found::from_worst(&worst);
-                if done(scan, k, &found) {
+                if done(scan, k, &Found::from_worst(&worst)) {
                     break;
                 }
-                if solved[k] || shape[k] <= 0.0 {
-                    continue;
-                }
-                if let Some(reach) = candidate.reach(k, demand_kw * shape[k]) {
-                    let quick = candidate.quick_bounds(
-                        k,
-                        &reach,
-                        f64::from(orders.load_current_below[k * n]),
-                    );
-                    if !found.can_change(scan, &quick)
-                        || !found.can_change(
-                            scan,
-                            &candidate.path_bounds(scan, &quick, &reach, orders, &found),
-                        )
-                    {
-                        continue;
-                    }
-                }
-                solved[k] = true;
-                let o = self.exact(base, k, local, demand_kw * shape[k], load, scratch);
-                absorb(&mut worst, &o);
+                visit(scan, k, &mut worst, scratch);
             }
         }
+        scratch.figure_seeds = Some((base_address, setting));
         scratch.figure_solved = solved;
         scratch.z_magnitude = z_from_busbar;
         worst
