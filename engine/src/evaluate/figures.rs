@@ -40,6 +40,34 @@ pub(super) struct CandidatePath<'a> {
     pub(super) z_from_busbar: &'a [Complex64],
 }
 
+/// How many subtrees along a candidate's path the lowest voltage is first
+/// bounded from.
+const LEVELS: usize = 4;
+
+/// [`Candidate::levels`] of a path (nodes from the candidate up, impedance
+/// magnitudes from the busbar to each).
+fn path_levels(path: &[usize], z_from_busbar: &[f64]) -> ([(usize, f64); LEVELS], usize) {
+    let mut levels = [(0, 0.0); LEVELS];
+    let Some(top) = path.len().checked_sub(1) else {
+        return (levels, 0);
+    };
+    // Path indices, from the first node down, evenly spread.
+    let mut at: Vec<usize> = (0..LEVELS).map(|l| top - top * l / LEVELS).collect();
+    at.dedup();
+    for (l, &i) in at.iter().enumerate() {
+        let below = at.get(l + 1).copied().unwrap_or(0);
+        // The next subtree's top is a node of this one; the candidate's
+        // impedance bounds the last.
+        let shared = if l + 1 < at.len() {
+            z_from_busbar[below]
+        } else {
+            z_from_busbar[0]
+        };
+        levels[l] = (path[i], shared);
+    }
+    (levels, at.len())
+}
+
 /// A step's bounds on the figures with the new load.
 #[derive(Clone, Copy, Debug)]
 struct StepBounds {
@@ -115,6 +143,12 @@ struct Candidate<'a> {
     /// magnitude from the busbar to each.
     path: &'a [usize],
     z_from_busbar: &'a [f64],
+    /// A few path nodes from the first down to the candidate, each with the
+    /// impedance magnitude from the busbar to the next (the candidate's for
+    /// the last): what a node of its subtree but not the next's shares with
+    /// the candidate at most.
+    levels: [(usize, f64); LEVELS],
+    level_count: usize,
     /// The rating classes of the path's branches and the head, a bit each.
     path_classes: u64,
     /// The impedance from the busbar to each node of the path, ohm.
@@ -293,24 +327,43 @@ impl Candidate<'_> {
         // the path times that change: at most the candidate's.
         let moved_kv = answer_kv + SQRT_3 / 1000.0 * self.z_candidate * turn_a;
         if matches!(scan, Scan::VMin) {
-            // First from the path alone: a node below path node p is shifted
-            // by at most the path's impedance down to p times the load's
-            // largest current.
+            // First from a few subtrees along the path: a node of one but not
+            // of the next leaves the path above the next's top, so it shares
+            // less impedance with the candidate than that top does.
+            let drop_per_ohm = reach.current_a * SQRT_3 / 1000.0;
+            let mut v_min = base.feeder_min_pu[k] - moved_kv / e.nominal_kv[0];
+            for &(p, shared_ohm) in &self.levels[..self.level_count] {
+                v_min = v_min.min(
+                    f64::from(subtree_min[p])
+                        - (shared_ohm * drop_per_ohm + moved_kv) / e.nominal_kv[p],
+                );
+            }
+            bounds.v_min = v_min.max(quick.v_min);
+            if !found.can_change(scan, &bounds) {
+                return bounds;
+            }
+            // Then node by node along the path: a node below path node p is
+            // shifted by at most the path's impedance down to p times the
+            // load's largest current.
             let mut v_min = base.feeder_min_pu[k] - moved_kv / e.nominal_kv[0];
             for (i, &p) in self.path.iter().enumerate() {
                 let drop_kv = self.z_from_busbar[i] * reach.current_a * SQRT_3 / 1000.0;
                 v_min =
                     v_min.min(f64::from(subtree_min[p]) - (drop_kv + moved_kv) / e.nominal_kv[p]);
             }
-            bounds.v_min = v_min.max(quick.v_min);
+            bounds.v_min = v_min.max(bounds.v_min);
             if !found.can_change(scan, &bounds) {
                 return bounds;
             }
         }
         if matches!(scan, Scan::VMin | Scan::VMax) {
-            let nodes = self.hanging_bounds(k, orders, new_current, answer_kv, turn_a, reach);
-            bounds.v_min = nodes.v_min.max(bounds.v_min);
-            bounds.v_max = nodes.v_max.min(quick.v_max);
+            // Only the scan's own figure is worked out.
+            let nodes = self.hanging_bounds(scan, k, orders, new_current, answer_kv, turn_a, reach);
+            if matches!(scan, Scan::VMin) {
+                bounds.v_min = nodes.v_min.max(bounds.v_min);
+            } else {
+                bounds.v_max = nodes.v_max.min(quick.v_max);
+            }
             return bounds;
         }
         let mut path_loading: f64 = 0.0;
@@ -350,7 +403,8 @@ impl Candidate<'_> {
                 base.max_loading[k] + reach.growth * f64::from(orders.subtree_max_answer[k * n]);
             bounds.loading = off_path.max(path_loading).max(head).min(quick.loading);
             if found.can_change(scan, &bounds) {
-                let nodes = self.hanging_bounds(k, orders, new_current, answer_kv, turn_a, reach);
+                let nodes =
+                    self.hanging_bounds(scan, k, orders, new_current, answer_kv, turn_a, reach);
                 bounds.loading = nodes
                     .off_path_loading
                     .max(path_loading)
@@ -383,9 +437,12 @@ impl Candidate<'_> {
     /// most those currents times the impedances they cross (the loads' part
     /// at most `answer_kv` anywhere). A branch off the
     /// path carries only its loads' answer, which fall with the set's shift
-    /// relative to their own lowest voltage.
+    /// relative to their own lowest voltage. Only what `scan` proves is
+    /// worked out: the lowest or highest voltage, or the loading.
+    #[allow(clippy::too_many_arguments)]
     fn hanging_bounds(
         &self,
+        scan: Scan,
         k: usize,
         orders: &FigureOrders,
         new_current: Complex64,
@@ -402,7 +459,7 @@ impl Candidate<'_> {
         let subtree_max = &orders.subtree_max_pu[row..row + n];
         let subtree_loading = &orders.subtree_max_loading[row..row + n];
         let subtree_answer = &orders.subtree_max_answer[row..row + n];
-        let (angle_lo, angle_hi) = orders.angle_range[k];
+        let angles = AngleRange::new(orders.angle_range[k]);
         let drop_per_ohm = SQRT_3 / 1000.0 * reach.current_a;
         let busbar = solution.v_kv(0).norm() / e.nominal_kv[0];
         let mut bounds = NodeBounds {
@@ -410,39 +467,55 @@ impl Candidate<'_> {
             v_max: busbar,
             off_path_loading: 0.0,
         };
+        let (lows, highs, loading) = (
+            matches!(scan, Scan::VMin),
+            matches!(scan, Scan::VMax),
+            matches!(scan, Scan::Loading),
+        );
         for (i, &p) in self.path.iter().enumerate() {
             let nominal = e.nominal_kv[p];
             let shift = SQRT_3 / 1000.0 * self.z_path[i] * new_current;
             let moved_kv = answer_kv + SQRT_3 / 1000.0 * self.z_from_busbar[i] * turn_a;
-            let own = (solution.v_kv(p) - shift).norm();
-            bounds.v_min = bounds.v_min.min((own - moved_kv) / nominal);
-            bounds.v_max = bounds.v_max.max((own + moved_kv) / nominal);
-            let (cos_min, cos_max) =
-                cos_range(f64::from(angle_lo), f64::from(angle_hi), shift.arg());
-            let shift_kv = shift.norm();
             let path_child = if i > 0 { self.path[i - 1] } else { usize::MAX };
-            for &child in orders.children(p) {
-                let child = child as usize;
-                if child == path_child {
-                    continue;
+            let hanging = orders
+                .children(p)
+                .iter()
+                .map(|&c| c as usize)
+                .filter(|&c| c != path_child);
+            if loading {
+                for child in hanging {
+                    let lowest = f64::from(subtree_min[child]) * nominal;
+                    let fall = ((self.z_from_busbar[i] * drop_per_ohm * 1.1 + moved_kv) / lowest
+                        + 1e-9)
+                        .min(0.5);
+                    bounds.off_path_loading = bounds.off_path_loading.max(
+                        f64::from(subtree_loading[child])
+                            + fall / (1.0 - fall) * f64::from(subtree_answer[child]),
+                    );
                 }
-                let highest = f64::from(subtree_max[child]) * nominal;
-                let lowest = f64::from(subtree_min[child]) * nominal;
-                let upper = shifted_magnitude(highest, shift_kv, cos_min);
-                let lower = if lowest >= shift_kv * cos_max {
-                    shifted_magnitude(lowest, shift_kv, cos_max)
-                } else {
-                    shift_kv * (1.0 - cos_max * cos_max).max(0.0).sqrt()
-                };
-                bounds.v_min = bounds.v_min.min((lower - moved_kv) / nominal);
-                bounds.v_max = bounds.v_max.max((upper + moved_kv) / nominal);
-                let fall = ((self.z_from_busbar[i] * drop_per_ohm * 1.1 + moved_kv) / lowest
-                    + 1e-9)
-                    .min(0.5);
-                bounds.off_path_loading = bounds.off_path_loading.max(
-                    f64::from(subtree_loading[child])
-                        + fall / (1.0 - fall) * f64::from(subtree_answer[child]),
-                );
+                continue;
+            }
+            let own = (solution.v_kv(p) - shift).norm();
+            let shift_kv = shift.norm();
+            let (cos_min, cos_max) = angles.cos_range(shift / shift_kv.max(f64::MIN_POSITIVE));
+            if lows {
+                bounds.v_min = bounds.v_min.min((own - moved_kv) / nominal);
+                for child in hanging {
+                    let lowest = f64::from(subtree_min[child]) * nominal;
+                    let lower = if lowest >= shift_kv * cos_max {
+                        shifted_magnitude(lowest, shift_kv, cos_max)
+                    } else {
+                        shift_kv * (1.0 - cos_max * cos_max).max(0.0).sqrt()
+                    };
+                    bounds.v_min = bounds.v_min.min((lower - moved_kv) / nominal);
+                }
+            } else if highs {
+                bounds.v_max = bounds.v_max.max((own + moved_kv) / nominal);
+                for child in hanging {
+                    let highest = f64::from(subtree_max[child]) * nominal;
+                    let upper = shifted_magnitude(highest, shift_kv, cos_min);
+                    bounds.v_max = bounds.v_max.max((upper + moved_kv) / nominal);
+                }
             }
         }
         // Branches that leave the busbar beside the path's are not shifted;
@@ -522,25 +595,40 @@ fn voltage_spread(base: &FeederBase, k: usize) -> f64 {
         .max((observed.v_max_pu - source).abs())
 }
 
-/// The least and largest cosine of `angle - shift_angle` for an angle in
-/// `[lo, hi]`, radians.
-fn cos_range(lo: f64, hi: f64, shift_angle: f64) -> (f64, f64) {
-    use std::f64::consts::{PI, TAU};
-    let width = hi - lo;
-    if width >= TAU {
-        return (-1.0, 1.0);
+/// A step's range of voltage angles, as unit phasors at its ends.
+struct AngleRange {
+    lo: Complex64,
+    hi: Complex64,
+    /// Whether it spans half a turn or more (then any cosine is possible).
+    wide: bool,
+}
+
+impl AngleRange {
+    fn new((lo, hi): (f32, f32)) -> Self {
+        let (lo, hi) = (f64::from(lo), f64::from(hi));
+        Self {
+            lo: Complex64::from_polar(1.0, lo),
+            hi: Complex64::from_polar(1.0, hi),
+            wide: hi - lo >= std::f64::consts::PI,
+        }
     }
-    // The difference's interval, its start brought into [-PI, PI).
-    let start = (lo - shift_angle + PI).rem_euclid(TAU) - PI;
-    let end = start + width;
-    let (a, b) = (start.cos(), end.cos());
-    let largest = if start <= 0.0 && end >= 0.0 || end >= TAU {
-        1.0
-    } else {
-        a.max(b)
-    };
-    let least = if end >= PI { -1.0 } else { a.min(b) };
-    (least, largest)
+
+    /// Whether the unit phasor `u` lies within the range.
+    fn holds(&self, u: Complex64) -> bool {
+        (self.lo.conj() * u).im >= 0.0 && (u.conj() * self.hi).im >= 0.0
+    }
+
+    /// The least and largest cosine of the angle between a voltage in the
+    /// range and the unit phasor `u`, without a trigonometric call.
+    fn cos_range(&self, u: Complex64) -> (f64, f64) {
+        if self.wide {
+            return (-1.0, 1.0);
+        }
+        let (a, b) = ((self.lo * u.conj()).re, (self.hi * u.conj()).re);
+        let largest = if self.holds(u) { 1.0 } else { a.max(b) };
+        let least = if self.holds(-u) { -1.0 } else { a.min(b) };
+        (least, largest)
+    }
 }
 
 /// `|v - c|` at most (with the least cosine of the angle between them) or at
@@ -958,9 +1046,12 @@ impl Engine {
         let z_path = path.z_from_busbar;
         let path = path.nodes;
         let ratings = path.iter().map(|&p| e.rated_a[p]).filter(|a| a.is_finite());
+        let (levels, level_count) = path_levels(path, &z_from_busbar);
         let candidate = Candidate {
             base,
             orders,
+            levels,
+            level_count,
             local,
             path,
             z_candidate: z_from_busbar.first().copied().unwrap_or(0.0),
@@ -1146,5 +1237,44 @@ impl Engine {
         scratch.figure_solved = solved;
         scratch.z_magnitude = z_from_busbar;
         worst
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn angle_ranges_bound_the_cosine_of_every_angle_within_them() {
+        let mut seed = 11u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 1_000_000) as f64 / 1e6
+        };
+        for _ in 0..2000 {
+            let lo = (next() - 0.5) * 2.0 * std::f64::consts::PI;
+            let width = next() * next() * 4.0;
+            let hi = lo + width;
+            let shift = (next() - 0.5) * 4.0 * std::f64::consts::PI;
+            let range = AngleRange::new((lo as f32, hi as f32));
+            let (least, largest) = range.cos_range(Complex64::from_polar(1.0, shift));
+            let (lo, hi) = (f64::from(lo as f32), f64::from(hi as f32));
+            let (mut seen_least, mut seen_largest) = (f64::INFINITY, f64::NEG_INFINITY);
+            for i in 0..=400 {
+                let cos = (lo + (hi - lo) * f64::from(i) / 400.0 - shift).cos();
+                (seen_least, seen_largest) = (seen_least.min(cos), seen_largest.max(cos));
+                assert!(
+                    least <= cos + 1e-12 && cos <= largest + 1e-12,
+                    "cos {cos} outside [{least}, {largest}] for [{lo}, {hi}] against {shift}"
+                );
+            }
+            // Not wider than the sampled extremes allow (the sampling's own
+            // spacing aside).
+            if width < std::f64::consts::PI {
+                assert!(least >= seen_least - 1e-3 && largest <= seen_largest + 1e-3);
+            }
+        }
     }
 }
