@@ -149,6 +149,10 @@ struct Candidate<'a> {
     /// the candidate at most.
     levels: [(usize, f64); LEVELS],
     level_count: usize,
+    /// The path indices whose hanging nodes could still hold the lowest
+    /// voltage with the load (all of them until the lowest-voltage scan
+    /// narrows them from the window's extremes and the figure found).
+    v_min_active: std::cell::RefCell<Option<Vec<u32>>>,
     /// The rating classes of the path's branches and the head, a bit each.
     path_classes: u64,
     /// The impedance from the busbar to each node of the path, ohm.
@@ -220,6 +224,39 @@ impl Candidate<'_> {
         let kw = reach.kva / self.kva_per_kw;
         Complex64::new(kw, -kw * self.tan_phi)
             / (SQRT_3 * self.base.solutions[k].v_kv(self.local as usize).conj())
+    }
+
+    /// Keeps in [`Candidate::v_min_active`] the path nodes whose hanging
+    /// nodes could go below `found_v_min` at some step: those whose lowest
+    /// voltage over the window, less the largest shift and move the load
+    /// (at its widest reach) can give them, is below it. The figure found
+    /// only falls as the scan goes on, so a node left out stays out.
+    fn narrow_v_min(&self, widest: Option<&Reach>, found_v_min: f64) {
+        let Some(r) = widest else {
+            return;
+        };
+        let e = &self.base.electrical;
+        let orders = self.orders;
+        let drop_per_ohm = SQRT_3 / 1000.0 * r.current_a;
+        let answer_kv = r.growth * orders.answer_drop_max_kv;
+        let mut active = self.v_min_active.take().unwrap_or_default();
+        active.clear();
+        for (i, &p) in self.path.iter().enumerate() {
+            let nominal = e.nominal_kv[p];
+            let path_child = if i > 0 { self.path[i - 1] } else { usize::MAX };
+            let lowest = orders
+                .children(p)
+                .iter()
+                .map(|&c| c as usize)
+                .filter(|&c| c != path_child)
+                .map(|c| f64::from(orders.subtree_window_min_pu[c]))
+                .fold(f64::from(orders.node_v_min_kv[p]) / nominal, f64::min);
+            let moved_kv = answer_kv + self.z_from_busbar[i] * drop_per_ohm * (1.0 + r.growth);
+            if lowest - moved_kv / nominal < found_v_min - SLACK {
+                active.push(i as u32);
+            }
+        }
+        self.v_min_active.replace(Some(active));
     }
 
     /// The highest loading with the new load of any branch of class `c` at
@@ -342,19 +379,6 @@ impl Candidate<'_> {
             if !found.can_change(scan, &bounds) {
                 return bounds;
             }
-            // Then node by node along the path: a node below path node p is
-            // shifted by at most the path's impedance down to p times the
-            // load's largest current.
-            let mut v_min = base.feeder_min_pu[k] - moved_kv / e.nominal_kv[0];
-            for (i, &p) in self.path.iter().enumerate() {
-                let drop_kv = self.z_from_busbar[i] * reach.current_a * SQRT_3 / 1000.0;
-                v_min =
-                    v_min.min(f64::from(subtree_min[p]) - (drop_kv + moved_kv) / e.nominal_kv[p]);
-            }
-            bounds.v_min = v_min.max(bounds.v_min);
-            if !found.can_change(scan, &bounds) {
-                return bounds;
-            }
         }
         if matches!(scan, Scan::VMin | Scan::VMax) {
             // Only the scan's own figure is worked out.
@@ -472,7 +496,13 @@ impl Candidate<'_> {
             matches!(scan, Scan::VMax),
             matches!(scan, Scan::Loading),
         );
-        for (i, &p) in self.path.iter().enumerate() {
+        let active = self.v_min_active.borrow();
+        let indices: &mut dyn Iterator<Item = usize> = match (lows, active.as_deref()) {
+            (true, Some(active)) => &mut active.iter().map(|&i| i as usize),
+            _ => &mut (0..self.path.len()),
+        };
+        for i in indices {
+            let p = self.path[i];
             let nominal = e.nominal_kv[p];
             let shift = SQRT_3 / 1000.0 * self.z_path[i] * new_current;
             let moved_kv = answer_kv + SQRT_3 / 1000.0 * self.z_from_busbar[i] * turn_a;
@@ -687,6 +717,10 @@ pub(crate) struct FigureOrders {
     /// would make on their way to any node: with the loads' currents grown by
     /// `g`, no voltage moves by more than `g` times this.
     answer_drop_kv: Vec<f32>,
+    /// Per local node, the lowest voltage of its subtree over the window,
+    /// pu, and the largest of `answer_drop_kv`.
+    subtree_window_min_pu: Vec<f32>,
+    answer_drop_max_kv: f64,
     /// Each local node's children: `children[children_start[j]..children_start[j + 1]]`.
     children_start: Vec<u32>,
     children: Vec<u32>,
@@ -747,6 +781,20 @@ impl FigureOrders {
             subtree_max_loading: subtrees.max_loading,
             subtree_max_answer: subtrees.max_answer,
             angle_range: subtrees.angle_range,
+            answer_drop_max_kv: subtrees
+                .answer_drop_kv
+                .iter()
+                .copied()
+                .fold(0.0, f32::max)
+                .into(),
+            subtree_window_min_pu: (0..n)
+                .map(|j| {
+                    converged
+                        .iter()
+                        .map(|&k| base.subtree_min_pu[k as usize * n + j])
+                        .fold(f32::INFINITY, f32::min)
+                })
+                .collect(),
             answer_drop_kv: subtrees.answer_drop_kv,
             children_start,
             children,
@@ -1052,6 +1100,7 @@ impl Engine {
             orders,
             levels,
             level_count,
+            v_min_active: std::cell::RefCell::new(None),
             local,
             path,
             z_candidate: z_from_busbar.first().copied().unwrap_or(0.0),
@@ -1225,6 +1274,9 @@ impl Engine {
             (Scan::Substation, &orders.by_group),
             (Scan::VMax, &orders.by_v_max),
         ] {
+            if matches!(scan, Scan::VMin) {
+                candidate.narrow_v_min(widest.as_ref(), Found::from_worst(&worst).v_min);
+            }
             for &k in order {
                 let k = k as usize;
                 if done(scan, k, &Found::from_worst(&worst)) {
