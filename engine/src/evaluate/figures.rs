@@ -40,6 +40,10 @@ pub(super) struct CandidatePath<'a> {
     pub(super) z_from_busbar: &'a [Complex64],
 }
 
+/// [`Candidate::loading_active`]: per path index whether its branch is
+/// active, and the active (path index, child) subtrees off the path.
+type LoadingActive = (Vec<bool>, Vec<(u32, u32)>);
+
 /// How many subtrees along a candidate's path the lowest voltage is first
 /// bounded from.
 const LEVELS: usize = 4;
@@ -153,6 +157,10 @@ struct Candidate<'a> {
     /// voltage with the load (all of them until the lowest-voltage scan
     /// narrows them from the window's extremes and the figure found).
     v_min_active: std::cell::RefCell<Option<Vec<u32>>>,
+    /// Where the loading scan can still find its figure: per path index,
+    /// whether its branch could pass the figure at some step, and the
+    /// (path index, child) of the subtrees off the path that could.
+    loading_active: std::cell::RefCell<Option<LoadingActive>>,
     /// The rating classes of the path's branches and the head, a bit each.
     path_classes: u64,
     /// The impedance from the busbar to each node of the path, ohm.
@@ -257,6 +265,45 @@ impl Candidate<'_> {
             }
         }
         self.v_min_active.replace(Some(active));
+    }
+
+    /// Keeps in [`Candidate::loading_active`] the path branches and the
+    /// subtrees off the path whose loading could pass `found_loading` at
+    /// some step: a branch's highest loading over the window, with the
+    /// load's largest current and change on the path and every load's
+    /// largest answer (at the load's widest reach). The figure found only
+    /// rises as the scan goes on, so a branch left out stays out.
+    fn narrow_loading(&self, widest: Option<&Reach>, found_loading: f64) {
+        let Some(r) = widest else {
+            return;
+        };
+        let e = &self.base.electrical;
+        let window = &self.orders.window;
+        let limit = found_loading + SLACK;
+        let (mut branches, mut subtrees) = self.loading_active.take().unwrap_or_default();
+        branches.clear();
+        subtrees.clear();
+        for (i, &p) in self.path.iter().enumerate() {
+            branches.push(
+                e.rated_a[p].is_finite()
+                    && f64::from(window.own_loading[p])
+                        + r.current_a * (1.0 + r.growth) / e.rated_a[p]
+                        + r.growth * f64::from(window.own_answer[p])
+                        > limit,
+            );
+            let path_child = if i > 0 { self.path[i - 1] } else { usize::MAX };
+            for &child in self.orders.children(p) {
+                let c = child as usize;
+                if c != path_child
+                    && f64::from(window.subtree_loading[c])
+                        + r.growth * f64::from(window.subtree_answer[c])
+                        > limit
+                {
+                    subtrees.push((i as u32, child));
+                }
+            }
+        }
+        self.loading_active.replace(Some((branches, subtrees)));
     }
 
     /// The highest loading with the new load of any branch of class `c` at
@@ -396,6 +443,11 @@ impl Candidate<'_> {
         // at path node p (below p, not below the path node under it) see at
         // most p's fall, relative to their own lowest voltage.
         let (mut response_a, mut counted_a) = (0.0, 0.0f64);
+        let active = self.loading_active.borrow();
+        let active_branches = match (scan, active.as_ref()) {
+            (Scan::Loading, Some((branches, _))) => Some(branches),
+            _ => None,
+        };
         for (i, &p) in self.path.iter().enumerate() {
             let drop_kv = self.z_from_busbar[i] * reach.current_a * SQRT_3 / 1000.0;
             let lowest_kv = f64::from(subtree_min[p]) * e.nominal_kv[p];
@@ -403,6 +455,11 @@ impl Candidate<'_> {
             let hanging = (f64::from(below[p]) - counted_a).max(0.0);
             counted_a = counted_a.max(f64::from(below[p]));
             response_a += hanging * fall / (1.0 - fall);
+            // The loading scan skips the branches that cannot pass its figure;
+            // only the substation's needs every branch's losses.
+            if active_branches.is_some_and(|active| !active[i]) {
+                continue;
+            }
             let branch = solution.i_a(p);
             let base_current = branch.norm();
             // A branch's losses grow with the square of its current, the
@@ -497,8 +554,11 @@ impl Candidate<'_> {
             matches!(scan, Scan::Loading),
         );
         let active = self.v_min_active.borrow();
+        let narrowed_loading = loading && self.loading_active.borrow().is_some();
         let indices: &mut dyn Iterator<Item = usize> = match (lows, active.as_deref()) {
             (true, Some(active)) => &mut active.iter().map(|&i| i as usize),
+            // The narrowed loading scan takes its subtrees below.
+            _ if narrowed_loading => &mut (0..0),
             _ => &mut (0..self.path.len()),
         };
         for i in indices {
@@ -546,6 +606,21 @@ impl Candidate<'_> {
                     let upper = shifted_magnitude(highest, shift_kv, cos_min);
                     bounds.v_max = bounds.v_max.max((upper + moved_kv) / nominal);
                 }
+            }
+        }
+        if loading && let Some((_, subtrees)) = self.loading_active.borrow().as_ref() {
+            for &(i, child) in subtrees {
+                let (i, child) = (i as usize, child as usize);
+                let nominal = e.nominal_kv[self.path[i]];
+                let moved_kv = answer_kv + SQRT_3 / 1000.0 * self.z_from_busbar[i] * turn_a;
+                let lowest = f64::from(subtree_min[child]) * nominal;
+                let fall = ((self.z_from_busbar[i] * drop_per_ohm * 1.1 + moved_kv) / lowest
+                    + 1e-9)
+                    .min(0.5);
+                bounds.off_path_loading = bounds.off_path_loading.max(
+                    f64::from(subtree_loading[child])
+                        + fall / (1.0 - fall) * f64::from(subtree_answer[child]),
+                );
             }
         }
         // Branches that leave the busbar beside the path's are not shifted;
@@ -717,6 +792,8 @@ pub(crate) struct FigureOrders {
     /// would make on their way to any node: with the loads' currents grown by
     /// `g`, no voltage moves by more than `g` times this.
     answer_drop_kv: Vec<f32>,
+    /// Per local node, loadings and answers over the window.
+    window: WindowMaxima,
     /// Per local node, the lowest voltage of its subtree over the window,
     /// pu, and the largest of `answer_drop_kv`.
     subtree_window_min_pu: Vec<f32>,
@@ -796,6 +873,7 @@ impl FigureOrders {
                 })
                 .collect(),
             answer_drop_kv: subtrees.answer_drop_kv,
+            window: subtrees.window,
             children_start,
             children,
             node_v_min_kv: (0..n)
@@ -942,6 +1020,18 @@ struct Subtrees {
     max_answer: Vec<f32>,
     angle_range: Vec<(f32, f32)>,
     answer_drop_kv: Vec<f32>,
+    /// Per local node over the window: its own branch's highest loading and
+    /// answer over rating, and its subtree's.
+    window: WindowMaxima,
+}
+
+/// Per local node, the highest of a figure over the window.
+#[derive(Clone, Debug, Default)]
+struct WindowMaxima {
+    own_loading: Vec<f32>,
+    own_answer: Vec<f32>,
+    subtree_loading: Vec<f32>,
+    subtree_answer: Vec<f32>,
 }
 
 impl Subtrees {
@@ -955,6 +1045,12 @@ impl Subtrees {
             max_answer: vec![0.0; n * steps],
             angle_range: vec![(0.0, 0.0); steps],
             answer_drop_kv: vec![0.0; steps],
+            window: WindowMaxima {
+                own_loading: vec![0.0; n],
+                own_answer: vec![0.0; n],
+                subtree_loading: vec![0.0; n],
+                subtree_answer: vec![0.0; n],
+            },
         };
         let mut drop_kv = vec![0.0f64; n];
         for k in (0..steps).filter(|&k| base.solutions[k].converged) {
@@ -980,6 +1076,9 @@ impl Subtrees {
                     if e.rated_a[j].is_finite() {
                         max_loading[j] = (solution.i_a(j).norm() / e.rated_a[j]) as f32;
                         max_answer[j] = (f64::from(below[j]) / e.rated_a[j]) as f32;
+                        let window = &mut this.window;
+                        window.own_loading[j] = window.own_loading[j].max(max_loading[j]);
+                        window.own_answer[j] = window.own_answer[j].max(max_answer[j]);
                     }
                 }
             }
@@ -989,6 +1088,11 @@ impl Subtrees {
                 max_pu[parent] = max_pu[parent].max(max_pu[j]);
                 max_loading[parent] = max_loading[parent].max(max_loading[j]);
                 max_answer[parent] = max_answer[parent].max(max_answer[j]);
+            }
+            let window = &mut this.window;
+            for j in 0..n {
+                window.subtree_loading[j] = window.subtree_loading[j].max(max_loading[j]);
+                window.subtree_answer[j] = window.subtree_answer[j].max(max_answer[j]);
             }
             // Rounded outwards: single precision must not narrow the range.
             this.angle_range[k] = ((lo - 1e-6) as f32, (hi + 1e-6) as f32);
@@ -1000,6 +1104,10 @@ impl Subtrees {
             .iter_mut()
             .chain(&mut this.max_loading)
             .chain(&mut this.max_answer)
+            .chain(&mut this.window.own_loading)
+            .chain(&mut this.window.own_answer)
+            .chain(&mut this.window.subtree_loading)
+            .chain(&mut this.window.subtree_answer)
         {
             *x *= 1.0 + 1e-6;
         }
@@ -1101,6 +1209,7 @@ impl Engine {
             levels,
             level_count,
             v_min_active: std::cell::RefCell::new(None),
+            loading_active: std::cell::RefCell::new(None),
             local,
             path,
             z_candidate: z_from_busbar.first().copied().unwrap_or(0.0),
@@ -1237,6 +1346,7 @@ impl Engine {
         // whose next step could show the most; it stops once none could
         // change the figure (each step not yet reached is below every
         // class's next one).
+        candidate.narrow_loading(widest.as_ref(), Found::from_worst(&worst).loading);
         let classes = &orders.classes;
         let mut next = std::mem::take(&mut scratch.class_next);
         next.clear();
