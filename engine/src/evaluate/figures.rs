@@ -94,6 +94,18 @@ struct StepBounds {
 /// the power flow's own tolerance.
 const SLACK: f64 = 5e-5;
 
+impl StepBounds {
+    /// Bounds that prove nothing: every figure could change.
+    const UNBOUNDED: Self = Self {
+        step: 0,
+        loading: f64::INFINITY,
+        head: f64::INFINITY,
+        v_min: f64::NEG_INFINITY,
+        v_max: f64::INFINITY,
+        substation: f64::INFINITY,
+    };
+}
+
 /// What [`Candidate::node_bounds`] finds of a step.
 struct NodeBounds {
     v_min: f64,
@@ -326,55 +338,64 @@ impl Candidate<'_> {
 
     /// Bounds from the base's per-step rows alone (and `loads_a`, the sum of
     /// the step's load currents' magnitudes).
-    fn quick_bounds(&self, k: usize, reach: &Reach, loads_a: f64) -> StepBounds {
+    ///
+    /// Only what `scan` proves is worked out (the loading's takes the head's
+    /// with it); the other figures are left unbounded.
+    fn quick_bounds(&self, scan: Scan, k: usize, reach: &Reach, loads_a: f64) -> StepBounds {
         let base = self.base;
         let steps = base.loads.step_count();
         let run = self.local as usize * steps + k;
         let grow = 1.0 + reach.growth;
-        let head_current = base.head_i_a[k].norm();
-        // The head carries the new load's current as a phasor (an exporting
-        // feeder's head is lowered by it), its change as the voltage falls and
-        // every load's answer.
-        let new_current = self.new_current(k, reach);
-        let head = self.head_rated_a.map_or(0.0, |rated| {
-            ((base.head_i_a[k] + new_current).norm()
-                + (new_current.norm() + loads_a) * reach.growth)
-                / rated
-        });
-        let path = f64::from(base.path_max_loading[run]) * grow
-            + reach.current_a
-                / self
-                    .weakest_a
-                    .min(self.head_rated_a.unwrap_or(f64::INFINITY));
-        let off_path = base.max_loading[k]
-            + reach.growth * f64::from(self.orders.subtree_max_answer[k * base.electrical.len()]);
-        let classes = (0..self.orders.classes.rated_a.len())
-            .map(|c| self.class_bound(c, k, reach.current_a, reach.growth))
-            .fold(0.0, f64::max);
-        let loading = off_path.max(path).max(head).min(classes);
-        let observed = &base.observed[k];
-        let spread = voltage_spread(base, k);
-        let nominal = base.electrical.nominal_kv[self.local as usize];
-        let own_drop = self.z_candidate * reach.current_a * SQRT_3 / 1000.0 / nominal;
-        let v_min = base.feeder_min_pu[k] - own_drop - reach.growth * spread;
-        let v_max = observed.v_max_pu + reach.growth * spread;
-        let largest_path_current = head_current.max(
-            f64::from(base.path_max_loading[run])
-                * self.strongest_a.max(self.head_rated_a.unwrap_or(0.0)),
-        );
-        let path_losses = self.path_losses_kva(
-            largest_path_current,
-            largest_path_current * reach.growth + reach.current_a,
-        );
-        let substation = self.substation_bound(k, reach, path_losses);
-        StepBounds {
-            step: k,
-            loading,
-            head,
-            v_min,
-            v_max,
-            substation,
+        let mut bounds = StepBounds::UNBOUNDED;
+        bounds.step = k;
+        match scan {
+            Scan::Loading | Scan::Head => {
+                // The head carries the new load's current as a phasor (an
+                // exporting feeder's head is lowered by it), its change as the
+                // voltage falls and every load's answer.
+                let new_current = self.new_current(k, reach);
+                bounds.head = self.head_rated_a.map_or(0.0, |rated| {
+                    ((base.head_i_a[k] + new_current).norm()
+                        + (new_current.norm() + loads_a) * reach.growth)
+                        / rated
+                });
+                if matches!(scan, Scan::Loading) {
+                    let path = f64::from(base.path_max_loading[run]) * grow
+                        + reach.current_a
+                            / self
+                                .weakest_a
+                                .min(self.head_rated_a.unwrap_or(f64::INFINITY));
+                    let off_path = base.max_loading[k]
+                        + reach.growth
+                            * f64::from(self.orders.subtree_max_answer[k * base.electrical.len()]);
+                    let classes = (0..self.orders.classes.rated_a.len())
+                        .map(|c| self.class_bound(c, k, reach.current_a, reach.growth))
+                        .fold(0.0, f64::max);
+                    bounds.loading = off_path.max(path).max(bounds.head).min(classes);
+                }
+            }
+            Scan::VMin => {
+                let nominal = base.electrical.nominal_kv[self.local as usize];
+                let own_drop = self.z_candidate * reach.current_a * SQRT_3 / 1000.0 / nominal;
+                bounds.v_min =
+                    base.feeder_min_pu[k] - own_drop - reach.growth * voltage_spread(base, k);
+            }
+            Scan::VMax => {
+                bounds.v_max = base.observed[k].v_max_pu + reach.growth * voltage_spread(base, k);
+            }
+            Scan::Substation => {
+                let largest_path_current = base.head_i_a[k].norm().max(
+                    f64::from(base.path_max_loading[run])
+                        * self.strongest_a.max(self.head_rated_a.unwrap_or(0.0)),
+                );
+                let path_losses = self.path_losses_kva(
+                    largest_path_current,
+                    largest_path_current * reach.growth + reach.current_a,
+                );
+                bounds.substation = self.substation_bound(k, reach, path_losses);
+            }
         }
+        bounds
     }
 
     /// The same bounds, branch by branch along the path: each branch's loads
@@ -1291,8 +1312,12 @@ impl Engine {
             }
             let found = Found::from_worst(worst);
             if let Some(reach) = candidate.reach(k, demand_kw * shape[k]) {
-                let quick =
-                    candidate.quick_bounds(k, &reach, f64::from(orders.load_current_below[k * n]));
+                let quick = candidate.quick_bounds(
+                    scan,
+                    k,
+                    &reach,
+                    f64::from(orders.load_current_below[k * n]),
+                );
                 if !found.can_change(scan, &quick)
                     || !found.can_change(
                         scan,
