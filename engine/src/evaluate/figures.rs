@@ -173,6 +173,9 @@ struct Candidate<'a> {
     /// whether its branch could pass the figure at some step, and the
     /// (path index, child) of the subtrees off the path that could.
     loading_active: std::cell::RefCell<Option<LoadingActive>>,
+    /// Whether the load's power factor is within the export split's
+    /// ([`RatingClasses::exporting`]).
+    export_split: bool,
     /// The rating classes of the path's branches and the head, a bit each.
     path_classes: u64,
     /// The impedance from the busbar to each node of the path, ohm.
@@ -326,14 +329,46 @@ impl Candidate<'_> {
     fn class_bound(&self, c: usize, k: usize, current_a: f64, growth: f64) -> f64 {
         let classes = &self.orders.classes;
         let steps = self.base.loads.step_count();
-        let on_path = if self.path_classes & (1 << c) != 0 {
-            current_a / classes.rated_a[c]
+        let answer = f64::from(classes.answer[c * steps + k]) * growth;
+        let importing = self.class_loading(
+            c,
+            f64::from(classes.loading[c * steps + k]),
+            false,
+            current_a,
+            growth,
+        );
+        let exporting = self.class_loading(
+            c,
+            f64::from(classes.exporting[c * steps + k]),
+            true,
+            current_a,
+            growth,
+        );
+        importing.max(exporting) + answer
+    }
+
+    /// A class's branch of base loading `loading` with the new load's
+    /// largest current `current_a` where the class is on the path, its
+    /// loads' answer aside: where the branch exports against the load
+    /// (`exports`, and the load's power factor within the split's), the two
+    /// currents add at most as the hypotenuse, plus the load's own change.
+    fn class_loading(
+        &self,
+        c: usize,
+        loading: f64,
+        exports: bool,
+        current_a: f64,
+        growth: f64,
+    ) -> f64 {
+        if self.path_classes & (1 << c) == 0 {
+            return loading;
+        }
+        let added = current_a / self.orders.classes.rated_a[c];
+        if exports && self.export_split {
+            loading.hypot(added) + added * growth
         } else {
-            0.0
-        };
-        f64::from(classes.loading[c * steps + k])
-            + f64::from(classes.answer[c * steps + k]) * growth
-            + on_path
+            loading + added
+        }
     }
 
     /// Bounds from the base's per-step rows alone (and `loads_a`, the sum of
@@ -838,7 +873,8 @@ impl FigureOrders {
         let n = base.electrical.len();
         let load_current_below = load_current_below(engine, base);
         let subtrees = Subtrees::new(base, &load_current_below);
-        let classes = RatingClasses::new(base, &load_current_below, &converged);
+        let classes =
+            RatingClasses::new(base, &load_current_below, &subtrees.angle_range, &converged);
         let parent = &base.electrical.parent;
         let mut children_start = vec![0u32; n + 1];
         for &p in &parent[1..] {
@@ -933,10 +969,17 @@ struct RatingClasses {
     /// below it over its rating.
     loading: Vec<f32>,
     answer: Vec<f32>,
+    /// The same highest loading over the branches that export against any
+    /// load of power factor at least 0.8 lagging (their current at more than
+    /// a quarter turn from any such load's): a load's current adds to theirs
+    /// at most as the hypotenuse. `loading` is over the others.
+    exporting: Vec<f32>,
     /// Per class, the largest `answer` of the window.
     answer_max: Vec<f32>,
-    /// Per class, the converged steps by `loading`, highest first.
+    /// Per class, the converged steps by `loading`, highest first, and by
+    /// `exporting`.
     orders: Vec<Vec<u32>>,
+    export_orders: Vec<Vec<u32>>,
 }
 
 impl RatingClasses {
@@ -944,7 +987,16 @@ impl RatingClasses {
     /// More classes would cost every bound more than closer ratings save.
     const MOST: usize = 6;
 
-    fn new(base: &FeederBase, load_current_below: &[f32], converged: &[u32]) -> Self {
+    /// The largest `tan(phi)` of a load the export split holds for (power
+    /// factor 0.8 lagging).
+    const EXPORT_TAN_PHI: f64 = 0.75;
+
+    fn new(
+        base: &FeederBase,
+        load_current_below: &[f32],
+        angle_range: &[(f32, f32)],
+        converged: &[u32],
+    ) -> Self {
         let e = &base.electrical;
         let n = e.len();
         let steps = base.loads.step_count();
@@ -977,43 +1029,55 @@ impl RatingClasses {
         let classes = rated_a.len();
         let mut loading = vec![0.0f32; classes * steps];
         let mut answer = vec![0.0f32; classes * steps];
+        let mut exporting = vec![0.0f32; classes * steps];
+        let widest_angle = Self::EXPORT_TAN_PHI.atan();
         for &k in converged {
             let k = k as usize;
             let solution = &base.solutions[k];
             let below = &load_current_below[k * n..(k + 1) * n];
-            let mut note = |c: usize, current_a: f64, below_a: f64, rated: f64| {
+            // A load's current leaves the voltage's angle by up to its own
+            // angle, lagging.
+            let (lo, hi) = angle_range[k];
+            let directions = AngleRange::new((lo - widest_angle as f32, hi));
+            let mut note = |c: usize, current: Complex64, below_a: f64, rated: f64| {
                 let at = c * steps + k;
+                let magnitude = current.norm();
                 // Rounded up: single precision must not lower a bound.
-                loading[at] = loading[at].max((current_a / rated * (1.0 + 1e-6)) as f32);
+                let fraction = (magnitude / rated * (1.0 + 1e-6)) as f32;
+                let exports = magnitude > 0.0 && directions.cos_range(current / magnitude).1 <= 0.0;
+                let row = if exports {
+                    &mut exporting
+                } else {
+                    &mut loading
+                };
+                row[at] = row[at].max(fraction);
                 answer[at] = answer[at].max((below_a / rated * (1.0 + 1e-6)) as f32);
             };
             for j in 1..n {
                 if of_node[j] != Self::NONE {
                     note(
                         usize::from(of_node[j]),
-                        solution.i_a(j).norm(),
+                        solution.i_a(j),
                         f64::from(below[j]),
                         e.rated_a[j],
                     );
                 }
             }
             if let (Some(c), Some(rated)) = (head, e.head_rated_a) {
-                note(
-                    usize::from(c),
-                    base.head_i_a[k].norm(),
-                    f64::from(below[0]),
-                    rated,
-                );
+                note(usize::from(c), base.head_i_a[k], f64::from(below[0]), rated);
             }
         }
-        let orders = (0..classes)
-            .map(|c| {
-                let mut order = converged.to_vec();
-                let row = &loading[c * steps..(c + 1) * steps];
-                order.sort_by(|a, b| row[*b as usize].total_cmp(&row[*a as usize]));
-                order
-            })
-            .collect();
+        let sorted = |rows: &[f32]| -> Vec<Vec<u32>> {
+            (0..classes)
+                .map(|c| {
+                    let mut order = converged.to_vec();
+                    let row = &rows[c * steps..(c + 1) * steps];
+                    order.sort_by(|a, b| row[*b as usize].total_cmp(&row[*a as usize]));
+                    order
+                })
+                .collect()
+        };
+        let (orders, export_orders) = (sorted(&loading), sorted(&exporting));
         let answer_max = (0..classes)
             .map(|c| {
                 answer[c * steps..(c + 1) * steps]
@@ -1028,8 +1092,10 @@ impl RatingClasses {
             head,
             loading,
             answer,
+            exporting,
             answer_max,
             orders,
+            export_orders,
         }
     }
 }
@@ -1231,6 +1297,7 @@ impl Engine {
             level_count,
             v_min_active: std::cell::RefCell::new(None),
             loading_active: std::cell::RefCell::new(None),
+            export_split: (0.0..=RatingClasses::EXPORT_TAN_PHI).contains(&load.tan_phi),
             local,
             path,
             z_candidate: z_from_busbar.first().copied().unwrap_or(0.0),
@@ -1373,33 +1440,48 @@ impl Engine {
         // class's next one).
         candidate.narrow_loading(widest.as_ref(), Found::from_worst(&worst).loading);
         let classes = &orders.classes;
+        let class_count = classes.rated_a.len();
         let mut next = std::mem::take(&mut scratch.class_next);
         next.clear();
-        next.resize(classes.rated_a.len(), 0);
+        next.resize(2 * class_count, 0);
+        // Lists `0..class_count` are the classes' importing branches, the
+        // rest their exporting ones.
+        let list = |l: usize| {
+            if l < class_count {
+                (l, &classes.orders[l], &classes.loading, false)
+            } else {
+                let c = l - class_count;
+                (c, &classes.export_orders[c], &classes.exporting, true)
+            }
+        };
         loop {
             let mut best: Option<(f64, usize)> = None;
-            for (c, order) in classes.orders.iter().enumerate() {
-                let Some(&k) = order.get(next[c]) else {
+            for (l, &place) in next.iter().enumerate() {
+                let (c, order, rows, exports) = list(l);
+                let Some(&k) = order.get(place) else {
                     continue;
                 };
-                let reach = widest.as_ref();
-                let most = reach.map_or(f64::INFINITY, |r| {
-                    candidate.class_bound(c, k as usize, r.current_a, r.growth)
-                        - f64::from(classes.answer[c * steps + k as usize]) * r.growth
-                        + f64::from(classes.answer_max[c]) * r.growth
+                let most = widest.as_ref().map_or(f64::INFINITY, |r| {
+                    candidate.class_loading(
+                        c,
+                        f64::from(rows[c * steps + k as usize]),
+                        exports,
+                        r.current_a,
+                        r.growth,
+                    ) + f64::from(classes.answer_max[c]) * r.growth
                 });
                 if best.is_none_or(|(b, _)| most > b) {
-                    best = Some((most, c));
+                    best = Some((most, l));
                 }
             }
-            let Some((most, c)) = best else {
+            let Some((most, l)) = best else {
                 break;
             };
             if most <= Found::from_worst(&worst).loading + SLACK {
                 break;
             }
-            let k = classes.orders[c][next[c]] as usize;
-            next[c] += 1;
+            let k = list(l).1[next[l]] as usize;
+            next[l] += 1;
             visit(Scan::Loading, k, &mut worst, scratch);
         }
         scratch.class_next = next;
