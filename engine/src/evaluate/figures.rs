@@ -242,6 +242,17 @@ impl Candidate<'_> {
         })
     }
 
+    /// The children of path node `i` off the path: the subtrees that leave
+    /// the path there.
+    fn hanging(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        let path_child = if i > 0 { self.path[i - 1] } else { usize::MAX };
+        self.orders
+            .children(self.path[i])
+            .iter()
+            .map(|&c| c as usize)
+            .filter(move |&c| c != path_child)
+    }
+
     /// The new load's current at step `k`, at the candidate's base voltage.
     fn new_current(&self, k: usize, reach: &Reach) -> Complex64 {
         let kw = reach.kva / self.kva_per_kw;
@@ -266,12 +277,8 @@ impl Candidate<'_> {
         active.clear();
         for (i, &p) in self.path.iter().enumerate() {
             let nominal = e.nominal_kv[p];
-            let path_child = if i > 0 { self.path[i - 1] } else { usize::MAX };
-            let lowest = orders
-                .children(p)
-                .iter()
-                .map(|&c| c as usize)
-                .filter(|&c| c != path_child)
+            let lowest = self
+                .hanging(i)
                 .map(|c| f64::from(orders.subtree_window_min_pu[c]))
                 .fold(f64::from(orders.node_v_min_kv[p]) / nominal, f64::min);
             let moved_kv = answer_kv + self.z_from_busbar[i] * drop_per_ohm * (1.0 + r.growth);
@@ -306,15 +313,12 @@ impl Candidate<'_> {
                         + r.growth * f64::from(window.own_answer[p])
                         > limit,
             );
-            let path_child = if i > 0 { self.path[i - 1] } else { usize::MAX };
-            for &child in self.orders.children(p) {
-                let c = child as usize;
-                if c != path_child
-                    && f64::from(window.subtree_loading[c])
-                        + r.growth * f64::from(window.subtree_answer[c])
-                        > limit
+            for c in self.hanging(i) {
+                if f64::from(window.subtree_loading[c])
+                    + r.growth * f64::from(window.subtree_answer[c])
+                    > limit
                 {
-                    subtrees.push((i as u32, child));
+                    subtrees.push((i as u32, c as u32));
                 }
             }
         }
@@ -376,7 +380,14 @@ impl Candidate<'_> {
     ///
     /// Only what `scan` proves is worked out (the loading's takes the head's
     /// with it); the other figures are left unbounded.
-    fn quick_bounds(&self, scan: Scan, k: usize, reach: &Reach, loads_a: f64) -> StepBounds {
+    fn quick_bounds(
+        &self,
+        scan: Scan,
+        k: usize,
+        reach: &Reach,
+        new_current: Complex64,
+        loads_a: f64,
+    ) -> StepBounds {
         let base = self.base;
         let steps = base.loads.step_count();
         let run = self.local as usize * steps + k;
@@ -388,7 +399,6 @@ impl Candidate<'_> {
                 // The head carries the new load's current as a phasor (an
                 // exporting feeder's head is lowered by it), its change as the
                 // voltage falls and every load's answer.
-                let new_current = self.new_current(k, reach);
                 bounds.head = self.head_rated_a.map_or(0.0, |rated| {
                     ((base.head_i_a[k] + new_current).norm()
                         + (new_current.norm() + loads_a) * reach.growth)
@@ -443,21 +453,20 @@ impl Candidate<'_> {
         scan: Scan,
         quick: &StepBounds,
         reach: &Reach,
-        orders: &FigureOrders,
+        new_current: Complex64,
         found: &Found,
     ) -> StepBounds {
-        let base = self.base;
+        let (base, orders) = (self.base, self.orders);
         let k = quick.step;
         let e = &base.electrical;
         let n = e.len();
         let solution = &base.solutions[k];
         let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
         let below = &orders.load_current_below[k * n..(k + 1) * n];
-        // The new load's current as a phasor at the candidate's base voltage:
-        // a branch's current adds to it as phasors (where the branch exports,
-        // the load lowers it). The load's current turns and grows as the
-        // voltage falls by at most its growth.
-        let new_current = self.new_current(k, reach);
+        // The new load's current `new_current` is a phasor at the candidate's
+        // base voltage: a branch's current adds to it as phasors (where the
+        // branch exports, the load lowers it). The load's current turns and
+        // grows as the voltage falls by at most its growth.
         // Its voltage's relative change, angle included, is at most the
         // reach's fall, so its current moves by at most `growth` of itself.
         let turn_a = new_current.norm() * reach.growth;
@@ -485,7 +494,7 @@ impl Candidate<'_> {
         }
         if matches!(scan, Scan::VMin | Scan::VMax) {
             // Only the scan's own figure is worked out.
-            let nodes = self.hanging_bounds(scan, k, orders, new_current, answer_kv, turn_a, reach);
+            let nodes = self.hanging_bounds(scan, k, new_current, answer_kv, turn_a, reach);
             if matches!(scan, Scan::VMin) {
                 bounds.v_min = nodes.v_min.max(bounds.v_min);
             } else {
@@ -540,8 +549,7 @@ impl Candidate<'_> {
                 base.max_loading[k] + reach.growth * f64::from(orders.subtree_max_answer[k * n]);
             bounds.loading = off_path.max(path_loading).max(head).min(quick.loading);
             if found.can_change(scan, &bounds) {
-                let nodes =
-                    self.hanging_bounds(scan, k, orders, new_current, answer_kv, turn_a, reach);
+                let nodes = self.hanging_bounds(scan, k, new_current, answer_kv, turn_a, reach);
                 bounds.loading = nodes
                     .off_path_loading
                     .max(path_loading)
@@ -581,13 +589,12 @@ impl Candidate<'_> {
         &self,
         scan: Scan,
         k: usize,
-        orders: &FigureOrders,
         new_current: Complex64,
         answer_kv: f64,
         turn_a: f64,
         reach: &Reach,
     ) -> NodeBounds {
-        let base = self.base;
+        let (base, orders) = (self.base, self.orders);
         let e = &base.electrical;
         let n = e.len();
         let solution = &base.solutions[k];
@@ -604,79 +611,76 @@ impl Candidate<'_> {
             v_max: busbar,
             off_path_loading: 0.0,
         };
-        let (lows, highs, loading) = (
-            matches!(scan, Scan::VMin),
-            matches!(scan, Scan::VMax),
-            matches!(scan, Scan::Loading),
-        );
-        let active = self.v_min_active.borrow();
-        let narrowed_loading = loading && self.loading_active.borrow().is_some();
-        let indices: &mut dyn Iterator<Item = usize> = match (lows, active.as_deref()) {
-            (true, Some(active)) => &mut active.iter().map(|&i| i as usize),
-            // The narrowed loading scan takes its subtrees below.
-            _ if narrowed_loading => &mut (0..0),
-            _ => &mut (0..self.path.len()),
+        // A subtree leaving the path at path index `i` (or beside it at the
+        // busbar, with nothing shared) carries only its loads' answer, which
+        // fall with the impedance it shares with the candidate.
+        let answering = |shared_ohm: f64, nominal: f64, child: usize| {
+            let moved_kv = answer_kv + SQRT_3 / 1000.0 * shared_ohm * turn_a;
+            let lowest = f64::from(subtree_min[child]) * nominal;
+            let fall = ((shared_ohm * drop_per_ohm * 1.1 + moved_kv) / lowest + 1e-9).min(0.5);
+            f64::from(subtree_loading[child])
+                + fall / (1.0 - fall) * f64::from(subtree_answer[child])
         };
-        for i in indices {
-            let p = self.path[i];
-            let nominal = e.nominal_kv[p];
-            let shift = SQRT_3 / 1000.0 * self.z_path[i] * new_current;
-            let moved_kv = answer_kv + SQRT_3 / 1000.0 * self.z_from_busbar[i] * turn_a;
-            let path_child = if i > 0 { self.path[i - 1] } else { usize::MAX };
-            let hanging = orders
-                .children(p)
-                .iter()
-                .map(|&c| c as usize)
-                .filter(|&c| c != path_child);
-            if loading {
-                for child in hanging {
-                    let lowest = f64::from(subtree_min[child]) * nominal;
-                    let fall = ((self.z_from_busbar[i] * drop_per_ohm * 1.1 + moved_kv) / lowest
-                        + 1e-9)
-                        .min(0.5);
-                    bounds.off_path_loading = bounds.off_path_loading.max(
-                        f64::from(subtree_loading[child])
-                            + fall / (1.0 - fall) * f64::from(subtree_answer[child]),
-                    );
+        if matches!(scan, Scan::Loading) {
+            let nominal_at = |i: usize| e.nominal_kv[self.path[i]];
+            let off_path = &mut bounds.off_path_loading;
+            match self.loading_active.borrow().as_ref() {
+                Some((_, subtrees)) => {
+                    for &(i, child) in subtrees {
+                        let i = i as usize;
+                        *off_path = off_path.max(answering(
+                            self.z_from_busbar[i],
+                            nominal_at(i),
+                            child as usize,
+                        ));
+                    }
                 }
-                continue;
-            }
-            let own = (solution.v_kv(p) - shift).norm();
-            let shift_kv = shift.norm();
-            let (cos_min, cos_max) = angles.cos_range(shift / shift_kv.max(f64::MIN_POSITIVE));
-            if lows {
-                bounds.v_min = bounds.v_min.min((own - moved_kv) / nominal);
-                for child in hanging {
-                    let lowest = f64::from(subtree_min[child]) * nominal;
-                    let lower = if lowest >= shift_kv * cos_max {
-                        shifted_magnitude(lowest, shift_kv, cos_max)
-                    } else {
-                        shift_kv * (1.0 - cos_max * cos_max).max(0.0).sqrt()
-                    };
-                    bounds.v_min = bounds.v_min.min((lower - moved_kv) / nominal);
-                }
-            } else if highs {
-                bounds.v_max = bounds.v_max.max((own + moved_kv) / nominal);
-                for child in hanging {
-                    let highest = f64::from(subtree_max[child]) * nominal;
-                    let upper = shifted_magnitude(highest, shift_kv, cos_min);
-                    bounds.v_max = bounds.v_max.max((upper + moved_kv) / nominal);
+                None => {
+                    for i in 0..self.path.len() {
+                        for child in self.hanging(i) {
+                            *off_path = off_path.max(answering(
+                                self.z_from_busbar[i],
+                                nominal_at(i),
+                                child,
+                            ));
+                        }
+                    }
                 }
             }
-        }
-        if loading && let Some((_, subtrees)) = self.loading_active.borrow().as_ref() {
-            for &(i, child) in subtrees {
-                let (i, child) = (i as usize, child as usize);
-                let nominal = e.nominal_kv[self.path[i]];
+        } else {
+            let lows = matches!(scan, Scan::VMin);
+            let active = self.v_min_active.borrow();
+            let indices: &mut dyn Iterator<Item = usize> = match (lows, active.as_deref()) {
+                (true, Some(active)) => &mut active.iter().map(|&i| i as usize),
+                _ => &mut (0..self.path.len()),
+            };
+            for i in indices {
+                let p = self.path[i];
+                let nominal = e.nominal_kv[p];
+                let shift = SQRT_3 / 1000.0 * self.z_path[i] * new_current;
                 let moved_kv = answer_kv + SQRT_3 / 1000.0 * self.z_from_busbar[i] * turn_a;
-                let lowest = f64::from(subtree_min[child]) * nominal;
-                let fall = ((self.z_from_busbar[i] * drop_per_ohm * 1.1 + moved_kv) / lowest
-                    + 1e-9)
-                    .min(0.5);
-                bounds.off_path_loading = bounds.off_path_loading.max(
-                    f64::from(subtree_loading[child])
-                        + fall / (1.0 - fall) * f64::from(subtree_answer[child]),
-                );
+                let own = (solution.v_kv(p) - shift).norm();
+                let shift_kv = shift.norm();
+                let (cos_min, cos_max) = angles.cos_range(shift / shift_kv.max(f64::MIN_POSITIVE));
+                if lows {
+                    bounds.v_min = bounds.v_min.min((own - moved_kv) / nominal);
+                    for child in self.hanging(i) {
+                        let lowest = f64::from(subtree_min[child]) * nominal;
+                        let lower = if lowest >= shift_kv * cos_max {
+                            shifted_magnitude(lowest, shift_kv, cos_max)
+                        } else {
+                            shift_kv * (1.0 - cos_max * cos_max).max(0.0).sqrt()
+                        };
+                        bounds.v_min = bounds.v_min.min((lower - moved_kv) / nominal);
+                    }
+                } else {
+                    bounds.v_max = bounds.v_max.max((own + moved_kv) / nominal);
+                    for child in self.hanging(i) {
+                        let highest = f64::from(subtree_max[child]) * nominal;
+                        let upper = shifted_magnitude(highest, shift_kv, cos_min);
+                        bounds.v_max = bounds.v_max.max((upper + moved_kv) / nominal);
+                    }
+                }
             }
         }
         // Branches that leave the busbar beside the path's are not shifted;
@@ -688,15 +692,13 @@ impl Candidate<'_> {
                 continue;
             }
             let nominal = e.nominal_kv[child];
-            let highest = f64::from(subtree_max[child]);
-            let lowest = f64::from(subtree_min[child]);
-            bounds.v_min = bounds.v_min.min(lowest - answer_kv / nominal);
-            bounds.v_max = bounds.v_max.max(highest + answer_kv / nominal);
-            let fall = (answer_kv / (lowest * nominal) + 1e-9).min(0.5);
-            bounds.off_path_loading = bounds.off_path_loading.max(
-                f64::from(subtree_loading[child])
-                    + fall / (1.0 - fall) * f64::from(subtree_answer[child]),
-            );
+            bounds.v_min = bounds
+                .v_min
+                .min(f64::from(subtree_min[child]) - answer_kv / nominal);
+            bounds.v_max = bounds
+                .v_max
+                .max(f64::from(subtree_max[child]) + answer_kv / nominal);
+            bounds.off_path_loading = bounds.off_path_loading.max(answering(0.0, nominal, child));
         }
         bounds
     }
@@ -1379,16 +1381,19 @@ impl Engine {
             }
             let found = Found::from_worst(worst);
             if let Some(reach) = candidate.reach(k, demand_kw * shape[k]) {
+                // Worked out once for both bounds.
+                let new_current = candidate.new_current(k, &reach);
                 let quick = candidate.quick_bounds(
                     scan,
                     k,
                     &reach,
+                    new_current,
                     f64::from(orders.load_current_below[k * n]),
                 );
                 if !found.can_change(scan, &quick)
                     || !found.can_change(
                         scan,
-                        &candidate.path_bounds(scan, &quick, &reach, orders, &found),
+                        &candidate.path_bounds(scan, &quick, &reach, new_current, &found),
                     )
                 {
                     return;
