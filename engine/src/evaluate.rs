@@ -212,9 +212,6 @@ struct Scratch {
     figure_solved: Vec<bool>,
     /// The loading scan's next place in each rating class's order.
     class_next: Vec<usize>,
-    /// The steps that set the last evaluation's figures, and its base's
-    /// address.
-    figure_seeds: Option<(usize, [u32; 5])>,
     /// What `solution` holds, within one evaluation: (step, local node, kW
     /// added there).
     held: Option<(usize, u32, f64)>,

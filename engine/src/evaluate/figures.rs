@@ -823,6 +823,9 @@ pub(crate) struct FigureOrders {
     by_v_max: Vec<u32>,
     /// Most loaded substation transformers first.
     by_group: Vec<u32>,
+    /// The base's worst step of each figure, in [`Scan`] order (`u32::MAX`
+    /// where none converged).
+    worst_steps: [u32; 5],
     /// Steps whose base flow did not converge.
     collapsed: Vec<u32>,
     /// The largest voltage spread of any step (see [`voltage_spread`]), pu.
@@ -891,12 +894,29 @@ impl FigureOrders {
             children[filled[p as usize] as usize] = j as u32;
             filled[p as usize] += 1;
         }
+        let by_head = sorted(&|k| base.head_i_a[k].norm());
+        let by_v_min = sorted(&|k| -base.feeder_min_pu[k]);
+        let by_v_max = sorted(&|k| base.observed[k].v_max_pu);
+        let by_group = sorted(&|k| base.group_kva[k].norm());
+        let first = |order: &[u32]| order.first().copied().unwrap_or(u32::MAX);
+        let worst_loading = converged
+            .iter()
+            .copied()
+            .max_by(|a, b| base.max_loading[*a as usize].total_cmp(&base.max_loading[*b as usize]))
+            .unwrap_or(u32::MAX);
         Self {
+            worst_steps: [
+                worst_loading,
+                first(&by_head),
+                first(&by_v_min),
+                first(&by_v_max),
+                first(&by_group),
+            ],
+            by_head,
+            by_v_min,
+            by_v_max,
+            by_group,
             classes,
-            by_head: sorted(&|k| base.head_i_a[k].norm()),
-            by_v_min: sorted(&|k| -base.feeder_min_pu[k]),
-            by_v_max: sorted(&|k| base.observed[k].v_max_pu),
-            by_group: sorted(&|k| base.group_kva[k].norm()),
             collapsed: (0..steps as u32)
                 .filter(|&k| !base.solutions[k as usize].converged)
                 .collect(),
@@ -1372,9 +1392,6 @@ impl Engine {
         solved.resize(steps, false);
         // A step is solved where its bounds could still change the figure
         // `scan` proves.
-        // The steps that set each figure (in `Scan` order), kept for the
-        // feeder's next candidate.
-        let mut setting = [u32::MAX; 5];
         let mut visit = |scan: Scan, k: usize, worst: &mut WorstChecks, scratch: &mut Scratch| {
             if k >= steps || solved[k] || shape[k] <= 0.0 {
                 return;
@@ -1401,43 +1418,24 @@ impl Engine {
             }
             solved[k] = true;
             let o = self.exact(base, k, local, demand_kw * shape[k], load, scratch);
-            let before = Found::from_worst(worst);
             absorb(worst, &o);
-            let after = Found::from_worst(worst);
-            for (figure, raised) in [
-                after.loading > before.loading,
-                after.head > before.head,
-                after.v_min < before.v_min,
-                after.v_max > before.v_max,
-                after.substation > before.substation,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                if raised {
-                    setting[figure] = k as u32;
-                }
-            }
         };
-        // Neighbouring candidates of a feeder mostly find their figures at the
-        // same steps: solving those first gives each scan its figure early,
-        // so that fewer steps on its way can still change it.
-        let base_address = std::ptr::from_ref(base) as usize;
-        if let Some((seeded_base, seeds)) = scratch.figure_seeds
-            && seeded_base == base_address
+        // A load mostly finds its figures at or near the base's own worst
+        // steps: solving those first gives each scan its figure early, so
+        // that fewer steps on its way can still change it. (Seeds taken from
+        // the previous candidate were better still but made the figures
+        // depend, within their tolerance, on which thread ranked what.)
+        for (scan, k) in [
+            Scan::Loading,
+            Scan::Head,
+            Scan::VMin,
+            Scan::VMax,
+            Scan::Substation,
+        ]
+        .into_iter()
+        .zip(orders.worst_steps)
         {
-            for (scan, k) in [
-                Scan::Loading,
-                Scan::Head,
-                Scan::VMin,
-                Scan::VMax,
-                Scan::Substation,
-            ]
-            .into_iter()
-            .zip(seeds)
-            {
-                visit(scan, k as usize, &mut worst, scratch);
-            }
+            visit(scan, k as usize, &mut worst, scratch);
         }
         // The loading scan walks each rating class's order, always the one
         // whose next step could show the most; it stops once none could
@@ -1507,7 +1505,6 @@ impl Engine {
                 visit(scan, k, &mut worst, scratch);
             }
         }
-        scratch.figure_seeds = Some((base_address, setting));
         scratch.figure_solved = solved;
         scratch.z_magnitude = z_from_busbar;
         worst
