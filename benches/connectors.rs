@@ -41,7 +41,8 @@ use headroom_connectors::opcua::{
     TimestampSource,
 };
 use headroom_connectors::{ConnectorConfig, ConnectorContext, StatusRegistry};
-use headroom_engine::store::{Reading, ReadingSink, Store, StoreConfig, WriteSummary, WriteTicket};
+use headroom_readings::{Reading, ReadingSink, WriteSummary, WriteTicket};
+use headroom_store::{Store, StoreConfig};
 use tokio_util::sync::CancellationToken;
 
 #[path = "support.rs"]

@@ -34,14 +34,13 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use headroom_engine::store::files::{DataLocation, Files, Manifest};
-use headroom_engine::store::record::readings_schema;
-use headroom_engine::store::{
-    Quality, Reading, ReadingSink, Store, StoreConfig, StoreReadings, WriteTicket,
-};
 use headroom_engine::{Engine, EngineConfig};
 use headroom_geodata::{FeederIx, LonLat, Network, NetworkBuilder, NodeType, Quantity};
+use headroom_readings::{Quality, Reading, ReadingSink, WriteTicket};
 use headroom_simulators::{SynthConfig, synthetic_grid};
+use headroom_store::files::{DataLocation, Files, Manifest};
+use headroom_store::record::readings_schema;
+use headroom_store::{Store, StoreConfig, StoreReadings};
 use rand::{Rng, SeedableRng};
 
 #[global_allocator]
@@ -297,7 +296,7 @@ fn generate_history(dir: &Path, first_day_ms: i64) -> Manifest {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let files = Files::open(&DataLocation::Local(dir.to_path_buf())).expect("history folder");
     let existing = runtime.block_on(files.manifest()).expect("manifest");
-    let first_name = headroom_engine::store::files::day_name(first_day_ms / DAY_MS);
+    let first_name = headroom_store::files::day_name(first_day_ms / DAY_MS);
     if existing.readings.len() == HISTORY_DAYS as usize
         && existing.readings.contains_key(&first_name)
     {
@@ -314,7 +313,7 @@ fn generate_history(dir: &Path, first_day_ms: i64) -> Manifest {
         .map(|d| {
             let day = first_day_ms / DAY_MS + d;
             (
-                headroom_engine::store::files::day_name(day),
+                headroom_store::files::day_name(day),
                 format!("part-{d}.parquet"),
             )
         })

@@ -4,19 +4,19 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use headroom_engine::store::RecordBatch;
-use headroom_engine::store::{
-    DataLocation, NETWORK_FILE, Quality, Reading, ReadingSink, Store, StoreConfig, StoreReadings,
-    import_gridpack, stored_network,
-};
 use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings, Level, ReadingsSource};
 use headroom_geodata::readings::read_readings;
 use headroom_geodata::topology::NO_PARENT;
 use headroom_geodata::{
-    AssetKind, Branch, Gridpack, GridpackPaths, Network, NetworkSummary, Quantity, Topology,
-    parse_network, read_network,
+    AssetKind, Branch, Gridpack, GridpackPaths, LineRules, Network, NetworkSummary, ReadingLines,
+    Topology, parse_network, read_network, rfc3339,
 };
+use headroom_readings::{Reading, ReadingSink};
 use headroom_simulators::SynthConfig;
+use headroom_store::RecordBatch;
+use headroom_store::{
+    DataLocation, NETWORK_FILE, Store, StoreConfig, StoreReadings, import_gridpack, stored_network,
+};
 
 /// A command that did not succeed: what to print and the exit code (spec: 2 for bad
 /// input, 1 for anything else).
@@ -38,6 +38,24 @@ impl From<headroom_engine::Error> for Failure {
     fn from(e: headroom_engine::Error) -> Self {
         Self {
             exit_code: if e.is_bad_input() { 2 } else { 1 },
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<headroom_store::Error> for Failure {
+    fn from(e: headroom_store::Error) -> Self {
+        Self {
+            exit_code: if e.is_bad_input() { 2 } else { 1 },
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<headroom_readings::Error> for Failure {
+    fn from(e: headroom_readings::Error) -> Self {
+        Self {
+            exit_code: 1,
             message: e.to_string(),
         }
     }
@@ -212,12 +230,14 @@ pub(crate) fn sql(data_dir: &DataLocation, query: &str) -> Outcome {
 }
 
 fn datafusion_pretty(batches: &[RecordBatch]) -> Result<String, Failure> {
-    headroom_engine::store::pretty(batches).map_err(Failure::from)
+    headroom_store::pretty(batches).map_err(Failure::from)
 }
 
-/// Takes CSV readings (`ts,asset,quantity,value[,quality]`, ts in ms or RFC 3339)
-/// from standard input into the store; an empty line ends a batch, and `acked N`
-/// is printed once batch N (counted from 1) is durable.
+/// Takes CSV readings from standard input into the store, under the rules of
+/// `POST /v1/readings` ([`LineRules::INGEST`]: a header
+/// `ts,asset,quantity,value[,quality]`, ts in ms or RFC 3339); an empty line
+/// ends a batch, and `acked N` is printed once batch N (counted from 1) is
+/// durable.
 pub(crate) fn ingest(
     data_dir: &DataLocation,
     flush_interval_ms: u64,
@@ -232,6 +252,7 @@ pub(crate) fn ingest(
     let (_, store) = open_store(data_dir, config)?;
     let source: Arc<str> = "ingest".into();
     let stdin = std::io::stdin();
+    let mut lines = ReadingLines::new(LineRules::INGEST);
     let mut batch = Vec::new();
     let mut number = 0u64;
     for (index, line) in stdin.lock().lines().enumerate() {
@@ -240,18 +261,36 @@ pub(crate) fn ingest(
             exit_code: 1,
             message: format!("standard input: {e}"),
         })?;
-        let line = line.trim();
-        if line.is_empty() {
+        // The header is line 1; a blank line after it ends a batch.
+        if line_number > 1 && line.trim().is_empty() {
             number += 1;
             let summary = store.write(std::mem::take(&mut batch)).wait()?;
             println!("acked {number} {} {}", summary.accepted, summary.rejected);
             continue;
         }
-        batch.push(
-            parse_reading(line, &source).map_err(|e| {
-                Failure::bad_input(format!("standard input line {line_number}: {e}"))
-            })?,
-        );
+        let fields = lines.feed(&line).map_err(|e| {
+            Failure::bad_input(format!(
+                "standard input {}: {}",
+                e.at_line(line_number as u64),
+                e.message
+            ))
+        })?;
+        if let Some(fields) = fields {
+            batch.push(Reading {
+                ts_ms: fields.ts_ms,
+                asset: fields.asset.into(),
+                quantity: fields.quantity,
+                value: fields.value,
+                quality: fields.quality,
+                source: source.clone(),
+            });
+        }
+    }
+    if number == 0 && batch.is_empty() {
+        // Nothing at all, not even a header: say what was expected.
+        lines.feed("").map_err(|e| {
+            Failure::bad_input(format!("standard input {}: {}", e.at_line(1), e.message))
+        })?;
     }
     if !batch.is_empty() {
         number += 1;
@@ -260,51 +299,6 @@ pub(crate) fn ingest(
     }
     store.close()?;
     Ok(())
-}
-
-fn parse_reading(line: &str, source: &Arc<str>) -> Result<Reading, String> {
-    let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-    if !(4..=5).contains(&fields.len()) {
-        return Err(format!(
-            "{} fields; expected ts,asset,quantity,value[,quality]",
-            fields.len()
-        ));
-    }
-    let ts_ms = match fields[0].parse::<i64>() {
-        Ok(ms) => ms,
-        Err(_) => chrono::DateTime::parse_from_rfc3339(fields[0])
-            .map_err(|e| format!("ts {:?}: {e}", fields[0]))?
-            .timestamp_millis(),
-    };
-    let quantity = Quantity::parse_stored(fields[2]).ok_or_else(|| {
-        format!(
-            "quantity {:?} is not one of p_kw q_kvar s_kva i_a u_kv energy_kwh",
-            fields[2]
-        )
-    })?;
-    let value = fields[3]
-        .parse::<f64>()
-        .map_err(|e| format!("value {:?}: {e}", fields[3]))?;
-    let quality = match fields.get(4) {
-        None => Quality::Good,
-        Some(q) => Quality::parse(q)
-            .ok_or_else(|| format!("quality {q:?} is not good, uncertain or bad"))?,
-    };
-    Ok(Reading {
-        ts_ms,
-        asset: fields[1].into(),
-        quantity,
-        value,
-        quality,
-        source: source.clone(),
-    })
-}
-
-fn rfc3339(ts_ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ts_ms).map_or_else(
-        || format!("{ts_ms} ms"),
-        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    )
 }
 
 /// Builds the engine over a gridpack, or over a data location's network and the

@@ -23,7 +23,7 @@ struct Cli {
     /// Local folder of the write-ahead log when --data-dir is an s3:// URL
     /// (object storage cannot append and fsync); a local data dir keeps its log
     /// in its own `wal/`.
-    #[arg(long, global = true, env = "HEADROOM_WAL_DIR", default_value = headroom_engine::store::DataLocation::DEFAULT_S3_WAL_DIR)]
+    #[arg(long, global = true, env = "HEADROOM_WAL_DIR", default_value = headroom_store::DataLocation::DEFAULT_S3_WAL_DIR)]
     wal_dir: PathBuf,
 }
 
@@ -98,10 +98,10 @@ enum Command {
         #[arg(long, default_value = "./headroom-data")]
         data_dir: String,
         /// Group-commit interval of the write-ahead log, ms.
-        #[arg(long, default_value_t = headroom_engine::store::StoreConfig::default_wal_flush_interval_ms())]
+        #[arg(long, default_value_t = headroom_store::StoreConfig::default_wal_flush_interval_ms())]
         flush_interval_ms: u64,
         /// Flush the buffer to Parquet once it holds this many bytes.
-        #[arg(long, default_value_t = headroom_engine::store::StoreConfig::default_buffer_max_bytes())]
+        #[arg(long, default_value_t = headroom_store::StoreConfig::default_buffer_max_bytes())]
         buffer_max_bytes: usize,
     },
     /// Run a field-hardware simulator on a gridpack's readings until interrupted:

@@ -10,8 +10,8 @@ use headroom_api::auth::{Role, Tokens, config_lines, new_token};
 use headroom_api::ledger::Ledger;
 use headroom_api::{AppState, ServiceConfig, ServiceParts, SourcesHandler};
 use headroom_connectors::{ConnectorContext, ConnectorsConfig, StatusRegistry};
-use headroom_engine::store::{DataLocation, Store, import_gridpack, stored_network};
 use headroom_geodata::{AssetKind, GridpackPaths, parse_network};
+use headroom_store::{DataLocation, Store, import_gridpack, stored_network};
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::{Failure, Outcome};
@@ -286,7 +286,7 @@ pub(crate) fn import_into(gridpack: &Path, data_dir: &Path) -> Result<(), Failur
         &paths,
         &network,
         &DataLocation::Local(data_dir.to_owned()),
-        headroom_engine::store::StoreConfig::default(),
+        headroom_store::StoreConfig::default(),
     )?;
     Ok(())
 }

@@ -3,8 +3,9 @@
 //! constant time, so neither a match nor its position leaks through timing.
 
 use std::fmt;
+use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -12,9 +13,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
-use crate::config::TokenConfig;
 use crate::error::Error;
-use crate::state::AppState;
 
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -112,6 +111,18 @@ pub fn config_lines(name: &str, role: Role, token: &str) -> String {
     )
 }
 
+/// One API token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (written to the audit trail).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// SHA-256 of the token, 64 hex digits.
+    pub sha256: String,
+}
+
 /// The configured tokens, by hash.
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
@@ -177,10 +188,15 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
+/// Any state that hands out the token table authenticates its requests (the
+/// service's state does; a test's router may hold the table alone).
+impl<S: Send + Sync> FromRequestParts<S> for Caller
+where
+    Arc<Tokens>: FromRef<S>,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -191,7 +207,9 @@ impl FromRequestParts<AppState> for Caller {
             .or_else(|| header.strip_prefix("bearer "))
             .map(str::trim)
             .ok_or(Error::Unauthorized)?;
-        state.tokens().check(token).ok_or(Error::Unauthorized)
+        Arc::<Tokens>::from_ref(state)
+            .check(token)
+            .ok_or(Error::Unauthorized)
     }
 }
 

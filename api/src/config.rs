@@ -9,10 +9,10 @@ use std::path::Path;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use headroom_engine::EngineConfig;
-use headroom_engine::store::StoreConfig;
+use headroom_store::StoreConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Role;
+use crate::auth::TokenConfig;
 use crate::error::{Error, Result};
 
 /// Prefix of the environment variables that override settings.
@@ -67,18 +67,6 @@ impl Default for ServiceConfig {
             connector: Vec::new(),
         }
     }
-}
-
-/// One API token.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Who holds it (written to the audit trail).
-    pub name: String,
-    /// What it may do.
-    pub role: Role,
-    /// SHA-256 of the token, 64 hex digits.
-    pub sha256: String,
 }
 
 /// HTTP limits.
@@ -423,6 +411,7 @@ impl ServiceConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Role;
 
     fn example() -> String {
         std::fs::read_to_string(concat!(

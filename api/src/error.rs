@@ -74,9 +74,17 @@ pub enum Error {
     #[error("ledger migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 
-    /// The engine or store failed.
+    /// The engine failed, or refused an application.
     #[error(transparent)]
     Engine(#[from] headroom_engine::Error),
+
+    /// The readings store failed, or refused a query.
+    #[error(transparent)]
+    Store(#[from] headroom_store::Error),
+
+    /// A write of readings that did not become durable.
+    #[error(transparent)]
+    Write(#[from] headroom_readings::Error),
 
     /// Anything else on our side.
     #[error("{0}")]
@@ -113,10 +121,13 @@ impl Error {
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Engine(e) if e.is_bad_input() => StatusCode::BAD_REQUEST,
+            Error::Store(e) if e.is_bad_input() => StatusCode::BAD_REQUEST,
             Error::Config { .. }
             | Error::Database(_)
             | Error::Migrate(_)
             | Error::Engine(_)
+            | Error::Store(_)
+            | Error::Write(_)
             | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -130,6 +141,7 @@ impl Error {
             Error::Conflict { code, .. } => code,
             Error::Unprocessable { .. } => "unprocessable",
             Error::Engine(e) if e.is_bad_input() => "bad_request",
+            Error::Store(e) if e.is_bad_input() => "bad_request",
             _ => "internal",
         }
     }

@@ -17,6 +17,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use headroom_engine::{Application, RankingResult};
+use headroom_geodata::rfc3339;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -149,14 +150,6 @@ pub struct NewReservation {
     pub feeders: Vec<String>,
     /// What the check locks on (substations), sorted.
     pub lock_keys: Vec<String>,
-}
-
-/// Epoch milliseconds as RFC 3339.
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
-        || ms.to_string(),
-        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    )
 }
 
 fn now_ms() -> i64 {

@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod background;
 pub mod config;
+mod drawing;
 pub mod error;
 pub mod ledger;
 mod network;

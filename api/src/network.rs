@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use headroom_engine::Engine;
-use headroom_engine::store::StoreReadings;
 use headroom_geodata::{NetworkSummary as Counts, Topology, parse_network};
+use headroom_store::StoreReadings;
 use serde_json::json;
 
 use crate::error::{Error, Result};

@@ -8,18 +8,22 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use headroom_engine::store::AssetStats;
-use headroom_engine::store::{Quality, Reading, StoreCounts};
-use headroom_engine::{Application, CapacityRow, Engine, RankingResult};
-use headroom_geodata::{AssetKind, LonLat, Quantity};
+use headroom_engine::{Application, CapacityRow, RankingResult};
+use headroom_geodata::{
+    AssetKind, FieldError, LineFields, LineRules, LonLat, ReadingLines, rfc3339,
+};
+use headroom_readings::{Quality, Reading};
+use headroom_store::AssetStats;
+use headroom_store::StoreCounts;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Caller, Permission};
+use crate::drawing::{asset_name, bounds, drawn, extent, map_coordinates};
 use crate::error::{Error, ErrorBody, Result};
-use crate::ledger::{ApplicationRecord, Event, NewReservation, ReservationRecord, rfc3339};
-use crate::state::{AppState, Drawn, LevelKey, Ranked, reserved_loads};
+use crate::ledger::{ApplicationRecord, Event, NewReservation, ReservationRecord};
+use crate::state::{AppState, LevelKey, Ranked, reserved_loads};
 
 /// A query string, rejected in the API's error form (axum's own rejection is
 /// plain text).
@@ -379,153 +383,6 @@ fn level_of(text: Option<&str>) -> Result<LevelKey> {
             "level",
             format!("`{other}` is not one of feeder, transformer, substation"),
         )),
-    }
-}
-
-/// Degrees to 6 decimals (about 0.1 m): full `f64` digits would nearly double
-/// a city's map document for nothing.
-fn map_coordinates(p: LonLat) -> [f64; 2] {
-    let round = |v: f64| (v * 1e6).round() / 1e6;
-    [round(p.lon), round(p.lat)]
-}
-
-/// Geometry of an asset for the map: a feeder's segments, a point otherwise;
-/// with the points to test against a bounding box.
-fn geometry(engine: &Engine, id: &str) -> Option<(Value, Vec<LonLat>)> {
-    let network = &engine.network;
-    let asset = network.lookup(id)?;
-    let point = |p: LonLat| {
-        (
-            json!({"type": "Point", "coordinates": map_coordinates(p)}),
-            vec![p],
-        )
-    };
-    match asset.kind {
-        AssetKind::Feeder => {
-            let tree = engine
-                .topology
-                .tree(headroom_geodata::FeederIx::from_usize(asset.index as usize));
-            let lines = feeder_lines(network, tree);
-            let points = lines.iter().flatten().copied().collect();
-            let lines: Vec<Vec<[f64; 2]>> = lines
-                .into_iter()
-                .map(|line| line.into_iter().map(map_coordinates).collect())
-                .collect();
-            Some((
-                json!({"type": "MultiLineString", "coordinates": lines}),
-                points,
-            ))
-        }
-        AssetKind::Transformer => Some(point(network.transformers[asset.index as usize].position)),
-        AssetKind::Substation => Some(point(network.substations[asset.index as usize].position)),
-        _ => None,
-    }
-}
-
-/// An asset's drawing for the map, made once per network.
-fn drawn(state: &AppState, engine: &Engine, id: &str) -> Option<Arc<Drawn>> {
-    state.drawing(&engine.network, id, || {
-        let (geometry, points) = geometry(engine, id)?;
-        Some(Drawn {
-            geometry_json: geometry.to_string(),
-            points,
-        })
-    })
-}
-
-/// Where an asset lies, `[W, S, E, N]`: its points, a feeder's segments, a
-/// segment's or switch's ends.
-fn extent(state: &AppState, engine: &Engine, id: &str) -> Option<[f64; 4]> {
-    let network = &engine.network;
-    let asset = network.lookup(id)?;
-    let i = asset.index as usize;
-    let points = match asset.kind {
-        AssetKind::Feeder | AssetKind::Transformer | AssetKind::Substation => {
-            drawn(state, engine, id)?.points.clone()
-        }
-        AssetKind::Node => vec![network.nodes[i].position],
-        AssetKind::Segment => network.segments[i].geometry.clone(),
-        AssetKind::Switch => {
-            let s = &network.switches[i];
-            vec![network.node(s.from).position, network.node(s.to).position]
-        }
-        AssetKind::SubstationTransformer => {
-            let t = &network.substation_transformers[i];
-            vec![
-                t.position
-                    .unwrap_or(network.substations[t.substation.get()].position),
-            ]
-        }
-    };
-    bounds(points)
-}
-
-/// `[W, S, E, N]` of some points; `None` for none.
-fn bounds(points: impl IntoIterator<Item = LonLat>) -> Option<[f64; 4]> {
-    points.into_iter().fold(None, |acc, p| {
-        Some(match acc {
-            None => [p.lon, p.lat, p.lon, p.lat],
-            Some([w, s, e, n]) => [w.min(p.lon), s.min(p.lat), e.max(p.lon), n.max(p.lat)],
-        })
-    })
-}
-
-/// A feeder's segments joined into lines, each running on from a node along
-/// its first branch: a city's feeders come to half the points and a fraction
-/// of the parts of one line per segment, which the map draws much faster.
-fn feeder_lines(
-    network: &headroom_geodata::Network,
-    tree: &headroom_geodata::FeederTree,
-) -> Vec<Vec<LonLat>> {
-    // `node_count` leaves the busbar out; the locals run over every node.
-    let mut children = vec![Vec::new(); tree.nodes.len()];
-    for local in 1..tree.nodes.len() {
-        children[tree.parent[local] as usize].push(local);
-    }
-    let mut lines: Vec<Vec<LonLat>> = Vec::new();
-    // (node, the line that ends at it)
-    let mut pending: Vec<(usize, Option<usize>)> = vec![(0, None)];
-    while let Some((node, ending_here)) = pending.pop() {
-        let at = network.node(tree.nodes[node]).position;
-        for (k, &child) in children[node].iter().enumerate() {
-            let Some(headroom_geodata::Branch::Segment(s)) = tree.inbound[child] else {
-                // A closed switch has no length to draw.
-                pending.push((child, None));
-                continue;
-            };
-            let mut piece = network.segment(s).geometry.clone();
-            if piece.last() == Some(&at) && piece.first() != Some(&at) {
-                piece.reverse();
-            }
-            let line = match ending_here.filter(|_| k == 0) {
-                Some(i) if lines[i].last() == piece.first() => {
-                    lines[i].extend_from_slice(&piece[1..]);
-                    i
-                }
-                _ => {
-                    lines.push(piece);
-                    lines.len() - 1
-                }
-            };
-            pending.push((child, Some(line)));
-        }
-    }
-    lines
-}
-
-/// An asset's display name, where the network gives one.
-fn asset_name(engine: &Engine, id: &str) -> Option<String> {
-    let network = &engine.network;
-    let asset = network.lookup(id)?;
-    let i = asset.index as usize;
-    match asset.kind {
-        AssetKind::Feeder => network.feeders[i].name.clone(),
-        AssetKind::Transformer => network.transformers[i].name.clone(),
-        AssetKind::Substation => Some(network.substations[i].name.clone()),
-        AssetKind::Node => network.nodes[i].name.clone(),
-        AssetKind::Segment => network.segments[i].name.clone(),
-        AssetKind::Switch => network.switches[i].name.clone(),
-        AssetKind::SubstationTransformer => network.substation_transformers[i].name.clone(),
     }
 }
 
@@ -894,12 +751,9 @@ pub(crate) async fn get_asset_readings(
 ) -> Result<Json<Series>> {
     caller.require(Permission::View, "read readings")?;
     let quantity_name = query.quantity.unwrap_or_else(|| "p_kw".into());
-    let quantity = Quantity::parse(&quantity_name).ok_or_else(|| {
-        Error::bad(
-            "quantity",
-            format!("`{quantity_name}` is not one of p_kw, q_kvar, s_kva, i_a, u_kv"),
-        )
-    })?;
+    let quantity = LineRules::INGEST
+        .quantity(&quantity_name)
+        .map_err(|e| Error::bad("quantity", e.message))?;
     if state.engine().network.lookup(&id).is_none() {
         return Err(Error::NotFound(format!("no asset {id} in the network")));
     }
@@ -918,8 +772,8 @@ pub(crate) async fn get_asset_readings(
     let asset = id.clone();
     let quantity_text = quantity.as_str().to_owned();
     let points = blocking(move || -> Result<Vec<(String, f64, String)>> {
-        use headroom_engine::store::{arrays, column};
-        use headroom_engine::store::RecordBatch;
+        use headroom_store::{arrays, column};
+        use headroom_store::RecordBatch;
         let sql = format!(
             "SELECT CAST(ts AS BIGINT) AS ts_ms, value, quality FROM readings WHERE asset = '{}' AND quantity = '{}' \
              AND ts >= to_timestamp_millis({from}) AND ts < to_timestamp_millis({to}) ORDER BY ts",
@@ -956,46 +810,22 @@ pub(crate) struct IngestSummary {
     rejected: usize,
 }
 
-fn parse_quality(field: &str, text: &str) -> Result<Quality> {
-    Quality::parse(text).ok_or_else(|| {
-        Error::bad(
-            field,
-            format!("`{text}` is not one of good, uncertain, bad"),
-        )
-    })
-}
-
-fn parse_ts(field: &str, text: &str) -> Result<i64> {
-    let text = text.trim();
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    parse_time(field, text)
-}
-
 /// Readings from CSV (`ts,asset,quantity,value[,quality]`, a header line) or
-/// JSON lines (`{"ts", "asset", "quantity", "value", "quality"?}`).
+/// JSON lines (`{"ts", "asset", "quantity", "value", "quality"?}`), under the
+/// same rules as `headroom ingest` ([`LineRules::INGEST`]).
 fn parse_readings(body: &[u8], json_lines: bool, source: &Arc<str>) -> Result<Vec<Reading>> {
+    const RULES: LineRules = LineRules::INGEST;
     let text = std::str::from_utf8(body).map_err(|_| Error::bad("body", "is not UTF-8"))?;
+    let refused = |line: usize| move |e: FieldError| Error::bad(e.at_line(line as u64), e.message);
+    let reading = |fields: LineFields<'_>| Reading {
+        ts_ms: fields.ts_ms,
+        asset: fields.asset.into(),
+        quantity: fields.quantity,
+        value: fields.value,
+        quality: fields.quality,
+        source: source.clone(),
+    };
     let mut out = Vec::new();
-    let reading =
-        |line: usize, ts: &str, asset: &str, quantity: &str, value: f64, quality: Quality| {
-            let at = format!("line {line}");
-            let quantity = Quantity::parse(quantity).ok_or_else(|| {
-                Error::bad(
-                    format!("{at}.quantity"),
-                    format!("`{quantity}` is not one of p_kw, q_kvar, s_kva, i_a, u_kv"),
-                )
-            })?;
-            Ok::<_, Error>(Reading {
-                ts_ms: parse_ts(&format!("{at}.ts"), ts)?,
-                asset: asset.trim().into(),
-                quantity,
-                value,
-                quality,
-                source: source.clone(),
-            })
-        };
     if json_lines {
         for (i, line) in text.lines().enumerate() {
             let line_number = i + 1;
@@ -1010,9 +840,14 @@ fn parse_readings(body: &[u8], json_lines: bool, source: &Arc<str>) -> Result<Ve
                     .get(name)
                     .ok_or_else(|| Error::bad(format!("line {line_number}.{name}"), "is required"))
             };
-            let ts = match field("ts")? {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
+            let text_of = |name: &str| -> Result<&str> {
+                field(name)?.as_str().ok_or_else(|| {
+                    Error::bad(format!("line {line_number}.{name}"), "must be a string")
+                })
+            };
+            let ts_ms = match field("ts")? {
+                Value::String(s) => RULES.ts(s).map_err(refused(line_number))?,
+                Value::Number(n) => RULES.ts(&n.to_string()).map_err(refused(line_number))?,
                 _ => {
                     return Err(Error::bad(
                         format!("line {line_number}.ts"),
@@ -1020,18 +855,12 @@ fn parse_readings(body: &[u8], json_lines: bool, source: &Arc<str>) -> Result<Ve
                     ));
                 }
             };
-            let asset = field("asset")?.as_str().ok_or_else(|| {
-                Error::bad(format!("line {line_number}.asset"), "must be a string")
-            })?;
-            let quantity = field("quantity")?.as_str().ok_or_else(|| {
-                Error::bad(format!("line {line_number}.quantity"), "must be a string")
-            })?;
-            let number = field("value")?.as_f64().ok_or_else(|| {
+            let value_number = field("value")?.as_f64().ok_or_else(|| {
                 Error::bad(format!("line {line_number}.value"), "must be a number")
             })?;
             let quality = match value.get("quality") {
                 None | Some(Value::Null) => Quality::Good,
-                Some(Value::String(q)) => parse_quality(&format!("line {line_number}.quality"), q)?,
+                Some(Value::String(q)) => LineRules::quality(q).map_err(refused(line_number))?,
                 Some(_) => {
                     return Err(Error::bad(
                         format!("line {line_number}.quality"),
@@ -1039,57 +868,26 @@ fn parse_readings(body: &[u8], json_lines: bool, source: &Arc<str>) -> Result<Ve
                     ));
                 }
             };
-            out.push(reading(line_number, &ts, asset, quantity, number, quality)?);
+            out.push(reading(LineFields {
+                ts_ms,
+                asset: text_of("asset")?.trim(),
+                quantity: RULES
+                    .quantity(text_of("quantity")?)
+                    .map_err(refused(line_number))?,
+                value: value_number,
+                quality,
+            }));
         }
         return Ok(out);
     }
-    let mut lines = text.lines().enumerate();
-    let header = lines
-        .next()
-        .map(|(_, h)| h.trim().trim_start_matches('\u{feff}'))
-        .unwrap_or_default();
-    let with_quality = match header {
-        "ts,asset,quantity,value" => false,
-        "ts,asset,quantity,value,quality" => true,
-        other => {
-            return Err(Error::bad(
-                "line 1",
-                format!("the header must be `ts,asset,quantity,value[,quality]`, found `{other}`"),
-            ));
+    let mut lines = ReadingLines::new(RULES);
+    for (i, line) in text.lines().enumerate() {
+        if let Some(fields) = lines.feed(line).map_err(refused(i + 1))? {
+            out.push(reading(fields));
         }
-    };
-    for (i, line) in lines {
-        let line_number = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(',').collect();
-        let expected = if with_quality { 5 } else { 4 };
-        if fields.len() != expected {
-            return Err(Error::bad(
-                format!("line {line_number}"),
-                format!("has {} columns, expected {expected}", fields.len()),
-            ));
-        }
-        let number: f64 = fields[3].trim().parse().map_err(|_| {
-            Error::bad(
-                format!("line {line_number}.value"),
-                format!("`{}` is not a number", fields[3]),
-            )
-        })?;
-        let quality = if with_quality {
-            parse_quality(&format!("line {line_number}.quality"), fields[4].trim())?
-        } else {
-            Quality::Good
-        };
-        out.push(reading(
-            line_number,
-            fields[0],
-            fields[1],
-            fields[2].trim(),
-            number,
-            quality,
-        )?);
+    }
+    if text.is_empty() {
+        lines.feed("").map_err(refused(1))?;
     }
     Ok(out)
 }
@@ -1121,7 +919,7 @@ pub(crate) async fn post_readings(
     let source: Arc<str> = format!("http:{}", caller.name).into();
     let readings = parse_readings(&body, json_lines, &source)?;
     let count = readings.len();
-    use headroom_engine::store::ReadingSink;
+    use headroom_readings::ReadingSink;
     let summary = state.store().write(readings).durable().await?;
     metrics::counter!("headroom_ingest_readings_total", "route" => "http").increment(count as u64);
     Ok((

@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use headroom_engine::store::{Store, StoreReadings};
 use headroom_engine::{
     Application, CapacityRow, CustomerClass, Engine, Importance, Level, RankingResult, ReservedLoad,
 };
 use headroom_geodata::Network;
+use headroom_store::{Store, StoreReadings};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
 
@@ -46,7 +46,7 @@ struct Current {
 
 struct Inner {
     config: ServiceConfig,
-    tokens: Tokens,
+    tokens: Arc<Tokens>,
     current: RwLock<Current>,
     versions: AtomicU64,
     /// Serialises engine swaps (refresh, reservations, network) so that none
@@ -229,7 +229,7 @@ impl AppState {
         };
         Ok(Self(Arc::new(Inner {
             config,
-            tokens,
+            tokens: Arc::new(tokens),
             current: RwLock::new(Current {
                 engine: Arc::new(engine),
                 version: 1,
@@ -462,5 +462,12 @@ impl AppState {
         cache.retain(|(v, _, _)| *v == version);
         cache.push((version, level, capacity.clone()));
         Ok(capacity)
+    }
+}
+
+/// What authenticates a request ([`crate::auth::Caller`]) takes from the state.
+impl axum::extract::FromRef<AppState> for Arc<Tokens> {
+    fn from_ref(state: &AppState) -> Self {
+        state.0.tokens.clone()
     }
 }

@@ -1,10 +1,10 @@
 //! Field connectors of Headroom: SCADA feeder-head measurements over OPC UA,
 //! distribution-transformer monitoring terminals over Modbus TCP and the
-//! metering system's 15-minute interval files. Each connector writes through the engine's
+//! metering system's 15-minute interval files. Each connector writes through a
 //! [`ReadingSink`] and reports its state and counters.
 //!
 //! **Data model.** A connector turns what its source says into
-//! [`Reading`](headroom_engine::store::Reading)s: a timestamp, an asset id of
+//! [`Reading`](headroom_readings::Reading)s: a timestamp, an asset id of
 //! the network (feeder, transformer or substation transformer), a quantity, a
 //! value, a quality (good, uncertain, bad) and the connector's name as source.
 //! Readings go through an [`Output`] queue that coalesces batches, waits for
@@ -34,7 +34,7 @@ pub mod status;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use headroom_engine::store::ReadingSink;
+use headroom_readings::ReadingSink;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -81,12 +81,9 @@ pub(crate) fn validate_mapping(
             format!("`{asset}` is not a measurable asset of the network"),
         ));
     }
-    if headroom_geodata::Quantity::parse(quantity).is_none() {
-        return Err(Error::config(
-            format!("{at}.quantity"),
-            format!("`{quantity}` is not one of p_kw, q_kvar, s_kva, i_a, u_kv"),
-        ));
-    }
+    headroom_geodata::LineRules::GRIDPACK
+        .quantity(quantity)
+        .map_err(|e| Error::config(format!("{at}.quantity"), e.message))?;
     Ok(())
 }
 

@@ -19,9 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, NaiveDate};
-use headroom_engine::store::{Quality, Reading};
-use headroom_geodata::Quantity;
+use chrono::NaiveDate;
+use headroom_geodata::readings::READINGS_HEADER;
+use headroom_geodata::{FieldError, LineRules, Quantity};
+use headroom_readings::{Quality, Reading};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -290,40 +291,27 @@ fn parse_body(
                 }
             }
         } else {
+            // The gridpack's form, under the gridpack's rules.
+            const RULES: LineRules = LineRules::GRIDPACK;
+            let refused = |e: FieldError| fault(line, e.message);
             if record.len() != 4 {
-                return Err(fault(line, format!("{} columns, expected 4", record.len())));
-            }
-            let ts = DateTime::parse_from_rfc3339(record[0].trim()).map_err(|_| {
-                fault(
+                return Err(fault(
                     line,
-                    format!("`{}` is not an RFC 3339 timestamp with offset", &record[0]),
-                )
-            })?;
+                    format!("{} columns, expected 4 ({READINGS_HEADER})", record.len()),
+                ));
+            }
+            let ts_ms = RULES.ts(&record[0]).map_err(refused)?;
             let asset = record[1].trim();
             if !known_asset(asset) {
                 return Err(fault(
                     line,
-                    format!("asset `{asset}` is not in the network"),
+                    format!("`asset` {asset} is not in the network"),
                 ));
             }
-            let quantity = Quantity::parse(record[2].trim()).ok_or_else(|| {
-                fault(
-                    line,
-                    format!(
-                        "quantity `{}` is not one of p_kw, q_kvar, s_kva, i_a, u_kv",
-                        &record[2]
-                    ),
-                )
-            })?;
-            let value: f64 = record[3]
-                .trim()
-                .parse()
-                .map_err(|_| fault(line, format!("value `{}` is not a number", &record[3])))?;
-            if !value.is_finite() {
-                return Err(fault(line, "the value is not finite".into()));
-            }
+            let quantity = RULES.quantity(&record[2]).map_err(refused)?;
+            let value = RULES.value(&record[3]).map_err(refused)?;
             out.push(Reading {
-                ts_ms: ts.timestamp_millis(),
+                ts_ms,
                 asset: asset_of(asset),
                 quantity,
                 value,

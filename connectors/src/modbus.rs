@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use headroom_engine::store::{Quality, Reading};
 use headroom_geodata::Quantity;
+use headroom_readings::{Quality, Reading};
 use serde::{Deserialize, Serialize};
 use tokio_modbus::client::{Client, Context, Reader};
 use tokio_modbus::slave::Slave;

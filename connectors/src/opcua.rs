@@ -34,8 +34,8 @@ use ::opcua::types::{
     MonitoringParameters, NodeId, NotificationMessage, ReadValueId, StatusCode, TimestampsToReturn,
 };
 use futures::StreamExt;
-use headroom_engine::store::{Quality, Reading};
 use headroom_geodata::Quantity;
+use headroom_readings::{Quality, Reading};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

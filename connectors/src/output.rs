@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use headroom_engine::store::{Reading, ReadingSink, WriteSummary};
+use headroom_readings::{Reading, ReadingSink, WriteSummary};
 use tokio::sync::{mpsc, oneshot};
 
 /// Readings (in parts) and, for a caller waiting on them, who to tell once durable.
@@ -147,7 +147,7 @@ fn enqueue(chunks: &mut VecDeque<Chunk>, (parts, done): Batch) {
 }
 
 type Written = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (Chunk, headroom_engine::Result<WriteSummary>)> + Send>,
+    Box<dyn std::future::Future<Output = (Chunk, headroom_readings::Result<WriteSummary>)> + Send>,
 >;
 
 /// Writes queued readings into `sink`, up to [`IN_FLIGHT`] chunks at a time;
@@ -281,8 +281,8 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use headroom_engine::store::{Quality, WriteTicket};
     use headroom_geodata::Quantity;
+    use headroom_readings::{Quality, WriteTicket};
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

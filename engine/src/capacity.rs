@@ -13,16 +13,18 @@ use num_complex::Complex64;
 use serde::Serialize;
 
 use crate::checks::CheckName;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::engine::{Engine, FeederBase};
+use crate::base::FeederBase;
+use crate::engine::Engine;
 use crate::evaluate::AddedLoad;
 use crate::load_model::{FeederLoads, LooseBatches, power_factor_tan};
 use crate::powerflow::{ElectricalFeeder, LANES, Lanes, SQRT_3, SweepLanes};
-use crate::readings::{Prefetched, ReadingsSource};
 use headroom_geodata::FeederIx;
+use headroom_readings::{InMemoryReadings, ReadingsSource};
 
 /// Which assets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1141,6 +1143,27 @@ impl Engine {
             });
         }
         rows
+    }
+}
+
+/// Every reading of a source fetched up front (see
+/// [`ReadingsSource::everything`]), with the source's span.
+pub(crate) struct Prefetched {
+    pub(crate) readings: Arc<InMemoryReadings>,
+    pub(crate) span: Option<(i64, i64)>,
+}
+
+impl ReadingsSource for Prefetched {
+    fn series(&self, asset: AssetRef, quantity: Quantity) -> Cow<'_, [(i64, f64)]> {
+        self.readings.series(asset, quantity)
+    }
+
+    fn span(&self) -> Option<(i64, i64)> {
+        self.span
+    }
+
+    fn group(&self, _assets: &[AssetRef]) -> Option<Arc<InMemoryReadings>> {
+        Some(self.readings.clone())
     }
 }
 

@@ -139,3 +139,62 @@ pub fn first_broken(ratios: &[f64; 4]) -> Option<CheckName> {
         .position(|r| *r >= 1.0 - TIE_TOLERANCE)
         .map(|i| CheckName::ELECTRICAL[i])
 }
+
+/// Worst-case figures over the window.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Figures {
+    /// Highest loading of segments and head, %.
+    pub max_loading_pct: f64,
+    /// Lowest node voltage, pu.
+    pub min_voltage_pu: f64,
+    /// Substation transformer loading of the busbar group, %.
+    pub substation_transformer_loading_pct: f64,
+}
+
+/// The worst value of each electrical check with the new load, and where.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WorstChecks {
+    /// Highest segment loading and the local node whose inbound segment carries it.
+    pub segment: (f64, u32),
+    /// Head loading, %.
+    pub head_pct: f64,
+    /// Lowest voltage and its local node.
+    pub v_min: (f64, u32),
+    /// Highest voltage and its local node.
+    pub v_max: (f64, u32),
+    /// Substation loading, %.
+    pub substation_pct: f64,
+}
+
+impl WorstChecks {
+    /// Nothing seen yet: every extreme at its identity, so that the first
+    /// power flow absorbed sets each.
+    pub const NONE: WorstChecks = WorstChecks {
+        segment: (0.0, 0),
+        head_pct: 0.0,
+        v_min: (f64::INFINITY, 0),
+        v_max: (f64::NEG_INFINITY, 0),
+        substation_pct: 0.0,
+    };
+}
+
+/// Takes one power flow's figures into the worst seen so far; a flow that did
+/// not converge is the worst of all.
+pub(crate) fn absorb(worst: &mut WorstChecks, o: &Observed) {
+    if !o.converged {
+        worst.segment.0 = f64::INFINITY;
+        worst.v_min.0 = 0.0;
+        return;
+    }
+    if o.segment_pct > worst.segment.0 {
+        worst.segment = (o.segment_pct, o.segment_at);
+    }
+    worst.head_pct = worst.head_pct.max(o.head_pct);
+    if o.v_min_pu < worst.v_min.0 {
+        worst.v_min = (o.v_min_pu, o.v_min_at);
+    }
+    if o.v_max_pu > worst.v_max.0 {
+        worst.v_max = (o.v_max_pu, o.v_max_at);
+    }
+    worst.substation_pct = worst.substation_pct.max(o.substation_pct);
+}

@@ -15,35 +15,6 @@ pub enum Error {
     /// Reading the grid model failed.
     #[error(transparent)]
     Geodata(#[from] headroom_geodata::Error),
-
-    /// A file of the store could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or folder.
-        path: std::path::PathBuf,
-        /// What the system said.
-        source: std::io::Error,
-    },
-
-    /// The store found its own files inconsistent, or was stopped.
-    #[error("readings store: {0}")]
-    Store(String),
-
-    /// A query that the read-only SQL interface refuses, or that does not plan.
-    #[error("bad query: {0}")]
-    BadQuery(String),
-
-    /// A data location that names no usable folder or bucket.
-    #[error("{0}")]
-    BadLocation(String),
-
-    /// DataFusion failed while running a query.
-    #[error("query engine: {0}")]
-    Query(#[from] datafusion::error::DataFusionError),
-
-    /// Object storage failed.
-    #[error("object storage: {0}")]
-    ObjectStore(#[from] datafusion::object_store::Error),
 }
 
 impl Error {
@@ -52,18 +23,6 @@ impl Error {
         match self {
             Error::BadApplication { .. } => true,
             Error::Geodata(e) => e.is_bad_input(),
-            Error::BadQuery(_) | Error::BadLocation(_) => true,
-            Error::Io { .. } | Error::Store(_) | Error::Query(_) | Error::ObjectStore(_) => false,
-        }
-    }
-}
-
-impl Error {
-    /// An I/O error on `path`.
-    pub fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
         }
     }
 }

@@ -22,8 +22,10 @@
 
 use num_complex::Complex64;
 
-use crate::checks::{CheckName, Observed, first_broken};
-use crate::engine::{Engine, FeederBase};
+use crate::base::FeederBase;
+use crate::checks::{CheckName, Figures, Observed, WorstChecks, first_broken};
+use crate::config::Limits;
+use crate::engine::Engine;
 use crate::load_model::power_factor_tan;
 use crate::powerflow::{SQRT_3, Solution, SweepSettings, sweep, widen};
 
@@ -104,65 +106,6 @@ impl AddedLoad<'_> {
         AddedLoad {
             tan_phi: power_factor_tan(power_factor),
             profile: None,
-        }
-    }
-}
-
-/// Worst-case figures over the window.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Figures {
-    /// Highest loading of segments and head, %.
-    pub max_loading_pct: f64,
-    /// Lowest node voltage, pu.
-    pub min_voltage_pu: f64,
-    /// Substation transformer loading of the busbar group, %.
-    pub substation_transformer_loading_pct: f64,
-}
-
-/// The worst value of each electrical check with the new load, and where.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct WorstChecks {
-    /// Highest segment loading and the local node whose inbound segment carries it.
-    pub segment: (f64, u32),
-    /// Head loading, %.
-    pub head_pct: f64,
-    /// Lowest voltage and its local node.
-    pub v_min: (f64, u32),
-    /// Highest voltage and its local node.
-    pub v_max: (f64, u32),
-    /// Substation loading, %.
-    pub substation_pct: f64,
-}
-
-impl WorstChecks {
-    /// Nothing seen yet: every extreme at its identity, so that the first
-    /// power flow absorbed sets each.
-    pub const NONE: WorstChecks = WorstChecks {
-        segment: (0.0, 0),
-        head_pct: 0.0,
-        v_min: (f64::INFINITY, 0),
-        v_max: (f64::NEG_INFINITY, 0),
-        substation_pct: 0.0,
-    };
-}
-
-/// A feeder's base case over all its steps.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct BaseSummary {
-    /// Worst figures without new load.
-    pub before: Figures,
-    /// Worst value of each check without new load, and where.
-    pub worst: WorstChecks,
-    /// The check already broken without new load, if any (the worst breach).
-    pub already_broken: Option<CheckName>,
-}
-
-impl Default for BaseSummary {
-    fn default() -> Self {
-        Self {
-            before: Figures::default(),
-            worst: WorstChecks::NONE,
-            already_broken: None,
         }
     }
 }
@@ -249,44 +192,6 @@ impl Engine {
             .map(|ts| load.profile.map_or(1.0, |p| p[self.quarter_of_day(*ts)]))
             .collect::<Vec<_>>()
             .into()
-    }
-
-    /// What a feeder's base case shows over all its steps, once per feeder.
-    pub(crate) fn summarise(&self, base: &FeederBase) -> BaseSummary {
-        let limits = &self.config.limits;
-        let mut before = Figures {
-            max_loading_pct: 0.0,
-            min_voltage_pu: f64::INFINITY,
-            substation_transformer_loading_pct: 0.0,
-        };
-        let mut worst = WorstChecks::NONE;
-        // A limit broken without the new load binds at once: the worst breach.
-        let mut already: Option<(f64, CheckName)> = None;
-        for o in &base.observed {
-            before.max_loading_pct = before.max_loading_pct.max(o.max_loading_pct());
-            before.min_voltage_pu = before.min_voltage_pu.min(o.v_min_pu);
-            before.substation_transformer_loading_pct = before
-                .substation_transformer_loading_pct
-                .max(o.substation_pct);
-            absorb(&mut worst, o);
-            let ratios = o.ratios(limits);
-            let breach = ratios.iter().copied().fold(f64::MIN, f64::max);
-            if breach > 1.0 && already.is_none_or(|(w, _)| breach > w) {
-                let name = ratios
-                    .iter()
-                    .position(|r| *r > 1.0)
-                    .map_or(CheckName::SegmentThermal, |i| CheckName::ELECTRICAL[i]);
-                already = Some((breach, name));
-            }
-        }
-        if !before.min_voltage_pu.is_finite() {
-            before.min_voltage_pu = 1.0;
-        }
-        BaseSummary {
-            before,
-            worst,
-            already_broken: already.map(|(_, name)| name),
-        }
     }
 
     /// A full power flow of step `k` with `x` kW (shaped) added at `local`.
@@ -421,221 +326,17 @@ impl Engine {
         with_figures: bool,
         scratch: &mut Scratch,
     ) -> PointEvaluation {
-        let limits = &self.config.limits;
-        let e = &base.electrical;
-        let n = e.len();
-        let steps = base.loads.step_count();
         let shape = self.shape(base, load);
         let before = base.summary.before;
         // A flow held from another evaluation is of another base or load.
         scratch.held = None;
-
-        // Nodes from the candidate up to the first node, and the impedance from the
-        // busbar to each: a node off the path shares the path's impedance down to
-        // where it branches off, so its voltage falls with that of the branch point.
-        let mut path = std::mem::take(&mut scratch.path);
-        path.clear();
-        let mut at = local;
-        while at != 0 && (at as usize) < n {
-            path.push(at as usize);
-            at = e.parent[at as usize];
-        }
-        let mut z_from_busbar = std::mem::take(&mut scratch.z_from_busbar);
-        z_from_busbar.clear();
-        z_from_busbar.resize(path.len(), Complex64::new(0.0, 0.0));
-        let mut z = Complex64::new(0.0, 0.0);
-        for (i, &p) in path.iter().enumerate().rev() {
-            z += e.z_ohm[p];
-            z_from_busbar[i] = z;
-        }
-        let thermal = limits.thermal_pct / 100.0;
-        let head_limit_a = e.head_rated_a.map(|a| a * thermal);
-        let substation_limit_kva =
-            self.group_rated_kva(base.group) * limits.substation_transformer_pct / 100.0;
-
-        let per_kw_magnitude = (1.0 + load.tan_phi * load.tan_phi).sqrt();
-        // The candidate's own runs over the steps, contiguous.
-        let run = local as usize * steps..(local as usize + 1) * steps;
-        let voltage_kv = &base.voltage_kv[run.clone()];
-        let path_margin_a = &base.path_margin_a[run.clone()];
-        let path_voltage_room = &base.path_voltage_room[run.clone()];
-        let path_bottleneck = &base.path_bottleneck[run];
-        let nominal_kv = e.nominal_kv[local as usize];
-        // Whether step `k` is judged at all: a step where the load draws nothing
-        // cannot bind, and one whose base flow collapsed is broken already.
-        let judged_at = |k: usize| shape[k] > 0.0 && base.solutions[k].converged;
-        // The new load's current per kW at step `k`, A, at the candidate's voltage.
-        let amps_per_kw_at =
-            |k: usize| shape[k] * per_kw_magnitude / (SQRT_3 * f64::from(voltage_kv[k]));
-        // Lower bounds of the headroom at step `k` from the triangle inequality
-        // (no step can have less room than this): of every limit, of the voltage
-        // and of the substation.
-        let bounds_at = |k: usize| {
-            let a = shape[k];
-            let amps_per_kw = amps_per_kw_at(k);
-            let thermal_bound = (f64::from(path_margin_a[k]) / amps_per_kw).max(0.0);
-            // Per kW: the new current times the room per ohm.
-            let voltage_bound = (f64::from(path_voltage_room[k]) * 1000.0 * nominal_kv
-                / (SQRT_3 * amps_per_kw))
-                .max(0.0);
-            let substation_bound = if substation_limit_kva > 0.0 {
-                let room = substation_limit_kva - base.group_kva[k].norm_sqr().sqrt();
-                (room / (a * per_kw_magnitude)).max(0.0)
-            } else {
-                f64::INFINITY
-            };
-            (
-                thermal_bound.min(voltage_bound).min(substation_bound),
-                voltage_bound,
-                substation_bound,
-            )
-        };
-        // The estimated headroom at step `k`, along the path. A limit whose lower
-        // bound at the step already exceeds `beyond` cannot bind there and is not
-        // estimated.
-        // The candidate's voltage and the path's bottleneck with its current
-        // come from a ranked step where there is one, else from the base.
-        let estimate_with = |k: usize,
-                             v_candidate: Complex64,
-                             (bottleneck, bottleneck_i_a): (usize, Complex64),
-                             voltage_bound: f64,
-                             substation_bound: f64,
-                             beyond: f64| {
-            let a = shape[k];
-            // Current drawn per kW added at the candidate, A.
-            let per_kw = Complex64::new(a, -a * load.tan_phi) / (SQRT_3 * v_candidate.conj());
-            let mut estimate = f64::INFINITY;
-            if bottleneck != 0 {
-                let limit = e.rated_a[bottleneck] * thermal;
-                estimate = magnitude_root(bottleneck_i_a, per_kw, limit);
-            }
-            if let Some(limit) = head_limit_a {
-                estimate = estimate.min(magnitude_root(base.head_i_a[k], per_kw, limit));
-            }
-            // Voltage: for each branch point p on the path, the lowest voltage of
-            // its subtree falls at p's rate. Deeper nodes also appear in shallower
-            // subtrees with a smaller rate, which never wins the minimum.
-            let solution = &base.solutions[k];
-            let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
-            let voltage_path: &[usize] = if voltage_bound > beyond { &[] } else { &path };
-            for (i, &p) in voltage_path.iter().enumerate() {
-                let v = solution.v_kv(p);
-                let magnitude = v.norm_sqr().sqrt();
-                let drop_per_kw = SQRT_3 * z_from_busbar[i] * per_kw / 1000.0;
-                let slope_pu = -(drop_per_kw * v.conj()).re / magnitude / e.nominal_kv[p];
-                if slope_pu < 0.0 {
-                    estimate = estimate
-                        .min(((f64::from(subtree_min[p]) - limits.v_min_pu) / -slope_pu).max(0.0));
-                }
-            }
-            if substation_limit_kva > 0.0 && substation_bound <= beyond {
-                let per_kw_kva = Complex64::new(a, a * load.tan_phi);
-                estimate = estimate.min(magnitude_root(
-                    base.group_kva[k],
-                    per_kw_kva,
-                    substation_limit_kva,
-                ));
-            }
-            estimate
-        };
-        let estimate_at = |k: usize, voltage_bound: f64, substation_bound: f64, beyond: f64| {
-            let solution = &base.solutions[k];
-            let bottleneck = path_bottleneck[k] as usize;
-            estimate_with(
-                k,
-                solution.v_kv(local as usize),
-                (bottleneck, solution.i_a(bottleneck)),
-                voltage_bound,
-                substation_bound,
-                beyond,
-            )
-        };
-        // Estimates of the steps that may bind: (estimate, step).
-        let mut estimates = std::mem::take(&mut scratch.estimates);
-        estimates.clear();
-        let mut smallest = f64::INFINITY;
-        // A flat load is judged at the node's ranked steps, least room first,
-        // until a step's bound rules out it and every later one; the whole window
-        // is needed only when the ranked steps run out first and the room of
-        // those left out does not rule them out.
+        let (path, z_from_busbar) = candidate_path(base, local, scratch);
+        let estimator = Estimator::new(self, base, local, load, &shape, &path, &z_from_busbar);
         // Where a limit is broken without the new load, there is no headroom to
         // find: only the figures.
         let find_headroom = base.summary.already_broken.is_none();
-        let mut every_step = load.profile.is_some() || steps == 0 || self.config.judge_every_step;
-        if !every_step {
-            let ranked_steps = base.flat_steps(local);
-            let ranked = &ranked_steps.steps[..];
-            // Without headroom to find, no step is left to rule out.
-            let mut ruled_out = !find_headroom;
-            let to_judge = if find_headroom { ranked } else { &[] };
-            let mut cut = RefineCut::new();
-            for ranked_step in to_judge {
-                let room_kw = (f64::from(ranked_step.room_kva) / per_kw_magnitude).max(0.0);
-                if room_kw > cut.cut() {
-                    ruled_out = true;
-                    break;
-                }
-                let k = ranked_step.step as usize;
-                if !judged_at(k) {
-                    continue;
-                }
-                // The bounds of `bounds_at` for a flat load, from the ranked step.
-                let voltage_bound =
-                    (f64::from(ranked_step.voltage_room_kva) / per_kw_magnitude).max(0.0);
-                let substation_bound = (base.substation_room_kva[k] / per_kw_magnitude).max(0.0);
-                let estimate = estimate_with(
-                    k,
-                    widen(ranked_step.v_kv),
-                    (
-                        ranked_step.bottleneck as usize,
-                        widen(ranked_step.bottleneck_i_a),
-                    ),
-                    voltage_bound,
-                    substation_bound,
-                    cut.cut(),
-                );
-                cut.offer(estimate);
-                estimates.push((estimate, k));
-            }
-            smallest = cut.smallest();
-            let left_out_kw = ranked_steps.cutoff_kva / per_kw_magnitude;
-            every_step = !ruled_out && left_out_kw <= cut.cut();
-        }
-        if every_step {
-            // Pass 1, a few operations per step: the bounds, the rough figures.
-            // Entries: (step, bound, voltage bound, substation bound).
-            let mut bounds = std::mem::take(&mut scratch.bounds);
-            bounds.clear();
-            for k in (0..steps).filter(|k| judged_at(*k) && find_headroom) {
-                let (bound, voltage_bound, substation_bound) = bounds_at(k);
-                bounds.push((k, bound, voltage_bound, substation_bound));
-            }
-            // Pass 2, along the path: the estimated headroom of the steps whose
-            // lower bound does not already rule them out, least bound first, so
-            // that the first bound past the cut ends it: where a load's room
-            // hardly changes over the window, hundreds of steps come within the
-            // spread, and only the few that can be refined need an estimate.
-            estimates.clear();
-            let mut cut = RefineCut::new();
-            let ordered = bounds.len().min(ORDERED_BOUNDS);
-            if bounds.len() > ordered {
-                bounds.select_nth_unstable_by(ordered, |a, b| a.1.total_cmp(&b.1));
-            }
-            bounds[..ordered].sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
-            for (i, &(k, bound, voltage_bound, substation_bound)) in bounds.iter().enumerate() {
-                if bound > cut.cut() {
-                    if i < ordered {
-                        break;
-                    }
-                    continue;
-                }
-                let estimate = estimate_at(k, voltage_bound, substation_bound, cut.cut());
-                cut.offer(estimate);
-                estimates.push((estimate, k));
-            }
-            smallest = cut.smallest();
-            scratch.bounds = bounds;
-        }
+        let (mut estimates, smallest) = self.estimates(&estimator, find_headroom, scratch);
+
         // Figures at the application's demand, over every step.
         let worst = if with_figures {
             let path = figures::CandidatePath {
@@ -670,7 +371,133 @@ impl Engine {
             };
         }
 
-        // Exact headroom at the steps that can bind.
+        let (headroom, binding) =
+            self.exact_headroom(base, local, load, &shape, &mut estimates, smallest, scratch);
+        scratch.estimates = estimates;
+        PointEvaluation {
+            headroom_kw: headroom,
+            binding,
+            already_broken: false,
+            before,
+            after,
+            worst,
+        }
+    }
+
+    /// Estimated headroom of the steps that may bind, `(estimate, step)`, and
+    /// the smallest estimate. A flat load is judged at the node's ranked
+    /// steps, least room first, until a step's bound rules out it and every
+    /// later one; the whole window is needed only when the ranked steps run out
+    /// first and the room of those left out does not rule them out.
+    fn estimates(
+        &self,
+        estimator: &Estimator<'_>,
+        find_headroom: bool,
+        scratch: &mut Scratch,
+    ) -> (Vec<(f64, usize)>, f64) {
+        let Estimator {
+            base,
+            local,
+            load,
+            per_kw_magnitude,
+            ..
+        } = *estimator;
+        let steps = base.loads.step_count();
+        let mut estimates = std::mem::take(&mut scratch.estimates);
+        estimates.clear();
+        let mut smallest = f64::INFINITY;
+        let mut every_step = load.profile.is_some() || steps == 0 || self.config.judge_every_step;
+        if !every_step {
+            let ranked_steps = base.flat_steps(local);
+            let ranked = &ranked_steps.steps[..];
+            // Without headroom to find, no step is left to rule out.
+            let mut ruled_out = !find_headroom;
+            let to_judge = if find_headroom { ranked } else { &[] };
+            let mut cut = RefineCut::new();
+            for ranked_step in to_judge {
+                let room_kw = (f64::from(ranked_step.room_kva) / per_kw_magnitude).max(0.0);
+                if room_kw > cut.cut() {
+                    ruled_out = true;
+                    break;
+                }
+                let k = ranked_step.step as usize;
+                if !estimator.judged_at(k) {
+                    continue;
+                }
+                // The bounds of `bounds_at` for a flat load, from the ranked step.
+                let voltage_bound =
+                    (f64::from(ranked_step.voltage_room_kva) / per_kw_magnitude).max(0.0);
+                let substation_bound = (base.substation_room_kva[k] / per_kw_magnitude).max(0.0);
+                let estimate = estimator.estimate_with(
+                    k,
+                    widen(ranked_step.v_kv),
+                    (
+                        ranked_step.bottleneck as usize,
+                        widen(ranked_step.bottleneck_i_a),
+                    ),
+                    voltage_bound,
+                    substation_bound,
+                    cut.cut(),
+                );
+                cut.offer(estimate);
+                estimates.push((estimate, k));
+            }
+            smallest = cut.smallest();
+            let left_out_kw = ranked_steps.cutoff_kva / per_kw_magnitude;
+            every_step = !ruled_out && left_out_kw <= cut.cut();
+        }
+        if every_step {
+            // Pass 1, a few operations per step: the bounds, the rough figures.
+            // Entries: (step, bound, voltage bound, substation bound).
+            let mut bounds = std::mem::take(&mut scratch.bounds);
+            bounds.clear();
+            for k in (0..steps).filter(|k| estimator.judged_at(*k) && find_headroom) {
+                let (bound, voltage_bound, substation_bound) = estimator.bounds_at(k);
+                bounds.push((k, bound, voltage_bound, substation_bound));
+            }
+            // Pass 2, along the path: the estimated headroom of the steps whose
+            // lower bound does not already rule them out, least bound first, so
+            // that the first bound past the cut ends it: where a load's room
+            // hardly changes over the window, hundreds of steps come within the
+            // spread, and only the few that can be refined need an estimate.
+            estimates.clear();
+            let mut cut = RefineCut::new();
+            let ordered = bounds.len().min(ORDERED_BOUNDS);
+            if bounds.len() > ordered {
+                bounds.select_nth_unstable_by(ordered, |a, b| a.1.total_cmp(&b.1));
+            }
+            bounds[..ordered].sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
+            for (i, &(k, bound, voltage_bound, substation_bound)) in bounds.iter().enumerate() {
+                if bound > cut.cut() {
+                    if i < ordered {
+                        break;
+                    }
+                    continue;
+                }
+                let estimate = estimator.estimate_at(k, voltage_bound, substation_bound, cut.cut());
+                cut.offer(estimate);
+                estimates.push((estimate, k));
+            }
+            smallest = cut.smallest();
+            scratch.bounds = bounds;
+        }
+        (estimates, smallest)
+    }
+
+    /// Exact headroom at the steps that can bind, to 1 kW (floored), and the
+    /// check that binds.
+    #[allow(clippy::too_many_arguments)]
+    fn exact_headroom(
+        &self,
+        base: &FeederBase,
+        local: u32,
+        load: &AddedLoad<'_>,
+        shape: &[f64],
+        estimates: &mut [(f64, usize)],
+        smallest: f64,
+        scratch: &mut Scratch,
+    ) -> (f64, CheckName) {
+        let limits = &self.config.limits;
         estimates.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut headroom = f64::INFINITY;
         let mut binding_step = None;
@@ -714,7 +541,6 @@ impl Engine {
                 binding_step = Some((k, breach));
             }
         }
-        scratch.estimates = estimates;
         let headroom = headroom.clamp(0.0, UNBOUNDED_KW).floor();
         let binding = match binding_step {
             Some((k, breach)) => {
@@ -733,14 +559,7 @@ impl Engine {
             }
             None => CheckName::SegmentThermal,
         };
-        PointEvaluation {
-            headroom_kw: headroom,
-            binding,
-            already_broken: false,
-            before,
-            after,
-            worst,
-        }
+        (headroom, binding)
     }
 }
 
@@ -969,6 +788,205 @@ impl Engine {
     }
 }
 
+/// Nodes from the candidate up to the first node, and the impedance from the
+/// busbar to each: a node off the path shares the path's impedance down to
+/// where it branches off, so its voltage falls with that of the branch point.
+/// In the scratch's buffers, taken out (the caller puts them back).
+fn candidate_path(
+    base: &FeederBase,
+    local: u32,
+    scratch: &mut Scratch,
+) -> (Vec<usize>, Vec<Complex64>) {
+    let e = &base.electrical;
+    let n = e.len();
+    let mut path = std::mem::take(&mut scratch.path);
+    path.clear();
+    let mut at = local;
+    while at != 0 && (at as usize) < n {
+        path.push(at as usize);
+        at = e.parent[at as usize];
+    }
+    let mut z_from_busbar = std::mem::take(&mut scratch.z_from_busbar);
+    z_from_busbar.clear();
+    z_from_busbar.resize(path.len(), Complex64::new(0.0, 0.0));
+    let mut z = Complex64::new(0.0, 0.0);
+    for (i, &p) in path.iter().enumerate().rev() {
+        z += e.z_ohm[p];
+        z_from_busbar[i] = z;
+    }
+    (path, z_from_busbar)
+}
+
+/// What every bound and estimate of the headroom at one candidate reads: the
+/// base's rows of the candidate and its path, the limits, the load per kW.
+#[derive(Clone, Copy)]
+struct Estimator<'a> {
+    base: &'a FeederBase,
+    limits: &'a Limits,
+    local: u32,
+    load: &'a AddedLoad<'a>,
+    shape: &'a [f64],
+    path: &'a [usize],
+    z_from_busbar: &'a [Complex64],
+    /// The thermal limit, a fraction of a rating.
+    thermal: f64,
+    head_limit_a: Option<f64>,
+    substation_limit_kva: f64,
+    /// |1 + j tan(phi)|: kVA per kW of the new load.
+    per_kw_magnitude: f64,
+    nominal_kv: f64,
+    /// The candidate's own runs over the steps, contiguous.
+    voltage_kv: &'a [f32],
+    path_margin_a: &'a [f32],
+    path_voltage_room: &'a [f32],
+    path_bottleneck: &'a [u32],
+}
+
+impl<'a> Estimator<'a> {
+    fn new(
+        engine: &'a Engine,
+        base: &'a FeederBase,
+        local: u32,
+        load: &'a AddedLoad<'a>,
+        shape: &'a [f64],
+        path: &'a [usize],
+        z_from_busbar: &'a [Complex64],
+    ) -> Self {
+        let limits = &engine.config.limits;
+        let e = &base.electrical;
+        let steps = base.loads.step_count();
+        let thermal = limits.thermal_pct / 100.0;
+        let run = local as usize * steps..(local as usize + 1) * steps;
+        Self {
+            base,
+            limits,
+            local,
+            load,
+            shape,
+            path,
+            z_from_busbar,
+            thermal,
+            head_limit_a: e.head_rated_a.map(|a| a * thermal),
+            substation_limit_kva: engine.group_rated_kva(base.group)
+                * limits.substation_transformer_pct
+                / 100.0,
+            per_kw_magnitude: (1.0 + load.tan_phi * load.tan_phi).sqrt(),
+            nominal_kv: e.nominal_kv[local as usize],
+            voltage_kv: &base.voltage_kv[run.clone()],
+            path_margin_a: &base.path_margin_a[run.clone()],
+            path_voltage_room: &base.path_voltage_room[run.clone()],
+            path_bottleneck: &base.path_bottleneck[run],
+        }
+    }
+
+    /// Whether step `k` is judged at all: a step where the load draws nothing
+    /// cannot bind, and one whose base flow collapsed is broken already.
+    fn judged_at(&self, k: usize) -> bool {
+        self.shape[k] > 0.0 && self.base.solutions[k].converged
+    }
+
+    /// The new load's current per kW at step `k`, A, at the candidate's voltage.
+    fn amps_per_kw_at(&self, k: usize) -> f64 {
+        self.shape[k] * self.per_kw_magnitude / (SQRT_3 * f64::from(self.voltage_kv[k]))
+    }
+
+    /// Lower bounds of the headroom at step `k` from the triangle inequality
+    /// (no step can have less room than this): of every limit, of the voltage
+    /// and of the substation.
+    fn bounds_at(&self, k: usize) -> (f64, f64, f64) {
+        let a = self.shape[k];
+        let amps_per_kw = self.amps_per_kw_at(k);
+        let thermal_bound = (f64::from(self.path_margin_a[k]) / amps_per_kw).max(0.0);
+        // Per kW: the new current times the room per ohm.
+        let voltage_bound = (f64::from(self.path_voltage_room[k]) * 1000.0 * self.nominal_kv
+            / (SQRT_3 * amps_per_kw))
+            .max(0.0);
+        let substation_bound = if self.substation_limit_kva > 0.0 {
+            let room = self.substation_limit_kva - self.base.group_kva[k].norm_sqr().sqrt();
+            (room / (a * self.per_kw_magnitude)).max(0.0)
+        } else {
+            f64::INFINITY
+        };
+        (
+            thermal_bound.min(voltage_bound).min(substation_bound),
+            voltage_bound,
+            substation_bound,
+        )
+    }
+
+    /// The estimated headroom at step `k`, along the path. A limit whose lower
+    /// bound at the step already exceeds `beyond` cannot bind there and is not
+    /// estimated. The candidate's voltage and the path's bottleneck with its
+    /// current come from a ranked step where there is one, else from the base.
+    fn estimate_with(
+        &self,
+        k: usize,
+        v_candidate: Complex64,
+        (bottleneck, bottleneck_i_a): (usize, Complex64),
+        voltage_bound: f64,
+        substation_bound: f64,
+        beyond: f64,
+    ) -> f64 {
+        let (base, limits) = (self.base, self.limits);
+        let e = &base.electrical;
+        let n = e.len();
+        let a = self.shape[k];
+        // Current drawn per kW added at the candidate, A.
+        let per_kw = Complex64::new(a, -a * self.load.tan_phi) / (SQRT_3 * v_candidate.conj());
+        let mut estimate = f64::INFINITY;
+        if bottleneck != 0 {
+            let limit = e.rated_a[bottleneck] * self.thermal;
+            estimate = magnitude_root(bottleneck_i_a, per_kw, limit);
+        }
+        if let Some(limit) = self.head_limit_a {
+            estimate = estimate.min(magnitude_root(base.head_i_a[k], per_kw, limit));
+        }
+        // Voltage: for each branch point p on the path, the lowest voltage of
+        // its subtree falls at p's rate. Deeper nodes also appear in shallower
+        // subtrees with a smaller rate, which never wins the minimum.
+        let solution = &base.solutions[k];
+        let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
+        let voltage_path: &[usize] = if voltage_bound > beyond {
+            &[]
+        } else {
+            self.path
+        };
+        for (i, &p) in voltage_path.iter().enumerate() {
+            let v = solution.v_kv(p);
+            let magnitude = v.norm_sqr().sqrt();
+            let drop_per_kw = SQRT_3 * self.z_from_busbar[i] * per_kw / 1000.0;
+            let slope_pu = -(drop_per_kw * v.conj()).re / magnitude / e.nominal_kv[p];
+            if slope_pu < 0.0 {
+                estimate = estimate
+                    .min(((f64::from(subtree_min[p]) - limits.v_min_pu) / -slope_pu).max(0.0));
+            }
+        }
+        if self.substation_limit_kva > 0.0 && substation_bound <= beyond {
+            let per_kw_kva = Complex64::new(a, a * self.load.tan_phi);
+            estimate = estimate.min(magnitude_root(
+                base.group_kva[k],
+                per_kw_kva,
+                self.substation_limit_kva,
+            ));
+        }
+        estimate
+    }
+
+    /// [`Self::estimate_with`] the base flow's own candidate voltage and bottleneck.
+    fn estimate_at(&self, k: usize, voltage_bound: f64, substation_bound: f64, beyond: f64) -> f64 {
+        let solution = &self.base.solutions[k];
+        let bottleneck = self.path_bottleneck[k] as usize;
+        self.estimate_with(
+            k,
+            solution.v_kv(self.local as usize),
+            (bottleneck, solution.i_a(bottleneck)),
+            voltage_bound,
+            substation_bound,
+            beyond,
+        )
+    }
+}
+
 /// The ratios 1 kW beyond a power flow that keeps every limit (`ratios`,
 /// observed in `observed`), where the slope of check `which` alone decides
 /// them: its ratio passes 1 with a twentieth of the slope to spare (far more
@@ -996,25 +1014,6 @@ fn past_limit_at_next_kw(
     let mut above = *ratios;
     above[which] = predicted;
     Some(above)
-}
-
-fn absorb(worst: &mut WorstChecks, o: &Observed) {
-    if !o.converged {
-        worst.segment.0 = f64::INFINITY;
-        worst.v_min.0 = 0.0;
-        return;
-    }
-    if o.segment_pct > worst.segment.0 {
-        worst.segment = (o.segment_pct, o.segment_at);
-    }
-    worst.head_pct = worst.head_pct.max(o.head_pct);
-    if o.v_min_pu < worst.v_min.0 {
-        worst.v_min = (o.v_min_pu, o.v_min_at);
-    }
-    if o.v_max_pu > worst.v_max.0 {
-        worst.v_max = (o.v_max_pu, o.v_max_at);
-    }
-    worst.substation_pct = worst.substation_pct.max(o.substation_pct);
 }
 
 /// The largest `x` in [0, UNBOUNDED_KW] with `g(x) <= 0`, to 0.5 kW, for a `g` that

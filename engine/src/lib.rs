@@ -9,12 +9,12 @@
 //! - An [`Application`] is ranked ([`Engine::rank`]): candidates near the customer
 //!   are evaluated ([`evaluate`]) for their headroom and binding constraint, and
 //!   feasible ones are combined into supply schemes ([`RankingResult`]).
-//! - Measurements reach the load model through [`ReadingsSource`]; reservations of
-//!   earlier applications are extra load ([`ReservedLoad`]).
-//! - The [`store`] keeps every reading (write-ahead log, Arrow buffer, Parquet day
-//!   files, SQL through DataFusion) and hands the engine its window of them.
+//! - Measurements reach the load model through [`ReadingsSource`] (the
+//!   `headroom-readings` contract: gridpack rows in memory, or the readings store's
+//!   window); reservations of earlier applications are extra load ([`ReservedLoad`]).
 //!
-//! The reservations ledger arrives with the HTTP service.
+//! The engine stores nothing: the readings store and the reservations ledger are
+//! crates of their own, above or beside it.
 
 /// An array of lanes, each worked out by `$e` (an expression in lane `$l`): a
 /// loop the compiler turns into vector instructions, where `from_fn` often
@@ -34,7 +34,8 @@ macro_rules! lanes {
 /// of the function it is written in. `$portable` is `#[inline(always)]`, so
 /// that its body is compiled inside the AVX2 function (a closure's body was
 /// not). The compiler does not contract a product and a sum into one rounding
-/// on its own, so both versions give the same figures to the last bit.
+/// on its own, so both versions give the same figures to the last bit (the
+/// power-flow tests run both on the same inputs: [`portable_only`]).
 macro_rules! avx2_or_portable {
     ($portable:path, fn($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {{
         #[cfg(target_arch = "x86_64")]
@@ -43,7 +44,7 @@ macro_rules! avx2_or_portable {
             $portable($($arg),*)
         }
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if !$crate::portable_only() && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above; the function is
             // otherwise safe.
             #[allow(unsafe_code)]
@@ -53,7 +54,42 @@ macro_rules! avx2_or_portable {
     }};
 }
 
+#[cfg(test)]
+thread_local! {
+    static PORTABLE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread runs the portable kernels even where the processor has
+/// AVX2: tests set it to compare both on the same inputs; elsewhere never.
+#[cfg(test)]
+fn portable_only() -> bool {
+    PORTABLE_ONLY.get()
+}
+
+#[cfg(not(test))]
+#[inline(always)]
+const fn portable_only() -> bool {
+    false
+}
+
+/// Runs `f` once with each kernel this processor has (the portable one first,
+/// then AVX2 where there is AVX2), for tests that compare them; returns the
+/// kernel's name and `f`'s result for each.
+#[cfg(test)]
+pub(crate) fn with_each_kernel<T>(mut f: impl FnMut() -> T) -> Vec<(&'static str, T)> {
+    let mut out = Vec::new();
+    PORTABLE_ONLY.set(true);
+    out.push(("portable", f()));
+    PORTABLE_ONLY.set(false);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        out.push(("avx2", f()));
+    }
+    out
+}
+
 pub mod application;
+pub mod base;
 pub mod capacity;
 pub mod checks;
 pub mod config;
@@ -63,16 +99,15 @@ pub mod evaluate;
 pub mod load_model;
 pub mod powerflow;
 pub mod rank;
-pub mod readings;
 pub mod service_line;
-pub mod store;
 
 pub use application::{Application, CustomerClass, Importance};
+pub use base::{BaseSummary, FeederBase};
 pub use capacity::{CapacityRow, Level};
 pub use checks::{CheckName, CheckResult};
 pub use config::{Conductor, ConductorKind, ConnectionCosts, EngineConfig, Limits, ScoreWeights};
-pub use engine::{Engine, FeederBase, ReservedLoad};
+pub use engine::{Engine, ReservedLoad};
 pub use error::{Error, Result};
+pub use headroom_readings::{InMemoryReadings, ReadingsSource};
 pub use rank::{Candidate, RankingResult, Scheme, ScoreParts};
-pub use readings::{InMemoryReadings, ReadingsSource};
 pub use service_line::{ChosenConductor, ServiceLine};

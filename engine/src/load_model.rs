@@ -17,7 +17,7 @@ use crate::powerflow::{
     ElectricalFeeder, LANES, Solution, StepLoads, SweepLanes, SweepSettings, sweep_lanes,
     sweep_steps,
 };
-use crate::readings::ReadingsSource;
+use headroom_readings::ReadingsSource;
 
 /// Length of one step, ms.
 pub const STEP_MS: i64 = 15 * 60 * 1000;

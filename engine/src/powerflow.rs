@@ -835,6 +835,225 @@ mod tests {
         }
     }
 
+    /// Busbar B, then nodes N1..: N1 on B, each later node on an earlier one
+    /// (`parents[k]` picks among them), with the given (r, x, length) segments.
+    fn tree(parents: &[usize], segments: &[(f64, f64, f64)]) -> ElectricalFeeder {
+        let mut b = NetworkBuilder::new();
+        b.substation("S", at(0)).node("B", NodeType::Busbar, at(0));
+        for i in 1..=segments.len() {
+            b.node(&format!("N{i}"), NodeType::Pole, at(i));
+        }
+        for (k, (r, x, len)) in segments.iter().enumerate() {
+            let i = k + 1;
+            let from = if i == 1 {
+                "B".to_owned()
+            } else {
+                format!("N{}", 1 + parents[k] % (i - 1))
+            };
+            b.segment(
+                &format!("L{i}"),
+                &from,
+                &format!("N{i}"),
+                *r,
+                *x,
+                300.0,
+                *len,
+            );
+        }
+        b.feeder("F", "B", "N1", Some(400.0));
+        let network = b.build().unwrap();
+        let topology = Topology::trace(&network);
+        ElectricalFeeder::new(&network, topology.tree(FeederIx(0)))
+    }
+
+    /// Equal to the last bit, a NaN equal to any NaN (a diverged step's
+    /// figures) and a zero to a zero of either sign: a lane computes the
+    /// current of a node loaded only in another lane as 0 times its voltage,
+    /// where the scalar sweep leaves a +0, which no later sum tells apart.
+    fn same_bits(a: Complex64, b: Complex64) -> bool {
+        let same =
+            |x: f64, y: f64| x.to_bits() == y.to_bits() || x == y || (x.is_nan() && y.is_nan());
+        same(a.re, b.re) && same(a.im, b.im)
+    }
+
+    /// Where two flows differ first, or `None` where they agree to the last bit.
+    fn first_difference(a: &Solution, b: &Solution) -> Option<String> {
+        if (a.converged, a.iterations) != (b.converged, b.iterations) {
+            return Some(format!(
+                "converged/iterations {:?} vs {:?}",
+                (a.converged, a.iterations),
+                (b.converged, b.iterations)
+            ));
+        }
+        (0..a.v_kv.len().max(b.v_kv.len())).find_map(|i| {
+            let (va, vb) = (a.v_kv.get(i), b.v_kv.get(i));
+            let (ia, ib) = (a.i_a.get(i), b.i_a.get(i));
+            let equal = matches!((va, vb), (Some(x), Some(y)) if same_bits(*x, *y))
+                && matches!((ia, ib), (Some(x), Some(y)) if same_bits(*x, *y));
+            (!equal).then(|| format!("node {i}: v {va:?} vs {vb:?}, i {ia:?} vs {ib:?}"))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The one promise of the two sweeps: each lane of a lane sweep is, to
+        /// the last bit, the scalar sweep of its step alone (iterations and
+        /// convergence included), and the portable and AVX2 builds of both give
+        /// the same bits. On branching trees, with steps that converge, stop at
+        /// the iteration limit, or collapse (a load far beyond the feeder).
+        #[test]
+        fn lanes_and_kernels_agree_with_the_scalar_sweep_to_the_last_bit(
+            parents in prop::collection::vec(0usize..64, 30),
+            segments in prop::collection::vec((0.05f64..0.6, 0.05f64..0.5, 50.0f64..2_000.0), 1..30),
+            loads in prop::collection::vec(
+                prop::collection::vec((0.0f64..400.0, -50.0f64..200.0, prop::bool::weighted(0.6)), 30),
+                LANES,
+            ),
+            // Per lane: 1 is a normal day; 200 collapses most feeders.
+            scale in prop::collection::vec(prop::sample::select(vec![0.0, 1.0, 3.0, 20.0, 200.0]), LANES),
+            source_kv in prop::collection::vec(9.5f64..10.8, LANES),
+            warm in prop::collection::vec(prop::bool::ANY, LANES),
+            max_iterations in prop::sample::select(vec![1usize, 2, 3, 7, 50]),
+        ) {
+            let feeder = tree(&parents, &segments);
+            let n = feeder.len();
+            let settings = SweepSettings {
+                max_iterations,
+                ..SweepSettings::default()
+            };
+            let step_loads = StepLoads {
+                p_kw: std::array::from_fn(|l| {
+                    (0..n).map(|i| {
+                        let (p, _, loaded) = loads[l][i % 30];
+                        if i == 0 || !loaded { 0.0 } else { p * scale[l] }
+                    }).collect()
+                }),
+                q_kvar: std::array::from_fn(|l| {
+                    (0..n).map(|i| {
+                        let (_, q, loaded) = loads[l][i % 30];
+                        if i == 0 || !loaded { 0.0 } else { q * scale[l] }
+                    }).collect()
+                }),
+                source_kv: std::array::from_fn(|l| source_kv[l]),
+            };
+            // A warm start: a flat profile a little below the source.
+            let starts: [Solution; LANES] = std::array::from_fn(|l| {
+                let mut start = Solution::default();
+                if warm[l] {
+                    start.v_kv = vec![Complex64::new(source_kv[l] * 0.98, -0.05); n];
+                }
+                start
+            });
+            if let Err(difference) = lanes_and_kernels_agree(&feeder, &step_loads, &starts, settings) {
+                prop_assert!(false, "{difference}");
+            }
+        }
+    }
+
+    /// Lane sweep and scalar sweep of each step, under each kernel this
+    /// processor has: `Err` naming the first figure that is not the same to
+    /// the last bit, else the portable lane sweep's flows.
+    fn lanes_and_kernels_agree(
+        feeder: &ElectricalFeeder,
+        step_loads: &StepLoads,
+        starts: &[Solution; LANES],
+        settings: SweepSettings,
+    ) -> Result<[Solution; LANES], String> {
+        let runs = crate::with_each_kernel(|| {
+            let mut together = starts.clone();
+            sweep_steps(
+                feeder,
+                step_loads,
+                settings,
+                &mut SweepLanes::default(),
+                &mut together,
+            );
+            let alone: Vec<Solution> = (0..LANES)
+                .map(|l| {
+                    let mut alone = starts[l].clone();
+                    sweep(
+                        feeder,
+                        &step_loads.p_kw[l],
+                        &step_loads.q_kvar[l],
+                        step_loads.source_kv[l],
+                        settings,
+                        &mut alone,
+                    );
+                    alone
+                })
+                .collect();
+            (together, alone)
+        });
+        let (_, (first_together, first_alone)) = &runs[0];
+        for l in 0..LANES {
+            if let Some(d) = first_difference(&first_together[l], &first_alone[l]) {
+                return Err(format!("lane {l} vs its step alone: {d}"));
+            }
+        }
+        for (kernel, (together, alone)) in &runs[1..] {
+            for l in 0..LANES {
+                if let Some(d) = first_difference(&together[l], &first_together[l]) {
+                    return Err(format!("{kernel} lanes vs portable lanes, lane {l}: {d}"));
+                }
+                if let Some(d) = first_difference(&alone[l], &first_alone[l]) {
+                    return Err(format!("{kernel} scalar vs portable scalar, step {l}: {d}"));
+                }
+            }
+        }
+        Ok(first_together.clone())
+    }
+
+    #[test]
+    fn lanes_that_converge_stop_at_the_limit_and_collapse_agree_in_one_call() {
+        // A branching tree: N1 on B, N2 and N3 on N1, N4 on N2, N5 on N3.
+        let feeder = tree(
+            &[0, 0, 0, 1, 2],
+            &[
+                (0.2, 0.2, 1_000.0),
+                (0.4, 0.3, 1_500.0),
+                (0.4, 0.3, 800.0),
+                (0.6, 0.4, 2_000.0),
+                (0.6, 0.4, 900.0),
+            ],
+        );
+        let n = feeder.len();
+        let per_node =
+            |kw: f64| -> Vec<f64> { (0..n).map(|i| if i == 0 { 0.0 } else { kw }).collect() };
+        // Lane 0 a normal load, lane 1 the same with a limit it cannot meet in
+        // the lanes' shared count, lane 2 far beyond the feeder (it collapses),
+        // lane 3 unloaded.
+        let step_loads = StepLoads {
+            p_kw: [
+                per_node(300.0),
+                per_node(2_500.0),
+                per_node(400_000.0),
+                per_node(0.0),
+            ],
+            q_kvar: [
+                per_node(100.0),
+                per_node(800.0),
+                per_node(100_000.0),
+                per_node(0.0),
+            ],
+            source_kv: [10.5, 10.4, 10.5, 10.2],
+        };
+        let settings = SweepSettings {
+            max_iterations: 4,
+            ..SweepSettings::default()
+        };
+        let starts: [Solution; LANES] = Default::default();
+        let flows = lanes_and_kernels_agree(&feeder, &step_loads, &starts, settings)
+            .unwrap_or_else(|difference| panic!("{difference}"));
+        assert!(flows[0].converged && flows[3].converged, "{flows:?}");
+        assert!(
+            !flows[1].converged && flows[1].iterations == 4,
+            "{:?}",
+            flows[1]
+        );
+        assert!(!flows[2].converged, "{:?}", flows[2]);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(100))]
 

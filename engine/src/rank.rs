@@ -1,15 +1,16 @@
 //! Ranking an application: candidates near the customer, each evaluated, and the
 //! supply schemes built from the feasible ones.
 
-use headroom_geodata::{AssetKind, Filter, LonLat, NodeIx, NodeType, TransformerIx};
+use headroom_geodata::{AssetKind, Filter, LonLat, NodeIx, NodeType, TransformerIx, rfc3339};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::application::{Application, Importance};
+use crate::checks::Figures;
 use crate::checks::{CheckName, CheckResult};
 use crate::engine::{Engine, ReservedLoad};
 use crate::error::{Error, Result};
-use crate::evaluate::{AddedLoad, Figures, PointEvaluation, UNBOUNDED_KW, magnitude_root};
+use crate::evaluate::{AddedLoad, PointEvaluation, UNBOUNDED_KW, magnitude_root};
 use crate::load_model::{STEP_MS, power_factor_tan};
 use crate::powerflow::SQRT_3;
 use crate::service_line::{PointSupply, ServiceLine};
@@ -248,13 +249,6 @@ fn describe_line(line: &ServiceLine) -> String {
 fn round(v: f64, decimals: i32) -> f64 {
     let f = 10f64.powi(decimals);
     (v * f).round() / f
-}
-
-fn rfc3339(ts_ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ts_ms).map_or_else(
-        || ts_ms.to_string(),
-        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    )
 }
 
 /// Internal: a candidate with what schemes need.
@@ -809,7 +803,7 @@ impl Engine {
             already_broken: before > limit_kva,
             before: figures(before),
             after: figures(after),
-            worst: crate::evaluate::WorstChecks {
+            worst: crate::checks::WorstChecks {
                 segment: (0.0, 0),
                 head_pct: 0.0,
                 v_min: (1.0, 0),

@@ -36,7 +36,10 @@ pub use gridpack::{Gridpack, GridpackPaths};
 pub use ids::*;
 pub use model::*;
 pub use network_file::{parse_network, read_network, write_network};
-pub use readings::{Quantity, ReadingRow, ReadingsReport, read_readings};
+pub use readings::{
+    FieldError, LineFields, LineRules, Quality, Quantity, ReadingLines, ReadingRow, ReadingsReport,
+    read_readings, rfc3339,
+};
 pub use spatial::{Filter, Hit, SpatialIndex};
 pub use summary::{FeederSummary, NetworkSummary};
 pub use topology::{Branch, FeederTree, Topology, TopologyWarning};

@@ -16,6 +16,9 @@ use crate::model::{AssetKind, AssetRef, Network};
 /// The exact header a readings file starts with.
 pub const READINGS_HEADER: &str = "ts,asset,quantity,value";
 
+/// The header of readings delivered with their source's quality.
+pub const READINGS_HEADER_WITH_QUALITY: &str = "ts,asset,quantity,value,quality";
+
 /// How many rejected rows a report keeps in full.
 pub const REJECTED_ROWS_KEPT: usize = 100;
 
@@ -85,6 +88,37 @@ impl fmt::Display for Quantity {
     }
 }
 
+/// How far a reading can be trusted, as its source reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Quality {
+    /// Measured and valid.
+    Good,
+    /// Measured, but the source doubts it (a range warning, a substituted value).
+    Uncertain,
+    /// The source says it is wrong (a disconnected sensor, a failed device); kept,
+    /// never used as load.
+    Bad,
+}
+
+impl Quality {
+    /// Every quality.
+    pub const ALL: [Quality; 3] = [Quality::Good, Quality::Uncertain, Quality::Bad];
+
+    /// The name used in files and APIs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Quality::Good => "good",
+            Quality::Uncertain => "uncertain",
+            Quality::Bad => "bad",
+        }
+    }
+
+    /// The quality with this name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|q| q.as_str() == name)
+    }
+}
+
 /// One accepted reading.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ReadingRow {
@@ -117,6 +151,10 @@ pub enum RejectReason {
     NonFinite,
     /// Bytes that are not UTF-8.
     NotUtf8,
+    /// A first line that is not the header.
+    BadHeader,
+    /// A quality that is not good, uncertain or bad.
+    BadQuality,
 }
 
 impl RejectReason {
@@ -131,6 +169,8 @@ impl RejectReason {
             RejectReason::BadValue => "bad_value",
             RejectReason::NonFinite => "non_finite",
             RejectReason::NotUtf8 => "not_utf8",
+            RejectReason::BadHeader => "bad_header",
+            RejectReason::BadQuality => "bad_quality",
         }
     }
 }
@@ -189,6 +229,263 @@ impl ReadingsReport {
     }
 }
 
+/// Formats UTC milliseconds as RFC 3339 (`2026-07-06T00:15:00Z`, with `.mmm`
+/// only where the milliseconds are not zero): the one form of every timestamp
+/// Headroom prints.
+pub fn rfc3339(ts_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ts_ms).map_or_else(
+        || format!("{ts_ms} ms"),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+    )
+}
+
+/// The names of `quantities`, for messages that list what is allowed.
+fn names(quantities: &[Quantity]) -> String {
+    quantities
+        .iter()
+        .map(|q| q.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a readings line may carry where it is read: one parser, rules per
+/// route, so that a gridpack, a metering file, `POST /v1/readings` and
+/// `headroom ingest` agree on everything they share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineRules {
+    /// The quantities a line may name.
+    pub quantities: &'static [Quantity],
+    /// Whether `ts` may also be milliseconds since the epoch.
+    pub epoch_ms: bool,
+    /// Whether a `quality` column may follow the value.
+    pub quality_column: bool,
+    /// Whether a NaN or infinite value breaks the line; where it does not, the
+    /// store keeps it in its `rejected` table with the reason.
+    pub finite_only: bool,
+}
+
+impl LineRules {
+    /// A gridpack's `readings.csv` (and a metering file in that form): RFC 3339
+    /// times, the five gridpack quantities, four columns, finite values.
+    pub const GRIDPACK: LineRules = LineRules {
+        quantities: &Quantity::ALL,
+        epoch_ms: false,
+        quality_column: false,
+        finite_only: true,
+    };
+
+    /// Readings delivered to the store (`POST /v1/readings`, `headroom ingest`):
+    /// times also in epoch milliseconds, meter energy too, an optional quality.
+    pub const INGEST: LineRules = LineRules {
+        quantities: &Quantity::STORED,
+        epoch_ms: true,
+        quality_column: true,
+        finite_only: false,
+    };
+
+    /// The header the first line must be; whether the lines carry a quality.
+    pub fn header(&self, line: &str) -> Result<bool, FieldError> {
+        let header = line.trim().trim_start_matches('\u{feff}');
+        if header == READINGS_HEADER {
+            return Ok(false);
+        }
+        if self.quality_column && header == READINGS_HEADER_WITH_QUALITY {
+            return Ok(true);
+        }
+        let expected = if self.quality_column {
+            format!("`{READINGS_HEADER}` or `{READINGS_HEADER_WITH_QUALITY}`")
+        } else {
+            format!("`{READINGS_HEADER}`")
+        };
+        Err(FieldError {
+            column: None,
+            reason: RejectReason::BadHeader,
+            message: format!("the header must be {expected}, found `{header}`"),
+        })
+    }
+
+    /// The fields of one line (not the header) split at commas.
+    pub fn line<'a>(
+        &self,
+        line: &'a str,
+        with_quality: bool,
+    ) -> Result<LineFields<'a>, FieldError> {
+        let fields: Vec<&str> = line.split(',').collect();
+        let expected = if with_quality { 5 } else { 4 };
+        if fields.len() != expected {
+            let header = if with_quality {
+                READINGS_HEADER_WITH_QUALITY
+            } else {
+                READINGS_HEADER
+            };
+            return Err(FieldError {
+                column: None,
+                reason: RejectReason::WrongColumnCount,
+                message: format!("{} columns, expected {expected} ({header})", fields.len()),
+            });
+        }
+        Ok(LineFields {
+            ts_ms: self.ts(fields[0])?,
+            asset: fields[1].trim(),
+            quantity: self.quantity(fields[2])?,
+            value: self.value(fields[3])?,
+            quality: if with_quality {
+                Self::quality(fields[4])?
+            } else {
+                Quality::Good
+            },
+        })
+    }
+
+    /// A `ts` field: RFC 3339 with an offset, or where allowed epoch milliseconds.
+    pub fn ts(&self, text: &str) -> Result<i64, FieldError> {
+        let text = text.trim();
+        if self.epoch_ms
+            && let Ok(ms) = text.parse::<i64>()
+        {
+            return Ok(ms);
+        }
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| {
+                let form = if self.epoch_ms {
+                    "an RFC 3339 timestamp with offset or milliseconds since the epoch"
+                } else {
+                    "an RFC 3339 timestamp with offset"
+                };
+                FieldError {
+                    column: Some("ts"),
+                    reason: RejectReason::BadTimestamp,
+                    message: format!("`ts` \"{text}\" is not {form} ({e})"),
+                }
+            })
+    }
+
+    /// A `quantity` field, one of the rules' quantities.
+    pub fn quantity(&self, text: &str) -> Result<Quantity, FieldError> {
+        let text = text.trim();
+        self.quantities
+            .iter()
+            .copied()
+            .find(|q| q.as_str() == text)
+            .ok_or_else(|| FieldError {
+                column: Some("quantity"),
+                reason: RejectReason::UnknownQuantity,
+                message: format!(
+                    "`quantity` \"{text}\" is none of {}",
+                    names(self.quantities)
+                ),
+            })
+    }
+
+    /// A `value` field: a number, finite where the rules say so.
+    pub fn value(&self, text: &str) -> Result<f64, FieldError> {
+        let text = text.trim();
+        match text.parse::<f64>() {
+            Ok(v) if v.is_finite() || !self.finite_only => Ok(v),
+            Ok(_) => Err(FieldError {
+                column: Some("value"),
+                reason: RejectReason::NonFinite,
+                message: format!("`value` {text} is not a finite number"),
+            }),
+            Err(_) => Err(FieldError {
+                column: Some("value"),
+                reason: RejectReason::BadValue,
+                message: format!("`value` \"{text}\" is not a number"),
+            }),
+        }
+    }
+
+    /// A `quality` field.
+    pub fn quality(text: &str) -> Result<Quality, FieldError> {
+        let text = text.trim();
+        Quality::parse(text).ok_or_else(|| FieldError {
+            column: Some("quality"),
+            reason: RejectReason::BadQuality,
+            message: format!(
+                "`quality` \"{text}\" is none of {}",
+                Quality::ALL.map(Quality::as_str).join(", ")
+            ),
+        })
+    }
+}
+
+/// Delivered readings read a line at a time, the header first: the one reader
+/// of `POST /v1/readings` and `headroom ingest`.
+#[derive(Clone, Debug)]
+pub struct ReadingLines {
+    rules: LineRules,
+    /// Whether the lines carry a quality; `None` until the header is read.
+    with_quality: Option<bool>,
+}
+
+impl ReadingLines {
+    /// A reader expecting the header under `rules`.
+    pub fn new(rules: LineRules) -> Self {
+        Self {
+            rules,
+            with_quality: None,
+        }
+    }
+
+    /// The next line's fields; `None` for the header and for blank lines (which
+    /// the caller may give a meaning, as `headroom ingest` ends a batch there).
+    pub fn feed<'a>(&mut self, line: &'a str) -> Result<Option<LineFields<'a>>, FieldError> {
+        match self.with_quality {
+            None => {
+                self.with_quality = Some(self.rules.header(line)?);
+                Ok(None)
+            }
+            Some(_) if line.trim().is_empty() => Ok(None),
+            Some(with_quality) => self.rules.line(line, with_quality).map(Some),
+        }
+    }
+}
+
+/// One line's fields, parsed by [`LineRules::line`]; the asset is looked up by
+/// the caller (a gridpack against its network, the store against its index).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LineFields<'a> {
+    /// Timestamp, milliseconds since the Unix epoch (UTC).
+    pub ts_ms: i64,
+    /// The asset id as written, trimmed.
+    pub asset: &'a str,
+    /// What was measured.
+    pub quantity: Quantity,
+    /// The value in the quantity's unit.
+    pub value: f64,
+    /// The quality column's, or good where there is none.
+    pub quality: Quality,
+}
+
+/// A line, or one field of it, that breaks a rule of [`LineRules`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// The column at fault, or `None` for the line as a whole.
+    pub column: Option<&'static str>,
+    /// The rule broken.
+    pub reason: RejectReason,
+    /// In words, naming the column and quoting the field.
+    pub message: String,
+}
+
+impl FieldError {
+    /// Where the error is, for a reply that names the field: `line 3.quantity`,
+    /// or `line 3` for the line as a whole.
+    pub fn at_line(&self, line: u64) -> String {
+        match self.column {
+            Some(column) => format!("line {line}.{column}"),
+            None => format!("line {line}"),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Opens a readings file, decompressing `.gz`.
 fn open(path: &Path) -> Result<Box<dyn Read>> {
     let file = File::open(path).map_err(|source| Error::reading(path, source))?;
@@ -235,6 +532,7 @@ pub fn read_readings(
         });
     }
 
+    const RULES: LineRules = LineRules::GRIDPACK;
     let mut report = ReadingsReport::default();
     let mut last_ts: (Vec<u8>, i64) = (Vec::new(), 0);
     let mut last_asset: (Vec<u8>, Option<AssetRef>) = (Vec::new(), None);
@@ -257,17 +555,13 @@ pub fn read_readings(
         let ts_ms = if last_ts.0 == ts.as_bytes() {
             last_ts.1
         } else {
-            match chrono::DateTime::parse_from_rfc3339(ts.trim()) {
-                Ok(t) => {
-                    last_ts = (ts.as_bytes().to_vec(), t.timestamp_millis());
-                    last_ts.1
+            match RULES.ts(ts) {
+                Ok(ts_ms) => {
+                    last_ts = (ts.as_bytes().to_vec(), ts_ms);
+                    ts_ms
                 }
                 Err(e) => {
-                    report.reject(
-                        line,
-                        RejectReason::BadTimestamp,
-                        format!("`ts` \"{ts}\" is not an RFC 3339 timestamp with offset ({e})"),
-                    );
+                    report.reject(line, e.reason, e.message);
                     continue;
                 }
             }
@@ -308,30 +602,10 @@ pub fn read_readings(
                 continue;
             }
         };
-        let Some(quantity) = Quantity::parse(quantity.trim()) else {
-            report.reject(
-                line,
-                RejectReason::UnknownQuantity,
-                format!("`quantity` \"{quantity}\" is none of p_kw, q_kvar, s_kva, i_a, u_kv"),
-            );
-            continue;
-        };
-        let value = match value.trim().parse::<f64>() {
-            Ok(v) if v.is_finite() => v,
-            Ok(_) => {
-                report.reject(
-                    line,
-                    RejectReason::NonFinite,
-                    format!("`value` {value} is not a finite number"),
-                );
-                continue;
-            }
-            Err(_) => {
-                report.reject(
-                    line,
-                    RejectReason::BadValue,
-                    format!("`value` \"{value}\" is not a number"),
-                );
+        let (quantity, value) = match (RULES.quantity(quantity), RULES.value(value)) {
+            (Ok(quantity), Ok(value)) => (quantity, value),
+            (Err(e), _) | (_, Err(e)) => {
+                report.reject(line, e.reason, e.message);
                 continue;
             }
         };

@@ -69,6 +69,7 @@ fn every_acknowledged_reading_survives_sigkill_exactly_once() {
             }
         });
         let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"ts,asset,quantity,value\n").unwrap();
         let mut batches: Vec<Vec<i64>> = Vec::new();
         // The last round ends cleanly; the others are killed at a random moment.
         let lifetime = Duration::from_millis(rng.random_range(150..900));

@@ -24,6 +24,8 @@
 //!   and no response breaking it;
 //! - `oracle`: `rank` agrees with an independent power flow on the fixture, from
 //!   the gridpack and from a store it was imported into;
+//! - `readings_lines`: `headroom ingest` and `POST /v1/readings` take and refuse
+//!   the same lines alike (one parser);
 //! - `s3`: a store whose history lives in S3 (a local moto server);
 //! - `service`: `serve --demo` on a free port driven over HTTP as a workflow
 //!   system would, with the simulators' readings arriving live;
@@ -45,6 +47,7 @@ mod modbus;
 mod opcua;
 mod openapi;
 mod oracle;
+mod readings_lines;
 mod s3;
 mod service;
 #[path = "../service_process.rs"]

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use headroom_connectors::ConnectorConfig;
 use headroom_connectors::meter_files::MeterFilesConfig;
-use headroom_engine::store::Store;
 use headroom_simulators::meter_files::{drop_file, shaped_day};
+use headroom_store::Store;
 
 use crate::support::{
     connector_context, connector_runtime, fixture_store, spawn_connector, store_rows, wait_for,
@@ -73,7 +73,7 @@ fn dropped_files_are_taken_once_and_bad_ones_explained() {
         folder.join("failed/broken.csv.reason").exists()
     });
     let reason = std::fs::read_to_string(folder.join("failed/broken.csv.reason")).unwrap();
-    assert_eq!(reason.trim(), "line 3: value `lots` is not a number");
+    assert_eq!(reason.trim(), "line 3: `value` \"lots\" is not a number");
     assert_eq!(
         scalar(
             &store,

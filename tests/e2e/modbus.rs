@@ -8,8 +8,8 @@ use headroom_connectors::modbus::{
     DataType, ModbusConfig, ModbusDevice, ModbusPoint, Order, RegisterKind,
 };
 use headroom_connectors::{ConnectorConfig, LinkState};
-use headroom_engine::store::Store;
 use headroom_simulators::modbus::{ExceptionCode, Fault, ModbusSimulator, address_of};
+use headroom_store::Store;
 
 use crate::support::{
     connector_context, connector_runtime, fixture_store, spawn_connector, store_rows, wait_for,

@@ -11,10 +11,10 @@ use headroom_connectors::opcua::{
     TimestampSource,
 };
 use headroom_connectors::{ConnectorConfig, LinkState, StatusHandle};
-use headroom_engine::store::Store;
 use headroom_simulators::opcua::{
     OpcUaSimulator, OpcUaSimulatorConfig, OpcUaStatus, SIM_PASSWORD, SIM_USER,
 };
+use headroom_store::Store;
 
 use crate::support::{
     connector_context, connector_runtime, fixture_store, spawn_connector, store_rows, wait_for,

@@ -47,14 +47,14 @@ pub(crate) fn fixture_store(
     dir: &Path,
 ) -> (
     headroom_geodata::Gridpack,
-    std::sync::Arc<headroom_engine::store::Store>,
+    std::sync::Arc<headroom_store::Store>,
 ) {
     let gridpack = headroom_geodata::Gridpack::read(&fixture("1-MV-semiurb")).unwrap();
-    let config = headroom_engine::store::StoreConfig {
+    let config = headroom_store::StoreConfig {
         wal_flush_interval_ms: 10,
-        ..headroom_engine::store::StoreConfig::default()
+        ..headroom_store::StoreConfig::default()
     };
-    let store = headroom_engine::store::Store::open(dir, &gridpack.network, config).unwrap();
+    let store = headroom_store::Store::open(dir, &gridpack.network, config).unwrap();
     (gridpack, std::sync::Arc::new(store))
 }
 
@@ -81,9 +81,9 @@ pub(crate) fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// The rows a store query returns, each as its cells joined by commas.
-pub(crate) fn store_rows(store: &headroom_engine::store::Store, sql: &str) -> Vec<String> {
+pub(crate) fn store_rows(store: &headroom_store::Store, sql: &str) -> Vec<String> {
     let batches = store.sql(sql).expect("query runs");
-    let text = headroom_engine::store::pretty(&batches).expect("prints");
+    let text = headroom_store::pretty(&batches).expect("prints");
     text.lines()
         .filter(|l| l.starts_with('|') && !l.contains("----"))
         .skip(1)
@@ -100,7 +100,7 @@ pub(crate) fn store_rows(store: &headroom_engine::store::Store, sql: &str) -> Ve
 /// What a connector under test needs: `sink`, the fixture network's feeders
 /// and transformers as the known assets, and a fresh shutdown token and registry.
 pub(crate) fn connector_context(
-    sink: std::sync::Arc<headroom_engine::store::Store>,
+    sink: std::sync::Arc<headroom_store::Store>,
     network: &headroom_geodata::Network,
 ) -> headroom_connectors::ConnectorContext {
     let measurable: std::collections::HashSet<String> = network

@@ -28,8 +28,10 @@
 
 use num_complex::Complex64;
 
-use super::{Scratch, WorstChecks, absorb};
-use crate::engine::{Engine, FeederBase};
+use super::Scratch;
+use crate::base::FeederBase;
+use crate::checks::{WorstChecks, absorb};
+use crate::engine::Engine;
 use crate::evaluate::AddedLoad;
 use crate::powerflow::SQRT_3;
 

@@ -6,12 +6,13 @@
 //! - `schemes`: dual supplies for important and critical customers;
 //! - `load_model`: unmetered allocation and profiles;
 //! - `shortcut`: the engine's shortcuts against the long way round, on the fixture;
-//! - `store`: the readings store's write path, queries, replay and retention.
+//! - `from_store`: the engine over the readings store, as over the same readings
+//!   in memory.
 
 mod checks;
 mod figures;
+mod from_store;
 mod load_model;
 mod schemes;
 mod shortcut;
-mod store;
 mod support;

@@ -241,7 +241,7 @@ impl Files {
     pub async fn manifest(&self) -> Result<Manifest> {
         match self.get(MANIFEST).await? {
             Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Store(format!("{MANIFEST} is not readable: {e}"))),
+                .map_err(|e| Error::Internal(format!("{MANIFEST} is not readable: {e}"))),
             None => Ok(Manifest::default()),
         }
     }
@@ -249,7 +249,7 @@ impl Files {
     /// Replaces the manifest: the moment a flush takes effect.
     pub async fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(manifest)
-            .map_err(|e| Error::Store(format!("manifest: {e}")))?;
+            .map_err(|e| Error::Internal(format!("manifest: {e}")))?;
         self.put(MANIFEST, bytes).await
     }
 
@@ -270,15 +270,15 @@ impl Files {
         let mut bytes = Vec::new();
         {
             let mut writer = ArrowWriter::try_new(&mut bytes, first.schema(), Some(props))
-                .map_err(|e| Error::Store(format!("{relative}: {e}")))?;
+                .map_err(|e| Error::Internal(format!("{relative}: {e}")))?;
             for batch in batches {
                 writer
                     .write(batch)
-                    .map_err(|e| Error::Store(format!("{relative}: {e}")))?;
+                    .map_err(|e| Error::Internal(format!("{relative}: {e}")))?;
             }
             writer
                 .close()
-                .map_err(|e| Error::Store(format!("{relative}: {e}")))?;
+                .map_err(|e| Error::Internal(format!("{relative}: {e}")))?;
         }
         self.put(relative, bytes).await
     }
@@ -293,10 +293,10 @@ impl Files {
             .await?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .and_then(|b| b.build())
-            .map_err(|e| Error::Store(format!("{relative}: {e}")))?;
+            .map_err(|e| Error::Internal(format!("{relative}: {e}")))?;
         reader
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Store(format!("{relative}: {e}")))
+            .map_err(|e| Error::Internal(format!("{relative}: {e}")))
     }
 
     /// Deletes a file; one already gone is fine.

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
-use headroom_geodata::Quantity;
+use headroom_geodata::{Quality, Quantity};
+use headroom_readings::Reading;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::record::{Quality, Reading, readings_batch};
+use super::record::readings_batch;
 
 /// Milliseconds in a day: Parquet partitions are UTC days.
 pub const DAY_MS: i64 = 86_400_000;

@@ -50,7 +50,7 @@ fn floats(batch: &datafusion::arrow::array::RecordBatch, i: usize) -> Result<&Fl
         .column(i)
         .as_any()
         .downcast_ref::<Float64Array>()
-        .ok_or_else(|| Error::Store(format!("statistics column {i} is not a float")))
+        .ok_or_else(|| Error::Internal(format!("statistics column {i} is not a float")))
 }
 
 impl super::Store {
@@ -96,12 +96,12 @@ impl super::Store {
                 .column(0)
                 .as_any()
                 .downcast_ref::<StringArray>()
-                .ok_or_else(|| Error::Store("quantity column".into()))?;
+                .ok_or_else(|| Error::Internal("quantity column".into()))?;
             let ts = batch
                 .column(1)
                 .as_any()
                 .downcast_ref::<Int64Array>()
-                .ok_or_else(|| Error::Store("ts column".into()))?;
+                .ok_or_else(|| Error::Internal("ts column".into()))?;
             let value = floats(&batch, 2)?;
             for i in 0..batch.num_rows() {
                 latest.push(Latest {
@@ -143,7 +143,7 @@ impl super::Store {
                     .column(i)
                     .as_any()
                     .downcast_ref::<Int64Array>()
-                    .ok_or_else(|| Error::Store(format!("typical day column {i}")))
+                    .ok_or_else(|| Error::Internal(format!("typical day column {i}")))
             };
             let (weekend, quarter, mean, count) =
                 (ints(0)?, ints(1)?, floats(&batch, 2)?, ints(3)?);

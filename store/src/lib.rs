@@ -39,6 +39,7 @@
 //! same way.
 
 pub mod buffer;
+pub mod error;
 pub mod files;
 pub mod record;
 pub mod source;
@@ -57,24 +58,25 @@ use datafusion::catalog::MemTable;
 use datafusion::datasource::TableProvider;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use headroom_geodata::{AssetKind, AssetRef, Network, Topology};
+use headroom_geodata::{AssetKind, AssetRef, Network, Quality, Topology};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 
-use crate::error::{Error, Result};
-use crate::readings::InMemoryReadings;
 use buffer::{Buffer, DAY_MS};
 /// Arrow arrays of query results, for readers of [`Store::sql`].
 pub use datafusion::arrow::array as arrays;
 pub use datafusion::arrow::array::RecordBatch;
+pub use error::{Error, Result};
 pub use files::DataLocation;
 use files::{Files, Manifest, day_name, day_number};
+use headroom_readings::{
+    InMemoryReadings, Reading, ReadingSink, WriteReply, WriteSummary, WriteTicket,
+};
 pub use record::column;
 use record::{
     Interner, readings_batch, readings_from_batch, readings_schema, rejected_batch, rejected_schema,
 };
-pub use record::{Quality, Reading, RejectReason, Rejected};
+pub use record::{RejectReason, Rejected};
 pub use source::StoreReadings;
 pub use stats::{AssetStats, Latest};
 use wal::{Entry, Wal};
@@ -123,56 +125,9 @@ impl Default for StoreConfig {
     }
 }
 
-/// What became of a written batch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WriteSummary {
-    /// Readings stored.
-    pub accepted: usize,
-    /// Readings sent to `rejected`.
-    pub rejected: usize,
-}
-
-/// A write in flight: resolves once the batch is durable.
-#[derive(Debug)]
-pub struct WriteTicket(oneshot::Receiver<std::result::Result<WriteSummary, String>>);
-
-impl WriteTicket {
-    /// A ticket and the sender that resolves it: for sinks other than the store
-    /// (test doubles, relays) to answer with.
-    pub fn channel() -> (
-        oneshot::Sender<std::result::Result<WriteSummary, String>>,
-        Self,
-    ) {
-        let (tx, rx) = oneshot::channel();
-        (tx, Self(rx))
-    }
-
-    /// Blocks until the batch is durable (not from within an async task).
-    pub fn wait(self) -> Result<WriteSummary> {
-        self.0
-            .blocking_recv()
-            .map_err(|_| Error::Store("the store stopped before the write was durable".into()))?
-            .map_err(Error::Store)
-    }
-
-    /// Waits until the batch is durable.
-    pub async fn durable(self) -> Result<WriteSummary> {
-        self.0
-            .await
-            .map_err(|_| Error::Store("the store stopped before the write was durable".into()))?
-            .map_err(Error::Store)
-    }
-}
-
 /// Log records waiting that make the committer fsync at once instead of at
 /// the end of its interval.
 pub const COMMIT_AT_BYTES: usize = 4 << 20;
-
-/// Where connectors and the HTTP ingest deliver readings.
-pub trait ReadingSink: Send + Sync {
-    /// Validates a batch and logs it; the ticket resolves when it is durable.
-    fn write(&self, readings: Vec<Reading>) -> WriteTicket;
-}
 
 /// Counts since the store opened (rows replayed from the log included).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -191,15 +146,13 @@ pub struct StoreCounts {
     pub torn_bytes: u64,
 }
 
-type Reply = oneshot::Sender<std::result::Result<WriteSummary, String>>;
-
 #[derive(Default)]
 struct Queue {
     records: Vec<u8>,
     entries: Vec<Entry>,
     /// Each write's (or flush request's) reply, its summary, and whether it asked
     /// for a flush (and so hears how the flush went).
-    waiters: Vec<(Reply, WriteSummary, bool)>,
+    waiters: Vec<(WriteReply, WriteSummary, bool)>,
     first_at: Option<Instant>,
     flush_now: bool,
     stop: bool,
@@ -339,7 +292,7 @@ fn small_runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Store(format!("cannot start a runtime: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot start a runtime: {e}")))
 }
 
 /// The `network.geojson` kept at a data location, or `None` when there is none.
@@ -502,7 +455,7 @@ impl Store {
             .thread_name("headroom-store")
             .enable_all()
             .build()
-            .map_err(|e| Error::Store(format!("cannot start the query runtime: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start the query runtime: {e}")))?;
         let mut session = SessionConfig::new()
             .with_target_partitions(2)
             .with_information_schema(true);
@@ -555,7 +508,7 @@ impl Store {
             std::thread::Builder::new()
                 .name("headroom-wal".into())
                 .spawn(move || shared.commit_loop(wal))
-                .map_err(|e| Error::Store(format!("cannot start the log committer: {e}")))?
+                .map_err(|e| Error::Internal(format!("cannot start the log committer: {e}")))?
         };
         Ok(Self {
             shared,
@@ -607,13 +560,13 @@ impl Store {
         let done = {
             let mut queue = lock(&self.shared.queue);
             queue.flush_now = true;
-            let (tx, rx) = oneshot::channel();
+            let (tx, done) = WriteTicket::channel();
             queue.waiters.push((tx, WriteSummary::default(), true));
             queue.first_at.get_or_insert_with(Instant::now);
-            rx
+            done
         };
         self.shared.queue_changed.notify_all();
-        WriteTicket(done).wait().map(|_| ())
+        done.wait().map(|_| ()).map_err(Error::from)
     }
 
     /// Runs a read-only SQL query; anything but a query is refused.
@@ -659,7 +612,7 @@ impl Store {
         if let Some(handle) = lock(&self.committer).take() {
             handle
                 .join()
-                .map_err(|_| Error::Store("the log committer panicked".into()))?;
+                .map_err(|_| Error::Internal("the log committer panicked".into()))?;
         }
         Ok(())
     }
@@ -679,7 +632,7 @@ impl ReadingSink for Store {
 
 impl Shared {
     fn write(&self, readings: Vec<Reading>) -> WriteTicket {
-        let (tx, rx) = oneshot::channel();
+        let (tx, ticket) = WriteTicket::channel();
         let received_ms = now_ms();
         let latest_allowed = received_ms.saturating_add(self.config.max_future_skew_s * 1_000);
         let mut accepted = Vec::with_capacity(readings.len());
@@ -711,7 +664,7 @@ impl Shared {
         let mut queue = lock(&self.queue);
         if queue.stop {
             let _ = tx.send(Err("the store is stopping".into()));
-            return WriteTicket(rx);
+            return ticket;
         }
         for entry in [Entry::Readings(accepted), Entry::Rejected(rejected)] {
             let empty = match &entry {
@@ -727,7 +680,7 @@ impl Shared {
         queue.first_at.get_or_insert_with(Instant::now);
         drop(queue);
         self.queue_changed.notify_all();
-        WriteTicket(rx)
+        ticket
     }
 
     fn commit_loop(&self, mut wal: Wal) {

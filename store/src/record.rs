@@ -7,57 +7,10 @@ use datafusion::arrow::array::{
     ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use headroom_geodata::Quantity;
+use headroom_geodata::{Quality, Quantity};
+use headroom_readings::Reading;
 
 use crate::error::{Error, Result};
-
-/// How far a reading can be trusted, as its source reported it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Quality {
-    /// Measured and valid.
-    Good,
-    /// Measured, but the source doubts it (a range warning, a substituted value).
-    Uncertain,
-    /// The source says it is wrong (a disconnected sensor, a failed device); kept,
-    /// never used as load.
-    Bad,
-}
-
-impl Quality {
-    /// Every quality.
-    pub const ALL: [Quality; 3] = [Quality::Good, Quality::Uncertain, Quality::Bad];
-
-    /// The name used in files and APIs.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Quality::Good => "good",
-            Quality::Uncertain => "uncertain",
-            Quality::Bad => "bad",
-        }
-    }
-
-    /// The quality with this name.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|q| q.as_str() == name)
-    }
-}
-
-/// One measurement as a connector or the HTTP ingest delivers it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Reading {
-    /// Timestamp, milliseconds since the Unix epoch (UTC).
-    pub ts_ms: i64,
-    /// Id of the feeder, transformer or substation transformer measured.
-    pub asset: Arc<str>,
-    /// What was measured.
-    pub quantity: Quantity,
-    /// The value in the quantity's unit.
-    pub value: f64,
-    /// As the source reported it.
-    pub quality: Quality,
-    /// The connector (or import) that delivered it.
-    pub source: Arc<str>,
-}
 
 /// Why a reading went to the `rejected` table instead of `readings`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -172,7 +125,7 @@ pub fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a 
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
         .ok_or_else(|| {
-            Error::Store(format!(
+            Error::Internal(format!(
                 "stored batch lacks column {name} of the expected type"
             ))
         })
@@ -192,11 +145,11 @@ pub fn readings_from_batch(batch: &RecordBatch, interned: &mut Interner) -> Resu
                 ts_ms: ts.value(i),
                 asset: interned.get(asset.value(i)),
                 quantity: Quantity::parse_stored(quantity.value(i)).ok_or_else(|| {
-                    Error::Store(format!("stored quantity {:?} unknown", quantity.value(i)))
+                    Error::Internal(format!("stored quantity {:?} unknown", quantity.value(i)))
                 })?,
                 value: value.value(i),
                 quality: Quality::parse(quality.value(i)).ok_or_else(|| {
-                    Error::Store(format!("stored quality {:?} unknown", quality.value(i)))
+                    Error::Internal(format!("stored quality {:?} unknown", quality.value(i)))
                 })?,
                 source: interned.get(source.value(i)),
             })

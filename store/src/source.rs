@@ -23,7 +23,7 @@ use super::record::column;
 use super::stats::quote;
 use super::{AssetIndex, Shared, Store, lock};
 use crate::error::Result;
-use crate::readings::{InMemoryReadings, ReadingsSource};
+use headroom_readings::{InMemoryReadings, ReadingsSource};
 
 /// Key of a cached group: the network generation, its assets and the window
 /// `[from_ms, to_ms)`.

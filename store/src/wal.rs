@@ -12,9 +12,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use headroom_geodata::Quantity;
+use headroom_geodata::{Quality, Quantity};
+use headroom_readings::Reading;
 
-use super::record::{Interner, Quality, Reading, RejectReason, Rejected};
+use super::record::{Interner, RejectReason, Rejected};
 use crate::error::{Error, Result};
 
 const KIND_READINGS: u8 = 1;

@@ -1,0 +1,859 @@
+//! A feeder's base case: its load model and the power flow of every kept step
+//! of the window, with what the checks read off each flow and the rows along
+//! paths that let a candidate be screened without a flow of its own.
+//!
+//! **Data model.** A [`FeederBase`] holds, per kept step (15 minutes of the
+//! data window), the settled loads ([`FeederLoads`]), the base flow in single
+//! precision ([`StoredSolution`]) and its [`Observed`] figures; per local node
+//! and step, node-major rows (voltage, least current margin and loading along
+//! the path from the busbar, voltage room per ohm, the path's bottleneck), and
+//! the worst of the whole window ([`BaseSummary`]). Reservations on the feeder
+//! are extra loads at their nodes, solved into the flows.
+//!
+//! Bases are built by the [`Engine`] (this module's `impl Engine`: load model,
+//! flows, observation) when a feeder is first needed, and cached there; the
+//! evaluation of a candidate ([`crate::evaluate`]) only reads them.
+
+use std::sync::OnceLock;
+
+use headroom_geodata::{FeederIx, TransformerIx};
+use headroom_readings::ReadingsSource;
+use num_complex::{Complex32, Complex64};
+
+use crate::checks::{CheckName, Figures, Observed, WorstChecks, absorb};
+use crate::config::Limits;
+use crate::engine::Engine;
+use crate::load_model::{FeederLoads, LooseBatches, power_factor_tan};
+use crate::powerflow::{
+    ElectricalFeeder, LANES, Lanes, SQRT_3, Solution, StepLoads, StoredSolution, SweepLanes,
+    SweepSettings, sweep_steps,
+};
+
+/// A feeder's loads and base-case power flows over its steps.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct FeederBase {
+    /// Impedances and ratings.
+    pub electrical: ElectricalFeeder,
+    /// Measured (and allocated) loads.
+    pub loads: FeederLoads,
+    /// Reserved loads on the feeder: (local node, kW, kvar per kW, profile).
+    pub reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
+    /// Base power flow of each kept step.
+    pub solutions: Vec<StoredSolution>,
+    /// The same in full precision, while the base is being observed.
+    full_solutions: Vec<Solution>,
+    /// What each base power flow shows.
+    pub observed: Vec<Observed>,
+    /// Per step and local node, the lowest voltage in the node's subtree, pu
+    /// (row-major: `step * nodes + node`).
+    pub subtree_min_pu: Vec<f32>,
+    /// Worst figures of the base case, computed once.
+    pub summary: BaseSummary,
+    /// A load factor of 1 at every step: the shape of a flat load.
+    pub flat_shape: Vec<f64>,
+    /// Per local node and step, the least current margin (limit less current, A)
+    /// of the branches from the busbar to the node, the head breaker included
+    /// (node-major: `node * steps + step`, so one candidate reads one run).
+    pub path_margin_a: Vec<f32>,
+    /// Per local node and step, the highest loading (current over rating, a
+    /// fraction) of the branches from the busbar to the node and the head
+    /// (node-major).
+    pub path_max_loading: Vec<f32>,
+    /// Per local node and step, the voltage magnitude, kV (node-major).
+    pub voltage_kv: Vec<f32>,
+    /// Per local node and step, the least voltage room per ohm a load there
+    /// meets: over the nodes `p` on its path, the lowest voltage of `p`'s subtree
+    /// above the planning minimum (pu) over the impedance from the busbar to `p`
+    /// (node-major). A load at the node lowers every voltage of `p`'s subtree
+    /// by at most that impedance times its current, so this bounds its voltage
+    /// headroom from below.
+    pub path_voltage_room: Vec<f32>,
+    /// Per local node and step, the local index of the path's bottleneck: the
+    /// branch with the least current margin from the busbar to the node, 0 for
+    /// the head breaker (node-major). A flat load's thermal estimate at a step
+    /// solves for that branch alone: a branch with more margin carries a
+    /// current of nearly the same angle, so its root is hardly ever smaller, and
+    /// the exact power flows that follow find whichever element binds.
+    pub path_bottleneck: Vec<u32>,
+    /// Per local node, its steps ranked by a flat load's room there, worked out
+    /// when the node is first judged (see [`Self::flat_steps`]): a capacity sweep
+    /// judges two or three nodes of a feeder, a ranking only its candidates.
+    ranked_steps: Vec<OnceLock<RankedSteps>>,
+    /// The feeder's steps in the orders the figures with a new load scan them
+    /// (see `evaluate::figures`), worked out when a candidate first needs them.
+    pub(crate) figure_orders: OnceLock<crate::evaluate::FigureOrders>,
+    /// Entries per node in [`RankedSteps::steps`]: [`FLAT_STEPS`], or every step
+    /// of a shorter window.
+    pub flat_stride: usize,
+    /// Per kept step, the room left on the substation transformers feeding the
+    /// head busbar, kVA (infinite without a rating).
+    pub(crate) substation_room_kva: Vec<f64>,
+    /// Per kept step, the head current of the base flow, A (what every
+    /// candidate's estimate there reads, kept in one short row).
+    pub(crate) head_i_a: Vec<Complex64>,
+    /// Per local node, the least room in kVA of any limit at any step: a flat
+    /// load there of this much, over its power factor's kW, is about the least
+    /// that can break one.
+    pub least_room_kva: Vec<f64>,
+    /// Per step, the lowest voltage of the feeder, pu.
+    pub feeder_min_pu: Vec<f64>,
+    /// Per step, the highest loading of segments and head, a fraction.
+    pub max_loading: Vec<f64>,
+    /// Busbar group of the head busbar.
+    pub group: Option<usize>,
+    /// Index of each kept step in the engine's window.
+    pub window_step: Vec<usize>,
+    /// Power through the group's substation transformers at each kept step, kVA,
+    /// reservations in the group included where this base counts them.
+    pub group_kva: Vec<Complex64>,
+}
+
+/// A feeder's base case over all its steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BaseSummary {
+    /// Worst figures without new load.
+    pub before: Figures,
+    /// Worst value of each check without new load, and where.
+    pub worst: WorstChecks,
+    /// The check already broken without new load, if any (the worst breach).
+    pub already_broken: Option<CheckName>,
+}
+
+impl Default for BaseSummary {
+    fn default() -> Self {
+        Self {
+            before: Figures::default(),
+            worst: WorstChecks::NONE,
+            already_broken: None,
+        }
+    }
+}
+
+/// A node's steps ranked by the room a flat load added there has: the least of
+/// the thermal room along its path, the voltage room and the substation room, in
+/// kVA of new load.
+#[derive(Clone, Debug, Default)]
+pub struct RankedSteps {
+    /// The [`FeederBase::flat_stride`] steps of least room, ascending.
+    pub steps: Box<[RankedStep]>,
+    /// The least room among the steps left out: a flat load smaller than this
+    /// cannot break a limit at any of them (infinite when none is left out).
+    pub cutoff_kva: f64,
+}
+
+/// One of a node's ranked steps with everything a flat load's estimate there
+/// reads. A ranking judges a couple of thousand nodes of dozens of feeders, far
+/// more than the processor's caches hold: read from the base's rows, each
+/// estimate would wait on memory half a dozen times; kept together, a node's
+/// estimates read one short run.
+#[derive(Clone, Copy, Debug)]
+pub struct RankedStep {
+    /// The room a flat load at the node has at this step, kVA.
+    pub room_kva: f32,
+    /// The step (index of the base's kept steps).
+    pub step: u32,
+    /// The voltage limit's part of that room, kVA (not a number where the base
+    /// flow has none).
+    pub voltage_room_kva: f32,
+    /// The path's bottleneck at this step (see [`FeederBase::path_bottleneck`]).
+    pub bottleneck: u32,
+    /// The node's voltage, kV.
+    pub v_kv: Complex32,
+    /// The current in the bottleneck branch (at 0, the head's), A.
+    pub bottleneck_i_a: Complex32,
+}
+
+impl FeederBase {
+    /// Local node `local`'s steps where a flat load added there comes nearest a
+    /// limit, ranked on first use and kept.
+    pub fn flat_steps(&self, local: u32) -> &RankedSteps {
+        self.ranked_steps[local as usize].get_or_init(|| {
+            let mut room: Vec<(f64, u32)> = (0..self.solutions.len())
+                .map(|k| (self.flat_room_kva(local as usize, k), k as u32))
+                .collect();
+            let cutoff_kva = least_sorted(&mut room, self.flat_stride);
+            let j = local as usize;
+            let steps = self.solutions.len();
+            RankedSteps {
+                steps: room[..self.flat_stride]
+                    .iter()
+                    .map(|&(room_kva, k)| {
+                        let at = j * steps + k as usize;
+                        let solution = &self.solutions[k as usize];
+                        let bottleneck = self.path_bottleneck[at];
+                        RankedStep {
+                            room_kva: room_kva as f32,
+                            step: k,
+                            voltage_room_kva: self.voltage_room_kva(j, k as usize) as f32,
+                            bottleneck,
+                            v_kv: solution.v_kv_single(j),
+                            bottleneck_i_a: solution.i_a_single(bottleneck as usize),
+                        }
+                    })
+                    .collect(),
+                cutoff_kva,
+            }
+        })
+    }
+
+    /// The voltage limit's room for a flat load at local node `j` at step `k`,
+    /// kVA: the voltage room per ohm along the path times the node's voltage
+    /// (not a number where the base flow has none).
+    fn voltage_room_kva(&self, j: usize, k: usize) -> f64 {
+        let at = j * self.solutions.len() + k;
+        f64::from(self.path_voltage_room[at])
+            * 1000.0
+            * self.electrical.nominal_kv[j]
+            * f64::from(self.voltage_kv[at])
+    }
+
+    /// The room a flat load at local node `j` has at step `k`, kVA.
+    fn flat_room_kva(&self, j: usize, k: usize) -> f64 {
+        let at = j * self.solutions.len() + k;
+        let voltage = f64::from(self.voltage_kv[at]);
+        let thermal_kva = SQRT_3 * f64::from(self.path_margin_a[at]) * voltage;
+        let voltage_kva = self.voltage_room_kva(j, k).max(0.0);
+        let voltage_kva = if voltage_kva.is_nan() {
+            f64::INFINITY
+        } else {
+            voltage_kva
+        };
+        thermal_kva
+            .min(voltage_kva)
+            .min(self.substation_room_kva[k])
+    }
+
+    /// Approximate memory held, bytes (the cache's weight).
+    pub fn weight_bytes(&self) -> usize {
+        // Solutions (two single-precision complex numbers per node) and six
+        // screening figures.
+        let per_step = self.electrical.len() * (2 * 8 + 6 * 4) + 64;
+        let loads = self.loads.p_kw.len() * 16;
+        // Every node's ranked steps, as if each had been judged.
+        let stress =
+            self.ranked_steps.len() * (self.flat_stride * std::mem::size_of::<RankedStep>() + 32);
+        // The figures' step orders and per-node lowest voltages.
+        let orders = self.solutions.len() * 4 * 4 + self.electrical.len() * 4;
+        self.solutions.len() * per_step + loads + stress + orders + 1024
+    }
+}
+
+impl Engine {
+    /// What a feeder's base case shows over all its steps, once per feeder.
+    pub(crate) fn summarise(&self, base: &FeederBase) -> BaseSummary {
+        let limits = &self.config.limits;
+        let mut before = Figures {
+            max_loading_pct: 0.0,
+            min_voltage_pu: f64::INFINITY,
+            substation_transformer_loading_pct: 0.0,
+        };
+        let mut worst = WorstChecks::NONE;
+        // A limit broken without the new load binds at once: the worst breach.
+        let mut already: Option<(f64, CheckName)> = None;
+        for o in &base.observed {
+            before.max_loading_pct = before.max_loading_pct.max(o.max_loading_pct());
+            before.min_voltage_pu = before.min_voltage_pu.min(o.v_min_pu);
+            before.substation_transformer_loading_pct = before
+                .substation_transformer_loading_pct
+                .max(o.substation_pct);
+            absorb(&mut worst, o);
+            let ratios = o.ratios(limits);
+            let breach = ratios.iter().copied().fold(f64::MIN, f64::max);
+            if breach > 1.0 && already.is_none_or(|(w, _)| breach > w) {
+                let name = ratios
+                    .iter()
+                    .position(|r| *r > 1.0)
+                    .map_or(CheckName::SegmentThermal, |i| CheckName::ELECTRICAL[i]);
+                already = Some((breach, name));
+            }
+        }
+        if !before.min_voltage_pu.is_finite() {
+            before.min_voltage_pu = 1.0;
+        }
+        BaseSummary {
+            before,
+            worst,
+            already_broken: already.map(|(_, name)| name),
+        }
+    }
+
+    /// Builds a feeder base without caching it (capacity sweeps over every feeder).
+    pub fn build_base(&self, f: usize, with_reservations: bool) -> FeederBase {
+        let feeder = FeederIx::from_usize(f);
+        let mut base = self.build_feeder(
+            feeder,
+            self.readings.as_ref(),
+            with_reservations && self.feeder_reserved[f],
+        );
+        self.finish_base(&mut base, with_reservations);
+        base
+    }
+
+    /// The group's series and the observation of a base whose flows are solved.
+    pub(crate) fn finish_base(&self, base: &mut FeederBase, with_reservations: bool) {
+        self.set_group_series(base, with_reservations);
+        self.observe_base(base);
+    }
+
+    /// Copies the group's power at each kept step into the base.
+    fn set_group_series(&self, base: &mut FeederBase, with_reservations: bool) {
+        base.group_kva = self.group_series(base.group, &base.window_step, with_reservations);
+    }
+
+    /// A feeder's load matrix over the engine's window: what each of its
+    /// distribution transformers draws at each kept step.
+    pub fn load_matrix(&self, feeder: FeederIx) -> FeederLoads {
+        let tree = self.topology.tree(feeder);
+        let electrical = ElectricalFeeder::new(&self.network, tree);
+        let mut loads = self.loads_of(feeder, &electrical, self.readings.as_ref(), &mut ());
+        self.settle_all(&electrical, &mut loads);
+        loads
+    }
+
+    fn settle_all(&self, electrical: &ElectricalFeeder, loads: &mut FeederLoads) {
+        let steps = loads.step_count();
+        loads.settle(
+            electrical,
+            0..steps,
+            self.config.load_model.max_allocation_rounds,
+        );
+    }
+
+    /// A feeder's loads with every step solved loosely (see
+    /// [`FeederLoads::build_loose`]), each batch of flows shown to `on_batch`.
+    pub(crate) fn loads_of(
+        &self,
+        feeder: FeederIx,
+        electrical: &ElectricalFeeder,
+        readings: &dyn ReadingsSource,
+        on_batch: &mut dyn LooseBatches,
+    ) -> FeederLoads {
+        let tree = self.topology.tree(feeder);
+        let transformers: Vec<(TransformerIx, u32)> = tree
+            .nodes
+            .iter()
+            .enumerate()
+            .skip(1)
+            .flat_map(|(local, node)| {
+                self.node_transformers[node.get()]
+                    .iter()
+                    .filter(|t| self.network.transformers[t.get()].in_service)
+                    .map(move |t| (*t, local as u32))
+            })
+            .collect();
+        FeederLoads::build_loose(
+            &self.network,
+            tree,
+            transformers,
+            electrical,
+            readings,
+            &self.window,
+            &self.config.load_model,
+            on_batch,
+        )
+    }
+
+    pub(crate) fn build_feeder(
+        &self,
+        feeder: FeederIx,
+        readings: &dyn ReadingsSource,
+        with_reservations: bool,
+    ) -> FeederBase {
+        let tree = self.topology.tree(feeder);
+        let electrical = ElectricalFeeder::new(&self.network, tree);
+        let mut loads = self.loads_of(feeder, &electrical, readings, &mut ());
+        self.settle_all(&electrical, &mut loads);
+        self.base_from_loads(feeder, electrical, loads, with_reservations)
+    }
+
+    /// A feeder's base over the steps of `loads`, whose flows are settled.
+    pub(crate) fn base_from_loads(
+        &self,
+        feeder: FeederIx,
+        electrical: ElectricalFeeder,
+        loads: FeederLoads,
+        with_reservations: bool,
+    ) -> FeederBase {
+        let tree = self.topology.tree(feeder);
+        let reserved = self
+            .reservations
+            .iter()
+            .filter(|_| with_reservations)
+            .filter_map(|r| {
+                let placement = self.topology.placement(r.node)?;
+                (placement.feeder == feeder).then(|| {
+                    (
+                        placement.local,
+                        r.demand_kw,
+                        power_factor_tan(r.power_factor),
+                        r.profile.clone(),
+                    )
+                })
+            })
+            .collect();
+        let window_step = self.window_steps(&loads);
+        let group = self.topology.busbar_group_index(tree.head());
+        let mut base = FeederBase {
+            electrical,
+            loads,
+            reserved,
+            solutions: Vec::new(),
+            full_solutions: Vec::new(),
+            observed: Vec::new(),
+            subtree_min_pu: Vec::new(),
+            path_margin_a: Vec::new(),
+            path_max_loading: Vec::new(),
+            voltage_kv: Vec::new(),
+            path_voltage_room: Vec::new(),
+            path_bottleneck: Vec::new(),
+            ranked_steps: Vec::new(),
+            figure_orders: OnceLock::new(),
+            flat_stride: 0,
+            substation_room_kva: Vec::new(),
+            head_i_a: Vec::new(),
+            least_room_kva: Vec::new(),
+            feeder_min_pu: Vec::new(),
+            max_loading: Vec::new(),
+            summary: Default::default(),
+            flat_shape: Vec::new(),
+            group,
+            window_step,
+            group_kva: Vec::new(),
+        };
+        let n = base.electrical.len();
+        // The load model solved each step's loads; reservations add to them, and
+        // each step is solved again from its own flow.
+        let mut solved = std::mem::take(&mut base.loads.flows);
+        if !base.reserved.is_empty() {
+            let mut loads = StepLoads::new(n);
+            let mut scratch = SweepLanes::default();
+            let mut lanes: [Solution; LANES] = Default::default();
+            let steps: Vec<usize> = (0..solved.len()).collect();
+            for batch in steps.chunks(LANES) {
+                for l in 0..LANES {
+                    // A short batch repeats its last step in the spare lanes.
+                    let k = batch[l.min(batch.len() - 1)];
+                    self.base_node_loads(&base, k, &mut loads.p_kw[l], &mut loads.q_kvar[l]);
+                    loads.source_kv[l] = base.loads.source_kv[k];
+                    lanes[l].clone_from(&solved[k]);
+                }
+                sweep_steps(
+                    &base.electrical,
+                    &loads,
+                    SweepSettings::default(),
+                    &mut scratch,
+                    &mut lanes,
+                );
+                for (l, &k) in batch.iter().enumerate() {
+                    std::mem::swap(&mut solved[k], &mut lanes[l]);
+                }
+            }
+        }
+        base.solutions = solved.iter().map(StoredSolution::new).collect();
+        base.full_solutions = solved;
+        base
+    }
+
+    /// Loads per local node at step `k` including reservations.
+    pub fn base_node_loads(&self, base: &FeederBase, k: usize, p: &mut [f64], q: &mut [f64]) {
+        base.loads.node_loads(k, p, q);
+        let quarter = self.quarter_of_day(base.loads.steps[k]);
+        for (local, kw, tan, profile) in &base.reserved {
+            let f = profile.as_ref().map_or(1.0, |prof| prof[quarter]);
+            p[*local as usize] += kw * f;
+            q[*local as usize] += kw * f * tan;
+        }
+    }
+
+    fn observe_base(&self, base: &mut FeederBase) {
+        let full_solutions = std::mem::take(&mut base.full_solutions);
+        let mut observed = Vec::with_capacity(full_solutions.len());
+        let e = &base.electrical;
+        let n = e.len();
+        let steps = full_solutions.len();
+        let mut rows = PathRows::new(e);
+        // Each step is worked out in double precision in rows over the nodes,
+        // then kept in single precision, which is ample for screening and halves
+        // a city's memory; the minima and maxima along paths come out the same
+        // either way, as rounding keeps order.
+        let mut subtree_min_pu = vec![0.0f32; n * steps];
+        let mut path_margin_a = vec![0.0f32; n * steps];
+        let mut path_bottleneck = vec![0u32; n * steps];
+        let mut path_max_loading = vec![0.0f32; n * steps];
+        let mut voltage_kv = vec![0.0f32; n * steps];
+        let mut path_voltage_room = vec![0.0f32; n * steps];
+        let mut feeder_min_pu = Vec::with_capacity(steps);
+        // The node-major rows are written a block of steps at a time: written a
+        // step at a time, each step touched a cache line per node and row.
+        const BLOCK: usize = 16;
+        let mut block = vec![[[0.0f32; BLOCK]; 4]; n];
+        let mut block_bottleneck = vec![[0u32; BLOCK]; n];
+        for (start, solutions) in full_solutions.chunks(BLOCK).enumerate() {
+            let start = start * BLOCK;
+            for (quad, lane_solutions) in solutions.chunks(LANES).enumerate() {
+                let first = quad * LANES;
+                let len = lane_solutions.len();
+                // A short quad repeats its last step in the spare lanes.
+                let lane = |l: usize| l.min(len - 1);
+                let quad_solutions = std::array::from_fn(|l| &lane_solutions[lane(l)]);
+                rows.fill(e, quad_solutions, &self.config.limits);
+                let figures = self.observe_steps(
+                    base,
+                    std::array::from_fn(|l| start + first + lane(l)),
+                    quad_solutions,
+                    [Complex64::new(0.0, 0.0); LANES],
+                );
+                observed.extend_from_slice(&figures[..len]);
+                for l in 0..len {
+                    feeder_min_pu.push(rows.subtree_min_pu[0][l]);
+                    let k = start + first + l;
+                    for (out, v) in subtree_min_pu[k * n..(k + 1) * n]
+                        .iter_mut()
+                        .zip(&rows.subtree_min_pu)
+                    {
+                        *out = v[l] as f32;
+                    }
+                }
+                for j in 0..n {
+                    for l in 0..len {
+                        let b = first + l;
+                        block[j][0][b] = rows.voltage_kv[j][l] as f32;
+                        block[j][1][b] = rows.margin_a[j][l] as f32;
+                        block[j][2][b] = rows.max_loading[j][l] as f32;
+                        block[j][3][b] = rows.voltage_room[j][l] as f32;
+                        block_bottleneck[j][b] = rows.bottleneck[j][l];
+                    }
+                }
+            }
+            let len = solutions.len();
+            for j in 0..n {
+                let at = j * steps + start..j * steps + start + len;
+                voltage_kv[at.clone()].copy_from_slice(&block[j][0][..len]);
+                path_margin_a[at.clone()].copy_from_slice(&block[j][1][..len]);
+                path_max_loading[at.clone()].copy_from_slice(&block[j][2][..len]);
+                path_voltage_room[at.clone()].copy_from_slice(&block[j][3][..len]);
+                path_bottleneck[at].copy_from_slice(&block_bottleneck[j][..len]);
+            }
+        }
+        base.observed = observed;
+        base.feeder_min_pu = feeder_min_pu;
+        base.subtree_min_pu = subtree_min_pu;
+        base.path_margin_a = path_margin_a;
+        base.path_bottleneck = path_bottleneck;
+        base.path_max_loading = path_max_loading;
+        base.voltage_kv = voltage_kv;
+        base.path_voltage_room = path_voltage_room;
+        base.max_loading = base
+            .observed
+            .iter()
+            .map(|o| o.max_loading_pct() / 100.0)
+            .collect();
+        base.flat_shape = vec![1.0; base.solutions.len()];
+        self.rank_flat_steps(base);
+        base.summary = self.summarise(base);
+    }
+
+    /// Prepares each node's ranking of its steps by the room a flat load has
+    /// there: what lets a flat load be judged at its node's [`FLAT_STEPS`]
+    /// tightest steps, and usually far fewer, instead of every step of the window.
+    fn rank_flat_steps(&self, base: &mut FeederBase) {
+        let limits = &self.config.limits;
+        let n = base.electrical.len();
+        let steps = base.solutions.len();
+        let rated = self.group_rated_kva(base.group);
+        let limit_kva = rated * limits.substation_transformer_pct / 100.0;
+        base.substation_room_kva = base
+            .group_kva
+            .iter()
+            .map(|g| {
+                if limit_kva > 0.0 {
+                    limit_kva - g.norm_sqr().sqrt()
+                } else {
+                    f64::INFINITY
+                }
+            })
+            .collect();
+        base.head_i_a = base.solutions.iter().map(|s| s.i_a(0)).collect();
+        base.flat_stride = steps.min(FLAT_STEPS);
+        base.ranked_steps = vec![OnceLock::new(); n];
+        base.least_room_kva = (0..n)
+            .map(|j| {
+                (0..steps)
+                    .map(|k| base.flat_room_kva(j, k))
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .collect();
+    }
+
+    /// Reads the checks' figures off a power flow of `base` at step `k`;
+    /// `added_head_kva` is what the new load adds at the feeder head.
+    pub fn observe(
+        &self,
+        base: &FeederBase,
+        k: usize,
+        solution: &Solution,
+        added_head_kva: Complex64,
+    ) -> Observed {
+        self.observe_each(base, [k], [solution], [added_head_kva])[0]
+    }
+
+    /// [`Self::observe`] of four steps at once, a lane each: a base reads
+    /// every kept step's figures.
+    pub(crate) fn observe_steps(
+        &self,
+        base: &FeederBase,
+        steps: [usize; LANES],
+        solutions: [&Solution; LANES],
+        added_head_kva: [Complex64; LANES],
+    ) -> [Observed; LANES] {
+        let engine = self;
+        avx2_or_portable!(
+            Engine::observe_each::<LANES>,
+            fn(
+                engine: &Engine,
+                base: &FeederBase,
+                steps: [usize; LANES],
+                solutions: [&Solution; LANES],
+                added_head_kva: [Complex64; LANES],
+            ) -> [Observed; LANES]
+        )
+    }
+
+    /// The figures of `W` power flows, a lane each (one for an evaluation's
+    /// flow, four for a base's steps).
+    #[inline(always)]
+    fn observe_each<const W: usize>(
+        &self,
+        base: &FeederBase,
+        steps: [usize; W],
+        solutions: [&Solution; W],
+        added_head_kva: [Complex64; W],
+    ) -> [Observed; W] {
+        let e = &base.electrical;
+        let n = e.len();
+        let v: [&[Complex64]; W] = std::array::from_fn(|l| &solutions[l].v_kv[..n]);
+        let i: [&[Complex64]; W] = std::array::from_fn(|l| &solutions[l].i_a[..n]);
+        // Extremes are found on squares; the root is taken once, for the winner.
+        // A branch other than a segment (the busbar's, a switch's) has no
+        // rating: its loading's square is 0 and never the highest.
+        let (mut v_min_2, mut v_max_2, mut loading_2) =
+            ([f64::INFINITY; W], [f64::NEG_INFINITY; W], [0.0f64; W]);
+        let (mut v_min_at, mut v_max_at, mut segment_at) = ([0u32; W], [0u32; W], [0u32; W]);
+        for j in 0..n {
+            let (inverse_nominal_2, inverse_rated_2) = (e.inv_nominal_kv_2[j], e.inv_rated_a_2[j]);
+            let mut v_2 = [0.0; W];
+            let mut l_2 = [0.0; W];
+            for l in 0..W {
+                v_2[l] = v[l][j].norm_sqr() * inverse_nominal_2;
+                l_2[l] = i[l][j].norm_sqr() * inverse_rated_2;
+            }
+            for l in 0..W {
+                if v_2[l] < v_min_2[l] {
+                    (v_min_2[l], v_min_at[l]) = (v_2[l], j as u32);
+                }
+                if v_2[l] > v_max_2[l] {
+                    (v_max_2[l], v_max_at[l]) = (v_2[l], j as u32);
+                }
+                if l_2[l] > loading_2[l] {
+                    (loading_2[l], segment_at[l]) = (l_2[l], j as u32);
+                }
+            }
+        }
+        let rated = self.group_rated_kva(base.group);
+        std::array::from_fn(|l| Observed {
+            segment_pct: loading_2[l].sqrt() * 100.0,
+            segment_at: segment_at[l],
+            head_pct: e
+                .head_rated_a
+                .map_or(0.0, |rated| solutions[l].head_current_a() / rated * 100.0),
+            v_min_pu: v_min_2[l].sqrt(),
+            v_min_at: v_min_at[l],
+            v_max_pu: if v_max_2[l] >= 0.0 {
+                v_max_2[l].sqrt()
+            } else {
+                f64::NEG_INFINITY
+            },
+            v_max_at: v_max_at[l],
+            // The base's own series: reservations in the group count where it does.
+            substation_pct: if rated > 0.0 {
+                (base.group_kva[steps[l]] + added_head_kva[l])
+                    .norm_sqr()
+                    .sqrt()
+                    / rated
+                    * 100.0
+            } else {
+                0.0
+            },
+            converged: solutions[l].converged,
+        })
+    }
+}
+
+/// How many steps per node a flat load is judged at before the rest of the
+/// window is needed.
+pub const FLAT_STEPS: usize = 64;
+
+/// Four power flows' screening figures in rows over a feeder's nodes, a lane
+/// each: what a base keeps per step. Worked out four steps at a time, as the
+/// lane sweep solves them: a step at a time, these rows were a fifth of a
+/// capacity sweep.
+pub(crate) struct PathRows {
+    /// Voltage magnitude, kV.
+    pub(crate) voltage_kv: Vec<Lanes>,
+    /// Lowest voltage of each node's subtree, pu.
+    pub(crate) subtree_min_pu: Vec<Lanes>,
+    /// Least current margin (limit less current, A) from the busbar to each
+    /// node, the head breaker included.
+    pub(crate) margin_a: Vec<Lanes>,
+    /// The branch with that margin (0 for the head breaker).
+    pub(crate) bottleneck: Vec<[u32; LANES]>,
+    /// Highest loading (current over rating) from the busbar to each node.
+    pub(crate) max_loading: Vec<Lanes>,
+    /// Least voltage room per ohm along the path (see
+    /// [`FeederBase::path_voltage_room`]).
+    pub(crate) voltage_room: Vec<Lanes>,
+    /// One over each node's nominal voltage, over each branch's rating (0
+    /// where unrated) and over the impedance from the busbar (infinite at
+    /// zero): rows are filled
+    /// for every step of every feeder, and divisions were most of their cost.
+    inverse_nominal_kv: Vec<f64>,
+    inverse_rated_a: Vec<f64>,
+    inverse_z_path: Vec<f64>,
+}
+
+impl PathRows {
+    /// Rows for feeder `e` (local indices put parents first).
+    pub(crate) fn new(e: &ElectricalFeeder) -> Self {
+        let n = e.len();
+        let rows = || vec![[0.0; LANES]; n];
+        Self {
+            inverse_nominal_kv: e.nominal_kv.iter().map(|v| v.recip()).collect(),
+            inverse_rated_a: e
+                .rated_a
+                .iter()
+                .map(|&a| if a.is_finite() { a.recip() } else { 0.0 })
+                .collect(),
+            inverse_z_path: e.inverse_path_impedance(),
+            voltage_kv: rows(),
+            subtree_min_pu: rows(),
+            margin_a: rows(),
+            bottleneck: vec![[0; LANES]; n],
+            max_loading: rows(),
+            voltage_room: rows(),
+        }
+    }
+
+    /// The rows of `solutions`, power flows of feeder `e`, lane by lane.
+    pub(crate) fn fill(
+        &mut self,
+        e: &ElectricalFeeder,
+        solutions: [&Solution; LANES],
+        limits: &Limits,
+    ) {
+        let rows = self;
+        avx2_or_portable!(
+            PathRows::fill_portable,
+            fn(
+                rows: &mut PathRows,
+                e: &ElectricalFeeder,
+                solutions: [&Solution; LANES],
+                limits: &Limits,
+            )
+        )
+    }
+
+    #[inline(always)]
+    fn fill_portable(
+        &mut self,
+        e: &ElectricalFeeder,
+        solutions: [&Solution; LANES],
+        limits: &Limits,
+    ) {
+        let n = e.len();
+        let thermal = limits.thermal_pct / 100.0;
+        let v: [&[Complex64]; LANES] = std::array::from_fn(|l| &solutions[l].v_kv[..n]);
+        let i: [&[Complex64]; LANES] = std::array::from_fn(|l| &solutions[l].i_a[..n]);
+        let parent = &e.parent[..n];
+        let voltage_kv = &mut self.voltage_kv[..n];
+        let subtree_min_pu = &mut self.subtree_min_pu[..n];
+        let margin_a = &mut self.margin_a[..n];
+        let bottleneck = &mut self.bottleneck[..n];
+        let max_loading = &mut self.max_loading[..n];
+        let voltage_room = &mut self.voltage_room[..n];
+        for j in 0..n {
+            let magnitude = lanes!(|l| v[l][j].norm_sqr().sqrt());
+            voltage_kv[j] = magnitude;
+            let inverse_nominal = self.inverse_nominal_kv[j];
+            subtree_min_pu[j] = lanes!(|l| magnitude[l] * inverse_nominal);
+        }
+        for j in (1..n).rev() {
+            let p = parent[j] as usize;
+            let (above, own) = (subtree_min_pu[p], subtree_min_pu[j]);
+            subtree_min_pu[p] = lanes!(|l| above[l].min(own[l]));
+        }
+        let head = lanes!(|l| i[l][0].norm_sqr().sqrt());
+        (margin_a[0], max_loading[0]) = match e.head_rated_a {
+            Some(rated) => (
+                lanes!(|l| rated * thermal - head[l]),
+                lanes!(|l| head[l] / rated),
+            ),
+            None => ([f64::INFINITY; LANES], [0.0; LANES]),
+        };
+        bottleneck[0] = [0; LANES];
+        voltage_room[0] = [f64::INFINITY; LANES];
+        for j in 1..n {
+            let p = parent[j] as usize;
+            let current = lanes!(|l| i[l][j].norm_sqr().sqrt());
+            let rated = e.rated_a[j];
+            let (margin, loading) = if rated.is_finite() {
+                let inverse_rated = self.inverse_rated_a[j];
+                (
+                    lanes!(|l| rated * thermal - current[l]),
+                    lanes!(|l| current[l] * inverse_rated),
+                )
+            } else {
+                ([f64::INFINITY; LANES], [0.0; LANES])
+            };
+            let (margin_above, bottleneck_above) = (margin_a[p], bottleneck[p]);
+            margin_a[j] = lanes!(|l| if margin[l] < margin_above[l] {
+                margin[l]
+            } else {
+                margin_above[l]
+            });
+            bottleneck[j] = std::array::from_fn(|l| {
+                if margin[l] < margin_above[l] {
+                    j as u32
+                } else {
+                    bottleneck_above[l]
+                }
+            });
+            let loading_above = max_loading[p];
+            max_loading[j] = lanes!(|l| loading[l].max(loading_above[l]));
+            let inverse_z = self.inverse_z_path[j];
+            let own = if inverse_z.is_finite() {
+                let lowest = subtree_min_pu[j];
+                lanes!(|l| (lowest[l] - limits.v_min_pu) * inverse_z)
+            } else {
+                [f64::INFINITY; LANES]
+            };
+            let room_above = voltage_room[p];
+            voltage_room[j] = lanes!(|l| own[l].min(room_above[l]));
+        }
+    }
+}
+
+/// Puts the `count` least entries of `room` first, ascending, and returns the
+/// least value left out (infinite when none is).
+fn least_sorted(room: &mut [(f64, u32)], count: usize) -> f64 {
+    let by_value = |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0);
+    let cutoff = if room.len() > count {
+        let (_, at, _) = room.select_nth_unstable_by(count, by_value);
+        at.0
+    } else {
+        f64::INFINITY
+    };
+    let count = count.min(room.len());
+    room[..count].sort_unstable_by(by_value);
+    cutoff
+}
