@@ -639,3 +639,95 @@ impl<T, E> TransposeAll<T, E> for [Result<T, E>; 4] {
         Ok([a?, b?, c?, d?])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gridpack_and_ingest_rules_differ_only_where_they_say() {
+        let (gridpack, ingest) = (LineRules::GRIDPACK, LineRules::INGEST);
+        // Meter energy and epoch milliseconds: delivered readings only.
+        assert_eq!(
+            ingest.quantity(" energy_kwh "),
+            Ok(Quantity::EnergyKwh),
+            "trimmed and taken"
+        );
+        let refused = gridpack.quantity("energy_kwh").unwrap_err();
+        assert_eq!(refused.column, Some("quantity"));
+        assert_eq!(refused.reason, RejectReason::UnknownQuantity);
+        assert_eq!(
+            refused.message,
+            "`quantity` \"energy_kwh\" is none of p_kw, q_kvar, s_kva, i_a, u_kv"
+        );
+        assert_eq!(ingest.ts("1793577600000"), Ok(1_793_577_600_000));
+        assert_eq!(gridpack.ts("1793577600000").unwrap_err().column, Some("ts"));
+        assert_eq!(
+            gridpack.ts("2026-11-02T08:00:00+08:00"),
+            Ok(1_793_577_600_000)
+        );
+        // NaN breaks a gridpack line; delivered, the store keeps it apart.
+        assert_eq!(
+            gridpack.value("NaN").unwrap_err().reason,
+            RejectReason::NonFinite
+        );
+        assert!(ingest.value("NaN").unwrap().is_nan());
+        assert_eq!(
+            ingest.value("lots").unwrap_err().message,
+            "`value` \"lots\" is not a number"
+        );
+        // A quality column: delivered readings only.
+        assert_eq!(
+            ingest.header("\u{feff}ts,asset,quantity,value,quality"),
+            Ok(true)
+        );
+        assert_eq!(ingest.header("ts,asset,quantity,value"), Ok(false));
+        let header = gridpack
+            .header("ts,asset,quantity,value,quality")
+            .unwrap_err();
+        assert_eq!(
+            (header.column, header.reason),
+            (None, RejectReason::BadHeader)
+        );
+    }
+
+    #[test]
+    fn lines_are_read_header_first_and_refused_by_field() {
+        let mut lines = ReadingLines::new(LineRules::INGEST);
+        assert_eq!(lines.feed("ts,asset,quantity,value,quality"), Ok(None));
+        assert_eq!(lines.feed("  "), Ok(None), "a blank line is no reading");
+        let taken = lines
+            .feed("2026-11-02T00:00:00Z, F_L0 ,q_kvar,40,uncertain")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (taken.asset, taken.quantity, taken.value, taken.quality),
+            ("F_L0", Quantity::QKvar, 40.0, Quality::Uncertain)
+        );
+        let short = lines.feed("2026-11-02T00:00:00Z,F_L0,p_kw,1").unwrap_err();
+        assert_eq!(short.reason, RejectReason::WrongColumnCount);
+        assert_eq!(short.at_line(4), "line 4");
+        let quality = lines
+            .feed("2026-11-02T00:00:00Z,F_L0,p_kw,1,meh")
+            .unwrap_err();
+        assert_eq!(quality.at_line(5), "line 5.quality");
+        assert_eq!(
+            quality.message,
+            "`quality` \"meh\" is none of good, uncertain, bad"
+        );
+        // Without a header, the first line is refused as one.
+        let mut headless = ReadingLines::new(LineRules::INGEST);
+        let refused = headless
+            .feed("2026-11-02T00:00:00Z,F_L0,p_kw,1")
+            .unwrap_err();
+        assert_eq!(refused.reason, RejectReason::BadHeader);
+        assert_eq!(refused.at_line(1), "line 1");
+    }
+
+    #[test]
+    fn timestamps_print_in_one_form() {
+        assert_eq!(rfc3339(1_793_577_600_000), "2026-11-02T00:00:00Z");
+        assert_eq!(rfc3339(1_793_577_600_120), "2026-11-02T00:00:00.120Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+}

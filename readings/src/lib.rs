@@ -197,3 +197,48 @@ pub trait ReadingSink: Send + Sync {
     /// Validates a batch and logs it; the ticket resolves when it is durable.
     fn write(&self, readings: Vec<Reading>) -> WriteTicket;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ticket_tells_durable_failed_and_stopped_apart() {
+        let (reply, ticket) = WriteTicket::channel();
+        let summary = WriteSummary {
+            accepted: 3,
+            rejected: 1,
+        };
+        reply.send(Ok(summary)).unwrap();
+        assert_eq!(ticket.wait(), Ok(summary));
+
+        let (reply, ticket) = WriteTicket::channel();
+        reply.send(Err("disk full".into())).unwrap();
+        let failed = ticket.wait().unwrap_err();
+        assert_eq!(failed.to_string(), "readings store: disk full");
+
+        let (reply, ticket) = WriteTicket::channel();
+        drop(reply);
+        assert_eq!(ticket.wait(), Err(Error::Stopped));
+    }
+
+    #[test]
+    fn in_memory_readings_keep_the_last_row_of_a_timestamp() {
+        let asset = AssetRef {
+            kind: headroom_geodata::AssetKind::Feeder,
+            index: 0,
+        };
+        let row = |ts_ms, value| ReadingRow {
+            ts_ms,
+            asset,
+            quantity: Quantity::PKw,
+            value,
+        };
+        let readings = InMemoryReadings::from_rows(&[row(900, 1.0), row(0, 2.0), row(900, 3.0)]);
+        assert_eq!(
+            &*readings.series(asset, Quantity::PKw),
+            &[(0, 2.0), (900, 3.0)]
+        );
+        assert!(!readings.has(asset, Quantity::QKvar));
+    }
+}
