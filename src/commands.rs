@@ -276,14 +276,7 @@ pub(crate) fn ingest(
             ))
         })?;
         if let Some(fields) = fields {
-            batch.push(Reading {
-                ts_ms: fields.ts_ms,
-                asset: fields.asset.into(),
-                quantity: fields.quantity,
-                value: fields.value,
-                quality: fields.quality,
-                source: source.clone(),
-            });
+            batch.push(Reading::from_line(fields, &source));
         }
     }
     if number == 0 && batch.is_empty() {

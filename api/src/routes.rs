@@ -817,14 +817,7 @@ fn parse_readings(body: &[u8], json_lines: bool, source: &Arc<str>) -> Result<Ve
     const RULES: LineRules = LineRules::INGEST;
     let text = std::str::from_utf8(body).map_err(|_| Error::bad("body", "is not UTF-8"))?;
     let refused = |line: usize| move |e: FieldError| Error::bad(e.at_line(line as u64), e.message);
-    let reading = |fields: LineFields<'_>| Reading {
-        ts_ms: fields.ts_ms,
-        asset: fields.asset.into(),
-        quantity: fields.quantity,
-        value: fields.value,
-        quality: fields.quality,
-        source: source.clone(),
-    };
+    let reading = |fields: LineFields<'_>| Reading::from_line(fields, source);
     let mut out = Vec::new();
     if json_lines {
         for (i, line) in text.lines().enumerate() {

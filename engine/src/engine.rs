@@ -1,5 +1,7 @@
-//! The engine: a network, its traced topology and spatial index, and per feeder
-//! the load model and the base-case power flow of every step, ready for candidates.
+//! The engine: a network, its traced topology and spatial index, the data
+//! window, the busbar groups' loading and the reservations counted, and per
+//! feeder a [`FeederBase`] (built and observed in [`crate::base`]) kept in a cache
+//! bounded in bytes, ready for candidates.
 
 use headroom_geodata::{
     AssetKind, AssetRef, FeederIx, Network, NodeIx, Quantity, SpatialIndex, Topology, TransformerIx,

@@ -881,11 +881,13 @@ impl<'a> Estimator<'a> {
 
     /// Whether step `k` is judged at all: a step where the load draws nothing
     /// cannot bind, and one whose base flow collapsed is broken already.
+    #[inline(always)]
     fn judged_at(&self, k: usize) -> bool {
         self.shape[k] > 0.0 && self.base.solutions[k].converged
     }
 
     /// The new load's current per kW at step `k`, A, at the candidate's voltage.
+    #[inline(always)]
     fn amps_per_kw_at(&self, k: usize) -> f64 {
         self.shape[k] * self.per_kw_magnitude / (SQRT_3 * f64::from(self.voltage_kv[k]))
     }
@@ -893,6 +895,7 @@ impl<'a> Estimator<'a> {
     /// Lower bounds of the headroom at step `k` from the triangle inequality
     /// (no step can have less room than this): of every limit, of the voltage
     /// and of the substation.
+    #[inline(always)]
     fn bounds_at(&self, k: usize) -> (f64, f64, f64) {
         let a = self.shape[k];
         let amps_per_kw = self.amps_per_kw_at(k);
@@ -918,6 +921,9 @@ impl<'a> Estimator<'a> {
     /// bound at the step already exceeds `beyond` cannot bind there and is not
     /// estimated. The candidate's voltage and the path's bottleneck with its
     /// current come from a ranked step where there is one, else from the base.
+    // Closures of one function before, inlined there: kept so, the estimates
+    // run thousands of times per ranking.
+    #[inline(always)]
     fn estimate_with(
         &self,
         k: usize,
@@ -973,6 +979,7 @@ impl<'a> Estimator<'a> {
     }
 
     /// [`Self::estimate_with`] the base flow's own candidate voltage and bottleneck.
+    #[inline(always)]
     fn estimate_at(&self, k: usize, voltage_bound: f64, substation_bound: f64, beyond: f64) -> f64 {
         let solution = &self.base.solutions[k];
         let bottleneck = self.path_bottleneck[k] as usize;

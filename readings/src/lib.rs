@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use headroom_geodata::{AssetRef, ReadingRow};
+use headroom_geodata::{AssetRef, LineFields, ReadingRow};
 pub use headroom_geodata::{Quality, Quantity};
 use rustc_hash::FxHashMap;
 
@@ -135,6 +135,21 @@ pub struct Reading {
     pub quality: Quality,
     /// The connector (or import) that delivered it.
     pub source: Arc<str>,
+}
+
+impl Reading {
+    /// The reading a parsed line ([`headroom_geodata::ReadingLines`]) delivers
+    /// from `source`.
+    pub fn from_line(fields: LineFields<'_>, source: &Arc<str>) -> Self {
+        Self {
+            ts_ms: fields.ts_ms,
+            asset: fields.asset.into(),
+            quantity: fields.quantity,
+            value: fields.value,
+            quality: fields.quality,
+            source: source.clone(),
+        }
+    }
 }
 
 /// What became of a written batch.
