@@ -921,8 +921,8 @@ impl<'a> Estimator<'a> {
     /// bound at the step already exceeds `beyond` cannot bind there and is not
     /// estimated. The candidate's voltage and the path's bottleneck with its
     /// current come from a ranked step where there is one, else from the base.
-    // Closures of one function before, inlined there: kept so, the estimates
-    // run thousands of times per ranking.
+    // Inlined into both loops that estimate a step: called, the fixture's
+    // ranking ran 0.6% more instructions (callgrind).
     #[inline(always)]
     fn estimate_with(
         &self,
