@@ -704,7 +704,7 @@ pub(crate) async fn get_asset(
 #[derive(Clone, Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ReadingsQuery {
-    /// `p_kw` (default), `q_kvar`, `s_kva`, `i_a` or `u_kv`.
+    /// `p_kw` (default), `q_kvar`, `s_kva`, `i_a`, `u_kv` or `energy_kwh`.
     quantity: Option<String>,
     /// Start, RFC 3339 (default: 7 days before `to`).
     from: Option<String>,
