@@ -253,6 +253,12 @@ pub(crate) fn ingest(
     let source: Arc<str> = "ingest".into();
     let stdin = std::io::stdin();
     let mut lines = ReadingLines::new(LineRules::INGEST);
+    // As `POST /v1/readings` names the field: `standard input line 3.quantity: ...`.
+    let refused = |line: u64| {
+        move |e: headroom_geodata::FieldError| {
+            Failure::bad_input(format!("standard input {}: {}", e.at_line(line), e.message))
+        }
+    };
     let mut batch = Vec::new();
     let mut number = 0u64;
     for (index, line) in stdin.lock().lines().enumerate() {
@@ -268,22 +274,14 @@ pub(crate) fn ingest(
             println!("acked {number} {} {}", summary.accepted, summary.rejected);
             continue;
         }
-        let fields = lines.feed(&line).map_err(|e| {
-            Failure::bad_input(format!(
-                "standard input {}: {}",
-                e.at_line(line_number as u64),
-                e.message
-            ))
-        })?;
+        let fields = lines.feed(&line).map_err(refused(line_number as u64))?;
         if let Some(fields) = fields {
             batch.push(Reading::from_line(fields, &source));
         }
     }
     if number == 0 && batch.is_empty() {
         // Nothing at all, not even a header: say what was expected.
-        lines.feed("").map_err(|e| {
-            Failure::bad_input(format!("standard input {}: {}", e.at_line(1), e.message))
-        })?;
+        lines.feed("").map_err(refused(1))?;
     }
     if !batch.is_empty() {
         number += 1;
