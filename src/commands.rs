@@ -279,10 +279,7 @@ pub(crate) fn ingest(
             batch.push(Reading::from_line(fields, &source));
         }
     }
-    if number == 0 && batch.is_empty() {
-        // Nothing at all, not even a header: say what was expected.
-        lines.feed("").map_err(refused(1))?;
-    }
+    lines.finish().map_err(refused(1))?;
     if !batch.is_empty() {
         number += 1;
         let summary = store.write(batch).wait()?;

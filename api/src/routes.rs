@@ -879,9 +879,7 @@ fn parse_readings(body: &[u8], json_lines: bool, source: &Arc<str>) -> Result<Ve
             out.push(reading(fields));
         }
     }
-    if text.is_empty() {
-        lines.feed("").map_err(refused(1))?;
-    }
+    lines.finish().map_err(refused(1))?;
     Ok(out)
 }
 

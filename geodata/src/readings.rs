@@ -443,6 +443,15 @@ impl ReadingLines {
             Some(with_quality) => self.rules.line(line, with_quality).map(Some),
         }
     }
+
+    /// At the end of the lines: an error where not even the header came (an
+    /// empty body or input), as the header's own error on line 1.
+    pub fn finish(&self) -> Result<(), FieldError> {
+        match self.with_quality {
+            Some(_) => Ok(()),
+            None => self.rules.header("").map(|_| ()),
+        }
+    }
 }
 
 /// One line's fields, parsed by [`LineRules::line`]; the asset is looked up by

@@ -207,6 +207,13 @@ struct Reach {
     kva: f64,
 }
 
+impl Reach {
+    /// The drop its largest current makes per ohm it crosses, kV.
+    fn drop_kv_per_ohm(&self) -> f64 {
+        SQRT_3 / 1000.0 * self.current_a
+    }
+}
+
 impl Candidate<'_> {
     /// How far the new load of `kw` reaches at step `k`, or `None` where the
     /// feeder might collapse under it (then only a power flow can tell).
@@ -244,6 +251,13 @@ impl Candidate<'_> {
         })
     }
 
+    /// How far the new load's own current (at its `reach`) lowers the
+    /// candidate's voltage, pu, at most.
+    fn own_drop_pu(&self, reach: &Reach) -> f64 {
+        let nominal = self.base.electrical.nominal_kv[self.local as usize];
+        self.z_candidate * reach.current_a * SQRT_3 / 1000.0 / nominal
+    }
+
     /// The children of path node `i` off the path: the subtrees that leave
     /// the path there.
     fn hanging(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
@@ -273,7 +287,7 @@ impl Candidate<'_> {
         };
         let e = &self.base.electrical;
         let orders = self.orders;
-        let drop_per_ohm = SQRT_3 / 1000.0 * r.current_a;
+        let drop_per_ohm = r.drop_kv_per_ohm();
         let answer_kv = r.growth * orders.answer_drop_max_kv;
         let mut active = self.v_min_active.take().unwrap_or_default();
         active.clear();
@@ -422,10 +436,9 @@ impl Candidate<'_> {
                 }
             }
             Scan::VMin => {
-                let nominal = base.electrical.nominal_kv[self.local as usize];
-                let own_drop = self.z_candidate * reach.current_a * SQRT_3 / 1000.0 / nominal;
-                bounds.v_min =
-                    base.feeder_min_pu[k] - own_drop - reach.growth * voltage_spread(base, k);
+                bounds.v_min = base.feeder_min_pu[k]
+                    - self.own_drop_pu(reach)
+                    - reach.growth * voltage_spread(base, k);
             }
             Scan::VMax => {
                 bounds.v_max = base.observed[k].v_max_pu + reach.growth * voltage_spread(base, k);
@@ -606,7 +619,7 @@ impl Candidate<'_> {
         let subtree_loading = &orders.subtree_max_loading[row..row + n];
         let subtree_answer = &orders.subtree_max_answer[row..row + n];
         let angles = AngleRange::new(orders.angle_range[k]);
-        let drop_per_ohm = SQRT_3 / 1000.0 * reach.current_a;
+        let drop_per_ohm = reach.drop_kv_per_ohm();
         let busbar = solution.v_kv(0).norm() / e.nominal_kv[0];
         let mut bounds = NodeBounds {
             v_min: busbar,
@@ -1351,7 +1364,6 @@ impl Engine {
             demand_kw * largest_factor,
         );
         let head_rated = e.head_rated_a.unwrap_or(f64::INFINITY);
-        let nominal = e.nominal_kv[local as usize];
         let largest_current =
             orders.loading_max * candidate.strongest_a.max(e.head_rated_a.unwrap_or(0.0));
         // Whether no step after `k` in the scan's order can change its figure.
@@ -1367,8 +1379,7 @@ impl Engine {
                         <= found.head + SLACK
                 }
                 Scan::VMin => {
-                    let own_drop = candidate.z_candidate * r.current_a * SQRT_3 / 1000.0 / nominal;
-                    base.feeder_min_pu[k] - own_drop - r.growth * orders.spread_max
+                    base.feeder_min_pu[k] - candidate.own_drop_pu(r) - r.growth * orders.spread_max
                         >= found.v_min - SLACK
                 }
                 Scan::VMax => {
