@@ -155,14 +155,13 @@ struct Scratch {
     figure_solved: Vec<bool>,
     /// The loading scan's next place in each rating class's order.
     class_next: Vec<usize>,
-    /// What `solution` holds, within one evaluation: (step, local node, kW
-    /// added there).
-    held: Option<(usize, u32, f64)>,
     /// The last evaluation's correction of its first refined estimate: (base's
     /// address, step, exact root over estimate). The estimate's error comes
     /// from the loads' answer and the added losses, much the same for the
     /// feeder's next candidate at the same step, so that one guesses its root
-    /// to within about a kW.
+    /// to within about a kW. A hint for speed only (a base at a freed base's
+    /// address may take it): every flow the answer rests on starts from the
+    /// base, so a guess changes how many flows are solved, never the kW.
     last_correction: Option<(usize, usize, f64)>,
 }
 
@@ -210,26 +209,18 @@ impl Engine {
         self.base_node_loads(base, k, &mut scratch.p, &mut scratch.q);
         scratch.p[local as usize] += x_kw;
         scratch.q[local as usize] += x_kw * load.tan_phi;
-        // Start from the flow just solved where it is of the same step and point
-        // (root finding moves a few kW at a time: about two iterations fewer),
-        // else from the base; either moved by the linear drop of the current
-        // still to add: every node shares the candidate's path down to where it
-        // branches off. This saves about one sweep iteration.
-        let held_kw = match scratch.held {
-            Some((held_k, held_local, held_kw))
-                if held_k == k && held_local == local && scratch.solution.converged =>
-            {
-                held_kw
-            }
-            _ => {
-                base.solutions[k].start_into(&mut scratch.solution);
-                0.0
-            }
-        };
-        let to_add_kw = x_kw - held_kw;
+        // Start from the base's flow at the step, moved by the linear drop of
+        // the new load's current: every node shares the candidate's path down
+        // to where it branches off. This saves about one sweep iteration. Never
+        // from a flow solved before at another kW, though that saves two more:
+        // a sweep stops within its tolerance of the root, nearer or further by
+        // where it started, and at a kW whose ratio to a limit lies that close
+        // to 1 the verdict (and so the headroom) would follow whatever was
+        // judged before.
+        base.solutions[k].start_into(&mut scratch.solution);
         let e = &base.electrical;
         let v_candidate = scratch.solution.v_kv[local as usize];
-        let added_conj_kva = Complex64::new(to_add_kw, -to_add_kw * load.tan_phi);
+        let added_conj_kva = Complex64::new(x_kw, -x_kw * load.tan_phi);
         let mut added_current = added_conj_kva / (SQRT_3 * v_candidate.conj());
         // The path from the candidate up; local indices put parents first, so
         // read backwards it comes in the order of the walk below.
@@ -269,7 +260,6 @@ impl Engine {
             SweepSettings::default(),
             &mut scratch.solution,
         );
-        scratch.held = Some((k, local, x_kw));
         let added = scratch.solution.head_power_kva() - base.solutions[k].head_power_kva();
         self.observe(base, k, &scratch.solution, added)
     }
@@ -328,8 +318,6 @@ impl Engine {
     ) -> PointEvaluation {
         let shape = self.shape(base, load);
         let before = base.summary.before;
-        // A flow held from another evaluation is of another base or load.
-        scratch.held = None;
         let (path, z_from_busbar) = candidate_path(base, local, scratch);
         let estimator = Estimator::new(self, base, local, load, &shape, &path, &z_from_busbar);
         // Where a limit is broken without the new load, there is no headroom to

@@ -208,3 +208,71 @@ fn headroom_never_rises_going_out_along_a_feeder() {
     }
     assert!(pairs >= 100, "only {pairs} parent-child pairs");
 }
+
+#[test]
+fn a_nodes_headroom_does_not_depend_on_what_was_judged_before_it() {
+    // The search for a root starts from guesses that earlier evaluations
+    // sharpen; a guess may make it faster, never change the answer: the same
+    // grid, reading for reading, must give the same kW whatever a planner, the
+    // map or a sweep asked first. Every node of every feeder, judged in order,
+    // in reverse order and each on a thread of its own, under limits where each
+    // check binds somewhere.
+    let tight = |v_min_pu: f64, thermal_pct: f64| {
+        let mut config = EngineConfig::default();
+        config.limits.v_min_pu = v_min_pu;
+        config.limits.thermal_pct = thermal_pct;
+        config
+    };
+    let mut judged = 0;
+    for config in [
+        EngineConfig::default(),
+        tight(0.985, 100.0),
+        tight(0.97, 50.0),
+    ] {
+        let (engine, _) = fixture_engine(config);
+        let load = AddedLoad::flat(engine.config.capacity_power_factor);
+        for f in 0..engine.network.feeders.len() {
+            let base = engine.feeder(f);
+            let nodes: Vec<u32> = (1..base.electrical.len() as u32).collect();
+            let forward: Vec<(f64, String)> = nodes
+                .iter()
+                .map(|&l| {
+                    let (h, b) = engine.headroom_at(&base, l, &load);
+                    (h, format!("{b:?}"))
+                })
+                .collect();
+            let mut backward: Vec<(f64, String)> = nodes
+                .iter()
+                .rev()
+                .map(|&l| {
+                    let (h, b) = engine.headroom_at(&base, l, &load);
+                    (h, format!("{b:?}"))
+                })
+                .collect();
+            backward.reverse();
+            let alone: Vec<(f64, String)> = std::thread::scope(|s| {
+                nodes
+                    .iter()
+                    .map(|&l| {
+                        let (engine, base, load) = (&engine, &base, &load);
+                        s.spawn(move || {
+                            let (h, b) = engine.headroom_at(base, l, load);
+                            (h, format!("{b:?}"))
+                        })
+                        .join()
+                        .expect("the evaluation")
+                    })
+                    .collect()
+            });
+            for (i, &l) in nodes.iter().enumerate() {
+                assert_eq!(
+                    (&forward[i], &forward[i]),
+                    (&backward[i], &alone[i]),
+                    "feeder {f}, local node {l}: in order, in reverse, alone"
+                );
+            }
+            judged += nodes.len();
+        }
+    }
+    assert!(judged > 300, "only {judged} nodes judged");
+}
