@@ -72,6 +72,7 @@ pub(crate) fn extent(state: &AppState, engine: &Engine, id: &str) -> Option<[f64
             drawn(state, engine, id)?.points.clone()
         }
         AssetKind::Node => vec![network.nodes[i].position],
+        AssetKind::Generator => vec![network.generators[i].position],
         AssetKind::Segment => network.segments[i].geometry.clone(),
         AssetKind::Switch => {
             let s = &network.switches[i];
@@ -154,5 +155,6 @@ pub(crate) fn asset_name(engine: &Engine, id: &str) -> Option<String> {
         AssetKind::Segment => network.segments[i].name.clone(),
         AssetKind::Switch => network.switches[i].name.clone(),
         AssetKind::SubstationTransformer => network.substation_transformers[i].name.clone(),
+        AssetKind::Generator => network.generators[i].name.clone(),
     }
 }

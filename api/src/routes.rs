@@ -660,6 +660,21 @@ pub(crate) async fn get_asset(
                 None,
             )
         }
+        AssetKind::Generator => {
+            let g = &network.generators[i];
+            let point = match g.point {
+                headroom_geodata::GeneratorPoint::Node(n) => network.node(n).id.as_str(),
+                headroom_geodata::GeneratorPoint::Transformer(t) => {
+                    network.transformers[t.get()].id.as_str()
+                }
+            };
+            (
+                json!({"name": g.name, "rated_kw": g.rated_kw, "source": g.source.as_str(),
+                       "status": g.status.as_str(), "in_service": g.in_service}),
+                json!({"node": point}),
+                None,
+            )
+        }
     };
     let measurable = matches!(
         asset.kind,

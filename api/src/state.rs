@@ -179,6 +179,8 @@ pub fn reserved_loads(engine: &Engine, records: &[ReservationRecord]) -> Vec<Res
         .flat_map(|r| {
             let held = Application {
                 id: r.application.clone(),
+                kind: headroom_engine::ApplicationKind::Load,
+                source: None,
                 lon: 0.0,
                 lat: 0.0,
                 demand_kw: r.reserved_kw,

@@ -1,6 +1,9 @@
 //! A connection request as the workflow system sends it (`shared/spec/api.md`),
 //! and its validation: every rule broken names its field.
 
+use std::borrow::Cow;
+
+use headroom_geodata::GenerationSource;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -39,19 +42,40 @@ pub enum Importance {
     Critical,
 }
 
+/// What a connection request connects (`shared/spec/planning.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ApplicationKind {
+    /// A customer drawing power.
+    #[default]
+    Load,
+    /// A generator exporting power: PV, wind, storage.
+    Generation,
+}
+
 /// A validated connection request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Application {
     /// The workflow system's id.
     pub id: String,
+    /// Load or generation.
+    #[serde(default)]
+    pub kind: ApplicationKind,
+    /// For generation, what it generates from (default `pv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "pv"))]
+    pub source: Option<GenerationSource>,
     /// Longitude, WGS84.
     pub lon: f64,
     /// Latitude, WGS84.
     pub lat: f64,
-    /// Requested demand, kW.
+    /// Requested demand, kW; for generation, the export at the point of
+    /// connection (kW, AC).
     pub demand_kw: f64,
-    /// Lagging power factor in (0, 1].
+    /// Power factor in (0, 1]: lagging for a load; for generation, below 1 the
+    /// generator absorbs reactive power (which holds its voltage rise down).
     pub power_factor: f64,
     /// Supply voltage asked for, kV (`None`: decided from demand).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,8 +96,12 @@ pub struct Application {
 /// customer, and larger numbers only overflow the power flow.
 pub const MAX_DEMAND_KW: f64 = 1_000_000.0;
 
-/// Default power factor where an application gives none.
+/// Default power factor where a load application gives none.
 pub const DEFAULT_POWER_FACTOR: f64 = 0.9;
+
+/// Default power factor where a generation application gives none: inverters
+/// export at unity unless the utility asks otherwise.
+pub const DEFAULT_GENERATION_POWER_FACTOR: f64 = 1.0;
 
 fn bad(field: &str, message: impl Into<String>) -> Error {
     Error::BadApplication {
@@ -137,6 +165,16 @@ impl Application {
     }
 
     fn fields(obj: &serde_json::Map<String, Value>, id: String) -> Result<Self> {
+        let kind = enum_value(obj, "kind", "load, generation")?.unwrap_or_default();
+        let source: Option<GenerationSource> =
+            enum_value(obj, "source", "pv, wind, storage, other")?;
+        let generation = kind == ApplicationKind::Generation;
+        if source.is_some() && !generation {
+            return Err(bad(
+                "source",
+                "applies to generation only; set \"kind\": \"generation\" for a generator",
+            ));
+        }
         let lon = required_number(obj, "lon")?;
         if !(-180.0..=180.0).contains(&lon) {
             return Err(bad("lon", format!("{lon} is outside [-180, 180]")));
@@ -149,7 +187,13 @@ impl Application {
         if demand_kw <= 0.0 {
             return Err(bad(
                 "demand_kw",
-                format!("{demand_kw} must be greater than 0"),
+                if generation {
+                    format!(
+                        "{demand_kw} must be greater than 0: for generation it is the export, kW (a generator's output is never negative)"
+                    )
+                } else {
+                    format!("{demand_kw} must be greater than 0")
+                },
             ));
         }
         if demand_kw > MAX_DEMAND_KW {
@@ -158,7 +202,11 @@ impl Application {
                 format!("{demand_kw} is above {MAX_DEMAND_KW} kW: not a distribution connection"),
             ));
         }
-        let power_factor = number(obj, "power_factor")?.unwrap_or(DEFAULT_POWER_FACTOR);
+        let power_factor = number(obj, "power_factor")?.unwrap_or(if generation {
+            DEFAULT_GENERATION_POWER_FACTOR
+        } else {
+            DEFAULT_POWER_FACTOR
+        });
         if !(power_factor > 0.0 && power_factor <= 1.0) {
             return Err(bad(
                 "power_factor",
@@ -179,6 +227,18 @@ impl Application {
         .unwrap_or(CustomerClass::Other);
         let importance =
             enum_value(obj, "importance", "normal, important, critical")?.unwrap_or_default();
+        if generation && importance != Importance::Normal {
+            return Err(bad(
+                "importance",
+                "applies to loads only: a second supply keeps a customer supplied, and a generator needs none (omit it or give \"normal\")",
+            ));
+        }
+        if generation && customer_class == CustomerClass::EvCharging {
+            return Err(bad(
+                "customer_class",
+                "ev_charging is a load; a charging station that exports is a storage generator (\"source\": \"storage\")",
+            ));
+        }
         let profile = match obj.get("profile") {
             None | Some(Value::Null) => None,
             Some(Value::Array(values)) => {
@@ -220,6 +280,8 @@ impl Application {
         }
         Ok(Self {
             id,
+            kind,
+            source: source.or(generation.then_some(GenerationSource::Pv)),
             lon,
             lat,
             demand_kw,
@@ -258,5 +320,23 @@ impl Application {
         self.profile
             .as_ref()
             .map_or(1.0, |p| p[quarter_of_day % 96])
+    }
+
+    /// Whether the application is for a generator.
+    pub fn is_generation(&self) -> bool {
+        self.kind == ApplicationKind::Generation
+    }
+
+    /// The 96 quarter-hour factors the request is judged at, `None` for flat:
+    /// its own profile, else for generation its source's default (PV follows
+    /// the sun, `shared/spec/planning.md`).
+    pub fn judged_profile(&self) -> Option<Cow<'_, [f64]>> {
+        match (&self.profile, self.kind, self.source) {
+            (Some(p), _, _) => Some(Cow::Borrowed(p)),
+            (None, ApplicationKind::Generation, Some(GenerationSource::Pv)) => {
+                Some(Cow::Owned(GenerationSource::Pv.default_profile()))
+            }
+            _ => None,
+        }
     }
 }

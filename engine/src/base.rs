@@ -247,6 +247,7 @@ impl Engine {
             max_loading_pct: 0.0,
             min_voltage_pu: f64::INFINITY,
             substation_transformer_loading_pct: 0.0,
+            max_voltage_pu: f64::NEG_INFINITY,
         };
         let mut worst = WorstChecks::NONE;
         // A limit broken without the new load binds at once: the worst breach.
@@ -254,6 +255,7 @@ impl Engine {
         for o in &base.observed {
             before.max_loading_pct = before.max_loading_pct.max(o.max_loading_pct());
             before.min_voltage_pu = before.min_voltage_pu.min(o.v_min_pu);
+            before.max_voltage_pu = before.max_voltage_pu.max(o.v_max_pu);
             before.substation_transformer_loading_pct = before
                 .substation_transformer_loading_pct
                 .max(o.substation_pct);
@@ -294,6 +296,43 @@ impl Engine {
     pub(crate) fn finish_base(&self, base: &mut FeederBase, with_reservations: bool) {
         self.set_group_series(base, with_reservations);
         self.observe_base(base);
+    }
+
+    /// The base that generation checks read for feeder `f`, built without
+    /// caching: measured loads (net of connected generators) with queued
+    /// generators and generation reservations injecting at their nodes, here
+    /// and in the busbar group; load reservations left out, since a load not
+    /// yet built relieves no generation check.
+    pub(crate) fn build_generation_base(&self, f: usize) -> FeederBase {
+        let feeder = FeederIx::from_usize(f);
+        let tree = self.topology.tree(feeder);
+        let electrical = ElectricalFeeder::new(&self.network, tree);
+        let mut loads = self.loads_of(feeder, &electrical, self.readings.as_ref(), &mut ());
+        self.settle_all(&electrical, &mut loads);
+        let injected = self
+            .injections
+            .iter()
+            .filter_map(|i| {
+                let placement = self.topology.placement(i.node)?;
+                (placement.feeder == feeder).then(|| {
+                    (
+                        placement.local,
+                        -i.kw,
+                        -i.absorbed_kvar_per_kw,
+                        i.profile.clone(),
+                    )
+                })
+            })
+            .collect();
+        let mut base = self.base_with_extra_loads(feeder, electrical, loads, injected);
+        self.set_group_series(&mut base, false);
+        if let Some(g) = base.group {
+            for (k, &w) in base.window_step.iter().enumerate() {
+                base.group_kva[k] += self.group_injected_kva[g][w];
+            }
+        }
+        self.observe_base(&mut base);
+        base
     }
 
     /// Copies the group's power at each kept step into the base.
@@ -375,7 +414,6 @@ impl Engine {
         loads: FeederLoads,
         with_reservations: bool,
     ) -> FeederBase {
-        let tree = self.topology.tree(feeder);
         let reserved = self
             .reservations
             .iter()
@@ -392,6 +430,20 @@ impl Engine {
                 })
             })
             .collect();
+        self.base_with_extra_loads(feeder, electrical, loads, reserved)
+    }
+
+    /// A feeder's base over the steps of `loads`, whose flows are settled, with
+    /// `extra` loads at their nodes solved into every flow: (local node, kW,
+    /// kvar per kW, profile); an injection is a negative kW.
+    pub(crate) fn base_with_extra_loads(
+        &self,
+        feeder: FeederIx,
+        electrical: ElectricalFeeder,
+        loads: FeederLoads,
+        reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
+    ) -> FeederBase {
+        let tree = self.topology.tree(feeder);
         let window_step = self.window_steps(&loads);
         let group = self.topology.busbar_group_index(tree.head());
         let mut base = FeederBase {
@@ -675,6 +727,7 @@ impl Engine {
                 f64::NEG_INFINITY
             },
             v_max_at: v_max_at[l],
+            substation_export: (base.group_kva[steps[l]] + added_head_kva[l]).re < 0.0,
             // The base's own series: reservations in the group count where it does.
             substation_pct: if rated > 0.0 {
                 (base.group_kva[steps[l]] + added_head_kva[l])

@@ -19,6 +19,10 @@ pub enum CheckName {
     Voltage,
     /// Loading of the substation transformers feeding the busbar group.
     SubstationTransformer,
+    /// Apparent power while active power flows back through the substation
+    /// transformers (or a distribution transformer), against `reverse_pct` of
+    /// the rating (generation).
+    ReversePower,
     /// Loading of the distribution transformer (low-voltage requests).
     Transformer,
     /// Capacity promised to earlier applications.
@@ -31,11 +35,12 @@ pub enum CheckName {
 
 impl CheckName {
     /// The electrical checks in the spec's tie-break order.
-    pub const ELECTRICAL: [CheckName; 6] = [
+    pub const ELECTRICAL: [CheckName; 7] = [
         CheckName::SegmentThermal,
         CheckName::HeadThermal,
         CheckName::Voltage,
         CheckName::SubstationTransformer,
+        CheckName::ReversePower,
         CheckName::Transformer,
         CheckName::Reserved,
     ];
@@ -47,6 +52,7 @@ impl CheckName {
             CheckName::HeadThermal => "head_thermal",
             CheckName::Voltage => "voltage",
             CheckName::SubstationTransformer => "substation_transformer",
+            CheckName::ReversePower => "reverse_power",
             CheckName::Transformer => "transformer",
             CheckName::Reserved => "reserved",
             CheckName::NoSpareBay => "no_spare_bay",
@@ -97,6 +103,9 @@ pub struct Observed {
     pub v_max_at: u32,
     /// Substation transformer loading of the busbar group, % (0 when unknown).
     pub substation_pct: f64,
+    /// Whether active power flows back through the group's transformers, from
+    /// the busbar to the high-voltage side.
+    pub substation_export: bool,
     /// Whether the power flow converged (a collapse counts as every limit broken).
     pub converged: bool,
 }
@@ -149,6 +158,8 @@ pub struct Figures {
     pub min_voltage_pu: f64,
     /// Substation transformer loading of the busbar group, %.
     pub substation_transformer_loading_pct: f64,
+    /// Highest node voltage, pu.
+    pub max_voltage_pu: f64,
 }
 
 /// The worst value of each electrical check with the new load, and where.

@@ -20,6 +20,11 @@ pub struct Limits {
     pub substation_transformer_pct: f64,
     /// Loading limit of a distribution transformer (LV requests), %.
     pub transformer_pct: f64,
+    /// While active power flows back through a substation transformer group
+    /// (MV to HV), or through a distribution transformer to its 0.4 kV side's
+    /// network, its apparent power at most this share of its rating, %: a
+    /// transformer's protection and tap changer are set for forward flow.
+    pub reverse_pct: f64,
 }
 
 impl Default for Limits {
@@ -30,6 +35,7 @@ impl Default for Limits {
             v_max_pu: 1.07,
             substation_transformer_pct: 100.0,
             transformer_pct: 100.0,
+            reverse_pct: 80.0,
         }
     }
 }
@@ -179,6 +185,8 @@ pub struct EngineConfig {
     pub lv_search_radius_m: f64,
     /// Requests without `voltage_kv` up to this demand go to 0.4 kV, kW.
     pub lv_max_demand_kw: f64,
+    /// Generation without `voltage_kv` up to this export goes to 0.4 kV, kW.
+    pub lv_max_generation_kw: f64,
     /// Ranking weights.
     pub weights: ScoreWeights,
     /// Supply schemes listed at most.
@@ -218,6 +226,7 @@ impl Default for EngineConfig {
             mv_search_radius_m: 2_000.0,
             lv_search_radius_m: 500.0,
             lv_max_demand_kw: 160.0,
+            lv_max_generation_kw: 400.0,
             weights: ScoreWeights::default(),
             max_schemes: 10,
             route_factor: 1.3,

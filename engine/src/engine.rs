@@ -16,12 +16,16 @@ use crate::config::EngineConfig;
 use crate::load_model::{FeederLoads, STEP_MS, Window, power_factor_tan};
 use headroom_readings::ReadingsSource;
 
-/// Load promised to an application that is not connected yet: counted as extra
-/// load at its node, with its profile, by every later evaluation.
+/// Capacity promised to an application that is not connected yet: a load
+/// counted as extra load at its node, with its profile, by every later load
+/// evaluation; a generator counted as an injection by every later generation
+/// evaluation (and never as relief of a load check).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReservedLoad {
     /// The application holding it.
     pub application: String,
+    /// A load or a generator (whose `demand_kw` is its export).
+    pub kind: crate::application::ApplicationKind,
     /// Where it will connect.
     pub node: NodeIx,
     /// Demand, kW.
@@ -34,6 +38,28 @@ pub struct ReservedLoad {
     /// loading check counts the reservation too.
     pub transformer: Option<TransformerIx>,
 }
+
+/// Power that generation checks count as injected though no reading shows it:
+/// a queued generator or a generation reservation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Injection {
+    /// The medium-voltage node it feeds (a transformer's node for 0.4 kV).
+    pub node: NodeIx,
+    /// For 0.4 kV, the distribution transformer it feeds through.
+    pub transformer: Option<TransformerIx>,
+    /// Rated export, kW.
+    pub kw: f64,
+    /// Reactive power absorbed per kW exported (0 at unity power factor).
+    pub absorbed_kvar_per_kw: f64,
+    /// 96 quarter-hour factors of `kw`, or flat.
+    pub profile: Option<Vec<f64>>,
+    /// Whether it is a reservation (else a queued generator of the network).
+    pub reserved: bool,
+}
+
+/// The bit that marks a generation base's key in the cache: its fingerprint
+/// is of the injections it counts.
+const GENERATION_KEY: u64 = 1 << 63;
 
 /// The engine over one network and its readings.
 ///
@@ -58,8 +84,18 @@ pub struct Engine {
     pub group_kva: Arc<Vec<Vec<Complex64>>>,
     /// Per busbar group and window step: reserved load in the group, kVA.
     pub group_reserved_kva: Vec<Vec<Complex64>>,
-    /// Reservations counted.
+    /// Load reservations counted.
     pub reservations: Vec<ReservedLoad>,
+    /// Generation reservations counted (as injections, by generation checks).
+    pub generation_reservations: Vec<ReservedLoad>,
+    /// Queued generators and generation reservations.
+    pub injections: Vec<Injection>,
+    /// Per busbar group and window step: what the injections in the group
+    /// add to its substation transformers' power, kVA (negative kW).
+    pub group_injected_kva: Vec<Vec<Complex64>>,
+    /// Per feeder, a fingerprint of the injections its generation base
+    /// counts (on it and in its busbar group); 0 where none do.
+    generation_fingerprint: Vec<u64>,
     /// Distribution transformers hanging on each node.
     pub node_transformers: Arc<Vec<Vec<TransformerIx>>>,
     pub(crate) readings: Arc<dyn ReadingsSource>,
@@ -131,6 +167,10 @@ impl Engine {
             config,
             window,
             reservations: Vec::new(),
+            generation_reservations: Vec::new(),
+            injections: Vec::new(),
+            group_injected_kva: Vec::new(),
+            generation_fingerprint: Vec::new(),
             node_transformers,
             readings,
             bases,
@@ -157,6 +197,10 @@ impl Engine {
             group_kva: self.group_kva.clone(),
             group_reserved_kva: Vec::new(),
             reservations: Vec::new(),
+            generation_reservations: Vec::new(),
+            injections: Vec::new(),
+            group_injected_kva: Vec::new(),
+            generation_fingerprint: Vec::new(),
             node_transformers: self.node_transformers.clone(),
             readings: self.readings.clone(),
             bases: self.bases.clone(),
@@ -178,13 +222,22 @@ impl Engine {
             self.node_transformers.clone(),
             readings,
             self.config.clone(),
-            self.reservations.clone(),
+            self.reservations
+                .iter()
+                .chain(&self.generation_reservations)
+                .cloned()
+                .collect(),
         )
     }
 
     fn set_reservations(&mut self, reservations: Vec<ReservedLoad>) {
         use std::hash::{Hash, Hasher};
-        self.reservations = reservations;
+        let (generation, loads): (Vec<_>, Vec<_>) = reservations
+            .into_iter()
+            .partition(|r| r.kind == crate::application::ApplicationKind::Generation);
+        self.reservations = loads;
+        self.generation_reservations = generation;
+        self.set_injections();
         self.group_reserved_kva = self.reserved_per_group();
         self.group_reserved = self
             .group_reserved_kva
@@ -232,9 +285,107 @@ impl Engine {
                     .busbar_group_index(head)
                     .map_or(0, |g| group_hash[g]);
                 // Never 0: that key is the base without reservations.
-                (feeder_hash[f] ^ group.rotate_left(31)) | 1
+                ((feeder_hash[f] ^ group.rotate_left(31)) | 1) & !GENERATION_KEY
             })
             .collect();
+    }
+
+    /// Queued generators of the network and generation reservations, as
+    /// injections: per busbar group and step, and a fingerprint per feeder
+    /// of those its generation base counts.
+    fn set_injections(&mut self) {
+        use headroom_geodata::{GeneratorPoint, GeneratorStatus};
+        use std::hash::{Hash, Hasher};
+        let network = self.network.clone();
+        let queued = network
+            .generators
+            .iter()
+            .filter(|g| g.in_service && g.status == GeneratorStatus::Queued)
+            .map(|g| {
+                let (node, transformer) = match g.point {
+                    GeneratorPoint::Node(n) => (n, None),
+                    GeneratorPoint::Transformer(t) => (network.transformers[t.get()].node, Some(t)),
+                };
+                Injection {
+                    node,
+                    transformer,
+                    kw: g.rated_kw,
+                    absorbed_kvar_per_kw: 0.0,
+                    profile: (g.source == headroom_geodata::GenerationSource::Pv)
+                        .then(|| g.source.default_profile()),
+                    reserved: false,
+                }
+            });
+        let reserved = self.generation_reservations.iter().map(|r| Injection {
+            node: r.node,
+            transformer: r.transformer,
+            kw: r.demand_kw,
+            absorbed_kvar_per_kw: power_factor_tan(r.power_factor),
+            profile: r.profile.clone(),
+            reserved: true,
+        });
+        self.injections = queued.chain(reserved).collect();
+        let steps = self.window.steps.len();
+        let groups = self.topology.busbar_groups.len();
+        self.group_injected_kva = vec![vec![Complex64::new(0.0, 0.0); steps]; groups];
+        let feeders = self.network.feeders.len();
+        let mut feeder_hash = vec![0u64; feeders];
+        let mut group_hash = vec![0u64; groups];
+        for i in &self.injections {
+            let mut hasher = rustc_hash::FxHasher::default();
+            i.node.get().hash(&mut hasher);
+            i.kw.to_bits().hash(&mut hasher);
+            i.absorbed_kvar_per_kw.to_bits().hash(&mut hasher);
+            i.reserved.hash(&mut hasher);
+            if let Some(profile) = &i.profile {
+                for v in profile {
+                    v.to_bits().hash(&mut hasher);
+                }
+            }
+            let h = hasher.finish();
+            let busbar = match self.topology.placement(i.node) {
+                Some(p) => {
+                    feeder_hash[p.feeder.get()] = feeder_hash[p.feeder.get()].wrapping_add(h);
+                    self.topology.tree(p.feeder).head()
+                }
+                None => i.node,
+            };
+            if let Some(g) = self.topology.busbar_group_index(busbar) {
+                group_hash[g] = group_hash[g].wrapping_add(h.rotate_left(17));
+                for (w, &ts) in self.window.steps.iter().enumerate() {
+                    let f = i
+                        .profile
+                        .as_ref()
+                        .map_or(1.0, |p| p[self.quarter_of_day(ts)]);
+                    self.group_injected_kva[g][w] +=
+                        Complex64::new(-i.kw * f, i.kw * f * i.absorbed_kvar_per_kw);
+                }
+            }
+        }
+        self.generation_fingerprint = (0..feeders)
+            .map(|f| {
+                let head = self.topology.tree(FeederIx::from_usize(f)).head();
+                let group = self
+                    .topology
+                    .busbar_group_index(head)
+                    .map_or(0, |g| group_hash[g]);
+                feeder_hash[f] ^ group.rotate_left(31)
+            })
+            .collect();
+    }
+
+    /// The base generation checks read for feeder `f`: measured loads, with
+    /// queued generators and generation reservations injecting, without load
+    /// reservations (see [`Engine::build_generation_base`]).
+    pub fn generation_base(&self, f: usize) -> Arc<FeederBase> {
+        let fingerprint = self.generation_fingerprint[f];
+        if fingerprint == 0 {
+            // Nothing injects: the base without reservations.
+            return self.unreserved(f).unwrap_or_else(|| self.feeder(f));
+        }
+        self.bases.get_with((f, GENERATION_KEY | fingerprint), || {
+            Arc::new(self.build_generation_base(f))
+        })
     }
 
     /// The readings behind the engine.

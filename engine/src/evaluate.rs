@@ -30,8 +30,11 @@ use crate::load_model::power_factor_tan;
 use crate::powerflow::{SQRT_3, Solution, SweepSettings, sweep, widen};
 
 mod figures;
+mod generation;
 
 pub(crate) use figures::FigureOrders;
+pub(crate) use generation::transformer_root;
+pub use generation::{AddedGeneration, EXPORT_CHECKS, ExportEvaluation};
 
 /// Headroom beyond this is reported as this: nothing on a distribution feeder
 /// comes near it.
@@ -165,6 +168,20 @@ struct Scratch {
     last_correction: Option<(usize, usize, f64)>,
 }
 
+thread_local! {
+    // Each thread keeps its power-flow buffers: a ranking evaluates thousands
+    // of points, and allocating them afresh cost a tenth of its time.
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::default();
+}
+
+/// Runs `f` with this thread's power-flow buffers.
+fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
+    let mut scratch = SCRATCH.take();
+    let out = f(&mut scratch);
+    SCRATCH.set(scratch);
+    out
+}
+
 /// The smallest `x >= 0` with `|start + x * per_unit| = limit`; 0 when already past.
 pub(crate) fn magnitude_root(start: Complex64, per_unit: Complex64, limit: f64) -> f64 {
     let c = start.norm_sqr() - limit * limit;
@@ -295,16 +312,9 @@ impl Engine {
         load: &AddedLoad<'_>,
         with_figures: bool,
     ) -> PointEvaluation {
-        // Each thread keeps its power-flow buffers: a ranking evaluates thousands
-        // of points, and allocating them afresh cost a tenth of its time.
-        thread_local! {
-            static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::default();
-        }
-        let mut scratch = SCRATCH.take();
-        let evaluation =
-            self.evaluate_point_in(base, local, demand_kw, load, with_figures, &mut scratch);
-        SCRATCH.set(scratch);
-        evaluation
+        with_scratch(|scratch| {
+            self.evaluate_point_in(base, local, demand_kw, load, with_figures, scratch)
+        })
     }
 
     fn evaluate_point_in(
@@ -345,6 +355,11 @@ impl Engine {
                 1.0
             },
             substation_transformer_loading_pct: worst.substation_pct,
+            max_voltage_pu: if worst.v_max.0.is_finite() {
+                worst.v_max.0
+            } else {
+                1.0
+            },
         };
 
         if let Some(binding) = base.summary.already_broken {

@@ -101,7 +101,7 @@ pub mod powerflow;
 pub mod rank;
 pub mod service_line;
 
-pub use application::{Application, CustomerClass, Importance};
+pub use application::{Application, ApplicationKind, CustomerClass, Importance};
 pub use base::{BaseSummary, FeederBase};
 pub use capacity::{CapacityRow, Level};
 pub use checks::{CheckName, CheckResult};

@@ -10,7 +10,10 @@ use crate::checks::Figures;
 use crate::checks::{CheckName, CheckResult};
 use crate::engine::{Engine, ReservedLoad};
 use crate::error::{Error, Result};
-use crate::evaluate::{AddedLoad, PointEvaluation, UNBOUNDED_KW, magnitude_root};
+use crate::evaluate::{
+    AddedGeneration, AddedLoad, EXPORT_CHECKS, ExportEvaluation, PointEvaluation, UNBOUNDED_KW,
+    magnitude_root, transformer_root,
+};
 use crate::load_model::{STEP_MS, power_factor_tan};
 use crate::powerflow::SQRT_3;
 use crate::service_line::{PointSupply, ServiceLine};
@@ -40,6 +43,8 @@ pub struct FiguresOut {
     pub min_voltage_pu: f64,
     /// Substation transformer loading of the busbar group, %.
     pub substation_transformer_loading_pct: f64,
+    /// Highest node voltage, pu (for generation: over the steps it exports).
+    pub max_voltage_pu: f64,
 }
 
 impl From<Figures> for FiguresOut {
@@ -48,6 +53,7 @@ impl From<Figures> for FiguresOut {
             max_loading_pct: round(f.max_loading_pct, 3),
             min_voltage_pu: round(f.min_voltage_pu, 6),
             substation_transformer_loading_pct: round(f.substation_transformer_loading_pct, 3),
+            max_voltage_pu: round(f.max_voltage_pu, 6),
         }
     }
 }
@@ -212,6 +218,8 @@ fn finite_figures(mut c: Candidate) -> Candidate {
         loading(&mut figures.max_loading_pct);
         loading(&mut figures.substation_transformer_loading_pct);
         voltage(&mut figures.min_voltage_pu);
+        // A collapse reads as no voltage, highest or lowest.
+        voltage(&mut figures.max_voltage_pu);
     }
     for check in &mut c.checks {
         if check.name == CheckName::Voltage {
@@ -316,7 +324,12 @@ impl Engine {
         if let Some(kv) = app.voltage_kv {
             return kv;
         }
-        if app.demand_kw <= self.config.lv_max_demand_kw {
+        let lv_max_kw = if app.is_generation() {
+            self.config.lv_max_generation_kw
+        } else {
+            self.config.lv_max_demand_kw
+        };
+        if app.demand_kw <= lv_max_kw {
             return 0.4;
         }
         // The network's medium voltage where the customer is.
@@ -333,9 +346,10 @@ impl Engine {
     pub fn rank(&self, app: &Application) -> RankingResult {
         let at = LonLat::new(app.lon, app.lat);
         let kv = self.request_kv(app, at);
+        let profile = app.judged_profile();
         let load = AddedLoad {
             tan_phi: power_factor_tan(app.power_factor),
-            profile: app.profile.as_deref(),
+            profile: profile.as_deref(),
         };
         let mut evaluated: Vec<Evaluated> = if kv < 1.0 {
             let radius = app.max_distance_m.unwrap_or(self.config.lv_search_radius_m);
@@ -431,9 +445,10 @@ impl Engine {
         supplies: &[String],
     ) -> Result<Vec<Candidate>> {
         let at = LonLat::new(app.lon, app.lat);
+        let profile = app.judged_profile();
         let load = AddedLoad {
             tan_phi: power_factor_tan(app.power_factor),
-            profile: app.profile.as_deref(),
+            profile: profile.as_deref(),
         };
         supplies
             .iter()
@@ -473,10 +488,11 @@ impl Engine {
                 };
                 Ok(ReservedLoad {
                     application: app.id.clone(),
+                    kind: app.kind,
                     node,
                     demand_kw: app.demand_kw,
                     power_factor: app.power_factor,
-                    profile: app.profile.clone(),
+                    profile: app.judged_profile().map(std::borrow::Cow::into_owned),
                     transformer,
                 })
             })
@@ -564,7 +580,28 @@ impl Engine {
         let mut checks = Vec::new();
         // The same evaluation without reservations, where any touch this point:
         // what the queue has taken is the difference.
-        let (evaluation, free, feeder) = if n.node_type == NodeType::Busbar {
+        let mut export = None;
+        let (evaluation, free, feeder) = if app.is_generation() {
+            // Load reservations relieve nothing and generation reservations
+            // count as injections in the generation base: no queue to compare.
+            let generation = AddedGeneration {
+                absorbed_kvar_per_kw: load.tan_phi,
+                profile: load.profile,
+            };
+            if n.node_type == NodeType::Busbar {
+                let e = self.evaluate_export_new_bay(node, app.demand_kw, &generation);
+                (e.map(|e| e.point), None, None)
+            } else if let Some(p) = placement {
+                let f = p.feeder.get();
+                let base = self.generation_base(f);
+                let e = self.evaluate_export(&base, p.local, app.demand_kw, &generation);
+                let point = e.point.clone();
+                export = Some(e);
+                (Some(point), None, Some(f))
+            } else {
+                (None, None, None)
+            }
+        } else if n.node_type == NodeType::Busbar {
             let free = self
                 .group_has_reservations(node)
                 .then(|| self.evaluate_new_bay(node, app.demand_kw, load, false))
@@ -595,7 +632,9 @@ impl Engine {
                 Figures::default(),
             ),
         };
-        if let (Some(e), Some(f)) = (&evaluation, feeder) {
+        if let (Some(x), Some(f)) = (&export, feeder) {
+            checks.extend(self.export_checks(x, f, app.demand_kw));
+        } else if let (Some(e), Some(f)) = (&evaluation, feeder) {
             checks.extend(self.electrical_checks(e, f));
         } else if let Some(e) = &evaluation {
             checks.push(CheckResult {
@@ -644,7 +683,12 @@ impl Engine {
         }
         let feasible = !oos && !needs_bay && app.demand_kw <= headroom;
         Evaluated {
-            voltage_margin: (after.min_voltage_pu - limits.v_min_pu) / (1.0 - limits.v_min_pu),
+            // A load's margin is to the lower limit, a generator's to the upper.
+            voltage_margin: if app.is_generation() {
+                (limits.v_max_pu - after.max_voltage_pu) / (limits.v_max_pu - 1.0)
+            } else {
+                (after.min_voltage_pu - limits.v_min_pu) / (1.0 - limits.v_min_pu)
+            },
             out: Candidate {
                 node: n.id.to_string(),
                 node_type: n.node_type.as_str().to_owned(),
@@ -757,6 +801,173 @@ impl Engine {
         ]
     }
 
+    /// The checks of a generator at a feeder's node: each holds where its
+    /// worst value with the export is within its limit or no worse than
+    /// without, and the one that binds fails where the export exceeds the
+    /// headroom.
+    fn export_checks(
+        &self,
+        x: &ExportEvaluation,
+        feeder: usize,
+        export_kw: f64,
+    ) -> Vec<CheckResult> {
+        let limits = self.config.limits;
+        let base = self.generation_base(feeder);
+        let tree = self.topology.tree(base.loads.feeder);
+        let w = &x.point.worst;
+        let (before, after) = x.ratios;
+        let over = export_kw > x.point.headroom_kw;
+        let holds = |c: usize| {
+            after[c] <= before[c].max(1.0) && !(over && EXPORT_CHECKS[c] == x.point.binding)
+        };
+        let segment_id = |local: u32| match base.electrical.inbound[local as usize] {
+            Some(headroom_geodata::Branch::Segment(s)) => {
+                Some(self.network.segment(s).id.to_string())
+            }
+            _ => None,
+        };
+        let node_id =
+            |local: u32| Some(self.network.node(tree.nodes[local as usize]).id.to_string());
+        // The voltage shown is the side that is further past (or nearer) its limit.
+        let rise = after[2] >= after[3];
+        vec![
+            CheckResult {
+                name: CheckName::SegmentThermal,
+                ok: holds(0),
+                value: round(w.segment.0, 3),
+                limit: limits.thermal_pct,
+                element: segment_id(w.segment.1),
+            },
+            CheckResult {
+                name: CheckName::HeadThermal,
+                ok: holds(1),
+                value: round(w.head_pct, 3),
+                limit: limits.thermal_pct,
+                element: Some(self.network.feeders[feeder].id.to_string()),
+            },
+            CheckResult {
+                name: CheckName::Voltage,
+                ok: holds(2) && holds(3),
+                value: round(if rise { w.v_max.0 } else { w.v_min.0 }, 6),
+                limit: if rise {
+                    limits.v_max_pu
+                } else {
+                    limits.v_min_pu
+                },
+                element: node_id(if rise { w.v_max.1 } else { w.v_min.1 }),
+            },
+            CheckResult {
+                name: CheckName::SubstationTransformer,
+                ok: holds(4),
+                value: round(after[4] * limits.substation_transformer_pct, 3),
+                limit: limits.substation_transformer_pct,
+                element: self.group_element(tree.head()),
+            },
+            CheckResult {
+                name: CheckName::ReversePower,
+                ok: holds(5),
+                value: round(x.reverse_pct.1, 3),
+                limit: limits.reverse_pct,
+                element: self.group_element(tree.head()),
+            },
+        ]
+    }
+
+    /// A generator through a new bay at a busbar: only the substation
+    /// transformers limit it, forward and in reverse (the bay's own cable is
+    /// not modelled).
+    fn evaluate_export_new_bay(
+        &self,
+        busbar: NodeIx,
+        export_kw: f64,
+        generation: &AddedGeneration<'_>,
+    ) -> Option<ExportEvaluation> {
+        let g = self.topology.busbar_group_index(busbar)?;
+        let rated = self.group_rated_kva(Some(g));
+        let limits = self.config.limits;
+        let forward = rated * limits.substation_transformer_pct / 100.0;
+        let reverse = rated * limits.reverse_pct / 100.0;
+        let per_kw = num_complex::Complex64::new(-1.0, generation.absorbed_kvar_per_kw);
+        let (mut headroom, mut binding) = (f64::INFINITY, CheckName::SubstationTransformer);
+        let mut worst = [(0.0f64, 0.0f64); 2];
+        for (w, &ts) in self.window.steps.iter().enumerate() {
+            let factor = generation
+                .profile
+                .map_or(1.0, |p| p[self.quarter_of_day(ts)]);
+            if factor <= 0.0 || rated <= 0.0 {
+                continue;
+            }
+            let s = self.group_kva[g][w] + self.group_injected_kva[g][w];
+            let ds = per_kw * factor;
+            let after = s + ds * export_kw;
+            // Per direction (forward, reverse): the most apparent power without
+            // and with the export.
+            let before_side = usize::from(s.re < 0.0);
+            worst[before_side].0 = worst[before_side].0.max(s.norm());
+            let after_side = usize::from(after.re < 0.0);
+            worst[after_side].1 = worst[after_side].1.max(after.norm());
+            let (root, reverse_binds) = transformer_root(s, ds, forward, reverse);
+            if root < headroom {
+                headroom = root;
+                binding = if reverse_binds {
+                    CheckName::ReversePower
+                } else {
+                    CheckName::SubstationTransformer
+                };
+            }
+        }
+        let pct = |kva: f64| {
+            if rated > 0.0 {
+                kva / rated * 100.0
+            } else {
+                0.0
+            }
+        };
+        let figures = |forward_kva: f64| Figures {
+            max_loading_pct: pct(forward_kva),
+            min_voltage_pu: 1.0,
+            substation_transformer_loading_pct: pct(forward_kva),
+            max_voltage_pu: 1.0,
+        };
+        let before = [worst[0].0, worst[1].0];
+        let after = [worst[0].1, worst[1].1];
+        Some(ExportEvaluation {
+            point: PointEvaluation {
+                headroom_kw: headroom.clamp(0.0, UNBOUNDED_KW).floor(),
+                binding,
+                already_broken: false,
+                before: figures(before[0]),
+                after: figures(after[0]),
+                worst: crate::checks::WorstChecks {
+                    segment: (0.0, 0),
+                    head_pct: 0.0,
+                    v_min: (1.0, 0),
+                    v_max: (1.0, 0),
+                    substation_pct: pct(after[0].max(after[1])),
+                },
+            },
+            reverse_pct: (pct(before[1]), pct(after[1])),
+            ratios: (
+                [
+                    0.0,
+                    0.0,
+                    0.0,
+                    0.0,
+                    pct(before[0]) / limits.substation_transformer_pct,
+                    pct(before[1]) / limits.reverse_pct,
+                ],
+                [
+                    0.0,
+                    0.0,
+                    0.0,
+                    0.0,
+                    pct(after[0]) / limits.substation_transformer_pct,
+                    pct(after[1]) / limits.reverse_pct,
+                ],
+            ),
+        })
+    }
+
     /// A new bay at a busbar: only the substation transformers limit it.
     fn evaluate_new_bay(
         &self,
@@ -796,6 +1007,7 @@ impl Engine {
             max_loading_pct: pct(kva),
             min_voltage_pu: 1.0,
             substation_transformer_loading_pct: pct(kva),
+            max_voltage_pu: 1.0,
         };
         Some(PointEvaluation {
             headroom_kw: headroom.clamp(0.0, UNBOUNDED_KW).floor(),
@@ -824,6 +1036,10 @@ impl Engine {
     ) -> Evaluated {
         let t = &self.network.transformers[transformer.get()];
         let mut e = self.evaluate_node(t.node, distance_m, app, load);
+        if app.is_generation() {
+            self.export_through_transformer(&mut e, transformer, app, load);
+            return self.as_transformer_point(e, transformer, app);
+        }
         let limits = self.config.limits;
         // What the transformer carries at each step, from the model, with the new load.
         let mut peak_with_kva = 0.0f64;
@@ -888,6 +1104,17 @@ impl Engine {
             e.out.headroom_kw = transformer_headroom;
             e.out.binding_constraint = CheckName::Transformer;
         }
+        self.as_transformer_point(e, transformer, app)
+    }
+
+    /// A node's evaluation as that of a low-voltage point at its transformer.
+    fn as_transformer_point(
+        &self,
+        mut e: Evaluated,
+        transformer: headroom_geodata::TransformerIx,
+        app: &Application,
+    ) -> Evaluated {
+        let t = &self.network.transformers[transformer.get()];
         if !t.in_service {
             e.out.binding_constraint = CheckName::OutOfService;
         }
@@ -904,6 +1131,113 @@ impl Engine {
         e.out.lon = t.position.lon;
         e.out.lat = t.position.lat;
         e
+    }
+
+    /// A generator on a transformer's low-voltage side: the transformer's
+    /// forward loading and, while power flows back through it, its reverse
+    /// loading, with queued generators and generation reservations behind it
+    /// injecting too.
+    fn export_through_transformer(
+        &self,
+        e: &mut Evaluated,
+        transformer: headroom_geodata::TransformerIx,
+        app: &Application,
+        load: &AddedLoad<'_>,
+    ) {
+        let t = &self.network.transformers[transformer.get()];
+        let limits = self.config.limits;
+        let forward = t.rated_kva * limits.transformer_pct / 100.0;
+        let reverse = t.rated_kva * limits.reverse_pct / 100.0;
+        let (mut headroom, mut reverse_binds) = (f64::INFINITY, false);
+        let (mut forward_after, mut reverse_after) = (0.0f64, 0.0f64);
+        let (mut forward_before, mut reverse_before) = (0.0f64, 0.0f64);
+        if let Some(f) = e.feeder {
+            let base = self.generation_base(f);
+            let m = base.loads.transformers.len();
+            if let Some(slot) = base
+                .loads
+                .transformers
+                .iter()
+                .position(|(tx, _)| *tx == transformer)
+            {
+                let behind: Vec<_> = self
+                    .injections
+                    .iter()
+                    .filter(|i| i.transformer == Some(transformer))
+                    .collect();
+                for k in 0..base.loads.step_count() {
+                    let quarter = self.quarter_of_day(base.loads.steps[k]);
+                    let a = load.profile.map_or(1.0, |p| p[quarter]);
+                    if a <= 0.0 {
+                        continue;
+                    }
+                    let mut s = num_complex::Complex64::new(
+                        base.loads.p_kw[k * m + slot],
+                        base.loads.q_kvar[k * m + slot],
+                    );
+                    for i in &behind {
+                        let f = i.profile.as_ref().map_or(1.0, |p| p[quarter]);
+                        s += num_complex::Complex64::new(
+                            -i.kw * f,
+                            i.kw * f * i.absorbed_kvar_per_kw,
+                        );
+                    }
+                    let per_kw = num_complex::Complex64::new(-a, a * load.tan_phi);
+                    let after = s + per_kw * app.demand_kw;
+                    if s.re < 0.0 {
+                        reverse_before = reverse_before.max(s.norm());
+                    } else {
+                        forward_before = forward_before.max(s.norm());
+                    }
+                    if after.re < 0.0 {
+                        reverse_after = reverse_after.max(after.norm());
+                    } else {
+                        forward_after = forward_after.max(after.norm());
+                    }
+                    let (root, reverse) = transformer_root(s, per_kw, forward, reverse);
+                    if root < headroom {
+                        (headroom, reverse_binds) = (root, reverse);
+                    }
+                }
+            }
+        }
+        let pct = |kva: f64| kva / t.rated_kva * 100.0;
+        let headroom = headroom.clamp(0.0, UNBOUNDED_KW).floor();
+        let over = app.demand_kw > headroom;
+        e.out.checks.splice(
+            0..0,
+            [
+                CheckResult {
+                    name: CheckName::Transformer,
+                    ok: pct(forward_after) <= limits.transformer_pct.max(pct(forward_before))
+                        && (reverse_binds || !over),
+                    value: round(pct(forward_after), 3),
+                    limit: limits.transformer_pct,
+                    element: Some(t.id.to_string()),
+                },
+                CheckResult {
+                    name: CheckName::ReversePower,
+                    ok: pct(reverse_after) <= limits.reverse_pct.max(pct(reverse_before))
+                        && !(over && reverse_binds),
+                    value: round(pct(reverse_after), 3),
+                    limit: limits.reverse_pct,
+                    element: Some(t.id.to_string()),
+                },
+            ],
+        );
+        if headroom < e.out.headroom_kw
+            && !matches!(
+                e.out.binding_constraint,
+                CheckName::OutOfService | CheckName::NoSpareBay
+            )
+        {
+            e.out.headroom_kw = headroom;
+            e.out.binding_constraint = if reverse_binds {
+                CheckName::ReversePower
+            } else {
+                CheckName::Transformer
+            };
+        }
     }
 
     /// A point's score parts but cost, which needs its line sized.

@@ -228,6 +228,48 @@ impl NetworkBuilder {
         self
     }
 
+    /// Adds a generator of `rated_kw` feeding `point`, a node or a distribution
+    /// transformer id, at its position.
+    pub fn generator(
+        &mut self,
+        id: &str,
+        point: &str,
+        rated_kw: f64,
+        source: GenerationSource,
+        status: GeneratorStatus,
+    ) -> &mut Self {
+        let at = match self
+            .parts
+            .transformers
+            .iter()
+            .position(|t| t.id.as_str() == point)
+        {
+            Some(t) => {
+                let t = TransformerIx::from_usize(t);
+                (
+                    GeneratorPoint::Transformer(t),
+                    self.parts.transformers[t.get()].position,
+                )
+            }
+            None => {
+                let node = self.node_ref(id, point);
+                (GeneratorPoint::Node(node), self.position_of(node))
+            }
+        };
+        self.parts.generators.push(Generator {
+            id: id.into(),
+            name: None,
+            position: at.1,
+            point: at.0,
+            rated_kw,
+            source,
+            status,
+            in_service: true,
+            extra: None,
+        });
+        self
+    }
+
     /// Validates and builds the network.
     pub fn build(&self) -> Result<Network, Vec<Problem>> {
         if !self.unresolved.is_empty() {

@@ -81,6 +81,10 @@ string_id!(
     /// Id of a distribution transformer.
     TransformerId
 );
+string_id!(
+    /// Id of a generator (PV, wind, storage), connected or queued.
+    GeneratorId
+);
 
 macro_rules! dense_index {
     ($(#[$doc:meta])* $name:ident) => {
@@ -134,4 +138,8 @@ dense_index!(
 dense_index!(
     /// Position in [`Network::transformers`](crate::NetworkParts::transformers).
     TransformerIx
+);
+dense_index!(
+    /// Position in [`Network::generators`](crate::NetworkParts::generators).
+    GeneratorIx
 );

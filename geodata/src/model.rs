@@ -52,11 +52,13 @@ pub enum AssetKind {
     Feeder,
     /// A distribution transformer hanging on a node.
     Transformer,
+    /// A generator feeding a node or a transformer's low-voltage side.
+    Generator,
 }
 
 impl AssetKind {
     /// Every kind, in the order the summary prints them.
-    pub const ALL: [AssetKind; 7] = [
+    pub const ALL: [AssetKind; 8] = [
         AssetKind::Substation,
         AssetKind::SubstationTransformer,
         AssetKind::Node,
@@ -64,6 +66,7 @@ impl AssetKind {
         AssetKind::Switch,
         AssetKind::Feeder,
         AssetKind::Transformer,
+        AssetKind::Generator,
     ];
 
     /// The `kind` property's value.
@@ -76,6 +79,7 @@ impl AssetKind {
             AssetKind::Switch => "switch",
             AssetKind::Feeder => "feeder",
             AssetKind::Transformer => "transformer",
+            AssetKind::Generator => "generator",
         }
     }
 
@@ -331,6 +335,134 @@ pub struct Transformer {
     pub extra: ExtraProperties,
 }
 
+/// What a generator turns into electricity; decides its default profile.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum GenerationSource {
+    /// Photovoltaics: the default profile follows the sun.
+    #[default]
+    Pv,
+    /// Wind turbines.
+    Wind,
+    /// Batteries exporting.
+    Storage,
+    /// Anything else (CHP, small hydro).
+    Other,
+}
+
+impl GenerationSource {
+    /// Every source.
+    pub const ALL: [GenerationSource; 4] = [
+        GenerationSource::Pv,
+        GenerationSource::Wind,
+        GenerationSource::Storage,
+        GenerationSource::Other,
+    ];
+
+    /// The `source` property's value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GenerationSource::Pv => "pv",
+            GenerationSource::Wind => "wind",
+            GenerationSource::Storage => "storage",
+            GenerationSource::Other => "other",
+        }
+    }
+
+    /// The source named by a `source` property, if any.
+    pub fn parse(source: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == source)
+    }
+
+    /// The share of rated output at quarter-hour `quarter` (0..96) of the local
+    /// day, where nothing better is known (`shared/spec/planning.md`): PV follows
+    /// `max(0, sin(pi (h - 6) / 12))` at the quarter-hour's midpoint `h` (local
+    /// hours; a reading's timestamp opens its quarter-hour), every other source
+    /// runs flat out, which is the case a planner must allow for.
+    pub fn default_factor(self, quarter: usize) -> f64 {
+        match self {
+            GenerationSource::Pv => {
+                let h = ((quarter % 96) as f64 + 0.5) / 4.0;
+                (std::f64::consts::PI * (h - 6.0) / 12.0).sin().max(0.0)
+            }
+            _ => 1.0,
+        }
+    }
+
+    /// [`Self::default_factor`] for each quarter-hour of a day.
+    pub fn default_profile(self) -> Vec<f64> {
+        (0..96).map(|q| self.default_factor(q)).collect()
+    }
+}
+
+impl fmt::Display for GenerationSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a generator already runs (its output is in every reading) or is
+/// approved and not yet built (counted as an injection in generation checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum GeneratorStatus {
+    /// Built and running: measured readings are net of it.
+    #[default]
+    Connected,
+    /// Approved, not yet built.
+    Queued,
+}
+
+impl GeneratorStatus {
+    /// The `status` property's value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GeneratorStatus::Connected => "connected",
+            GeneratorStatus::Queued => "queued",
+        }
+    }
+
+    /// The status named by a `status` property, if any.
+    pub fn parse(status: &str) -> Option<Self> {
+        [GeneratorStatus::Connected, GeneratorStatus::Queued]
+            .into_iter()
+            .find(|s| s.as_str() == status)
+    }
+}
+
+/// Where a generator feeds in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GeneratorPoint {
+    /// A medium-voltage node or busbar.
+    Node(NodeIx),
+    /// A distribution transformer's low-voltage side.
+    Transformer(TransformerIx),
+}
+
+/// A generator: PV, wind or storage export, connected or queued.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generator {
+    /// GIS id.
+    pub id: GeneratorId,
+    /// Display name.
+    pub name: Option<String>,
+    /// Location.
+    pub position: LonLat,
+    /// Where it feeds in.
+    pub point: GeneratorPoint,
+    /// Rated export, kW (AC).
+    pub rated_kw: f64,
+    /// What it generates from.
+    pub source: GenerationSource,
+    /// Running or queued.
+    pub status: GeneratorStatus,
+    /// Whether it is in service.
+    pub in_service: bool,
+    /// Unknown properties.
+    pub extra: ExtraProperties,
+}
+
 /// The assets of a network before their consistency is checked.
 #[derive(Clone, Debug, Default)]
 pub struct NetworkParts {
@@ -348,6 +480,8 @@ pub struct NetworkParts {
     pub feeders: Vec<Feeder>,
     /// Distribution transformers.
     pub transformers: Vec<Transformer>,
+    /// Generators, connected and queued.
+    pub generators: Vec<Generator>,
 }
 
 /// A validated network: assets with resolved references and a lookup by id.
@@ -410,6 +544,9 @@ impl Network {
         }
         for (i, a) in parts.transformers.iter().enumerate() {
             register(a.id.as_str(), AssetKind::Transformer, i);
+        }
+        for (i, a) in parts.generators.iter().enumerate() {
+            register(a.id.as_str(), AssetKind::Generator, i);
         }
         if !problems.is_empty() {
             return Err(problems);
@@ -487,6 +624,7 @@ impl NetworkParts {
             AssetKind::Switch => self.switches[i].id.as_str(),
             AssetKind::Feeder => self.feeders[i].id.as_str(),
             AssetKind::Transformer => self.transformers[i].id.as_str(),
+            AssetKind::Generator => self.generators[i].id.as_str(),
         }
     }
 
@@ -500,6 +638,7 @@ impl NetworkParts {
             AssetKind::Switch => self.switches.len(),
             AssetKind::Feeder => self.feeders.len(),
             AssetKind::Transformer => self.transformers.len(),
+            AssetKind::Generator => self.generators.len(),
         }
     }
 
@@ -512,6 +651,7 @@ impl NetworkParts {
             + self.switches.len()
             + self.feeders.len()
             + self.transformers.len()
+            + self.generators.len()
     }
 
     /// Index bounds and the kind rules that indices alone cannot express (a feeder's
@@ -567,6 +707,15 @@ impl NetworkParts {
         for t in &self.transformers {
             if !node_ok(t.node) {
                 bad(t.id.as_str(), "node");
+            }
+        }
+        for g in &self.generators {
+            let ok = match g.point {
+                GeneratorPoint::Node(n) => node_ok(n),
+                GeneratorPoint::Transformer(t) => t.get() < self.transformers.len(),
+            };
+            if !ok {
+                bad(g.id.as_str(), "node");
             }
         }
         let not_busbar =

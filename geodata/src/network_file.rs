@@ -179,7 +179,7 @@ struct RawFeature<'a> {
 }
 
 /// Property names the model reads, of any kind.
-const KNOWN_PROPERTIES: [&str; 23] = [
+const KNOWN_PROPERTIES: [&str; 27] = [
     "id",
     "kind",
     "name",
@@ -203,6 +203,10 @@ const KNOWN_PROPERTIES: [&str; 23] = [
     "first_node",
     "public",
     "lv_kv",
+    "node",
+    "rated_kw",
+    "source",
+    "status",
 ];
 
 /// A feature's properties: the known ones in fixed slots, the rest in a map.
@@ -307,6 +311,8 @@ enum RefField {
     FeederHead,
     FeederFirst,
     TransformerNode,
+    /// A generator's `node`: a node or a distribution transformer.
+    GeneratorPoint,
 }
 
 impl RefField {
@@ -318,7 +324,15 @@ impl RefField {
             RefField::SegmentTo | RefField::SwitchTo => "to",
             RefField::FeederHead => "head_node",
             RefField::FeederFirst => "first_node",
-            RefField::TransformerNode => "node",
+            RefField::TransformerNode | RefField::GeneratorPoint => "node",
+        }
+    }
+
+    /// What the reference must name, as an error says it.
+    const fn wanted(self) -> &'static str {
+        match self {
+            RefField::GeneratorPoint => "node or transformer",
+            _ => self.target_kind().as_str(),
         }
     }
 
@@ -382,7 +396,7 @@ impl Builder {
                         &id,
                         Rule::UnknownKind,
                         format!(
-                            "`kind` \"{k}\" is none of substation, substation_transformer, node, segment, switch, feeder, transformer"
+                            "`kind` \"{k}\" is none of substation, substation_transformer, node, segment, switch, feeder, transformer, generator"
                         ),
                     ));
                     return;
@@ -554,6 +568,23 @@ impl Builder {
                 let extra = f.finish();
                 self.parts.transformers.push(Transformer { extra, ..asset });
             }
+            AssetKind::Generator => {
+                let position = f.point(geometry, true);
+                f.reference("node", RefField::GeneratorPoint);
+                let asset = Generator {
+                    id: GeneratorId::new(id.as_str()),
+                    name: f.optional_str("name"),
+                    position: position.unwrap_or(LonLat::new(0.0, 0.0)),
+                    point: GeneratorPoint::Node(NodeIx(PLACEHOLDER)),
+                    rated_kw: f.positive("rated_kw", None),
+                    source: f.generation_source(),
+                    status: f.generator_status(),
+                    in_service: f.boolean("in_service", true),
+                    extra: None,
+                };
+                let extra = f.finish();
+                self.parts.generators.push(Generator { extra, ..asset });
+            }
         }
     }
 
@@ -569,17 +600,20 @@ impl Builder {
                 RefTarget::Found(found) => self.parts.id_of(*found).to_owned(),
                 RefTarget::Named(name) => name.to_string(),
             };
+            let either = matches!(pending.field, RefField::GeneratorPoint)
+                && found.is_some_and(|f| f.kind == AssetKind::Transformer);
             let target = match found {
-                Some(found) if found.kind == wanted => found.index,
+                Some(found) if found.kind == wanted || either => found.index,
                 Some(found) => {
                     self.problems.push(Problem::feature(
                         owner_id,
                         Rule::WrongReferenceKind,
                         format!(
-                            "`{}` names {}, which is a {}, not a {wanted}",
+                            "`{}` names {}, which is a {}, not a {}",
                             pending.field.name(),
                             target_name(),
-                            found.kind
+                            found.kind,
+                            pending.field.wanted()
                         ),
                     ));
                     continue;
@@ -614,6 +648,13 @@ impl Builder {
                 RefField::FeederHead => p.feeders[i].head_node = NodeIx(target),
                 RefField::FeederFirst => p.feeders[i].first_node = NodeIx(target),
                 RefField::TransformerNode => p.transformers[i].node = NodeIx(target),
+                RefField::GeneratorPoint => {
+                    p.generators[i].point = if either {
+                        GeneratorPoint::Transformer(TransformerIx(target))
+                    } else {
+                        GeneratorPoint::Node(NodeIx(target))
+                    }
+                }
             }
         }
         if !self.problems.is_empty() {
@@ -843,6 +884,32 @@ impl FeatureProps<'_> {
                 );
                 default
             }
+        }
+    }
+
+    fn generation_source(&mut self) -> GenerationSource {
+        match self.optional_str("source") {
+            Some(s) => GenerationSource::parse(&s).unwrap_or_else(|| {
+                self.problem(
+                    Rule::InvalidValue,
+                    format!("`source` \"{s}\" is none of pv, wind, storage, other"),
+                );
+                GenerationSource::Pv
+            }),
+            None => GenerationSource::Pv,
+        }
+    }
+
+    fn generator_status(&mut self) -> GeneratorStatus {
+        match self.optional_str("status") {
+            Some(s) => GeneratorStatus::parse(&s).unwrap_or_else(|| {
+                self.problem(
+                    Rule::InvalidValue,
+                    format!("`status` \"{s}\" is none of connected, queued"),
+                );
+                GeneratorStatus::Connected
+            }),
+            None => GeneratorStatus::Connected,
         }
     }
 
@@ -1078,6 +1145,19 @@ pub fn write_network(network: &Network, out: &mut impl Write) -> std::io::Result
             &t.extra,
         );
         emit(out, OutGeometry::point(Some(t.position)), props)?;
+    }
+    for g in &network.generators {
+        let point = match g.point {
+            GeneratorPoint::Node(n) => node_id(n),
+            GeneratorPoint::Transformer(t) => network.transformers[t.get()].id.as_str(),
+        };
+        let props = with_extra(
+            json!({"kind": "generator", "id": g.id, "name": g.name, "node": point,
+                "rated_kw": g.rated_kw, "source": g.source.as_str(),
+                "status": g.status.as_str(), "in_service": g.in_service}),
+            &g.extra,
+        );
+        emit(out, OutGeometry::point(Some(g.position)), props)?;
     }
     out.write_all(b"\n]}\n")
 }

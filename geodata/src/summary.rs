@@ -21,7 +21,9 @@ pub struct FeederSummary {
 /// Counts per kind and per feeder.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetworkSummary {
-    /// Assets per kind, in [`AssetKind::ALL`] order.
+    /// Assets per kind, in [`AssetKind::ALL`] order; generators only where the
+    /// network has some (most grids' files predate them, and their summaries
+    /// stay as they were).
     pub counts: Vec<(AssetKind, usize)>,
     /// Every feeder, in file order.
     pub feeders: Vec<FeederSummary>,
@@ -33,6 +35,7 @@ impl NetworkSummary {
         let counts = AssetKind::ALL
             .into_iter()
             .map(|k| (k, network.count(k)))
+            .filter(|&(k, n)| k != AssetKind::Generator || n > 0)
             .collect();
         let feeders = topology
             .feeders

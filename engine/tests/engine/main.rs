@@ -6,12 +6,14 @@
 //! - `schemes`: dual supplies for important and critical customers;
 //! - `load_model`: unmetered allocation and profiles;
 //! - `shortcut`: the engine's shortcuts against the long way round, on the fixture;
+//! - `generation`: headroom for export against bisection, and each check alone;
 //! - `from_store`: the engine over the readings store, as over the same readings
 //!   in memory.
 
 mod checks;
 mod figures;
 mod from_store;
+mod generation;
 mod load_model;
 mod schemes;
 mod shortcut;

@@ -80,6 +80,7 @@ pub(crate) fn engine_with(
         .iter()
         .map(|(node, kw)| ReservedLoad {
             application: format!("R-{node}"),
+            kind: headroom_engine::ApplicationKind::Load,
             node: network.node_ix(node).unwrap(),
             demand_kw: *kw,
             power_factor: 0.95,
