@@ -342,7 +342,20 @@ pub(crate) enum CapacityLevel {
     Substation,
 }
 
-pub(crate) fn capacity(source: &Source, level: CapacityLevel, json: bool) -> Outcome {
+/// How `capacity` prints its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CapacityFormat {
+    /// aligned columns for a terminal
+    Table,
+    /// a JSON array of rows
+    Json,
+    /// CSV, one line per asset
+    Csv,
+    /// a GeoJSON FeatureCollection
+    Geojson,
+}
+
+pub(crate) fn capacity(source: &Source, level: CapacityLevel, format: CapacityFormat) -> Outcome {
     let engine = engine_for(source, true)?;
     let level = match level {
         CapacityLevel::Feeder => Level::Feeder,
@@ -351,14 +364,35 @@ pub(crate) fn capacity(source: &Source, level: CapacityLevel, json: bool) -> Out
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
     let rows = engine.capacity(level, engine.readings(), now_ms);
-    if json {
-        return print_json(&rows);
+    match format {
+        CapacityFormat::Table => {}
+        CapacityFormat::Json => return print_json(&rows),
+        CapacityFormat::Csv => {
+            use std::io::Write as _;
+            let csv = headroom_engine::publish::capacity_csv(&engine, &rows);
+            return std::io::stdout().write_all(&csv).map_err(|e| Failure {
+                exit_code: 1,
+                message: format!("writing the CSV: {e}"),
+            });
+        }
+        CapacityFormat::Geojson => {
+            return print_json(&headroom_engine::publish::capacity_geojson(&engine, &rows));
+        }
     }
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<16} {:>9} {:>10} {:>10} {:>9} {:>10} {:>11}  binding (worst node)",
-        "id", "rated", "peak kVA", "p95 kVA", "load %", "reserved", "headroom"
+        "{:<16} {:>9} {:>10} {:>10} {:>9} {:>10} {:>11} {:>11} {:>11} {:<7} binding (worst node)",
+        "id",
+        "rated",
+        "peak kVA",
+        "p95 kVA",
+        "load %",
+        "reserved",
+        "headroom",
+        "gen C1",
+        "gen C2",
+        "grade"
     );
     for r in &rows {
         let worst = match (&r.worst_node, r.worst_node_headroom_kw) {
@@ -367,7 +401,7 @@ pub(crate) fn capacity(source: &Source, level: CapacityLevel, json: bool) -> Out
         };
         let _ = writeln!(
             out,
-            "{:<16} {:>9.0} {:>10.0} {:>10.0} {:>9.1} {:>10.0} {:>11.0}  {}{worst}",
+            "{:<16} {:>9.0} {:>10.0} {:>10.0} {:>9.1} {:>10.0} {:>11.0} {:>11.0} {:>11.0} {:<7} {}{worst}",
             r.id,
             r.rated,
             r.peak_kva,
@@ -375,6 +409,9 @@ pub(crate) fn capacity(source: &Source, level: CapacityLevel, json: bool) -> Out
             r.loading_pct,
             r.reserved_kw,
             r.headroom_kw,
+            r.generation_headroom_kw,
+            r.generation_open_kw,
+            r.grade.as_str(),
             r.binding_constraint
         );
     }

@@ -77,9 +77,13 @@ enum Command {
         /// Which assets.
         #[arg(long, value_enum, default_value_t = commands::CapacityLevel::Feeder)]
         level: commands::CapacityLevel,
-        /// Print a JSON array of rows.
-        #[arg(long)]
+        /// Print a JSON array of rows (the same as `--format json`).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// How to print the rows: a table, JSON, CSV (one line per asset, for
+        /// publication) or GeoJSON (each asset's geometry with its row).
+        #[arg(long, value_enum, default_value_t = commands::CapacityFormat::Table)]
+        format: commands::CapacityFormat,
     },
     /// Run a read-only SQL query over the store (tables `readings`, `assets`,
     /// `rejected`) and print the result as a table.
@@ -196,12 +200,20 @@ fn main() -> ExitCode {
             data_dir,
             level,
             json,
+            format,
         } => data_dir
             .as_deref()
             .map(location)
             .transpose()
             .and_then(|data_dir| commands::Source::pick(gridpack, data_dir))
-            .and_then(|source| commands::capacity(&source, level, json)),
+            .and_then(|source| {
+                let format = if json {
+                    commands::CapacityFormat::Json
+                } else {
+                    format
+                };
+                commands::capacity(&source, level, format)
+            }),
         Command::Sql { data_dir, query } => {
             location(&data_dir).and_then(|data_dir| commands::sql(&data_dir, &query))
         }

@@ -88,8 +88,10 @@ pub struct ReservationRecord {
     pub reserved_kw: f64,
     /// The same in kvar.
     pub reserved_kvar: f64,
-    /// Power factor of the load.
+    /// Power factor of the load (of the generator, absorbing, for generation).
     pub power_factor: f64,
+    /// A load or a generator (whose reserved kW is its export).
+    pub kind: headroom_engine::ApplicationKind,
     /// 96 quarter-hour factors, or none for a flat load.
     pub profile: Option<Vec<f64>>,
     /// When it was made, RFC 3339.
@@ -166,7 +168,7 @@ pub struct Ledger {
 
 /// Columns of a reservation, in [`Ledger::reservation_of`]'s order.
 const RESERVATION_COLUMNS: &str = "id, application, scheme_rank, supplies, feeders, reserved_kw, \
-     reserved_kvar, power_factor, profile, created_ms, created_by, expires_ms, released_ms, \
+     reserved_kvar, power_factor, kind, profile, created_ms, created_by, expires_ms, released_ms, \
      release_reason";
 
 impl Ledger {
@@ -456,6 +458,7 @@ impl Ledger {
         };
         let profile: Option<String> = row.try_get("profile")?;
         let released: Option<i64> = row.try_get("released_ms")?;
+        let kind: String = row.try_get("kind")?;
         Ok(ReservationRecord {
             id: row.try_get("id")?,
             application: row.try_get("application")?,
@@ -465,6 +468,11 @@ impl Ledger {
             reserved_kw: row.try_get("reserved_kw")?,
             reserved_kvar: row.try_get("reserved_kvar")?,
             power_factor: row.try_get("power_factor")?,
+            kind: if kind == "generation" {
+                headroom_engine::ApplicationKind::Generation
+            } else {
+                headroom_engine::ApplicationKind::Load
+            },
             profile: profile.and_then(|p| serde_json::from_str(&p).ok()),
             created: rfc3339(row.try_get("created_ms")?),
             created_by: row.try_get("created_by")?,
@@ -576,15 +584,20 @@ impl Ledger {
         }
         let reserved_kvar = application.demand_kw
             * headroom_engine::load_model::power_factor_tan(application.power_factor);
+        // The profile judged: a generator's source default where it gave none.
         let profile = application
-            .profile
-            .as_ref()
-            .map(|p| serde_json::to_string(p).unwrap_or_default());
+            .judged_profile()
+            .map(|p| serde_json::to_string(&p).unwrap_or_default());
+        let kind = if application.is_generation() {
+            "generation"
+        } else {
+            "load"
+        };
         let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_default();
         let id: i64 = sqlx::query(
             "INSERT INTO reservations (application, scheme_rank, supplies, feeders, reserved_kw, \
-             reserved_kvar, power_factor, profile, created_ms, created_by, expires_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+             reserved_kvar, power_factor, profile, created_ms, created_by, expires_ms, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
         )
         .bind(&application.id)
         .bind(new.scheme)
@@ -597,6 +610,7 @@ impl Ledger {
         .bind(now)
         .bind(actor)
         .bind(now + self.ttl_ms)
+        .bind(kind)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;

@@ -341,6 +341,8 @@ pub(crate) struct CapacityQuery {
     level: Option<String>,
     /// `W,S,E,N` in degrees: only assets with a point inside.
     bbox: Option<String>,
+    /// `geojson` (default) or `csv`: one line per asset, for publication.
+    format: Option<String>,
 }
 
 /// A GeoJSON feature collection of assets with their capacity (the schema of
@@ -391,7 +393,11 @@ fn level_of(text: Option<&str>) -> Result<LevelKey> {
     get, path = "/v1/capacity", tag = "capacity",
     params(CapacityQuery),
     responses(
-        (status = 200, description = "A GeoJSON FeatureCollection", body = CapacityCollection),
+        (status = 200, description = "A GeoJSON FeatureCollection; with `format=csv`, CSV: one line per asset, a header first",
+            content(
+                (CapacityCollection = "application/json"),
+                (String = "text/csv"),
+            )),
         (status = 400, description = "Bad level or bbox", body = ErrorBody),
         (status = 401, description = "No or an unknown token", body = ErrorBody),
         (status = 403, description = "The role may not", body = ErrorBody),
@@ -406,12 +412,35 @@ pub(crate) async fn get_capacity(
     caller.require(Permission::View, "read capacity")?;
     let level = level_of(query.level.as_deref())?;
     let bbox = query.bbox.as_deref().map(parse_bbox).transpose()?;
+    let csv = match query.format.as_deref().unwrap_or("geojson") {
+        "geojson" => false,
+        "csv" => true,
+        other => {
+            return Err(Error::bad(
+                "format",
+                format!("`{other}` is not one of geojson, csv"),
+            ));
+        }
+    };
     let capacity = state.capacity(level).await?;
     let engine = state.engine();
     let now_ms = chrono::Utc::now().timestamp_millis();
     let inside = |p: &LonLat| {
         bbox.is_none_or(|[w, s, e, n]| p.lon >= w && p.lon <= e && p.lat >= s && p.lat <= n)
     };
+    if csv {
+        let rows: Vec<_> = capacity
+            .rows
+            .iter()
+            .filter(|row| {
+                bbox.is_none()
+                    || drawn(&state, &engine, &row.id).is_some_and(|d| d.points.iter().any(inside))
+            })
+            .map(|row| capacity.aged(row, now_ms))
+            .collect();
+        let body = headroom_engine::publish::capacity_csv(&engine, &rows);
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
+    }
     // The last step ends up to 15 minutes after its latest reading: while live
     // readings fill it, its end lies ahead, and the map read that as a negative
     // age.

@@ -179,7 +179,7 @@ pub fn reserved_loads(engine: &Engine, records: &[ReservationRecord]) -> Vec<Res
         .flat_map(|r| {
             let held = Application {
                 id: r.application.clone(),
-                kind: headroom_engine::ApplicationKind::Load,
+                kind: r.kind,
                 source: None,
                 lon: 0.0,
                 lat: 0.0,

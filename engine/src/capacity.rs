@@ -23,7 +23,9 @@ use crate::engine::Engine;
 use crate::evaluate::AddedLoad;
 use crate::load_model::{FeederLoads, LooseBatches, power_factor_tan};
 use crate::powerflow::{ElectricalFeeder, LANES, Lanes, SQRT_3, SweepLanes};
-use headroom_geodata::FeederIx;
+use headroom_geodata::{FeederIx, TransformerIx};
+
+use crate::open_capacity::OpenCapacity;
 use headroom_readings::{InMemoryReadings, ReadingsSource};
 
 /// Which assets.
@@ -69,6 +71,60 @@ pub struct CapacityRow {
     pub data_age_s: Option<f64>,
     /// Share of the load that was measured, 0 to 1.
     pub metered_share: f64,
+    /// C1: the largest PV export (flat, unity power factor, the default PV
+    /// profile) at the asset keeping every generation check, with connected
+    /// generators in the measurements and without queued ones, kW.
+    pub generation_headroom_kw: f64,
+    /// C2: C1 less queued generators and generation reservations on the
+    /// asset, kW (negative where the queue already exceeds it).
+    pub generation_open_kw: f64,
+    /// The published grade of C1 and C2, top-down.
+    pub grade: Grade,
+}
+
+/// The published grade of an asset's open capacity for distributed
+/// generation (`shared/spec/planning.md` §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Grade {
+    /// Open capacity left after the queue (C2 > 0).
+    Green,
+    /// Room today, all of it promised to the queue (C2 <= 0 < C1).
+    Yellow,
+    /// No room (C1 <= 0), or under an asset with none.
+    Red,
+}
+
+impl Grade {
+    /// The grade of an asset's own figures.
+    pub fn of(headroom_kw: f64, open_kw: f64) -> Self {
+        if headroom_kw <= 0.0 {
+            Grade::Red
+        } else if open_kw <= 0.0 {
+            Grade::Yellow
+        } else {
+            Grade::Green
+        }
+    }
+
+    /// This grade under an asset of grade `above`: red under red.
+    pub fn under(self, above: Grade) -> Self {
+        if above == Grade::Red {
+            Grade::Red
+        } else {
+            self
+        }
+    }
+
+    /// The name used in results.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Grade::Green => "green",
+            Grade::Yellow => "yellow",
+            Grade::Red => "red",
+        }
+    }
 }
 
 fn peak_and_p95(mut values: Vec<f64>) -> (f64, f64) {
@@ -726,11 +782,13 @@ impl Engine {
                 .max()
                 .map(|ts| round((now_ms - ts).max(0) as f64 / 1000.0, 0))
         };
+        // Grades run top-down, and a substation's figures are in closed form.
+        let substations = self.substation_open_capacity();
         match level {
             Level::Feeder => (0..self.network.feeders.len())
                 .into_par_iter()
                 .map(|f| {
-                    let row = self.feeder_capacity(f);
+                    let row = self.feeder_capacity(f, &substations);
                     CapacityRow {
                         data_age_s: age(AssetRef {
                             kind: AssetKind::Feeder,
@@ -740,8 +798,8 @@ impl Engine {
                     }
                 })
                 .collect(),
-            Level::Transformer => self.transformer_capacity(readings, age),
-            Level::Substation => self.substation_capacity(age),
+            Level::Transformer => self.transformer_capacity(readings, age, &substations),
+            Level::Substation => self.substation_capacity(age, &substations),
         }
     }
 
@@ -838,7 +896,11 @@ impl Engine {
         (Arc::new(base), head)
     }
 
-    fn feeder_capacity(&self, f: usize) -> CapacityRow {
+    fn feeder_capacity(&self, f: usize, substations: &[OpenCapacity]) -> CapacityRow {
+        let open = self.feeder_open_capacity(&self.measured_base(f), f);
+        let grade = open
+            .grade()
+            .under(self.feeder_substation_grade(f, substations));
         let (base, head) = self.capacity_base(f);
         let base = base.as_ref();
         let feeder = &self.network.feeders[f];
@@ -927,6 +989,9 @@ impl Engine {
             worst_node,
             data_age_s: None,
             metered_share: round(base.loads.metered_share, 4),
+            generation_headroom_kw: open.headroom_kw,
+            generation_open_kw: open.open_kw,
+            grade,
         }
     }
 
@@ -934,7 +999,30 @@ impl Engine {
         &self,
         readings: &dyn ReadingsSource,
         age: impl Fn(AssetRef) -> Option<f64> + Sync,
+        substations: &[OpenCapacity],
     ) -> Vec<CapacityRow> {
+        // Open capacity and grade of each transformer on a feeder, under its
+        // feeder's grade (itself under its substation's).
+        let mut open: Vec<Option<(OpenCapacity, Grade)>> =
+            vec![None; self.network.transformers.len()];
+        let per_feeder_open: Vec<Vec<(TransformerIx, OpenCapacity, Grade)>> =
+            (0..self.network.feeders.len())
+                .into_par_iter()
+                .map(|f| {
+                    let measured = self.measured_base(f);
+                    let feeder = self.feeder_open_capacity(&measured, f);
+                    let above = feeder
+                        .grade()
+                        .under(self.feeder_substation_grade(f, substations));
+                    self.transformers_open_capacity(&measured)
+                        .into_iter()
+                        .map(|(t, o)| (t, o, o.grade().under(above)))
+                        .collect()
+                })
+                .collect();
+        for (t, o, grade) in per_feeder_open.into_iter().flatten() {
+            open[t.get()] = Some((o, grade));
+        }
         // Each transformer's apparent power per step: from its feeder's load model
         // (allocated where unmetered), or its own readings when fed from a busbar.
         let per_feeder: Vec<Vec<(usize, Vec<f64>, bool)>> = (0..self.network.feeders.len())
@@ -982,16 +1070,27 @@ impl Engine {
                 let q = self
                     .window
                     .align(&readings.series(asset, Quantity::QKvar), gap);
-                let values: Vec<f64> = p
+                let power: Vec<Option<Complex64>> = p
                     .iter()
                     .zip(&q)
-                    .filter_map(|(p, q)| {
-                        p.map(|p| Complex64::new(p, q.unwrap_or(0.0)).norm_sqr().sqrt())
-                    })
+                    .map(|(p, q)| p.map(|p| Complex64::new(p, q.unwrap_or(0.0))))
                     .collect();
+                open[t] =
+                    Some(self.transformer_open_capacity_of_readings(
+                        TransformerIx::from_usize(t),
+                        &power,
+                    ));
+                let values: Vec<f64> = power.iter().flatten().map(|s| s.norm()).collect();
                 let metered = !values.is_empty();
                 (values, metered)
             });
+            let (open, grade) = open[t].unwrap_or((
+                OpenCapacity {
+                    headroom_kw: 0.0,
+                    open_kw: 0.0,
+                },
+                Grade::Red,
+            ));
             let (peak_kva, p95_kva) = peak_and_p95(values);
             let reserved: f64 = self
                 .reservations
@@ -1018,6 +1117,9 @@ impl Engine {
                 worst_node: None,
                 data_age_s: age(asset),
                 metered_share: if metered { 1.0 } else { 0.0 },
+                generation_headroom_kw: open.headroom_kw,
+                generation_open_kw: open.open_kw,
+                grade,
             });
         }
         rows
@@ -1043,7 +1145,11 @@ impl Engine {
         }
     }
 
-    fn substation_capacity(&self, age: impl Fn(AssetRef) -> Option<f64>) -> Vec<CapacityRow> {
+    fn substation_capacity(
+        &self,
+        age: impl Fn(AssetRef) -> Option<f64>,
+        open: &[OpenCapacity],
+    ) -> Vec<CapacityRow> {
         let pf = self.config.capacity_power_factor;
         let steps = self.window.steps.len();
         let mut rows = Vec::new();
@@ -1140,6 +1246,9 @@ impl Engine {
                     })
                     .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.min(b)))),
                 metered_share: round(metered_share, 4),
+                generation_headroom_kw: open[s].headroom_kw,
+                generation_open_kw: open[s].open_kw,
+                grade: open[s].grade(),
             });
         }
         rows

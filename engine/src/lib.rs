@@ -97,13 +97,15 @@ pub mod engine;
 pub mod error;
 pub mod evaluate;
 pub mod load_model;
+pub mod open_capacity;
 pub mod powerflow;
+pub mod publish;
 pub mod rank;
 pub mod service_line;
 
 pub use application::{Application, ApplicationKind, CustomerClass, Importance};
 pub use base::{BaseSummary, FeederBase};
-pub use capacity::{CapacityRow, Level};
+pub use capacity::{CapacityRow, Grade, Level};
 pub use checks::{CheckName, CheckResult};
 pub use config::{Conductor, ConductorKind, ConnectionCosts, EngineConfig, Limits, ScoreWeights};
 pub use engine::{Engine, ReservedLoad};

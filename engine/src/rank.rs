@@ -553,12 +553,8 @@ impl Engine {
     /// The substation of a busbar: its own `substation`, else that of the
     /// transformers feeding its group.
     fn substation_id(&self, busbar: NodeIx) -> Option<(usize, String)> {
-        let s = self.network.node(busbar).substation.or_else(|| {
-            let group = self.topology.busbar_group_of(busbar)?;
-            let t = group.transformers.first()?;
-            Some(self.network.substation_transformers[t.get()].substation)
-        })?;
-        Some((s.get(), self.network.substations[s.get()].id.to_string()))
+        let s = self.substation_of_busbar(busbar)?;
+        Some((s, self.network.substations[s].id.to_string()))
     }
 
     fn evaluate_node(

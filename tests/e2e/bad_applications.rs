@@ -44,7 +44,7 @@ fn each_broken_application_rule_exits_2_naming_the_field() {
         ),
         (
             "profile of 95 values",
-            json!({"profile": profile_95}),
+            json!({"profile": profile_95.clone()}),
             "profile",
         ),
         (
@@ -64,6 +64,33 @@ fn each_broken_application_rule_exits_2_naming_the_field() {
             "max_distance_m",
         ),
         ("missing id", json!({"id": null}), "id"),
+        ("unknown kind", json!({"kind": "battery"}), "kind"),
+        ("a source on a load", json!({"source": "pv"}), "source"),
+        (
+            "generation with a dual supply (a load's)",
+            json!({"kind": "generation", "importance": "critical"}),
+            "importance",
+        ),
+        (
+            "generation as a charging station",
+            json!({"kind": "generation", "customer_class": "ev_charging", "importance": null}),
+            "customer_class",
+        ),
+        (
+            "a negative export",
+            json!({"kind": "generation", "demand_kw": -200, "importance": null}),
+            "demand_kw",
+        ),
+        (
+            "generation with a profile of 95 values",
+            json!({"kind": "generation", "profile": profile_95.clone(), "importance": null}),
+            "profile",
+        ),
+        (
+            "an unknown source",
+            json!({"kind": "generation", "source": "coal", "importance": null}),
+            "source",
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     let gridpack = fixture("1-MV-semiurb");

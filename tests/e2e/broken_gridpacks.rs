@@ -260,6 +260,83 @@ fn cases() -> Vec<Case> {
             says: &["feature N3", "unknown_kind", "tower"],
         },
         Case {
+            name: "a generator on an unknown node",
+            network: edited(|n| {
+                push(
+                    n,
+                    json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [117.2, 31.8]},
+                           "properties": {"id": "PV1", "kind": "generator", "node": "N99", "rated_kw": 500}}),
+                )
+            }),
+            readings: None,
+            exit: 2,
+            says: &["feature PV1", "dangling_reference", "`node`", "N99"],
+        },
+        Case {
+            name: "a generator on a segment",
+            network: edited(|n| {
+                push(
+                    n,
+                    json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [117.2, 31.8]},
+                           "properties": {"id": "PV1", "kind": "generator", "node": "L1", "rated_kw": 500}}),
+                )
+            }),
+            readings: None,
+            exit: 2,
+            says: &["feature PV1", "wrong_reference_kind", "node or transformer"],
+        },
+        Case {
+            name: "a generator without a rating, of an unknown source and status",
+            network: edited(|n| {
+                push(
+                    n,
+                    json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [117.2, 31.8]},
+                           "properties": {"id": "PV1", "kind": "generator", "node": "N1",
+                                          "source": "coal", "status": "planned"}}),
+                )
+            }),
+            readings: None,
+            exit: 2,
+            says: &[
+                "feature PV1",
+                "`rated_kw`",
+                "`source` \"coal\"",
+                "`status` \"planned\"",
+            ],
+        },
+        Case {
+            name: "a negative generator rating",
+            network: edited(|n| {
+                push(
+                    n,
+                    json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [117.2, 31.8]},
+                           "properties": {"id": "PV1", "kind": "generator", "node": "N1", "rated_kw": -5}}),
+                )
+            }),
+            readings: None,
+            exit: 2,
+            says: &["feature PV1", "`rated_kw`"],
+        },
+        Case {
+            name: "a connected and a queued generator are valid",
+            network: edited(|n| {
+                push(
+                    n,
+                    json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [117.2, 31.8]},
+                           "properties": {"id": "PV1", "kind": "generator", "node": "N1", "rated_kw": 500}}),
+                );
+                push(
+                    n,
+                    json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [117.2, 31.8]},
+                           "properties": {"id": "PV2", "kind": "generator", "node": "T1", "rated_kw": 50,
+                                          "source": "storage", "status": "queued"}}),
+                );
+            }),
+            readings: Some(GOOD_READINGS),
+            exit: 0,
+            says: &["network.geojson: valid", "generator", "2"],
+        },
+        Case {
             name: "unknown node type",
             network: edited(|n| set(n, "N3", "node_type", json!("pylon"))),
             readings: None,

@@ -18,6 +18,9 @@
 //! - `opcua`: the simulated SCADA server to the OPC UA connector to the store,
 //!   with every fault the simulator injects, and a secure session;
 //! - `fixture`: the public fixture imports and traces as the independent tool saw it;
+//! - `generation`: generation headroom against an independent pandapower
+//!   cross-check, open capacity as CSV and GeoJSON, a generation reservation
+//!   over HTTP;
 //! - `broken_gridpacks`: every rule of the gridpack spec broken once, with the exit
 //!   code and message the spec asks for;
 //! - `openapi`: the OpenAPI document validates and schemathesis finds no 5xx
@@ -38,6 +41,7 @@ mod crash;
 #[path = "../external_tools.rs"]
 mod external_tools;
 mod fixture;
+mod generation;
 mod interop;
 // The browser test needs the map built in; without it `/` only says how to get it.
 #[cfg(feature = "map")]
