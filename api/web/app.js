@@ -32,11 +32,15 @@
     selected: null,
     trying: false,
     minHeadroomKw: 0,
+    // What the colours show: `load` headroom or `generation` open capacity.
+    view: 'load',
   };
 
   // What is drawn, for the browser test and anyone curious in the console.
   const exposed = {
     drawn: { feeders: 0, substations: 0, transformers: 0, ties: 0 },
+    // Per layer, how many assets are drawn in each colour.
+    colours: { feeders: {}, substations: {}, transformers: {} },
     renderedMs: null,
     map: null,
     // A point on a feeder, away from its nodes (the middle of its longest piece),
@@ -126,9 +130,13 @@
 
   const UNITS = { p_kw: 'kW', q_kvar: 'kvar', s_kva: 'kVA', i_a: 'A', u_kv: 'kV' };
 
+  // The published grades of open capacity for generation, in the map's colours.
+  const GRADE_BANDS = { green: 'green', yellow: 'amber', red: 'red' };
+
   function band(p) {
     const o = state.overview;
     if (p.data_age_s === null || p.data_age_s === undefined || p.data_age_s > o.stale_after_s) return 'grey';
+    if (state.view === 'generation') return GRADE_BANDS[p.grade] || 'grey';
     if (p.headroom_kw <= 0 || p.loading_pct >= o.red_loading_pct) return 'red';
     if (p.loading_pct >= o.amber_loading_pct) return 'amber';
     return 'green';
@@ -148,6 +156,7 @@
       layers: p.has('layers') ? p.get('layers').split(',').filter((l) => LAYER_NAMES.includes(l)) : LAYER_NAMES,
       minHeadroomKw: num('min') || 0,
       asset: p.get('asset'),
+      view: p.get('view') === 'generation' ? 'generation' : 'load',
     };
   }
 
@@ -160,6 +169,7 @@
     p.set('lon', centre.lng.toFixed(5));
     p.set('layers', LAYER_NAMES.filter((name) => map.hasLayer(layers[name])).join(','));
     if (state.minHeadroomKw > 0) p.set('min', String(state.minHeadroomKw));
+    if (state.view !== 'load') p.set('view', state.view);
     if (state.selected) p.set('asset', state.selected);
     history.replaceState(null, '', `#${p.toString()}`);
   }
@@ -203,6 +213,18 @@
   function drawLegend() {
     const o = state.overview;
     const many = o.transformers > ALL_TRANSFORMERS_UP_TO;
+    if (state.view === 'generation') {
+      $('legend').innerHTML = `
+      <div class="title">Open capacity for generation (PV)</div>
+      <div><i style="background:${COLOURS.green}"></i>green: room left after the queue (C2 &gt; 0)</div>
+      <div><i style="background:${COLOURS.amber}"></i>yellow: room today, all of it queued (C2 &le; 0 &lt; C1)</div>
+      <div><i style="background:${COLOURS.red}"></i>red: no room (C1 &le; 0), or under a red asset</div>
+      <div><i style="background:${COLOURS.grey}"></i>no readings, or older than ${age(o.stale_after_s).replace(' ago', '')}</div>
+      <div><i class="tie"></i>tie switch (normally open)</div>
+      <div><i class="dot"></i>substation, transformer (size: rating)</div>
+      ${many ? `<div class="note">Transformers appear from zoom ${TRANSFORMERS_FROM_ZOOM}.</div>` : ''}`;
+      return;
+    }
     $('legend').innerHTML = `
       <div><i style="background:${COLOURS.green}"></i>loading below ${number(o.amber_loading_pct, 0)}%</div>
       <div><i style="background:${COLOURS.amber}"></i>${number(o.amber_loading_pct, 0)}% to ${number(o.red_loading_pct, 0)}%</div>
@@ -214,9 +236,12 @@
   }
 
   function tooltip(p) {
-    return `<b>${esc(p.id)}</b>${p.name ? ` ${esc(p.name)}` : ''}<br>
-      loading ${number(p.loading_pct)}%, headroom ${number(p.headroom_kw, 0)} kW
-      (<span class="binding">${esc(p.binding_constraint)}</span>)<br>${age(p.data_age_s)}`;
+    const figures =
+      state.view === 'generation'
+        ? `generation ${esc(p.grade)}: C1 ${number(p.generation_headroom_kw, 0)} kW, open C2 ${number(p.generation_open_kw, 0)} kW`
+        : `loading ${number(p.loading_pct)}%, headroom ${number(p.headroom_kw, 0)} kW
+      (<span class="binding">${esc(p.binding_constraint)}</span>)`;
+    return `<b>${esc(p.id)}</b>${p.name ? ` ${esc(p.name)}` : ''}<br>${figures}<br>${age(p.data_age_s)}`;
   }
 
   function onAssetClick(event, id) {
@@ -225,14 +250,20 @@
     select(id);
   }
 
+  function countColour(kind, colour) {
+    exposed.colours[kind][colour] = (exposed.colours[kind][colour] || 0) + 1;
+  }
+
   function drawFeeders() {
     layers.feeders.clearLayers();
     index.feeders.clear();
+    exposed.colours.feeders = {};
     let drawn = 0;
     for (const feature of state.feeders) {
       const p = feature.properties;
       if (state.minHeadroomKw > 0 && !(p.headroom_kw > state.minHeadroomKw)) continue;
       const latlngs = feature.geometry.coordinates.map((part) => part.map(([lon, lat]) => [lat, lon]));
+      countColour('feeders', band(p));
       const line = L.polyline(latlngs, {
         renderer,
         color: COLOURS[band(p)],
@@ -250,6 +281,7 @@
 
   function marker(feature, radius, group, kind) {
     const p = feature.properties;
+    countColour(kind, band(p));
     const [lon, lat] = feature.geometry.coordinates;
     const circle = L.circleMarker([lat, lon], {
       renderer,
@@ -274,6 +306,7 @@
   function drawMarkers(kind) {
     layers[kind].clearLayers();
     index[kind].clear();
+    exposed.colours[kind] = {};
     for (const feature of state[kind]) {
       const radius = MARKER_RADIUS[kind](Math.max(feature.properties.rated, 0));
       marker(feature, radius, layers[kind], kind);
@@ -362,6 +395,8 @@
     const view = readView();
     state.minHeadroomKw = view.minHeadroomKw;
     if (state.minHeadroomKw > 0) $('min-headroom').value = String(state.minHeadroomKw);
+    state.view = view.view;
+    $('view').value = state.view;
     for (const name of view.layers) layers[name].addTo(map);
     const bbox = state.overview.bbox;
     if (view.zoom !== null && view.lat !== null && view.lon !== null) {
@@ -476,6 +511,11 @@
         ${row('Reserved for applications', number(asset.reserved_kw), 'reserved_kw', 'kW')}
         ${row('Measured share of load', number(c.metered_share * 100, 0), 'metered_share', '%')}
         ${row('Data age', esc(age(c.data_age_s)), 'data_age_s')}
+      </table>
+      <h3>Open capacity for generation</h3><table class="figures">
+        ${row('Grade', `<span class="grade grade-${esc(c.grade)}">${esc(c.grade)}</span>`, 'grade')}
+        ${row('PV that fits today (C1)', number(c.generation_headroom_kw, 0), 'generation_headroom_kw', 'kW')}
+        ${row('Open after the queue (C2)', number(c.generation_open_kw, 0), 'generation_open_kw', 'kW')}
       </table>`;
     } else if (asset.reserved_kw > 0) {
       html += `<table class="figures">${row('Reserved for applications', number(asset.reserved_kw), 'reserved_kw', 'kW')}</table>`;
@@ -542,7 +582,15 @@
     showPanel(`<h2>Try a connection</h2>
       <p class="note">At ${latlng.lat.toFixed(5)}, ${latlng.lng.toFixed(5)}</p>
       <form class="try" id="try-form">
-        <label>Demand, kW <input name="demand_kw" type="number" min="0.1" step="any" value="500" required></label>
+        <label>Connect <select name="kind">
+          <option value="load">a load</option>
+          <option value="generation">a generator</option>
+        </select></label>
+        <label>Source <select name="source">
+          <option value="pv">PV</option><option value="wind">wind</option>
+          <option value="storage">storage</option><option value="other">other</option>
+        </select></label>
+        <label>Demand (export for a generator), kW <input name="demand_kw" type="number" min="0.1" step="any" value="500" required></label>
         <label>Power factor <input name="power_factor" type="number" min="0.05" max="1" step="0.01" value="0.9" required></label>
         <label>Voltage <select name="voltage_kv">
           <option value="">decide from demand</option>
@@ -557,6 +605,16 @@
         <button type="submit">Find supply schemes</button>
       </form>
       <div id="try-result"></div>`);
+    // A generator takes no second supply, and exports at unity unless asked.
+    const form = $('try-form');
+    const kindChanged = () => {
+      const generation = form.elements.kind.value === 'generation';
+      form.elements.source.closest('label').hidden = !generation;
+      form.elements.importance.closest('label').hidden = generation;
+      form.elements.power_factor.value = generation ? '1' : '0.9';
+    };
+    form.elements.kind.addEventListener('change', kindChanged);
+    kindChanged();
     $('try-form').addEventListener('submit', (event) => {
       event.preventDefault();
       runTry(latlng, new FormData(event.target)).catch((e) => {
@@ -573,8 +631,13 @@
       demand_kw: Number(form.get('demand_kw')),
       power_factor: Number(form.get('power_factor')),
       customer_class: 'other',
-      importance: form.get('importance'),
     };
+    if (form.get('kind') === 'generation') {
+      application.kind = 'generation';
+      application.source = form.get('source');
+    } else {
+      application.importance = form.get('importance');
+    }
     if (form.get('voltage_kv')) application.voltage_kv = Number(form.get('voltage_kv'));
     if (form.get('max_distance_m')) application.max_distance_m = Number(form.get('max_distance_m'));
     $('try-result').innerHTML = '<p class="note">Ranking…</p>';
@@ -706,6 +769,16 @@
   $('search').addEventListener('submit', (event) => {
     event.preventDefault();
     search($('search-text').value);
+  });
+  $('view').addEventListener('change', (event) => {
+    state.view = event.target.value === 'generation' ? 'generation' : 'load';
+    if (state.overview) {
+      drawLegend();
+      drawFeeders();
+      drawMarkers('substations');
+      drawMarkers('transformers');
+    }
+    writeView();
   });
   $('min-headroom').addEventListener('change', (event) => {
     state.minHeadroomKw = Math.max(0, Number(event.target.value) || 0);

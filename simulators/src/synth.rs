@@ -13,6 +13,10 @@
 //! loading drawn so that most feeders are comfortable and a realistic tail runs close
 //! to its limit; the head readings are the sum of its transformers plus losses.
 //!
+//! PV is connected behind some transformers (their readings net of its output,
+//! on clear to hazy days) and queued at some feeders' first nodes, so that the
+//! open capacity for generation shows every grade (see `add_pv`).
+//!
 //! Every substation draws from its own random stream (seed, substation), so the grid
 //! is the same for a seed whatever the number of threads.
 
@@ -163,6 +167,9 @@ pub struct TransformerLoad {
     pub shift: i32,
     /// Whether readings of it are written.
     pub metered: bool,
+    /// Rated kW of the PV connected behind it (0 for none): its readings are
+    /// net of that PV's output.
+    pub pv_kw: f64,
 }
 
 /// A synthetic network with the loads behind its readings.
@@ -331,6 +338,9 @@ fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
 fn generate_substation(config: &SynthConfig, s: usize) -> LocalSubstation {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     rng.set_stream(s as u64 + 1);
+    // PV draws from a stream of its own: the loads are those of a grid without it.
+    let mut pv_rng = ChaCha8Rng::seed_from_u64(config.seed ^ PV_SEED);
+    pv_rng.set_stream(s as u64 + 1);
     let side = (config.substations as f64).sqrt().ceil() as usize;
     let spacing = config.substation_spacing_m;
     let origin = Xy {
@@ -628,6 +638,7 @@ fn generate_substation(config: &SynthConfig, s: usize) -> LocalSubstation {
                 power_factor,
                 shift: rng.random_range(-3..=3),
                 metered: rng.random_bool(config.metered_share),
+                pv_kw: 0.0,
             });
         }
         // Peak loading of the feeder head: most comfortable, a tail near the limit.
@@ -660,6 +671,14 @@ fn generate_substation(config: &SynthConfig, s: usize) -> LocalSubstation {
                 l.peak_kw = (l.peak_kw * scale).min(cap);
             }
         }
+        add_pv(
+            &mut pv_rng,
+            &mut parts,
+            &mut loads[first_transformer..],
+            k,
+            3f64.sqrt() * MV_KV * limit_a,
+            first_node,
+        );
     }
     LocalSubstation {
         parts,
@@ -667,6 +686,66 @@ fn generate_substation(config: &SynthConfig, s: usize) -> LocalSubstation {
         feeder_tails,
         node_feeder,
         transformer_feeder,
+    }
+}
+
+/// Mixed into the seed of the PV streams.
+const PV_SEED: u64 = 0x50_1a_2026;
+
+/// Connected and queued PV on one feeder (`k`: its place at the substation),
+/// so that a city shows each grade of open capacity: on a substation's first
+/// feeder every transformer has PV of 1.3 times its rating behind it (its
+/// reverse flow past 80 % of the rating at noon: red); on its second a PV farm
+/// queued at the first node of 1.5 times the head's capacity (room today, all
+/// of it queued: yellow); elsewhere rooftop PV behind a third of the
+/// transformers, a fifth to three fifths of their rating.
+fn add_pv(
+    rng: &mut ChaCha8Rng,
+    parts: &mut NetworkParts,
+    loads: &mut [TransformerLoad],
+    k: usize,
+    head_kva: f64,
+    first_node: NodeIx,
+) {
+    let first = parts.transformers.len() - loads.len();
+    for (i, load) in loads.iter_mut().enumerate() {
+        let t = &parts.transformers[first + i];
+        let share = match k {
+            0 => 1.3,
+            _ if rng.random_bool(1.0 / 3.0) => rng.random_range(0.2..0.6),
+            _ => continue,
+        };
+        load.pv_kw = (t.rated_kva * share).round();
+        let generator = Generator {
+            id: GeneratorId::new(format!("{}-PV", t.id)),
+            name: None,
+            position: t.position,
+            point: GeneratorPoint::Transformer(TransformerIx::from_usize(first + i)),
+            rated_kw: load.pv_kw,
+            source: GenerationSource::Pv,
+            status: GeneratorStatus::Connected,
+            in_service: true,
+            extra: None,
+        };
+        parts.generators.push(generator);
+    }
+    if k == 1 {
+        let feeder = parts
+            .feeders
+            .last()
+            .map(|f| f.id.to_string())
+            .unwrap_or_default();
+        parts.generators.push(Generator {
+            id: GeneratorId::new(format!("{feeder}-PVQ")),
+            name: Some(format!("{feeder} PV farm (queued)")),
+            position: parts.nodes[first_node.get()].position,
+            point: GeneratorPoint::Node(first_node),
+            rated_kw: (1.5 * head_kva).round(),
+            source: GenerationSource::Pv,
+            status: GeneratorStatus::Queued,
+            in_service: true,
+            extra: None,
+        });
     }
 }
 
@@ -741,6 +820,15 @@ impl Merged {
                 .transformers
                 .push(TransformerIx::from_usize(p.transformers.len()));
             p.transformers.push(t);
+        }
+        for mut g in l.generators {
+            g.point = match g.point {
+                GeneratorPoint::Node(n) => GeneratorPoint::Node(node(n)),
+                GeneratorPoint::Transformer(t) => {
+                    GeneratorPoint::Transformer(TransformerIx(t.0 + t_off))
+                }
+            };
+            p.generators.push(g);
         }
         debug_assert_eq!(t_off as usize + loads.len(), p.transformers.len());
         self.loads.extend(loads);
@@ -959,6 +1047,8 @@ impl SyntheticGrid {
         let steps = timestamps.len();
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_1e55);
         rng.set_stream(s as u64 + 1);
+        let mut pv_rng = ChaCha8Rng::seed_from_u64(config.seed ^ PV_SEED ^ 0x5eed_1e55);
+        pv_rng.set_stream(s as u64 + 1);
         let noise = Normal::new(1.0, 0.04).expect("valid");
         let block = &self.blocks[s];
         let shapes: Vec<[[f64; 96]; 2]> = CustomerClass::ALL
@@ -993,17 +1083,22 @@ impl SyntheticGrid {
             let slot = self.transformer_feeder[t.get()].and_then(feeder_slot);
             let id = self.network.transformers[t.get()].id.as_str();
             let mut day_factor = 1.0;
+            let mut sky = 1.0;
             for step in 0..steps {
                 let day = step / 96;
                 if step % 96 == 0 {
                     day_factor = day_noise.sample(&mut rng);
+                    // Clear to hazy days, from the PV stream.
+                    sky = pv_rng.random_range(0.6..1.0);
                 }
                 let weekend = (start_weekday - 1 + day) % 7 >= 5;
                 let q = ((step % 96) as i32 + load.shift).rem_euclid(96) as usize;
+                let pv = load.pv_kw * sky * GenerationSource::Pv.default_factor(step % 96);
                 let p = load.peak_kw
                     * shape[usize::from(weekend)][q]
                     * day_factor
-                    * noise.sample(&mut rng);
+                    * noise.sample(&mut rng)
+                    - pv;
                 let qv = p * tan_phi * rng.random_range(0.9..1.1);
                 if let Some(slot) = slot {
                     feeder_p[slot][step] += p;

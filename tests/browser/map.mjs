@@ -4,7 +4,8 @@
 //
 //   node tests/browser/map.mjs TASK.json
 //
-// TASK: {url, token, screenshots (folder), chromium (path), mode: "fixture" | "render",
+// TASK: {url, token, screenshots (folder), chromium (path),
+//        mode: "fixture" | "render" | "generation" (the generation view's colours),
 //        feeder (id to click), application ({lon, lat, demand_kw, power_factor,
 //        voltage_kv?, importance})}
 // Prints one JSON object: what was drawn, the time to the first full render, the
@@ -79,7 +80,22 @@ async function clickAt(page, x, y) {
 }
 
 try {
-  if (task.mode === 'render') {
+  if (task.mode === 'generation') {
+    // The switch to the generation view: every asset coloured by its grade.
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    await context.addInitScript((token) => sessionStorage.setItem('headroom.token', token), task.token);
+    const page = await context.newPage();
+    watch(page);
+    await page.goto(`${task.url}/`);
+    Object.assign(report, await ready(page));
+    report.load_colours = await page.evaluate(() => structuredClone(window.headroomMap.colours));
+    await page.selectOption('#view', 'generation');
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    report.generation_colours = await page.evaluate(() => structuredClone(window.headroomMap.colours));
+    report.legend = await page.locator('#legend').innerText();
+    report.hash = await page.evaluate(() => location.hash);
+    await page.screenshot({ path: join(task.screenshots, 'generation.png') });
+  } else if (task.mode === 'render') {
     // A first visit with the token already entered: navigation to a full map.
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     await context.addInitScript((token) => sessionStorage.setItem('headroom.token', token), task.token);

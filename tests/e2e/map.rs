@@ -293,3 +293,78 @@ fn the_map_renders_the_synthetic_city() {
     assert_eq!(report["drawn"]["substations"], json!(200));
     only_the_service(&report, &url);
 }
+
+/// The generation view on the demo's grid (two substations, PV behind some
+/// transformers and queued at some feeders): every asset coloured by its
+/// open-capacity grade, all three grades on the map, the legend saying what
+/// each means; screenshot `generation.png`.
+#[test]
+fn the_generation_view_shows_every_grade_on_the_demo_grid() {
+    if external_tools(BROWSER).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let city = dir.path().join("city");
+    let made = headroom([
+        "synth".as_ref(),
+        city.as_os_str(),
+        "--substations".as_ref(),
+        "2".as_ref(),
+    ]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let (service, token) = serve_gridpack(
+        dir.path(),
+        &city,
+        "viewer",
+        "[http]\nrequest_timeout_ms = 900000\n[map]\nstale_after_s = 31536000",
+    );
+    let url = service.url.clone();
+    let mut grades = std::collections::BTreeMap::new();
+    for level in ["substation", "feeder", "transformer"] {
+        let rows = get(&format!("{url}/v1/capacity?level={level}"), &token);
+        for f in rows["features"].as_array().unwrap() {
+            *grades
+                .entry(f["properties"]["grade"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
+        }
+    }
+    assert_eq!(grades.len(), 3, "every grade on the grid: {grades:?}");
+    let report = drive(
+        json!({
+            "url": url,
+            "token": token,
+            "mode": "generation",
+            "chromium": test_tool("HEADROOM_CHROMIUM"),
+            "screenshots": screenshots("generation"),
+        }),
+        dir.path(),
+    );
+    let colours = &report["generation_colours"];
+    let drawn = |colour: &str| {
+        ["feeders", "substations", "transformers"]
+            .iter()
+            .map(|layer| colours[layer][colour].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    // Yellow is drawn amber, the map's middle colour.
+    for colour in ["green", "amber", "red"] {
+        assert!(drawn(colour) > 0, "no {colour} asset drawn: {report}");
+    }
+    // Grey: transformers without readings of their own, as in the load view.
+    assert_eq!(
+        drawn("green") + drawn("amber") + drawn("red") + drawn("grey"),
+        grades.values().sum::<u64>(),
+        "each asset in its grade's colour: {report}"
+    );
+    assert_eq!(
+        report["generation_colours"]["transformers"]["grey"],
+        report["load_colours"]["transformers"]["grey"]
+    );
+    let legend = report["legend"].as_str().unwrap();
+    for word in ["green", "yellow", "red", "C1", "C2"] {
+        assert!(legend.contains(word), "the legend lacks {word}: {legend}");
+    }
+    assert!(report["hash"].as_str().unwrap().contains("view=generation"));
+    assert_ne!(report["load_colours"], report["generation_colours"]);
+    only_the_service(&report, &url);
+}

@@ -403,3 +403,102 @@ fn pv_exports_only_by_day_and_is_judged_by_day() {
         "{night:#?}"
     );
 }
+
+/// A day of readings (every quarter-hour, so that PV exports) with each
+/// transformer at `kw`.
+fn day(kw: f64) -> crate::support::Series<'static> {
+    flat_readings(kw, 0.0, 96)
+}
+
+fn rows(engine: &Engine, level: headroom_engine::Level) -> Vec<headroom_engine::CapacityRow> {
+    engine.capacity(level, engine.readings(), 0)
+}
+
+fn grades(rows: &[headroom_engine::CapacityRow]) -> Vec<(String, headroom_engine::Grade)> {
+    rows.iter().map(|r| (r.id.clone(), r.grade)).collect()
+}
+
+#[test]
+fn open_capacity_is_graded_top_down() {
+    use headroom_engine::{Grade, Level};
+    // As built: room everywhere, nothing queued: green, and C2 = C1.
+    let engine = engine_with(&feeder(), &day(100.0), &[]);
+    for level in [Level::Substation, Level::Feeder, Level::Transformer] {
+        for r in rows(&engine, level) {
+            assert_eq!(r.grade, Grade::Green, "{r:?}");
+            assert!(r.generation_headroom_kw > 0.0);
+            assert_eq!(r.generation_open_kw, r.generation_headroom_kw);
+        }
+    }
+    let feeder_c1 = rows(&engine, Level::Feeder)[0].generation_headroom_kw;
+
+    // A queued wind farm on N2 larger than the feeder's room: the feeder is
+    // yellow (room today, all promised); T2's own figure ignores a generator
+    // not behind it, and the substation, far larger, stays green.
+    let mut b = feeder();
+    b.generator(
+        "Q",
+        "N2",
+        feeder_c1 + 100.0,
+        GenerationSource::Wind,
+        GeneratorStatus::Queued,
+    );
+    let queued = engine_with(&b, &day(100.0), &[]);
+    let f = &rows(&queued, Level::Feeder)[0];
+    assert_eq!(f.generation_headroom_kw, feeder_c1, "C1 ignores the queue");
+    assert_eq!(f.generation_open_kw, -100.0);
+    assert_eq!(f.grade, Grade::Yellow);
+    assert_eq!(rows(&queued, Level::Substation)[0].grade, Grade::Green);
+
+    // The head breaker held to 10 A while the feeder already exports ~300 kW
+    // (16 A) at every step: any more export is worse, the feeder is red, and
+    // so is every transformer under it, whatever its own room; the substation
+    // is not.
+    let mut b = feeder();
+    b.with_feeder(|f| f.rated_a = Some(10.0));
+    let red = engine_with(&b, &day(-100.0), &[]);
+    let f = &rows(&red, Level::Feeder)[0];
+    assert_eq!(
+        (f.generation_headroom_kw, f.grade),
+        (0.0, Grade::Red),
+        "{f:?}"
+    );
+    let transformers = rows(&red, Level::Transformer);
+    assert_eq!(transformers.len(), 3);
+    assert!(
+        transformers.iter().all(|t| t.grade == Grade::Red),
+        "{:?}",
+        grades(&transformers)
+    );
+    assert_eq!(rows(&red, Level::Substation)[0].grade, Grade::Green);
+
+    // A substation already sending 80 % of its rating back at noon: red, and
+    // everything under it red.
+    let (mut small, _) = {
+        let mut b = feeder();
+        b.with_feeder(|f| f.rated_a = Some(400.0));
+        (b, ())
+    };
+    small.substation_transformer("TR2", "S", "B", 1.0);
+    let series = {
+        let mut s = day(-100.0);
+        s.push(("TR", headroom_geodata::Quantity::PKw, vec![-33_000.0; 96]));
+        s.push(("TR2", headroom_geodata::Quantity::PKw, vec![0.0; 96]));
+        s
+    };
+    let exporting = engine_with(&small, &series, &[]);
+    let s = &rows(&exporting, Level::Substation)[0];
+    assert_eq!(
+        (s.generation_headroom_kw, s.grade),
+        (0.0, Grade::Red),
+        "{s:?}"
+    );
+    for level in [Level::Feeder, Level::Transformer] {
+        let under = rows(&exporting, level);
+        assert!(
+            under.iter().all(|r| r.grade == Grade::Red),
+            "{:?}",
+            grades(&under)
+        );
+    }
+}
