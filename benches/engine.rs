@@ -5,13 +5,19 @@
 //!   headroom for every candidate, on a warm engine (load model and base power
 //!   flows built once, as the service keeps them). Target p50 < 5 ms; the ratio to
 //!   pandapower's `timing.per_application_s_median` in `expected.json` is printed.
-//! - `capacity/fixture_feeders`: `capacity --level feeder` on the fixture.
+//! - `rank/fixture_one_generation_application`: the same for generation (PV
+//!   of 1 MW at each application's place, the default PV profile, every
+//!   exporting step judged); target p50 < 5 ms.
+//! - `capacity/fixture_feeders`: `capacity --level feeder` on the fixture, with
+//!   the open capacity for generation.
 //! - With `HEADROOM_BENCH_CITY` naming a gridpack of the default synthetic city
 //!   (`headroom synth DIR`: 200 substations, 3,000 feeders, 7 days of readings):
 //!   one application at random points of the city, timed one by one, cold (feeders
 //!   built on first use) and warm (the same applications again); target p50 < 20 ms,
-//!   p99 < 50 ms warm. And `capacity --level feeder` for the whole city, once
-//!   (target < 3 s). Loading the city's 73 million readings takes a minute first.
+//!   p99 < 50 ms warm; then the same places as PV generators, warm (target p50 <
+//!   20 ms). And `capacity --level feeder` for the whole city, once, with the
+//!   open capacity for generation (target < 6 s on 2 cores). Loading the city's
+//!   73 million readings takes a minute first.
 //!
 //! Run: `cargo bench --bench engine`; with `HEADROOM_BENCH_CITY_ONLY=1` as well,
 //! only the city runs (`HEADROOM_BENCH_CITY_PART=rank|capacity` one part of
@@ -88,12 +94,33 @@ fn benches(c: &mut Criterion) {
         pandapower_s,
         pandapower_s / p50.as_secs_f64()
     );
+    let generators = as_generators(&apps);
+    let mut timings: Vec<Duration> = Vec::new();
+    for _ in 0..20 {
+        for app in &generators {
+            let start = Instant::now();
+            black_box(engine.rank(app));
+            timings.push(start.elapsed());
+        }
+    }
+    timings.sort();
+    eprintln!(
+        "fixture, one generation application: p50 {:?}, p99 {:?}",
+        timings[timings.len() / 2],
+        timings[timings.len() * 99 / 100],
+    );
     let mut group = c.benchmark_group("rank");
     let mut i = 0;
     group.bench_function("fixture_one_application", |b| {
         b.iter(|| {
             i = (i + 1) % apps.len();
             black_box(engine.rank(&apps[i]))
+        })
+    });
+    group.bench_function("fixture_one_generation_application", |b| {
+        b.iter(|| {
+            i = (i + 1) % generators.len();
+            black_box(engine.rank(&generators[i]))
         })
     });
     group.finish();
@@ -103,6 +130,26 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
     city();
+}
+
+/// The applications' places as PV generators of 1 MW (default PV profile,
+/// unity power factor) at their voltage.
+fn as_generators(apps: &[Application]) -> Vec<Application> {
+    apps.iter()
+        .map(|a| {
+            let mut v = serde_json::json!({
+                "id": format!("{}-PV", a.id),
+                "kind": "generation",
+                "lon": a.lon,
+                "lat": a.lat,
+                "demand_kw": 1_000.0,
+            });
+            if let Some(kv) = a.voltage_kv {
+                v["voltage_kv"] = kv.into();
+            }
+            Application::from_json(&v).expect("valid")
+        })
+        .collect()
 }
 
 /// The default synthetic city, outside criterion: its runs take seconds.
@@ -191,6 +238,27 @@ fn city() {
             "city, one application ({pass}, {} applications, mean {} candidates): p50 {:?}, p99 {:?}",
             apps.len(),
             candidates / apps.len(),
+            timings[timings.len() / 2],
+            timings[timings.len() - 1]
+        );
+    }
+    // Generation bases are the load bases where nothing is queued: the first
+    // pass builds only those of feeders with queued generators.
+    for pass in ["first", "warm"].into_iter().filter(|_| part != "capacity") {
+        let generators = as_generators(&apps);
+        let mut timings: Vec<Duration> = Vec::new();
+        let mut candidates = 0;
+        for app in &generators {
+            let start = Instant::now();
+            let result = black_box(engine.rank(app));
+            timings.push(start.elapsed());
+            candidates += result.candidates.len();
+        }
+        timings.sort();
+        eprintln!(
+            "city, one generation application ({pass} pass after the loads', {} applications, mean {} candidates): p50 {:?}, p99 {:?}",
+            generators.len(),
+            candidates / generators.len(),
             timings[timings.len() / 2],
             timings[timings.len() - 1]
         );

@@ -61,22 +61,28 @@ fn generation_headroom_agrees_with_an_independent_power_flow_on_the_fixture() {
             if (h - expected_h).abs() > (0.03 * expected_h).max(20.0) {
                 failures.push(format!("{id} at {node}: {h} kW against {expected_h} kW"));
             }
-            // Bays decide feasibility beside the physics: compare the physics.
+            // Where a ring-main unit has no free bay, that is what we name; the
+            // cross-check names the electrical limit beside it.
             let physics = |c: &Value| c["binding_constraint"] != "no_spare_bay";
-            if physics(c) && c["binding_constraint"] != theirs["binding_constraint"] {
+            if physics(c) && c["binding_constraint"] != theirs["electrical_binding_constraint"] {
                 failures.push(format!(
                     "{id} at {node}: binds on {} against {}",
-                    c["binding_constraint"], theirs["binding_constraint"]
+                    c["binding_constraint"], theirs["electrical_binding_constraint"]
                 ));
             }
-            if physics(c) && c["feasible"] != theirs["feasible"] {
+            if c["feasible"] != theirs["feasible"] {
                 failures.push(format!(
                     "{id} at {node}: feasible {} against {}",
                     c["feasible"], theirs["feasible"]
                 ));
             }
             *bindings
-                .entry(theirs["binding_constraint"].as_str().unwrap().to_owned())
+                .entry(
+                    theirs["electrical_binding_constraint"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                )
                 .or_insert(0) += 1;
             compared += 1;
         }
@@ -88,7 +94,8 @@ fn generation_headroom_agrees_with_an_independent_power_flow_on_the_fixture() {
         failures.join("\n")
     );
     assert!(compared >= 100, "only {compared} candidates compared");
-    assert!(bindings.len() >= 2, "{bindings:?}");
+    // Voltage rise, segments in reverse and reverse power through the substation.
+    assert!(bindings.len() >= 3, "{bindings:?}");
 }
 
 fn capacity(level: &str, format: &str) -> String {

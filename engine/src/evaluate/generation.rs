@@ -88,6 +88,10 @@ pub(crate) fn export_ratios(o: &Observed, limits: &Limits) -> [f64; 6] {
 /// in losses, a per cent or two of the export.
 const STEP_SPREAD: f64 = 0.03;
 
+/// How far above the headroom another step's estimate may lie and still tie
+/// with the binding step at 1 kW more.
+const TIE_STEPS: f64 = 0.002;
+
 /// Steps solved exactly at most.
 const REFINED_STEPS: usize = 12;
 
@@ -227,14 +231,28 @@ impl Engine {
             profile: None,
         };
         let per_kw = Complex64::new(-1.0, -generation.absorbed_kvar_per_kw);
-        let estimates = self.export_estimates(base, local, per_kw, &steps, export_kw);
-
-        let mut order: Vec<(f64, usize)> = estimates
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.headroom.is_finite())
-            .map(|(i, e)| (e.headroom, i))
-            .collect();
+        let mut geometry = self.export_geometry(base, local);
+        let bounds = self.export_bounds(base, local, per_kw, &steps, export_kw, &geometry);
+        // Steps in the order of their bounds; each estimated while its bound
+        // comes under what the estimates so far allow to bind.
+        let mut by_bound: Vec<usize> = (0..steps.len()).collect();
+        by_bound.sort_by(|a, b| bounds[*a].bound.total_cmp(&bounds[*b].bound).then(a.cmp(b)));
+        let mut order: Vec<(f64, usize)> = Vec::new();
+        let mut least = [f64::INFINITY; REFINED_STEPS];
+        for i in by_bound {
+            let cut = (least[0] * (1.0 + STEP_SPREAD) + 1.0).min(least[REFINED_STEPS - 1]);
+            if bounds[i].bound > cut {
+                break;
+            }
+            let estimate = self.export_estimate(base, local, per_kw, &steps[i], &mut geometry);
+            if estimate.is_finite() {
+                order.push((estimate, i));
+                if estimate < least[REFINED_STEPS - 1] {
+                    least[REFINED_STEPS - 1] = estimate;
+                    least.sort_by(f64::total_cmp);
+                }
+            }
+        }
         order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let holds = |step: &ExportStep, kw: f64, scratch: &mut Scratch| -> bool {
             if kw <= 0.0 {
@@ -262,24 +280,38 @@ impl Engine {
             }
         }
         let headroom = headroom.clamp(0.0, UNBOUNDED_KW).floor();
+        // What 1 kW more breaks, at the step that binds and at any other whose
+        // estimate lies within a hair of it (two checks may meet their limits
+        // at the same kW at different steps): of the checks at their limit,
+        // the first in the spec's order.
         let binding = match binding_step {
-            Some(i) => {
-                let step = &steps[i];
-                let o = self.exact(
-                    base,
-                    step.k,
-                    local,
-                    -(headroom + 1.0) * step.factor,
-                    &as_load,
-                    scratch,
-                );
-                let r = export_ratios(&o, limits);
-                let over: [f64; 6] = std::array::from_fn(|c| r[c] / step.allowed[c]);
-                let worst = over.iter().copied().fold(f64::MIN, f64::max);
-                let at = over
+            Some(bound_at) => {
+                let near = headroom * (1.0 + TIE_STEPS) + 1.0;
+                let mut over_at_any = [f64::MIN; 6];
+                for i in order
+                    .iter()
+                    .filter(|(estimate, i)| *i == bound_at || *estimate <= near)
+                    .map(|(_, i)| *i)
+                {
+                    let step = &steps[i];
+                    let o = self.exact(
+                        base,
+                        step.k,
+                        local,
+                        -(headroom + 1.0) * step.factor,
+                        &as_load,
+                        scratch,
+                    );
+                    let r = export_ratios(&o, limits);
+                    for c in 0..6 {
+                        over_at_any[c] = over_at_any[c].max(r[c] / step.allowed[c]);
+                    }
+                }
+                let worst = over_at_any.iter().copied().fold(f64::MIN, f64::max);
+                let at = over_at_any
                     .iter()
                     .position(|v| *v >= 1.0 - TIE_TOLERANCE)
-                    .or_else(|| over.iter().position(|v| *v >= worst))
+                    .or_else(|| over_at_any.iter().position(|v| *v >= worst))
                     .unwrap_or(0);
                 EXPORT_CHECKS[at]
             }
@@ -303,12 +335,15 @@ impl Engine {
             }
         }
         let mut figure_steps: Vec<usize> = Vec::new();
+        let mut ranked: Vec<usize> = (0..steps.len()).collect();
         for figure in 0..4 {
-            let mut ranked: Vec<usize> = (0..steps.len()).collect();
-            ranked.sort_by(|a, b| {
-                estimates[*b].figures[figure].total_cmp(&estimates[*a].figures[figure])
-            });
-            figure_steps.extend(ranked.into_iter().take(FIGURE_STEPS));
+            let worst_first = |a: &usize, b: &usize| {
+                bounds[*b].figures[figure].total_cmp(&bounds[*a].figures[figure])
+            };
+            if ranked.len() > FIGURE_STEPS {
+                ranked.select_nth_unstable_by(FIGURE_STEPS - 1, worst_first);
+            }
+            figure_steps.extend(ranked.iter().take(FIGURE_STEPS));
         }
         figure_steps.sort_unstable();
         figure_steps.dedup();
@@ -421,110 +456,218 @@ impl Engine {
         lo
     }
 
-    /// Per exporting step, the estimated headroom (the least export at which a
-    /// check leaves what it may reach, on the base flow's lines) and the
-    /// estimated figures at `export_kw`: highest voltage, highest loading,
-    /// lowest voltage (negated, so that larger is worse) and substation loading.
-    fn export_estimates(
-        &self,
-        base: &FeederBase,
-        local: u32,
-        per_kw: Complex64,
-        steps: &[ExportStep],
-        export_kw: f64,
-    ) -> Vec<StepEstimate> {
-        let limits = &self.config.limits;
+    /// What every estimate at a candidate reads: its path to the busbar, per
+    /// node the impedance its voltage shares with that path (kV per A) and the
+    /// group of nodes moving together, the path's summed impedance magnitude
+    /// and its weakest rating.
+    fn export_geometry(&self, base: &FeederBase, local: u32) -> ExportGeometry {
         let e = &base.electrical;
         let n = e.len();
-        // Per node, the impedance (as kV per A) its voltage shares with the
-        // candidate's path: from the busbar to where its own path leaves it.
         let mut on_path = vec![false; n];
         let mut at = local as usize;
         while at != 0 && at < n {
             on_path[at] = true;
             at = e.parent[at] as usize;
         }
+        let path: Vec<usize> = (1..n).filter(|&j| on_path[j]).collect();
         let mut shared = vec![Complex64::new(0.0, 0.0); n];
         let mut from_busbar = vec![Complex64::new(0.0, 0.0); n];
+        // Nodes that share a voltage change (those whose own path leaves the
+        // candidate's at the same node) move together: per such group only the
+        // highest and the lowest voltage can first leave the limits. Each
+        // node's group is its meeting node's place in `path`; none for the
+        // busbar's other branches (their voltage does not move).
+        let mut group = vec![usize::MAX; n];
         for j in 1..n {
             let p = e.parent[j] as usize;
             from_busbar[j] = from_busbar[p] + e.drop_kv_per_a[j];
-            shared[j] = if on_path[j] {
-                from_busbar[j]
+            if on_path[j] {
+                shared[j] = from_busbar[j];
+                group[j] = path.binary_search(&j).unwrap_or(usize::MAX);
             } else {
-                shared[p]
-            };
+                shared[j] = shared[p];
+                group[j] = group[p];
+            }
         }
-        let path: Vec<usize> = (1..n).filter(|&j| on_path[j]).collect();
-        let thermal = limits.thermal_pct / 100.0;
+        let drop_path_abs = path.iter().map(|&j| e.drop_kv_per_a[j].norm()).sum();
+        let weakest_a = path
+            .iter()
+            .map(|&j| e.rated_a[j])
+            .chain(e.head_rated_a)
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        ExportGeometry {
+            highest: vec![(f64::NEG_INFINITY, 0); path.len()],
+            lowest: vec![(f64::INFINITY, 0); path.len()],
+            path,
+            shared,
+            group,
+            drop_path_abs,
+            weakest_a,
+        }
+    }
+
+    /// Per exporting step, in closed form from the base alone: a lower bound
+    /// of the headroom (the path's least current margin, the room of the
+    /// highest and lowest voltage of the feeder as if the whole path's
+    /// impedance carried the generator's current, the substation exactly) and
+    /// figures at `export_kw` bounded the same way, each larger when worse
+    /// (highest voltage, loading, minus the lowest voltage, substation).
+    fn export_bounds(
+        &self,
+        base: &FeederBase,
+        local: u32,
+        per_kw: Complex64,
+        steps: &[ExportStep],
+        export_kw: f64,
+        geometry: &ExportGeometry,
+    ) -> Vec<StepBound> {
+        let limits = &self.config.limits;
+        let e = &base.electrical;
+        let kept = base.solutions.len();
+        let nominal = e.nominal_kv[local as usize];
         let rated_kva = self.group_rated_kva(base.group);
         steps
             .iter()
             .map(|step| {
-                let solution = &base.solutions[step.k];
-                let v_local = solution.v_kv(local as usize);
-                // The generator's current per kW of export, A (a load's
-                // direction: negative flows back).
-                let d = per_kw * step.factor / (SQRT_3 * v_local.conj());
-                let mut least = f64::INFINITY;
-                let mut loading_after = base.max_loading[step.k];
-                for &j in &path {
-                    let rated = e.rated_a[j] * thermal;
-                    if !(rated.is_finite() && rated > 0.0) {
-                        continue;
+                let k = step.k;
+                let o = &base.observed[k];
+                let v_local = base.solutions[k].v_kv(local as usize).norm();
+                // The generator's current per kW of export, A.
+                let per_kw_a = per_kw.norm() * step.factor / (SQRT_3 * v_local);
+                let margin = f64::from(base.path_margin_a[local as usize * kept + k]);
+                let mut bound = margin / per_kw_a;
+                let rise_per_kw_pu = geometry.drop_path_abs * per_kw_a / nominal;
+                if rise_per_kw_pu > 0.0 {
+                    bound = bound
+                        .min((limits.v_max_pu * step.allowed[2] - o.v_max_pu) / rise_per_kw_pu);
+                    // Exporting at unity power factor raises every voltage its
+                    // current reaches (the lines' resistance carries it back);
+                    // only a generator absorbing reactive power can lower one.
+                    if per_kw.im != 0.0 {
+                        bound = bound
+                            .min((o.v_min_pu - limits.v_min_pu / step.allowed[3]) / rise_per_kw_pu);
                     }
-                    let i = solution.i_a(j);
-                    least = least.min(exit_root(i, d, rated * step.allowed[0]));
-                    loading_after = loading_after.max((i + d * export_kw).norm() / e.rated_a[j]);
-                }
-                if let Some(rated) = e.head_rated_a {
-                    let i = solution.i_a(0);
-                    least = least.min(exit_root(i, d, rated * thermal * step.allowed[1]));
-                    loading_after = loading_after.max((i + d * export_kw).norm() / rated);
-                }
-                let (mut v_max_after, mut v_min_after) = (f64::NEG_INFINITY, f64::INFINITY);
-                for (j, (shared, nominal)) in shared.iter().zip(&e.nominal_kv).enumerate().skip(1) {
-                    let v = solution.v_kv(j);
-                    let dv = -shared * d;
-                    let nominal = *nominal;
-                    least = least.min(exit_root(
-                        v,
-                        dv,
-                        limits.v_max_pu * nominal * step.allowed[2],
-                    ));
-                    least = least.min(entry_root(
-                        v,
-                        dv,
-                        limits.v_min_pu * nominal / step.allowed[3],
-                    ));
-                    let after = (v + dv * export_kw).norm() / nominal;
-                    v_max_after = v_max_after.max(after);
-                    v_min_after = v_min_after.min(after);
                 }
                 let mut substation_after = 0.0;
                 if rated_kva > 0.0 {
-                    let s = base.group_kva[step.k];
+                    let s = base.group_kva[k];
                     let ds = Complex64::new(per_kw.re, -per_kw.im) * step.factor;
                     let forward = rated_kva * limits.substation_transformer_pct / 100.0;
                     let reverse = rated_kva * limits.reverse_pct / 100.0;
-                    let (root, _) = transformer_root(s, ds, forward, reverse);
-                    least = least.min(root);
+                    bound = bound.min(transformer_root(s, ds, forward, reverse).0);
                     substation_after = (s + ds * export_kw).norm() / rated_kva;
                 }
-                StepEstimate {
-                    headroom: least,
-                    figures: [v_max_after, loading_after, -v_min_after, substation_after],
+                StepBound {
+                    bound: bound.max(0.0),
+                    figures: [
+                        o.v_max_pu + rise_per_kw_pu * export_kw,
+                        base.max_loading[k] + per_kw_a * export_kw / geometry.weakest_a,
+                        rise_per_kw_pu * export_kw - o.v_min_pu,
+                        substation_after,
+                    ],
                 }
             })
             .collect()
     }
+
+    /// One exporting step's estimated headroom: the least export at which a
+    /// check leaves what it may reach, on the lines the base flow's currents
+    /// and voltages move along (circles per current, voltage and transformer
+    /// limit).
+    fn export_estimate(
+        &self,
+        base: &FeederBase,
+        local: u32,
+        per_kw: Complex64,
+        step: &ExportStep,
+        geometry: &mut ExportGeometry,
+    ) -> f64 {
+        let limits = &self.config.limits;
+        let e = &base.electrical;
+        let n = e.len();
+        let thermal = limits.thermal_pct / 100.0;
+        let solution = &base.solutions[step.k];
+        let v_local = solution.v_kv(local as usize);
+        // The generator's current per kW of export, A (a load's direction:
+        // negative flows back).
+        let d = per_kw * step.factor / (SQRT_3 * v_local.conj());
+        let mut least = f64::INFINITY;
+        for &j in &geometry.path {
+            let rated = e.rated_a[j] * thermal;
+            if rated.is_finite() && rated > 0.0 {
+                least = least.min(exit_root(solution.i_a(j), d, rated * step.allowed[0]));
+            }
+        }
+        if let Some(rated) = e.head_rated_a {
+            least = least.min(exit_root(
+                solution.i_a(0),
+                d,
+                rated * thermal * step.allowed[1],
+            ));
+        }
+        let ExportGeometry {
+            highest,
+            lowest,
+            group,
+            shared,
+            ..
+        } = geometry;
+        highest.fill((f64::NEG_INFINITY, 0));
+        lowest.fill((f64::INFINITY, 0));
+        for j in 1..n {
+            let Some(g) = group.get(j).copied().filter(|g| *g < highest.len()) else {
+                continue;
+            };
+            let pu_2 = solution.v_kv(j).norm_sqr() * e.inv_nominal_kv_2[j];
+            if pu_2 > highest[g].0 {
+                highest[g] = (pu_2, j);
+            }
+            if pu_2 < lowest[g].0 {
+                lowest[g] = (pu_2, j);
+            }
+        }
+        for (&(_, high), &(_, low)) in highest.iter().zip(lowest.iter()) {
+            let dv = |j: usize| -shared[j] * d;
+            least = least.min(exit_root(
+                solution.v_kv(high),
+                dv(high),
+                limits.v_max_pu * e.nominal_kv[high] * step.allowed[2],
+            ));
+            least = least.min(entry_root(
+                solution.v_kv(low),
+                dv(low),
+                limits.v_min_pu * e.nominal_kv[low] / step.allowed[3],
+            ));
+        }
+        let rated_kva = self.group_rated_kva(base.group);
+        if rated_kva > 0.0 {
+            let ds = Complex64::new(per_kw.re, -per_kw.im) * step.factor;
+            let forward = rated_kva * limits.substation_transformer_pct / 100.0;
+            let reverse = rated_kva * limits.reverse_pct / 100.0;
+            least = least.min(transformer_root(base.group_kva[step.k], ds, forward, reverse).0);
+        }
+        least
+    }
 }
 
-/// One exporting step's estimates.
-struct StepEstimate {
-    /// Estimated headroom, kW.
-    headroom: f64,
-    /// Estimated figures at the export asked for, each larger when worse.
+/// See [`Engine::export_geometry`].
+struct ExportGeometry {
+    path: Vec<usize>,
+    shared: Vec<Complex64>,
+    group: Vec<usize>,
+    drop_path_abs: f64,
+    weakest_a: f64,
+    /// Per group, the highest and lowest voltage (pu squared) and where.
+    highest: Vec<(f64, usize)>,
+    lowest: Vec<(f64, usize)>,
+}
+
+/// One exporting step's bounds (see [`Engine::export_bounds`]).
+struct StepBound {
+    /// A lower bound of its headroom, kW.
+    bound: f64,
+    /// Bounds of the figures at the export asked for, each larger when worse.
     figures: [f64; 4],
 }
 

@@ -109,7 +109,30 @@ fn by_bisection(
             best = (lo, NAMES[over(lo + 1.0).expect("broken above the root")]);
         }
     }
-    best
+    if !best.0.is_finite() {
+        return best;
+    }
+    // What 1 kW more brings to its limit at any step (within the spec's tie
+    // tolerance): the first of those in the spec's order.
+    let mut at_limit = [false; 6];
+    for k in 0..base.loads.step_count() {
+        let factor = profile.map_or(1.0, |p| p[engine.quarter_of_day(base.loads.steps[k])]);
+        if factor <= 0.0 {
+            continue;
+        }
+        let allowed = ratios(&base.observed[k], limits).map(|r| r.max(1.0));
+        let r = ratios(
+            &flow(engine, base, k, local, (best.0 + 1.0) * factor, absorbed),
+            limits,
+        );
+        for c in 0..6 {
+            at_limit[c] |= r[c] / allowed[c] >= 1.0 - headroom_engine::checks::TIE_TOLERANCE;
+        }
+    }
+    match at_limit.iter().position(|b| *b) {
+        Some(c) => (best.0, NAMES[c]),
+        None => best,
+    }
 }
 
 #[test]
