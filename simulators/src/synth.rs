@@ -695,7 +695,8 @@ const PV_SEED: u64 = 0x501a_2026;
 /// Connected and queued PV on one feeder (`k`: its place at the substation),
 /// so that a city shows each grade of open capacity: on a substation's first
 /// feeder every transformer has PV of 1.3 times its rating behind it (its
-/// reverse flow past 80 % of the rating at noon: red); on its second a PV farm
+/// reverse flow past 80 % of the rating at noon on clear days: red, and on
+/// most such feeders the head's too); on its second a PV farm
 /// queued at the first node of 1.5 times the head's capacity (room today, all
 /// of it queued: yellow); elsewhere rooftop PV behind a third of the
 /// transformers, a fifth to three fifths of their rating.

@@ -134,10 +134,30 @@ fn readings_load_a_realistic_tail_of_feeders_near_their_limit() {
     assert!((0.7..=0.9).contains(&share), "metered share {share}");
     assert!(u_kv.iter().all(|u| (10.0..=10.8).contains(u)));
 
+    // The load's peak: power into the feeder. PV makes some export at noon,
+    // each substation's first feeder past its head's rating (the red case of
+    // the generation view, by design).
     let mut peak = vec![0.0f64; network.feeders.len()];
+    let mut export = vec![0.0f64; network.feeders.len()];
     for ((f, _), (p, q)) in &head {
-        peak[*f as usize] = peak[*f as usize].max(p.hypot(*q));
+        let f = *f as usize;
+        if *p >= 0.0 {
+            peak[f] = peak[f].max(p.hypot(*q));
+        } else {
+            export[f] = export[f].max(p.hypot(*q));
+        }
     }
+    for (f, feeder) in network.feeders.iter().enumerate() {
+        if feeder.id.as_str().ends_with("-F01") {
+            assert!(export[f] > 0.0, "{} does not export: {export:?}", feeder.id);
+        }
+    }
+    let past_rating = export
+        .iter()
+        .zip(&network.feeders)
+        .filter(|(s, f)| **s > 3f64.sqrt() * 10.5 * f.rated_a.unwrap())
+        .count();
+    assert!(past_rating >= 1, "{export:?}");
     let loading: Vec<f64> = peak
         .iter()
         .zip(&network.feeders)
