@@ -29,6 +29,9 @@ use crate::powerflow::{
     SweepSettings, sweep_steps,
 };
 
+/// The next [`FeederBase::uid`] (0 is a default base's, never evaluated).
+static NEXT_BASE_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// A feeder's loads and base-case power flows over its steps.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
@@ -48,6 +51,12 @@ pub struct FeederBase {
     /// Per step and local node, the lowest voltage in the node's subtree, pu
     /// (row-major: `step * nodes + node`).
     pub subtree_min_pu: Vec<f32>,
+    /// The same for the highest voltage, worked out when a generator is first
+    /// judged on the feeder (see [`Self::subtree_max_pu`]).
+    subtree_max_pu: OnceLock<Vec<f32>>,
+    /// A number no other base of this process has: what per-thread caches of
+    /// figures derived from a base are keyed by (an address may be reused).
+    pub(crate) uid: u64,
     /// Worst figures of the base case, computed once.
     pub summary: BaseSummary,
     /// A load factor of 1 at every step: the shape of a flat load.
@@ -222,6 +231,30 @@ impl FeederBase {
         thermal_kva
             .min(voltage_kva)
             .min(self.substation_room_kva[k])
+    }
+
+    /// Per step and local node, the highest voltage in the node's subtree, pu
+    /// (row-major: `step * nodes + node`): what a generator's voltage rise
+    /// meets below each node of its path. Worked out once per base, when a
+    /// generator is first judged on it (loads never need it).
+    pub fn subtree_max_pu(&self) -> &[f32] {
+        self.subtree_max_pu.get_or_init(|| {
+            let e = &self.electrical;
+            let n = e.len();
+            let mut rows = vec![0.0f32; n * self.solutions.len()];
+            for (k, solution) in self.solutions.iter().enumerate() {
+                let row = &mut rows[k * n..(k + 1) * n];
+                for (j, out) in row.iter_mut().enumerate() {
+                    *out = (solution.v_kv(j).norm_sqr() * e.inv_nominal_kv_2[j]).sqrt() as f32;
+                }
+                // Local indices put parents first: children fold into parents.
+                for j in (1..n).rev() {
+                    let p = e.parent[j] as usize;
+                    row[p] = row[p].max(row[j]);
+                }
+            }
+            rows
+        })
     }
 
     /// Approximate memory held, bytes (the cache's weight).
@@ -454,6 +487,8 @@ impl Engine {
             full_solutions: Vec::new(),
             observed: Vec::new(),
             subtree_min_pu: Vec::new(),
+            subtree_max_pu: OnceLock::new(),
+            uid: NEXT_BASE_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             path_margin_a: Vec::new(),
             path_max_loading: Vec::new(),
             voltage_kv: Vec::new(),

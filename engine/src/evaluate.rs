@@ -166,6 +166,9 @@ struct Scratch {
     /// address may take it): every flow the answer rests on starts from the
     /// base, so a guess changes how many flows are solved, never the kW.
     last_correction: Option<(usize, usize, f64)>,
+    /// A generator's exporting steps on the last base judged (candidates of a
+    /// feeder come together, and the steps are the same for each of them).
+    export_steps: generation::ExportStepsCache,
 }
 
 thread_local! {

@@ -92,11 +92,27 @@ const STEP_SPREAD: f64 = 0.03;
 /// with the binding step at 1 kW more.
 const TIE_STEPS: f64 = 0.002;
 
+/// Steps whose bounds are sorted before any is estimated: the steps that
+/// bind are among the least bounds, and the cut they set rules out the rest.
+const FIRST_BOUNDS: usize = 24;
+
+/// Moves the items for which `keep` holds to the front, returning how many.
+fn partition_in_place<T>(items: &mut [T], keep: impl Fn(&T) -> bool) -> usize {
+    let mut kept = 0;
+    for i in 0..items.len() {
+        if keep(&items[i]) {
+            items.swap(kept, i);
+            kept += 1;
+        }
+    }
+    kept
+}
+
 /// Steps solved exactly at most.
 const REFINED_STEPS: usize = 12;
 
 /// Steps per figure whose estimated extreme with the export is solved exactly.
-const FIGURE_STEPS: usize = 3;
+const FIGURE_STEPS: usize = 2;
 
 /// The first `x >= 0` at which `|start + x * per_unit|` leaves a circle of
 /// radius `limit` it starts inside (on its edge: leaving at once unless it
@@ -176,6 +192,25 @@ pub(crate) fn transformer_root(
     }
 }
 
+/// The exporting steps of the last base and profile a thread judged.
+#[derive(Default)]
+pub(super) struct ExportStepsCache {
+    key: Option<(u64, u64)>,
+    steps: Vec<ExportStep>,
+}
+
+/// What tells one profile from another: a hash of its factors (0 for flat).
+fn profile_key(profile: Option<&[f64]>) -> u64 {
+    use std::hash::Hasher;
+    profile.map_or(0, |p| {
+        let mut hasher = rustc_hash::FxHasher::default();
+        for v in p {
+            hasher.write_u64(v.to_bits());
+        }
+        hasher.finish() | 1
+    })
+}
+
 /// One exporting step: its index, the export's factor there and what each
 /// check may reach (its limit, or its value without the generator where that
 /// is worse).
@@ -209,42 +244,91 @@ impl Engine {
         scratch: &mut Scratch,
     ) -> ExportEvaluation {
         let limits = &self.config.limits;
-        let steps: Vec<ExportStep> = base
-            .loads
-            .steps
-            .iter()
-            .enumerate()
-            .filter_map(|(k, ts)| {
-                let factor = generation
-                    .profile
-                    .map_or(1.0, |p| p[self.quarter_of_day(*ts)]);
-                (factor > 0.0).then(|| ExportStep {
-                    k,
-                    factor,
-                    allowed: export_ratios(&base.observed[k], limits).map(|r| r.max(1.0)),
-                })
-            })
-            .collect();
+        let key = (base.uid, profile_key(generation.profile));
+        let mut steps = std::mem::take(&mut scratch.export_steps);
+        if steps.key != Some(key) {
+            steps.steps.clear();
+            steps
+                .steps
+                .extend(base.loads.steps.iter().enumerate().filter_map(|(k, ts)| {
+                    let factor = generation
+                        .profile
+                        .map_or(1.0, |p| p[self.quarter_of_day(*ts)]);
+                    (factor > 0.0).then(|| ExportStep {
+                        k,
+                        factor,
+                        allowed: export_ratios(&base.observed[k], limits).map(|r| r.max(1.0)),
+                    })
+                }));
+            steps.key = Some(key);
+        }
+        let evaluation = self.evaluate_export_at_steps(
+            base,
+            local,
+            export_kw,
+            generation,
+            &steps.steps,
+            scratch,
+        );
+        scratch.export_steps = steps;
+        evaluation
+    }
+
+    fn evaluate_export_at_steps(
+        &self,
+        base: &FeederBase,
+        local: u32,
+        export_kw: f64,
+        generation: &AddedGeneration<'_>,
+        steps: &[ExportStep],
+        scratch: &mut Scratch,
+    ) -> ExportEvaluation {
+        let limits = &self.config.limits;
         // As a load of minus the export, absorbing reactive power.
         let as_load = AddedLoad {
             tan_phi: -generation.absorbed_kvar_per_kw,
             profile: None,
         };
         let per_kw = Complex64::new(-1.0, -generation.absorbed_kvar_per_kw);
-        let mut geometry = self.export_geometry(base, local);
-        let bounds = self.export_bounds(base, local, per_kw, &steps, export_kw, &geometry);
+        let geometry = self.export_geometry(base, local);
+        let bounds = self.export_bounds(base, local, per_kw, steps, export_kw, &geometry);
         // Steps in the order of their bounds; each estimated while its bound
         // comes under what the estimates so far allow to bind.
+        // The first few by bound are sorted; the rest only where their bound
+        // comes under the cut the first leave (most never do).
         let mut by_bound: Vec<usize> = (0..steps.len()).collect();
-        by_bound.sort_by(|a, b| bounds[*a].bound.total_cmp(&bounds[*b].bound).then(a.cmp(b)));
+        let by =
+            |a: &usize, b: &usize| bounds[*a].bound.total_cmp(&bounds[*b].bound).then(a.cmp(b));
+        let first = FIRST_BOUNDS.min(by_bound.len());
+        if by_bound.len() > first {
+            by_bound.select_nth_unstable_by(first, by);
+        }
+        by_bound[..first].sort_unstable_by(by);
         let mut order: Vec<(f64, usize)> = Vec::new();
         let mut least = [f64::INFINITY; REFINED_STEPS];
-        for i in by_bound {
-            let cut = (least[0] * (1.0 + STEP_SPREAD) + 1.0).min(least[REFINED_STEPS - 1]);
+        let cut_of = |least: &[f64; REFINED_STEPS]| {
+            (least[0] * (1.0 + STEP_SPREAD) + 1.0).min(least[REFINED_STEPS - 1])
+        };
+        let mut sorted_to = first;
+        let mut at = 0;
+        while at < by_bound.len() {
+            if at == sorted_to {
+                // The rest, still under the cut, in order of their bounds.
+                let cut = cut_of(&least);
+                let rest = &mut by_bound[at..];
+                let under = partition_in_place(rest, |i| bounds[*i].bound <= cut);
+                rest[..under].sort_unstable_by(by);
+                sorted_to = by_bound.len();
+                by_bound.truncate(at + under);
+                continue;
+            }
+            let i = by_bound[at];
+            at += 1;
+            let cut = cut_of(&least);
             if bounds[i].bound > cut {
                 break;
             }
-            let estimate = self.export_estimate(base, local, per_kw, &steps[i], &mut geometry);
+            let estimate = self.export_estimate(base, local, per_kw, &steps[i], &geometry);
             if estimate.is_finite() {
                 order.push((estimate, i));
                 if estimate < least[REFINED_STEPS - 1] {
@@ -254,14 +338,19 @@ impl Engine {
             }
         }
         order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let holds = |step: &ExportStep, kw: f64, scratch: &mut Scratch| -> bool {
-            if kw <= 0.0 {
-                return true;
-            }
-            let o = self.exact(base, step.k, local, -kw * step.factor, &as_load, scratch);
-            let r = export_ratios(&o, limits);
-            (0..6).all(|c| r[c] <= step.allowed[c])
+        // How far past what it may reach the worst check is (0 or less: every
+        // check holds); without the generator, from the base.
+        let excess = |step: &ExportStep, kw: f64, scratch: &mut Scratch| -> f64 {
+            let r = if kw <= 0.0 {
+                export_ratios(&base.observed[step.k], limits)
+            } else {
+                let o = self.exact(base, step.k, local, -kw * step.factor, &as_load, scratch);
+                export_ratios(&o, limits)
+            };
+            (0..6).fold(f64::MIN, |worst, c| worst.max(r[c] / step.allowed[c] - 1.0))
         };
+        let holds =
+            |step: &ExportStep, kw: f64, scratch: &mut Scratch| excess(step, kw, scratch) <= 0.0;
         let mut headroom = f64::INFINITY;
         let mut binding_step: Option<usize> = None;
         for &(estimate, i) in order.iter().take(REFINED_STEPS) {
@@ -273,7 +362,7 @@ impl Engine {
                 continue;
             }
             let found =
-                self.largest_export(step, estimate.min(headroom), headroom, &holds, scratch);
+                self.largest_export(step, estimate.min(headroom), headroom, &excess, scratch);
             if found < headroom {
                 headroom = found;
                 binding_step = Some(i);
@@ -323,7 +412,7 @@ impl Engine {
         let mut before_worst = WorstChecks::NONE;
         let mut before_ratios = [0.0f64; 6];
         let mut before_reverse = 0.0f64;
-        for step in &steps {
+        for step in steps {
             let o = &base.observed[step.k];
             absorb(&mut before_worst, o);
             let r = export_ratios(o, limits);
@@ -403,63 +492,75 @@ impl Engine {
 
     /// The largest whole kW the step takes, searched from `guess`; `upper`
     /// where the step takes at least that (what another step allows).
+    ///
+    /// The worst check's excess over what it may reach is nearly a line in the
+    /// export between the base (no export) and the guess: the secant through
+    /// the two nearest flows on either side lands within a kW or two of the
+    /// root, and a flow at the whole kW on each side of it settles it
+    /// (three or four flows where a plain bisection took eight); bisection
+    /// takes over wherever the secant would not narrow the bracket.
     fn largest_export(
         &self,
         step: &ExportStep,
         guess: f64,
         upper: f64,
-        holds: &dyn Fn(&ExportStep, f64, &mut Scratch) -> bool,
+        excess: &dyn Fn(&ExportStep, f64, &mut Scratch) -> f64,
         scratch: &mut Scratch,
     ) -> f64 {
-        let limit = upper.min(UNBOUNDED_KW);
-        let first = guess.floor().clamp(0.0, limit);
-        let (mut lo, mut hi);
-        if holds(step, first, scratch) {
-            lo = first;
-            let mut stride = (first * 0.005).max(1.0);
-            loop {
-                let next = (lo + stride).floor().min(limit);
-                if next <= lo {
-                    return lo;
-                }
-                if !holds(step, next, scratch) {
-                    hi = next;
-                    break;
-                }
-                lo = next;
-                if lo >= limit {
+        let limit = upper.min(UNBOUNDED_KW).floor();
+        // Feasible and infeasible ends, with their excess.
+        let at_zero = excess(step, 0.0, scratch);
+        let mut lo = (0.0, at_zero);
+        let mut hi: Option<(f64, f64)> = None;
+        let mut x = guess.floor().clamp(1.0, limit.max(1.0));
+        for _ in 0..64 {
+            let e = excess(step, x, scratch);
+            if e <= 0.0 {
+                lo = (x, e);
+                if x >= limit {
                     return limit;
                 }
-                stride *= 2.0;
-            }
-        } else {
-            hi = first;
-            let mut stride = (first * 0.005).max(1.0);
-            loop {
-                let next = (hi - stride).floor().max(0.0);
-                if holds(step, next, scratch) {
-                    lo = next;
-                    break;
-                }
-                hi = next;
-                stride *= 2.0;
-            }
-        }
-        while hi - lo > 1.0 {
-            let mid = ((lo + hi) / 2.0).floor();
-            if holds(step, mid, scratch) {
-                lo = mid;
             } else {
-                hi = mid;
+                hi = Some((x, e));
             }
+            let next = match hi {
+                Some(h) if h.0 - lo.0 <= 1.0 => return lo.0,
+                Some(h) => {
+                    let root = lo.0 + (h.0 - lo.0) * (-lo.1) / (h.1 - lo.1);
+                    let at = if root.is_finite() {
+                        root.floor()
+                    } else {
+                        f64::NAN
+                    };
+                    // The whole kW below the root, then the one above it.
+                    let at = if at <= lo.0 { lo.0 + 1.0 } else { at };
+                    if at > lo.0 && at < h.0 {
+                        at
+                    } else {
+                        ((lo.0 + h.0) / 2.0).floor()
+                    }
+                }
+                None => {
+                    // Beyond every flow so far: the line through the base and the
+                    // last feasible flow, a little past its root.
+                    let slope = (lo.1 - at_zero) / lo.0.max(1.0);
+                    let root = lo.0 - lo.1 / slope;
+                    let ahead = if slope > 0.0 && root.is_finite() && root > lo.0 {
+                        root.ceil()
+                    } else {
+                        lo.0 * 1.01 + 1.0
+                    };
+                    ahead.max(lo.0 + 1.0).min(limit)
+                }
+            };
+            x = next;
         }
-        lo
+        lo.0
     }
 
-    /// What every estimate at a candidate reads: its path to the busbar, per
-    /// node the impedance its voltage shares with that path (kV per A) and the
-    /// group of nodes moving together, the path's summed impedance magnitude
-    /// and its weakest rating.
+    /// What every estimate at a candidate reads: its path to the busbar, the
+    /// impedance from the busbar to each node of it (kV per A) and the path's
+    /// summed impedance magnitude.
     fn export_geometry(&self, base: &FeederBase, local: u32) -> ExportGeometry {
         let e = &base.electrical;
         let n = e.len();
@@ -470,40 +571,25 @@ impl Engine {
             at = e.parent[at] as usize;
         }
         let path: Vec<usize> = (1..n).filter(|&j| on_path[j]).collect();
+        // The impedance (as kV per A) from the busbar to each node of the path.
         let mut shared = vec![Complex64::new(0.0, 0.0); n];
-        let mut from_busbar = vec![Complex64::new(0.0, 0.0); n];
-        // Nodes that share a voltage change (those whose own path leaves the
-        // candidate's at the same node) move together: per such group only the
-        // highest and the lowest voltage can first leave the limits. Each
-        // node's group is its meeting node's place in `path`; none for the
-        // busbar's other branches (their voltage does not move).
-        let mut group = vec![usize::MAX; n];
-        for j in 1..n {
-            let p = e.parent[j] as usize;
-            from_busbar[j] = from_busbar[p] + e.drop_kv_per_a[j];
-            if on_path[j] {
-                shared[j] = from_busbar[j];
-                group[j] = path.binary_search(&j).unwrap_or(usize::MAX);
-            } else {
-                shared[j] = shared[p];
-                group[j] = group[p];
-            }
+        for &j in &path {
+            shared[j] = shared[e.parent[j] as usize] + e.drop_kv_per_a[j];
         }
         let drop_path_abs = path.iter().map(|&j| e.drop_kv_per_a[j].norm()).sum();
-        let weakest_a = path
+        // The rated branches of the path, the head breaker (branch 0) too.
+        let rated_path = path
             .iter()
-            .map(|&j| e.rated_a[j])
-            .chain(e.head_rated_a)
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .fold(f64::INFINITY, f64::min);
+            .map(|&j| (j, e.rated_a[j]))
+            .chain(e.head_rated_a.map(|r| (0, r)))
+            .filter(|(_, r)| r.is_finite() && *r > 0.0)
+            .map(|(j, r)| (j, 1.0 / (r * r)))
+            .collect();
         ExportGeometry {
-            highest: vec![(f64::NEG_INFINITY, 0); path.len()],
-            lowest: vec![(f64::INFINITY, 0); path.len()],
             path,
             shared,
-            group,
             drop_path_abs,
-            weakest_a,
+            rated_path,
         }
     }
 
@@ -532,9 +618,10 @@ impl Engine {
             .map(|step| {
                 let k = step.k;
                 let o = &base.observed[k];
-                let v_local = base.solutions[k].v_kv(local as usize).norm();
+                let solution = &base.solutions[k];
+                let v_local = solution.v_kv(local as usize);
                 // The generator's current per kW of export, A.
-                let per_kw_a = per_kw.norm() * step.factor / (SQRT_3 * v_local);
+                let per_kw_a = per_kw.norm() * step.factor / (SQRT_3 * v_local.norm());
                 let margin = f64::from(base.path_margin_a[local as usize * kept + k]);
                 let mut bound = margin / per_kw_a;
                 let rise_per_kw_pu = geometry.drop_path_abs * per_kw_a / nominal;
@@ -558,11 +645,22 @@ impl Engine {
                     bound = bound.min(transformer_root(s, ds, forward, reverse).0);
                     substation_after = (s + ds * export_kw).norm() / rated_kva;
                 }
+                // Loading along the path with the export, on the lines its
+                // current moves the base's along (squared until the largest).
+                let added = per_kw * (step.factor * export_kw) / (SQRT_3 * v_local.conj());
+                let path_loading = geometry
+                    .rated_path
+                    .iter()
+                    .map(|&(j, inverse_rated_2)| {
+                        (solution.i_a(j) + added).norm_sqr() * inverse_rated_2
+                    })
+                    .fold(0.0f64, f64::max)
+                    .sqrt();
                 StepBound {
                     bound: bound.max(0.0),
                     figures: [
                         o.v_max_pu + rise_per_kw_pu * export_kw,
-                        base.max_loading[k] + per_kw_a * export_kw / geometry.weakest_a,
+                        path_loading,
                         rise_per_kw_pu * export_kw - o.v_min_pu,
                         substation_after,
                     ],
@@ -581,7 +679,7 @@ impl Engine {
         local: u32,
         per_kw: Complex64,
         step: &ExportStep,
-        geometry: &mut ExportGeometry,
+        geometry: &ExportGeometry,
     ) -> f64 {
         let limits = &self.config.limits;
         let e = &base.electrical;
@@ -592,6 +690,7 @@ impl Engine {
         // The generator's current per kW of export, A (a load's direction:
         // negative flows back).
         let d = per_kw * step.factor / (SQRT_3 * v_local.conj());
+        let subtree_max = base.subtree_max_pu();
         let mut least = f64::INFINITY;
         for &j in &geometry.path {
             let rated = e.rated_a[j] * thermal;
@@ -606,38 +705,30 @@ impl Engine {
                 rated * thermal * step.allowed[1],
             ));
         }
-        let ExportGeometry {
-            highest,
-            lowest,
-            group,
-            shared,
-            ..
-        } = geometry;
-        highest.fill((f64::NEG_INFINITY, 0));
-        lowest.fill((f64::INFINITY, 0));
-        for j in 1..n {
-            let Some(g) = group.get(j).copied().filter(|g| *g < highest.len()) else {
-                continue;
-            };
-            let pu_2 = solution.v_kv(j).norm_sqr() * e.inv_nominal_kv_2[j];
-            if pu_2 > highest[g].0 {
-                highest[g] = (pu_2, j);
-            }
-            if pu_2 < lowest[g].0 {
-                lowest[g] = (pu_2, j);
-            }
-        }
-        for (&(_, high), &(_, low)) in highest.iter().zip(lowest.iter()) {
-            let dv = |j: usize| -shared[j] * d;
+        // Each node of the path stands for its subtree: the highest and the
+        // lowest voltage below it, moved by the change the path node sees (a
+        // node further down sees more, and its own subtree is judged too).
+        // The phase is the path node's: angles differ by a fraction of a
+        // degree along a feeder.
+        let row = step.k * n;
+        let (highest, lowest) = (
+            &subtree_max[row..row + n],
+            &base.subtree_min_pu[row..row + n],
+        );
+        for &p in &geometry.path {
+            let v = solution.v_kv(p);
+            let phase = v / v.norm();
+            let nominal = e.nominal_kv[p];
+            let dv = -geometry.shared[p] * d;
             least = least.min(exit_root(
-                solution.v_kv(high),
-                dv(high),
-                limits.v_max_pu * e.nominal_kv[high] * step.allowed[2],
+                phase * (f64::from(highest[p]) * nominal),
+                dv,
+                limits.v_max_pu * nominal * step.allowed[2],
             ));
             least = least.min(entry_root(
-                solution.v_kv(low),
-                dv(low),
-                limits.v_min_pu * e.nominal_kv[low] / step.allowed[3],
+                phase * (f64::from(lowest[p]) * nominal),
+                dv,
+                limits.v_min_pu * nominal / step.allowed[3],
             ));
         }
         let rated_kva = self.group_rated_kva(base.group);
@@ -655,12 +746,9 @@ impl Engine {
 struct ExportGeometry {
     path: Vec<usize>,
     shared: Vec<Complex64>,
-    group: Vec<usize>,
     drop_path_abs: f64,
-    weakest_a: f64,
-    /// Per group, the highest and lowest voltage (pu squared) and where.
-    highest: Vec<(f64, usize)>,
-    lowest: Vec<(f64, usize)>,
+    /// (branch, one over its rating squared) along the path and the head.
+    rated_path: Vec<(usize, f64)>,
 }
 
 /// One exporting step's bounds (see [`Engine::export_bounds`]).
