@@ -57,6 +57,9 @@ pub struct FeederBase {
     /// A number no other base of this process has: what per-thread caches of
     /// figures derived from a base are keyed by (an address may be reused).
     pub(crate) uid: u64,
+    /// Whether queued generators and generation reservations are in its flows
+    /// and its group's series (a generation base), or none are (a load base).
+    pub counts_injections: bool,
     /// Worst figures of the base case, computed once.
     pub summary: BaseSummary,
     /// A load factor of 1 at every step: the shape of a flat load.
@@ -358,6 +361,7 @@ impl Engine {
             })
             .collect();
         let mut base = self.base_with_extra_loads(feeder, electrical, loads, injected);
+        base.counts_injections = true;
         self.set_group_series(&mut base, false);
         if let Some(g) = base.group {
             for (k, &w) in base.window_step.iter().enumerate() {
@@ -489,6 +493,7 @@ impl Engine {
             subtree_min_pu: Vec::new(),
             subtree_max_pu: OnceLock::new(),
             uid: NEXT_BASE_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            counts_injections: false,
             path_margin_a: Vec::new(),
             path_max_loading: Vec::new(),
             voltage_kv: Vec::new(),

@@ -897,11 +897,21 @@ impl Engine {
     }
 
     fn feeder_capacity(&self, f: usize, substations: &[OpenCapacity]) -> CapacityRow {
-        let open = self.feeder_open_capacity(&self.measured_base(f), f);
+        // The open capacity for generation needs every exporting step solved:
+        // where no reservation touches the feeder, that full base serves the
+        // load figures too (the screened base would give the same, and
+        // building both cost a third more).
+        let measured = self.measured_base(f);
+        let open = self.feeder_open_capacity(&measured, f);
         let grade = open
             .grade()
             .under(self.feeder_substation_grade(f, substations));
-        let (base, head) = self.capacity_base(f);
+        let (base, head) = if self.touched_by_reservations(f) {
+            self.capacity_base(f)
+        } else {
+            let head = HeadFigures::of_base(&measured);
+            (measured, head)
+        };
         let base = base.as_ref();
         let feeder = &self.network.feeders[f];
         let tree = self.topology.tree(base.loads.feeder);

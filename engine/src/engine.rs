@@ -369,23 +369,41 @@ impl Engine {
                     .topology
                     .busbar_group_index(head)
                     .map_or(0, |g| group_hash[g]);
-                feeder_hash[f] ^ group.rotate_left(31)
+                // Only where the feeder itself has injections: the group's
+                // alone change its substation's flow, not the feeder's, and
+                // are added to the measured base when judged.
+                if feeder_hash[f] == 0 {
+                    0
+                } else {
+                    (feeder_hash[f] ^ group.rotate_left(31)) | 1
+                }
             })
             .collect();
     }
 
     /// The base generation checks read for feeder `f`: measured loads, with
     /// queued generators and generation reservations injecting, without load
-    /// reservations (see [`Engine::build_generation_base`]).
+    /// reservations (see [`Engine::build_generation_base`]). Where nothing
+    /// injects on the feeder itself, the measured base: injections elsewhere
+    /// in its busbar group are added to the group's flow as the generator is
+    /// judged ([`FeederBase::counts_injections`] tells which).
     pub fn generation_base(&self, f: usize) -> Arc<FeederBase> {
         let fingerprint = self.generation_fingerprint[f];
         if fingerprint == 0 {
-            // Nothing injects: the base without reservations.
             return self.unreserved(f).unwrap_or_else(|| self.feeder(f));
         }
         self.bases.get_with((f, GENERATION_KEY | fingerprint), || {
             Arc::new(self.build_generation_base(f))
         })
+    }
+
+    /// Per kept step of `base`, what injections in its busbar group add to
+    /// the group's flow and `base` does not count yet, kVA.
+    pub(crate) fn uncounted_group_injection(&self, base: &FeederBase, k: usize) -> Complex64 {
+        match base.group {
+            Some(g) if !base.counts_injections => self.group_injected_kva[g][base.window_step[k]],
+            _ => Complex64::new(0.0, 0.0),
+        }
     }
 
     /// The readings behind the engine.
@@ -394,7 +412,7 @@ impl Engine {
     }
 
     /// Whether reservations touch a feeder: on it, or in its busbar group.
-    fn touched_by_reservations(&self, f: usize) -> bool {
+    pub(crate) fn touched_by_reservations(&self, f: usize) -> bool {
         let head = self.topology.tree(FeederIx::from_usize(f)).head();
         self.feeder_reserved[f]
             || self

@@ -219,6 +219,8 @@ struct ExportStep {
     k: usize,
     factor: f64,
     allowed: [f64; 6],
+    /// The group's flow without the generator, every injection counted, kVA.
+    group_kva: Complex64,
 }
 
 impl Engine {
@@ -254,10 +256,15 @@ impl Engine {
                     let factor = generation
                         .profile
                         .map_or(1.0, |p| p[self.quarter_of_day(*ts)]);
-                    (factor > 0.0).then(|| ExportStep {
-                        k,
-                        factor,
-                        allowed: export_ratios(&base.observed[k], limits).map(|r| r.max(1.0)),
+                    (factor > 0.0).then(|| {
+                        let group_kva = base.group_kva[k] + self.uncounted_group_injection(base, k);
+                        let without = self.with_group_flow(&base.observed[k], base, group_kva);
+                        ExportStep {
+                            k,
+                            factor,
+                            allowed: export_ratios(&without, limits).map(|r| r.max(1.0)),
+                            group_kva,
+                        }
                     })
                 }));
             steps.key = Some(key);
@@ -342,9 +349,10 @@ impl Engine {
         // check holds); without the generator, from the base.
         let excess = |step: &ExportStep, kw: f64, scratch: &mut Scratch| -> f64 {
             let r = if kw <= 0.0 {
-                export_ratios(&base.observed[step.k], limits)
+                let o = self.with_group_flow(&base.observed[step.k], base, step.group_kva);
+                export_ratios(&o, limits)
             } else {
-                let o = self.exact(base, step.k, local, -kw * step.factor, &as_load, scratch);
+                let o = self.exact_export(base, step, local, kw, &as_load, scratch);
                 export_ratios(&o, limits)
             };
             (0..6).fold(f64::MIN, |worst, c| worst.max(r[c] / step.allowed[c] - 1.0))
@@ -383,14 +391,7 @@ impl Engine {
                     .map(|(_, i)| *i)
                 {
                     let step = &steps[i];
-                    let o = self.exact(
-                        base,
-                        step.k,
-                        local,
-                        -(headroom + 1.0) * step.factor,
-                        &as_load,
-                        scratch,
-                    );
+                    let o = self.exact_export(base, step, local, headroom + 1.0, &as_load, scratch);
                     let r = export_ratios(&o, limits);
                     for c in 0..6 {
                         over_at_any[c] = over_at_any[c].max(r[c] / step.allowed[c]);
@@ -413,7 +414,7 @@ impl Engine {
         let mut before_ratios = [0.0f64; 6];
         let mut before_reverse = 0.0f64;
         for step in steps {
-            let o = &base.observed[step.k];
+            let o = &self.with_group_flow(&base.observed[step.k], base, step.group_kva);
             absorb(&mut before_worst, o);
             let r = export_ratios(o, limits);
             for c in 0..6 {
@@ -441,14 +442,7 @@ impl Engine {
         let mut after_reverse = 0.0f64;
         for i in figure_steps {
             let step = &steps[i];
-            let o = self.exact(
-                base,
-                step.k,
-                local,
-                -export_kw * step.factor,
-                &as_load,
-                scratch,
-            );
+            let o = self.exact_export(base, step, local, export_kw, &as_load, scratch);
             absorb(&mut after_worst, &o);
             let r = export_ratios(&o, limits);
             for c in 0..6 {
@@ -487,6 +481,44 @@ impl Engine {
             },
             reverse_pct: (before_reverse, after_reverse),
             ratios: (before_ratios, after_ratios),
+        }
+    }
+
+    /// A full power flow of `step` with `export_kw` (shaped) injected at
+    /// `local`, its substation figures from the step's group flow (every
+    /// injection counted) and what the generator adds at the head.
+    fn exact_export(
+        &self,
+        base: &FeederBase,
+        step: &ExportStep,
+        local: u32,
+        export_kw: f64,
+        as_load: &AddedLoad<'_>,
+        scratch: &mut Scratch,
+    ) -> Observed {
+        let o = self.exact(
+            base,
+            step.k,
+            local,
+            -export_kw * step.factor,
+            as_load,
+            scratch,
+        );
+        let added = scratch.solution.head_power_kva() - base.solutions[step.k].head_power_kva();
+        self.with_group_flow(&o, base, step.group_kva + added)
+    }
+
+    /// `o` with the substation's figures of a group flow of `group_kva`.
+    fn with_group_flow(&self, o: &Observed, base: &FeederBase, group_kva: Complex64) -> Observed {
+        let rated = self.group_rated_kva(base.group);
+        Observed {
+            substation_pct: if rated > 0.0 {
+                group_kva.norm() / rated * 100.0
+            } else {
+                0.0
+            },
+            substation_export: group_kva.re < 0.0,
+            ..*o
         }
     }
 
@@ -638,7 +670,7 @@ impl Engine {
                 }
                 let mut substation_after = 0.0;
                 if rated_kva > 0.0 {
-                    let s = base.group_kva[k];
+                    let s = step.group_kva;
                     let ds = Complex64::new(per_kw.re, -per_kw.im) * step.factor;
                     let forward = rated_kva * limits.substation_transformer_pct / 100.0;
                     let reverse = rated_kva * limits.reverse_pct / 100.0;
@@ -736,7 +768,7 @@ impl Engine {
             let ds = Complex64::new(per_kw.re, -per_kw.im) * step.factor;
             let forward = rated_kva * limits.substation_transformer_pct / 100.0;
             let reverse = rated_kva * limits.reverse_pct / 100.0;
-            least = least.min(transformer_root(base.group_kva[step.k], ds, forward, reverse).0);
+            least = least.min(transformer_root(step.group_kva, ds, forward, reverse).0);
         }
         least
     }

@@ -525,3 +525,44 @@ fn open_capacity_is_graded_top_down() {
         );
     }
 }
+
+#[test]
+fn a_generator_queued_on_another_feeder_of_the_busbar_takes_the_substations_reverse_room() {
+    // Reverse power binds at N1 (the small substation); a wind farm queued on
+    // a second feeder of the same busbar takes about its size from N1's room,
+    // though N1's feeder carries none of it.
+    let wind = json!({"source": "wind"});
+    let alone = only_candidate(
+        &small_substation(|_| {}),
+        &generation("G", 100.0, 100.0, wind.clone()),
+    );
+    assert_eq!(
+        alone.binding_constraint,
+        CheckName::ReversePower,
+        "{alone:#?}"
+    );
+    let engine = small_substation(|b| {
+        b.node(
+            "M1",
+            headroom_geodata::NodeType::Pole,
+            crate::support::at(0.0, 100.0),
+        )
+        .segment("L9", "B", "M1", 0.1, 0.1, 600.0, 1_000.0)
+        .feeder("F2", "B", "M1", Some(800.0))
+        .generator(
+            "Q",
+            "M1",
+            600.0,
+            GenerationSource::Wind,
+            GeneratorStatus::Queued,
+        );
+    });
+    let c = only_candidate(&engine, &generation("G", 100.0, 100.0, wind));
+    assert_eq!(c.binding_constraint, CheckName::ReversePower, "{c:#?}");
+    assert!(
+        (alone.headroom_kw - c.headroom_kw - 600.0).abs() < 15.0,
+        "{} kW alone, {} kW with the farm queued on F2",
+        alone.headroom_kw,
+        c.headroom_kw
+    );
+}

@@ -75,8 +75,9 @@ fn ranked_steps_give_the_answers_of_every_step() {
 
 #[test]
 fn feeder_capacity_from_the_steps_that_can_bind_equals_the_full_bases() {
-    // A capacity sweep builds each feeder over the steps where a flat load can
-    // meet a limit; a cached (full) base has every step. Under the fixture's
+    // A capacity sweep builds each feeder touched by reservations over the
+    // steps where a flat load can meet a limit; a cached (full) base has
+    // every step. Under the fixture's
     // limits and under tighter ones (so that each check binds somewhere, and
     // some feeders break a limit already), the rows agree in every field.
     let with_limits = |v_min_pu: f64, thermal_pct: f64, substation_transformer_pct: f64| {
@@ -103,6 +104,20 @@ fn feeder_capacity_from_the_steps_that_can_bind_equals_the_full_bases() {
         },
     ] {
         let (engine, _) = fixture_engine(config);
+        // A feeder no reservation touches takes its capacity from the full
+        // base its open capacity for generation needs anyway; a reservation at
+        // the busbar (a new bay) touches every feeder of the group without
+        // sitting on any, which is where a sweep screens steps.
+        let busbar = engine.network.node_ix("N2").expect("the fixture's busbar");
+        let engine = engine.with_reservations(vec![headroom_engine::ReservedLoad {
+            application: "BAY".to_owned(),
+            kind: headroom_engine::ApplicationKind::Load,
+            node: busbar,
+            demand_kw: 10.0,
+            power_factor: 0.95,
+            profile: None,
+            transformer: None,
+        }]);
         let screened = engine.capacity(headroom_engine::Level::Feeder, engine.readings(), 0);
         for f in 0..engine.network.feeders.len() {
             engine.feeder(f);
