@@ -195,7 +195,7 @@ pub(crate) fn transformer_root(
 /// The exporting steps of the last base and profile a thread judged.
 #[derive(Default)]
 pub(super) struct ExportStepsCache {
-    key: Option<(u64, u64)>,
+    key: Option<(u64, u64, u64, u64)>,
     steps: Vec<ExportStep>,
 }
 
@@ -221,6 +221,11 @@ struct ExportStep {
     allowed: [f64; 6],
     /// The group's flow without the generator, every injection counted, kVA.
     group_kva: Complex64,
+    /// The export the substation transformers take (forward and in
+    /// reverse), kW, and their loading with the export asked for, a fraction:
+    /// the same for every candidate of the feeder.
+    substation_root: f64,
+    substation_after: f64,
 }
 
 impl Engine {
@@ -246,7 +251,17 @@ impl Engine {
         scratch: &mut Scratch,
     ) -> ExportEvaluation {
         let limits = &self.config.limits;
-        let key = (base.uid, profile_key(generation.profile));
+        let key = (
+            base.uid,
+            profile_key(generation.profile),
+            generation.absorbed_kvar_per_kw.to_bits(),
+            export_kw.to_bits(),
+        );
+        let rated_kva = self.group_rated_kva(base.group);
+        let forward = rated_kva * limits.substation_transformer_pct / 100.0;
+        let reverse = rated_kva * limits.reverse_pct / 100.0;
+        // A kW exported as the group's flow sees it (load convention).
+        let per_kw_group = Complex64::new(-1.0, generation.absorbed_kvar_per_kw);
         let mut steps = std::mem::take(&mut scratch.export_steps);
         if steps.key != Some(key) {
             steps.steps.clear();
@@ -259,11 +274,22 @@ impl Engine {
                     (factor > 0.0).then(|| {
                         let group_kva = base.group_kva[k] + self.uncounted_group_injection(base, k);
                         let without = self.with_group_flow(&base.observed[k], base, group_kva);
+                        let ds = per_kw_group * factor;
+                        let (substation_root, substation_after) = if rated_kva > 0.0 {
+                            (
+                                transformer_root(group_kva, ds, forward, reverse).0,
+                                (group_kva + ds * export_kw).norm() / rated_kva,
+                            )
+                        } else {
+                            (f64::INFINITY, 0.0)
+                        };
                         ExportStep {
                             k,
                             factor,
                             allowed: export_ratios(&without, limits).map(|r| r.max(1.0)),
                             group_kva,
+                            substation_root,
+                            substation_after,
                         }
                     })
                 }));
@@ -298,14 +324,14 @@ impl Engine {
         };
         let per_kw = Complex64::new(-1.0, -generation.absorbed_kvar_per_kw);
         let geometry = self.export_geometry(base, local);
-        let bounds = self.export_bounds(base, local, per_kw, steps, export_kw, &geometry);
+        let (bounds, figure_steps) =
+            self.export_bounds(base, local, per_kw, steps, export_kw, &geometry);
         // Steps in the order of their bounds; each estimated while its bound
         // comes under what the estimates so far allow to bind.
         // The first few by bound are sorted; the rest only where their bound
         // comes under the cut the first leave (most never do).
         let mut by_bound: Vec<usize> = (0..steps.len()).collect();
-        let by =
-            |a: &usize, b: &usize| bounds[*a].bound.total_cmp(&bounds[*b].bound).then(a.cmp(b));
+        let by = |a: &usize, b: &usize| bounds[*a].total_cmp(&bounds[*b]).then(a.cmp(b));
         let first = FIRST_BOUNDS.min(by_bound.len());
         if by_bound.len() > first {
             by_bound.select_nth_unstable_by(first, by);
@@ -323,7 +349,7 @@ impl Engine {
                 // The rest, still under the cut, in order of their bounds.
                 let cut = cut_of(&least);
                 let rest = &mut by_bound[at..];
-                let under = partition_in_place(rest, |i| bounds[*i].bound <= cut);
+                let under = partition_in_place(rest, |i| bounds[*i] <= cut);
                 rest[..under].sort_unstable_by(by);
                 sorted_to = by_bound.len();
                 by_bound.truncate(at + under);
@@ -332,7 +358,7 @@ impl Engine {
             let i = by_bound[at];
             at += 1;
             let cut = cut_of(&least);
-            if bounds[i].bound > cut {
+            if bounds[i] > cut {
                 break;
             }
             let estimate = self.export_estimate(base, local, per_kw, &steps[i], &geometry);
@@ -424,19 +450,6 @@ impl Engine {
                 before_reverse = before_reverse.max(o.substation_pct);
             }
         }
-        let mut figure_steps: Vec<usize> = Vec::new();
-        let mut ranked: Vec<usize> = (0..steps.len()).collect();
-        for figure in 0..4 {
-            let worst_first = |a: &usize, b: &usize| {
-                bounds[*b].figures[figure].total_cmp(&bounds[*a].figures[figure])
-            };
-            if ranked.len() > FIGURE_STEPS {
-                ranked.select_nth_unstable_by(FIGURE_STEPS - 1, worst_first);
-            }
-            figure_steps.extend(ranked.iter().take(FIGURE_STEPS));
-        }
-        figure_steps.sort_unstable();
-        figure_steps.dedup();
         let mut after_worst = WorstChecks::NONE;
         let mut after_ratios = [0.0f64; 6];
         let mut after_reverse = 0.0f64;
@@ -639,15 +652,17 @@ impl Engine {
         steps: &[ExportStep],
         export_kw: f64,
         geometry: &ExportGeometry,
-    ) -> Vec<StepBound> {
+    ) -> (Vec<f64>, Vec<usize>) {
         let limits = &self.config.limits;
         let e = &base.electrical;
         let kept = base.solutions.len();
         let nominal = e.nominal_kv[local as usize];
-        let rated_kva = self.group_rated_kva(base.group);
-        steps
+        // Per figure, the two steps where it is worst so far: (value, step).
+        let mut worst = [[(f64::NEG_INFINITY, usize::MAX); FIGURE_STEPS]; 4];
+        let bounds = steps
             .iter()
-            .map(|step| {
+            .enumerate()
+            .map(|(i, step)| {
                 let k = step.k;
                 let o = &base.observed[k];
                 let solution = &base.solutions[k];
@@ -668,15 +683,7 @@ impl Engine {
                             .min((o.v_min_pu - limits.v_min_pu / step.allowed[3]) / rise_per_kw_pu);
                     }
                 }
-                let mut substation_after = 0.0;
-                if rated_kva > 0.0 {
-                    let s = step.group_kva;
-                    let ds = Complex64::new(per_kw.re, -per_kw.im) * step.factor;
-                    let forward = rated_kva * limits.substation_transformer_pct / 100.0;
-                    let reverse = rated_kva * limits.reverse_pct / 100.0;
-                    bound = bound.min(transformer_root(s, ds, forward, reverse).0);
-                    substation_after = (s + ds * export_kw).norm() / rated_kva;
-                }
+                bound = bound.min(step.substation_root);
                 // Loading along the path with the export, on the lines its
                 // current moves the base's along (squared until the largest).
                 let added = per_kw * (step.factor * export_kw) / (SQRT_3 * v_local.conj());
@@ -688,17 +695,30 @@ impl Engine {
                     })
                     .fold(0.0f64, f64::max)
                     .sqrt();
-                StepBound {
-                    bound: bound.max(0.0),
-                    figures: [
-                        o.v_max_pu + rise_per_kw_pu * export_kw,
-                        path_loading,
-                        rise_per_kw_pu * export_kw - o.v_min_pu,
-                        substation_after,
-                    ],
+                let figures = [
+                    o.v_max_pu + rise_per_kw_pu * export_kw,
+                    path_loading,
+                    rise_per_kw_pu * export_kw - o.v_min_pu,
+                    step.substation_after,
+                ];
+                for (value, kept) in figures.into_iter().zip(worst.iter_mut()) {
+                    if value > kept[FIGURE_STEPS - 1].0 {
+                        kept[FIGURE_STEPS - 1] = (value, i);
+                        kept.sort_by(|a, b| b.0.total_cmp(&a.0));
+                    }
                 }
+                bound.max(0.0)
             })
-            .collect()
+            .collect();
+        let mut figure_steps: Vec<usize> = worst
+            .iter()
+            .flatten()
+            .map(|(_, i)| *i)
+            .filter(|i| *i != usize::MAX)
+            .collect();
+        figure_steps.sort_unstable();
+        figure_steps.dedup();
+        (bounds, figure_steps)
     }
 
     /// One exporting step's estimated headroom: the least export at which a
@@ -763,14 +783,7 @@ impl Engine {
                 limits.v_min_pu * nominal / step.allowed[3],
             ));
         }
-        let rated_kva = self.group_rated_kva(base.group);
-        if rated_kva > 0.0 {
-            let ds = Complex64::new(per_kw.re, -per_kw.im) * step.factor;
-            let forward = rated_kva * limits.substation_transformer_pct / 100.0;
-            let reverse = rated_kva * limits.reverse_pct / 100.0;
-            least = least.min(transformer_root(step.group_kva, ds, forward, reverse).0);
-        }
-        least
+        least.min(step.substation_root)
     }
 }
 
@@ -781,14 +794,6 @@ struct ExportGeometry {
     drop_path_abs: f64,
     /// (branch, one over its rating squared) along the path and the head.
     rated_path: Vec<(usize, f64)>,
-}
-
-/// One exporting step's bounds (see [`Engine::export_bounds`]).
-struct StepBound {
-    /// A lower bound of its headroom, kW.
-    bound: f64,
-    /// Bounds of the figures at the export asked for, each larger when worse.
-    figures: [f64; 4],
 }
 
 #[cfg(test)]
