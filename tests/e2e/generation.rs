@@ -288,4 +288,26 @@ async fn a_reserved_generation_scheme_takes_export_room_from_later_generators_on
     .await;
     assert_eq!(status, 400, "{bad}");
     assert!(bad.contains("format"), "{bad}");
+    // A generator asking for a second supply, exporting a negative power or
+    // with a short profile: 400 naming the field, and nothing registered.
+    for (edit, field) in [
+        (json!({"importance": "critical"}), "importance"),
+        (json!({"demand_kw": -300.0}), "demand_kw"),
+        (json!({"profile": vec![0.5; 95]}), "profile"),
+    ] {
+        let mut app = pv("PV-BAD", 500.0);
+        for (k, v) in edit.as_object().unwrap() {
+            app[k] = v.clone();
+        }
+        let (status, body) = call(
+            reqwest::Method::PUT,
+            "/v1/applications/PV-BAD".into(),
+            Some(app),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains(field), "{field}: {body}");
+        let (status, _) = call(reqwest::Method::GET, "/v1/applications/PV-BAD".into(), None).await;
+        assert_eq!(status, 404, "a refused application is not stored");
+    }
 }
