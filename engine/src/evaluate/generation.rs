@@ -113,7 +113,7 @@ fn partition_in_place<T>(items: &mut [T], keep: impl Fn(&T) -> bool) -> usize {
 const REFINED_STEPS: usize = 12;
 
 /// Steps per figure whose estimated extreme with the export is solved exactly.
-const FIGURE_STEPS: usize = 2;
+const FIGURE_STEPS: usize = 1;
 
 /// The first `x >= 0` at which `|start + x * per_unit|` leaves a circle of
 /// radius `limit` it starts inside (on its edge: leaving at once unless it
