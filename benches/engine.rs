@@ -77,15 +77,7 @@ fn benches(c: &mut Criterion) {
     }
     let (engine, apps, pandapower_s) = fixture_engine();
     // Per-application timings one by one, for p50 and the ratio to pandapower.
-    let mut timings: Vec<Duration> = Vec::new();
-    for _ in 0..20 {
-        for app in &apps {
-            let start = Instant::now();
-            black_box(engine.rank(app));
-            timings.push(start.elapsed());
-        }
-    }
-    timings.sort();
+    let timings = one_by_one(&engine, &apps, 20);
     let p50 = timings[timings.len() / 2];
     eprintln!(
         "fixture, one application: p50 {:?}, p99 {:?}; pandapower median {:.1} s per application: {:.0}x faster",
@@ -95,15 +87,7 @@ fn benches(c: &mut Criterion) {
         pandapower_s / p50.as_secs_f64()
     );
     let generators = as_generators(&apps);
-    let mut timings: Vec<Duration> = Vec::new();
-    for _ in 0..20 {
-        for app in &generators {
-            let start = Instant::now();
-            black_box(engine.rank(app));
-            timings.push(start.elapsed());
-        }
-    }
-    timings.sort();
+    let timings = one_by_one(&engine, &generators, 20);
     eprintln!(
         "fixture, one generation application: p50 {:?}, p99 {:?}",
         timings[timings.len() / 2],
@@ -130,6 +114,20 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
     city();
+}
+
+/// Each application ranked alone, `rounds` times over: the times, sorted.
+fn one_by_one(engine: &Engine, apps: &[Application], rounds: usize) -> Vec<Duration> {
+    let mut timings: Vec<Duration> = Vec::new();
+    for _ in 0..rounds {
+        for app in apps {
+            let start = Instant::now();
+            black_box(engine.rank(app));
+            timings.push(start.elapsed());
+        }
+    }
+    timings.sort();
+    timings
 }
 
 /// The applications' places as PV generators of 1 MW (default PV profile,

@@ -145,16 +145,5 @@ fn feeder_lines(
 /// An asset's display name, where the network gives one.
 pub(crate) fn asset_name(engine: &Engine, id: &str) -> Option<String> {
     let network = &engine.network;
-    let asset = network.lookup(id)?;
-    let i = asset.index as usize;
-    match asset.kind {
-        AssetKind::Feeder => network.feeders[i].name.clone(),
-        AssetKind::Transformer => network.transformers[i].name.clone(),
-        AssetKind::Substation => Some(network.substations[i].name.clone()),
-        AssetKind::Node => network.nodes[i].name.clone(),
-        AssetKind::Segment => network.segments[i].name.clone(),
-        AssetKind::Switch => network.switches[i].name.clone(),
-        AssetKind::SubstationTransformer => network.substation_transformers[i].name.clone(),
-        AssetKind::Generator => network.generators[i].name.clone(),
-    }
+    network.name_of(network.lookup(id)?).map(str::to_owned)
 }

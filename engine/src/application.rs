@@ -333,9 +333,9 @@ impl Application {
     pub fn judged_profile(&self) -> Option<Cow<'_, [f64]>> {
         match (&self.profile, self.kind, self.source) {
             (Some(p), _, _) => Some(Cow::Borrowed(p)),
-            (None, ApplicationKind::Generation, Some(GenerationSource::Pv)) => {
-                Some(Cow::Owned(GenerationSource::Pv.default_profile()))
-            }
+            (None, ApplicationKind::Generation, Some(source)) => source
+                .default_shape()
+                .map(|shape| Cow::Borrowed(shape.as_slice())),
             _ => None,
         }
     }

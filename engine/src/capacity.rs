@@ -815,13 +815,6 @@ impl Engine {
             .fold(0.0, |a, b| a + b)
     }
 
-    /// A feeder's base from the cache, or built for the moment: a sweep over every
-    /// feeder of a city must not fill memory.
-    fn transient_base(&self, f: usize) -> Arc<FeederBase> {
-        self.cached_feeder(f)
-            .unwrap_or_else(|| Arc::new(self.build_base(f, true)))
-    }
-
     /// A feeder's base for its capacity row, with the head's figures over the
     /// whole window: the cached base where there is one, else one built for the
     /// moment over only the steps where a flat load at the first node, or at
@@ -1011,38 +1004,26 @@ impl Engine {
         age: impl Fn(AssetRef) -> Option<f64> + Sync,
         substations: &[OpenCapacity],
     ) -> Vec<CapacityRow> {
-        // Open capacity and grade of each transformer on a feeder, under its
-        // feeder's grade (itself under its substation's).
-        let mut open: Vec<Option<(OpenCapacity, Grade)>> =
-            vec![None; self.network.transformers.len()];
-        let per_feeder_open: Vec<Vec<(TransformerIx, OpenCapacity, Grade)>> =
-            (0..self.network.feeders.len())
-                .into_par_iter()
-                .map(|f| {
-                    let measured = self.measured_base(f);
-                    let feeder = self.feeder_open_capacity(&measured, f);
-                    let above = feeder
-                        .grade()
-                        .under(self.feeder_substation_grade(f, substations));
-                    self.transformers_open_capacity(&measured)
-                        .into_iter()
-                        .map(|(t, o)| (t, o, o.grade().under(above)))
-                        .collect()
-                })
-                .collect();
-        for (t, o, grade) in per_feeder_open.into_iter().flatten() {
-            open[t.get()] = Some((o, grade));
-        }
-        // Each transformer's apparent power per step: from its feeder's load model
-        // (allocated where unmetered), or its own readings when fed from a busbar.
-        let per_feeder: Vec<Vec<(usize, Vec<f64>, bool)>> = (0..self.network.feeders.len())
+        // Per feeder, one base (its load model is the same with or without
+        // reservations, which are extra loads of their own): each
+        // transformer's apparent power per step, allocated where unmetered,
+        // and its open capacity and grade under its feeder's (itself under its
+        // substation's). A transformer fed from a busbar has its own readings.
+        type Figures = (usize, Vec<f64>, bool, OpenCapacity, Grade);
+        let per_feeder: Vec<Vec<Figures>> = (0..self.network.feeders.len())
             .into_par_iter()
             .map(|f| {
-                let base = self.transient_base(f);
+                let base = self.measured_base(f);
+                let above = self
+                    .feeder_open_capacity(&base, f)
+                    .grade()
+                    .under(self.feeder_substation_grade(f, substations));
                 let loads = &base.loads;
                 let m = loads.transformers.len();
-                (0..m)
-                    .map(|slot| {
+                self.transformers_open_capacity(&base)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(slot, (t, open))| {
                         let series = (0..loads.step_count())
                             .map(|k| {
                                 Complex64::new(loads.p_kw[k * m + slot], loads.q_kvar[k * m + slot])
@@ -1051,17 +1032,22 @@ impl Engine {
                             })
                             .collect();
                         (
-                            loads.transformers[slot].0.get(),
+                            t.get(),
                             series,
                             loads.metered[slot],
+                            open,
+                            open.grade().under(above),
                         )
                     })
                     .collect()
             })
             .collect();
+        let mut open: Vec<Option<(OpenCapacity, Grade)>> =
+            vec![None; self.network.transformers.len()];
         let mut series: Vec<Option<(Vec<f64>, bool)>> = vec![None; self.network.transformers.len()];
-        for (t, s, metered) in per_feeder.into_iter().flatten() {
+        for (t, s, metered, o, grade) in per_feeder.into_iter().flatten() {
             series[t] = Some((s, metered));
+            open[t] = Some((o, grade));
         }
         let limit = self.config.limits.transformer_pct / 100.0;
         let pf = self.config.capacity_power_factor;
@@ -1184,19 +1170,7 @@ impl Engine {
             } else {
                 total
             };
-            // Groups fed by this substation's transformers.
-            let groups: Vec<usize> = self
-                .topology
-                .busbar_groups
-                .iter()
-                .enumerate()
-                .filter(|(_, g)| {
-                    g.transformers
-                        .iter()
-                        .any(|t| self.network.substation_transformers[t.get()].substation == ix)
-                })
-                .map(|(i, _)| i)
-                .collect();
+            let groups = self.substation_groups(s);
             let series: Vec<f64> = (0..steps)
                 .map(|k| {
                     groups

@@ -162,6 +162,20 @@ pub struct Figures {
     pub max_voltage_pu: f64,
 }
 
+impl Figures {
+    /// The figures of the worst values seen; a voltage never seen (no flow)
+    /// reads as nominal.
+    pub(crate) fn of_worst(w: &WorstChecks) -> Figures {
+        let or_nominal = |v: f64| if v.is_finite() { v } else { 1.0 };
+        Figures {
+            max_loading_pct: w.segment.0.max(w.head_pct),
+            min_voltage_pu: or_nominal(w.v_min.0),
+            substation_transformer_loading_pct: w.substation_pct,
+            max_voltage_pu: or_nominal(w.v_max.0),
+        }
+    }
+}
+
 /// The worst value of each electrical check with the new load, and where.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WorstChecks {

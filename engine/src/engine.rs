@@ -57,6 +57,15 @@ pub struct Injection {
     pub reserved: bool,
 }
 
+/// A hash of what `hasher` holds and a profile's factors.
+fn hash_profile(mut hasher: rustc_hash::FxHasher, profile: Option<&[f64]>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    for v in profile.into_iter().flatten() {
+        v.to_bits().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 /// The bit that marks a generation base's key in the cache: its fingerprint
 /// is of the injections it counts.
 const GENERATION_KEY: u64 = 1 << 63;
@@ -231,7 +240,7 @@ impl Engine {
     }
 
     fn set_reservations(&mut self, reservations: Vec<ReservedLoad>) {
-        use std::hash::{Hash, Hasher};
+        use std::hash::Hash;
         let (generation, loads): (Vec<_>, Vec<_>) = reservations
             .into_iter()
             .partition(|r| r.kind == crate::application::ApplicationKind::Generation);
@@ -246,46 +255,26 @@ impl Engine {
             .collect();
         let feeders = self.network.feeders.len();
         self.feeder_reserved = vec![false; feeders];
-        // Order-independent sums of each reservation's hash, per feeder and per
-        // busbar group: a base depends on the set, not on the ledger's order.
-        let mut feeder_hash = vec![0u64; feeders];
-        let mut group_hash = vec![0u64; self.group_reserved.len()];
         for r in &self.reservations {
+            if let Some(p) = self.topology.placement(r.node) {
+                self.feeder_reserved[p.feeder.get()] = true;
+            }
+        }
+        let (feeder_hash, group_hash) = self.hash_sums(self.reservations.iter().map(|r| {
             let mut hasher = rustc_hash::FxHasher::default();
             r.application.hash(&mut hasher);
             r.node.get().hash(&mut hasher);
             r.demand_kw.to_bits().hash(&mut hasher);
             r.power_factor.to_bits().hash(&mut hasher);
-            if let Some(profile) = &r.profile {
-                for v in profile {
-                    v.to_bits().hash(&mut hasher);
-                }
-            }
-            let h = hasher.finish();
-            let busbar = match self.topology.placement(r.node) {
-                Some(p) => {
-                    self.feeder_reserved[p.feeder.get()] = true;
-                    feeder_hash[p.feeder.get()] = feeder_hash[p.feeder.get()].wrapping_add(h);
-                    self.topology.tree(p.feeder).head()
-                }
-                None => r.node,
-            };
-            if let Some(g) = self.topology.busbar_group_index(busbar) {
-                group_hash[g] = group_hash[g].wrapping_add(h.rotate_left(17));
-            }
-        }
+            (r.node, hash_profile(hasher, r.profile.as_deref()))
+        }));
         self.feeder_fingerprint = (0..feeders)
             .map(|f| {
                 if !self.touched_by_reservations(f) {
                     return 0;
                 }
-                let head = self.topology.tree(FeederIx::from_usize(f)).head();
-                let group = self
-                    .topology
-                    .busbar_group_index(head)
-                    .map_or(0, |g| group_hash[g]);
                 // Never 0: that key is the base without reservations.
-                ((feeder_hash[f] ^ group.rotate_left(31)) | 1) & !GENERATION_KEY
+                (self.fingerprint(f, &feeder_hash, &group_hash) | 1) & !GENERATION_KEY
             })
             .collect();
     }
@@ -295,7 +284,7 @@ impl Engine {
     /// of those its generation base counts.
     fn set_injections(&mut self) {
         use headroom_geodata::{GeneratorPoint, GeneratorStatus};
-        use std::hash::{Hash, Hasher};
+        use std::hash::Hash;
         let network = self.network.clone();
         let queued = network
             .generators
@@ -311,8 +300,7 @@ impl Engine {
                     transformer,
                     kw: g.rated_kw,
                     absorbed_kvar_per_kw: 0.0,
-                    profile: (g.source == headroom_geodata::GenerationSource::Pv)
-                        .then(|| g.source.default_profile()),
+                    profile: g.source.default_shape().map(|shape| shape.to_vec()),
                     reserved: false,
                 }
             });
@@ -325,60 +313,89 @@ impl Engine {
             reserved: true,
         });
         self.injections = queued.chain(reserved).collect();
-        let steps = self.window.steps.len();
-        let groups = self.topology.busbar_groups.len();
-        self.group_injected_kva = vec![vec![Complex64::new(0.0, 0.0); steps]; groups];
-        let feeders = self.network.feeders.len();
-        let mut feeder_hash = vec![0u64; feeders];
-        let mut group_hash = vec![0u64; groups];
-        for i in &self.injections {
+        self.group_injected_kva = self.sum_per_group(self.injections.iter().map(|i| {
+            let per_kw = Complex64::new(-1.0, i.absorbed_kvar_per_kw);
+            (i.node, i.kw, per_kw, i.profile.as_deref())
+        }));
+        let (feeder_hash, group_hash) = self.hash_sums(self.injections.iter().map(|i| {
             let mut hasher = rustc_hash::FxHasher::default();
             i.node.get().hash(&mut hasher);
             i.kw.to_bits().hash(&mut hasher);
             i.absorbed_kvar_per_kw.to_bits().hash(&mut hasher);
             i.reserved.hash(&mut hasher);
-            if let Some(profile) = &i.profile {
-                for v in profile {
-                    v.to_bits().hash(&mut hasher);
-                }
-            }
-            let h = hasher.finish();
-            let busbar = match self.topology.placement(i.node) {
-                Some(p) => {
-                    feeder_hash[p.feeder.get()] = feeder_hash[p.feeder.get()].wrapping_add(h);
-                    self.topology.tree(p.feeder).head()
-                }
-                None => i.node,
-            };
-            if let Some(g) = self.topology.busbar_group_index(busbar) {
-                group_hash[g] = group_hash[g].wrapping_add(h.rotate_left(17));
-                for (w, &ts) in self.window.steps.iter().enumerate() {
-                    let f = i
-                        .profile
-                        .as_ref()
-                        .map_or(1.0, |p| p[self.quarter_of_day(ts)]);
-                    self.group_injected_kva[g][w] +=
-                        Complex64::new(-i.kw * f, i.kw * f * i.absorbed_kvar_per_kw);
-                }
-            }
-        }
-        self.generation_fingerprint = (0..feeders)
+            (i.node, hash_profile(hasher, i.profile.as_deref()))
+        }));
+        // Only where the feeder itself has injections: the group's alone
+        // change its substation's flow, not the feeder's, and are added to the
+        // measured base when judged.
+        self.generation_fingerprint = (0..self.network.feeders.len())
             .map(|f| {
-                let head = self.topology.tree(FeederIx::from_usize(f)).head();
-                let group = self
-                    .topology
-                    .busbar_group_index(head)
-                    .map_or(0, |g| group_hash[g]);
-                // Only where the feeder itself has injections: the group's
-                // alone change its substation's flow, not the feeder's, and
-                // are added to the measured base when judged.
                 if feeder_hash[f] == 0 {
                     0
                 } else {
-                    (feeder_hash[f] ^ group.rotate_left(31)) | 1
+                    self.fingerprint(f, &feeder_hash, &group_hash) | 1
                 }
             })
             .collect();
+    }
+
+    /// The busbar group a node's feeder hangs on (the node's own, for a
+    /// busbar).
+    pub(crate) fn group_of_node(&self, node: NodeIx) -> Option<usize> {
+        let busbar = match self.topology.placement(node) {
+            Some(p) => self.topology.tree(p.feeder).head(),
+            None => node,
+        };
+        self.topology.busbar_group_index(busbar)
+    }
+
+    /// Per busbar group and window step, the power of `items` in the group:
+    /// (node, kW, kVA per kW, 96 quarter-hour factors of the kW or flat).
+    fn sum_per_group<'a>(
+        &self,
+        items: impl Iterator<Item = (NodeIx, f64, Complex64, Option<&'a [f64]>)>,
+    ) -> Vec<Vec<Complex64>> {
+        let steps = self.window.steps.len();
+        let mut out =
+            vec![vec![Complex64::new(0.0, 0.0); steps]; self.topology.busbar_groups.len()];
+        for (node, kw, per_kw, profile) in items {
+            let Some(g) = self.group_of_node(node) else {
+                continue;
+            };
+            for (w, &ts) in self.window.steps.iter().enumerate() {
+                let f = profile.map_or(1.0, |p| p[self.quarter_of_day(ts)]);
+                out[g][w] += per_kw * (kw * f);
+            }
+        }
+        out
+    }
+
+    /// Order-independent sums of items' hashes, per feeder (items on it) and
+    /// per busbar group (on its feeders or busbars): what a base counts is a
+    /// set, not a ledger's order.
+    fn hash_sums(&self, items: impl Iterator<Item = (NodeIx, u64)>) -> (Vec<u64>, Vec<u64>) {
+        let mut feeder_hash = vec![0u64; self.network.feeders.len()];
+        let mut group_hash = vec![0u64; self.topology.busbar_groups.len()];
+        for (node, h) in items {
+            if let Some(p) = self.topology.placement(node) {
+                feeder_hash[p.feeder.get()] = feeder_hash[p.feeder.get()].wrapping_add(h);
+            }
+            if let Some(g) = self.group_of_node(node) {
+                group_hash[g] = group_hash[g].wrapping_add(h.rotate_left(17));
+            }
+        }
+        (feeder_hash, group_hash)
+    }
+
+    /// Feeder `f`'s fingerprint of [`Self::hash_sums`]: its own items and its
+    /// busbar group's.
+    fn fingerprint(&self, f: usize, feeder_hash: &[u64], group_hash: &[u64]) -> u64 {
+        let head = self.topology.tree(FeederIx::from_usize(f)).head();
+        let group = self
+            .topology
+            .busbar_group_index(head)
+            .map_or(0, |g| group_hash[g]);
+        feeder_hash[f] ^ group.rotate_left(31)
     }
 
     /// The base generation checks read for feeder `f`: measured loads, with
@@ -440,6 +457,12 @@ impl Engine {
         self.bases.get(&(f, self.feeder_fingerprint[f]))
     }
 
+    /// The base of feeder `f` without reservations, where the cache holds it
+    /// (the feeder's own base where no reservation touches it).
+    pub(crate) fn cached_unreserved(&self, f: usize) -> Option<Arc<FeederBase>> {
+        self.bases.get(&(f, 0))
+    }
+
     /// The base of feeder `f` without reservations, where any touch it: what the
     /// queue takes is the difference.
     pub fn unreserved(&self, f: usize) -> Option<Arc<FeederBase>> {
@@ -490,26 +513,10 @@ impl Engine {
     /// Reserved load per busbar group and window step, kVA: reservations on the
     /// group's feeders and at its busbars (new bays).
     fn reserved_per_group(&self) -> Vec<Vec<Complex64>> {
-        let mut out =
-            vec![vec![Complex64::new(0.0, 0.0); self.window.steps.len()]; self.group_kva.len()];
-        for r in &self.reservations {
-            let busbar = match self.topology.placement(r.node) {
-                Some(p) => self.topology.tree(p.feeder).head(),
-                None => r.node,
-            };
-            let Some(g) = self.topology.busbar_group_index(busbar) else {
-                continue;
-            };
-            let tan = power_factor_tan(r.power_factor);
-            for (w, &ts) in self.window.steps.iter().enumerate() {
-                let f = r
-                    .profile
-                    .as_ref()
-                    .map_or(1.0, |p| p[self.quarter_of_day(ts)]);
-                out[g][w] += Complex64::new(r.demand_kw * f, r.demand_kw * f * tan);
-            }
-        }
-        out
+        self.sum_per_group(self.reservations.iter().map(|r| {
+            let per_kw = Complex64::new(1.0, power_factor_tan(r.power_factor));
+            (r.node, r.demand_kw, per_kw, r.profile.as_deref())
+        }))
     }
 
     /// The 96-quarter-hour index of a timestamp in the utility's local time.

@@ -350,20 +350,7 @@ impl Engine {
         };
         scratch.path = path;
         scratch.z_from_busbar = z_from_busbar;
-        let after = Figures {
-            max_loading_pct: worst.segment.0.max(worst.head_pct),
-            min_voltage_pu: if worst.v_min.0.is_finite() {
-                worst.v_min.0
-            } else {
-                1.0
-            },
-            substation_transformer_loading_pct: worst.substation_pct,
-            max_voltage_pu: if worst.v_max.0.is_finite() {
-                worst.v_max.0
-            } else {
-                1.0
-            },
-        };
+        let after = Figures::of_worst(&worst);
 
         if let Some(binding) = base.summary.already_broken {
             scratch.estimates = estimates;

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use headroom_geodata::{FeederIx, GenerationSource, NodeIx, TransformerIx};
+use headroom_geodata::{FeederIx, NodeIx, TransformerIx, pv_shape};
 use num_complex::Complex64;
 
 use crate::base::FeederBase;
@@ -47,12 +47,11 @@ impl OpenCapacity {
 
 impl Engine {
     /// The measured base of feeder `f`: neither reservations nor queued
-    /// generators (built for the moment where not cached).
+    /// generators; from the cache, or built for the moment (a sweep over
+    /// every feeder of a city must not fill memory).
     pub(crate) fn measured_base(&self, f: usize) -> Arc<FeederBase> {
-        self.unreserved(f).unwrap_or_else(|| {
-            self.cached_feeder(f)
-                .unwrap_or_else(|| Arc::new(self.build_base(f, false)))
-        })
+        self.cached_unreserved(f)
+            .unwrap_or_else(|| Arc::new(self.build_base(f, false)))
     }
 
     /// The queue on the assets an injection's node and transformer decide.
@@ -62,15 +61,6 @@ impl Engine {
             .filter(|i| on(i.node, i.transformer))
             .map(|i| i.kw)
             .sum()
-    }
-
-    /// The busbar group a node's feeder (or the node, a busbar) hangs on.
-    fn group_of_node(&self, node: NodeIx) -> Option<usize> {
-        let busbar = match self.topology.placement(node) {
-            Some(p) => self.topology.tree(p.feeder).head(),
-            None => node,
-        };
-        self.topology.busbar_group_index(busbar)
     }
 
     /// The substation of a busbar: its own `substation`, else that of the
@@ -84,22 +74,52 @@ impl Engine {
         Some(s.get())
     }
 
+    /// The busbar groups fed by substation `s`'s transformers.
+    pub(crate) fn substation_groups(&self, s: usize) -> Vec<usize> {
+        let fed_by_s = |t: &headroom_geodata::SubstationTransformerIx| {
+            self.network.substation_transformers[t.get()]
+                .substation
+                .get()
+                == s
+        };
+        (0..self.topology.busbar_groups.len())
+            .filter(|&g| {
+                self.topology.busbar_groups[g]
+                    .transformers
+                    .iter()
+                    .any(fed_by_s)
+            })
+            .collect()
+    }
+
+    /// The PV export a transformer (or a group of them) of `rated_kva` takes
+    /// before its forward or reverse limit at any step of `flows` (timestamp,
+    /// what flows through it towards the low-voltage side without the
+    /// export); infinite where PV exports at none of them.
+    fn pv_room(
+        &self,
+        flows: impl Iterator<Item = (i64, Complex64)>,
+        rated_kva: f64,
+        forward_pct: f64,
+    ) -> f64 {
+        let shape = pv_shape();
+        let forward = rated_kva * forward_pct / 100.0;
+        let reverse = rated_kva * self.config.limits.reverse_pct / 100.0;
+        flows
+            .filter_map(|(ts, s)| {
+                let factor = shape[self.quarter_of_day(ts)];
+                (factor > 0.0)
+                    .then(|| transformer_root(s, Complex64::new(-factor, 0.0), forward, reverse).0)
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
     /// Open capacity of every substation, in network order.
     pub fn substation_open_capacity(&self) -> Vec<OpenCapacity> {
-        let pv = GenerationSource::Pv.default_profile();
-        let limits = &self.config.limits;
+        let forward_pct = self.config.limits.substation_transformer_pct;
         (0..self.network.substations.len())
             .map(|s| {
-                let groups: Vec<usize> = (0..self.topology.busbar_groups.len())
-                    .filter(|&g| {
-                        self.topology.busbar_groups[g].transformers.iter().any(|t| {
-                            self.network.substation_transformers[t.get()]
-                                .substation
-                                .get()
-                                == s
-                        })
-                    })
-                    .collect();
+                let groups = self.substation_groups(s);
                 let headroom: f64 = groups
                     .iter()
                     .map(|&g| {
@@ -107,25 +127,13 @@ impl Engine {
                         if rated <= 0.0 {
                             return 0.0;
                         }
-                        let forward = rated * limits.substation_transformer_pct / 100.0;
-                        let reverse = rated * limits.reverse_pct / 100.0;
-                        self.window
+                        let flows = self
+                            .window
                             .steps
                             .iter()
-                            .enumerate()
-                            .filter_map(|(w, &ts)| {
-                                let factor = pv[self.quarter_of_day(ts)];
-                                (factor > 0.0).then(|| {
-                                    transformer_root(
-                                        self.group_kva[g][w],
-                                        Complex64::new(-factor, 0.0),
-                                        forward,
-                                        reverse,
-                                    )
-                                    .0
-                                })
-                            })
-                            .fold(f64::INFINITY, f64::min)
+                            .copied()
+                            .zip(self.group_kva[g].iter().copied());
+                        self.pv_room(flows, rated, forward_pct)
                             .clamp(0.0, UNBOUNDED_KW)
                     })
                     .sum();
@@ -162,10 +170,9 @@ impl Engine {
         if (local as usize) >= base.electrical.len() || base.loads.step_count() == 0 {
             return 0.0;
         }
-        let pv = GenerationSource::Pv.default_profile();
         let probe = AddedGeneration {
             absorbed_kvar_per_kw: 0.0,
-            profile: Some(&pv),
+            profile: Some(pv_shape()),
         };
         self.evaluate_export(base, local, 0.0, &probe)
             .point
@@ -180,25 +187,14 @@ impl Engine {
         t: TransformerIx,
         power: &[Option<Complex64>],
     ) -> (OpenCapacity, Grade) {
-        let pv = GenerationSource::Pv.default_profile();
-        let limits = &self.config.limits;
         let rated = self.network.transformers[t.get()].rated_kva;
-        let (forward, reverse) = (
-            rated * limits.transformer_pct / 100.0,
-            rated * limits.reverse_pct / 100.0,
-        );
-        let own = self
+        let flows = self
             .window
             .steps
             .iter()
             .zip(power)
-            .filter_map(|(&ts, s)| {
-                let factor = pv[self.quarter_of_day(ts)];
-                let s = (*s)?;
-                (factor > 0.0)
-                    .then(|| transformer_root(s, Complex64::new(-factor, 0.0), forward, reverse).0)
-            })
-            .fold(f64::INFINITY, f64::min);
+            .filter_map(|(&ts, s)| Some((ts, (*s)?)));
+        let own = self.pv_room(flows, rated, self.config.limits.transformer_pct);
         let own = if own.is_finite() { own } else { 0.0 };
         let queued = self.queued_kw(|_, behind| behind == Some(t));
         let open = OpenCapacity::new(own, queued);
@@ -211,8 +207,6 @@ impl Engine {
         &self,
         base: &FeederBase,
     ) -> Vec<(TransformerIx, OpenCapacity)> {
-        let pv = GenerationSource::Pv.default_profile();
-        let limits = &self.config.limits;
         let loads = &base.loads;
         let m = loads.transformers.len();
         let mut at_node: Vec<Option<f64>> = vec![None; base.electrical.len()];
@@ -223,21 +217,14 @@ impl Engine {
             .map(|(slot, &(t, local))| {
                 let node = *at_node[local as usize]
                     .get_or_insert_with(|| self.pv_export_headroom(base, local));
+                let flows = loads.steps.iter().enumerate().map(|(k, &ts)| {
+                    (
+                        ts,
+                        Complex64::new(loads.p_kw[k * m + slot], loads.q_kvar[k * m + slot]),
+                    )
+                });
                 let rated = self.network.transformers[t.get()].rated_kva;
-                let forward = rated * limits.transformer_pct / 100.0;
-                let reverse = rated * limits.reverse_pct / 100.0;
-                let own = (0..loads.step_count())
-                    .filter_map(|k| {
-                        let factor = pv[self.quarter_of_day(loads.steps[k])];
-                        (factor > 0.0).then(|| {
-                            let s = Complex64::new(
-                                loads.p_kw[k * m + slot],
-                                loads.q_kvar[k * m + slot],
-                            );
-                            transformer_root(s, Complex64::new(-factor, 0.0), forward, reverse).0
-                        })
-                    })
-                    .fold(f64::INFINITY, f64::min);
+                let own = self.pv_room(flows, rated, self.config.limits.transformer_pct);
                 let queued = self.queued_kw(|_, behind| behind == Some(t));
                 (t, OpenCapacity::new(node.min(own), queued))
             })

@@ -32,14 +32,8 @@ pub const CSV_COLUMNS: [&str; 17] = [
 
 /// An asset's display name, where the network gives one.
 fn name_of(engine: &Engine, row: &CapacityRow) -> Option<String> {
-    let asset = engine.network.lookup(&row.id)?;
-    let i = asset.index as usize;
-    match asset.kind {
-        AssetKind::Feeder => engine.network.feeders[i].name.clone(),
-        AssetKind::Transformer => engine.network.transformers[i].name.clone(),
-        AssetKind::Substation => Some(engine.network.substations[i].name.clone()),
-        _ => None,
-    }
+    let network = &engine.network;
+    network.name_of(network.lookup(&row.id)?).map(str::to_owned)
 }
 
 /// The rows as CSV, header first.

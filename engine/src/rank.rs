@@ -238,6 +238,27 @@ fn finite_figures(mut c: Candidate) -> Candidate {
     c
 }
 
+/// `kva` as a share of `rated`, %; 0 without a rating.
+fn percent_of(kva: f64, rated: f64) -> f64 {
+    if rated > 0.0 {
+        kva / rated * 100.0
+    } else {
+        0.0
+    }
+}
+
+/// The figures of a new bay at a busbar: its own cable is not modelled yet,
+/// so the substation transformers (at `loading_pct`) are the most loaded
+/// element the connection touches, and voltages are the busbar's.
+fn bay_figures(loading_pct: f64) -> Figures {
+    Figures {
+        max_loading_pct: loading_pct,
+        min_voltage_pu: 1.0,
+        substation_transformer_loading_pct: loading_pct,
+        max_voltage_pu: 1.0,
+    }
+}
+
 /// A new line in a few words: "1,250 m (estimated) of YJV22-8.7/15 3x240,
 /// cost 1,167,500".
 fn describe_line(line: &ServiceLine) -> String {
@@ -592,7 +613,7 @@ impl Engine {
                 let base = self.generation_base(f);
                 let e = self.evaluate_export(&base, p.local, app.demand_kw, &generation);
                 let point = e.point.clone();
-                export = Some(e);
+                export = Some((e, base));
                 (Some(point), None, Some(f))
             } else {
                 (None, None, None)
@@ -628,8 +649,8 @@ impl Engine {
                 Figures::default(),
             ),
         };
-        if let (Some(x), Some(f)) = (&export, feeder) {
-            checks.extend(self.export_checks(x, f, app.demand_kw));
+        if let (Some((x, base)), Some(f)) = (&export, feeder) {
+            checks.extend(self.export_checks(x, base, f, app.demand_kw));
         } else if let (Some(e), Some(f)) = (&evaluation, feeder) {
             checks.extend(self.electrical_checks(e, f));
         } else if let Some(e) = &evaluation {
@@ -804,11 +825,11 @@ impl Engine {
     fn export_checks(
         &self,
         x: &ExportEvaluation,
+        base: &crate::base::FeederBase,
         feeder: usize,
         export_kw: f64,
     ) -> Vec<CheckResult> {
         let limits = self.config.limits;
-        let base = self.generation_base(feeder);
         let tree = self.topology.tree(base.loads.feeder);
         let w = &x.point.worst;
         let (before, after) = x.ratios;
@@ -912,19 +933,8 @@ impl Engine {
                 };
             }
         }
-        let pct = |kva: f64| {
-            if rated > 0.0 {
-                kva / rated * 100.0
-            } else {
-                0.0
-            }
-        };
-        let figures = |forward_kva: f64| Figures {
-            max_loading_pct: pct(forward_kva),
-            min_voltage_pu: 1.0,
-            substation_transformer_loading_pct: pct(forward_kva),
-            max_voltage_pu: 1.0,
-        };
+        let pct = |kva: f64| percent_of(kva, rated);
+        let figures = |forward_kva: f64| bay_figures(pct(forward_kva));
         let before = [worst[0].0, worst[1].0];
         let after = [worst[0].1, worst[1].1];
         Some(ExportEvaluation {
@@ -990,21 +1000,8 @@ impl Engine {
                 headroom = headroom.min(magnitude_root(s, per_kw, limit_kva));
             }
         }
-        let pct = |kva: f64| {
-            if rated > 0.0 {
-                kva / rated * 100.0
-            } else {
-                0.0
-            }
-        };
-        // The new bay's own cable is not modelled yet: the substation transformers
-        // are the most loaded element the connection touches.
-        let figures = |kva: f64| Figures {
-            max_loading_pct: pct(kva),
-            min_voltage_pu: 1.0,
-            substation_transformer_loading_pct: pct(kva),
-            max_voltage_pu: 1.0,
-        };
+        let pct = |kva: f64| percent_of(kva, rated);
+        let figures = |kva: f64| bay_figures(pct(kva));
         Some(PointEvaluation {
             headroom_kw: headroom.clamp(0.0, UNBOUNDED_KW).floor(),
             binding: CheckName::SubstationTransformer,

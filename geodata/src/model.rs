@@ -377,24 +377,33 @@ impl GenerationSource {
     }
 
     /// The share of rated output at quarter-hour `quarter` (0..96) of the local
-    /// day, where nothing better is known (`shared/spec/planning.md`): PV follows
-    /// `max(0, sin(pi (h - 6) / 12))` at the quarter-hour's midpoint `h` (local
-    /// hours; a reading's timestamp opens its quarter-hour), every other source
-    /// runs flat out, which is the case a planner must allow for.
+    /// day, where nothing better is known (`shared/spec/planning.md`): PV
+    /// follows [`pv_shape`], every other source runs flat out, which is the
+    /// case a planner must allow for.
     pub fn default_factor(self, quarter: usize) -> f64 {
-        match self {
-            GenerationSource::Pv => {
-                let h = ((quarter % 96) as f64 + 0.5) / 4.0;
-                (std::f64::consts::PI * (h - 6.0) / 12.0).sin().max(0.0)
-            }
-            _ => 1.0,
-        }
+        self.default_shape()
+            .map_or(1.0, |shape| shape[quarter % 96])
     }
 
-    /// [`Self::default_factor`] for each quarter-hour of a day.
-    pub fn default_profile(self) -> Vec<f64> {
-        (0..96).map(|q| self.default_factor(q)).collect()
+    /// The 96 quarter-hour factors of [`Self::default_factor`]; `None` for a
+    /// source that runs flat out.
+    pub fn default_shape(self) -> Option<&'static [f64; 96]> {
+        (self == GenerationSource::Pv).then(pv_shape)
     }
+}
+
+/// PV's output over a local day, a factor per quarter-hour:
+/// `max(0, sin(pi (h - 6) / 12))` at the quarter-hour's midpoint `h` (local
+/// hours; a reading's timestamp opens its quarter-hour). Worked out once:
+/// every capacity figure of a sweep reads it.
+pub fn pv_shape() -> &'static [f64; 96] {
+    static SHAPE: std::sync::LazyLock<[f64; 96]> = std::sync::LazyLock::new(|| {
+        std::array::from_fn(|quarter| {
+            let h = (quarter as f64 + 0.5) / 4.0;
+            (std::f64::consts::PI * (h - 6.0) / 12.0).sin().max(0.0)
+        })
+    });
+    &SHAPE
 }
 
 impl fmt::Display for GenerationSource {
@@ -625,6 +634,21 @@ impl NetworkParts {
             AssetKind::Feeder => self.feeders[i].id.as_str(),
             AssetKind::Transformer => self.transformers[i].id.as_str(),
             AssetKind::Generator => self.generators[i].id.as_str(),
+        }
+    }
+
+    /// The display name of any asset, where the network gives one.
+    pub fn name_of(&self, asset: AssetRef) -> Option<&str> {
+        let i = asset.index as usize;
+        match asset.kind {
+            AssetKind::Substation => Some(self.substations[i].name.as_str()),
+            AssetKind::SubstationTransformer => self.substation_transformers[i].name.as_deref(),
+            AssetKind::Node => self.nodes[i].name.as_deref(),
+            AssetKind::Segment => self.segments[i].name.as_deref(),
+            AssetKind::Switch => self.switches[i].name.as_deref(),
+            AssetKind::Feeder => self.feeders[i].name.as_deref(),
+            AssetKind::Transformer => self.transformers[i].name.as_deref(),
+            AssetKind::Generator => self.generators[i].name.as_deref(),
         }
     }
 

@@ -470,27 +470,13 @@ impl Engine {
             before_worst = base.summary.worst;
             after_worst = base.summary.worst;
         }
-        let figures = |w: &WorstChecks| Figures {
-            max_loading_pct: w.segment.0.max(w.head_pct),
-            min_voltage_pu: if w.v_min.0.is_finite() {
-                w.v_min.0
-            } else {
-                1.0
-            },
-            substation_transformer_loading_pct: w.substation_pct,
-            max_voltage_pu: if w.v_max.0.is_finite() {
-                w.v_max.0
-            } else {
-                1.0
-            },
-        };
         ExportEvaluation {
             point: PointEvaluation {
                 headroom_kw: headroom,
                 binding,
                 already_broken: false,
-                before: figures(&before_worst),
-                after: figures(&after_worst),
+                before: Figures::of_worst(&before_worst),
+                after: Figures::of_worst(&after_worst),
                 worst: after_worst,
             },
             reverse_pct: (before_reverse, after_reverse),

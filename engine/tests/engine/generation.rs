@@ -141,7 +141,7 @@ fn export_headroom_is_that_of_bisection_over_every_exporting_step_on_the_fixture
     // reactive power at 0.95: at every fourth node of every feeder, the
     // screened search finds what bisection at each step finds, to the kW.
     let (engine, _) = fixture_engine(EngineConfig::default());
-    let pv = GenerationSource::Pv.default_profile();
+    let pv = headroom_geodata::pv_shape();
     let tan_95 = (1.0f64 / (0.95 * 0.95) - 1.0).sqrt();
     let mut compared = 0;
     let mut bindings = std::collections::BTreeSet::new();
