@@ -109,6 +109,14 @@ fn partition_in_place<T>(items: &mut [T], keep: impl Fn(&T) -> bool) -> usize {
     kept
 }
 
+/// `|z|` without `hypot`'s guard against overflow, which kV, A and kVA never
+/// come near: the estimates take a magnitude per path node and step, and
+/// `hypot` cost more than the rest of them together.
+#[inline]
+fn magnitude(z: Complex64) -> f64 {
+    z.norm_sqr().sqrt()
+}
+
 /// Steps solved exactly at most.
 const REFINED_STEPS: usize = 12;
 
@@ -198,6 +206,27 @@ pub(crate) fn transformer_root(
 pub(super) struct ExportStepsCache {
     key: Option<(u64, u64, u64, u64)>,
     steps: Vec<ExportStep>,
+    /// The figures without the generator over these steps: the same for
+    /// every candidate of the feeder.
+    before: BeforeExport,
+}
+
+/// The base's extremes over the exporting steps, every injection counted.
+#[derive(Clone, Copy)]
+struct BeforeExport {
+    worst: WorstChecks,
+    ratios: [f64; 6],
+    reverse_pct: f64,
+}
+
+impl Default for BeforeExport {
+    fn default() -> Self {
+        Self {
+            worst: WorstChecks::NONE,
+            ratios: [0.0; 6],
+            reverse_pct: 0.0,
+        }
+    }
 }
 
 /// What tells one profile from another: a hash of its factors (0 for flat).
@@ -294,6 +323,7 @@ impl Engine {
                         }
                     })
                 }));
+            steps.before = self.before_export(base, &steps.steps);
             steps.key = Some(key);
         }
         let evaluation = self.evaluate_export_at_steps(
@@ -302,6 +332,7 @@ impl Engine {
             export_kw,
             generation,
             &steps.steps,
+            &steps.before,
             scratch,
         );
         scratch.export_steps = steps;
@@ -315,6 +346,7 @@ impl Engine {
         export_kw: f64,
         generation: &AddedGeneration<'_>,
         steps: &[ExportStep],
+        before: &BeforeExport,
         scratch: &mut Scratch,
     ) -> ExportEvaluation {
         let limits = &self.config.limits;
@@ -412,11 +444,19 @@ impl Engine {
             Some(bound_at) => {
                 let near = headroom * (1.0 + TIE_STEPS) + 1.0;
                 let mut over_at_any = [f64::MIN; 6];
-                for i in order
+                let at_limit =
+                    |over: &[f64; 6]| over.iter().position(|v| *v >= 1.0 - TIE_TOLERANCE);
+                // The binding step first: another step can only change the
+                // answer with a check earlier in the tie order at its limit,
+                // and none comes before a segment (most exports end on one).
+                let others = order
                     .iter()
-                    .filter(|(estimate, i)| *i == bound_at || *estimate <= near)
-                    .map(|(_, i)| *i)
-                {
+                    .filter(|(estimate, i)| *i != bound_at && *estimate <= near)
+                    .map(|(_, i)| *i);
+                for i in std::iter::once(bound_at).chain(others) {
+                    if at_limit(&over_at_any) == Some(0) {
+                        break;
+                    }
                     let step = &steps[i];
                     let o = self.exact_export(base, step, local, headroom + 1.0, &as_load, scratch);
                     let r = export_ratios(&o, limits);
@@ -425,9 +465,7 @@ impl Engine {
                     }
                 }
                 let worst = over_at_any.iter().copied().fold(f64::MIN, f64::max);
-                let at = over_at_any
-                    .iter()
-                    .position(|v| *v >= 1.0 - TIE_TOLERANCE)
+                let at = at_limit(&over_at_any)
                     .or_else(|| over_at_any.iter().position(|v| *v >= worst))
                     .unwrap_or(0);
                 EXPORT_CHECKS[at]
@@ -437,20 +475,7 @@ impl Engine {
 
         // Figures: without, the extremes of the base over the exporting steps;
         // with, exact flows at the steps the estimates put at each extreme.
-        let mut before_worst = WorstChecks::NONE;
-        let mut before_ratios = [0.0f64; 6];
-        let mut before_reverse = 0.0f64;
-        for step in steps {
-            let o = &self.with_group_flow(&base.observed[step.k], base, step.group_kva);
-            absorb(&mut before_worst, o);
-            let r = export_ratios(o, limits);
-            for c in 0..6 {
-                before_ratios[c] = before_ratios[c].max(r[c]);
-            }
-            if o.substation_export {
-                before_reverse = before_reverse.max(o.substation_pct);
-            }
-        }
+        let mut before_worst = before.worst;
         let mut after_worst = WorstChecks::NONE;
         let mut after_ratios = [0.0f64; 6];
         let mut after_reverse = 0.0f64;
@@ -479,9 +504,27 @@ impl Engine {
                 after: Figures::of_worst(&after_worst),
                 worst: after_worst,
             },
-            reverse_pct: (before_reverse, after_reverse),
-            ratios: (before_ratios, after_ratios),
+            reverse_pct: (before.reverse_pct, after_reverse),
+            ratios: (before.ratios, after_ratios),
         }
+    }
+
+    /// The extremes of the base over the exporting `steps`.
+    fn before_export(&self, base: &FeederBase, steps: &[ExportStep]) -> BeforeExport {
+        let limits = &self.config.limits;
+        let mut before = BeforeExport::default();
+        for step in steps {
+            let o = &self.with_group_flow(&base.observed[step.k], base, step.group_kva);
+            absorb(&mut before.worst, o);
+            let r = export_ratios(o, limits);
+            for c in 0..6 {
+                before.ratios[c] = before.ratios[c].max(r[c]);
+            }
+            if o.substation_export {
+                before.reverse_pct = before.reverse_pct.max(o.substation_pct);
+            }
+        }
+        before
     }
 
     /// A full power flow of `step` with `export_kw` (shaped) injected at
@@ -513,7 +556,7 @@ impl Engine {
         let rated = self.group_rated_kva(base.group);
         Observed {
             substation_pct: if rated > 0.0 {
-                group_kva.norm() / rated * 100.0
+                magnitude(group_kva) / rated * 100.0
             } else {
                 0.0
             },
@@ -655,7 +698,7 @@ impl Engine {
                 let solution = &base.solutions[k];
                 let v_local = solution.v_kv(local as usize);
                 // The generator's current per kW of export, A.
-                let per_kw_a = per_kw.norm() * step.factor / (SQRT_3 * v_local.norm());
+                let per_kw_a = magnitude(per_kw) * step.factor / (SQRT_3 * magnitude(v_local));
                 let margin = f64::from(base.path_margin_a[local as usize * kept + k]);
                 let mut bound = margin / per_kw_a;
                 let rise_per_kw_pu = geometry.drop_path_abs * per_kw_a / nominal;
@@ -756,7 +799,7 @@ impl Engine {
         );
         for &p in &geometry.path {
             let v = solution.v_kv(p);
-            let phase = v / v.norm();
+            let phase = v / magnitude(v);
             let nominal = e.nominal_kv[p];
             let dv = -geometry.shared[p] * d;
             least = least.min(exit_root(
@@ -780,7 +823,7 @@ impl Engine {
         // cent low, and each per cent costs flows.
         if least.is_finite() && least > 0.0 {
             let at_export = v_local - geometry.shared[local as usize] * d * least;
-            least *= (at_export.norm() / v_local.norm()).max(1.0);
+            least *= (magnitude(at_export) / magnitude(v_local)).max(1.0);
         }
         least.min(step.substation_root)
     }
