@@ -326,15 +326,8 @@ impl Engine {
             steps.before = self.before_export(base, &steps.steps);
             steps.key = Some(key);
         }
-        let evaluation = self.evaluate_export_at_steps(
-            base,
-            local,
-            export_kw,
-            generation,
-            &steps.steps,
-            &steps.before,
-            scratch,
-        );
+        let evaluation =
+            self.evaluate_export_at_steps(base, local, export_kw, generation, &steps, scratch);
         scratch.export_steps = steps;
         evaluation
     }
@@ -345,10 +338,10 @@ impl Engine {
         local: u32,
         export_kw: f64,
         generation: &AddedGeneration<'_>,
-        steps: &[ExportStep],
-        before: &BeforeExport,
+        exporting: &ExportStepsCache,
         scratch: &mut Scratch,
     ) -> ExportEvaluation {
+        let (steps, before) = (&exporting.steps[..], &exporting.before);
         let limits = &self.config.limits;
         // As a load of minus the export, absorbing reactive power.
         let as_load = AddedLoad {
@@ -516,9 +509,8 @@ impl Engine {
         for step in steps {
             let o = &self.with_group_flow(&base.observed[step.k], base, step.group_kva);
             absorb(&mut before.worst, o);
-            let r = export_ratios(o, limits);
-            for c in 0..6 {
-                before.ratios[c] = before.ratios[c].max(r[c]);
+            for (kept, value) in before.ratios.iter_mut().zip(export_ratios(o, limits)) {
+                *kept = kept.max(value);
             }
             if o.substation_export {
                 before.reverse_pct = before.reverse_pct.max(o.substation_pct);
