@@ -14,6 +14,8 @@
 //! On top of the network:
 //! - [`Topology`]: each feeder's radial tree, traced from its first node through
 //!   in-service segments and closed switches, with ties, busbar groups and warnings;
+//! - [`restoration`]: each feeder's ties, split switches and the cases that
+//!   restore it when its head is lost (N-1);
 //! - [`SpatialIndex`]: radius and nearest-neighbour queries over nodes and
 //!   transformers, with geodesic distances in metres;
 //! - [`readings`]: the gridpack's measured loads as plain rows.
@@ -26,6 +28,7 @@ pub mod ids;
 pub mod model;
 pub mod network_file;
 pub mod readings;
+pub mod restoration;
 pub mod spatial;
 pub mod summary;
 pub mod topology;
@@ -40,6 +43,7 @@ pub use readings::{
     FieldError, LineFields, LineRules, Quality, Quantity, ReadingLines, ReadingRow, ReadingsReport,
     read_readings, rfc3339,
 };
+pub use restoration::{FeederRestoration, FeederTie, RestorationCase, RestoredPart, TieSupply};
 pub use spatial::{Filter, Hit, SpatialIndex};
 pub use summary::{FeederSummary, NetworkSummary};
 pub use topology::{Branch, FeederTree, Topology, TopologyWarning};
