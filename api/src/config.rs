@@ -344,6 +344,29 @@ impl ServiceConfig {
                 return Err(Error::config(field, "must be a positive percentage"));
             }
         }
+        let n1 = &self.engine.n1;
+        for (field, value) in [
+            ("engine.n1.thermal_pct", n1.thermal_pct),
+            (
+                "engine.n1.transformer_overload_pct",
+                n1.transformer_overload_pct,
+            ),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(Error::config(field, "must be a positive percentage"));
+            }
+        }
+        if !(n1.v_min_pu.is_finite()
+            && n1.v_max_pu.is_finite()
+            && n1.v_min_pu > 0.0
+            && n1.v_min_pu < 1.0
+            && n1.v_max_pu > 1.0)
+        {
+            return Err(Error::config(
+                "engine.n1.v_min_pu",
+                "must lie between 0 and 1, with engine.n1.v_max_pu above 1",
+            ));
+        }
         let engine = &self.engine;
         if !(engine.route_factor.is_finite() && engine.route_factor >= 1.0) {
             return Err(Error::config(

@@ -190,6 +190,7 @@ pub fn reserved_loads(engine: &Engine, records: &[ReservationRecord]) -> Vec<Res
                 importance: Importance::Normal,
                 profile: r.profile.clone(),
                 max_distance_m: None,
+                n1: false,
             };
             match engine.reserved_loads(&held, &r.supplies) {
                 Ok(loads) => loads,

@@ -90,6 +90,10 @@ pub struct Application {
     /// Search radius, metres.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_distance_m: Option<f64>,
+    /// Hold this application to the N-1 checks whatever `engine.n1.mode`
+    /// says (`shared/spec/planning.md` §2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub n1: bool,
 }
 
 /// The largest demand an application may ask for, kW: 1 GW is a transmission
@@ -278,6 +282,19 @@ impl Application {
         {
             return Err(bad("max_distance_m", format!("{d} must be greater than 0")));
         }
+        let n1 = match obj.get("n1") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(bad("n1", format!("must be true or false, found {other}")));
+            }
+        };
+        if n1 && generation {
+            return Err(bad(
+                "n1",
+                "applies to loads only: N-1 asks whether a feeder can hand its load to a neighbour, which a generator does not add to",
+            ));
+        }
         Ok(Self {
             id,
             kind,
@@ -291,6 +308,7 @@ impl Application {
             importance,
             profile,
             max_distance_m,
+            n1,
         })
     }
 

@@ -60,6 +60,9 @@ pub struct FeederBase {
     /// Whether queued generators and generation reservations are in its flows
     /// and its group's series (a generation base), or none are (a load base).
     pub counts_injections: bool,
+    /// The limits its flows are judged against: the engine's, or for a
+    /// restoration case (N-1) the case limits.
+    pub limits: Limits,
     /// Worst figures of the base case, computed once.
     pub summary: BaseSummary,
     /// A load factor of 1 at every step: the shape of a flat load.
@@ -278,7 +281,7 @@ impl FeederBase {
 impl Engine {
     /// What a feeder's base case shows over all its steps, once per feeder.
     pub(crate) fn summarise(&self, base: &FeederBase) -> BaseSummary {
-        let limits = &self.config.limits;
+        let limits = &base.limits;
         let mut before = Figures {
             max_loading_pct: 0.0,
             min_voltage_pu: f64::INFINITY,
@@ -494,6 +497,7 @@ impl Engine {
             subtree_max_pu: OnceLock::new(),
             uid: NEXT_BASE_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             counts_injections: false,
+            limits: self.config.limits,
             path_margin_a: Vec::new(),
             path_max_loading: Vec::new(),
             voltage_kv: Vec::new(),
@@ -558,7 +562,7 @@ impl Engine {
         }
     }
 
-    fn observe_base(&self, base: &mut FeederBase) {
+    pub(crate) fn observe_base(&self, base: &mut FeederBase) {
         let full_solutions = std::mem::take(&mut base.full_solutions);
         let mut observed = Vec::with_capacity(full_solutions.len());
         let e = &base.electrical;
@@ -589,7 +593,7 @@ impl Engine {
                 // A short quad repeats its last step in the spare lanes.
                 let lane = |l: usize| l.min(len - 1);
                 let quad_solutions = std::array::from_fn(|l| &lane_solutions[lane(l)]);
-                rows.fill(e, quad_solutions, &self.config.limits);
+                rows.fill(e, quad_solutions, &base.limits);
                 let figures = self.observe_steps(
                     base,
                     std::array::from_fn(|l| start + first + lane(l)),
@@ -650,7 +654,7 @@ impl Engine {
     /// there: what lets a flat load be judged at its node's [`FLAT_STEPS`]
     /// tightest steps, and usually far fewer, instead of every step of the window.
     fn rank_flat_steps(&self, base: &mut FeederBase) {
-        let limits = &self.config.limits;
+        let limits = &base.limits;
         let n = base.electrical.len();
         let steps = base.solutions.len();
         let rated = self.group_rated_kva(base.group);

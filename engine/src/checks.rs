@@ -23,6 +23,12 @@ pub enum CheckName {
     /// transformers (or a distribution transformer), against `reverse_pct` of
     /// the rating (generation).
     ReversePower,
+    /// N-1: the candidate's feeder, with the new load, can be fed over a tie
+    /// (or two, split at a switch) when its head fails.
+    N1Transfer,
+    /// N-1: the substation's coupled busbar groups carry their load, with the
+    /// new load, with their largest transformer out.
+    SubstationN1,
     /// Loading of the distribution transformer (low-voltage requests).
     Transformer,
     /// Capacity promised to earlier applications.
@@ -53,6 +59,8 @@ impl CheckName {
             CheckName::Voltage => "voltage",
             CheckName::SubstationTransformer => "substation_transformer",
             CheckName::ReversePower => "reverse_power",
+            CheckName::N1Transfer => "n1_transfer",
+            CheckName::SubstationN1 => "substation_n1",
             CheckName::Transformer => "transformer",
             CheckName::Reserved => "reserved",
             CheckName::NoSpareBay => "no_spare_bay",
@@ -75,13 +83,32 @@ pub struct CheckResult {
     pub name: CheckName,
     /// Whether the connection passes it.
     pub ok: bool,
-    /// The worst value over the data window with the new load.
+    /// The worst value over the data window with the new load; `null` (NaN
+    /// here) where the check does not apply (N-1 at a new busbar bay).
+    #[serde(serialize_with = "finite_or_null", deserialize_with = "number_or_nan")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub value: f64,
     /// The limit it is held to.
     pub limit: f64,
     /// Where it binds: a segment, node, feeder or transformer id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub element: Option<String>,
+    /// Why, in words, where the figures alone do not say (the N-1 checks:
+    /// the case judged, what breaks, what would restore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+fn finite_or_null<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    if value.is_finite() {
+        serializer.serialize_f64(*value)
+    } else {
+        serializer.serialize_none()
+    }
+}
+
+fn number_or_nan<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
 /// What a power flow of a feeder at one step shows, the figures checks read.

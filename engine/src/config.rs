@@ -40,6 +40,66 @@ impl Default for Limits {
     }
 }
 
+/// Whether the N-1 checks (`shared/spec/planning.md` §2) are worked out and
+/// whether they decide feasibility.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum N1Mode {
+    /// Worked out and reported beside every MV candidate; feasibility,
+    /// headroom, binding check and ranking as without them.
+    #[default]
+    Report,
+    /// Worked out and binding: a candidate failing either is infeasible.
+    Enforce,
+    /// Not worked out (an application's `"n1": true` still asks for them).
+    Off,
+}
+
+/// The N-1 policy and the limits a restoration case is held to.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct N1Config {
+    /// Report, enforce or leave out the N-1 checks.
+    pub mode: N1Mode,
+    /// Segment and supplying head loading limit in a restoration case, % of
+    /// `rated_a` (an emergency rating above 100 where the utility allows one).
+    pub thermal_pct: f64,
+    /// Lowest node voltage in a restoration case, pu.
+    pub v_min_pu: f64,
+    /// Highest node voltage in a restoration case, pu.
+    pub v_max_pu: f64,
+    /// With the largest transformer of the coupled busbar groups out, the rest
+    /// may carry the groups' load up to this share of their rating, %
+    /// (a short-time overload while load is transferred).
+    pub transformer_overload_pct: f64,
+}
+
+impl Default for N1Config {
+    fn default() -> Self {
+        Self {
+            mode: N1Mode::Report,
+            thermal_pct: 100.0,
+            v_min_pu: 0.93,
+            v_max_pu: 1.07,
+            transformer_overload_pct: 130.0,
+        }
+    }
+}
+
+impl N1Config {
+    /// The limits a restoration case's flows are checked against; the
+    /// supplying groups' transformers are held to 100 % of their rating.
+    pub fn case_limits(&self, normal: &Limits) -> Limits {
+        Limits {
+            thermal_pct: self.thermal_pct,
+            v_min_pu: self.v_min_pu,
+            v_max_pu: self.v_max_pu,
+            substation_transformer_pct: 100.0,
+            ..*normal
+        }
+    }
+}
+
 /// Weights of the scheme score; each term is in [0, 1] and the score is their
 /// weighted mean.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -214,6 +274,8 @@ pub struct EngineConfig {
     /// load's steps ranked by room at its node (the same answers, several times
     /// slower: for audits of the shortcut).
     pub judge_every_step: bool,
+    /// N-1: feeder transfer over ties and substation transformer outage.
+    pub n1: N1Config,
     /// How readings become loads.
     #[serde(skip)]
     pub load_model: LoadModelSettings,
@@ -236,6 +298,7 @@ impl Default for EngineConfig {
             capacity_power_factor: 0.95,
             feeder_cache_bytes: 4 << 30,
             judge_every_step: false,
+            n1: N1Config::default(),
             load_model: LoadModelSettings::default(),
         }
     }

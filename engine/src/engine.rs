@@ -116,7 +116,10 @@ pub struct Engine {
     pub(crate) feeder_reserved: Vec<bool>,
     /// Per feeder, the fingerprint of the reservations its base counts (on the
     /// feeder and in its busbar group); 0 where none touch it.
-    feeder_fingerprint: Vec<u64>,
+    pub(crate) feeder_fingerprint: Vec<u64>,
+    /// Restoration cases (N-1) with their flows, by (feeder, fingerprint of
+    /// the reservations their trees count); shared like `bases`.
+    pub(crate) n1_cases: Cache<(usize, u64), Arc<crate::n1::FeederN1>>,
     /// Whether reservations load each busbar group.
     group_reserved: Vec<bool>,
 }
@@ -156,6 +159,17 @@ impl Engine {
             .build()
     }
 
+    /// Restoration cases weigh about what their trees' bases do; a quarter
+    /// of the feeder memory holds a busy area's.
+    fn new_n1_cache(config: &EngineConfig) -> Cache<(usize, u64), Arc<crate::n1::FeederN1>> {
+        Cache::builder()
+            .max_capacity(config.feeder_cache_bytes / 4)
+            .weigher(|_, cases: &Arc<crate::n1::FeederN1>| {
+                u32::try_from(cases.weight_bytes()).unwrap_or(u32::MAX)
+            })
+            .build()
+    }
+
     fn assemble(
         network: Arc<Network>,
         topology: Arc<Topology>,
@@ -167,6 +181,7 @@ impl Engine {
     ) -> Self {
         let window = data_window(&network, readings.as_ref());
         let bases = Self::new_cache(&config);
+        let n1_cases = Self::new_n1_cache(&config);
         let mut engine = Engine {
             group_kva: Arc::new(Vec::new()),
             group_reserved_kva: Vec::new(),
@@ -183,6 +198,7 @@ impl Engine {
             node_transformers,
             readings,
             bases,
+            n1_cases,
             feeder_reserved: Vec::new(),
             feeder_fingerprint: Vec::new(),
             group_reserved: Vec::new(),
@@ -213,6 +229,7 @@ impl Engine {
             node_transformers: self.node_transformers.clone(),
             readings: self.readings.clone(),
             bases: self.bases.clone(),
+            n1_cases: self.n1_cases.clone(),
             feeder_reserved: Vec::new(),
             feeder_fingerprint: Vec::new(),
             group_reserved: Vec::new(),

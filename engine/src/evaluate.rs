@@ -490,7 +490,7 @@ impl Engine {
         smallest: f64,
         scratch: &mut Scratch,
     ) -> (f64, CheckName) {
-        let limits = &self.config.limits;
+        let limits = &base.limits;
         estimates.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut headroom = f64::INFINITY;
         let mut binding_step = None;
@@ -577,7 +577,7 @@ impl Engine {
         factor: f64,
         scratch: &mut Scratch,
     ) -> (f64, Option<[f64; 4]>) {
-        let limits = &self.config.limits;
+        let limits = &base.limits;
         if guess.is_finite() && guess > 0.0 {
             // Whole kW first: a guess within a kW of the root is then confirmed
             // by this one flow and the slope.
@@ -686,7 +686,7 @@ impl Engine {
         factor: f64,
         scratch: &mut Scratch,
     ) -> f64 {
-        let limits = &self.config.limits;
+        let limits = &base.limits;
         let e = &base.electrical;
         let n = e.len();
         let Scratch {
@@ -845,7 +845,7 @@ impl<'a> Estimator<'a> {
         path: &'a [usize],
         z_from_busbar: &'a [Complex64],
     ) -> Self {
-        let limits = &engine.config.limits;
+        let limits = &base.limits;
         let e = &base.electrical;
         let steps = base.loads.step_count();
         let thermal = limits.thermal_pct / 100.0;

@@ -97,6 +97,7 @@ pub mod engine;
 pub mod error;
 pub mod evaluate;
 pub mod load_model;
+pub mod n1;
 pub mod open_capacity;
 pub mod powerflow;
 pub mod publish;
@@ -107,7 +108,9 @@ pub use application::{Application, ApplicationKind, CustomerClass, Importance};
 pub use base::{BaseSummary, FeederBase};
 pub use capacity::{CapacityRow, Grade, Level};
 pub use checks::{CheckName, CheckResult};
-pub use config::{Conductor, ConductorKind, ConnectionCosts, EngineConfig, Limits, ScoreWeights};
+pub use config::{
+    Conductor, ConductorKind, ConnectionCosts, EngineConfig, Limits, N1Config, N1Mode, ScoreWeights,
+};
 pub use engine::{Engine, ReservedLoad};
 pub use error::{Error, Result};
 pub use headroom_readings::{InMemoryReadings, ReadingsSource};

@@ -641,6 +641,47 @@ impl FeederLoads {
         };
     }
 
+    /// Loads put together from other feeders' (a restoration case feeds parts
+    /// of two feeders through one tree): one row per step in `steps`, the
+    /// transformers' loads as their own feeders' models settled them (nothing
+    /// is allocated again), every step solved exactly by [`Self::settle`]
+    /// from `start_v_kv` (step-major, a voltage per node of the tree).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assembled(
+        feeder: FeederIx,
+        steps: Vec<i64>,
+        transformers: Vec<(TransformerIx, u32)>,
+        metered: Vec<bool>,
+        rated_kva: Vec<f64>,
+        p_kw: Vec<f64>,
+        q_kvar: Vec<f64>,
+        estimated: Vec<bool>,
+        source_kv: Vec<f64>,
+        start_v_kv: Vec<Complex64>,
+    ) -> Self {
+        let count = steps.len();
+        debug_assert_eq!(p_kw.len(), count * transformers.len());
+        Self {
+            feeder,
+            steps,
+            dropped_steps: 0,
+            transformers,
+            metered,
+            p_kw,
+            q_kvar,
+            source_kv,
+            head_kva: vec![None; count],
+            metered_share: 0.0,
+            rated_kva,
+            estimated,
+            allocated: vec![false; count],
+            flows: vec![Solution::default(); count],
+            settled: vec![false; count],
+            loose_v_kv: start_v_kv,
+            loose_head_kva: vec![Complex64::new(0.0, 0.0); count],
+        }
+    }
+
     /// The same feeder's loads at `steps` only (ascending), with their flows.
     pub fn restricted_to(&mut self, steps: &[usize]) -> Self {
         let m = self.transformers.len();

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::application::{Application, Importance};
 use crate::checks::Figures;
 use crate::checks::{CheckName, CheckResult};
+use crate::config::N1Mode;
 use crate::engine::{Engine, ReservedLoad};
 use crate::error::{Error, Result};
 use crate::evaluate::{
@@ -88,6 +89,15 @@ pub struct Candidate {
     pub after: FiguresOut,
     /// Largest extra load keeping every electrical check, kW.
     pub headroom_kw: f64,
+    /// N-1: the largest extra load for which some restoration case of the
+    /// feeder passes, never above the normal headroom (`planning.md` §2);
+    /// absent where the N-1 checks are off or the point is a new bay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n1_headroom_kw: Option<f64>,
+    /// N-1: the largest extra load the substation carries with its largest
+    /// coupled transformer out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substation_n1_headroom_kw: Option<f64>,
 }
 
 /// A supply scheme: one or two connection points, each the best point of a
@@ -402,7 +412,13 @@ impl Engine {
                 (placement.map(|p| (p.feeder, p.local)), h.index)
             });
             hits.par_iter()
-                .map(|h| self.evaluate_node(h.index, h.distance_m, app, &load))
+                .map(|h| {
+                    self.with_n1(
+                        self.evaluate_node(h.index, h.distance_m, app, &load),
+                        app,
+                        &load,
+                    )
+                })
                 .collect()
         };
         evaluated.sort_by(|a, b| {
@@ -482,7 +498,10 @@ impl Engine {
                 };
                 let distance_m = headroom_geodata::geodesy::distance_m(at, position);
                 Ok(finite_figures(match supply {
-                    Supply::Node(n) => self.evaluate_node(n, distance_m, app, &load).out,
+                    Supply::Node(n) => {
+                        let e = self.evaluate_node(n, distance_m, app, &load);
+                        self.with_n1(e, app, &load).out
+                    }
                     Supply::Transformer(t) => {
                         self.evaluate_transformer(t, distance_m, app, &load).out
                     }
@@ -660,6 +679,7 @@ impl Engine {
                 value: round(e.after.substation_transformer_loading_pct, 3),
                 limit: limits.substation_transformer_pct,
                 element: busbar.and_then(|b| self.group_element(b)),
+                detail: None,
             });
         }
         let mut queue_binds = false;
@@ -671,6 +691,7 @@ impl Engine {
                 value: round(self.reserved_near(busbar, feeder), 1),
                 limit: free.headroom_kw,
                 element: None,
+                detail: None,
             });
         }
         checks.push(CheckResult {
@@ -683,6 +704,7 @@ impl Engine {
                 0.0
             },
             element: Some(n.id.to_string()),
+            detail: None,
         });
         checks.push(CheckResult {
             name: CheckName::OutOfService,
@@ -690,6 +712,7 @@ impl Engine {
             value: if oos { 1.0 } else { 0.0 },
             limit: 0.0,
             element: Some(n.id.to_string()),
+            detail: None,
         });
         if oos {
             binding = CheckName::OutOfService;
@@ -720,6 +743,8 @@ impl Engine {
                 before: before.into(),
                 after: after.into(),
                 headroom_kw: headroom,
+                n1_headroom_kw: None,
+                substation_n1_headroom_kw: None,
             },
             busbar,
             substation: substation.map(|(s, _)| s),
@@ -727,6 +752,60 @@ impl Engine {
             node,
             point: PointKind::Node(n.node_type),
         }
+    }
+
+    /// A medium-voltage point's evaluation with the N-1 checks where they are
+    /// on (`engine.n1.mode`, or the application's `"n1": true`): reported
+    /// beside the others, and in `enforce` deciding headroom, binding check
+    /// and feasibility with them.
+    fn with_n1(&self, mut e: Evaluated, app: &Application, load: &AddedLoad<'_>) -> Evaluated {
+        let mode = self.config.n1.mode;
+        if app.is_generation()
+            || (mode == N1Mode::Off && !app.n1)
+            || e.out.binding_constraint == CheckName::OutOfService
+        {
+            return e;
+        }
+        let n1 = self.n1_checks(
+            e.node,
+            e.feeder,
+            e.busbar,
+            e.out.headroom_kw,
+            app.demand_kw,
+            load,
+        );
+        e.out.n1_headroom_kw = n1.transfer_headroom_kw;
+        e.out.substation_n1_headroom_kw = n1.substation_headroom_kw;
+        let all_ok = n1.checks.iter().all(|c| c.ok);
+        let at = e
+            .out
+            .checks
+            .iter()
+            .position(|c| c.name == CheckName::NoSpareBay)
+            .unwrap_or(e.out.checks.len());
+        e.out.checks.splice(at..at, n1.checks);
+        if mode == N1Mode::Enforce || app.n1 {
+            // Of equal headrooms the earlier check in the tie order binds: the
+            // normal ones, then the transfer, then the substation.
+            for (headroom, name) in [
+                (n1.transfer_headroom_kw, CheckName::N1Transfer),
+                (n1.substation_headroom_kw, CheckName::SubstationN1),
+            ] {
+                if let Some(h) = headroom
+                    && h < e.out.headroom_kw
+                {
+                    e.out.headroom_kw = h;
+                    if !matches!(
+                        e.out.binding_constraint,
+                        CheckName::OutOfService | CheckName::NoSpareBay
+                    ) {
+                        e.out.binding_constraint = name;
+                    }
+                }
+            }
+            e.out.feasible = e.out.feasible && all_ok && app.demand_kw <= e.out.headroom_kw;
+        }
+        e
     }
 
     /// Whether reservations load the busbar group of `busbar`.
@@ -789,6 +868,7 @@ impl Engine {
                 value: round(e.worst.segment.0, 3),
                 limit: limits.thermal_pct,
                 element: segment_id(e.worst.segment.1),
+                detail: None,
             },
             CheckResult {
                 name: CheckName::HeadThermal,
@@ -796,6 +876,7 @@ impl Engine {
                 value: round(e.worst.head_pct, 3),
                 limit: limits.thermal_pct,
                 element: Some(self.network.feeders[feeder].id.to_string()),
+                detail: None,
             },
             CheckResult {
                 name: CheckName::Voltage,
@@ -807,6 +888,7 @@ impl Engine {
                     limits.v_min_pu
                 },
                 element: node_id(v_node),
+                detail: None,
             },
             CheckResult {
                 name: CheckName::SubstationTransformer,
@@ -814,6 +896,7 @@ impl Engine {
                 value: round(e.worst.substation_pct, 3),
                 limit: limits.substation_transformer_pct,
                 element: self.group_element(tree.head()),
+                detail: None,
             },
         ]
     }
@@ -854,6 +937,7 @@ impl Engine {
                 value: round(w.segment.0, 3),
                 limit: limits.thermal_pct,
                 element: segment_id(w.segment.1),
+                detail: None,
             },
             CheckResult {
                 name: CheckName::HeadThermal,
@@ -861,6 +945,7 @@ impl Engine {
                 value: round(w.head_pct, 3),
                 limit: limits.thermal_pct,
                 element: Some(self.network.feeders[feeder].id.to_string()),
+                detail: None,
             },
             CheckResult {
                 name: CheckName::Voltage,
@@ -872,6 +957,7 @@ impl Engine {
                     limits.v_min_pu
                 },
                 element: node_id(if rise { w.v_max.1 } else { w.v_min.1 }),
+                detail: None,
             },
             CheckResult {
                 name: CheckName::SubstationTransformer,
@@ -879,6 +965,7 @@ impl Engine {
                 value: round(after[4] * limits.substation_transformer_pct, 3),
                 limit: limits.substation_transformer_pct,
                 element: self.group_element(tree.head()),
+                detail: None,
             },
             CheckResult {
                 name: CheckName::ReversePower,
@@ -886,6 +973,7 @@ impl Engine {
                 value: round(x.reverse_pct.1, 3),
                 limit: limits.reverse_pct,
                 element: self.group_element(tree.head()),
+                detail: None,
             },
         ]
     }
@@ -1085,6 +1173,7 @@ impl Engine {
                 value: round(loading_after, 3),
                 limit: limits.transformer_pct,
                 element: Some(t.id.to_string()),
+                detail: None,
             },
         );
         let transformer_headroom = transformer_headroom.clamp(0.0, UNBOUNDED_KW).floor();
@@ -1207,6 +1296,7 @@ impl Engine {
                     value: round(pct(forward_after), 3),
                     limit: limits.transformer_pct,
                     element: Some(t.id.to_string()),
+                    detail: None,
                 },
                 CheckResult {
                     name: CheckName::ReversePower,
@@ -1215,6 +1305,7 @@ impl Engine {
                     value: round(pct(reverse_after), 3),
                     limit: limits.reverse_pct,
                     element: Some(t.id.to_string()),
+                    detail: None,
                 },
             ],
         );

@@ -1,0 +1,851 @@
+//! N-1 (`shared/spec/planning.md` §2): whether a candidate's feeder, with the
+//! new load, can still be fed when its head fails, and whether its substation
+//! carries its load with the largest coupled transformer out.
+//!
+//! # Feeder transfer
+//! Each restoration case of a feeder F ([`headroom_geodata::restoration`])
+//! becomes one or two **case trees**: the supplying feeder's own tree (or a
+//! bare busbar) with F's restored part attached at the tie, re-rooted there,
+//! every node carrying its measured load (and reservations) at every step both
+//! feeders share. A case tree is a [`FeederBase`] like any feeder's, judged
+//! against the case limits ([`crate::config::N1Config::case_limits`]), its
+//! busbar group's flow moved by the heads whose supply changed; so the
+//! candidate's N-1 headroom in a case is the same bound-estimate-confirm
+//! search ([`Engine::headroom_at`]) as its normal headroom, on the case tree.
+//! The cases of a feeder, with their flows, are built once and cached with the
+//! feeder bases (the readings or reservations changing builds them again).
+//!
+//! # Substation transformers
+//! In closed form over the window: the coupled groups' measured flow plus the
+//! new load's power (its added losses on the feeder, a per cent or two of it,
+//! left out) against the remaining transformers' short-time rating.
+
+use std::sync::Arc;
+
+use headroom_geodata::topology::NO_PARENT;
+use headroom_geodata::{
+    Branch, FeederIx, FeederRestoration, NodeIx, RestorationCase, RestoredPart, TieSupply,
+    TransformerIx,
+};
+use num_complex::Complex64;
+
+use crate::base::FeederBase;
+use crate::checks::{CheckName, CheckResult};
+use crate::engine::Engine;
+use crate::evaluate::{AddedLoad, UNBOUNDED_KW};
+use crate::load_model::FeederLoads;
+use crate::powerflow::{ElectricalFeeder, SQRT_3};
+
+/// One tree of a restoration case: a supplier with F's part(s) attached.
+pub struct CaseTree {
+    /// Its flows at every shared step, judged against the case limits.
+    pub base: FeederBase,
+    /// The network node of each local node of the tree.
+    pub nodes: Vec<NodeIx>,
+    /// Local index in this tree of each local node of F (`u32::MAX` where the
+    /// node is fed by another tree of the case).
+    pub from_feeder: Vec<u32>,
+    /// What feeds it.
+    pub supply: TieSupply,
+}
+
+/// A restoration case with its trees.
+pub struct CaseFlows {
+    /// The case.
+    pub case: RestorationCase,
+    /// One tree per supplier (a split over two ties to one feeder is one tree).
+    pub trees: Vec<CaseTree>,
+}
+
+impl CaseFlows {
+    /// The tree feeding F's local node `local`, and its index there.
+    pub fn tree_of(&self, local: u32) -> Option<(&CaseTree, u32)> {
+        self.trees.iter().find_map(|t| {
+            let at = *t.from_feeder.get(local as usize)?;
+            (at != u32::MAX).then_some((t, at))
+        })
+    }
+
+    /// The first limit a tree breaks without any new load, and which tree.
+    pub fn broken_without(&self) -> Option<(usize, CheckName)> {
+        self.trees
+            .iter()
+            .enumerate()
+            .find_map(|(i, t)| t.base.summary.already_broken.map(|c| (i, c)))
+    }
+}
+
+/// A feeder's restoration cases with their flows.
+pub struct FeederN1 {
+    /// Ties, split switches and cases.
+    pub restoration: FeederRestoration,
+    /// Per case (in [`FeederRestoration::cases`] order), its trees.
+    pub cases: Vec<CaseFlows>,
+}
+
+impl FeederN1 {
+    /// Bytes held, for the cache's weigher.
+    pub fn weight_bytes(&self) -> usize {
+        self.cases
+            .iter()
+            .flat_map(|c| &c.trees)
+            .map(|t| t.base.weight_bytes() + t.nodes.len() * 8)
+            .sum::<usize>()
+            + 256
+    }
+}
+
+/// What N-1 allows at one candidate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransferOutcome {
+    /// Largest extra load for which some case passes, kW (not capped by the
+    /// normal headroom here); 0 without a case.
+    pub headroom_kw: f64,
+    /// The case with the largest N-1 headroom, `None` without a tie.
+    pub best: Option<BestCase>,
+}
+
+impl Engine {
+    /// The restoration cases of feeder `f` with their flows, cached.
+    pub fn feeder_n1(&self, f: usize) -> Arc<FeederN1> {
+        let key = self.n1_key(f);
+        self.n1_cases.get_with(key, || Arc::new(self.build_n1(f)))
+    }
+
+    /// A case set's cache key: the feeder and the reservations that its trees
+    /// count (on it, on every supplier, and in their groups).
+    fn n1_key(&self, f: usize) -> (usize, u64) {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = rustc_hash::FxHasher::default();
+        self.feeder_fingerprint[f].hash(&mut hasher);
+        let tree = self.topology.tree(FeederIx::from_usize(f));
+        for &t in &tree.ties {
+            let tie = &self.topology.ties[t];
+            for g in [tie.from_feeder, tie.to_feeder].into_iter().flatten() {
+                self.feeder_fingerprint[g.get()].hash(&mut hasher);
+            }
+        }
+        (f, hasher.finish())
+    }
+
+    fn build_n1(&self, f: usize) -> FeederN1 {
+        let feeder = FeederIx::from_usize(f);
+        let restoration = self.topology.restoration(&self.network, feeder);
+        let f_base = self.feeder(f);
+        let tree = self.topology.tree(feeder);
+        let cases = restoration
+            .cases
+            .iter()
+            .map(|case| {
+                let parts = case.parts(tree);
+                // Parts fed by the same feeder (or busbar) share one tree.
+                let mut suppliers: Vec<(TieSupply, Vec<RestoredPart>)> = Vec::new();
+                for part in parts {
+                    match suppliers
+                        .iter_mut()
+                        .find(|(s, _)| same_supplier(*s, part.tie.supply))
+                    {
+                        Some((_, list)) => list.push(part),
+                        None => suppliers.push((part.tie.supply, vec![part])),
+                    }
+                }
+                let mut trees: Vec<CaseTree> = suppliers
+                    .iter()
+                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts))
+                    .collect();
+                self.set_case_groups(&f_base, &mut trees);
+                for t in &mut trees {
+                    self.observe_base(&mut t.base);
+                }
+                CaseFlows {
+                    case: case.clone(),
+                    trees,
+                }
+            })
+            .collect();
+        FeederN1 { restoration, cases }
+    }
+
+    /// The supplier's tree with `parts` of F attached at their ties, its loads
+    /// at the steps both have, solved; the group's flow is set afterwards.
+    fn case_tree(
+        &self,
+        f_base: &FeederBase,
+        supply: TieSupply,
+        parts: &[RestoredPart],
+    ) -> CaseTree {
+        let fe = &f_base.electrical;
+        let f_tree = self.topology.tree(f_base.loads.feeder);
+        let (mut e, mut nodes, supplier) = match supply {
+            TieSupply::Feeder { feeder, .. } => {
+                let g = self.feeder(feeder.get());
+                let nodes = self.topology.tree(feeder).nodes.clone();
+                (g.electrical.clone(), nodes, Some(g))
+            }
+            TieSupply::Busbar(busbar) => {
+                let kv = self.network.node(busbar).kv;
+                let e = ElectricalFeeder {
+                    feeder: f_base.loads.feeder,
+                    parent: vec![NO_PARENT],
+                    z_ohm: vec![Complex64::new(0.0, 0.0)],
+                    drop_kv_per_a: Vec::new(),
+                    rated_a: vec![f64::INFINITY],
+                    inbound: vec![None],
+                    nominal_kv: vec![kv],
+                    inv_nominal_kv_2: Vec::new(),
+                    inv_rated_a_2: Vec::new(),
+                    head_rated_a: None,
+                };
+                (e, vec![busbar], None)
+            }
+        };
+        let n_f = fe.len();
+        let mut children: Vec<Vec<u32>> = vec![Vec::new(); n_f];
+        for j in 1..n_f {
+            children[fe.parent[j] as usize].push(j as u32);
+        }
+        let mut from_feeder = vec![u32::MAX; n_f];
+        for part in parts {
+            let mut in_part = vec![false; n_f];
+            for &j in &part.nodes {
+                in_part[j as usize] = true;
+            }
+            let attach = match part.tie.supply {
+                TieSupply::Feeder { local, .. } => local,
+                TieSupply::Busbar(_) => 0,
+            };
+            let mut push = |e: &mut ElectricalFeeder, node: u32, parent: u32, via: Option<u32>| {
+                let (z, rated, inbound) = match via {
+                    Some(v) => (
+                        fe.z_ohm[v as usize],
+                        fe.rated_a[v as usize],
+                        fe.inbound[v as usize],
+                    ),
+                    None => (
+                        Complex64::new(0.0, 0.0),
+                        f64::INFINITY,
+                        Some(Branch::Switch(part.tie.switch)),
+                    ),
+                };
+                e.parent.push(parent);
+                e.z_ohm.push(z);
+                e.rated_a.push(rated);
+                e.inbound.push(inbound);
+                e.nominal_kv.push(fe.nominal_kv[node as usize]);
+                nodes.push(f_tree.nodes[node as usize]);
+                (e.parent.len() - 1) as u32
+            };
+            let a = part.tie.local;
+            from_feeder[a as usize] = push(&mut e, a, attach, None);
+            // Breadth-first from the tie over F's own branches: a branch keeps
+            // its impedance and rating whichever way it is now fed.
+            let mut queue = std::collections::VecDeque::from([a]);
+            while let Some(x) = queue.pop_front() {
+                let up = fe.parent[x as usize];
+                let neighbours = children[x as usize]
+                    .iter()
+                    .copied()
+                    .chain((up != NO_PARENT && up != 0).then_some(up));
+                for y in neighbours {
+                    if !in_part[y as usize] || from_feeder[y as usize] != u32::MAX {
+                        continue;
+                    }
+                    let via = if fe.parent[y as usize] == x { y } else { x };
+                    from_feeder[y as usize] = push(&mut e, y, from_feeder[x as usize], Some(via));
+                    queue.push_back(y);
+                }
+            }
+        }
+        e.drop_kv_per_a = e.z_ohm.iter().map(|z| SQRT_3 / 1000.0 * z).collect();
+        e.inv_nominal_kv_2 = e.nominal_kv.iter().map(|kv| (kv * kv).recip()).collect();
+        e.inv_rated_a_2 = e.rated_a.iter().map(|a| (a * a).recip()).collect();
+
+        // The steps both feeders kept, by window index.
+        let steps_of = |b: &FeederBase| -> Vec<Option<usize>> {
+            let mut at = vec![None; self.window.steps.len()];
+            for (k, &w) in b.window_step.iter().enumerate() {
+                if let Some(slot) = at.get_mut(w) {
+                    *slot = Some(k);
+                }
+            }
+            at
+        };
+        let f_steps = steps_of(f_base);
+        let g_steps = supplier.as_deref().map(steps_of);
+        let busbar_kv = match supply {
+            TieSupply::Busbar(b) => Some(self.busbar_voltage(b)),
+            TieSupply::Feeder { .. } => None,
+        };
+        let shared: Vec<(usize, usize, Option<usize>)> = (0..self.window.steps.len())
+            .filter_map(|w| {
+                let kf = f_steps[w]?;
+                match &g_steps {
+                    Some(g) => Some((w, kf, Some(g[w]?))),
+                    None => Some((w, kf, None)),
+                }
+            })
+            .collect();
+
+        let f_loads = &f_base.loads;
+        let mut transformers: Vec<(TransformerIx, u32)> = Vec::new();
+        let mut metered = Vec::new();
+        let mut rated_kva = Vec::new();
+        let mut sources: Vec<(Option<usize>, usize)> = Vec::new(); // (supplier t, or F t)
+        if let Some(g) = supplier.as_deref() {
+            for (t, &(tx, local)) in g.loads.transformers.iter().enumerate() {
+                transformers.push((tx, local));
+                metered.push(g.loads.metered[t]);
+                rated_kva.push(g.loads.rated_kva[t]);
+                sources.push((Some(t), 0));
+            }
+        }
+        for (t, &(tx, local)) in f_loads.transformers.iter().enumerate() {
+            let at = from_feeder[local as usize];
+            if at != u32::MAX {
+                transformers.push((tx, at));
+                metered.push(f_loads.metered[t]);
+                rated_kva.push(f_loads.rated_kva[t]);
+                sources.push((None, t));
+            }
+        }
+        let m = transformers.len();
+        let n = e.len();
+        let (mut p_kw, mut q_kvar, mut estimated) = (
+            Vec::with_capacity(shared.len() * m),
+            Vec::with_capacity(shared.len() * m),
+            Vec::with_capacity(shared.len() * m),
+        );
+        let mut source_kv = Vec::with_capacity(shared.len());
+        let mut start_v_kv = Vec::with_capacity(shared.len() * n);
+        let mut stamps = Vec::with_capacity(shared.len());
+        for &(w, kf, kg) in &shared {
+            for &(g_t, f_t) in &sources {
+                let (loads, k, t) = match (g_t, supplier.as_deref(), kg) {
+                    (Some(t), Some(g), Some(kg)) => (&g.loads, kg, t),
+                    _ => (f_loads, kf, f_t),
+                };
+                let mt = loads.transformers.len();
+                p_kw.push(loads.p_kw[k * mt + t]);
+                q_kvar.push(loads.q_kvar[k * mt + t]);
+                estimated.push(loads.estimated[k * mt + t]);
+            }
+            let kv = match (supplier.as_deref(), kg) {
+                (Some(g), Some(kg)) => g.loads.source_kv[kg],
+                _ => busbar_kv
+                    .as_ref()
+                    .and_then(|v| v[w])
+                    .unwrap_or(e.nominal_kv[0]),
+            };
+            source_kv.push(kv);
+            start_v_kv.extend(std::iter::repeat_n(Complex64::new(kv, 0.0), n));
+            stamps.push(self.window.steps[w]);
+        }
+        let steps = stamps.len();
+        let mut loads = FeederLoads::assembled(
+            e.feeder,
+            stamps,
+            transformers,
+            metered,
+            rated_kva,
+            p_kw,
+            q_kvar,
+            estimated,
+            source_kv,
+            start_v_kv,
+        );
+        loads.settle(&e, 0..steps, 1);
+        let mut reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)> = supplier
+            .as_deref()
+            .map(|g| g.reserved.clone())
+            .unwrap_or_default();
+        reserved.extend(
+            f_base
+                .reserved
+                .iter()
+                .filter_map(|(local, kw, tan, profile)| {
+                    let at = from_feeder[*local as usize];
+                    (at != u32::MAX).then(|| (at, *kw, *tan, profile.clone()))
+                }),
+        );
+        let owner = match supply {
+            TieSupply::Feeder { feeder, .. } => feeder,
+            TieSupply::Busbar(_) => f_base.loads.feeder,
+        };
+        let mut base = self.base_with_extra_loads(owner, e, loads, reserved);
+        base.group = match supply {
+            TieSupply::Feeder { feeder, .. } => self
+                .topology
+                .busbar_group_index(self.topology.tree(feeder).head()),
+            TieSupply::Busbar(b) => self.topology.busbar_group_index(b),
+        };
+        base.limits = self.config.n1.case_limits(&self.config.limits);
+        CaseTree {
+            base,
+            nodes,
+            from_feeder,
+            supply,
+        }
+    }
+
+    /// Each tree's busbar group flow: the group's own (with reservations),
+    /// less the heads of the feeders whose supply changed, plus the case's
+    /// new heads in that group.
+    fn set_case_groups(&self, f_base: &FeederBase, trees: &mut [CaseTree]) {
+        let window = self.window.steps.len();
+        let head_series = |b: &FeederBase| -> Vec<Complex64> {
+            let mut at = vec![Complex64::new(0.0, 0.0); window];
+            for (k, &w) in b.window_step.iter().enumerate() {
+                if w < window {
+                    at[w] = b.solutions[k].head_power_kva();
+                }
+            }
+            at
+        };
+        let f_group = self
+            .topology
+            .busbar_group_index(self.topology.tree(f_base.loads.feeder).head());
+        // Per group touched: the change at each window step.
+        let mut change: Vec<(usize, Vec<Complex64>)> = Vec::new();
+        let mut add = |group: Option<usize>, series: &[Complex64], sign: f64| {
+            let Some(g) = group else { return };
+            let slot = match change.iter().position(|(h, _)| *h == g) {
+                Some(i) => i,
+                None => {
+                    change.push((g, vec![Complex64::new(0.0, 0.0); window]));
+                    change.len() - 1
+                }
+            };
+            for (total, s) in change[slot].1.iter_mut().zip(series) {
+                *total += s * sign;
+            }
+        };
+        add(f_group, &head_series(f_base), -1.0);
+        for t in trees.iter() {
+            if let TieSupply::Feeder { feeder, .. } = t.supply {
+                let g = self.feeder(feeder.get());
+                add(g.group, &head_series(&g), -1.0);
+            }
+            add(t.base.group, &head_series(&t.base), 1.0);
+        }
+        for t in trees.iter_mut() {
+            let own = self.group_series(t.base.group, &t.base.window_step, true);
+            let moved = t
+                .base
+                .group
+                .and_then(|g| change.iter().find(|(h, _)| *h == g))
+                .map(|(_, series)| series);
+            t.base.group_kva = own
+                .iter()
+                .zip(&t.base.window_step)
+                .map(|(s, &w)| s + moved.map_or(Complex64::new(0.0, 0.0), |m| m[w]))
+                .collect();
+        }
+    }
+
+    /// A busbar's measured voltage per window step, read off a feeder it
+    /// heads (`None` where none of them kept the step).
+    fn busbar_voltage(&self, busbar: NodeIx) -> Vec<Option<f64>> {
+        let mut at = vec![None; self.window.steps.len()];
+        if let Some(f) = self
+            .network
+            .feeders
+            .iter()
+            .position(|feeder| feeder.head_node == busbar)
+        {
+            let b = self.feeder(f);
+            for (k, &w) in b.window_step.iter().enumerate() {
+                if let Some(slot) = at.get_mut(w) {
+                    *slot = Some(b.loads.source_kv[k]);
+                }
+            }
+        }
+        at
+    }
+
+    /// The largest extra load at F's node `local` for which some restoration
+    /// case of F passes, and the case that allows most (of equal ones, the
+    /// one loaded least at `demand_kw`).
+    pub fn n1_transfer(
+        &self,
+        f: usize,
+        local: u32,
+        demand_kw: f64,
+        load: &AddedLoad<'_>,
+    ) -> TransferOutcome {
+        let n1 = self.feeder_n1(f);
+        // Per case: headroom, the check that limits it, the tree that breaks
+        // it, the tree and node of the candidate.
+        let judged: Vec<(usize, f64, CheckName, usize, usize, u32)> = n1
+            .cases
+            .iter()
+            .enumerate()
+            .filter_map(|(c, case)| {
+                let (t, at) = case.trees.iter().enumerate().find_map(|(i, t)| {
+                    let at = *t.from_feeder.get(local as usize)?;
+                    (at != u32::MAX).then_some((i, at))
+                })?;
+                Some(match case.broken_without() {
+                    Some((i, check)) => (c, 0.0, check, i, t, at),
+                    None => {
+                        let (h, check) = self.headroom_at(&case.trees[t].base, at, load);
+                        (c, h.min(UNBOUNDED_KW), check, t, t, at)
+                    }
+                })
+            })
+            .collect();
+        let most = judged.iter().map(|j| j.1).fold(f64::NEG_INFINITY, f64::max);
+        let mut best: Option<BestCase> = None;
+        for &(c, headroom, check, breaking, own, at) in &judged {
+            if headroom < most {
+                continue;
+            }
+            let case = &n1.cases[c];
+            let candidate =
+                self.best_case_figures(case, c, (breaking, own, at), check, demand_kw, load);
+            if best
+                .as_ref()
+                .is_none_or(|b| candidate.loading_pct < b.loading_pct)
+            {
+                best = Some(candidate);
+            }
+        }
+        TransferOutcome {
+            headroom_kw: if most.is_finite() { most.max(0.0) } else { 0.0 },
+            best,
+        }
+    }
+
+    /// A case's worst loading at `demand_kw` and where its limiting check
+    /// breaks.
+    #[allow(clippy::too_many_arguments)]
+    fn best_case_figures(
+        &self,
+        case: &CaseFlows,
+        c: usize,
+        (tree, own, at): (usize, usize, u32),
+        check: CheckName,
+        demand_kw: f64,
+        load: &AddedLoad<'_>,
+    ) -> BestCase {
+        let t = &case.trees[own];
+        let e = self.evaluate_point(&t.base, at, demand_kw, load);
+        let loading_pct = case
+            .trees
+            .iter()
+            .enumerate()
+            .map(|(i, other)| {
+                if i == own {
+                    e.after.max_loading_pct
+                } else {
+                    other.base.summary.before.max_loading_pct
+                }
+            })
+            .fold(0.0, f64::max);
+        let breaking = &case.trees[tree];
+        let worst = if tree == own {
+            e.worst
+        } else {
+            breaking.base.summary.worst
+        };
+        // The local node whose inbound segment or voltage breaks: its feeder
+        // is the one to reinforce (the supplier's for the head and group).
+        let local = match check {
+            CheckName::SegmentThermal => Some(worst.segment.1),
+            CheckName::Voltage => Some(if worst.v_max.0 > breaking.base.limits.v_max_pu {
+                worst.v_max.1
+            } else {
+                worst.v_min.1
+            }),
+            _ => None,
+        };
+        let owner = local
+            .and_then(|j| self.topology.feeder_of(breaking.nodes[j as usize]))
+            .map(|f| self.network.feeders[f.get()].id.to_string());
+        let element = match check {
+            CheckName::SegmentThermal => {
+                match breaking.base.electrical.inbound[worst.segment.1 as usize] {
+                    Some(Branch::Segment(s)) => Some(self.network.segment(s).id.to_string()),
+                    _ => None,
+                }
+            }
+            CheckName::Voltage => {
+                local.map(|j| self.network.node(breaking.nodes[j as usize]).id.to_string())
+            }
+            CheckName::SubstationTransformer => breaking.base.group.and_then(|g| {
+                self.topology.busbar_groups[g]
+                    .transformers
+                    .first()
+                    .map(|t| self.network.substation_transformers[t.get()].id.to_string())
+            }),
+            _ => None,
+        };
+        BestCase {
+            case: c,
+            loading_pct,
+            binding: check,
+            element,
+            supplier: self.supplier_name(breaking.supply),
+            reinforce: owner.unwrap_or_else(|| self.supplier_name(breaking.supply)),
+            before_broken: case.broken_without().is_some(),
+        }
+    }
+
+    /// A supplier's id: the feeder's, or the busbar's.
+    pub fn supplier_name(&self, supply: TieSupply) -> String {
+        match supply {
+            TieSupply::Feeder { feeder, .. } => self.network.feeders[feeder.get()].id.to_string(),
+            TieSupply::Busbar(b) => self.network.node(b).id.to_string(),
+        }
+    }
+
+    /// How a case reads in results: its ties, joined by `+`, and for a split
+    /// the switch opened after `/` (`S12`, `S12+S40/S7`).
+    pub fn case_label(&self, case: &RestorationCase) -> String {
+        let ties: Vec<String> = case
+            .ties()
+            .iter()
+            .map(|t| self.network.switch(t.switch).id.to_string())
+            .collect();
+        match case {
+            RestorationCase::OneTie(_) => ties.join("+"),
+            RestorationCase::Split { switch, .. } => {
+                format!("{}/{}", ties.join("+"), self.network.switch(*switch).id)
+            }
+        }
+    }
+
+    /// The substation N-1 check at a busbar: the largest extra load (at the
+    /// application's profile and power factor) that the coupled groups carry
+    /// with their largest transformer out, and their loading then at
+    /// `demand_kw`, %. `None` where fewer than two transformers back each
+    /// other up (the check fails).
+    pub fn substation_n1(
+        &self,
+        busbar: NodeIx,
+        demand_kw: f64,
+        load: &AddedLoad<'_>,
+    ) -> SubstationN1 {
+        let Some(group) = self.topology.busbar_group_index(busbar) else {
+            return SubstationN1::default();
+        };
+        let groups = self.topology.coupled_groups(&self.network, group);
+        let ratings: Vec<f64> = groups
+            .iter()
+            .flat_map(|&g| &self.topology.busbar_groups[g].transformers)
+            .map(|t| self.network.substation_transformers[t.get()].rated_kva)
+            .collect();
+        let transformers = ratings.len();
+        if transformers < 2 {
+            return SubstationN1 {
+                transformers,
+                ..SubstationN1::default()
+            };
+        }
+        let largest = ratings.iter().copied().fold(0.0, f64::max);
+        let remaining = ratings.iter().sum::<f64>() - largest;
+        let limit = remaining * self.config.n1.transformer_overload_pct / 100.0;
+        let per_kw = Complex64::new(1.0, load.tan_phi);
+        let mut headroom = UNBOUNDED_KW;
+        let mut worst = 0.0f64;
+        for (w, &ts) in self.window.steps.iter().enumerate() {
+            let flow: Complex64 = groups
+                .iter()
+                .map(|&g| self.group_kva[g][w] + self.group_reserved_kva[g][w])
+                .sum();
+            let factor = load.profile.map_or(1.0, |p| p[self.quarter_of_day(ts)]);
+            let step = per_kw * factor;
+            headroom = headroom.min(crate::evaluate::magnitude_root(flow, step, limit));
+            worst = worst.max((flow + step * demand_kw).norm_sqr().sqrt());
+        }
+        SubstationN1 {
+            transformers,
+            headroom_kw: Some(headroom.max(0.0).floor()),
+            loading_pct: worst / remaining * 100.0,
+        }
+    }
+}
+
+/// The substation N-1 check's figures (see [`Engine::substation_n1`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SubstationN1 {
+    /// In-service transformers of the coupled groups.
+    pub transformers: usize,
+    /// The largest extra load kept, kW; `None` with fewer than two
+    /// transformers.
+    pub headroom_kw: Option<f64>,
+    /// The remaining transformers' loading at the application's demand, %.
+    pub loading_pct: f64,
+}
+
+/// The case that allows most at a candidate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BestCase {
+    /// Index into the feeder's cases.
+    pub case: usize,
+    /// Its worst segment or head loading at the application's demand, %.
+    pub loading_pct: f64,
+    /// The check that limits its headroom.
+    pub binding: CheckName,
+    /// Where that check breaks (a segment or node id).
+    pub element: Option<String>,
+    /// The feeder (or busbar) feeding the tree that breaks it.
+    pub supplier: String,
+    /// The feeder whose reinforcement would restore the case: the one the
+    /// breaking segment or node belongs to (the supplier for its head or
+    /// substation).
+    pub reinforce: String,
+    /// Whether the case breaks a limit even without the new load.
+    pub before_broken: bool,
+}
+
+fn same_supplier(a: TieSupply, b: TieSupply) -> bool {
+    match (a, b) {
+        (TieSupply::Feeder { feeder: x, .. }, TieSupply::Feeder { feeder: y, .. }) => x == y,
+        (TieSupply::Busbar(x), TieSupply::Busbar(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// The two N-1 checks at one candidate, as results report them.
+pub(crate) struct N1Checks {
+    /// `n1_transfer` then `substation_n1`.
+    pub checks: Vec<CheckResult>,
+    /// The candidate's N-1 headroom (never above the normal), `None` where the
+    /// transfer check does not apply (a new bay at a busbar).
+    pub transfer_headroom_kw: Option<f64>,
+    /// The substation N-1 headroom.
+    pub substation_headroom_kw: Option<f64>,
+}
+
+impl Engine {
+    /// Both N-1 checks at `node` (on `feeder`, or a busbar's new bay) for an
+    /// application of `demand_kw` whose normal headroom there is
+    /// `normal_headroom_kw`.
+    pub(crate) fn n1_checks(
+        &self,
+        node: NodeIx,
+        feeder: Option<usize>,
+        busbar: Option<NodeIx>,
+        normal_headroom_kw: f64,
+        demand_kw: f64,
+        load: &AddedLoad<'_>,
+    ) -> N1Checks {
+        let n1 = &self.config.n1;
+        let mut checks = Vec::with_capacity(2);
+        let placement = self.topology.placement(node);
+        let transfer_headroom_kw = match (feeder, placement) {
+            (Some(f), Some(p)) => {
+                let outcome = self.n1_transfer(f, p.local, demand_kw, load);
+                let feeder_id = &self.network.feeders[f].id;
+                let headroom = outcome.headroom_kw.min(normal_headroom_kw).max(0.0);
+                let ok = demand_kw <= headroom;
+                checks.push(match &outcome.best {
+                    None => CheckResult {
+                        name: CheckName::N1Transfer,
+                        ok,
+                        value: f64::NAN,
+                        limit: n1.thermal_pct,
+                        element: None,
+                        detail: Some(format!(
+                            "{feeder_id} has no tie: no normally-open switch joins it to another feeder or a busbar, so nothing feeds it when its head fails"
+                        )),
+                    },
+                    Some(best) => {
+                        let case = &self.feeder_n1(f).cases[best.case];
+                        let label = self.case_label(&case.case);
+                        let at = best
+                            .element
+                            .as_deref()
+                            .map_or(String::new(), |e| format!(" at {e}"));
+                        let detail = if best.before_broken {
+                            Some(format!(
+                                "closing {label} to feed it from {}: {} breaks{at} even without the new load; reinforcing {} would restore the transfer",
+                                best.supplier, best.binding, best.reinforce
+                            ))
+                        } else if !ok && outcome.headroom_kw < normal_headroom_kw {
+                            Some(format!(
+                                "closing {label} to feed it from {} (the best case) carries {headroom} kW more at most: {} breaks first{at}; reinforcing {} would restore it",
+                                best.supplier, best.binding, best.reinforce
+                            ))
+                        } else {
+                            None
+                        };
+                        CheckResult {
+                            name: CheckName::N1Transfer,
+                            ok,
+                            value: round3(best.loading_pct),
+                            limit: n1.thermal_pct,
+                            element: Some(label),
+                            detail,
+                        }
+                    }
+                });
+                Some(headroom)
+            }
+            _ => {
+                checks.push(CheckResult {
+                    name: CheckName::N1Transfer,
+                    ok: true,
+                    value: f64::NAN,
+                    limit: n1.thermal_pct,
+                    element: None,
+                    detail: Some(
+                        "a new bay at the busbar is a new feeder: no transfer case applies"
+                            .to_owned(),
+                    ),
+                });
+                None
+            }
+        };
+        let substation_headroom_kw = busbar.map(|b| {
+            let s = self.substation_n1(b, demand_kw, load);
+            let largest = self.largest_coupled_transformer(b);
+            let headroom = s.headroom_kw.unwrap_or(0.0);
+            let ok = s.headroom_kw.is_some() && demand_kw <= headroom;
+            checks.push(CheckResult {
+                name: CheckName::SubstationN1,
+                ok,
+                value: if s.headroom_kw.is_some() {
+                    round3(s.loading_pct)
+                } else {
+                    f64::NAN
+                },
+                limit: n1.transformer_overload_pct,
+                element: largest.clone(),
+                detail: match (s.headroom_kw, largest) {
+                    (None, _) => Some(format!(
+                        "{} in-service transformer(s) in the busbar group and the groups coupled to it: nothing carries its load when one trips",
+                        s.transformers
+                    )),
+                    (Some(_), Some(t)) if !ok => Some(format!(
+                        "with {t} out, the rest carry {headroom} kW more at most within {} % of their rating",
+                        n1.transformer_overload_pct
+                    )),
+                    _ => None,
+                },
+            });
+            headroom
+        });
+        N1Checks {
+            checks,
+            transfer_headroom_kw,
+            substation_headroom_kw,
+        }
+    }
+
+    /// The largest transformer of the groups coupled to `busbar`'s.
+    fn largest_coupled_transformer(&self, busbar: NodeIx) -> Option<String> {
+        let group = self.topology.busbar_group_index(busbar)?;
+        self.topology
+            .coupled_groups(&self.network, group)
+            .iter()
+            .flat_map(|&g| &self.topology.busbar_groups[g].transformers)
+            .map(|t| &self.network.substation_transformers[t.get()])
+            .max_by(|a, b| a.rated_kva.total_cmp(&b.rated_kva))
+            .map(|t| t.id.to_string())
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
