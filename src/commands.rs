@@ -623,6 +623,74 @@ fn print_feeder_tree(out: &mut String, network: &Network, topology: &Topology, f
             tie_label(network, tree.feeder, *other)
         );
     }
+    print_restoration(out, network, topology, tree);
+}
+
+/// What restores the feeder when its head fails (N-1): its ties, the closed
+/// switches that can split it and every case they allow.
+fn print_restoration(
+    out: &mut String,
+    network: &Network,
+    topology: &Topology,
+    tree: &headroom_geodata::FeederTree,
+) {
+    let restoration = topology.restoration(network, tree.feeder);
+    let node_id = |local: u32| network.node(tree.nodes[local as usize]).id.as_str();
+    let supply = |t: &headroom_geodata::FeederTie| match t.supply {
+        headroom_geodata::TieSupply::Feeder { feeder, local } => format!(
+            "feeder {} at {}",
+            network.feeder(feeder).id,
+            network.node(topology.tree(feeder).nodes[local as usize]).id
+        ),
+        headroom_geodata::TieSupply::Busbar(b) => format!("busbar {}", network.node(b).id),
+    };
+    let _ = writeln!(
+        out,
+        "N-1 (loss of the head): {} tie(s), {} split switch(es), {} restoration case(s)",
+        restoration.ties.len(),
+        restoration.split_switches.len(),
+        restoration.cases.len()
+    );
+    for (switch, at) in &restoration.split_switches {
+        let _ = writeln!(
+            out,
+            "  split switch {} into {}",
+            network.switch(*switch).id,
+            node_id(*at)
+        );
+    }
+    for case in &restoration.cases {
+        match case {
+            headroom_geodata::RestorationCase::OneTie(t) => {
+                let _ = writeln!(
+                    out,
+                    "  case: close {} at {}: all of it from {}",
+                    network.switch(t.switch).id,
+                    node_id(t.local),
+                    supply(t)
+                );
+            }
+            headroom_geodata::RestorationCase::Split {
+                switch,
+                upstream,
+                downstream,
+                ..
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  case: open {}; close {} (the part nearer the head, from {}) and {} (the part below, from {})",
+                    network.switch(*switch).id,
+                    network.switch(upstream.switch).id,
+                    supply(upstream),
+                    network.switch(downstream.switch).id,
+                    supply(downstream)
+                );
+            }
+        }
+    }
+    if restoration.cases.is_empty() {
+        let _ = writeln!(out, "  no case: nothing feeds it when its head fails");
+    }
 }
 
 fn tie_label(

@@ -80,6 +80,21 @@ pub struct CapacityRow {
     pub generation_open_kw: f64,
     /// The published grade of C1 and C2, top-down.
     pub grade: Grade,
+    /// Feeders, N-1 on: whether some restoration case feeds the feeder as it
+    /// stands when its head fails (`planning.md` §2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n1_ok: Option<bool>,
+    /// Feeders, N-1 on: the N-1 headroom at its first node, kW (never above
+    /// `headroom_kw`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n1_headroom_kw: Option<f64>,
+    /// Feeders, N-1 on: the case that allows most, as `n1_transfer` names it
+    /// (`S12`, `S12+S40/S7`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n1_case: Option<String>,
+    /// Feeders, N-1 on: why the feeder fails or what limits it, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n1_detail: Option<String>,
 }
 
 /// The published grade of an asset's open capacity for distributed
@@ -978,6 +993,7 @@ impl Engine {
                     .to_string(),
             );
         }
+        let n1 = self.feeder_n1_figures(f, headroom);
         CapacityRow {
             id: feeder.id.to_string(),
             kind: "feeder",
@@ -995,6 +1011,10 @@ impl Engine {
             generation_headroom_kw: open.headroom_kw,
             generation_open_kw: open.open_kw,
             grade,
+            n1_ok: n1.ok,
+            n1_headroom_kw: n1.headroom_kw,
+            n1_case: n1.case,
+            n1_detail: n1.detail,
         }
     }
 
@@ -1116,6 +1136,10 @@ impl Engine {
                 generation_headroom_kw: open.headroom_kw,
                 generation_open_kw: open.open_kw,
                 grade,
+                n1_ok: None,
+                n1_headroom_kw: None,
+                n1_case: None,
+                n1_detail: None,
             });
         }
         rows
@@ -1233,6 +1257,10 @@ impl Engine {
                 generation_headroom_kw: open[s].headroom_kw,
                 generation_open_kw: open[s].open_kw,
                 grade: open[s].grade(),
+                n1_ok: None,
+                n1_headroom_kw: None,
+                n1_case: None,
+                n1_detail: None,
             });
         }
         rows

@@ -849,3 +849,62 @@ impl Engine {
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
+
+/// A feeder's N-1 figures for its capacity row.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct FeederN1Figures {
+    pub ok: Option<bool>,
+    pub headroom_kw: Option<f64>,
+    pub case: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl Engine {
+    /// Whether feeder `f` as it stands passes N-1 and its N-1 headroom at its
+    /// first node (flat, at the capacity power factor, never above
+    /// `headroom_kw`); nothing where `engine.n1.mode` is off.
+    pub(crate) fn feeder_n1_figures(&self, f: usize, headroom_kw: f64) -> FeederN1Figures {
+        let tree = self.topology.tree(FeederIx::from_usize(f));
+        if self.config.n1.mode == crate::config::N1Mode::Off || tree.node_count() == 0 {
+            return FeederN1Figures::default();
+        }
+        let load = AddedLoad::flat(self.config.capacity_power_factor);
+        let n1 = self.feeder_n1(f);
+        let ok = n1.cases.iter().any(|c| c.broken_without().is_none());
+        let outcome = self.n1_transfer(f, 1, 0.0, &load);
+        let feeder_id = &self.network.feeders[f].id;
+        let (case, detail) = match &outcome.best {
+            None => (
+                None,
+                Some(format!(
+                    "{feeder_id} has no tie: nothing feeds it when its head fails"
+                )),
+            ),
+            Some(best) => {
+                let label = self.case_label(&n1.cases[best.case].case);
+                let at = best
+                    .element
+                    .as_deref()
+                    .map_or(String::new(), |e| format!(" at {e}"));
+                let detail = if ok {
+                    format!(
+                        "closing {label} feeds it from {}; {} limits the transfer{at}",
+                        best.supplier, best.binding
+                    )
+                } else {
+                    format!(
+                        "no case carries it as it stands: closing {label} to feed it from {}, {} breaks{at}; reinforcing {} would restore it",
+                        best.supplier, best.binding, best.reinforce
+                    )
+                };
+                (Some(label), Some(detail))
+            }
+        };
+        FeederN1Figures {
+            ok: Some(ok),
+            headroom_kw: Some(outcome.headroom_kw.min(headroom_kw).max(0.0)),
+            case,
+            detail,
+        }
+    }
+}
