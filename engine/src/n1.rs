@@ -558,9 +558,30 @@ impl Engine {
             }),
             _ => None,
         };
-        let owner = local
-            .and_then(|j| self.topology.feeder_of(breaking.nodes[j as usize]))
-            .map(|f| self.network.feeders[f.get()].id.to_string());
+        // A segment's own feeder; for a voltage, the feeder with most of the
+        // impedance between the busbar and the node.
+        let owner = local.and_then(|j| {
+            let e = &breaking.base.electrical;
+            let mut share: Vec<(FeederIx, f64)> = Vec::new();
+            let mut at = j as usize;
+            while at != 0 && at < e.len() {
+                if let Some(f) = self.topology.feeder_of(breaking.nodes[at]) {
+                    let z = e.z_ohm[at].norm_sqr().sqrt();
+                    match share.iter_mut().find(|(g, _)| *g == f) {
+                        Some((_, total)) => *total += z,
+                        None => share.push((f, z)),
+                    }
+                }
+                if check == CheckName::SegmentThermal {
+                    break;
+                }
+                at = e.parent[at] as usize;
+            }
+            share
+                .iter()
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(f, _)| self.network.feeders[f.get()].id.to_string())
+        });
         let element = match check {
             CheckName::SegmentThermal => {
                 match breaking.base.electrical.inbound[worst.segment.1 as usize] {

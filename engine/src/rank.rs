@@ -232,6 +232,10 @@ fn finite_figures(mut c: Candidate) -> Candidate {
         voltage(&mut figures.max_voltage_pu);
     }
     for check in &mut c.checks {
+        // Not applicable, said as null.
+        if check.value.is_nan() {
+            continue;
+        }
         if check.name == CheckName::Voltage {
             voltage(&mut check.value);
         } else {

@@ -7,6 +7,8 @@
 //! - `load_model`: unmetered allocation and profiles;
 //! - `shortcut`: the engine's shortcuts against the long way round, on the fixture;
 //! - `generation`: headroom for export against bisection, and each check alone;
+//! - `n1`: restoration cases against the switched network, each case the spec
+//!   names, report and enforce;
 //! - `from_store`: the engine over the readings store, as over the same readings
 //!   in memory.
 
@@ -15,6 +17,7 @@ mod figures;
 mod from_store;
 mod generation;
 mod load_model;
+mod n1;
 mod schemes;
 mod shortcut;
 mod support;

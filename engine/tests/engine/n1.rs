@@ -1,0 +1,380 @@
+//! N-1 (`shared/spec/planning.md` §2): each restoration case against the
+//! same network switched as the case says (the head opened, the tie closed),
+//! judged by the ordinary engine; the cases the spec names one by one on small
+//! grids; the policy's `report` and `enforce` on the fixture.
+
+use std::sync::Arc;
+
+use headroom_engine::evaluate::AddedLoad;
+use headroom_engine::{CheckName, Engine, EngineConfig, InMemoryReadings, N1Mode};
+use headroom_geodata::topology::Branch;
+use headroom_geodata::{
+    FeederIx, Network, NetworkBuilder, NetworkParts, NodeType, Quantity, RestorationCase, TieSupply,
+};
+use serde_json::json;
+
+use crate::shortcut::fixture_engine;
+use crate::support::{Series, application, at, candidate, rows};
+
+/// The network with `feeder`'s head segment out of service and `ties` closed:
+/// what the field crew makes of it in the case.
+fn switched(network: &Network, feeder: FeederIx, ties: &[usize]) -> Network {
+    let topology = headroom_geodata::Topology::trace(network);
+    let tree = topology.tree(feeder);
+    let mut parts: NetworkParts = (**network).clone();
+    match tree.inbound[1] {
+        Some(Branch::Segment(s)) => parts.segments[s.get()].in_service = false,
+        other => panic!("head branch {other:?} is not a segment"),
+    }
+    for &t in ties {
+        parts.switches[topology.ties[t].switch.get()].normally_open = false;
+    }
+    Network::new(parts).expect("switched network")
+}
+
+/// Every one-tie case of every fixture feeder, at every node of the feeder:
+/// the case tree's headroom is the ordinary headroom on the switched network
+/// (its limits are the normal ones by default, and the substation, two 40 MVA
+/// transformers, never binds there).
+#[test]
+fn each_one_tie_case_is_the_switched_network_judged_as_usual() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/1-MV-semiurb");
+    let gridpack = headroom_geodata::Gridpack::read(&dir).expect("fixture gridpack");
+    let readings: Arc<dyn headroom_engine::ReadingsSource> =
+        Arc::new(InMemoryReadings::from_rows(&gridpack.readings));
+    let engine = Engine::new(
+        gridpack.network,
+        readings.clone(),
+        EngineConfig::default(),
+        Vec::new(),
+    );
+    let load = AddedLoad::flat(0.95);
+    let mut compared = 0;
+    for f in 0..engine.network.feeders.len() {
+        let n1 = engine.feeder_n1(f);
+        let tree = engine.topology.tree(FeederIx::from_usize(f));
+        for case in &n1.cases {
+            let RestorationCase::OneTie(tie) = case.case else {
+                continue;
+            };
+            let network = switched(&engine.network, tree.feeder, &[tie.tie]);
+            let plain = Engine::new(
+                network,
+                readings.clone(),
+                EngineConfig::default(),
+                Vec::new(),
+            );
+            for local in (1..tree.nodes.len() as u32).step_by(3) {
+                let node = tree.nodes[local as usize];
+                let (case_tree, at) = case.tree_of(local).expect("every node is fed");
+                let (in_case, _) = engine.headroom_at(&case_tree.base, at, &load);
+                let p = plain
+                    .topology
+                    .placement(node)
+                    .expect("fed in the switched network");
+                let (as_usual, _) =
+                    plain.headroom_at(&plain.feeder(p.feeder.get()), p.local, &load);
+                assert!(
+                    (in_case - as_usual).abs() <= 1.0,
+                    "{} on {} over {}: case {in_case} kW, switched network {as_usual} kW",
+                    engine.network.node(node).id,
+                    engine.network.feeders[f].id,
+                    engine.network.switch(tie.switch).id,
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 50, "only {compared} nodes compared");
+}
+
+/// Busbar B (substation S, one transformer) with feeder F: B -L1- N1 -L2- N2
+/// -SW- N3 -L3- N4; busbar C (substation S2, two transformers) with feeders
+/// G: C -M1- G1 -M2- G2 and H: C -K1- H1 -K2- H2. Ties from N2 to G2 (T1) and
+/// from N4 to H2 (T2). Segments of 0.2 + j0.1 ohm/km, 1 km; G's and H's are
+/// rated `weak_a`, F's 300 A.
+fn grid(weak_a: f64, tie_below_switch: bool) -> NetworkBuilder {
+    let mut b = NetworkBuilder::new();
+    b.substation("S", at(0.0, 0.0))
+        .node("B", NodeType::Busbar, at(0.0, 0.0))
+        .substation_transformer("TR", "S", "B", 20_000.0)
+        .substation("S2", at(0.0, 1000.0))
+        .node("C", NodeType::Busbar, at(0.0, 1000.0))
+        .substation_transformer("TRa", "S2", "C", 20_000.0)
+        .substation_transformer("TRb", "S2", "C", 20_000.0);
+    for (i, id) in ["N1", "N2", "N3", "N4"].iter().enumerate() {
+        b.node(id, NodeType::Pole, at(100.0 * (i + 1) as f64, 0.0));
+    }
+    for (i, id) in ["G1", "G2", "H1", "H2"].iter().enumerate() {
+        b.node(id, NodeType::Pole, at(100.0 * (i + 1) as f64, 900.0));
+    }
+    for (id, from, to, rated) in [
+        ("L1", "B", "N1", 300.0),
+        ("L2", "N1", "N2", 300.0),
+        ("L3", "N3", "N4", 300.0),
+        ("M1", "C", "G1", weak_a),
+        ("M2", "G1", "G2", weak_a),
+        ("K1", "C", "H1", weak_a),
+        ("K2", "H1", "H2", weak_a),
+    ] {
+        b.segment(id, from, to, 0.2, 0.1, rated, 1_000.0);
+    }
+    b.switch("SW", "N2", "N3", false)
+        .switch("T1", "N2", "G2", true)
+        .feeder("F", "B", "N1", Some(300.0))
+        .feeder("G", "C", "G1", Some(weak_a))
+        .feeder("H", "C", "H1", Some(weak_a));
+    if tie_below_switch {
+        b.switch("T2", "N4", "H2", true);
+    }
+    for (t, node) in [
+        ("TF1", "N1"),
+        ("TF2", "N2"),
+        ("TF3", "N3"),
+        ("TF4", "N4"),
+        ("TG1", "G1"),
+        ("TG2", "G2"),
+        ("TH1", "H1"),
+        ("TH2", "H2"),
+    ] {
+        b.transformer(t, node, 630.0);
+    }
+    b
+}
+
+/// 500 kW at 0.95 on every transformer over a day, heads at 10.4 kV.
+fn readings(network: &Network) -> Series<'static> {
+    let steps = 96;
+    let mut s: Series<'static> = Vec::new();
+    for f in ["F", "G", "H"] {
+        s.push((f, Quantity::UKv, vec![10.4; steps]));
+    }
+    for t in ["TF1", "TF2", "TF3", "TF4", "TG1", "TG2", "TH1", "TH2"] {
+        s.push((t, Quantity::PKw, vec![500.0; steps]));
+        s.push((t, Quantity::QKvar, vec![164.0; steps]));
+    }
+    let _ = network;
+    s
+}
+
+fn engine_of(builder: &NetworkBuilder, mode: N1Mode) -> Engine {
+    let network = builder.build().expect("valid grid");
+    let series = readings(&network);
+    let readings = Arc::new(InMemoryReadings::from_rows(&rows(&network, &series)));
+    let mut config = EngineConfig::default();
+    config.n1.mode = mode;
+    Engine::new(network, readings, config, Vec::new())
+}
+
+fn check(c: &headroom_engine::Candidate, name: CheckName) -> &headroom_engine::CheckResult {
+    c.checks
+        .iter()
+        .find(|x| x.name == name)
+        .unwrap_or_else(|| panic!("no {name} check in {:?}", c.checks))
+}
+
+#[test]
+fn a_feeder_without_a_tie_has_no_n1_headroom_and_says_why() {
+    let engine = engine_of(&grid(300.0, false), N1Mode::Report);
+    // H has no tie at all.
+    let h = engine.network.feeder_ix("H").unwrap();
+    assert!(
+        engine
+            .topology
+            .restoration(&engine.network, h)
+            .cases
+            .is_empty()
+    );
+    let result = engine.rank(&application("A", at(200.0, 900.0), 100.0, json!({})));
+    let c = candidate(&result, "H1");
+    assert_eq!(c.n1_headroom_kw, Some(0.0));
+    let transfer = check(c, CheckName::N1Transfer);
+    assert!(!transfer.ok);
+    assert!(transfer.value.is_nan());
+    assert!(
+        transfer.detail.as_deref().unwrap_or("").contains("no tie"),
+        "{transfer:?}"
+    );
+    // Report mode: the candidate's own verdict is as without N-1.
+    assert!(c.feasible);
+    assert_ne!(c.binding_constraint, CheckName::N1Transfer);
+}
+
+#[test]
+fn a_tie_to_another_substation_feeds_the_whole_feeder_from_there() {
+    let engine = engine_of(&grid(300.0, false), N1Mode::Report);
+    let f = engine.network.feeder_ix("F").unwrap();
+    let n1 = engine.feeder_n1(f.get());
+    assert_eq!(n1.cases.len(), 1);
+    let case = &n1.cases[0];
+    assert!(
+        matches!(case.case, RestorationCase::OneTie(t) if matches!(t.supply, TieSupply::Feeder { feeder, .. } if engine.network.feeders[feeder.get()].id.as_str() == "G"))
+    );
+    // Supplied from C, of substation S2: its group is the one judged.
+    let tree = &case.trees[0];
+    assert_eq!(
+        tree.base.group,
+        engine
+            .topology
+            .busbar_group_index(engine.network.node_ix("C").unwrap())
+    );
+    let result = engine.rank(&application("A", at(400.0, 0.0), 300.0, json!({})));
+    let c = candidate(&result, "N4");
+    let transfer = check(c, CheckName::N1Transfer);
+    assert_eq!(transfer.element.as_deref(), Some("T1"));
+    let n1_headroom = c.n1_headroom_kw.unwrap();
+    assert!(n1_headroom > 300.0 && n1_headroom <= c.headroom_kw, "{c:?}");
+    assert!(transfer.ok);
+}
+
+#[test]
+fn a_split_passes_where_no_single_tie_does() {
+    // G and H rated 160 A: each carries its own 1 MW and one half of F's
+    // 2 MW (2 MW in all, about 117 A at 10.4 kV), not all of F (3 MW in all,
+    // about 175 A).
+    let engine = engine_of(&grid(160.0, true), N1Mode::Report);
+    let f = engine.network.feeder_ix("F").unwrap().get();
+    let n1 = engine.feeder_n1(f);
+    let labels: Vec<String> = n1
+        .cases
+        .iter()
+        .map(|c| engine.case_label(&c.case))
+        .collect();
+    assert_eq!(labels, ["T1", "T2", "T1+T2/SW"]);
+    for (c, case) in n1.cases.iter().enumerate() {
+        let broken = case.broken_without();
+        if c < 2 {
+            assert_eq!(
+                broken.map(|(_, check)| check),
+                Some(CheckName::SegmentThermal),
+                "{}",
+                labels[c]
+            );
+        } else {
+            assert_eq!(broken, None, "the split carries F as it stands");
+        }
+    }
+    let result = engine.rank(&application("A", at(100.0, 0.0), 100.0, json!({})));
+    let c = candidate(&result, "N1");
+    let transfer = check(c, CheckName::N1Transfer);
+    assert_eq!(transfer.element.as_deref(), Some("T1+T2/SW"));
+    assert!(transfer.ok, "{transfer:?}");
+    assert!(c.n1_headroom_kw.unwrap() >= 100.0);
+}
+
+#[test]
+fn a_receiving_feeder_that_breaks_voltage_first_names_the_node_and_the_feeder() {
+    // G long and resistive: 6 km of 0.3 ohm/km before the tie: F as it
+    // stands gets through at about 0.94 pu, 3 MW more does not.
+    let network = grid(600.0, false).build().unwrap();
+    let mut parts: NetworkParts = (*network).clone();
+    for s in parts.segments.iter_mut() {
+        if s.id.as_str().starts_with('M') {
+            s.length_m = 3_000.0;
+            s.r_ohm_per_km = 0.3;
+        }
+    }
+    let network = Network::new(parts).unwrap();
+    let series = readings(&network);
+    let readings = Arc::new(InMemoryReadings::from_rows(&rows(&network, &series)));
+    let engine = Engine::new(network, readings, EngineConfig::default(), Vec::new());
+    let result = engine.rank(&application("A", at(400.0, 0.0), 3000.0, json!({})));
+    let c = candidate(&result, "N4");
+    let transfer = check(c, CheckName::N1Transfer);
+    assert!(!transfer.ok, "{transfer:?}");
+    let detail = transfer.detail.as_deref().unwrap_or("");
+    assert!(detail.contains("voltage breaks first"), "{detail}");
+    assert!(detail.contains("from G"), "{detail}");
+    // Most of the drop is on G's long segments: G is the one to reinforce.
+    assert!(
+        detail.ends_with("reinforcing G would restore it"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_substation_of_one_transformer_fails_its_n1_check() {
+    let engine = engine_of(&grid(300.0, false), N1Mode::Report);
+    let result = engine.rank(&application("A", at(100.0, 0.0), 100.0, json!({})));
+    let on_f = candidate(&result, "N1");
+    let s = check(on_f, CheckName::SubstationN1);
+    assert!(!s.ok);
+    assert!(s.value.is_nan());
+    assert_eq!(on_f.substation_n1_headroom_kw, Some(0.0));
+    // Two transformers at C: the other carries the load up to 130 % of 20 MVA.
+    let result = engine.rank(&application("A", at(100.0, 900.0), 100.0, json!({})));
+    let on_g = candidate(&result, "G1");
+    let s = check(on_g, CheckName::SubstationN1);
+    assert!(s.ok, "{s:?}");
+    let headroom = on_g.substation_n1_headroom_kw.unwrap();
+    // 26 MVA less 4 MW at 0.95 of load, at 0.95: about 22 MW.
+    assert!((21_000.0..23_500.0).contains(&headroom), "{headroom}");
+}
+
+#[test]
+fn report_mode_changes_nothing_else_and_enforce_decides_with_n1() {
+    let (off, apps) = fixture_engine(EngineConfig {
+        n1: headroom_engine::N1Config {
+            mode: N1Mode::Off,
+            ..Default::default()
+        },
+        ..EngineConfig::default()
+    });
+    let (report, _) = fixture_engine(EngineConfig::default());
+    let (enforce, _) = fixture_engine(EngineConfig {
+        n1: headroom_engine::N1Config {
+            mode: N1Mode::Enforce,
+            ..Default::default()
+        },
+        ..EngineConfig::default()
+    });
+    let mut changed = 0;
+    for app in &apps {
+        let plain = off.rank(app);
+        let reported = report.rank(app);
+        let enforced = enforce.rank(app);
+        let mut without_n1 = reported.clone();
+        for c in &mut without_n1.candidates {
+            c.n1_headroom_kw = None;
+            c.substation_n1_headroom_kw = None;
+            c.checks
+                .retain(|x| !matches!(x.name, CheckName::N1Transfer | CheckName::SubstationN1));
+        }
+        assert_eq!(
+            serde_json::to_value(&without_n1).unwrap(),
+            serde_json::to_value(&plain).unwrap(),
+            "{}: report mode changed a result",
+            app.id
+        );
+        for (r, e) in reported.candidates.iter().zip(&enforced.candidates) {
+            let (Some(n1), Some(sub)) = (r.n1_headroom_kw, r.substation_n1_headroom_kw) else {
+                continue;
+            };
+            let expected = r.headroom_kw.min(n1).min(sub);
+            assert_eq!(e.headroom_kw, expected, "{} at {}", app.id, r.node);
+            let n1_ok = r
+                .checks
+                .iter()
+                .filter(|x| matches!(x.name, CheckName::N1Transfer | CheckName::SubstationN1))
+                .all(|x| x.ok);
+            assert_eq!(e.feasible, r.feasible && n1_ok, "{} at {}", app.id, r.node);
+            if n1 < r.headroom_kw
+                && !matches!(
+                    r.binding_constraint,
+                    CheckName::OutOfService | CheckName::NoSpareBay
+                )
+            {
+                assert_eq!(
+                    e.binding_constraint,
+                    CheckName::N1Transfer,
+                    "{} at {}",
+                    app.id,
+                    r.node
+                );
+                changed += 1;
+            }
+        }
+    }
+    assert!(changed > 100, "enforce changed only {changed} candidates");
+}
