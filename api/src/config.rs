@@ -464,6 +464,7 @@ mod tests {
             config.engine.route_factor,
             EngineConfig::default().route_factor
         );
+        assert_eq!(config.engine.n1, headroom_engine::N1Config::default());
         let text = toml::to_string(&config).unwrap();
         let again = ServiceConfig::load_from(Some(&text), Vec::new()).unwrap();
         assert_eq!(again, config);
@@ -526,6 +527,13 @@ mod tests {
                 vec![],
                 "engine.route_factor",
             ),
+            (
+                "[engine.n1]\nthermal_pct = -5.0",
+                vec![],
+                "engine.n1.thermal_pct",
+            ),
+            ("[engine.n1]\nv_min_pu = 1.2", vec![], "engine.n1.v_min_pu"),
+            ("[engine.n1]\nmode = \"strict\"", vec![], "engine.n1.mode"),
             (
                 "[[engine.conductors]]\nname = \"c\"\nkind = \"cable\"\nrated_a = 0.0\n\
                  r_ohm_per_km = 0.1\nx_ohm_per_km = 0.1\ncost_per_km = 1.0",

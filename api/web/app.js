@@ -137,6 +137,12 @@
     const o = state.overview;
     if (p.data_age_s === null || p.data_age_s === undefined || p.data_age_s > o.stale_after_s) return 'grey';
     if (state.view === 'generation') return GRADE_BANDS[p.grade] || 'grey';
+    // N-1 is a feeder's figure: whether a neighbour takes it when its head fails.
+    if (state.view === 'n1') {
+      if (p.n1_ok === true) return p.n1_headroom_kw > 0 ? 'green' : 'amber';
+      if (p.n1_ok === false) return 'red';
+      return 'grey';
+    }
     if (p.headroom_kw <= 0 || p.loading_pct >= o.red_loading_pct) return 'red';
     if (p.loading_pct >= o.amber_loading_pct) return 'amber';
     return 'green';
@@ -145,6 +151,8 @@
   // ---- the view in the URL -------------------------------------------------------
 
   const LAYER_NAMES = ['feeders', 'transformers', 'substations', 'ties'];
+  // What the colours can show: load headroom, generation open capacity, N-1.
+  const VIEWS = ['load', 'generation', 'n1'];
 
   function readView() {
     const p = new URLSearchParams(location.hash.slice(1));
@@ -156,7 +164,7 @@
       layers: p.has('layers') ? p.get('layers').split(',').filter((l) => LAYER_NAMES.includes(l)) : LAYER_NAMES,
       minHeadroomKw: num('min') || 0,
       asset: p.get('asset'),
-      view: p.get('view') === 'generation' ? 'generation' : 'load',
+      view: VIEWS.includes(p.get('view')) ? p.get('view') : 'load',
     };
   }
 
@@ -225,6 +233,16 @@
       ${many ? `<div class="note">Transformers appear from zoom ${TRANSFORMERS_FROM_ZOOM}.</div>` : ''}`;
       return;
     }
+    if (state.view === 'n1') {
+      $('legend').innerHTML = `
+      <div class="title">N-1: when a feeder's head fails</div>
+      <div><i style="background:${COLOURS.green}"></i>a neighbour takes it over a tie, with room to spare</div>
+      <div><i style="background:${COLOURS.amber}"></i>a neighbour takes it as it stands, no more</div>
+      <div><i style="background:${COLOURS.red}"></i>no tie, or no case carries it: fails N-1</div>
+      <div><i style="background:${COLOURS.grey}"></i>not a feeder, N-1 off, or no recent readings</div>
+      <div><i class="tie"></i>tie switch (normally open)</div>`;
+      return;
+    }
     $('legend').innerHTML = `
       <div><i style="background:${COLOURS.green}"></i>loading below ${number(o.amber_loading_pct, 0)}%</div>
       <div><i style="background:${COLOURS.amber}"></i>${number(o.amber_loading_pct, 0)}% to ${number(o.red_loading_pct, 0)}%</div>
@@ -236,8 +254,14 @@
   }
 
   function tooltip(p) {
+    const n1 =
+      p.n1_ok === undefined
+        ? 'N-1 not worked out'
+        : `N-1 ${p.n1_ok ? 'passes' : 'fails'}${p.n1_case ? ` (${esc(p.n1_case)})` : ''}, ${number(p.n1_headroom_kw, 0)} kW more`;
     const figures =
-      state.view === 'generation'
+      state.view === 'n1'
+        ? n1
+        : state.view === 'generation'
         ? `generation ${esc(p.grade)}: C1 ${number(p.generation_headroom_kw, 0)} kW, open C2 ${number(p.generation_open_kw, 0)} kW`
         : `loading ${number(p.loading_pct)}%, headroom ${number(p.headroom_kw, 0)} kW
       (<span class="binding">${esc(p.binding_constraint)}</span>)`;
@@ -517,6 +541,13 @@
         ${row('PV that fits today (C1)', number(c.generation_headroom_kw, 0), 'generation_headroom_kw', 'kW')}
         ${row('Open after the queue (C2)', number(c.generation_open_kw, 0), 'generation_open_kw', 'kW')}
       </table>`;
+      if (c.n1_ok !== undefined) {
+        html += `<h3>N-1: the head lost</h3><table class="figures">
+        ${row('Restored as it stands', c.n1_ok ? 'yes' : '<span class="binding">no</span>', 'n1_ok')}
+        ${row('Headroom with N-1', number(c.n1_headroom_kw, 0), 'n1_headroom_kw', 'kW')}
+        ${row('Best case (tie)', esc(c.n1_case || 'none'), 'n1_case')}
+        </table>${c.n1_detail ? `<p class="note" data-field="n1_detail">${esc(c.n1_detail)}</p>` : ''}`;
+      }
     } else if (asset.reserved_kw > 0) {
       html += `<table class="figures">${row('Reserved for applications', number(asset.reserved_kw), 'reserved_kw', 'kW')}</table>`;
     }
@@ -771,7 +802,7 @@
     search($('search-text').value);
   });
   $('view').addEventListener('change', (event) => {
-    state.view = event.target.value === 'generation' ? 'generation' : 'load';
+    state.view = VIEWS.includes(event.target.value) ? event.target.value : 'load';
     if (state.overview) {
       drawLegend();
       drawFeeders();

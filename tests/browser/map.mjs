@@ -5,7 +5,7 @@
 //   node tests/browser/map.mjs TASK.json
 //
 // TASK: {url, token, screenshots (folder), chromium (path),
-//        mode: "fixture" | "render" | "generation" (the generation view's colours),
+//        mode: "fixture" | "render" | "generation" (the generation and N-1 views' colours),
 //        feeder (id to click), application ({lon, lat, demand_kw, power_factor,
 //        voltage_kv?, importance})}
 // Prints one JSON object: what was drawn, the time to the first full render, the
@@ -95,6 +95,13 @@ try {
     report.legend = await page.locator('#legend').innerText();
     report.hash = await page.evaluate(() => location.hash);
     await page.screenshot({ path: join(task.screenshots, 'generation.png') });
+    // And to the N-1 view: feeders by whether a neighbour takes them.
+    await page.selectOption('#view', 'n1');
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    report.n1_colours = await page.evaluate(() => structuredClone(window.headroomMap.colours));
+    report.n1_legend = await page.locator('#legend').innerText();
+    report.n1_hash = await page.evaluate(() => location.hash);
+    await page.screenshot({ path: join(task.screenshots, 'n1.png') });
   } else if (task.mode === 'render') {
     // A first visit with the token already entered: navigation to a full map.
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });

@@ -91,6 +91,12 @@ fn each_broken_application_rule_exits_2_naming_the_field() {
             json!({"kind": "generation", "source": "coal", "importance": null}),
             "source",
         ),
+        ("n1 not a boolean", json!({"n1": "yes"}), "n1"),
+        (
+            "n1 asked for a generator",
+            json!({"kind": "generation", "n1": true, "importance": null}),
+            "n1",
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     let gridpack = fixture("1-MV-semiurb");

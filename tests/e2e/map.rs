@@ -360,6 +360,31 @@ fn the_generation_view_shows_every_grade_on_the_demo_grid() {
         report["generation_colours"]["transformers"]["grey"],
         report["load_colours"]["transformers"]["grey"]
     );
+    // The N-1 view: each feeder red where no restoration case carries it as
+    // it stands, green or amber where one does; nothing else coloured.
+    let feeders = get(&format!("{url}/v1/capacity?level=feeder"), &token);
+    let failing = feeders["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["properties"]["n1_ok"] == json!(false))
+        .count() as u64;
+    let n1 = &report["n1_colours"];
+    let count = |layer: &str, colour: &str| n1[layer][colour].as_u64().unwrap_or(0);
+    assert_eq!(count("feeders", "red"), failing, "{report}");
+    assert_eq!(
+        count("feeders", "green") + count("feeders", "amber") + failing,
+        feeders["features"].as_array().unwrap().len() as u64,
+        "{report}"
+    );
+    assert_eq!(
+        count("substations", "green") + count("transformers", "green"),
+        0
+    );
+    assert!(
+        report["n1_hash"].as_str().unwrap().contains("view=n1"),
+        "{report}"
+    );
     let legend = report["legend"].as_str().unwrap();
     for word in ["green", "yellow", "red", "C1", "C2"] {
         assert!(legend.contains(word), "the legend lacks {word}: {legend}");
