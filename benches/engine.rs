@@ -5,6 +5,10 @@
 //!   headroom for every candidate, on a warm engine (load model and base power
 //!   flows built once, as the service keeps them). Target p50 < 5 ms; the ratio to
 //!   pandapower's `timing.per_application_s_median` in `expected.json` is printed.
+//! - `rank/fixture_one_application_n1_enforced`: the same applications with
+//!   `"n1": true` (the N-1 checks decide); target p50 < 10 ms. Every load
+//!   ranking reports N-1 (the default `report` mode), so the bench above
+//!   includes its cost too.
 //! - `rank/fixture_one_generation_application`: the same for generation (PV
 //!   of 1 MW at each application's place, the default PV profile, every
 //!   exporting step judged); target p50 < 5 ms.
@@ -15,8 +19,10 @@
 //!   one application at random points of the city, timed one by one, cold (feeders
 //!   built on first use) and warm (the same applications again); target p50 < 20 ms,
 //!   p99 < 50 ms warm; then the same places as PV generators, warm (target p50 <
-//!   20 ms). And `capacity --level feeder` for the whole city, once, with the
-//!   open capacity for generation (target < 6 s on 2 cores). Loading the city's
+//!   20 ms); then with N-1 enforced, warm (target p50 < 40 ms). And
+//!   `capacity --level feeder` for the whole city, once, with the open capacity
+//!   for generation and the N-1 figures (targets < 6 s and, with N-1, < 10 s
+//!   on 2 cores). Loading the city's
 //!   73 million readings takes a minute first.
 //!
 //! Run: `cargo bench --bench engine`; with `HEADROOM_BENCH_CITY_ONLY=1` as well,
@@ -93,12 +99,25 @@ fn benches(c: &mut Criterion) {
         timings[timings.len() / 2],
         timings[timings.len() * 99 / 100],
     );
+    let n1_apps = with_n1(&apps);
+    let timings = one_by_one(&engine, &n1_apps, 20);
+    eprintln!(
+        "fixture, one application with N-1 enforced: p50 {:?}, p99 {:?}",
+        timings[timings.len() / 2],
+        timings[timings.len() * 99 / 100],
+    );
     let mut group = c.benchmark_group("rank");
     let mut i = 0;
     group.bench_function("fixture_one_application", |b| {
         b.iter(|| {
             i = (i + 1) % apps.len();
             black_box(engine.rank(&apps[i]))
+        })
+    });
+    group.bench_function("fixture_one_application_n1_enforced", |b| {
+        b.iter(|| {
+            i = (i + 1) % n1_apps.len();
+            black_box(engine.rank(&n1_apps[i]))
         })
     });
     group.bench_function("fixture_one_generation_application", |b| {
@@ -128,6 +147,16 @@ fn one_by_one(engine: &Engine, apps: &[Application], rounds: usize) -> Vec<Durat
     }
     timings.sort();
     timings
+}
+
+/// The same applications asking for N-1 to be enforced (`"n1": true`).
+fn with_n1(apps: &[Application]) -> Vec<Application> {
+    apps.iter()
+        .map(|a| Application {
+            n1: true,
+            ..a.clone()
+        })
+        .collect()
 }
 
 /// The applications' places as PV generators of 1 MW (default PV profile,
@@ -236,6 +265,27 @@ fn city() {
             "city, one application ({pass}, {} applications, mean {} candidates): p50 {:?}, p99 {:?}",
             apps.len(),
             candidates / apps.len(),
+            timings[timings.len() / 2],
+            timings[timings.len() - 1]
+        );
+    }
+    // N-1 enforced: the first pass builds the restoration cases of the
+    // feeders it meets (the load passes above built them too, in report mode).
+    for pass in ["first", "warm"].into_iter().filter(|_| part != "capacity") {
+        let n1_apps = with_n1(&apps);
+        let mut timings: Vec<Duration> = Vec::new();
+        let mut candidates = 0;
+        for app in &n1_apps {
+            let start = Instant::now();
+            let result = black_box(engine.rank(app));
+            timings.push(start.elapsed());
+            candidates += result.candidates.len();
+        }
+        timings.sort();
+        eprintln!(
+            "city, one application with N-1 enforced ({pass} pass after the loads', {} applications, mean {} candidates): p50 {:?}, p99 {:?}",
+            n1_apps.len(),
+            candidates / n1_apps.len(),
             timings[timings.len() / 2],
             timings[timings.len() - 1]
         );

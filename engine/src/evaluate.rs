@@ -284,6 +284,22 @@ impl Engine {
         self.observe(base, k, &scratch.solution, added)
     }
 
+    /// The highest segment or head loading, %, of one exact flow of step `k`
+    /// with `x_kw` (already shaped) added at `local`.
+    pub(crate) fn loading_pct_at_step(
+        &self,
+        base: &FeederBase,
+        k: usize,
+        local: u32,
+        x_kw: f64,
+        load: &AddedLoad<'_>,
+    ) -> f64 {
+        with_scratch(|scratch| {
+            self.exact(base, k, local, x_kw, load, scratch)
+                .max_loading_pct()
+        })
+    }
+
     /// Evaluates the node at `local` of feeder `base` for a load of `demand_kw`.
     pub fn evaluate_point(
         &self,

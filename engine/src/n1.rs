@@ -47,6 +47,44 @@ pub struct CaseTree {
     pub from_feeder: Vec<u32>,
     /// What feeds it.
     pub supply: TieSupply,
+    /// Per step, its most loaded branches without a new load, most first:
+    /// (loading, a fraction of the rating; the local node whose inbound
+    /// segment it is, 0 for the head).
+    pub most_loaded: Vec<[(f32, u32); MOST_LOADED]>,
+}
+
+/// Branches kept per step in [`CaseTree::most_loaded`]: a new load's path
+/// rarely holds more than a few of a step's most loaded.
+pub const MOST_LOADED: usize = 8;
+
+/// Every branch's loading at each step of `base`, the most loaded kept.
+fn most_loaded(base: &FeederBase) -> Vec<[(f32, u32); MOST_LOADED]> {
+    let e = &base.electrical;
+    base.solutions
+        .iter()
+        .map(|solution| {
+            let mut top = [(f32::NEG_INFINITY, 0u32); MOST_LOADED];
+            let mut offer = |loading: f64, j: u32| {
+                let loading = loading as f32;
+                if loading > top[MOST_LOADED - 1].0 {
+                    top[MOST_LOADED - 1] = (loading, j);
+                    top.sort_by(|a, b| b.0.total_cmp(&a.0));
+                }
+            };
+            if let Some(rated) = e.head_rated_a.filter(|r| *r > 0.0) {
+                offer(solution.i_a(0).norm_sqr().sqrt() / rated, 0);
+            }
+            for j in 1..e.len() {
+                if e.inv_rated_a_2[j] > 0.0 {
+                    offer(
+                        (solution.i_a(j).norm_sqr() * e.inv_rated_a_2[j]).sqrt(),
+                        j as u32,
+                    );
+                }
+            }
+            top
+        })
+        .collect()
 }
 
 /// A restoration case with its trees.
@@ -156,6 +194,7 @@ impl Engine {
                 self.set_case_groups(&f_base, &mut trees);
                 for t in &mut trees {
                     self.observe_base(&mut t.base);
+                    t.most_loaded = most_loaded(&t.base);
                 }
                 CaseFlows {
                     case: case.clone(),
@@ -384,6 +423,7 @@ impl Engine {
             nodes,
             from_feeder,
             supply,
+            most_loaded: Vec::new(),
         }
     }
 
@@ -528,25 +568,28 @@ impl Engine {
         load: &AddedLoad<'_>,
     ) -> BestCase {
         let t = &case.trees[own];
-        let e = self.evaluate_point(&t.base, at, demand_kw, load);
+        let (own_loading, loaded_segment) = self.loading_at_demand(t, at, demand_kw, load);
         let loading_pct = case
             .trees
             .iter()
             .enumerate()
             .map(|(i, other)| {
                 if i == own {
-                    e.after.max_loading_pct
+                    own_loading
                 } else {
                     other.base.summary.before.max_loading_pct
                 }
             })
             .fold(0.0, f64::max);
         let breaking = &case.trees[tree];
-        let worst = if tree == own {
-            e.worst
-        } else {
-            breaking.base.summary.worst
-        };
+        // Where the limiting check breaks: the segment loaded most at the
+        // demand in the candidate's tree; the lowest or highest voltage of the
+        // tree's flows without the new load (the new load lowers most what is
+        // lowest already: the nodes beyond it share its whole path).
+        let mut worst = breaking.base.summary.worst;
+        if tree == own && loaded_segment != 0 {
+            worst.segment.1 = loaded_segment;
+        }
         // The local node whose inbound segment or voltage breaks: its feeder
         // is the one to reinforce (the supplier's for the head and group).
         let local = match check {
@@ -608,6 +651,87 @@ impl Engine {
             supplier: self.supplier_name(breaking.supply),
             reinforce: owner.unwrap_or_else(|| self.supplier_name(breaking.supply)),
             before_broken: case.broken_without().is_some(),
+        }
+    }
+
+    /// The highest segment or head loading of a case tree over the window
+    /// with `demand_kw` at `local`, %, and the local node whose inbound
+    /// segment carries it (0 for the head): at each step, the branches of the
+    /// load's path with its current added to the base flow's, and the most
+    /// loaded branch off the path as it was; the worst step is then solved
+    /// exactly. (Off its path the load moves currents only through the
+    /// voltage, a fraction of a per cent.)
+    fn loading_at_demand(
+        &self,
+        tree: &CaseTree,
+        local: u32,
+        demand_kw: f64,
+        load: &AddedLoad<'_>,
+    ) -> (f64, u32) {
+        let base = &tree.base;
+        let e = &base.electrical;
+        let mut on_path = vec![false; e.len()];
+        let mut path = Vec::new();
+        let mut at = local as usize;
+        while at != 0 && at < e.len() {
+            on_path[at] = true;
+            if e.inv_rated_a_2[at] > 0.0 {
+                path.push((at, e.inv_rated_a_2[at]));
+            }
+            at = e.parent[at] as usize;
+        }
+        on_path[0] = true;
+        let head = e.head_rated_a.filter(|r| *r > 0.0);
+        let per_kw = Complex64::new(1.0, -load.tan_phi);
+        let factor = |k: usize| {
+            load.profile
+                .map_or(1.0, |p| p[self.quarter_of_day(base.loads.steps[k])])
+        };
+        // (loading, step, the branch's local node: 0 for the head)
+        let mut worst: Option<(f64, usize, u32)> = None;
+        for (k, solution) in base.solutions.iter().enumerate() {
+            let added =
+                per_kw * (demand_kw * factor(k)) / (SQRT_3 * solution.v_kv(local as usize).conj());
+            let off_path = tree.most_loaded[k]
+                .iter()
+                .find(|(_, j)| !on_path[*j as usize])
+                .map(|&(l, j)| (f64::from(l), j))
+                .unwrap_or_else(|| {
+                    // Every one of the most loaded is on the path: the rest, one by one.
+                    (1..e.len())
+                        .filter(|&j| !on_path[j] && e.inv_rated_a_2[j] > 0.0)
+                        .map(|j| {
+                            (
+                                (solution.i_a(j).norm_sqr() * e.inv_rated_a_2[j]).sqrt(),
+                                j as u32,
+                            )
+                        })
+                        .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })
+                });
+            let mut most = off_path;
+            for &(j, inverse_rated_2) in &path {
+                let loading = ((solution.i_a(j) + added).norm_sqr() * inverse_rated_2).sqrt();
+                if loading > most.0 {
+                    most = (loading, j as u32);
+                }
+            }
+            if let Some(rated) = head {
+                let loading = (solution.i_a(0) + added).norm_sqr().sqrt() / rated;
+                if loading > most.0 {
+                    most = (loading, 0);
+                }
+            }
+            if worst.is_none_or(|(w, ..)| most.0 > w) {
+                worst = Some((most.0, k, most.1));
+            }
+        }
+        match worst {
+            Some((_, k, branch)) if demand_kw > 0.0 => (
+                self.loading_pct_at_step(base, k, local, demand_kw * factor(k), load),
+                branch,
+            ),
+            Some((estimate, _, branch)) => (estimate * 100.0, branch),
+            None => (0.0, 0),
         }
     }
 

@@ -50,7 +50,7 @@ fn each_one_tie_case_is_the_switched_network_judged_as_usual() {
         Vec::new(),
     );
     let load = AddedLoad::flat(0.95);
-    let mut compared = 0;
+    let (mut compared, mut values) = (0, 0);
     for f in 0..engine.network.feeders.len() {
         let n1 = engine.feeder_n1(f);
         let tree = engine.topology.tree(FeederIx::from_usize(f));
@@ -82,11 +82,29 @@ fn each_one_tie_case_is_the_switched_network_judged_as_usual() {
                     engine.network.feeders[f].id,
                     engine.network.switch(tie.switch).id,
                 );
+                // The check's value, where this case is the best: the worst
+                // loading at the demand over every step.
+                let outcome = engine.n1_transfer(f, local, 1_000.0, &load);
+                let best = outcome.best.expect("a case");
+                if std::ptr::eq(&n1.cases[best.case], case) {
+                    let after = plain
+                        .evaluate_point(&plain.feeder(p.feeder.get()), p.local, 1_000.0, &load)
+                        .after
+                        .max_loading_pct;
+                    assert!(
+                        (best.loading_pct - after).abs() <= 0.05,
+                        "{}: value {} %, switched network {after} %",
+                        engine.network.node(node).id,
+                        best.loading_pct
+                    );
+                    values += 1;
+                }
                 compared += 1;
             }
         }
     }
     assert!(compared > 50, "only {compared} nodes compared");
+    assert!(values > 20, "only {values} values compared");
 }
 
 /// Busbar B (substation S, one transformer) with feeder F: B -L1- N1 -L2- N2
