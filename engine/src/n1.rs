@@ -47,44 +47,34 @@ pub struct CaseTree {
     pub from_feeder: Vec<u32>,
     /// What feeds it.
     pub supply: TieSupply,
-    /// Per step, its most loaded branches without a new load, most first:
-    /// (loading, a fraction of the rating; the local node whose inbound
-    /// segment it is, 0 for the head).
-    pub most_loaded: Vec<[(f32, u32); MOST_LOADED]>,
+    /// Per local node, the highest loading of its inbound branch over the
+    /// window without a new load (index 0: the head), a fraction of the
+    /// rating, and the step where it is.
+    pub branch_max: Vec<(f32, u32)>,
 }
 
-/// Branches kept per step in [`CaseTree::most_loaded`]: a new load's path
-/// rarely holds more than a few of a step's most loaded.
-pub const MOST_LOADED: usize = 8;
-
-/// Every branch's loading at each step of `base`, the most loaded kept.
-fn most_loaded(base: &FeederBase) -> Vec<[(f32, u32); MOST_LOADED]> {
+/// Each branch's highest loading over the window of `base`.
+fn branch_max(base: &FeederBase) -> Vec<(f32, u32)> {
     let e = &base.electrical;
-    base.solutions
-        .iter()
-        .map(|solution| {
-            let mut top = [(f32::NEG_INFINITY, 0u32); MOST_LOADED];
-            let mut offer = |loading: f64, j: u32| {
-                let loading = loading as f32;
-                if loading > top[MOST_LOADED - 1].0 {
-                    top[MOST_LOADED - 1] = (loading, j);
-                    top.sort_by(|a, b| b.0.total_cmp(&a.0));
-                }
-            };
-            if let Some(rated) = e.head_rated_a.filter(|r| *r > 0.0) {
-                offer(solution.i_a(0).norm_sqr().sqrt() / rated, 0);
+    let mut most = vec![(0.0f32, 0u32); e.len()];
+    let head = e.head_rated_a.filter(|r| *r > 0.0);
+    for (k, solution) in base.solutions.iter().enumerate() {
+        if let Some(rated) = head {
+            let loading = (solution.i_a(0).norm_sqr().sqrt() / rated) as f32;
+            if loading > most[0].0 {
+                most[0] = (loading, k as u32);
             }
-            for j in 1..e.len() {
-                if e.inv_rated_a_2[j] > 0.0 {
-                    offer(
-                        (solution.i_a(j).norm_sqr() * e.inv_rated_a_2[j]).sqrt(),
-                        j as u32,
-                    );
+        }
+        for (j, slot) in most.iter_mut().enumerate().skip(1) {
+            if e.inv_rated_a_2[j] > 0.0 {
+                let loading = (solution.i_a(j).norm_sqr() * e.inv_rated_a_2[j]).sqrt() as f32;
+                if loading > slot.0 {
+                    *slot = (loading, k as u32);
                 }
             }
-            top
-        })
-        .collect()
+        }
+    }
+    most
 }
 
 /// A restoration case with its trees.
@@ -194,7 +184,7 @@ impl Engine {
                 self.set_case_groups(&f_base, &mut trees);
                 for t in &mut trees {
                     self.observe_base(&mut t.base);
-                    t.most_loaded = most_loaded(&t.base);
+                    t.branch_max = branch_max(&t.base);
                 }
                 CaseFlows {
                     case: case.clone(),
@@ -423,7 +413,7 @@ impl Engine {
             nodes,
             from_feeder,
             supply,
-            most_loaded: Vec::new(),
+            branch_max: Vec::new(),
         }
     }
 
@@ -656,11 +646,11 @@ impl Engine {
 
     /// The highest segment or head loading of a case tree over the window
     /// with `demand_kw` at `local`, %, and the local node whose inbound
-    /// segment carries it (0 for the head): at each step, the branches of the
-    /// load's path with its current added to the base flow's, and the most
-    /// loaded branch off the path as it was; the worst step is then solved
-    /// exactly. (Off its path the load moves currents only through the
-    /// voltage, a fraction of a per cent.)
+    /// segment carries it (0 for the head). Off the load's path a branch
+    /// carries what it did (the load reaches it only through the voltage, a
+    /// fraction of a per cent): its highest over the window. On the path, at
+    /// each step, the base flow's current with the load's added; the step
+    /// where the path is loaded most is solved exactly.
     fn loading_at_demand(
         &self,
         tree: &CaseTree,
@@ -681,6 +671,11 @@ impl Engine {
             at = e.parent[at] as usize;
         }
         on_path[0] = true;
+        let off_path = (1..e.len())
+            .filter(|&j| !on_path[j])
+            .map(|j| (f64::from(tree.branch_max[j].0), j as u32))
+            .fold((0.0, 0u32), |a, b| if b.0 > a.0 { b } else { a });
+        let off_step = tree.branch_max[off_path.1 as usize].1 as usize;
         let head = e.head_rated_a.filter(|r| *r > 0.0);
         let per_kw = Complex64::new(1.0, -load.tan_phi);
         let factor = |k: usize| {
@@ -692,23 +687,7 @@ impl Engine {
         for (k, solution) in base.solutions.iter().enumerate() {
             let added =
                 per_kw * (demand_kw * factor(k)) / (SQRT_3 * solution.v_kv(local as usize).conj());
-            let off_path = tree.most_loaded[k]
-                .iter()
-                .find(|(_, j)| !on_path[*j as usize])
-                .map(|&(l, j)| (f64::from(l), j))
-                .unwrap_or_else(|| {
-                    // Every one of the most loaded is on the path: the rest, one by one.
-                    (1..e.len())
-                        .filter(|&j| !on_path[j] && e.inv_rated_a_2[j] > 0.0)
-                        .map(|j| {
-                            (
-                                (solution.i_a(j).norm_sqr() * e.inv_rated_a_2[j]).sqrt(),
-                                j as u32,
-                            )
-                        })
-                        .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })
-                });
-            let mut most = off_path;
+            let mut most = (f64::NEG_INFINITY, 0u32);
             for &(j, inverse_rated_2) in &path {
                 let loading = ((solution.i_a(j) + added).norm_sqr() * inverse_rated_2).sqrt();
                 if loading > most.0 {
@@ -726,12 +705,17 @@ impl Engine {
             }
         }
         match worst {
-            Some((_, k, branch)) if demand_kw > 0.0 => (
+            Some((on, k, branch)) if on >= off_path.0 && demand_kw > 0.0 => (
                 self.loading_pct_at_step(base, k, local, demand_kw * factor(k), load),
                 branch,
             ),
-            Some((estimate, _, branch)) => (estimate * 100.0, branch),
-            None => (0.0, 0),
+            Some((on, _, branch)) if on >= off_path.0 => (on * 100.0, branch),
+            // The load still moves it a little, through the voltage.
+            _ if demand_kw > 0.0 => (
+                self.loading_pct_at_step(base, off_step, local, demand_kw * factor(off_step), load),
+                off_path.1,
+            ),
+            _ => (off_path.0 * 100.0, off_path.1),
         }
     }
 
