@@ -23,6 +23,8 @@
 //!   over HTTP;
 //! - `broken_gridpacks`: every rule of the gridpack spec broken once, with the exit
 //!   code and message the spec asks for;
+//! - `n1`: the N-1 transfer check against an independent pandapower
+//!   cross-check of every restoration case of the fixture;
 //! - `openapi`: the OpenAPI document validates and schemathesis finds no 5xx
 //!   and no response breaking it;
 //! - `oracle`: `rank` agrees with an independent power flow on the fixture, from
@@ -48,6 +50,7 @@ mod interop;
 mod map;
 mod meter_files;
 mod modbus;
+mod n1;
 mod opcua;
 mod openapi;
 mod oracle;
