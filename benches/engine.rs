@@ -49,7 +49,7 @@ use support::process_cpu_s;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn fixture_engine() -> (Engine, Vec<Application>, f64) {
+fn fixture_engine(config: EngineConfig) -> (Engine, Vec<Application>, f64) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/1-MV-semiurb");
     let gridpack = Gridpack::read(&dir).expect("fixture");
     let readings = Arc::new(InMemoryReadings::from_rows(&gridpack.readings));
@@ -62,12 +62,7 @@ fn fixture_engine() -> (Engine, Vec<Application>, f64) {
         .as_f64()
         .unwrap_or(f64::NAN);
     let start = Instant::now();
-    let engine = Engine::new(
-        gridpack.network,
-        readings,
-        EngineConfig::default(),
-        Vec::new(),
-    );
+    let engine = Engine::new(gridpack.network, readings, config, Vec::new());
     // Warm: every feeder's load model and base power flows built, as in service.
     for f in 0..engine.network.feeders.len() {
         engine.feeder(f);
@@ -81,7 +76,7 @@ fn benches(c: &mut Criterion) {
         city();
         return;
     }
-    let (engine, apps, pandapower_s) = fixture_engine();
+    let (engine, apps, pandapower_s) = fixture_engine(EngineConfig::default());
     // Per-application timings one by one, for p50 and the ratio to pandapower.
     let timings = one_by_one(&engine, &apps, 20);
     let p50 = timings[timings.len() / 2];
@@ -99,6 +94,21 @@ fn benches(c: &mut Criterion) {
         timings[timings.len() / 2],
         timings[timings.len() * 99 / 100],
     );
+    // What the N-1 report costs every load ranking: the same without it.
+    let (without_n1, ..) = fixture_engine(EngineConfig {
+        n1: headroom_engine::N1Config {
+            mode: headroom_engine::N1Mode::Off,
+            ..Default::default()
+        },
+        ..EngineConfig::default()
+    });
+    let timings = one_by_one(&without_n1, &apps, 20);
+    eprintln!(
+        "fixture, one application, N-1 off: p50 {:?}, p99 {:?}",
+        timings[timings.len() / 2],
+        timings[timings.len() * 99 / 100],
+    );
+    drop(without_n1);
     let n1_apps = with_n1(&apps);
     let timings = one_by_one(&engine, &n1_apps, 20);
     eprintln!(

@@ -49,25 +49,44 @@ pub struct CaseTree {
     pub supply: TieSupply,
     /// Per local node, the highest loading of its inbound branch over the
     /// window without a new load (index 0: the head), a fraction of the
-    /// rating, and the step where it is.
+    /// rating, and the window step where it is.
     pub branch_max: Vec<(f32, u32)>,
+    /// A lower bound of the room (kVA) any new load on the tree has at the
+    /// steps left out of `base` (infinite where none are): a headroom whose
+    /// load stays under it cannot be limited there.
+    pub dropped_room_kva: f64,
 }
 
-/// Each branch's highest loading over the window of `base`.
-fn branch_max(base: &FeederBase) -> Vec<(f32, u32)> {
-    let e = &base.electrical;
+/// Steps of the window a cached case tree keeps: those where its room is
+/// least. Restoration is judged at peak load; a headroom that would reach
+/// the room of the steps left out is worked out again over every step.
+pub const CASE_STEPS: usize = 128;
+
+/// Marks a case set over every step in the cache's key.
+const EVERY_STEP_KEY: u64 = 1 << 63;
+
+/// How far the room of the steps left out must stay above a headroom's load:
+/// the room is a first-order bound (losses and the loads' answer to the lower
+/// voltage left out).
+const DROPPED_ROOM_MARGIN: f64 = 1.25;
+
+/// Each branch's highest loading over every step of `flows` on `e`.
+fn branch_max(e: &ElectricalFeeder, flows: &[crate::powerflow::Solution]) -> Vec<(f32, u32)> {
     let mut most = vec![(0.0f32, 0u32); e.len()];
     let head = e.head_rated_a.filter(|r| *r > 0.0);
-    for (k, solution) in base.solutions.iter().enumerate() {
+    for (k, solution) in flows.iter().enumerate() {
+        if solution.i_a.len() != e.len() {
+            continue;
+        }
         if let Some(rated) = head {
-            let loading = (solution.i_a(0).norm_sqr().sqrt() / rated) as f32;
+            let loading = (solution.i_a[0].norm_sqr().sqrt() / rated) as f32;
             if loading > most[0].0 {
                 most[0] = (loading, k as u32);
             }
         }
         for (j, slot) in most.iter_mut().enumerate().skip(1) {
             if e.inv_rated_a_2[j] > 0.0 {
-                let loading = (solution.i_a(j).norm_sqr() * e.inv_rated_a_2[j]).sqrt() as f32;
+                let loading = (solution.i_a[j].norm_sqr() * e.inv_rated_a_2[j]).sqrt() as f32;
                 if loading > slot.0 {
                     *slot = (loading, k as u32);
                 }
@@ -75,6 +94,56 @@ fn branch_max(base: &FeederBase) -> Vec<(f32, u32)> {
         }
     }
     most
+}
+
+/// Per step of `flows`, a lower bound of the room (kVA) a new load anywhere
+/// on the tree has: the least current margin of a branch (the head too)
+/// and the least voltage margin over the tree's largest impedance from the
+/// busbar, at the step's lowest voltage, and what the busbar group has left.
+fn step_rooms(
+    e: &ElectricalFeeder,
+    flows: &[crate::powerflow::Solution],
+    limits: &crate::config::Limits,
+    group_room_kva: &[f64],
+) -> Vec<f64> {
+    let z_path = e.path_impedance_ohm();
+    let widest = z_path
+        .iter()
+        .map(|z| z.norm_sqr().sqrt())
+        .fold(0.0f64, f64::max);
+    let thermal = limits.thermal_pct / 100.0;
+    flows
+        .iter()
+        .zip(group_room_kva)
+        .map(|(solution, group)| {
+            let (mut margin_a, mut lowest_pu, mut lowest_kv) =
+                (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+            for j in 1..e.len() {
+                let v = solution.v_kv[j].norm_sqr().sqrt();
+                let pu = v / e.nominal_kv[j];
+                if pu < lowest_pu {
+                    (lowest_pu, lowest_kv) = (pu, v);
+                }
+                if e.rated_a[j].is_finite() {
+                    margin_a =
+                        margin_a.min(e.rated_a[j] * thermal - solution.i_a[j].norm_sqr().sqrt());
+                }
+            }
+            if let Some(rated) = e.head_rated_a {
+                margin_a = margin_a.min(rated * thermal - solution.i_a[0].norm_sqr().sqrt());
+            }
+            let v = lowest_kv.min(e.nominal_kv[0] * 1.2);
+            let thermal_kva = SQRT_3 * v * margin_a;
+            // A load's current I drops at most |Z| I along the widest path.
+            let voltage_kva = if widest > 0.0 && lowest_pu.is_finite() {
+                let room_kv = (lowest_pu - limits.v_min_pu) * e.nominal_kv[0];
+                SQRT_3 * v * room_kv * 1000.0 / (SQRT_3 * widest)
+            } else {
+                f64::INFINITY
+            };
+            thermal_kva.min(voltage_kva).min(*group)
+        })
+        .collect()
 }
 
 /// A restoration case with its trees.
@@ -137,7 +206,18 @@ impl Engine {
     /// The restoration cases of feeder `f` with their flows, cached.
     pub fn feeder_n1(&self, f: usize) -> Arc<FeederN1> {
         let key = self.n1_key(f);
-        self.n1_cases.get_with(key, || Arc::new(self.build_n1(f)))
+        self.n1_cases
+            .get_with(key, || Arc::new(self.build_n1(f, CASE_STEPS)))
+    }
+
+    /// The same over every step of the window, for a headroom that reaches
+    /// the room of the steps a cached tree leaves out (kept in the same
+    /// cache, marked apart).
+    pub fn feeder_n1_every_step(&self, f: usize) -> Arc<FeederN1> {
+        let (f, key) = self.n1_key(f);
+        self.n1_cases.get_with((f, key ^ EVERY_STEP_KEY), || {
+            Arc::new(self.build_n1(f, usize::MAX))
+        })
     }
 
     /// A case set's cache key: the feeder and the reservations that its trees
@@ -156,7 +236,7 @@ impl Engine {
         (f, hasher.finish())
     }
 
-    fn build_n1(&self, f: usize) -> FeederN1 {
+    fn build_n1(&self, f: usize, keep: usize) -> FeederN1 {
         let feeder = FeederIx::from_usize(f);
         let restoration = self.topology.restoration(&self.network, feeder);
         let f_base = self.feeder(f);
@@ -179,12 +259,11 @@ impl Engine {
                 }
                 let mut trees: Vec<CaseTree> = suppliers
                     .iter()
-                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts))
+                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts, keep))
                     .collect();
                 self.set_case_groups(&f_base, &mut trees);
                 for t in &mut trees {
                     self.observe_base(&mut t.base);
-                    t.branch_max = branch_max(&t.base);
                 }
                 CaseFlows {
                     case: case.clone(),
@@ -202,6 +281,7 @@ impl Engine {
         f_base: &FeederBase,
         supply: TieSupply,
         parts: &[RestoredPart],
+        keep: usize,
     ) -> CaseTree {
         let fe = &f_base.electrical;
         let f_tree = self.topology.tree(f_base.loads.feeder);
@@ -400,20 +480,67 @@ impl Engine {
             TieSupply::Feeder { feeder, .. } => feeder,
             TieSupply::Busbar(_) => f_base.loads.feeder,
         };
-        let mut base = self.base_with_extra_loads(owner, e, loads, reserved);
-        base.group = match supply {
+        let group = match supply {
             TieSupply::Feeder { feeder, .. } => self
                 .topology
                 .busbar_group_index(self.topology.tree(feeder).head()),
             TieSupply::Busbar(b) => self.topology.busbar_group_index(b),
         };
-        base.limits = self.config.n1.case_limits(&self.config.limits);
+        let limits = self.config.n1.case_limits(&self.config.limits);
+        // Its steps as window indices: the base may keep only some.
+        let branch_max: Vec<(f32, u32)> = branch_max(&e, &loads.flows)
+            .into_iter()
+            .map(|(loading, k)| (loading, shared.get(k as usize).map_or(0, |s| s.0 as u32)))
+            .collect();
+        // The steps kept: the least room first. The group's room counts the
+        // lost feeder's head on top of the group's own flow, whichever group
+        // it was in, and reservations on the tree as if all drew at once.
+        let (loads, dropped_room_kva) = if steps > keep {
+            let windows: Vec<usize> = shared.iter().map(|(w, ..)| *w).collect();
+            let own = self.group_series(group, &windows, true);
+            let limit_kva = self.group_rated_kva(group) * limits.substation_transformer_pct / 100.0;
+            let group_room: Vec<f64> = shared
+                .iter()
+                .zip(&own)
+                .map(|(&(_, kf, _), g)| {
+                    if limit_kva > 0.0 {
+                        let lost = f_base.solutions[kf].head_power_kva();
+                        limit_kva - g.norm_sqr().sqrt() - lost.norm_sqr().sqrt()
+                    } else {
+                        f64::INFINITY
+                    }
+                })
+                .collect();
+            let reserved_kva: f64 = reserved
+                .iter()
+                .map(|(_, kw, tan, _)| kw.abs() * (1.0 + tan * tan).sqrt())
+                .sum();
+            let rooms: Vec<f64> = step_rooms(&e, &loads.flows, &limits, &group_room)
+                .into_iter()
+                .map(|r| r - reserved_kva)
+                .collect();
+            let mut order: Vec<usize> = (0..steps).collect();
+            order.sort_by(|a, b| rooms[*a].total_cmp(&rooms[*b]).then(a.cmp(b)));
+            let dropped = order[keep..]
+                .iter()
+                .map(|&k| rooms[k])
+                .fold(f64::INFINITY, f64::min);
+            let mut kept = order[..keep].to_vec();
+            kept.sort_unstable();
+            (loads.restricted_to(&kept), dropped)
+        } else {
+            (loads, f64::INFINITY)
+        };
+        let mut base = self.base_with_extra_loads(owner, e, loads, reserved);
+        base.group = group;
+        base.limits = limits;
         CaseTree {
             base,
             nodes,
             from_feeder,
             supply,
-            branch_max: Vec::new(),
+            branch_max,
+            dropped_room_kva,
         }
     }
 
@@ -495,14 +622,38 @@ impl Engine {
     /// The largest extra load at F's node `local` for which some restoration
     /// case of F passes, and the case that allows most (of equal ones, the
     /// one loaded least at `demand_kw`).
+    ///
+    /// The cached cases keep the steps where their room is least; where a
+    /// headroom (at most `cap_kw`, the normal headroom, which bounds the
+    /// result) would reach the room of the steps left out, the feeder's cases
+    /// over every step decide.
     pub fn n1_transfer(
         &self,
         f: usize,
         local: u32,
         demand_kw: f64,
+        cap_kw: f64,
         load: &AddedLoad<'_>,
     ) -> TransferOutcome {
-        let n1 = self.feeder_n1(f);
+        self.n1_transfer_over(&self.feeder_n1(f), local, demand_kw, cap_kw, load)
+            .unwrap_or_else(|| {
+                let every_step = self.feeder_n1_every_step(f);
+                self.n1_transfer_over(&every_step, local, demand_kw, cap_kw, load)
+                    .expect("cases over every step leave no step out")
+            })
+    }
+
+    /// [`Self::n1_transfer`] over `n1`'s cases; `None` where a step they
+    /// leave out could limit the answer.
+    fn n1_transfer_over(
+        &self,
+        n1: &FeederN1,
+        local: u32,
+        demand_kw: f64,
+        cap_kw: f64,
+        load: &AddedLoad<'_>,
+    ) -> Option<TransferOutcome> {
+        let per_kw_kva = (1.0 + load.tan_phi * load.tan_phi).sqrt() * DROPPED_ROOM_MARGIN;
         // Per case: headroom, the check that limits it, the tree that breaks
         // it, the tree and node of the candidate.
         let judged: Vec<(usize, f64, CheckName, usize, usize, u32)> = n1
@@ -515,14 +666,22 @@ impl Engine {
                     (at != u32::MAX).then_some((i, at))
                 })?;
                 Some(match case.broken_without() {
-                    Some((i, check)) => (c, 0.0, check, i, t, at),
+                    Some((i, check)) => Some((c, 0.0, check, i, t, at)),
                     None => {
                         let (h, check) = self.headroom_at(&case.trees[t].base, at, load);
-                        (c, h.min(UNBOUNDED_KW), check, t, t, at)
+                        let h = h.min(UNBOUNDED_KW);
+                        // The tree fed with the load, and any other fed
+                        // without, must hold at the steps left out too.
+                        let judged_kva = h.min(cap_kw).max(0.0) * per_kw_kva;
+                        let holds = case.trees.iter().enumerate().all(|(i, tree)| {
+                            let needs = if i == t { judged_kva } else { 0.0 };
+                            needs < tree.dropped_room_kva
+                        });
+                        holds.then_some((c, h, check, t, t, at))
                     }
                 })
             })
-            .collect();
+            .collect::<Option<Vec<_>>>()?;
         let most = judged.iter().map(|j| j.1).fold(f64::NEG_INFINITY, f64::max);
         let mut best: Option<BestCase> = None;
         for &(c, headroom, check, breaking, own, at) in &judged {
@@ -539,10 +698,10 @@ impl Engine {
                 best = Some(candidate);
             }
         }
-        TransferOutcome {
+        Some(TransferOutcome {
             headroom_kw: if most.is_finite() { most.max(0.0) } else { 0.0 },
             best,
-        }
+        })
     }
 
     /// A case's worst loading at `demand_kw` and where its limiting check
@@ -675,7 +834,11 @@ impl Engine {
             .filter(|&j| !on_path[j])
             .map(|j| (f64::from(tree.branch_max[j].0), j as u32))
             .fold((0.0, 0u32), |a, b| if b.0 > a.0 { b } else { a });
-        let off_step = tree.branch_max[off_path.1 as usize].1 as usize;
+        // That branch's worst step, where the base kept it.
+        let off_step = base
+            .window_step
+            .binary_search(&(tree.branch_max[off_path.1 as usize].1 as usize))
+            .ok();
         let head = e.head_rated_a.filter(|r| *r > 0.0);
         let per_kw = Complex64::new(1.0, -load.tan_phi);
         let factor = |k: usize| {
@@ -711,10 +874,13 @@ impl Engine {
             ),
             Some((on, _, branch)) if on >= off_path.0 => (on * 100.0, branch),
             // The load still moves it a little, through the voltage.
-            _ if demand_kw > 0.0 => (
-                self.loading_pct_at_step(base, off_step, local, demand_kw * factor(off_step), load),
-                off_path.1,
-            ),
+            _ if demand_kw > 0.0 && off_step.is_some() => {
+                let k = off_step.unwrap_or(0);
+                (
+                    self.loading_pct_at_step(base, k, local, demand_kw * factor(k), load),
+                    off_path.1,
+                )
+            }
             _ => (off_path.0 * 100.0, off_path.1),
         }
     }
@@ -864,7 +1030,7 @@ impl Engine {
         let placement = self.topology.placement(node);
         let transfer_headroom_kw = match (feeder, placement) {
             (Some(f), Some(p)) => {
-                let outcome = self.n1_transfer(f, p.local, demand_kw, load);
+                let outcome = self.n1_transfer(f, p.local, demand_kw, normal_headroom_kw, load);
                 let feeder_id = &self.network.feeders[f].id;
                 let headroom = outcome.headroom_kw.min(normal_headroom_kw).max(0.0);
                 let ok = demand_kw <= headroom;
@@ -1000,7 +1166,7 @@ impl Engine {
         let load = AddedLoad::flat(self.config.capacity_power_factor);
         let n1 = self.feeder_n1(f);
         let ok = n1.cases.iter().any(|c| c.broken_without().is_none());
-        let outcome = self.n1_transfer(f, 1, 0.0, &load);
+        let outcome = self.n1_transfer(f, 1, 0.0, headroom_kw, &load);
         let feeder_id = &self.network.feeders[f].id;
         let (case, detail) = match &outcome.best {
             None => (

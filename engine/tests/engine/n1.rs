@@ -52,7 +52,9 @@ fn each_one_tie_case_is_the_switched_network_judged_as_usual() {
     let load = AddedLoad::flat(0.95);
     let (mut compared, mut values) = (0, 0);
     for f in 0..engine.network.feeders.len() {
-        let n1 = engine.feeder_n1(f);
+        // Every step: the cached cases keep the steps of least room (see
+        // the next test).
+        let n1 = engine.feeder_n1_every_step(f);
         let tree = engine.topology.tree(FeederIx::from_usize(f));
         for case in &n1.cases {
             let RestorationCase::OneTie(tie) = case.case else {
@@ -84,9 +86,9 @@ fn each_one_tie_case_is_the_switched_network_judged_as_usual() {
                 );
                 // The check's value, where this case is the best: the worst
                 // loading at the demand over every step.
-                let outcome = engine.n1_transfer(f, local, 1_000.0, &load);
+                let outcome = engine.n1_transfer(f, local, 1_000.0, f64::INFINITY, &load);
                 let best = outcome.best.expect("a case");
-                if std::ptr::eq(&n1.cases[best.case], case) {
+                if n1.cases[best.case].case == case.case {
                     let after = plain
                         .evaluate_point(&plain.feeder(p.feeder.get()), p.local, 1_000.0, &load)
                         .after
@@ -105,6 +107,56 @@ fn each_one_tie_case_is_the_switched_network_judged_as_usual() {
     }
     assert!(compared > 50, "only {compared} nodes compared");
     assert!(values > 20, "only {values} values compared");
+}
+
+/// The cached cases keep only the steps of least room; with the fall back
+/// to every step where a headroom reaches the room of those left out, the
+/// N-1 headroom is the one over every step, at every fixture node, for a flat
+/// load and for one with a daily profile.
+#[test]
+fn cases_over_the_steps_of_least_room_answer_as_over_every_step() {
+    let (engine, _) = fixture_engine(EngineConfig::default());
+    let profile: Vec<f64> = (0..96)
+        .map(|q| if (28..72).contains(&q) { 1.0 } else { 0.2 })
+        .collect();
+    let loads = [
+        AddedLoad::flat(0.95),
+        AddedLoad {
+            tan_phi: 0.4,
+            profile: Some(&profile),
+        },
+    ];
+    let mut compared = 0;
+    for f in 0..engine.network.feeders.len() {
+        let every = engine.feeder_n1_every_step(f);
+        let tree = engine.topology.tree(FeederIx::from_usize(f));
+        for local in 1..tree.nodes.len() as u32 {
+            for load in &loads {
+                for cap in [f64::INFINITY, 2_000.0] {
+                    let screened = engine.n1_transfer(f, local, 500.0, cap, load).headroom_kw;
+                    let full = every
+                        .cases
+                        .iter()
+                        .map(|case| {
+                            if case.broken_without().is_some() {
+                                return 0.0;
+                            }
+                            let (t, at) = case.tree_of(local).unwrap();
+                            engine.headroom_at(&t.base, at, load).0
+                        })
+                        .fold(0.0, f64::max);
+                    assert!(
+                        screened.min(cap) == full.min(cap),
+                        "{} on {}: {screened} kW screened, {full} kW over every step (cap {cap})",
+                        engine.network.node(tree.nodes[local as usize]).id,
+                        engine.network.feeders[f].id
+                    );
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared > 300, "{compared}");
 }
 
 /// Busbar B (substation S, one transformer) with feeder F: B -L1- N1 -L2- N2
