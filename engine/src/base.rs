@@ -224,7 +224,7 @@ impl FeederBase {
     }
 
     /// The room a flat load at local node `j` has at step `k`, kVA.
-    fn flat_room_kva(&self, j: usize, k: usize) -> f64 {
+    pub(crate) fn flat_room_kva(&self, j: usize, k: usize) -> f64 {
         let at = j * self.solutions.len() + k;
         let voltage = f64::from(self.voltage_kv[at]);
         let thermal_kva = SQRT_3 * f64::from(self.path_margin_a[at]) * voltage;

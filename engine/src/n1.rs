@@ -36,6 +36,14 @@ use crate::evaluate::{AddedLoad, UNBOUNDED_KW};
 use crate::load_model::FeederLoads;
 use crate::powerflow::{ElectricalFeeder, SQRT_3};
 
+/// What a case tree was built from, to build it again over fewer steps.
+struct TreeSource {
+    owner: FeederIx,
+    electrical: ElectricalFeeder,
+    loads: FeederLoads,
+    reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
+}
+
 /// One tree of a restoration case: a supplier with F's part(s) attached.
 pub struct CaseTree {
     /// Its flows at every shared step, judged against the case limits.
@@ -51,10 +59,11 @@ pub struct CaseTree {
     /// window without a new load (index 0: the head), a fraction of the
     /// rating, and the window step where it is.
     pub branch_max: Vec<(f32, u32)>,
-    /// A lower bound of the room (kVA) any new load on the tree has at the
-    /// steps left out of `base` (infinite where none are): a headroom whose
-    /// load stays under it cannot be limited there.
-    pub dropped_room_kva: f64,
+    /// Per local node, the room (kVA, the base's linear estimate) a new load
+    /// there has at the steps left out of `base` (infinite where none are): a
+    /// headroom whose load stays well under it is not limited there. Index 0: the least
+    /// of any node (what a tree fed without the new load must keep).
+    pub dropped_room_kva: Vec<f64>,
 }
 
 /// Steps of the window a cached case tree keeps: those where its room is
@@ -66,9 +75,9 @@ pub const CASE_STEPS: usize = 128;
 const EVERY_STEP_KEY: u64 = 1 << 63;
 
 /// How far the room of the steps left out must stay above a headroom's load:
-/// the room is a first-order bound (losses and the loads' answer to the lower
-/// voltage left out).
-const DROPPED_ROOM_MARGIN: f64 = 1.25;
+/// the room is the base's linear estimate (losses and the loads' answer to the
+/// lower voltage left out; the engine's own screening allows 5 %).
+const DROPPED_ROOM_MARGIN: f64 = 1.15;
 
 /// Each branch's highest loading over every step of `flows` on `e`.
 fn branch_max(e: &ElectricalFeeder, flows: &[crate::powerflow::Solution]) -> Vec<(f32, u32)> {
@@ -94,56 +103,6 @@ fn branch_max(e: &ElectricalFeeder, flows: &[crate::powerflow::Solution]) -> Vec
         }
     }
     most
-}
-
-/// Per step of `flows`, a lower bound of the room (kVA) a new load anywhere
-/// on the tree has: the least current margin of a branch (the head too)
-/// and the least voltage margin over the tree's largest impedance from the
-/// busbar, at the step's lowest voltage, and what the busbar group has left.
-fn step_rooms(
-    e: &ElectricalFeeder,
-    flows: &[crate::powerflow::Solution],
-    limits: &crate::config::Limits,
-    group_room_kva: &[f64],
-) -> Vec<f64> {
-    let z_path = e.path_impedance_ohm();
-    let widest = z_path
-        .iter()
-        .map(|z| z.norm_sqr().sqrt())
-        .fold(0.0f64, f64::max);
-    let thermal = limits.thermal_pct / 100.0;
-    flows
-        .iter()
-        .zip(group_room_kva)
-        .map(|(solution, group)| {
-            let (mut margin_a, mut lowest_pu, mut lowest_kv) =
-                (f64::INFINITY, f64::INFINITY, f64::INFINITY);
-            for j in 1..e.len() {
-                let v = solution.v_kv[j].norm_sqr().sqrt();
-                let pu = v / e.nominal_kv[j];
-                if pu < lowest_pu {
-                    (lowest_pu, lowest_kv) = (pu, v);
-                }
-                if e.rated_a[j].is_finite() {
-                    margin_a =
-                        margin_a.min(e.rated_a[j] * thermal - solution.i_a[j].norm_sqr().sqrt());
-                }
-            }
-            if let Some(rated) = e.head_rated_a {
-                margin_a = margin_a.min(rated * thermal - solution.i_a[0].norm_sqr().sqrt());
-            }
-            let v = lowest_kv.min(e.nominal_kv[0] * 1.2);
-            let thermal_kva = SQRT_3 * v * margin_a;
-            // A load's current I drops at most |Z| I along the widest path.
-            let voltage_kva = if widest > 0.0 && lowest_pu.is_finite() {
-                let room_kv = (lowest_pu - limits.v_min_pu) * e.nominal_kv[0];
-                SQRT_3 * v * room_kv * 1000.0 / (SQRT_3 * widest)
-            } else {
-                f64::INFINITY
-            };
-            thermal_kva.min(voltage_kva).min(*group)
-        })
-        .collect()
 }
 
 /// A restoration case with its trees.
@@ -257,13 +216,18 @@ impl Engine {
                         None => suppliers.push((part.tie.supply, vec![part])),
                     }
                 }
-                let mut trees: Vec<CaseTree> = suppliers
+                let (mut trees, sources): (Vec<CaseTree>, Vec<TreeSource>) = suppliers
                     .iter()
-                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts, keep))
-                    .collect();
+                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts))
+                    .unzip();
                 self.set_case_groups(&f_base, &mut trees);
                 for t in &mut trees {
                     self.observe_base(&mut t.base);
+                }
+                for (t, source) in trees.iter_mut().zip(sources) {
+                    if t.base.solutions.len() > keep {
+                        self.keep_least_room(t, source, keep);
+                    }
                 }
                 CaseFlows {
                     case: case.clone(),
@@ -281,8 +245,7 @@ impl Engine {
         f_base: &FeederBase,
         supply: TieSupply,
         parts: &[RestoredPart],
-        keep: usize,
-    ) -> CaseTree {
+    ) -> (CaseTree, TreeSource) {
         let fe = &f_base.electrical;
         let f_tree = self.topology.tree(f_base.loads.feeder);
         let (mut e, mut nodes, supplier) = match supply {
@@ -492,56 +455,68 @@ impl Engine {
             .into_iter()
             .map(|(loading, k)| (loading, shared.get(k as usize).map_or(0, |s| s.0 as u32)))
             .collect();
-        // The steps kept: the least room first. The group's room counts the
-        // lost feeder's head on top of the group's own flow, whichever group
-        // it was in, and reservations on the tree as if all drew at once.
-        let (loads, dropped_room_kva) = if steps > keep {
-            let windows: Vec<usize> = shared.iter().map(|(w, ..)| *w).collect();
-            let own = self.group_series(group, &windows, true);
-            let limit_kva = self.group_rated_kva(group) * limits.substation_transformer_pct / 100.0;
-            let group_room: Vec<f64> = shared
-                .iter()
-                .zip(&own)
-                .map(|(&(_, kf, _), g)| {
-                    if limit_kva > 0.0 {
-                        let lost = f_base.solutions[kf].head_power_kva();
-                        limit_kva - g.norm_sqr().sqrt() - lost.norm_sqr().sqrt()
-                    } else {
-                        f64::INFINITY
-                    }
-                })
-                .collect();
-            let reserved_kva: f64 = reserved
-                .iter()
-                .map(|(_, kw, tan, _)| kw.abs() * (1.0 + tan * tan).sqrt())
-                .sum();
-            let rooms: Vec<f64> = step_rooms(&e, &loads.flows, &limits, &group_room)
-                .into_iter()
-                .map(|r| r - reserved_kva)
-                .collect();
-            let mut order: Vec<usize> = (0..steps).collect();
-            order.sort_by(|a, b| rooms[*a].total_cmp(&rooms[*b]).then(a.cmp(b)));
-            let dropped = order[keep..]
-                .iter()
-                .map(|&k| rooms[k])
-                .fold(f64::INFINITY, f64::min);
-            let mut kept = order[..keep].to_vec();
-            kept.sort_unstable();
-            (loads.restricted_to(&kept), dropped)
-        } else {
-            (loads, f64::INFINITY)
+        let n = e.len();
+        let source = TreeSource {
+            owner,
+            electrical: e.clone(),
+            loads: loads.clone(),
+            reserved: reserved.clone(),
         };
         let mut base = self.base_with_extra_loads(owner, e, loads, reserved);
         base.group = group;
         base.limits = limits;
-        CaseTree {
+        let tree = CaseTree {
             base,
             nodes,
             from_feeder,
             supply,
             branch_max,
-            dropped_room_kva,
+            dropped_room_kva: vec![f64::INFINITY; n],
+        };
+        (tree, source)
+    }
+
+    /// Restricts a tree solved over every step to the `keep` steps where its
+    /// room is least (the base's own estimate at each node, the least over
+    /// its nodes), each node's room over the steps left out kept beside it.
+    fn keep_least_room(&self, tree: &mut CaseTree, source: TreeSource, keep: usize) {
+        let base = &tree.base;
+        let (n, steps) = (base.electrical.len(), base.solutions.len());
+        let least: Vec<f64> = (0..steps)
+            .map(|k| {
+                (1..n)
+                    .map(|j| base.flat_room_kva(j, k))
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..steps).collect();
+        order.sort_by(|a, b| least[*a].total_cmp(&least[*b]).then(a.cmp(b)));
+        let mut dropped = vec![f64::INFINITY; n];
+        for &k in &order[keep..] {
+            for (j, out) in dropped.iter_mut().enumerate().skip(1) {
+                *out = out.min(base.flat_room_kva(j, k));
+            }
         }
+        dropped[0] = dropped[1..].iter().copied().fold(f64::INFINITY, f64::min);
+        let mut kept = order[..keep].to_vec();
+        kept.sort_unstable();
+        // The group's flow at the steps kept, as the whole case moved it.
+        let group_kva: Vec<Complex64> = kept.iter().map(|&k| base.group_kva[k]).collect();
+        let (group, limits) = (base.group, base.limits);
+        let TreeSource {
+            owner,
+            electrical,
+            mut loads,
+            reserved,
+        } = source;
+        let loads = loads.restricted_to(&kept);
+        let mut restricted = self.base_with_extra_loads(owner, electrical, loads, reserved);
+        restricted.group = group;
+        restricted.limits = limits;
+        restricted.group_kva = group_kva;
+        self.observe_base(&mut restricted);
+        tree.base = restricted;
+        tree.dropped_room_kva = dropped;
     }
 
     /// Each tree's busbar group flow: the group's own (with reservations),
@@ -674,8 +649,11 @@ impl Engine {
                         // without, must hold at the steps left out too.
                         let judged_kva = h.min(cap_kw).max(0.0) * per_kw_kva;
                         let holds = case.trees.iter().enumerate().all(|(i, tree)| {
-                            let needs = if i == t { judged_kva } else { 0.0 };
-                            needs < tree.dropped_room_kva
+                            if i == t {
+                                judged_kva < tree.dropped_room_kva[at as usize]
+                            } else {
+                                0.0 < tree.dropped_room_kva[0]
+                            }
                         });
                         holds.then_some((c, h, check, t, t, at))
                     }
