@@ -250,17 +250,9 @@ fn city() {
         .unwrap_or(1);
     let passes = std::iter::once("cold").chain(std::iter::repeat_n("warm", warm_passes));
     for pass in passes.filter(|_| part != "capacity") {
-        let mut timings: Vec<Duration> = Vec::new();
-        let mut candidates = 0;
         let cpu_start = process_cpu_s();
         let wall_start = Instant::now();
-        for app in &apps {
-            let start = Instant::now();
-            let result = black_box(engine.rank(app));
-            timings.push(start.elapsed());
-            candidates += result.candidates.len();
-        }
-        timings.sort();
+        let (timings, candidates) = city_pass(&engine, &apps);
         eprintln!(
             "{pass} pass: {:.1} ms CPU per application, {:.1} ms wall",
             (process_cpu_s() - cpu_start) * 1000.0 / apps.len() as f64,
@@ -271,55 +263,25 @@ fn city() {
             "cache after the {pass} pass: {feeders} feeders, {} MiB",
             bytes >> 20
         );
-        eprintln!(
-            "city, one application ({pass}, {} applications, mean {} candidates): p50 {:?}, p99 {:?}",
-            apps.len(),
-            candidates / apps.len(),
-            timings[timings.len() / 2],
-            timings[timings.len() - 1]
-        );
+        report_pass(&format!("one application ({pass}"), &timings, candidates);
     }
     // N-1 enforced: the first pass builds the restoration cases of the
     // feeders it meets (the load passes above built them too, in report mode).
-    for pass in ["first", "warm"].into_iter().filter(|_| part != "capacity") {
-        let n1_apps = with_n1(&apps);
-        let mut timings: Vec<Duration> = Vec::new();
-        let mut candidates = 0;
-        for app in &n1_apps {
-            let start = Instant::now();
-            let result = black_box(engine.rank(app));
-            timings.push(start.elapsed());
-            candidates += result.candidates.len();
-        }
-        timings.sort();
-        eprintln!(
-            "city, one application with N-1 enforced ({pass} pass after the loads', {} applications, mean {} candidates): p50 {:?}, p99 {:?}",
-            n1_apps.len(),
-            candidates / n1_apps.len(),
-            timings[timings.len() / 2],
-            timings[timings.len() - 1]
-        );
-    }
     // Generation bases are the load bases where nothing is queued: the first
     // pass builds only those of feeders with queued generators.
-    for pass in ["first", "warm"].into_iter().filter(|_| part != "capacity") {
-        let generators = as_generators(&apps);
-        let mut timings: Vec<Duration> = Vec::new();
-        let mut candidates = 0;
-        for app in &generators {
-            let start = Instant::now();
-            let result = black_box(engine.rank(app));
-            timings.push(start.elapsed());
-            candidates += result.candidates.len();
+    let variants = [
+        ("one application with N-1 enforced", with_n1(&apps)),
+        ("one generation application", as_generators(&apps)),
+    ];
+    for (what, variant) in variants.iter().filter(|_| part != "capacity") {
+        for pass in ["first", "warm"] {
+            let (timings, candidates) = city_pass(&engine, variant);
+            report_pass(
+                &format!("{what} ({pass} pass after the loads'"),
+                &timings,
+                candidates,
+            );
         }
-        timings.sort();
-        eprintln!(
-            "city, one generation application ({pass} pass after the loads', {} applications, mean {} candidates): p50 {:?}, p99 {:?}",
-            generators.len(),
-            candidates / generators.len(),
-            timings[timings.len() / 2],
-            timings[timings.len() - 1]
-        );
     }
     if part == "rank" {
         return;
@@ -345,6 +307,32 @@ fn city() {
     if std::env::var("HEADROOM_BENCH_CITY_CHECK").is_ok() {
         check_capacity_against_full_bases(&engine, &rows);
     }
+}
+
+/// Each application ranked once, in turn: the times, sorted, and the mean
+/// number of candidates.
+fn city_pass(engine: &Engine, apps: &[Application]) -> (Vec<Duration>, usize) {
+    let mut timings: Vec<Duration> = Vec::new();
+    let mut candidates = 0;
+    for app in apps {
+        let start = Instant::now();
+        let result = black_box(engine.rank(app));
+        timings.push(start.elapsed());
+        candidates += result.candidates.len();
+    }
+    timings.sort();
+    (timings, candidates / apps.len().max(1))
+}
+
+/// Prints a city pass's p50 and p99 under `what` (its opening parenthesis
+/// closed here).
+fn report_pass(what: &str, timings: &[Duration], candidates: usize) {
+    eprintln!(
+        "city, {what}, {} applications, mean {candidates} candidates): p50 {:?}, p99 {:?}",
+        timings.len(),
+        timings[timings.len() / 2],
+        timings[timings.len() - 1]
+    );
 }
 
 /// Compares each feeder's row with the row its full base (every step solved

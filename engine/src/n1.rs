@@ -116,9 +116,15 @@ pub struct CaseFlows {
 impl CaseFlows {
     /// The tree feeding F's local node `local`, and its index there.
     pub fn tree_of(&self, local: u32) -> Option<(&CaseTree, u32)> {
-        self.trees.iter().find_map(|t| {
+        self.tree_index_of(local)
+            .map(|(i, at)| (&self.trees[i], at))
+    }
+
+    /// [`Self::tree_of`] as the tree's index.
+    fn tree_index_of(&self, local: u32) -> Option<(usize, u32)> {
+        self.trees.iter().enumerate().find_map(|(i, t)| {
             let at = *t.from_feeder.get(local as usize)?;
-            (at != u32::MAX).then_some((t, at))
+            (at != u32::MAX).then_some((i, at))
         })
     }
 
@@ -216,16 +222,16 @@ impl Engine {
                         None => suppliers.push((part.tie.supply, vec![part])),
                     }
                 }
-                let (mut trees, sources): (Vec<CaseTree>, Vec<TreeSource>) = suppliers
+                let (mut trees, sources): (Vec<CaseTree>, Vec<Option<TreeSource>>) = suppliers
                     .iter()
-                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts))
+                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts, keep))
                     .unzip();
                 self.set_case_groups(&f_base, &mut trees);
                 for t in &mut trees {
                     self.observe_base(&mut t.base);
                 }
                 for (t, source) in trees.iter_mut().zip(sources) {
-                    if t.base.solutions.len() > keep {
+                    if let Some(source) = source {
                         self.keep_least_room(t, source, keep);
                     }
                 }
@@ -245,7 +251,8 @@ impl Engine {
         f_base: &FeederBase,
         supply: TieSupply,
         parts: &[RestoredPart],
-    ) -> (CaseTree, TreeSource) {
+        keep: usize,
+    ) -> (CaseTree, Option<TreeSource>) {
         let fe = &f_base.electrical;
         let f_tree = self.topology.tree(f_base.loads.feeder);
         let (mut e, mut nodes, supplier) = match supply {
@@ -456,12 +463,13 @@ impl Engine {
             .map(|(loading, k)| (loading, shared.get(k as usize).map_or(0, |s| s.0 as u32)))
             .collect();
         let n = e.len();
-        let source = TreeSource {
+        // What restricting it to fewer steps builds from, where it will be.
+        let source = (steps > keep).then(|| TreeSource {
             owner,
             electrical: e.clone(),
             loads: loads.clone(),
             reserved: reserved.clone(),
-        };
+        });
         let mut base = self.base_with_extra_loads(owner, e, loads, reserved);
         base.group = group;
         base.limits = limits;
@@ -636,10 +644,7 @@ impl Engine {
             .iter()
             .enumerate()
             .filter_map(|(c, case)| {
-                let (t, at) = case.trees.iter().enumerate().find_map(|(i, t)| {
-                    let at = *t.from_feeder.get(local as usize)?;
-                    (at != u32::MAX).then_some((i, at))
-                })?;
+                let (t, at) = case.tree_index_of(local)?;
                 Some(match case.broken_without() {
                     Some((i, check)) => Some((c, 0.0, check, i, t, at)),
                     None => {
@@ -754,10 +759,7 @@ impl Engine {
         });
         let element = match check {
             CheckName::SegmentThermal => {
-                match breaking.base.electrical.inbound[worst.segment.1 as usize] {
-                    Some(Branch::Segment(s)) => Some(self.network.segment(s).id.to_string()),
-                    _ => None,
-                }
+                self.inbound_segment_id(&breaking.base.electrical, worst.segment.1)
             }
             CheckName::Voltage => {
                 local.map(|j| self.network.node(breaking.nodes[j as usize]).id.to_string())
@@ -772,6 +774,7 @@ impl Engine {
         };
         BestCase {
             case: c,
+            label: self.case_label(&case.case),
             loading_pct,
             binding: check,
             element,
@@ -898,24 +901,38 @@ impl Engine {
         demand_kw: f64,
         load: &AddedLoad<'_>,
     ) -> SubstationN1 {
-        let Some(group) = self.topology.busbar_group_index(busbar) else {
-            return SubstationN1::default();
-        };
+        self.topology
+            .busbar_group_index(busbar)
+            .map(|group| self.substation_n1_of_group(group, demand_kw, load))
+            .unwrap_or_default()
+    }
+
+    /// [`Self::substation_n1`] of busbar group `group`.
+    fn substation_n1_of_group(
+        &self,
+        group: usize,
+        demand_kw: f64,
+        load: &AddedLoad<'_>,
+    ) -> SubstationN1 {
         let groups = self.topology.coupled_groups(&self.network, group);
-        let ratings: Vec<f64> = groups
+        let transformers: Vec<&headroom_geodata::SubstationTransformer> = groups
             .iter()
             .flat_map(|&g| &self.topology.busbar_groups[g].transformers)
-            .map(|t| self.network.substation_transformers[t.get()].rated_kva)
+            .map(|t| &self.network.substation_transformers[t.get()])
             .collect();
-        let transformers = ratings.len();
-        if transformers < 2 {
+        let largest_out = transformers
+            .iter()
+            .max_by(|a, b| a.rated_kva.total_cmp(&b.rated_kva))
+            .map(|t| t.id.to_string());
+        if transformers.len() < 2 {
             return SubstationN1 {
-                transformers,
+                transformers: transformers.len(),
+                largest_out,
                 ..SubstationN1::default()
             };
         }
-        let largest = ratings.iter().copied().fold(0.0, f64::max);
-        let remaining = ratings.iter().sum::<f64>() - largest;
+        let largest = transformers.iter().map(|t| t.rated_kva).fold(0.0, f64::max);
+        let remaining = transformers.iter().map(|t| t.rated_kva).sum::<f64>() - largest;
         let limit = remaining * self.config.n1.transformer_overload_pct / 100.0;
         let per_kw = Complex64::new(1.0, load.tan_phi);
         let mut headroom = UNBOUNDED_KW;
@@ -931,7 +948,8 @@ impl Engine {
             worst = worst.max((flow + step * demand_kw).norm_sqr().sqrt());
         }
         SubstationN1 {
-            transformers,
+            transformers: transformers.len(),
+            largest_out,
             headroom_kw: Some(headroom.max(0.0).floor()),
             loading_pct: worst / remaining * 100.0,
         }
@@ -943,6 +961,8 @@ impl Engine {
 pub struct SubstationN1 {
     /// In-service transformers of the coupled groups.
     pub transformers: usize,
+    /// The largest of them: the one the check takes out.
+    pub largest_out: Option<String>,
     /// The largest extra load kept, kW; `None` with fewer than two
     /// transformers.
     pub headroom_kw: Option<f64>,
@@ -955,6 +975,8 @@ pub struct SubstationN1 {
 pub struct BestCase {
     /// Index into the feeder's cases.
     pub case: usize,
+    /// The case as results name it ([`Engine::case_label`]).
+    pub label: String,
     /// Its worst segment or head loading at the application's demand, %.
     pub loading_pct: f64,
     /// The check that limits its headroom.
@@ -979,6 +1001,28 @@ fn same_supplier(a: TieSupply, b: TieSupply) -> bool {
     }
 }
 
+/// One application as the N-1 checks see it: its demand and load, and its
+/// substation N-1 figures per busbar group, each worked out when a candidate
+/// of the group first needs it (they depend on the group and the load only).
+pub(crate) struct N1Application<'a> {
+    demand_kw: f64,
+    load: &'a AddedLoad<'a>,
+    substation_by_group: Vec<std::sync::OnceLock<SubstationN1>>,
+}
+
+impl<'a> N1Application<'a> {
+    /// Nothing worked out yet, for the groups of `engine`'s network.
+    pub(crate) fn new(engine: &Engine, demand_kw: f64, load: &'a AddedLoad<'a>) -> Self {
+        Self {
+            demand_kw,
+            load,
+            substation_by_group: (0..engine.topology.busbar_groups.len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        }
+    }
+}
+
 /// The two N-1 checks at one candidate, as results report them.
 pub(crate) struct N1Checks {
     /// `n1_transfer` then `substation_n1`.
@@ -996,13 +1040,13 @@ impl Engine {
     /// `normal_headroom_kw`.
     pub(crate) fn n1_checks(
         &self,
+        application: &N1Application<'_>,
         node: NodeIx,
         feeder: Option<usize>,
         busbar: Option<NodeIx>,
         normal_headroom_kw: f64,
-        demand_kw: f64,
-        load: &AddedLoad<'_>,
     ) -> N1Checks {
+        let (demand_kw, load) = (application.demand_kw, application.load);
         let n1 = &self.config.n1;
         let mut checks = Vec::with_capacity(2);
         let placement = self.topology.placement(node);
@@ -1024,8 +1068,7 @@ impl Engine {
                         )),
                     },
                     Some(best) => {
-                        let case = &self.feeder_n1(f).cases[best.case];
-                        let label = self.case_label(&case.case);
+                        let label = best.label.clone();
                         let at = best
                             .element
                             .as_deref()
@@ -1071,8 +1114,13 @@ impl Engine {
             }
         };
         let substation_headroom_kw = busbar.map(|b| {
-            let s = self.substation_n1(b, demand_kw, load);
-            let largest = self.largest_coupled_transformer(b);
+            let none = SubstationN1::default();
+            let s = match self.topology.busbar_group_index(b) {
+                Some(g) => application.substation_by_group[g]
+                    .get_or_init(|| self.substation_n1_of_group(g, demand_kw, load)),
+                None => &none,
+            };
+            let largest = s.largest_out.clone();
             let headroom = s.headroom_kw.unwrap_or(0.0);
             let ok = s.headroom_kw.is_some() && demand_kw <= headroom;
             checks.push(CheckResult {
@@ -1104,18 +1152,6 @@ impl Engine {
             transfer_headroom_kw,
             substation_headroom_kw,
         }
-    }
-
-    /// The largest transformer of the groups coupled to `busbar`'s.
-    fn largest_coupled_transformer(&self, busbar: NodeIx) -> Option<String> {
-        let group = self.topology.busbar_group_index(busbar)?;
-        self.topology
-            .coupled_groups(&self.network, group)
-            .iter()
-            .flat_map(|&g| &self.topology.busbar_groups[g].transformers)
-            .map(|t| &self.network.substation_transformers[t.get()])
-            .max_by(|a, b| a.rated_kva.total_cmp(&b.rated_kva))
-            .map(|t| t.id.to_string())
     }
 }
 
@@ -1154,7 +1190,7 @@ impl Engine {
                 )),
             ),
             Some(best) => {
-                let label = self.case_label(&n1.cases[best.case].case);
+                let label = best.label.clone();
                 let at = best
                     .element
                     .as_deref()

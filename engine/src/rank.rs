@@ -16,6 +16,7 @@ use crate::evaluate::{
     magnitude_root, transformer_root,
 };
 use crate::load_model::{STEP_MS, power_factor_tan};
+use crate::n1::N1Application;
 use crate::powerflow::SQRT_3;
 use crate::service_line::{PointSupply, ServiceLine};
 
@@ -415,12 +416,13 @@ impl Engine {
                 let placement = self.topology.placement(h.index);
                 (placement.map(|p| (p.feeder, p.local)), h.index)
             });
+            let n1_application = N1Application::new(self, app.demand_kw, &load);
             hits.par_iter()
                 .map(|h| {
                     self.with_n1(
                         self.evaluate_node(h.index, h.distance_m, app, &load),
                         app,
-                        &load,
+                        &n1_application,
                     )
                 })
                 .collect()
@@ -491,6 +493,7 @@ impl Engine {
             tan_phi: power_factor_tan(app.power_factor),
             profile: profile.as_deref(),
         };
+        let n1_application = N1Application::new(self, app.demand_kw, &load);
         supplies
             .iter()
             .enumerate()
@@ -504,7 +507,7 @@ impl Engine {
                 Ok(finite_figures(match supply {
                     Supply::Node(n) => {
                         let e = self.evaluate_node(n, distance_m, app, &load);
-                        self.with_n1(e, app, &load).out
+                        self.with_n1(e, app, &n1_application).out
                     }
                     Supply::Transformer(t) => {
                         self.evaluate_transformer(t, distance_m, app, &load).out
@@ -762,7 +765,12 @@ impl Engine {
     /// on (`engine.n1.mode`, or the application's `"n1": true`): reported
     /// beside the others, and in `enforce` deciding headroom, binding check
     /// and feasibility with them.
-    fn with_n1(&self, mut e: Evaluated, app: &Application, load: &AddedLoad<'_>) -> Evaluated {
+    fn with_n1(
+        &self,
+        mut e: Evaluated,
+        app: &Application,
+        n1_application: &N1Application<'_>,
+    ) -> Evaluated {
         let mode = self.config.n1.mode;
         if app.is_generation()
             || (mode == N1Mode::Off && !app.n1)
@@ -771,12 +779,11 @@ impl Engine {
             return e;
         }
         let n1 = self.n1_checks(
+            n1_application,
             e.node,
             e.feeder,
             e.busbar,
             e.out.headroom_kw,
-            app.demand_kw,
-            load,
         );
         e.out.n1_headroom_kw = n1.transfer_headroom_kw;
         e.out.substation_n1_headroom_kw = n1.substation_headroom_kw;
@@ -847,16 +854,26 @@ impl Engine {
             .map(|t| self.network.substation_transformers[t.get()].id.to_string())
     }
 
+    /// The id of the segment into local node `local` of a tree (`None` for a
+    /// switch or the busbar): where a thermal check names its element.
+    pub(crate) fn inbound_segment_id(
+        &self,
+        electrical: &crate::powerflow::ElectricalFeeder,
+        local: u32,
+    ) -> Option<String> {
+        match electrical.inbound.get(local as usize)? {
+            Some(headroom_geodata::Branch::Segment(s)) => {
+                Some(self.network.segment(*s).id.to_string())
+            }
+            _ => None,
+        }
+    }
+
     fn electrical_checks(&self, e: &PointEvaluation, feeder: usize) -> Vec<CheckResult> {
         let limits = self.config.limits;
         let base = self.feeder(feeder);
         let tree = self.topology.tree(base.loads.feeder);
-        let segment_id = |local: u32| match base.electrical.inbound[local as usize] {
-            Some(headroom_geodata::Branch::Segment(s)) => {
-                Some(self.network.segment(s).id.to_string())
-            }
-            _ => None,
-        };
+        let segment_id = |local: u32| self.inbound_segment_id(&base.electrical, local);
         let node_id =
             |local: u32| Some(self.network.node(tree.nodes[local as usize]).id.to_string());
         let (v_value, v_node) = if e.worst.v_max.0 > limits.v_max_pu {
@@ -924,12 +941,7 @@ impl Engine {
         let holds = |c: usize| {
             after[c] <= before[c].max(1.0) && !(over && EXPORT_CHECKS[c] == x.point.binding)
         };
-        let segment_id = |local: u32| match base.electrical.inbound[local as usize] {
-            Some(headroom_geodata::Branch::Segment(s)) => {
-                Some(self.network.segment(s).id.to_string())
-            }
-            _ => None,
-        };
+        let segment_id = |local: u32| self.inbound_segment_id(&base.electrical, local);
         let node_id =
             |local: u32| Some(self.network.node(tree.nodes[local as usize]).id.to_string());
         // The voltage shown is the side that is further past (or nearer) its limit.

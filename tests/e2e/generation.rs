@@ -5,15 +5,10 @@
 //! generation rankings and by none of the loads.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::support::{fixture, headroom, serve_gridpack};
-
-fn cross_check_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/generation")
-}
+use crate::support::{cross_check, fixture, headroom, serve_gridpack};
 
 /// Every candidate's generation headroom within 3 % or 20 kW of pandapower's,
 /// with the same binding constraint and feasibility, for the applications of
@@ -21,18 +16,7 @@ fn cross_check_dir() -> PathBuf {
 /// gridpack files alone).
 #[test]
 fn generation_headroom_agrees_with_an_independent_power_flow_on_the_fixture() {
-    let dir = cross_check_dir();
-    let expected: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
-    let run = headroom([
-        "rank".as_ref(),
-        fixture("1-MV-semiurb").as_os_str(),
-        "--applications".as_ref(),
-        dir.join("applications.json").as_os_str(),
-        "--json".as_ref(),
-    ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let results: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
+    let (expected, results) = cross_check("generation");
     let mut compared = 0;
     let mut failures = Vec::new();
     let mut bindings = HashMap::new();

@@ -226,6 +226,28 @@ fn the_map_draws_the_fixture_opens_a_feeder_and_tries_a_connection() {
     only_the_service(&report, &url);
 }
 
+/// A synthetic city (`headroom synth` with `synth_args`) in `dir`, served to a
+/// viewer. A debug build computes a city's figures slower than the default
+/// request timeout, and its readings are months old by the test's clock.
+fn serve_synthetic_city(
+    dir: &std::path::Path,
+    synth_args: &[&str],
+) -> (crate::service_process::ServiceProcess, String) {
+    let city = dir.join("city");
+    let made = headroom(
+        ["synth", city.to_str().unwrap()]
+            .into_iter()
+            .chain(synth_args.iter().copied()),
+    );
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    serve_gridpack(
+        dir,
+        &city,
+        "viewer",
+        "[http]\nrequest_timeout_ms = 900000\n[map]\nstale_after_s = 31536000",
+    )
+}
+
 /// The default synthetic city (3,000 feeders, about 60,000 transformers; one day of
 /// readings at the feeder heads, which is all the map's figures need to be
 /// computed): the page's time to its first full render is printed, and every
@@ -236,24 +258,8 @@ fn the_map_renders_the_synthetic_city() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let city = dir.path().join("city");
-    let made = headroom([
-        "synth".as_ref(),
-        city.as_os_str(),
-        "--days".as_ref(),
-        "1".as_ref(),
-        "--metered-share".as_ref(),
-        "0".as_ref(),
-    ]);
-    assert_eq!(made.code, 0, "{}", made.stderr);
-    // A debug build computes a city's figures slower than the default request
-    // timeout.
-    let (service, token) = serve_gridpack(
-        dir.path(),
-        &city,
-        "viewer",
-        "[http]\nrequest_timeout_ms = 900000\n[map]\nstale_after_s = 31536000",
-    );
+    let (service, token) =
+        serve_synthetic_city(dir.path(), &["--days", "1", "--metered-share", "0"]);
     let url = service.url.clone();
 
     // The service computes the figures once per engine; this is the server's part.
@@ -304,20 +310,7 @@ fn the_generation_view_shows_every_grade_on_the_demo_grid() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let city = dir.path().join("city");
-    let made = headroom([
-        "synth".as_ref(),
-        city.as_os_str(),
-        "--substations".as_ref(),
-        "2".as_ref(),
-    ]);
-    assert_eq!(made.code, 0, "{}", made.stderr);
-    let (service, token) = serve_gridpack(
-        dir.path(),
-        &city,
-        "viewer",
-        "[http]\nrequest_timeout_ms = 900000\n[map]\nstale_after_s = 31536000",
-    );
+    let (service, token) = serve_synthetic_city(dir.path(), &["--substations", "2"]);
     let url = service.url.clone();
     let mut grades = std::collections::BTreeMap::new();
     for level in ["substation", "feeder", "transformer"] {

@@ -6,30 +6,14 @@
 //! that allows most and its loading at the demand.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::support::{fixture, headroom};
-
-fn cross_check_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/n1")
-}
+use crate::support::cross_check;
 
 #[test]
 fn n1_transfer_agrees_with_an_independent_power_flow_on_the_fixture() {
-    let dir = cross_check_dir();
-    let expected: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
-    let run = headroom([
-        "rank".as_ref(),
-        fixture("1-MV-semiurb").as_os_str(),
-        "--applications".as_ref(),
-        dir.join("applications.json").as_os_str(),
-        "--json".as_ref(),
-    ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let results: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
+    let (expected, results) = cross_check("n1");
     let (mut compared, mut failing) = (0, 0);
     let mut failures = Vec::new();
     for app in expected["applications"].as_array().unwrap() {

@@ -41,6 +41,26 @@ pub(crate) fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// An independent cross-check beside the tests (`tests/<name>/`: its
+/// `expected.json`, written by its own script, and the ranking of its
+/// `applications.json` on the fixture by `headroom rank --json`).
+pub(crate) fn cross_check(name: &str) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(name);
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let run = headroom([
+        "rank".as_ref(),
+        fixture("1-MV-semiurb").as_os_str(),
+        "--applications".as_ref(),
+        dir.join("applications.json").as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    (expected, serde_json::from_str(&run.stdout).unwrap())
+}
+
 /// A store on the public fixture's network in `dir`, committing every 10 ms,
 /// and the fixture it was opened on.
 pub(crate) fn fixture_store(
