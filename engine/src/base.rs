@@ -650,6 +650,74 @@ impl Engine {
         base.summary = self.summarise(base);
     }
 
+    /// The room a flat load at each local node has at each step of a base not
+    /// yet observed ([`FeederBase::flat_room_kva`] worked out from its flows in
+    /// full precision), step-major (`step * nodes + node`): what picks the steps
+    /// a restoration case keeps without observing every step first.
+    pub(crate) fn unobserved_flat_rooms(&self, base: &FeederBase) -> Vec<f64> {
+        let e = &base.electrical;
+        let n = e.len();
+        let solutions = &base.full_solutions;
+        let rated = self.group_rated_kva(base.group);
+        let limit_kva = rated * base.limits.substation_transformer_pct / 100.0;
+        let mut rows = PathRows::new(e);
+        let mut rooms = vec![0.0f64; n * solutions.len()];
+        for (quad, lane_solutions) in solutions.chunks(LANES).enumerate() {
+            let len = lane_solutions.len();
+            let quad_solutions = std::array::from_fn(|l| &lane_solutions[l.min(len - 1)]);
+            rows.fill(e, quad_solutions, &base.limits);
+            for l in 0..len {
+                let k = quad * LANES + l;
+                let substation_kva = match base.group_kva.get(k) {
+                    Some(g) if limit_kva > 0.0 => limit_kva - g.norm_sqr().sqrt(),
+                    _ => f64::INFINITY,
+                };
+                for (j, room) in rooms[k * n..(k + 1) * n].iter_mut().enumerate() {
+                    let voltage = rows.voltage_kv[j][l];
+                    let thermal_kva = SQRT_3 * rows.margin_a[j][l] * voltage;
+                    let voltage_kva = rows.voltage_room[j][l] * 1000.0 * e.nominal_kv[j] * voltage;
+                    let voltage_kva = if voltage_kva.is_nan() {
+                        f64::INFINITY
+                    } else {
+                        voltage_kva.max(0.0)
+                    };
+                    *room = thermal_kva.min(voltage_kva).min(substation_kva);
+                }
+            }
+        }
+        rooms
+    }
+
+    /// A base not yet observed, restricted to its steps `kept` (ascending) and
+    /// observed: its flows (reservations in them) and its group's flow carried
+    /// over, nothing solved again.
+    pub(crate) fn restricted_base(&self, base: FeederBase, kept: &[usize]) -> FeederBase {
+        let FeederBase {
+            electrical,
+            mut loads,
+            reserved,
+            full_solutions,
+            group,
+            limits,
+            group_kva,
+            counts_injections,
+            ..
+        } = base;
+        let group_kva = kept.iter().map(|&k| group_kva[k]).collect();
+        loads.flows = full_solutions;
+        let loads = loads.restricted_to(kept);
+        // Reservations are in the flows already: none to solve in again.
+        let mut restricted =
+            self.base_with_extra_loads(loads.feeder, electrical, loads, Vec::new());
+        restricted.reserved = reserved;
+        restricted.group = group;
+        restricted.limits = limits;
+        restricted.group_kva = group_kva;
+        restricted.counts_injections = counts_injections;
+        self.observe_base(&mut restricted);
+        restricted
+    }
+
     /// Prepares each node's ranking of its steps by the room a flat load has
     /// there: what lets a flat load be judged at its node's [`FLAT_STEPS`]
     /// tightest steps, and usually far fewer, instead of every step of the window.

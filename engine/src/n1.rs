@@ -36,14 +36,6 @@ use crate::evaluate::{AddedLoad, UNBOUNDED_KW};
 use crate::load_model::FeederLoads;
 use crate::powerflow::{ElectricalFeeder, SQRT_3};
 
-/// What a case tree was built from, to build it again over fewer steps.
-struct TreeSource {
-    owner: FeederIx,
-    electrical: ElectricalFeeder,
-    loads: FeederLoads,
-    reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
-}
-
 /// One tree of a restoration case: a supplier with F's part(s) attached.
 pub struct CaseTree {
     /// Its flows at every shared step, judged against the case limits.
@@ -222,17 +214,16 @@ impl Engine {
                         None => suppliers.push((part.tie.supply, vec![part])),
                     }
                 }
-                let (mut trees, sources): (Vec<CaseTree>, Vec<Option<TreeSource>>) = suppliers
+                let mut trees: Vec<CaseTree> = suppliers
                     .iter()
-                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts, keep))
-                    .unzip();
+                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts))
+                    .collect();
                 self.set_case_groups(&f_base, &mut trees);
                 for t in &mut trees {
-                    self.observe_base(&mut t.base);
-                }
-                for (t, source) in trees.iter_mut().zip(sources) {
-                    if let Some(source) = source {
-                        self.keep_least_room(t, source, keep);
+                    if t.base.solutions.len() > keep {
+                        self.keep_least_room(t, keep);
+                    } else {
+                        self.observe_base(&mut t.base);
                     }
                 }
                 CaseFlows {
@@ -245,14 +236,14 @@ impl Engine {
     }
 
     /// The supplier's tree with `parts` of F attached at their ties, its loads
-    /// at the steps both have, solved; the group's flow is set afterwards.
+    /// at the steps both have, solved (not yet observed: the group's flow is
+    /// set afterwards, and the steps kept chosen from the flows).
     fn case_tree(
         &self,
         f_base: &FeederBase,
         supply: TieSupply,
         parts: &[RestoredPart],
-        keep: usize,
-    ) -> (CaseTree, Option<TreeSource>) {
+    ) -> CaseTree {
         let fe = &f_base.electrical;
         let f_tree = self.topology.tree(f_base.loads.feeder);
         let (mut e, mut nodes, supplier) = match supply {
@@ -333,6 +324,27 @@ impl Engine {
                     from_feeder[y as usize] = push(&mut e, y, from_feeder[x as usize], Some(via));
                     queue.push_back(y);
                 }
+            }
+        }
+        // Where each node of F starts its case flow: the voltage at its tie,
+        // and for a node beyond the tie in F's own direction, its measured
+        // drop from the tie on top (what it keeps when fed from the far end);
+        // a flat start took twice the sweeps. (tree index, F local, tree index
+        // of the tie's far side, F's tie node where the node lies beyond it)
+        let mut warm: Vec<(usize, usize, usize, Option<usize>)> = Vec::new();
+        for part in parts {
+            let a = part.tie.local as usize;
+            let attach = match part.tie.supply {
+                TieSupply::Feeder { local, .. } => local as usize,
+                TieSupply::Busbar(_) => 0,
+            };
+            for &x in &part.nodes {
+                let x = x as usize;
+                let mut y = x;
+                while y != a && y != 0 {
+                    y = fe.parent[y] as usize;
+                }
+                warm.push((from_feeder[x] as usize, x, attach, (y == a).then_some(a)));
             }
         }
         e.drop_kv_per_a = e.z_ohm.iter().map(|z| SQRT_3 / 1000.0 * z).collect();
@@ -416,7 +428,22 @@ impl Engine {
                     .unwrap_or(e.nominal_kv[0]),
             };
             source_kv.push(kv);
+            let row = start_v_kv.len();
             start_v_kv.extend(std::iter::repeat_n(Complex64::new(kv, 0.0), n));
+            let start = &mut start_v_kv[row..];
+            if let (Some(g), Some(kg)) = (supplier.as_deref(), kg) {
+                let flow = &g.solutions[kg];
+                for (j, v) in start.iter_mut().enumerate().take(g.electrical.len()) {
+                    *v = flow.v_kv(j);
+                }
+            }
+            let f_flow = &f_base.solutions[kf];
+            for &(at, x, attach, beyond) in &warm {
+                start[at] = match beyond {
+                    Some(a) => start[attach] * (f_flow.v_kv(x) / f_flow.v_kv(a)),
+                    None => start[attach],
+                };
+            }
             stamps.push(self.window.steps[w]);
         }
         let steps = stamps.len();
@@ -463,67 +490,43 @@ impl Engine {
             .map(|(loading, k)| (loading, shared.get(k as usize).map_or(0, |s| s.0 as u32)))
             .collect();
         let n = e.len();
-        // What restricting it to fewer steps builds from, where it will be.
-        let source = (steps > keep).then(|| TreeSource {
-            owner,
-            electrical: e.clone(),
-            loads: loads.clone(),
-            reserved: reserved.clone(),
-        });
         let mut base = self.base_with_extra_loads(owner, e, loads, reserved);
         base.group = group;
         base.limits = limits;
-        let tree = CaseTree {
+        CaseTree {
             base,
             nodes,
             from_feeder,
             supply,
             branch_max,
             dropped_room_kva: vec![f64::INFINITY; n],
-        };
-        (tree, source)
+        }
     }
 
-    /// Restricts a tree solved over every step to the `keep` steps where its
-    /// room is least (the base's own estimate at each node, the least over
-    /// its nodes), each node's room over the steps left out kept beside it.
-    fn keep_least_room(&self, tree: &mut CaseTree, source: TreeSource, keep: usize) {
+    /// Restricts a tree solved over every step, not yet observed, to the
+    /// `keep` steps where its room is least (the base's own estimate at each
+    /// node, the least over its nodes), each node's room over the steps left
+    /// out kept beside it.
+    fn keep_least_room(&self, tree: &mut CaseTree, keep: usize) {
         let base = &tree.base;
         let (n, steps) = (base.electrical.len(), base.solutions.len());
-        let least: Vec<f64> = (0..steps)
-            .map(|k| {
-                (1..n)
-                    .map(|j| base.flat_room_kva(j, k))
-                    .fold(f64::INFINITY, f64::min)
-            })
+        let rooms = self.unobserved_flat_rooms(base);
+        let least: Vec<f64> = rooms
+            .chunks_exact(n)
+            .map(|row| row[1..].iter().copied().fold(f64::INFINITY, f64::min))
             .collect();
         let mut order: Vec<usize> = (0..steps).collect();
         order.sort_by(|a, b| least[*a].total_cmp(&least[*b]).then(a.cmp(b)));
         let mut dropped = vec![f64::INFINITY; n];
         for &k in &order[keep..] {
-            for (j, out) in dropped.iter_mut().enumerate().skip(1) {
-                *out = out.min(base.flat_room_kva(j, k));
+            for (out, room) in dropped.iter_mut().zip(&rooms[k * n..(k + 1) * n]).skip(1) {
+                *out = out.min(*room);
             }
         }
         dropped[0] = dropped[1..].iter().copied().fold(f64::INFINITY, f64::min);
         let mut kept = order[..keep].to_vec();
         kept.sort_unstable();
-        // The group's flow at the steps kept, as the whole case moved it.
-        let group_kva: Vec<Complex64> = kept.iter().map(|&k| base.group_kva[k]).collect();
-        let (group, limits) = (base.group, base.limits);
-        let TreeSource {
-            owner,
-            electrical,
-            mut loads,
-            reserved,
-        } = source;
-        let loads = loads.restricted_to(&kept);
-        let mut restricted = self.base_with_extra_loads(owner, electrical, loads, reserved);
-        restricted.group = group;
-        restricted.limits = limits;
-        restricted.group_kva = group_kva;
-        self.observe_base(&mut restricted);
-        tree.base = restricted;
+        tree.base = self.restricted_base(std::mem::take(&mut tree.base), &kept);
         tree.dropped_room_kva = dropped;
     }
 
