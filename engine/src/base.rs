@@ -265,13 +265,20 @@ impl FeederBase {
 
     /// Approximate memory held, bytes (the cache's weight).
     pub fn weight_bytes(&self) -> usize {
+        self.weight_bytes_judging(self.ranked_steps.len())
+    }
+
+    /// [`Self::weight_bytes`] where only `judged` of its nodes can ever be
+    /// judged (ranked steps are worked out only for nodes that are): a
+    /// restoration case's tree judges the restored feeder's nodes, never its
+    /// supplier's.
+    pub fn weight_bytes_judging(&self, judged: usize) -> usize {
         // Solutions (two single-precision complex numbers per node) and six
         // screening figures.
         let per_step = self.electrical.len() * (2 * 8 + 6 * 4) + 64;
         let loads = self.loads.p_kw.len() * 16;
-        // Every node's ranked steps, as if each had been judged.
-        let stress =
-            self.ranked_steps.len() * (self.flat_stride * std::mem::size_of::<RankedStep>() + 32);
+        // The ranked steps of every node that can be judged, as if each had been.
+        let stress = judged * (self.flat_stride * std::mem::size_of::<RankedStep>() + 32);
         // The figures' step orders and per-node lowest voltages.
         let orders = self.solutions.len() * 4 * 4 + self.electrical.len() * 4;
         self.solutions.len() * per_step + loads + stress + orders + 1024

@@ -159,11 +159,14 @@ impl Engine {
             .build()
     }
 
-    /// Restoration cases weigh about what their trees' bases do; a quarter
-    /// of the feeder memory holds a busy area's.
+    /// A feeder's restoration cases (two trees of twice its nodes over a fifth
+    /// of its steps, with the rare case set over every step) weigh about what
+    /// its base does: as much memory as the bases' holds the cases of the
+    /// feeders they hold. With less, a city's ranking built every case again
+    /// on each pass.
     fn new_n1_cache(config: &EngineConfig) -> Cache<(usize, u64), Arc<crate::n1::FeederN1>> {
         Cache::builder()
-            .max_capacity(config.feeder_cache_bytes / 4)
+            .max_capacity(config.feeder_cache_bytes)
             .weigher(|_, cases: &Arc<crate::n1::FeederN1>| {
                 u32::try_from(cases.weight_bytes()).unwrap_or(u32::MAX)
             })

@@ -143,7 +143,14 @@ impl FeederN1 {
         self.cases
             .iter()
             .flat_map(|c| &c.trees)
-            .map(|t| t.base.weight_bytes() + t.nodes.len() * 8)
+            .map(|t| {
+                let judged = t.from_feeder.iter().filter(|&&at| at != u32::MAX).count();
+                t.base.weight_bytes_judging(judged)
+                    + t.nodes.len() * 8
+                    + t.from_feeder.len() * 4
+                    + t.branch_max.len() * 8
+                    + t.dropped_room_kva.len() * 8
+            })
             .sum::<usize>()
             + 256
     }
