@@ -490,6 +490,20 @@ impl Engine {
         loads: FeederLoads,
         reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
     ) -> FeederBase {
+        self.base_solved(feeder, electrical, loads, reserved, false)
+    }
+
+    /// [`Self::base_with_extra_loads`]; with `solve_again`, every step is
+    /// solved again from its flow even without extra loads (flows solved to a
+    /// looser tolerance).
+    fn base_solved(
+        &self,
+        feeder: FeederIx,
+        electrical: ElectricalFeeder,
+        loads: FeederLoads,
+        reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
+        solve_again: bool,
+    ) -> FeederBase {
         let tree = self.topology.tree(feeder);
         let window_step = self.window_steps(&loads);
         let group = self.topology.busbar_group_index(tree.head());
@@ -528,7 +542,7 @@ impl Engine {
         // The load model solved each step's loads; reservations add to them, and
         // each step is solved again from its own flow.
         let mut solved = std::mem::take(&mut base.loads.flows);
-        if !base.reserved.is_empty() {
+        if solve_again || !base.reserved.is_empty() {
             let mut loads = StepLoads::new(n);
             let mut scratch = SweepLanes::default();
             let mut lanes: [Solution; LANES] = Default::default();
@@ -695,9 +709,10 @@ impl Engine {
         rooms
     }
 
-    /// A base not yet observed, restricted to its steps `kept` (ascending) and
-    /// observed: its flows (reservations in them) and its group's flow carried
-    /// over, nothing solved again.
+    /// A base not yet observed, whose flows were solved to a looser tolerance
+    /// ([`CASE_SELECTION_SWEEP`]), restricted to its steps `kept` (ascending),
+    /// solved again from those flows and observed; its group's flow is carried
+    /// over, corrected by what solving again moved its head.
     pub(crate) fn restricted_base(&self, base: FeederBase, kept: &[usize]) -> FeederBase {
         let FeederBase {
             electrical,
@@ -710,16 +725,21 @@ impl Engine {
             counts_injections,
             ..
         } = base;
-        let group_kva = kept.iter().map(|&k| group_kva[k]).collect();
+        let loose_heads: Vec<Complex64> = kept
+            .iter()
+            .map(|&k| full_solutions[k].head_power_kva())
+            .collect();
         loads.flows = full_solutions;
         let loads = loads.restricted_to(kept);
-        // Reservations are in the flows already: none to solve in again.
-        let mut restricted =
-            self.base_with_extra_loads(loads.feeder, electrical, loads, Vec::new());
-        restricted.reserved = reserved;
+        let mut restricted = self.base_solved(loads.feeder, electrical, loads, reserved, true);
+        restricted.group_kva = kept
+            .iter()
+            .zip(&loose_heads)
+            .zip(&restricted.full_solutions)
+            .map(|((&k, loose), exact)| group_kva[k] + exact.head_power_kva() - loose)
+            .collect();
         restricted.group = group;
         restricted.limits = limits;
-        restricted.group_kva = group_kva;
         restricted.counts_injections = counts_injections;
         self.observe_base(&mut restricted);
         restricted
@@ -861,6 +881,16 @@ impl Engine {
         })
     }
 }
+
+/// The sweeps of a restoration case's flows over every step, which choose the
+/// steps it keeps and bound the room of the others (within the 15 % the
+/// choice allows: see `n1::DROPPED_ROOM_MARGIN`): a hundredth of the exact
+/// flows' tolerance, and half their sweeps. The steps kept are solved again
+/// to the exact tolerance.
+pub const CASE_SELECTION_SWEEP: SweepSettings = SweepSettings {
+    tolerance_pu: 1e-4,
+    max_iterations: 50,
+};
 
 /// How many steps per node a flat load is judged at before the rest of the
 /// window is needed.

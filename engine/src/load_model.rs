@@ -533,6 +533,18 @@ impl FeederLoads {
         steps: impl IntoIterator<Item = usize>,
         max_rounds: usize,
     ) {
+        self.settle_with(electrical, steps, max_rounds, SweepSettings::default());
+    }
+
+    /// [`Self::settle`] with the sweeps' own settings (a looser tolerance for
+    /// flows that only choose which steps to solve exactly).
+    pub fn settle_with(
+        &mut self,
+        electrical: &ElectricalFeeder,
+        steps: impl IntoIterator<Item = usize>,
+        max_rounds: usize,
+        settings: SweepSettings,
+    ) {
         let n = electrical.len();
         let mut pending: Vec<usize> = steps.into_iter().filter(|k| !self.settled[*k]).collect();
         pending.sort_unstable();
@@ -573,13 +585,7 @@ impl FeederLoads {
             if solving.iter().all(Option::is_none) {
                 break;
             }
-            sweep_steps(
-                electrical,
-                &loads,
-                SweepSettings::default(),
-                &mut lanes,
-                &mut flows,
-            );
+            sweep_steps(electrical, &loads, settings, &mut lanes, &mut flows);
             for l in 0..LANES {
                 let Some((k, round)) = solving[l] else {
                     continue;

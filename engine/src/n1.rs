@@ -223,7 +223,7 @@ impl Engine {
                 }
                 let mut trees: Vec<CaseTree> = suppliers
                     .iter()
-                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts))
+                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts, keep))
                     .collect();
                 self.set_case_groups(&f_base, &mut trees);
                 for t in &mut trees {
@@ -250,6 +250,7 @@ impl Engine {
         f_base: &FeederBase,
         supply: TieSupply,
         parts: &[RestoredPart],
+        keep: usize,
     ) -> CaseTree {
         let fe = &f_base.electrical;
         let f_tree = self.topology.tree(f_base.loads.feeder);
@@ -466,7 +467,13 @@ impl Engine {
             source_kv,
             start_v_kv,
         );
-        loads.settle(&e, 0..steps, 1);
+        // Over more steps than it keeps, the flows only choose the steps: the
+        // steps kept are solved again exactly.
+        if steps > keep {
+            loads.settle_with(&e, 0..steps, 1, crate::base::CASE_SELECTION_SWEEP);
+        } else {
+            loads.settle(&e, 0..steps, 1);
+        }
         let mut reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)> = supplier
             .as_deref()
             .map(|g| g.reserved.clone())
