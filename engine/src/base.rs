@@ -490,19 +490,19 @@ impl Engine {
         loads: FeederLoads,
         reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
     ) -> FeederBase {
-        self.base_solved(feeder, electrical, loads, reserved, false)
+        self.base_solved(feeder, electrical, loads, reserved, None)
     }
 
-    /// [`Self::base_with_extra_loads`]; with `solve_again`, every step is
-    /// solved again from its flow even without extra loads (flows solved to a
-    /// looser tolerance).
-    fn base_solved(
+    /// [`Self::base_with_extra_loads`], the extra loads solved in with
+    /// `settings` (the flows' own, to their looser tolerance); with `Some`,
+    /// every step is solved again from its flow even without extra loads.
+    pub(crate) fn base_solved(
         &self,
         feeder: FeederIx,
         electrical: ElectricalFeeder,
         loads: FeederLoads,
         reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
-        solve_again: bool,
+        solve_again: Option<SweepSettings>,
     ) -> FeederBase {
         let tree = self.topology.tree(feeder);
         let window_step = self.window_steps(&loads);
@@ -542,7 +542,8 @@ impl Engine {
         // The load model solved each step's loads; reservations add to them, and
         // each step is solved again from its own flow.
         let mut solved = std::mem::take(&mut base.loads.flows);
-        if solve_again || !base.reserved.is_empty() {
+        if solve_again.is_some() || !base.reserved.is_empty() {
+            let settings = solve_again.unwrap_or_default();
             let mut loads = StepLoads::new(n);
             let mut scratch = SweepLanes::default();
             let mut lanes: [Solution; LANES] = Default::default();
@@ -555,13 +556,7 @@ impl Engine {
                     loads.source_kv[l] = base.loads.source_kv[k];
                     lanes[l].clone_from(&solved[k]);
                 }
-                sweep_steps(
-                    &base.electrical,
-                    &loads,
-                    SweepSettings::default(),
-                    &mut scratch,
-                    &mut lanes,
-                );
+                sweep_steps(&base.electrical, &loads, settings, &mut scratch, &mut lanes);
                 for (l, &k) in batch.iter().enumerate() {
                     std::mem::swap(&mut solved[k], &mut lanes[l]);
                 }
@@ -731,7 +726,13 @@ impl Engine {
             .collect();
         loads.flows = full_solutions;
         let loads = loads.restricted_to(kept);
-        let mut restricted = self.base_solved(loads.feeder, electrical, loads, reserved, true);
+        let mut restricted = self.base_solved(
+            loads.feeder,
+            electrical,
+            loads,
+            reserved,
+            Some(SweepSettings::default()),
+        );
         restricted.group_kva = kept
             .iter()
             .zip(&loose_heads)

@@ -34,7 +34,7 @@ use crate::checks::{CheckName, CheckResult};
 use crate::engine::Engine;
 use crate::evaluate::{AddedLoad, UNBOUNDED_KW};
 use crate::load_model::FeederLoads;
-use crate::powerflow::{ElectricalFeeder, SQRT_3};
+use crate::powerflow::{ElectricalFeeder, SQRT_3, SweepSettings};
 
 /// One tree of a restoration case: a supplier with F's part(s) attached.
 pub struct CaseTree {
@@ -469,11 +469,12 @@ impl Engine {
         );
         // Over more steps than it keeps, the flows only choose the steps: the
         // steps kept are solved again exactly.
-        if steps > keep {
-            loads.settle_with(&e, 0..steps, 1, crate::base::CASE_SELECTION_SWEEP);
+        let sweep = if steps > keep {
+            crate::base::CASE_SELECTION_SWEEP
         } else {
-            loads.settle(&e, 0..steps, 1);
-        }
+            SweepSettings::default()
+        };
+        loads.settle_with(&e, 0..steps, 1, sweep);
         let mut reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)> = supplier
             .as_deref()
             .map(|g| g.reserved.clone())
@@ -504,7 +505,12 @@ impl Engine {
             .map(|(loading, k)| (loading, shared.get(k as usize).map_or(0, |s| s.0 as u32)))
             .collect();
         let n = e.len();
-        let mut base = self.base_with_extra_loads(owner, e, loads, reserved);
+        // Reservations solved in to the same tolerance as the flows.
+        let mut base = if reserved.is_empty() {
+            self.base_with_extra_loads(owner, e, loads, reserved)
+        } else {
+            self.base_solved(owner, e, loads, reserved, Some(sweep))
+        };
         base.group = group;
         base.limits = limits;
         CaseTree {
