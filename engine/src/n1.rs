@@ -849,9 +849,39 @@ impl Engine {
             load.profile
                 .map_or(1.0, |p| p[self.quarter_of_day(base.loads.steps[k])])
         };
+        // The steps in the order of an upper bound of the path's loading with
+        // the load: the base's highest loading along the path (kept per node
+        // and step) plus the load's current over the path's least rating. The
+        // scan ends at the first bound below the highest loading found: a
+        // handful of steps instead of every step kept.
+        let least_rated = path
+            .iter()
+            .map(|&(_, inverse_rated_2)| inverse_rated_2.sqrt().recip())
+            .fold(head.unwrap_or(f64::INFINITY), f64::min);
+        let steps = base.solutions.len();
+        let at = local as usize * steps;
+        let path_loading = &base.path_max_loading[at..at + steps];
+        let per_kw_magnitude = per_kw.norm_sqr().sqrt();
+        let mut order: Vec<(f64, usize)> = base
+            .solutions
+            .iter()
+            .enumerate()
+            .map(|(k, solution)| {
+                let added_a = per_kw_magnitude * demand_kw * factor(k)
+                    / (SQRT_3 * solution.v_kv(local as usize).norm_sqr().sqrt());
+                // Single-precision rows: a hair above, never below.
+                let bound = f64::from(path_loading[k]) * (1.0 + 1e-6) + added_a / least_rated;
+                (bound, k)
+            })
+            .collect();
+        order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         // (loading, step, the branch's local node: 0 for the head)
         let mut worst: Option<(f64, usize, u32)> = None;
-        for (k, solution) in base.solutions.iter().enumerate() {
+        for &(bound, k) in &order {
+            if worst.is_some_and(|(w, ..)| bound < w) {
+                break;
+            }
+            let solution = &base.solutions[k];
             let added =
                 per_kw * (demand_kw * factor(k)) / (SQRT_3 * solution.v_kv(local as usize).conj());
             let mut most = (f64::NEG_INFINITY, 0u32);
@@ -867,7 +897,8 @@ impl Engine {
                     most = (loading, 0);
                 }
             }
-            if worst.is_none_or(|(w, ..)| most.0 > w) {
+            // Of equal loadings, the earliest step's.
+            if worst.is_none_or(|(w, wk, _)| most.0 > w || (most.0 == w && k < wk)) {
                 worst = Some((most.0, k, most.1));
             }
         }
