@@ -263,6 +263,20 @@ impl FeederBase {
         })
     }
 
+    /// Steps it keeps.
+    pub fn step_count(&self) -> usize {
+        self.window_step.len()
+    }
+
+    /// The head's power at kept step `k`, kVA, from the flows as kept (or,
+    /// before they are, in full precision).
+    pub fn head_power_kva(&self, k: usize) -> Complex64 {
+        match self.solutions.get(k) {
+            Some(solution) => solution.head_power_kva(),
+            None => self.full_solutions[k].head_power_kva(),
+        }
+    }
+
     /// Approximate memory held, bytes (the cache's weight).
     pub fn weight_bytes(&self) -> usize {
         self.weight_bytes_judging(self.ranked_steps.len())
@@ -490,12 +504,15 @@ impl Engine {
         loads: FeederLoads,
         reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
     ) -> FeederBase {
-        self.base_solved(feeder, electrical, loads, reserved, None)
+        self.base_solved(feeder, electrical, loads, reserved, None, true)
     }
 
     /// [`Self::base_with_extra_loads`], the extra loads solved in with
     /// `settings` (the flows' own, to their looser tolerance); with `Some`,
     /// every step is solved again from its flow even without extra loads.
+    /// Without `single_precision`, the flows are kept in full precision only:
+    /// a base to be restricted to fewer steps ([`Self::restricted_base`]) is
+    /// never observed as it is.
     pub(crate) fn base_solved(
         &self,
         feeder: FeederIx,
@@ -503,6 +520,7 @@ impl Engine {
         loads: FeederLoads,
         reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
         solve_again: Option<SweepSettings>,
+        single_precision: bool,
     ) -> FeederBase {
         let tree = self.topology.tree(feeder);
         let window_step = self.window_steps(&loads);
@@ -562,7 +580,9 @@ impl Engine {
                 }
             }
         }
-        base.solutions = solved.iter().map(StoredSolution::new).collect();
+        if single_precision {
+            base.solutions = solved.iter().map(StoredSolution::new).collect();
+        }
         base.full_solutions = solved;
         base
     }
@@ -732,6 +752,7 @@ impl Engine {
             loads,
             reserved,
             Some(SweepSettings::default()),
+            true,
         );
         restricted.group_kva = kept
             .iter()

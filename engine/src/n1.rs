@@ -97,6 +97,18 @@ fn branch_max(e: &ElectricalFeeder, flows: &[crate::powerflow::Solution]) -> Vec
     most
 }
 
+/// Where one restored part of a feeder starts its case flow (see
+/// `Engine::case_tree`).
+struct WarmStart {
+    /// Tree index of the tie's far side.
+    attach: usize,
+    /// The feeder's own node at the tie.
+    a: usize,
+    /// Each node's tree index, its local index on the feeder, and whether it
+    /// lies beyond the tie in the feeder's own direction.
+    nodes: Vec<(usize, usize, bool)>,
+}
+
 /// A restoration case with its trees.
 pub struct CaseFlows {
     /// The case.
@@ -227,7 +239,7 @@ impl Engine {
                     .collect();
                 self.set_case_groups(&f_base, &mut trees);
                 for t in &mut trees {
-                    if t.base.solutions.len() > keep {
+                    if t.base.step_count() > keep {
                         self.keep_least_room(t, keep);
                     } else {
                         self.observe_base(&mut t.base);
@@ -337,23 +349,27 @@ impl Engine {
         // Where each node of F starts its case flow: the voltage at its tie,
         // and for a node beyond the tie in F's own direction, its measured
         // drop from the tie on top (what it keeps when fed from the far end);
-        // a flat start took twice the sweeps. (tree index, F local, tree index
-        // of the tie's far side, F's tie node where the node lies beyond it)
-        let mut warm: Vec<(usize, usize, usize, Option<usize>)> = Vec::new();
+        // a flat start took twice the sweeps.
+        let mut warm: Vec<WarmStart> = Vec::new();
         for part in parts {
             let a = part.tie.local as usize;
             let attach = match part.tie.supply {
                 TieSupply::Feeder { local, .. } => local as usize,
                 TieSupply::Busbar(_) => 0,
             };
-            for &x in &part.nodes {
-                let x = x as usize;
-                let mut y = x;
-                while y != a && y != 0 {
-                    y = fe.parent[y] as usize;
-                }
-                warm.push((from_feeder[x] as usize, x, attach, (y == a).then_some(a)));
-            }
+            let nodes = part
+                .nodes
+                .iter()
+                .map(|&x| {
+                    let x = x as usize;
+                    let mut y = x;
+                    while y != a && y != 0 {
+                        y = fe.parent[y] as usize;
+                    }
+                    (from_feeder[x] as usize, x, y == a)
+                })
+                .collect();
+            warm.push(WarmStart { attach, a, nodes });
         }
         e.drop_kv_per_a = e.z_ohm.iter().map(|z| SQRT_3 / 1000.0 * z).collect();
         e.inv_nominal_kv_2 = e.nominal_kv.iter().map(|kv| (kv * kv).recip()).collect();
@@ -417,16 +433,33 @@ impl Engine {
         let mut source_kv = Vec::with_capacity(shared.len());
         let mut start_v_kv = Vec::with_capacity(shared.len() * n);
         let mut stamps = Vec::with_capacity(shared.len());
+        // F's transformers in the case, in order: where a tie restores all of
+        // F (every one-tie case), its rows are copied whole.
+        let f_taken: Vec<usize> = sources
+            .iter()
+            .filter_map(|&(g_t, f_t)| g_t.is_none().then_some(f_t))
+            .collect();
+        let mf = f_loads.transformers.len();
+        let f_whole = f_taken.len() == mf;
         for &(w, kf, kg) in &shared {
-            for &(g_t, f_t) in &sources {
-                let (loads, k, t) = match (g_t, supplier.as_deref(), kg) {
-                    (Some(t), Some(g), Some(kg)) => (&g.loads, kg, t),
-                    _ => (f_loads, kf, f_t),
-                };
-                let mt = loads.transformers.len();
-                p_kw.push(loads.p_kw[k * mt + t]);
-                q_kvar.push(loads.q_kvar[k * mt + t]);
-                estimated.push(loads.estimated[k * mt + t]);
+            if let (Some(g), Some(kg)) = (supplier.as_deref(), kg) {
+                let mg = g.loads.transformers.len();
+                let row = kg * mg..(kg + 1) * mg;
+                p_kw.extend_from_slice(&g.loads.p_kw[row.clone()]);
+                q_kvar.extend_from_slice(&g.loads.q_kvar[row.clone()]);
+                estimated.extend_from_slice(&g.loads.estimated[row]);
+            }
+            let row = kf * mf..(kf + 1) * mf;
+            if f_whole {
+                p_kw.extend_from_slice(&f_loads.p_kw[row.clone()]);
+                q_kvar.extend_from_slice(&f_loads.q_kvar[row.clone()]);
+                estimated.extend_from_slice(&f_loads.estimated[row]);
+            } else {
+                for &t in &f_taken {
+                    p_kw.push(f_loads.p_kw[row.start + t]);
+                    q_kvar.push(f_loads.q_kvar[row.start + t]);
+                    estimated.push(f_loads.estimated[row.start + t]);
+                }
             }
             let kv = match (supplier.as_deref(), kg) {
                 (Some(g), Some(kg)) => g.loads.source_kv[kg],
@@ -446,11 +479,16 @@ impl Engine {
                 }
             }
             let f_flow = &f_base.solutions[kf];
-            for &(at, x, attach, beyond) in &warm {
-                start[at] = match beyond {
-                    Some(a) => start[attach] * (f_flow.v_kv(x) / f_flow.v_kv(a)),
-                    None => start[attach],
-                };
+            for WarmStart { attach, a, nodes } in &warm {
+                let at_tie = start[*attach];
+                let scale = at_tie * f_flow.v_kv(*a).inv();
+                for &(at, x, beyond) in nodes {
+                    start[at] = if beyond {
+                        scale * f_flow.v_kv(x)
+                    } else {
+                        at_tie
+                    };
+                }
             }
             stamps.push(self.window.steps[w]);
         }
@@ -506,11 +544,10 @@ impl Engine {
             .collect();
         let n = e.len();
         // Reservations solved in to the same tolerance as the flows.
-        let mut base = if reserved.is_empty() {
-            self.base_with_extra_loads(owner, e, loads, reserved)
-        } else {
-            self.base_solved(owner, e, loads, reserved, Some(sweep))
-        };
+        // A tree to be restricted keeps its flows in full precision only.
+        let restricted = steps > keep;
+        let solve_reserved = (!reserved.is_empty()).then_some(sweep);
+        let mut base = self.base_solved(owner, e, loads, reserved, solve_reserved, !restricted);
         base.group = group;
         base.limits = limits;
         CaseTree {
@@ -529,7 +566,7 @@ impl Engine {
     /// out kept beside it.
     fn keep_least_room(&self, tree: &mut CaseTree, keep: usize) {
         let base = &tree.base;
-        let (n, steps) = (base.electrical.len(), base.solutions.len());
+        let (n, steps) = (base.electrical.len(), base.step_count());
         let rooms = self.unobserved_flat_rooms(base);
         let least: Vec<f64> = rooms
             .chunks_exact(n)
@@ -559,7 +596,7 @@ impl Engine {
             let mut at = vec![Complex64::new(0.0, 0.0); window];
             for (k, &w) in b.window_step.iter().enumerate() {
                 if w < window {
-                    at[w] = b.solutions[k].head_power_kva();
+                    at[w] = b.head_power_kva(k);
                 }
             }
             at
