@@ -49,8 +49,8 @@ use tokio_util::sync::CancellationToken;
 mod support;
 use support::{process_cpu_s, quantile};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 const ROLE: &str = "HEADROOM_BENCH_ROLE";
 const OPCUA_ASSETS: usize = 2_500;
@@ -58,6 +58,7 @@ const GATEWAYS: usize = 5;
 const UNITS_PER_GATEWAY: u8 = 100;
 
 fn main() {
+    allocator::keep_freed_memory();
     match std::env::var(ROLE).as_deref() {
         Ok("opcua-server") => return opcua_server(),
         Ok("modbus-server") => return modbus_servers(),

@@ -45,9 +45,8 @@ use headroom_geodata::Gridpack;
 mod support;
 use support::process_cpu_s;
 
-// The service's allocator (see `src/main.rs`), so that the bench measures what runs.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 fn fixture_engine(config: EngineConfig) -> (Engine, Vec<Application>, f64) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/1-MV-semiurb");
@@ -72,6 +71,7 @@ fn fixture_engine(config: EngineConfig) -> (Engine, Vec<Application>, f64) {
 }
 
 fn benches(c: &mut Criterion) {
+    allocator::keep_freed_memory();
     if std::env::var_os("HEADROOM_BENCH_CITY_ONLY").is_some() {
         city();
         return;

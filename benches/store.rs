@@ -43,13 +43,14 @@ use headroom_store::record::readings_schema;
 use headroom_store::{Store, StoreConfig, StoreReadings};
 use rand::{Rng, SeedableRng};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 const DAY_MS: i64 = 86_400_000;
 const STEP_MS: i64 = 900_000;
 
 fn main() {
+    allocator::keep_freed_memory();
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if wanted("ingest") {

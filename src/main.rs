@@ -5,14 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod allocator;
 mod commands;
 mod demo;
 mod serve;
-
-// glibc's allocator spent a fifth of a cold ranking growing and consolidating its
-// heap while feeder bases came and went; mimalloc keeps freed pages for reuse.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Headroom: where a new customer can be connected to the distribution grid, and how.
 #[derive(Debug, Parser)]
@@ -174,6 +170,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     let wal_dir = cli.wal_dir;
     let location = |text: &str| commands::location(text, &wal_dir);
