@@ -269,7 +269,7 @@ pub struct EngineConfig {
     /// Memory for built feeders (load models and base power flows), bytes. A
     /// feeder of 100 nodes over 7 days takes about 3 MB; the default holds
     /// about 1,400 such feeders, the working set of a busy city's planners.
-    /// The feeders' N-1 restoration cases (about 2.5 MB a feeder) are held
+    /// The feeders' N-1 restoration cases (2 to 3 MB a city feeder) are held
     /// in as much again.
     pub feeder_cache_bytes: u64,
     /// Judge every step of the window for every candidate instead of a flat
