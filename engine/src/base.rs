@@ -226,17 +226,13 @@ impl FeederBase {
     /// The room a flat load at local node `j` has at step `k`, kVA.
     pub(crate) fn flat_room_kva(&self, j: usize, k: usize) -> f64 {
         let at = j * self.solutions.len() + k;
-        let voltage = f64::from(self.voltage_kv[at]);
-        let thermal_kva = SQRT_3 * f64::from(self.path_margin_a[at]) * voltage;
-        let voltage_kva = self.voltage_room_kva(j, k).max(0.0);
-        let voltage_kva = if voltage_kva.is_nan() {
-            f64::INFINITY
-        } else {
-            voltage_kva
-        };
-        thermal_kva
-            .min(voltage_kva)
-            .min(self.substation_room_kva[k])
+        flat_room(
+            f64::from(self.path_margin_a[at]),
+            f64::from(self.voltage_kv[at]),
+            f64::from(self.path_voltage_room[at]),
+            self.electrical.nominal_kv[j],
+            self.substation_room_kva[k],
+        )
     }
 
     /// Per step and local node, the highest voltage in the node's subtree, pu
@@ -704,20 +700,18 @@ impl Engine {
             rows.fill(e, quad_solutions, &base.limits);
             for l in 0..len {
                 let k = quad * LANES + l;
-                let substation_kva = match base.group_kva.get(k) {
-                    Some(g) if limit_kva > 0.0 => limit_kva - g.norm_sqr().sqrt(),
-                    _ => f64::INFINITY,
-                };
+                let substation_kva = base
+                    .group_kva
+                    .get(k)
+                    .map_or(f64::INFINITY, |g| substation_room(limit_kva, *g));
                 for (j, room) in rooms[k * n..(k + 1) * n].iter_mut().enumerate() {
-                    let voltage = rows.voltage_kv[j][l];
-                    let thermal_kva = SQRT_3 * rows.margin_a[j][l] * voltage;
-                    let voltage_kva = rows.voltage_room[j][l] * 1000.0 * e.nominal_kv[j] * voltage;
-                    let voltage_kva = if voltage_kva.is_nan() {
-                        f64::INFINITY
-                    } else {
-                        voltage_kva.max(0.0)
-                    };
-                    *room = thermal_kva.min(voltage_kva).min(substation_kva);
+                    *room = flat_room(
+                        rows.margin_a[j][l],
+                        rows.voltage_kv[j][l],
+                        rows.voltage_room[j][l],
+                        e.nominal_kv[j],
+                        substation_kva,
+                    );
                 }
             }
         }
@@ -779,13 +773,7 @@ impl Engine {
         base.substation_room_kva = base
             .group_kva
             .iter()
-            .map(|g| {
-                if limit_kva > 0.0 {
-                    limit_kva - g.norm_sqr().sqrt()
-                } else {
-                    f64::INFINITY
-                }
-            })
+            .map(|g| substation_room(limit_kva, *g))
             .collect();
         base.head_i_a = base.solutions.iter().map(|s| s.i_a(0)).collect();
         base.flat_stride = steps.min(FLAT_STEPS);
@@ -901,6 +889,33 @@ impl Engine {
             },
             converged: solutions[l].converged,
         })
+    }
+}
+
+/// The room a flat load has at a node at one step, kVA, from what a base keeps
+/// there: the least of the thermal room along its path (the least current
+/// margin, A, at its voltage, kV), the voltage room (the path's voltage room
+/// per ohm at its voltage; where the flow gives none, a NaN, `max` counts none)
+/// and the substation's (`substation_kva`).
+fn flat_room(
+    margin_a: f64,
+    voltage_kv: f64,
+    voltage_room_per_ohm: f64,
+    nominal_kv: f64,
+    substation_kva: f64,
+) -> f64 {
+    let thermal_kva = SQRT_3 * margin_a * voltage_kv;
+    let voltage_kva = (voltage_room_per_ohm * 1000.0 * nominal_kv * voltage_kv).max(0.0);
+    thermal_kva.min(voltage_kva).min(substation_kva)
+}
+
+/// The room left on a busbar group's transformers, kVA, at `limit_kva` (none
+/// set: infinite) with `group_kva` through them.
+fn substation_room(limit_kva: f64, group_kva: Complex64) -> f64 {
+    if limit_kva > 0.0 {
+        limit_kva - group_kva.norm_sqr().sqrt()
+    } else {
+        f64::INFINITY
     }
 }
 
