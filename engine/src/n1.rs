@@ -347,9 +347,9 @@ impl Engine {
             }
         }
         // Where each node of F starts its case flow: the voltage at its tie,
-        // and for a node beyond the tie in F's own direction, its measured
-        // drop from the tie on top (what it keeps when fed from the far end);
-        // a flat start took twice the sweeps.
+        // and for a node beyond the tie in F's own direction, that times its
+        // measured voltage over the tie node's (what it keeps when fed from
+        // the far end); a flat start took twice the sweeps.
         let mut warm: Vec<WarmStart> = Vec::new();
         for part in parts {
             let a = part.tie.local as usize;
