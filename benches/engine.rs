@@ -89,11 +89,7 @@ fn benches(c: &mut Criterion) {
     );
     let generators = as_generators(&apps);
     let timings = one_by_one(&engine, &generators, 20);
-    eprintln!(
-        "fixture, one generation application: p50 {:?}, p99 {:?}",
-        timings[timings.len() / 2],
-        timings[timings.len() * 99 / 100],
-    );
+    report_fixture("one generation application", &timings);
     // What the N-1 report costs every load ranking: the same without it.
     let (without_n1, ..) = fixture_engine(EngineConfig {
         n1: headroom_engine::N1Config {
@@ -103,19 +99,11 @@ fn benches(c: &mut Criterion) {
         ..EngineConfig::default()
     });
     let timings = one_by_one(&without_n1, &apps, 20);
-    eprintln!(
-        "fixture, one application, N-1 off: p50 {:?}, p99 {:?}",
-        timings[timings.len() / 2],
-        timings[timings.len() * 99 / 100],
-    );
+    report_fixture("one application, N-1 off", &timings);
     drop(without_n1);
     let n1_apps = with_n1(&apps);
     let timings = one_by_one(&engine, &n1_apps, 20);
-    eprintln!(
-        "fixture, one application with N-1 enforced: p50 {:?}, p99 {:?}",
-        timings[timings.len() / 2],
-        timings[timings.len() * 99 / 100],
-    );
+    report_fixture("one application with N-1 enforced", &timings);
     let mut group = c.benchmark_group("rank");
     let mut i = 0;
     group.bench_function("fixture_one_application", |b| {
@@ -157,6 +145,15 @@ fn one_by_one(engine: &Engine, apps: &[Application], rounds: usize) -> Vec<Durat
     }
     timings.sort();
     timings
+}
+
+/// Prints a fixture run's p50 and p99 (`timings` sorted) under `what`.
+fn report_fixture(what: &str, timings: &[Duration]) {
+    eprintln!(
+        "fixture, {what}: p50 {:?}, p99 {:?}",
+        timings[timings.len() / 2],
+        timings[timings.len() * 99 / 100],
+    );
 }
 
 /// The same applications asking for N-1 to be enforced (`"n1": true`).

@@ -1084,6 +1084,16 @@ pub struct BestCase {
     pub before_broken: bool,
 }
 
+impl BestCase {
+    /// Where the limiting check breaks, as the explanations say it: " at
+    /// S40", or nothing where no element is named.
+    fn at_element(&self) -> String {
+        self.element
+            .as_deref()
+            .map_or(String::new(), |e| format!(" at {e}"))
+    }
+}
+
 fn same_supplier(a: TieSupply, b: TieSupply) -> bool {
     match (a, b) {
         (TieSupply::Feeder { feeder: x, .. }, TieSupply::Feeder { feeder: y, .. }) => x == y,
@@ -1160,10 +1170,7 @@ impl Engine {
                     },
                     Some(best) => {
                         let label = best.label.clone();
-                        let at = best
-                            .element
-                            .as_deref()
-                            .map_or(String::new(), |e| format!(" at {e}"));
+                        let at = best.at_element();
                         let detail = if best.before_broken {
                             Some(format!(
                                 "closing {label} to feed it from {}: {} breaks{at} even without the new load; reinforcing {} would restore the transfer",
@@ -1282,10 +1289,7 @@ impl Engine {
             ),
             Some(best) => {
                 let label = best.label.clone();
-                let at = best
-                    .element
-                    .as_deref()
-                    .map_or(String::new(), |e| format!(" at {e}"));
+                let at = best.at_element();
                 let detail = if ok {
                     format!(
                         "closing {label} feeds it from {}; {} limits the transfer{at}",

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::support::{cross_check, fixture, headroom, serve_gridpack};
+use crate::support::{candidates_by_node, cross_check, fixture, headroom, serve_gridpack};
 
 /// Every candidate's generation headroom within 3 % or 20 kW of pandapower's,
 /// with the same binding constraint and feasibility, for the applications of
@@ -22,16 +22,7 @@ fn generation_headroom_agrees_with_an_independent_power_flow_on_the_fixture() {
     let mut bindings = HashMap::new();
     for app in expected["applications"].as_array().unwrap() {
         let id = app["id"].as_str().unwrap();
-        let result = results
-            .iter()
-            .find(|r| r["application"] == id)
-            .unwrap_or_else(|| panic!("no result for {id}"));
-        let ours: HashMap<&str, &Value> = result["candidates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| (c["node"].as_str().unwrap(), c))
-            .collect();
+        let ours = candidates_by_node(&results, id);
         for theirs in app["candidates"].as_array().unwrap() {
             let node = theirs["node"].as_str().unwrap();
             let Some(c) = ours.get(node) else {

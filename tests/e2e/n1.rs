@@ -5,11 +5,7 @@
 //! transfer check's verdict, the N-1 headroom (within 3 % or 20 kW), the case
 //! that allows most and its loading at the demand.
 
-use std::collections::HashMap;
-
-use serde_json::Value;
-
-use crate::support::cross_check;
+use crate::support::{candidates_by_node, cross_check};
 
 #[test]
 fn n1_transfer_agrees_with_an_independent_power_flow_on_the_fixture() {
@@ -19,16 +15,7 @@ fn n1_transfer_agrees_with_an_independent_power_flow_on_the_fixture() {
     for app in expected["applications"].as_array().unwrap() {
         let id = app["id"].as_str().unwrap();
         let demand = app["demand_kw"].as_f64().unwrap();
-        let result = results
-            .iter()
-            .find(|r| r["application"] == id)
-            .unwrap_or_else(|| panic!("no result for {id}"));
-        let ours: HashMap<&str, &Value> = result["candidates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| (c["node"].as_str().unwrap(), c))
-            .collect();
+        let ours = candidates_by_node(&results, id);
         for theirs in app["candidates"].as_array().unwrap() {
             let node = theirs["node"].as_str().unwrap();
             let Some(c) = ours.get(node) else {

@@ -61,6 +61,24 @@ pub(crate) fn cross_check(name: &str) -> (serde_json::Value, Vec<serde_json::Val
     (expected, serde_json::from_str(&run.stdout).unwrap())
 }
 
+/// The candidates of application `id` in `results` (as `headroom rank --json`
+/// writes them), by node id.
+pub(crate) fn candidates_by_node<'a>(
+    results: &'a [serde_json::Value],
+    id: &str,
+) -> std::collections::HashMap<&'a str, &'a serde_json::Value> {
+    let result = results
+        .iter()
+        .find(|r| r["application"] == id)
+        .unwrap_or_else(|| panic!("no result for {id}"));
+    result["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["node"].as_str().unwrap(), c))
+        .collect()
+}
+
 /// A store on the public fixture's network in `dir`, committing every 10 ms,
 /// and the fixture it was opened on.
 pub(crate) fn fixture_store(
