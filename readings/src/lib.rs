@@ -120,6 +120,25 @@ impl ReadingsSource for InMemoryReadings {
     }
 }
 
+/// One shared copy of each asset id and source name, for readers that build
+/// many readings from bytes (a log replay, a Parquet file, a relay file).
+#[derive(Debug, Default)]
+pub struct Interner {
+    names: rustc_hash::FxHashSet<Arc<str>>,
+}
+
+impl Interner {
+    /// The shared copy of `name`.
+    pub fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(found) = self.names.get(name) {
+            return found.clone();
+        }
+        let shared: Arc<str> = name.into();
+        self.names.insert(shared.clone());
+        shared
+    }
+}
+
 /// One measurement as a connector or the HTTP ingest delivers it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reading {

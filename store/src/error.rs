@@ -65,5 +65,14 @@ impl Error {
     }
 }
 
+impl From<headroom_wal::Error> for Error {
+    fn from(e: headroom_wal::Error) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// Results of the store.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -70,13 +70,13 @@ pub use error::{Error, Result};
 pub use files::DataLocation;
 use files::{Files, Manifest, day_name, day_number};
 use headroom_readings::{
-    InMemoryReadings, Reading, ReadingSink, WriteReply, WriteSummary, WriteTicket,
+    InMemoryReadings, Interner, Reading, ReadingSink, WriteReply, WriteSummary, WriteTicket,
 };
 pub use record::column;
-use record::{
-    Interner, readings_batch, readings_from_batch, readings_schema, rejected_batch, rejected_schema,
-};
 pub use record::{RejectReason, Rejected};
+use record::{
+    readings_batch, readings_from_batch, readings_schema, rejected_batch, rejected_schema,
+};
 pub use source::StoreReadings;
 pub use stats::{AssetStats, Latest};
 use wal::{Entry, Wal};

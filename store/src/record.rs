@@ -8,7 +8,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use headroom_geodata::{Quality, Quantity};
-use headroom_readings::Reading;
+use headroom_readings::{Interner, Reading};
 
 use crate::error::{Error, Result};
 
@@ -155,22 +155,4 @@ pub fn readings_from_batch(batch: &RecordBatch, interned: &mut Interner) -> Resu
             })
         })
         .collect()
-}
-
-/// One shared copy of each asset id and source name.
-#[derive(Debug, Default)]
-pub struct Interner {
-    names: rustc_hash::FxHashSet<Arc<str>>,
-}
-
-impl Interner {
-    /// The shared copy of `name`.
-    pub fn get(&mut self, name: &str) -> Arc<str> {
-        if let Some(found) = self.names.get(name) {
-            return found.clone();
-        }
-        let shared: Arc<str> = name.into();
-        self.names.insert(shared.clone());
-        shared
-    }
 }
