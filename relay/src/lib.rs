@@ -18,6 +18,7 @@
 //! sequence numbers it has not seen as gaps.
 
 pub mod body;
+pub mod collector;
 pub mod error;
 pub mod files;
 pub mod keys;
