@@ -21,6 +21,7 @@ pub mod body;
 pub mod collector;
 pub mod error;
 pub mod files;
+pub mod inbox;
 pub mod keys;
 pub mod sealed;
 

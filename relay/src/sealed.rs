@@ -175,6 +175,8 @@ pub enum Rule {
     Header,
     /// The file's name disagrees with its header's stream and sequence.
     Name,
+    /// The file is of another kind than the receiver takes.
+    Kind,
     /// The stream is not one the receiver accepts.
     UnknownStream,
     /// No trusted key of the stream has the header's key id.
@@ -195,6 +197,7 @@ impl Rule {
         match self {
             Rule::Header => "header",
             Rule::Name => "name",
+            Rule::Kind => "kind",
             Rule::UnknownStream => "unknown-stream",
             Rule::UnknownKey => "unknown-key",
             Rule::Signature => "signature",
