@@ -12,7 +12,7 @@
 //!
 //! **Configuration.** The service's TOML config lists connectors as
 //! `[[connector]]` tables with a `name` and a `type` (`opcua`, `modbus`,
-//! `meter_files`); see `connectors.example.toml` beside this crate. Each
+//! `meter_files`, `relay_inbox`); see `connectors.example.toml` beside this crate. Each
 //! connector is validated against the network before it starts, and errors
 //! name the field (`connector[1].devices[0].points[3].address`).
 //!
@@ -29,6 +29,8 @@ pub mod modbus;
 #[cfg(feature = "opcua")]
 pub mod opcua;
 pub mod output;
+#[cfg(feature = "relay-inbox")]
+pub mod relay_inbox;
 pub mod status;
 
 use std::collections::BTreeSet;
@@ -100,6 +102,9 @@ pub enum ConnectorConfig {
     /// A drop folder of metering files.
     #[cfg(feature = "meter-files")]
     MeterFiles(meter_files::MeterFilesConfig),
+    /// A folder an isolation device delivers signed readings files into.
+    #[cfg(feature = "relay-inbox")]
+    RelayInbox(relay_inbox::RelayInboxConfig),
 }
 
 /// The connectors of a config file.
@@ -171,6 +176,8 @@ impl ConnectorConfig {
             ConnectorConfig::Modbus(config) => &config.name,
             #[cfg(feature = "meter-files")]
             ConnectorConfig::MeterFiles(config) => &config.name,
+            #[cfg(feature = "relay-inbox")]
+            ConnectorConfig::RelayInbox(config) => &config.name,
         }
     }
 
@@ -183,6 +190,8 @@ impl ConnectorConfig {
             ConnectorConfig::Modbus(_) => "modbus",
             #[cfg(feature = "meter-files")]
             ConnectorConfig::MeterFiles(_) => "meter_files",
+            #[cfg(feature = "relay-inbox")]
+            ConnectorConfig::RelayInbox(_) => "relay_inbox",
         }
     }
 
@@ -195,6 +204,9 @@ impl ConnectorConfig {
             ConnectorConfig::Modbus(config) => config.validate(field, known_asset),
             #[cfg(feature = "meter-files")]
             ConnectorConfig::MeterFiles(config) => config.validate(field, known_asset),
+            // Its readings' assets are the store's to check, row by row.
+            #[cfg(feature = "relay-inbox")]
+            ConnectorConfig::RelayInbox(config) => config.validate(field),
         }
     }
 
@@ -206,6 +218,8 @@ impl ConnectorConfig {
             ConnectorConfig::Modbus(config) => config.point_count(),
             #[cfg(feature = "meter-files")]
             ConnectorConfig::MeterFiles(config) => config.meters.len(),
+            #[cfg(feature = "relay-inbox")]
+            ConnectorConfig::RelayInbox(config) => config.streams.len(),
         }
     }
 
@@ -243,6 +257,13 @@ impl ConnectorConfig {
                 name,
                 config.clone(),
                 context.known_asset.clone(),
+                output,
+                status.clone(),
+                shutdown,
+            )),
+            #[cfg(feature = "relay-inbox")]
+            ConnectorConfig::RelayInbox(config) => Box::pin(relay_inbox::run(
+                config.clone(),
                 output,
                 status.clone(),
                 shutdown,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use headroom_relay::inbox::StreamState;
 use serde::Serialize;
 
 /// The state of a connector's link to its source.
@@ -66,6 +67,10 @@ pub struct ConnectorStatus {
     pub last_success_ms: Option<i64>,
     /// The most recent gaps, oldest first (at most [`MAX_GAPS`]).
     pub gaps: Vec<Gap>,
+    /// For a relay inbox: each stream's files taken, highest number and the
+    /// numbers still missing below it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamState>,
 }
 
 /// Gaps kept per connector.
@@ -88,6 +93,7 @@ impl StatusHandle {
             errors: BTreeMap::new(),
             last_success_ms: None,
             gaps: Vec::new(),
+            streams: Vec::new(),
         })))
     }
 
