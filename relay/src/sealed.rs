@@ -282,6 +282,15 @@ fn header_error(message: impl Into<String>) -> Rejection {
     Rejection::new(Rule::Header, message)
 }
 
+/// Lowercase hex only: with upper case also read, a byte of the signature line
+/// could change and the file still verify, and a damaged file would pass as whole.
+fn lower_hex(text: &str, out: &mut [u8]) -> Result<(), ()> {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(());
+    }
+    hex::decode_to_slice(text, out).map_err(|_| ())
+}
+
 /// Reads and checks a file: header, trusted key, signature, digest.
 pub fn open<'a>(bytes: &'a [u8], trust: &Trust) -> Result<Opened<'a>, Rejection> {
     let mut lines = Vec::with_capacity(10);
@@ -342,10 +351,9 @@ pub fn open<'a>(bytes: &'a [u8], trust: &Trust) -> Result<Opened<'a>, Rejection>
         .map_err(|e| header_error(format!("`created` \"{created_text}\": {e}")))?
         .timestamp_millis();
     let rows = number(5, "rows")?;
-    let digest_text = field(6, "body-sha256")?;
     let mut body_sha256 = [0; 32];
-    hex::decode_to_slice(digest_text, &mut body_sha256)
-        .map_err(|_| header_error("`body-sha256` must be 64 hex digits"))?;
+    lower_hex(field(6, "body-sha256")?, &mut body_sha256)
+        .map_err(|_| header_error("`body-sha256` must be 64 lowercase hex digits"))?;
     let algorithm_text = field(7, "algorithm")?;
     let algorithm = Algorithm::parse(algorithm_text).ok_or_else(|| {
         header_error(format!(
@@ -354,8 +362,8 @@ pub fn open<'a>(bytes: &'a [u8], trust: &Trust) -> Result<Opened<'a>, Rejection>
     })?;
     let key_id = field(8, "key")?;
     let mut signature = [0; SIGNATURE_LEN];
-    hex::decode_to_slice(field(9, "signature")?, &mut signature)
-        .map_err(|_| header_error("`signature` must be 128 hex digits"))?;
+    lower_hex(field(9, "signature")?, &mut signature)
+        .map_err(|_| header_error("`signature` must be 128 lowercase hex digits"))?;
     let header = Header {
         stream: stream.to_owned(),
         sequence,
@@ -513,6 +521,15 @@ mod tests {
             assert_eq!(
                 rule(&bad_signature, &trusted),
                 Rule::Signature,
+                "{algorithm}"
+            );
+            // Every byte counts: the signature in upper case is not the same line.
+            let hex_signature = &text[signature_at..signature_at + 128];
+            let upper = text.replacen(hex_signature, &hex_signature.to_uppercase(), 1);
+            assert_ne!(upper, text);
+            assert_eq!(
+                rule(upper.as_bytes(), &trusted),
+                Rule::Header,
                 "{algorithm}"
             );
         }

@@ -11,6 +11,9 @@
 //! - [`replay`]: a gridpack's readings looped in compressed time, which both
 //!   protocol simulators serve.
 //!
+//! - [`isolation_device`]: a one-way isolation device between two folders,
+//!   dropping, duplicating, reordering, delaying and corrupting files.
+//!
 //! - [`opcua`]: an OPC UA server standing in for the SCADA front-end, behind a
 //!   [`fault_proxy`] that closes, stalls or refuses connections on demand.
 //!
@@ -18,6 +21,7 @@
 //! must stay independent of the code they test.
 
 pub mod fault_proxy;
+pub mod isolation_device;
 pub mod load_shapes;
 pub mod meter_files;
 pub mod modbus;
