@@ -811,7 +811,7 @@ pub(crate) fn synth(
 }
 
 /// The field-hardware simulators `simulate` runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SimulatorKind {
     /// An OPC UA server standing in for the SCADA front-end.
     Opcua,

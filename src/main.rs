@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod allocator;
 mod commands;
 mod demo;
+mod relay;
 mod serve;
 
 /// Headroom: where a new customer can be connected to the distribution grid, and how.
@@ -104,26 +105,35 @@ enum Command {
         #[arg(long, default_value_t = headroom_store::StoreConfig::default_buffer_max_bytes())]
         buffer_max_bytes: usize,
     },
-    /// Run a field-hardware simulator on a gridpack's readings until interrupted:
-    /// `opcua`, a SCADA server with P, Q, I and U variables per feeder and
-    /// transformer; `modbus`, a gateway of monitoring terminals (one unit id per transformer;
-    /// the register map is printed), or `meters`, a metering head-end dropping
-    /// one wide-form interval file per simulated day.
+    /// Run a stand-in for field hardware until interrupted: a SCADA server, a
+    /// Modbus gateway or a metering head-end replaying a gridpack's readings,
+    /// or a one-way isolation device between two folders.
     Simulate {
-        /// Which simulator.
-        #[arg(value_enum)]
-        kind: commands::SimulatorKind,
-        /// The gridpack whose readings are replayed.
+        #[command(subcommand)]
+        simulator: Simulator,
+    },
+    /// Run the configured connectors (OPC UA, Modbus, metering files) with no
+    /// store, API or map, and write their readings as signed batch files into an
+    /// outbox, for a one-way isolation device to carry out of the production
+    /// zone.
+    ///
+    /// Exit 2 when the config or the key is bad (the message names the field).
+    Collect {
+        /// The collector's TOML: a `[collector]` table (stream, key, state_dir,
+        /// batch and retention settings), `[[connector]]` tables as in the
+        /// service's config, and optionally the `network` to check asset ids
+        /// against.
         #[arg(long)]
-        gridpack: PathBuf,
-        /// opcua: the address to listen on (default 127.0.0.1:4840); modbus: the
-        /// address to listen on (default 127.0.0.1:5020); meters: the
-        /// folder to drop files into (default ./meter-drop).
+        config: PathBuf,
+        /// The folder the isolation device takes files from.
         #[arg(long)]
-        listen: Option<String>,
-        /// Simulated seconds per second of wall time (the readings loop).
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
+        outbox: PathBuf,
+    },
+    /// Keys and files of the one-way relay: key pairs, resending a collector's
+    /// kept files.
+    Relay {
+        #[command(subcommand)]
+        command: RelayCommand,
     },
     /// Run the HTTP API, the capacity map and the configured connectors.
     ///
@@ -167,6 +177,101 @@ enum Command {
         #[arg(long, value_enum, default_value_t = commands::Compress::Auto)]
         compress: commands::Compress,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum Simulator {
+    /// A SCADA server with P, Q, I and U variables per feeder and transformer.
+    Opcua(ReplayArgs),
+    /// A gateway of monitoring terminals (one unit id per transformer; the
+    /// register map is printed).
+    Modbus(ReplayArgs),
+    /// A metering head-end dropping one wide-form interval file per simulated day.
+    Meters(ReplayArgs),
+    /// A one-way isolation device: moves every file from one folder to another
+    /// with the faults real links show, printing what it did with each
+    /// (`delivered`, `corrupted`, `dropped`, `duplicated NAME`).
+    IsolationDevice {
+        /// The folder files are taken from (a collector's outbox).
+        #[arg(long)]
+        from: PathBuf,
+        /// The folder they are delivered to (an inbox).
+        #[arg(long)]
+        to: PathBuf,
+        /// Chance a file is lost, 0 to 1.
+        #[arg(long, default_value_t = 0.0)]
+        drop: f64,
+        /// Chance a file is delivered twice, 0 to 1.
+        #[arg(long, default_value_t = 0.0)]
+        duplicate: f64,
+        /// Release files in random order within a window of this many.
+        #[arg(long, default_value_t = 0)]
+        reorder: usize,
+        /// Chance a delivered copy has one byte changed, 0 to 1.
+        #[arg(long, default_value_t = 0.0)]
+        corrupt: f64,
+        /// Deliver every file this late, ms.
+        #[arg(long, default_value_t = 0)]
+        delay: u64,
+        /// Seed of the faults' random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+/// A replaying simulator's options.
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    /// The gridpack whose readings are replayed.
+    #[arg(long)]
+    gridpack: PathBuf,
+    /// opcua: the address to listen on (default 127.0.0.1:4840); modbus: the
+    /// address to listen on (default 127.0.0.1:5020); meters: the
+    /// folder to drop files into (default ./meter-drop).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Simulated seconds per second of wall time (the readings loop).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+}
+
+#[derive(Debug, Subcommand)]
+enum RelayCommand {
+    /// Write a new key pair: OUT.key (PKCS#8 PEM, owner-only) and OUT.pub
+    /// (give this one to the receiving side).
+    Keygen {
+        /// ed25519 (default) or sm2 (SM2 signatures over SM3).
+        #[arg(long, value_enum, default_value_t = KeyAlgorithm::Ed25519)]
+        algorithm: KeyAlgorithm,
+        /// Path prefix of the two files.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a collector's kept files back in its outbox: the numbers a receiver
+    /// reports as gaps.
+    Resend {
+        /// The collector's TOML (for its stream and state folder).
+        #[arg(long)]
+        config: PathBuf,
+        /// The collector's outbox.
+        #[arg(long)]
+        outbox: PathBuf,
+        /// The stream (must be the collector's).
+        #[arg(long)]
+        stream: String,
+        /// First number to resend.
+        #[arg(long)]
+        from: u64,
+        /// Last number to resend.
+        #[arg(long)]
+        to: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum KeyAlgorithm {
+    Ed25519,
+    Sm2,
 }
 
 fn main() -> ExitCode {
@@ -220,12 +325,49 @@ fn main() -> ExitCode {
             buffer_max_bytes,
         } => location(&data_dir)
             .and_then(|data_dir| commands::ingest(&data_dir, flush_interval_ms, buffer_max_bytes)),
-        Command::Simulate {
-            kind,
-            gridpack,
-            listen,
-            speed,
-        } => commands::simulate(kind, &gridpack, listen.as_deref(), speed),
+        Command::Simulate { simulator } => match simulator {
+            Simulator::Opcua(args) => simulate(commands::SimulatorKind::Opcua, args),
+            Simulator::Modbus(args) => simulate(commands::SimulatorKind::Modbus, args),
+            Simulator::Meters(args) => simulate(commands::SimulatorKind::Meters, args),
+            Simulator::IsolationDevice {
+                from,
+                to,
+                drop,
+                duplicate,
+                reorder,
+                corrupt,
+                delay,
+                seed,
+            } => relay::isolation_device(
+                &from,
+                &to,
+                headroom_simulators::isolation_device::Faults {
+                    drop,
+                    duplicate,
+                    reorder,
+                    corrupt,
+                    delay: std::time::Duration::from_millis(delay),
+                },
+                seed,
+            ),
+        },
+        Command::Collect { config, outbox } => relay::collect(&config, &outbox),
+        Command::Relay { command } => match command {
+            RelayCommand::Keygen { algorithm, out } => relay::keygen(
+                match algorithm {
+                    KeyAlgorithm::Ed25519 => headroom_relay::Algorithm::Ed25519,
+                    KeyAlgorithm::Sm2 => headroom_relay::Algorithm::Sm2,
+                },
+                &out,
+            ),
+            RelayCommand::Resend {
+                config,
+                outbox,
+                stream,
+                from,
+                to,
+            } => relay::resend(&config, &outbox, &stream, from, to),
+        },
         Command::Serve { config, demo } => serve::serve(config.as_deref(), demo, &wal_dir),
         Command::Token { role, name } => serve::token(&role, name.as_deref()),
         Command::Synth {
@@ -244,4 +386,8 @@ fn main() -> ExitCode {
             ExitCode::from(failure.exit_code)
         }
     }
+}
+
+fn simulate(kind: commands::SimulatorKind, args: ReplayArgs) -> commands::Outcome {
+    commands::simulate(kind, &args.gridpack, args.listen.as_deref(), args.speed)
 }

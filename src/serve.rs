@@ -76,17 +76,7 @@ pub(crate) fn serve(config_file: Option<&Path>, demo: bool, wal_dir: &Path) -> O
 }
 
 async fn run(config_file: Option<&Path>, demo: bool, wal_dir: &Path) -> Outcome {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(
-                    // The OPC UA stack narrates every connection at info; the
-                    // connectors report links themselves.
-                    "info,opcua_crypto=warn,opcua_core=warn,opcua_client=warn,opcua_server=warn",
-                )
-            }),
-        )
-        .try_init();
+    init_logging();
     let mut config = ServiceConfig::load(config_file)?;
     let shutdown = CancellationToken::new();
     let mut extra_tokens = Vec::new();
@@ -146,26 +136,7 @@ async fn run(config_file: Option<&Path>, demo: bool, wal_dir: &Path) -> Outcome 
     let connectors: ConnectorsConfig = connector_table
         .try_into()
         .map_err(|e: toml::de::Error| Failure::bad_input(format!("config: connector: {e}")))?;
-    let measurable: std::collections::HashSet<String> = [
-        AssetKind::Feeder,
-        AssetKind::Transformer,
-        AssetKind::SubstationTransformer,
-    ]
-    .iter()
-    .flat_map(|kind| {
-        let count = match kind {
-            AssetKind::Feeder => network.feeders.len(),
-            AssetKind::Transformer => network.transformers.len(),
-            _ => network.substation_transformers.len(),
-        };
-        let network = &network;
-        (0..count as u32).map(move |index| {
-            network
-                .id_of(headroom_geodata::AssetRef { kind: *kind, index })
-                .to_owned()
-        })
-    })
-    .collect();
+    let measurable = measurable_ids(&network);
     let measurable = Arc::new(measurable);
     connectors
         .validate(&|id| measurable.contains(id))
@@ -264,8 +235,56 @@ async fn run(config_file: Option<&Path>, demo: bool, wal_dir: &Path) -> Outcome 
     Ok(())
 }
 
+/// Ids of the assets readings may be about: feeders, distribution transformers
+/// and substation transformers.
+pub(crate) fn measurable_ids(network: &headroom_geodata::Network) -> std::collections::HashSet<String> {
+    [
+        AssetKind::Feeder,
+        AssetKind::Transformer,
+        AssetKind::SubstationTransformer,
+    ]
+    .iter()
+    .flat_map(|kind| {
+        let count = match kind {
+            AssetKind::Feeder => network.feeders.len(),
+            AssetKind::Transformer => network.transformers.len(),
+            _ => network.substation_transformers.len(),
+        };
+        let network = &network;
+        (0..count as u32).map(move |index| {
+            network
+                .id_of(headroom_geodata::AssetRef { kind: *kind, index })
+                .to_owned()
+        })
+    })
+    .collect()
+}
+
+/// Logs to stderr, filtered by `HEADROOM_LOG` (default: info).
+pub(crate) fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    // The OPC UA stack narrates every connection at info; the
+                    // connectors report links themselves.
+                    "info,opcua_crypto=warn,opcua_core=warn,opcua_client=warn,opcua_server=warn",
+                )
+            }),
+        )
+        .try_init();
+}
+
+/// Ctrl-C or SIGTERM, whichever comes first.
+pub(crate) async fn stop_requested() {
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminated() => {}
+    }
+}
+
 /// SIGTERM on Unix (what service managers and test harnesses send).
-async fn terminated() {
+pub(crate) async fn terminated() {
     #[cfg(unix)]
     {
         if let Ok(mut signal) =
