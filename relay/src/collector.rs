@@ -68,6 +68,11 @@ pub struct CollectorSettings {
     /// Delivery pauses while the outbox holds this many files.
     #[serde(default = "default_outbox_max_files")]
     pub outbox_max_files: usize,
+    /// With no file sealed for this long, what is logged is sealed, even
+    /// nothing (an empty file), s: a receiver sees the stream alive, and a lost
+    /// last file becomes a gap it reports.
+    #[serde(default = "default_heartbeat_s")]
+    pub heartbeat_s: u64,
 }
 
 const fn default_batch_max_readings() -> usize {
@@ -82,6 +87,9 @@ const fn default_keep_sent_hours() -> u64 {
 const fn default_outbox_max_files() -> usize {
     10_000
 }
+const fn default_heartbeat_s() -> u64 {
+    60
+}
 
 impl CollectorSettings {
     /// Settings with the defaults.
@@ -94,6 +102,7 @@ impl CollectorSettings {
             batch_max_age_ms: default_batch_max_age_ms(),
             keep_sent_hours: default_keep_sent_hours(),
             outbox_max_files: default_outbox_max_files(),
+            heartbeat_s: default_heartbeat_s(),
         }
     }
 
@@ -117,6 +126,7 @@ impl CollectorSettings {
             ("collector.batch_max_readings", self.batch_max_readings == 0),
             ("collector.batch_max_age_ms", self.batch_max_age_ms == 0),
             ("collector.outbox_max_files", self.outbox_max_files == 0),
+            ("collector.heartbeat_s", self.heartbeat_s == 0),
         ] {
             if zero {
                 return Err(Error::config(field, "must be above 0"));
@@ -253,6 +263,8 @@ struct Sealer {
     runs: VecDeque<(u64, usize)>,
     /// Arrival time of the oldest unsealed reading.
     oldest_unsealed: Option<Instant>,
+    /// When the last file was sealed (or the collector started).
+    last_sealed: Instant,
     undelivered: VecDeque<Sealed>,
     next_sequence: u64,
     /// The last number the `sequence` file records.
@@ -379,6 +391,7 @@ impl Sealer {
             unsealed,
             runs,
             oldest_unsealed,
+            last_sealed: Instant::now(),
             undelivered,
             next_sequence,
             recorded_sequence,
@@ -435,6 +448,7 @@ impl Sealer {
         if let Some(retry) = self.retry_at {
             deadline = deadline.min(retry);
         }
+        deadline = deadline.min(self.last_sealed + Duration::from_secs(self.settings.heartbeat_s));
         deadline.max(now)
     }
 
@@ -475,14 +489,17 @@ impl Sealer {
         }
     }
 
-    /// Seals full files, and the rest once old enough (or at a stop).
+    /// Seals full files, the rest once old enough (or at a stop), and an empty
+    /// one after a quiet heartbeat period.
     fn seal_due(&mut self, stopping: bool) -> Result<()> {
         loop {
             let full = self.unsealed.len() >= self.settings.batch_max_readings;
             let old = self.oldest_unsealed.is_some_and(|t| {
                 t.elapsed() >= Duration::from_millis(self.settings.batch_max_age_ms)
             });
-            if self.unsealed.is_empty() || !(full || old || stopping) {
+            let heartbeat =
+                self.last_sealed.elapsed() >= Duration::from_secs(self.settings.heartbeat_s);
+            if !heartbeat && (self.unsealed.is_empty() || !(full || old || stopping)) {
                 return Ok(());
             }
             let count = self.unsealed.len().min(self.settings.batch_max_readings);
@@ -509,6 +526,10 @@ impl Sealer {
             // What follows goes to a new segment, so the sealed ones can go.
             self.wal.rotate()?;
             self.oldest_unsealed = (!self.unsealed.is_empty()).then(Instant::now);
+            self.last_sealed = Instant::now();
+            if heartbeat {
+                return Ok(());
+            }
         }
     }
 
@@ -947,6 +968,28 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn a_quiet_stream_seals_empty_files_so_a_lost_last_file_shows_as_a_gap() {
+        let mut setup = setup(100);
+        setup.settings.heartbeat_s = 1;
+        let collector = setup.start();
+        write(&collector.sink(), 0, 3);
+        std::thread::sleep(Duration::from_millis(2300));
+        collector.stop().unwrap();
+        let files = setup.outbox_files();
+        // The readings sealed by the first heartbeat, well before their age
+        // (60 s), then an empty file; numbered in one sequence.
+        assert_eq!(files[0].1.len(), 3);
+        assert!(
+            files.iter().any(|f| f.1.is_empty()),
+            "{:?}",
+            files.iter().map(|f| (f.0, f.1.len())).collect::<Vec<_>>()
+        );
+        assert_eq!(files.iter().map(|f| f.1.len()).sum::<usize>(), 3);
+        let sequences: Vec<u64> = files.iter().map(|f| f.0).collect();
+        assert_eq!(sequences, (1..=files.len() as u64).collect::<Vec<_>>());
     }
 
     #[test]

@@ -167,6 +167,15 @@ impl IsolationDevice {
                 break;
             }
             let pick = ready[self.rng.random_range(0..ready.len().min(window))];
+            // A copy of a file the receiver has not taken yet waits: a device
+            // never overwrites what it delivered.
+            if self.to.join(&self.held[pick].name).exists() {
+                self.held[pick].due = now + Duration::from_millis(20);
+                if flush {
+                    break;
+                }
+                continue;
+            }
             let mut held = self.held.remove(pick);
             let corrupted = self.rng.random_bool(self.faults.corrupt) && !held.bytes.is_empty();
             if corrupted {
@@ -213,12 +222,38 @@ mod tests {
         let mut device = IsolationDevice::new(from.path(), to.path(), faults, 7);
         let mut passages = device.step(false).unwrap();
         passages.extend(device.step(true).unwrap());
-        assert_eq!(device.holding(), 0);
+        // Second copies wait until the first is taken: the receiver takes them.
+        while device.holding() > 0 {
+            for entry in fs::read_dir(to.path()).unwrap() {
+                let entry = entry.unwrap();
+                let taken = to.path().join("taken");
+                fs::create_dir_all(&taken).unwrap();
+                if entry.file_type().unwrap().is_file() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let mut target = taken.join(&name);
+                    let mut copy = 1;
+                    while target.exists() {
+                        copy += 1;
+                        target = taken.join(format!("{name}~{copy}"));
+                    }
+                    fs::rename(entry.path(), target).unwrap();
+                }
+            }
+            passages.extend(device.step(true).unwrap());
+        }
         // The writer's temporary file is not taken.
         assert!(from.path().join(".f999.tmp").exists());
         let mut arrived: Vec<String> = fs::read_dir(to.path())
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .chain(
+                fs::read_dir(to.path().join("taken"))
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned()),
+            )
             .collect();
         arrived.sort();
         (passages, arrived)
@@ -254,8 +289,8 @@ mod tests {
         }
         assert!((50..=150).contains(&corrupted), "corrupted {corrupted}");
         assert_eq!(delivered + corrupted, n - dropped + duplicated);
-        // A file lost is not there; every other one is.
-        assert_eq!(arrived.len(), n - dropped);
+        // A file lost is not there; every other one is, its second copy too.
+        assert_eq!(arrived.len(), n - dropped + duplicated);
         // Out of order: some file was delivered after a later one.
         let order: Vec<&String> = passages
             .iter()
