@@ -29,6 +29,8 @@
 //!   and no response breaking it;
 //! - `oracle`: `rank` agrees with an independent power flow on the fixture, from
 //!   the gridpack and from a store it was imported into;
+//! - `relay`: collector, a faulty isolation device and the service's relay
+//!   inbox, through SIGKILLs: every collected reading stored exactly once;
 //! - `readings_lines`: `headroom ingest` and `POST /v1/readings` take and refuse
 //!   the same lines alike (one parser);
 //! - `s3`: a store whose history lives in S3 (a local moto server);
@@ -55,6 +57,7 @@ mod opcua;
 mod openapi;
 mod oracle;
 mod readings_lines;
+mod relay;
 mod s3;
 mod service;
 #[path = "../service_process.rs"]
