@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use headroom_readings::{Interner, Reading};
+use headroom_relay::Error as RelayError;
 use headroom_relay::inbox::{Checked, Inbox, Outcome};
 use headroom_relay::sealed::{Kind, Trust};
-use headroom_relay::{Error as RelayError, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -29,22 +29,8 @@ use crate::status::{LinkState, StatusHandle};
 /// The readings a scan writes at most before it settles its group.
 const GROUP_READINGS: usize = 500_000;
 
-/// A stream the inbox accepts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RelayStream {
-    /// Public key files (SubjectPublicKeyInfo PEM, Ed25519 or SM2) whose
-    /// signatures are trusted for this stream.
-    pub keys: Vec<PathBuf>,
-    /// The stream's first number: gaps are counted from it (1 for a collector
-    /// started afresh).
-    #[serde(default = "default_first_sequence")]
-    pub first_sequence: u64,
-}
-
-const fn default_first_sequence() -> u64 {
-    1
-}
+/// A stream the inbox accepts: its trusted keys and first number.
+pub use headroom_relay::inbox::TrustedStream as RelayStream;
 
 /// A folder an isolation device delivers readings files into.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -72,8 +58,8 @@ impl RelayInboxConfig {
         self.trust(field).map(|_| ())
     }
 
-    /// The trusted keys, read from their files.
-    fn trust(&self, field: &str) -> Result<Trust> {
+    /// The trusted keys, read from their files, and each stream's first number.
+    fn trust(&self, field: &str) -> Result<(Trust, BTreeMap<String, u64>)> {
         if self.folder.as_os_str().is_empty() {
             return Err(Error::config(format!("{field}.folder"), "is empty"));
         }
@@ -83,46 +69,16 @@ impl RelayInboxConfig {
                 "must be above 0",
             ));
         }
-        if self.streams.is_empty() {
-            return Err(Error::config(format!("{field}.streams"), "names no stream"));
-        }
-        let mut trust = Trust::default();
-        for (stream, settings) in &self.streams {
-            let at = format!("{field}.streams.{stream}");
-            if !headroom_relay::sealed::valid_stream_name(stream) {
-                return Err(Error::config(
-                    at,
-                    "a stream's name is 1 to 64 of A-Z a-z 0-9 _ -",
-                ));
-            }
-            if settings.keys.is_empty() {
-                return Err(Error::config(format!("{at}.keys"), "lists no key"));
-            }
-            if settings.first_sequence == 0 {
-                return Err(Error::config(format!("{at}.first_sequence"), "starts at 1"));
-            }
-            let mut keys = Vec::new();
-            for (i, path) in settings.keys.iter().enumerate() {
-                let key = VerifyingKey::read(path)
-                    .map_err(|e| Error::config(format!("{at}.keys[{i}]"), e.to_string()))?;
-                keys.push(key);
-            }
-            trust.add(stream, keys);
-        }
-        Ok(trust)
-    }
-
-    fn first_sequences(&self) -> BTreeMap<String, u64> {
-        self.streams
-            .iter()
-            .map(|(s, settings)| (s.clone(), settings.first_sequence))
-            .collect()
+        headroom_relay::inbox::trust_streams(&self.streams, field).map_err(|e| match e {
+            RelayError::Config { field, message } => Error::config(field, message),
+            other => Error::config(format!("{field}.streams"), other.to_string()),
+        })
     }
 
     /// Opens the inbox folder with its ledger.
     pub fn open(&self, field: &str) -> Result<Inbox> {
-        let trust = self.trust(field)?;
-        Inbox::open(&self.folder, Kind::Readings, trust, &self.first_sequences())
+        let (trust, first) = self.trust(field)?;
+        Inbox::open(&self.folder, Kind::Readings, trust, &first)
             .map_err(|e| relay_error(&self.folder, e))
     }
 }

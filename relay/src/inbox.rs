@@ -26,7 +26,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::files::is_visible_file;
@@ -34,6 +34,60 @@ use crate::sealed::{self, Header, Kind, Opened, Rejection, Rule, Trust};
 
 /// The ledger's file name, in the inbox folder.
 pub const LEDGER_FILE: &str = ".ledger";
+
+/// A stream an inbox accepts, as configured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedStream {
+    /// Public key files (SubjectPublicKeyInfo PEM, Ed25519 or SM2) whose
+    /// signatures are trusted for this stream.
+    pub keys: Vec<PathBuf>,
+    /// The stream's first number: gaps are counted from it (1 for a writer
+    /// started afresh).
+    #[serde(default = "default_first_sequence")]
+    pub first_sequence: u64,
+}
+
+const fn default_first_sequence() -> u64 {
+    1
+}
+
+/// The trust and first numbers of configured streams, keys read from their
+/// files; errors name the field under `field` (`...streams.NAME.keys[0]`).
+pub fn trust_streams(
+    streams: &BTreeMap<String, TrustedStream>,
+    field: &str,
+) -> Result<(Trust, BTreeMap<String, u64>)> {
+    if streams.is_empty() {
+        return Err(Error::config(format!("{field}.streams"), "names no stream"));
+    }
+    let mut trust = Trust::default();
+    let mut first = BTreeMap::new();
+    for (stream, settings) in streams {
+        let at = format!("{field}.streams.{stream}");
+        if !sealed::valid_stream_name(stream) {
+            return Err(Error::config(
+                at,
+                "a stream's name is 1 to 64 of A-Z a-z 0-9 _ -",
+            ));
+        }
+        if settings.keys.is_empty() {
+            return Err(Error::config(format!("{at}.keys"), "lists no key"));
+        }
+        if settings.first_sequence == 0 {
+            return Err(Error::config(format!("{at}.first_sequence"), "starts at 1"));
+        }
+        let mut keys = Vec::new();
+        for (i, path) in settings.keys.iter().enumerate() {
+            let key = crate::keys::VerifyingKey::read(path)
+                .map_err(|e| Error::config(format!("{at}.keys[{i}]"), e.to_string()))?;
+            keys.push(key);
+        }
+        trust.add(stream, keys);
+        first.insert(stream.clone(), settings.first_sequence);
+    }
+    Ok((trust, first))
+}
 
 /// What one stream has delivered.
 #[derive(Debug, Default)]

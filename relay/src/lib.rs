@@ -10,6 +10,12 @@
 //!   key id, signature) followed by its body.
 //! - [`body`]: a readings body (the gridpack's columns plus quality and source).
 //! - [`files`]: writing a file so it appears whole or not at all.
+//! - [`collector`]: the production zone's side: readings acknowledged once in
+//!   the collector's log, sealed into numbered files, kept for resending.
+//! - [`inbox`]: the receiving side: check, hand on, settle; duplicates,
+//!   conflicts and gaps.
+//! - [`outbox`]: a stream of files sent one at a time (answers, applications).
+//! - [`applications`]: the business hall's requests and the service's answers.
 //!
 //! **Data model.** A *stream* is one writer's numbered sequence of files
 //! (`STREAM.SEQUENCE.relay`, sequence from 1, never reused). A receiver trusts
@@ -17,12 +23,14 @@
 //! duplicate (same digest) from a conflict (another digest), and reports the
 //! sequence numbers it has not seen as gaps.
 
+pub mod applications;
 pub mod body;
 pub mod collector;
 pub mod error;
 pub mod files;
 pub mod inbox;
 pub mod keys;
+pub mod outbox;
 pub mod sealed;
 
 pub use error::{Error, Result};
