@@ -247,6 +247,43 @@ enum RelayCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Sign a requests file (a JSON array of `register`, `reserve`, `release`
+    /// actions) as the next file of a stream and put it in an outbox: the
+    /// business hall's end.
+    ///
+    /// Exit 2 when the requests or the key are bad (the message names the action).
+    Send {
+        /// The requests: a JSON array of actions.
+        requests: PathBuf,
+        /// The private key that signs.
+        #[arg(long)]
+        key: PathBuf,
+        /// The sender's stream.
+        #[arg(long)]
+        stream: String,
+        /// The stream's own folder: sent files and the last number delivered.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// The folder the device takes files from.
+        #[arg(long)]
+        outbox: PathBuf,
+    },
+    /// Verify the answers files a device delivered into a folder, print each
+    /// as a JSON line (`{"stream", "sequence", "answers"}`) and move it to
+    /// `done/`; a file that fails is moved to `rejected/` with its reason.
+    ///
+    /// Exit 2 when a file was rejected.
+    Receive {
+        /// The folder the device delivers into.
+        #[arg(long)]
+        inbox: PathBuf,
+        /// The service's public key.
+        #[arg(long)]
+        key: PathBuf,
+        /// The answers' stream.
+        #[arg(long, default_value = "answers")]
+        stream: String,
+    },
     /// Put a collector's kept files back in its outbox: the numbers a receiver
     /// reports as gaps.
     Resend {
@@ -367,6 +404,14 @@ fn main() -> ExitCode {
                 from,
                 to,
             } => relay::resend(&config, &outbox, &stream, from, to),
+            RelayCommand::Send {
+                requests,
+                key,
+                stream,
+                state_dir,
+                outbox,
+            } => relay::send(&requests, &key, &stream, &state_dir, &outbox),
+            RelayCommand::Receive { inbox, key, stream } => relay::receive(&inbox, &key, &stream),
         },
         Command::Serve { config, demo } => serve::serve(config.as_deref(), demo, &wal_dir),
         Command::Token { role, name } => serve::token(&role, name.as_deref()),

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use headroom_connectors::{ConnectorConfig, ConnectorContext, ConnectorsConfig, StatusRegistry};
 use headroom_relay::collector::{Collector, CollectorSettings, resend as resend_files};
-use headroom_relay::{Algorithm, SigningKey};
+use headroom_relay::inbox::{Checked, Inbox, Outcome as Settled};
+use headroom_relay::outbox::SignedOutbox;
+use headroom_relay::sealed::{self, Kind, Rejection, Rule, Trust};
+use headroom_relay::{Algorithm, SigningKey, VerifyingKey};
 use headroom_simulators::isolation_device::{Faults, IsolationDevice};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -133,6 +136,101 @@ pub(crate) fn keygen(algorithm: Algorithm, out: &Path) -> Outcome {
         out.with_extension("pub").display()
     );
     Ok(())
+}
+
+/// Signs a requests file as the next file of `stream` into `outbox`.
+pub(crate) fn send(
+    requests: &Path,
+    key: &Path,
+    stream: &str,
+    state_dir: &Path,
+    outbox: &Path,
+) -> Outcome {
+    let body = std::fs::read(requests)
+        .map_err(|e| Failure::bad_input(format!("{}: {e}", requests.display())))?;
+    let count = serde_json::from_slice::<Vec<serde_json::Value>>(&body)
+        .map(|actions| actions.len() as u64)
+        .map_err(|e| {
+            Failure::bad_input(format!(
+                "{}: not a JSON array of actions: {e}",
+                requests.display()
+            ))
+        })?;
+    headroom_relay::applications::decode_actions(&body, count)
+        .map_err(|e| Failure::bad_input(format!("{}: {}", requests.display(), e.message)))?;
+    let key = SigningKey::read(key).map_err(|e| Failure::bad_input(format!("--key: {e}")))?;
+    let mut outbox = SignedOutbox::open(state_dir, outbox, stream, Kind::Applications, key)
+        .map_err(|e| match e {
+            headroom_relay::Error::Config { message, .. } => {
+                Failure::bad_input(format!("--stream: {message}"))
+            }
+            other => other.into(),
+        })?;
+    let sequence = outbox.send(&body, count)?;
+    println!(
+        "sent {} ({count} actions)",
+        sealed::file_name(stream, sequence)
+    );
+    Ok(())
+}
+
+/// Verifies, prints and settles the answers files waiting in `inbox`.
+pub(crate) fn receive(inbox_dir: &Path, key: &Path, stream: &str) -> Outcome {
+    let key = VerifyingKey::read(key).map_err(|e| Failure::bad_input(format!("--key: {e}")))?;
+    let mut trust = Trust::default();
+    trust.add(stream, [key]);
+    let mut inbox = Inbox::open(inbox_dir, Kind::Answers, trust, &Default::default())?;
+    let mut outcomes = Vec::new();
+    let mut rejected = Vec::new();
+    let mut out = String::new();
+    for path in inbox.waiting()? {
+        let bytes = std::fs::read(&path).map_err(|e| Failure {
+            exit_code: 1,
+            message: format!("{}: {e}", path.display()),
+        })?;
+        let outcome = match inbox.check(&path, &bytes) {
+            Checked::New(opened) => {
+                match serde_json::from_slice::<serde_json::Value>(opened.body) {
+                    Ok(answers) => {
+                        let line = serde_json::json!({
+                            "stream": opened.header.stream,
+                            "sequence": opened.header.sequence,
+                            "answers": answers,
+                        });
+                        out.push_str(&line.to_string());
+                        out.push('\n');
+                        Settled::Taken(opened.header)
+                    }
+                    Err(e) => {
+                        Settled::Rejected(Rejection::new(Rule::Body, format!("not JSON: {e}")))
+                    }
+                }
+            }
+            Checked::Duplicate(_) => Settled::Duplicate,
+            Checked::Rejected(rejection) => Settled::Rejected(rejection),
+        };
+        if let Settled::Rejected(rejection) = &outcome {
+            rejected.push(format!("{}: {rejection}", path.display()));
+        }
+        outcomes.push((path, outcome));
+    }
+    inbox.settle(outcomes)?;
+    print!("{out}");
+    for state in inbox.streams() {
+        for gap in state.gaps {
+            eprintln!(
+                "gap: {} {}..={} not received",
+                state.stream, gap.from, gap.to
+            );
+        }
+    }
+    if rejected.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::bad_input(format!(
+        "rejected:\n{}",
+        rejected.join("\n")
+    )))
 }
 
 /// Puts kept files `from..=to` of the collector's stream in the outbox again.

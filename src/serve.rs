@@ -178,7 +178,14 @@ async fn run(config_file: Option<&Path>, demo: bool, wal_dir: &Path) -> Outcome 
         metrics: headroom_api::metrics_handle(),
     })
     .await?;
-    let background = headroom_api::background::spawn(state.clone(), shutdown.clone());
+    let mut background = headroom_api::background::spawn(state.clone(), shutdown.clone());
+    if let Some(applications) = &config.relay.applications {
+        background.push(headroom_api::relay::spawn(
+            state.clone(),
+            applications,
+            shutdown.clone(),
+        )?);
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| Failure::bad_input(format!("listen {}: {e}", config.listen)))?;
@@ -237,7 +244,9 @@ async fn run(config_file: Option<&Path>, demo: bool, wal_dir: &Path) -> Outcome 
 
 /// Ids of the assets readings may be about: feeders, distribution transformers
 /// and substation transformers.
-pub(crate) fn measurable_ids(network: &headroom_geodata::Network) -> std::collections::HashSet<String> {
+pub(crate) fn measurable_ids(
+    network: &headroom_geodata::Network,
+) -> std::collections::HashSet<String> {
     [
         AssetKind::Feeder,
         AssetKind::Transformer,

@@ -45,6 +45,8 @@ pub struct ServiceConfig {
     pub engine: EngineConfig,
     /// The readings store.
     pub store: StoreConfig,
+    /// Files across isolation devices: applications in, answers out.
+    pub relay: crate::relay::RelayConfig,
     /// Field connectors, `[[connector]]` tables: parsed and validated against
     /// the network by the connectors crate when the service starts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -64,6 +66,7 @@ impl Default for ServiceConfig {
             map: MapConfig::default(),
             engine: EngineConfig::default(),
             store: StoreConfig::default(),
+            relay: crate::relay::RelayConfig::default(),
             connector: Vec::new(),
         }
     }

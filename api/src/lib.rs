@@ -24,6 +24,7 @@ mod drawing;
 pub mod error;
 pub mod ledger;
 mod network;
+pub mod relay;
 mod routes;
 pub mod state;
 mod web;

@@ -508,3 +508,244 @@ fn every_collected_reading_crosses_a_faulty_device_exactly_once_through_sigkills
     );
     assert!(collector_kills >= 2 && service_kills >= 2);
 }
+
+/// One HTTP request with a JSON body; the status and the JSON answer.
+fn call(method: &str, url: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let mut request = client
+            .request(method.parse().unwrap(), url)
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    })
+}
+
+/// What must agree between two ledgers: status, last ranking, the reserved
+/// scheme and supplies (not times, ids or who).
+fn ledger_view(record: &Value) -> Value {
+    serde_json::json!({
+        "status": record["status"],
+        "ranking": record["ranking"],
+        "scheme": record["reservation"]["scheme"],
+        "supplies": record["reservation"]["supplies"],
+    })
+}
+
+#[test]
+fn applications_through_signed_files_leave_the_ledger_as_the_http_routes_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // The business hall signs with Ed25519, the service answers with SM2.
+    for (algorithm, name) in [("ed25519", "hall"), ("sm2", "service")] {
+        let made = headroom([
+            "relay",
+            "keygen",
+            "--algorithm",
+            algorithm,
+            "--out",
+            dir.join(name).to_str().unwrap(),
+        ]);
+        assert_eq!(made.code, 0, "{}", made.all_output());
+    }
+    let applications: Vec<Value> = serde_json::from_slice(
+        &std::fs::read(fixture("1-MV-semiurb").join("applications.json")).unwrap(),
+    )
+    .unwrap();
+
+    // Over HTTP: each application registered, then its first scheme reserved.
+    let http_dir = dir.join("http");
+    std::fs::create_dir_all(&http_dir).unwrap();
+    let (http, http_token) = serve_gridpack(&http_dir, &fixture("1-MV-semiurb"), "workflow", "");
+    let mut over_http = Vec::new();
+    for app in &applications {
+        let id = app["id"].as_str().unwrap();
+        let url = format!("{}/v1/applications/{id}", http.url);
+        let registered = call("PUT", &url, &http_token, Some(app));
+        let reserved = call(
+            "POST",
+            &format!("{url}/reservation"),
+            &http_token,
+            Some(&serde_json::json!({"scheme": 1})),
+        );
+        over_http.push((registered, reserved));
+    }
+
+    // Through files: the same actions, one requests file per application.
+    let files_dir = dir.join("files");
+    std::fs::create_dir_all(&files_dir).unwrap();
+    let (inbox, answers) = (dir.join("applications-in"), dir.join("answers-out"));
+    let relay_config = format!(
+        "[relay.applications]\ninbox = \"{}\"\nanswers_outbox = \"{}\"\nanswers_key = \"{}\"\nstate_dir = \"{}\"\nscan_interval_ms = 50\n\n[relay.applications.streams.hall]\nkeys = [\"{}\"]\n",
+        inbox.display(),
+        answers.display(),
+        dir.join("service.key").display(),
+        dir.join("answers-state").display(),
+        dir.join("hall.pub").display()
+    );
+    let (files, files_token) = serve_gridpack(
+        &files_dir,
+        &fixture("1-MV-semiurb"),
+        "workflow",
+        &relay_config,
+    );
+    for (i, app) in applications.iter().enumerate() {
+        let requests = dir.join(format!("requests-{i}.json"));
+        let actions = serde_json::json!([
+            {"action": "register", "application": app},
+            {"action": "reserve", "id": app["id"], "scheme": 1},
+        ]);
+        std::fs::write(&requests, actions.to_string()).unwrap();
+        let sent = headroom([
+            "relay",
+            "send",
+            requests.to_str().unwrap(),
+            "--key",
+            dir.join("hall.key").to_str().unwrap(),
+            "--stream",
+            "hall",
+            "--state-dir",
+            dir.join("hall-state").to_str().unwrap(),
+            "--outbox",
+            inbox.to_str().unwrap(),
+        ]);
+        assert_eq!(sent.code, 0, "{}", sent.all_output());
+        assert!(
+            sent.stdout.contains(&format!("hall.{:012}.relay", i + 1)),
+            "{}",
+            sent.stdout
+        );
+    }
+    wait_for("an answers file per requests file", || {
+        std::fs::read_dir(&answers).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        }) == applications.len()
+    });
+    // A requests file that is not actions is refused before it is sent.
+    std::fs::write(
+        dir.join("bad.json"),
+        r#"[{"action": "cancel", "id": "A01"}]"#,
+    )
+    .unwrap();
+    let refused = headroom([
+        "relay",
+        "send",
+        dir.join("bad.json").to_str().unwrap(),
+        "--key",
+        dir.join("hall.key").to_str().unwrap(),
+        "--stream",
+        "hall",
+        "--state-dir",
+        dir.join("hall-state").to_str().unwrap(),
+        "--outbox",
+        inbox.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.code, 2, "{}", refused.all_output());
+    assert!(
+        refused.stderr.contains("[0]: unknown variant `cancel`"),
+        "{}",
+        refused.stderr
+    );
+
+    // The business hall's end verifies every answer with the service's key.
+    let received = headroom([
+        "relay",
+        "receive",
+        "--inbox",
+        answers.to_str().unwrap(),
+        "--key",
+        dir.join("service.pub").to_str().unwrap(),
+    ]);
+    assert_eq!(received.code, 0, "{}", received.all_output());
+    let lines: Vec<Value> = received
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), applications.len());
+    for (i, (line, ((put_status, ranking), (post_status, reservation)))) in
+        lines.iter().zip(&over_http).enumerate()
+    {
+        let id = applications[i]["id"].as_str().unwrap();
+        assert_eq!(
+            line["answers"]["in_reply_to"],
+            serde_json::json!({"stream": "hall", "sequence": i + 1})
+        );
+        let [register, reserve] = line["answers"]["answers"].as_array().unwrap().as_slice() else {
+            panic!("two answers for {id}: {line}");
+        };
+        assert_eq!(
+            (
+                register["status"].as_u64().unwrap() as u16,
+                &register["body"]
+            ),
+            (*put_status, ranking),
+            "{id}: the ranking"
+        );
+        assert_eq!(
+            reserve["status"].as_u64().unwrap() as u16,
+            *post_status,
+            "{id}: {reserve}"
+        );
+        assert_eq!(reserve["body"]["supplies"], reservation["supplies"], "{id}");
+        assert_eq!(reserve["application"]["id"], id);
+        if *post_status == 201 {
+            assert!(
+                reserve["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["kind"] == "reservation_made"),
+                "{id}: {reserve}"
+            );
+        }
+        // And the two ledgers agree.
+        let from_http = call(
+            "GET",
+            &format!("{}/v1/applications/{id}", http.url),
+            &http_token,
+            None,
+        )
+        .1;
+        let from_files = call(
+            "GET",
+            &format!("{}/v1/applications/{id}", files.url),
+            &files_token,
+            None,
+        )
+        .1;
+        assert_eq!(ledger_view(&from_files), ledger_view(&from_http), "{id}");
+        assert_eq!(from_files["audit"][0]["actor"], "relay:hall", "{id}");
+    }
+    assert!(
+        over_http.iter().any(|(_, (status, _))| *status == 201),
+        "some scheme was reserved"
+    );
+    // A second receive finds nothing new; a replayed answers file is a duplicate.
+    let done = answers.join("done").join("answers.000000000001.relay");
+    std::fs::copy(&done, answers.join("answers.000000000001.relay")).unwrap();
+    let again = headroom([
+        "relay",
+        "receive",
+        "--inbox",
+        answers.to_str().unwrap(),
+        "--key",
+        dir.join("service.pub").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (again.code, again.stdout.as_str()),
+        (0, ""),
+        "{}",
+        again.all_output()
+    );
+}
