@@ -64,6 +64,28 @@ pub fn spawn(state: AppState, shutdown: CancellationToken) -> Vec<tokio::task::J
             }
         },
     )));
+    // The connectors' gaps; the applications inbox watches its own.
+    let gap_events: std::sync::Arc<tokio::sync::Mutex<Option<crate::relay::GapEvents>>> =
+        std::sync::Arc::default();
+    tasks.push(tokio::spawn(repeat(shutdown.clone(), every(2), {
+        let state = state.clone();
+        move || {
+            let state = state.clone();
+            let gap_events = gap_events.clone();
+            async move {
+                let gaps = crate::relay::gaps_of_sources(&state.sources());
+                let mut watcher = gap_events.lock().await;
+                if watcher.is_none() {
+                    let loaded = crate::relay::GapEvents::load(state.ledger()).await?;
+                    *watcher = Some(loaded.without_source(crate::relay::APPLICATIONS_SOURCE));
+                }
+                match watcher.as_mut() {
+                    Some(watcher) => watcher.update(state.ledger(), gaps).await,
+                    None => Ok(()),
+                }
+            }
+        }
+    })));
     tasks.push(tokio::spawn(repeat(
         shutdown,
         every(config.ledger.fit_check_interval_s),

@@ -37,11 +37,13 @@ pub enum Backend {
 }
 
 /// Audit actions that are also events for the workflow system.
-pub const EVENT_ACTIONS: [&str; 4] = [
+pub const EVENT_ACTIONS: [&str; 6] = [
     "reservation_made",
     "reservation_released",
     "reservation_expired",
     "reservation_no_longer_fits",
+    "relay_gap_opened",
+    "relay_gap_closed",
 ];
 
 /// An application's state in the ledger.
@@ -131,8 +133,10 @@ pub struct Event {
     pub cursor: String,
     /// When, RFC 3339.
     pub at: String,
-    /// `reservation_made`, `reservation_released`, `reservation_expired` or
-    /// `reservation_no_longer_fits`.
+    /// `reservation_made`, `reservation_released`, `reservation_expired`,
+    /// `reservation_no_longer_fits`, or for files across an isolation device
+    /// `relay_gap_opened` and `relay_gap_closed` (a stream's missing numbers,
+    /// with the source and stream, until they arrive).
     pub kind: String,
     /// The application concerned.
     pub application: Option<String>,
@@ -754,6 +758,15 @@ impl Ledger {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Records an event of the service's own (no application), as `headroom`.
+    pub async fn record_event(&self, action: &str, detail: Value) -> Result<()> {
+        let mut tx = self.begin().await?;
+        self.audit(&mut tx, "headroom", None, action, detail)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Events after `cursor` (0 for the first), at most `limit`, in order.

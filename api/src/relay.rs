@@ -16,7 +16,7 @@
 //! actions again: registering is an update, reserving what is reserved answers
 //! 200 with the same reservation; a release answers 404 the second time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -35,8 +35,102 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Caller, Role};
 use crate::error::{Error, Result};
+use crate::ledger::Ledger;
 use crate::routes::{self, Path};
 use crate::state::AppState;
+
+/// A stream's missing numbers `from..=to`, by source and stream.
+type GapKey = (String, String, u64, u64);
+
+/// Turns the gaps of relay inboxes into events: `relay_gap_opened` when a gap
+/// appears, `relay_gap_closed` when its numbers have arrived (a gap partly
+/// filled closes and opens what is still missing).
+#[derive(Debug, Default)]
+pub struct GapEvents {
+    open: BTreeSet<GapKey>,
+}
+
+impl GapEvents {
+    /// The gaps the ledger's events leave open (opened, not closed): what a
+    /// restarted service closes when their numbers have arrived meanwhile.
+    pub async fn load(ledger: &Ledger) -> Result<Self> {
+        let mut open = BTreeSet::new();
+        let mut cursor = 0;
+        loop {
+            let page = ledger.events_after(cursor, 1_000).await?;
+            for event in &page {
+                let d = &event.detail;
+                let key = (
+                    d["source"].as_str().unwrap_or_default().to_owned(),
+                    d["stream"].as_str().unwrap_or_default().to_owned(),
+                    d["from"].as_u64().unwrap_or(0),
+                    d["to"].as_u64().unwrap_or(0),
+                );
+                match event.kind.as_str() {
+                    "relay_gap_opened" => {
+                        open.insert(key);
+                    }
+                    "relay_gap_closed" => {
+                        open.remove(&key);
+                    }
+                    _ => {}
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == 1_000 => {
+                    cursor = last.cursor.parse().unwrap_or(i64::MAX)
+                }
+                _ => break,
+            }
+        }
+        Ok(Self { open })
+    }
+
+    /// Keeps only the gaps of one source (the others are another watcher's).
+    fn of_source(mut self, source: &str) -> Self {
+        self.open.retain(|gap| gap.0 == source);
+        self
+    }
+
+    /// Keeps the gaps of every source but one.
+    pub fn without_source(mut self, source: &str) -> Self {
+        self.open.retain(|gap| gap.0 != source);
+        self
+    }
+
+    /// Records the gaps seen now; writes an event for each change.
+    pub async fn update(&mut self, ledger: &Ledger, now: BTreeSet<GapKey>) -> Result<()> {
+        for (action, gaps) in [
+            ("relay_gap_opened", now.difference(&self.open)),
+            ("relay_gap_closed", self.open.difference(&now)),
+        ] {
+            for (source, stream, from, to) in gaps {
+                let detail = json!({"source": source, "stream": stream, "from": from, "to": to});
+                ledger.record_event(action, detail).await?;
+            }
+        }
+        self.open = now;
+        Ok(())
+    }
+}
+
+/// The gaps the sources report (`streams[].gaps` of relay inboxes in
+/// `GET /v1/sources`).
+pub fn gaps_of_sources(sources: &[Value]) -> BTreeSet<GapKey> {
+    let mut gaps = BTreeSet::new();
+    for source in sources {
+        let name = source["name"].as_str().unwrap_or_default();
+        for stream in source["streams"].as_array().into_iter().flatten() {
+            let stream_name = stream["stream"].as_str().unwrap_or_default();
+            for gap in stream["gaps"].as_array().into_iter().flatten() {
+                if let (Some(from), Some(to)) = (gap["from"].as_u64(), gap["to"].as_u64()) {
+                    gaps.insert((name.to_owned(), stream_name.to_owned(), from, to));
+                }
+            }
+        }
+    }
+    gaps
+}
 
 /// The `[relay]` table of the service's config.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -79,6 +173,9 @@ const fn default_scan_interval_ms() -> u64 {
 }
 
 const FIELD: &str = "relay.applications";
+
+/// The source name of the applications inbox's gap events.
+pub const APPLICATIONS_SOURCE: &str = FIELD;
 
 fn config_error(e: RelayError) -> Error {
     match e {
@@ -138,6 +235,13 @@ async fn run(
 ) {
     let inbox = Arc::new(Mutex::new(inbox));
     let outbox = Arc::new(Mutex::new(outbox));
+    let mut gap_events = match GapEvents::load(state.ledger()).await {
+        Ok(events) => events.of_source(FIELD),
+        Err(e) => {
+            tracing::warn!("applications inbox: reading its open gaps: {e}");
+            GapEvents::default()
+        }
+    };
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -162,6 +266,18 @@ async fn run(
             if let Err(e) = take(&state, &inbox, &outbox, path.clone(), &bytes).await {
                 tracing::warn!("applications inbox: {}: {e}", path.display());
             }
+        }
+        let gaps = lock(&inbox)
+            .streams()
+            .into_iter()
+            .flat_map(|s| {
+                s.gaps
+                    .into_iter()
+                    .map(move |g| (FIELD.to_owned(), s.stream.clone(), g.from, g.to))
+            })
+            .collect();
+        if let Err(e) = gap_events.update(state.ledger(), gaps).await {
+            tracing::warn!("applications inbox: recording its gaps: {e}");
         }
     }
 }
