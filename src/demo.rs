@@ -1,7 +1,9 @@
 //! `headroom serve --demo`: a generated city whose week of readings ends now,
 //! imported into a fresh data folder, with the three field-hardware simulators
-//! running in-process and the connectors configured against them, so readings
-//! arrive live while planners try the API and the map.
+//! running in-process, so readings arrive live while planners try the API and
+//! the map. They arrive as they would in a utility: the connectors run in a
+//! collector (the production zone's side), whose signed files a simulated
+//! isolation device carries into the service's relay inbox.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,8 +11,12 @@ use std::sync::Arc;
 
 use headroom_api::ServiceConfig;
 use headroom_api::auth::{Role, new_token};
+use headroom_connectors::{ConnectorContext, ConnectorsConfig, StatusRegistry};
 use headroom_geodata::{AssetKind, Gridpack};
+use headroom_relay::Algorithm;
+use headroom_relay::collector::{Collector, CollectorSettings};
 use headroom_simulators::SynthConfig;
+use headroom_simulators::isolation_device::{Faults, IsolationDevice};
 use headroom_simulators::modbus::{MAP, ModbusSimulator, Replay};
 use headroom_simulators::opcua::{OpcUaReplay, OpcUaSimulator, OpcUaSimulatorConfig};
 use tokio::task::JoinHandle;
@@ -25,8 +31,16 @@ const DEMO_MODBUS_UNITS: u8 = 40;
 /// Wall-clock seconds between the demo's metering files (one simulated day each).
 const DEMO_METER_FILE_EVERY_S: u64 = 30;
 
+/// Where the demo's files cross: the collector's stream.
+const DEMO_STREAM: &str = "demo-production";
+
 /// What the demo started.
 pub(crate) struct Demo {
+    /// The production side's connectors report here; the service's sources
+    /// list them beside its own relay inbox.
+    pub(crate) registry: StatusRegistry,
+    collector: Option<Collector>,
+    connectors: Vec<JoinHandle<()>>,
     /// The grid in words.
     pub(crate) summary: String,
     /// Tokens made for this run.
@@ -39,10 +53,20 @@ pub(crate) struct Demo {
 }
 
 impl Demo {
-    /// Stops the simulators.
-    pub(crate) async fn stop(self) {
+    /// Stops the simulators, the collector's connectors (already told by the
+    /// shutdown token) and the collector.
+    pub(crate) async fn stop(mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+        for task in self.connectors.drain(..) {
+            let _ = task.await;
+        }
+        if let Some(collector) = self.collector.take() {
+            let stopped = tokio::task::spawn_blocking(move || collector.stop()).await;
+            if let Ok(Err(e)) = stopped {
+                tracing::warn!("demo: the collector stopped badly: {e}");
+            }
         }
         self.opcua.stop().await;
         self.modbus.stop().await;
@@ -232,30 +256,94 @@ pub(crate) async fn prepare(
     {
         meter_files.insert("meters".into(), toml::Value::Table(meters));
     }
-    config.connector = match parsed.remove("connector") {
-        Some(toml::Value::Array(list)) => list
-            .into_iter()
-            .filter_map(|v| match v {
-                toml::Value::Table(t) => Some(t),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
+    let field_connectors: ConnectorsConfig = parsed
+        .try_into()
+        .map_err(|e| failure("connector config", e))?;
+
+    // The production zone: the connectors feed a collector.
+    let keys = root.join("keys");
+    std::fs::create_dir_all(&keys).map_err(|e| failure("folder", e))?;
+    let key = headroom_relay::keys::write_key_pair(Algorithm::Ed25519, &keys.join("collector"))
+        .map_err(|e| failure("collector key", e))?;
+    let (outbox, inbox) = (root.join("outbox"), root.join("inbox"));
+    for folder in [&outbox, &inbox] {
+        std::fs::create_dir_all(folder).map_err(|e| failure("folder", e))?;
+    }
+    let mut settings = CollectorSettings::new(
+        DEMO_STREAM,
+        keys.join("collector.key"),
+        root.join("collector"),
+    );
+    settings.batch_max_age_ms = 2_000;
+    let collector = {
+        let outbox = outbox.clone();
+        tokio::task::spawn_blocking(move || Collector::start(settings, key, &outbox))
+            .await
+            .map_err(|e| failure("collector", e))?
+            .map_err(|e| failure("collector", e))?
     };
+    let measurable = Arc::new(crate::serve::measurable_ids(network));
+    let registry = StatusRegistry::default();
+    let context = ConnectorContext {
+        sink: Arc::new(collector.sink()),
+        known_asset: Arc::new(move |id: &str| measurable.contains(id)),
+        shutdown: shutdown.clone(),
+        registry: registry.clone(),
+    };
+    let mut connectors = Vec::new();
+    for connector in &field_connectors.connector {
+        let running = connector
+            .spawn(&context)
+            .map_err(|e| failure("connector", e))?;
+        connectors.push(running.task);
+    }
+
+    // The forward isolation device, faultless: from the outbox to the inbox.
+    {
+        let (outbox, inbox) = (outbox.clone(), inbox.clone());
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut device = IsolationDevice::new(&outbox, &inbox, Faults::NONE, 1);
+            let mut ticker = tokio::time::interval(std::time::Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = ticker.tick() => {}
+                }
+                if let Err(e) = device.step(false) {
+                    tracing::warn!(error = %e, "demo: the isolation device failed a step");
+                }
+            }
+        }));
+    }
+
+    // The management zone: the service's relay inbox trusts the collector.
+    let inbox_text = format!(
+        "name = \"from-production\"\ntype = \"relay_inbox\"\nfolder = \"{}\"\nscan_interval_ms = 200\n[streams.{DEMO_STREAM}]\nkeys = [\"{}\"]\n",
+        inbox.display(),
+        keys.join("collector.pub").display()
+    );
+    config.connector =
+        vec![toml::from_str(&inbox_text).map_err(|e| failure("relay inbox config", e))?];
     config.data_dir = data_dir.display().to_string();
     config.readings.refresh_interval_s = config.readings.refresh_interval_s.min(30);
 
     let summary = format!(
-        "{} substations, {} feeders, {} distribution transformers in {}; live: {} feeders over OPC UA at {endpoint}, {} terminals over Modbus at {gateway}, metering files into {}",
+        "{} substations, {} feeders, {} distribution transformers in {}; live: {} feeders over OPC UA at {endpoint}, {} terminals over Modbus at {gateway}, metering files into {}, through a collector (outbox {}) and a simulated isolation device into the relay inbox {}",
         network.substations.len(),
         network.feeders.len(),
         network.transformers.len(),
         PathBuf::from(&root).display(),
         feeders.len(),
         units.len(),
-        meter_drop.display()
+        meter_drop.display(),
+        outbox.display(),
+        inbox.display()
     );
     Ok(Demo {
+        registry,
+        collector: Some(collector),
+        connectors,
         summary,
         planner_token: new_token(Role::Planner),
         workflow_token: new_token(Role::Workflow),

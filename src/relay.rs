@@ -14,7 +14,7 @@ use headroom_relay::outbox::SignedOutbox;
 use headroom_relay::sealed::{self, Kind, Rejection, Rule, Trust};
 use headroom_relay::{Algorithm, SigningKey, VerifyingKey};
 use headroom_simulators::isolation_device::{Faults, IsolationDevice};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::{Failure, Outcome};
@@ -30,11 +30,12 @@ impl From<headroom_relay::Error> for Failure {
 
 /// `collector.toml`: the collector's settings, its connectors and, to check
 /// their asset ids, the network.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct CollectorFile {
     /// A network.geojson (or gridpack folder) whose assets the connectors'
     /// ids must name; without it any id is taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
     network: Option<PathBuf>,
     collector: CollectorSettings,
     #[serde(default)]
@@ -324,4 +325,32 @@ pub(crate) fn isolation_device(from: &Path, to: &Path, faults: Faults, seed: u64
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_collector_config_round_trips_and_validates() {
+        let text = include_str!("../relay/collector.example.toml");
+        let file: CollectorFile = toml::from_str(text).unwrap();
+        file.collector.validate().unwrap();
+        assert_eq!(file.collector.stream, "scada-north");
+        assert_eq!(file.connector.len(), 2);
+        let again: CollectorFile = toml::from_str(&toml::to_string(&file).unwrap()).unwrap();
+        assert_eq!(again, file);
+        let connectors = ConnectorsConfig {
+            connector: file.connector,
+        };
+        connectors
+            .validate(&|id| ["F_L0", "T_2"].contains(&id))
+            .unwrap();
+        // A misspelt setting is named.
+        let misspelt = text.replace("heartbeat_s", "heartbeat_secs");
+        let error = toml::from_str::<CollectorFile>(&misspelt)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `heartbeat_secs`"), "{error}");
+    }
 }

@@ -141,7 +141,10 @@ async fn run(config_file: Option<&Path>, demo: bool, wal_dir: &Path) -> Outcome 
     connectors
         .validate(&|id| measurable.contains(id))
         .map_err(|e| Failure::bad_input(format!("config: {e}")))?;
-    let registry = StatusRegistry::default();
+    // The demo's production side reports its connectors beside the service's.
+    let registry = demo_parts
+        .as_ref()
+        .map_or_else(StatusRegistry::default, |demo| demo.registry.clone());
     let context = ConnectorContext {
         sink: store.clone(),
         known_asset: {

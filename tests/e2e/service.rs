@@ -58,7 +58,8 @@ async fn a_workflow_system_drives_the_demo_service_over_http() {
     let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200);
 
-    // Live readings from the simulated OPC UA server and Modbus gateway.
+    // Live readings from the simulated OPC UA server and Modbus gateway, through
+    // the demo's collector and isolation device into the service's relay inbox.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (status, sources) = call(
@@ -79,7 +80,7 @@ async fn a_workflow_system_drives_the_demo_service_over_http() {
                 .map(|c| c["durable"].as_u64().unwrap_or(0))
                 .sum::<u64>()
         };
-        if durable("opcua") > 0 && durable("modbus") > 0 {
+        if durable("opcua") > 0 && durable("modbus") > 0 && durable("relay_inbox") > 0 {
             break;
         }
         assert!(Instant::now() < deadline, "no live readings: {sources}");
