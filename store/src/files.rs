@@ -33,6 +33,10 @@ pub struct Manifest {
     pub readings: BTreeMap<String, String>,
     /// Files of rejected rows.
     pub rejected: Vec<String>,
+    /// When the last flush committed, ms since the epoch (0: none yet): what
+    /// a query over the files alone covers, the buffer being in one process.
+    #[serde(default)]
+    pub flushed_ms: i64,
 }
 
 /// `YYYY-MM-DD` of a UTC day number.
@@ -141,6 +145,11 @@ pub struct Files {
 
 const MANIFEST: &str = "manifest.json";
 
+/// The `assets` table as a Parquet file beside the readings, rewritten whole
+/// when the network is: for readers that plan without the store in memory (a
+/// cluster's scheduler and executors).
+pub const ASSETS_FILE: &str = "assets.parquet";
+
 impl Files {
     /// The files at `location`; a local folder is created if missing.
     pub fn open(location: &DataLocation) -> Result<Self> {
@@ -194,6 +203,17 @@ impl Files {
         } = &self.root
         {
             ctx.register_object_store(bucket_url, bucket.clone());
+        }
+    }
+
+    /// The object store DataFusion must know for these files' URLs: `None`
+    /// for a local folder (the file system needs no registration).
+    pub fn object_store(&self) -> Option<(url::Url, Arc<dyn ObjectStore>)> {
+        match &self.root {
+            Root::S3 {
+                bucket_url, bucket, ..
+            } => Some((bucket_url.clone(), bucket.clone())),
+            Root::Local(_) => None,
         }
     }
 

@@ -41,6 +41,7 @@
 pub mod buffer;
 pub mod error;
 pub mod files;
+pub mod history;
 pub mod record;
 pub mod source;
 pub mod stats;
@@ -72,6 +73,7 @@ use files::{Files, Manifest, day_name, day_number};
 use headroom_readings::{
     InMemoryReadings, Interner, Reading, ReadingSink, WriteReply, WriteSummary, WriteTicket,
 };
+pub use history::History;
 pub use record::column;
 pub use record::{RejectReason, Rejected};
 use record::{
@@ -364,6 +366,19 @@ pub fn import_gridpack(
 /// Readings per write while importing.
 const IMPORT_BATCH: usize = 100_000;
 
+/// Columns of the `assets` table.
+pub fn assets_schema() -> datafusion::arrow::datatypes::SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("feeder", DataType::Utf8, true),
+        Field::new("substation", DataType::Utf8, true),
+        Field::new("rating", DataType::Float64, true),
+        Field::new("lon", DataType::Float64, false),
+        Field::new("lat", DataType::Float64, false),
+    ]))
+}
+
 /// Rows of the `assets` table.
 fn assets_batch(network: &Network) -> RecordBatch {
     let topology = Topology::trace(network);
@@ -411,17 +426,8 @@ fn assets_batch(network: &Network) -> RecordBatch {
         lon.push(at.lon);
         lat.push(at.lat);
     }
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("feeder", DataType::Utf8, true),
-        Field::new("substation", DataType::Utf8, true),
-        Field::new("rating", DataType::Float64, true),
-        Field::new("lon", DataType::Float64, false),
-        Field::new("lat", DataType::Float64, false),
-    ]));
     RecordBatch::try_new(
-        schema,
+        assets_schema(),
         vec![
             Arc::new(StringArray::from(id)),
             Arc::new(StringArray::from(kind)),
@@ -845,6 +851,7 @@ impl Shared {
         };
         let mut next = manifest.clone();
         next.wal_flushed_through = closed;
+        next.flushed_ms = now_ms();
         let mut replaced = Vec::new();
         let result: Result<()> = self.runtime.block_on(async {
             let mut by_day: std::collections::BTreeMap<i64, Vec<Reading>> = Default::default();
@@ -941,6 +948,10 @@ impl Shared {
 
     fn register_static_tables(&self, network: &Network) -> Result<()> {
         let assets = assets_batch(network);
+        self.runtime.block_on(
+            self.files
+                .write_parquet(files::ASSETS_FILE, std::slice::from_ref(&assets)),
+        )?;
         let table = MemTable::try_new(assets.schema(), vec![vec![assets]])?;
         self.ctx.register_table("assets", Arc::new(table))?;
         Ok(())
@@ -956,6 +967,7 @@ impl Shared {
                 .values()
                 .chain(&state.manifest.rejected)
                 .cloned()
+                .chain([files::ASSETS_FILE.to_owned()])
                 .collect()
         };
         self.runtime.block_on(async {

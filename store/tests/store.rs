@@ -246,11 +246,13 @@ fn day_partitions_older_than_the_retention_are_dropped() {
     );
     assert_eq!(store.counts().day_files, 2);
     let files = walk(dir.path());
+    // The two days kept, and the assets table for readers of the history.
     assert_eq!(
         files.iter().filter(|f| f.ends_with(".parquet")).count(),
-        2,
+        3,
         "{files:?}"
     );
+    assert!(files.iter().any(|f| f.ends_with("/assets.parquet")));
 }
 
 #[test]
@@ -381,4 +383,49 @@ fn a_feeders_readings_are_cached_until_one_of_its_assets_is_written() {
     assert!(!Arc::ptr_eq(&first, &corrected));
     let t2 = corrected.series(group[1], Quantity::PKw);
     assert_eq!((t2.len(), t2[0]), (96, (t0, 99.0)));
+}
+
+/// Another reader of the location (a cluster, a replica that only queries)
+/// sees the flushed history and the assets without the store's buffer.
+#[test]
+fn the_flushed_history_reads_alone_from_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &network(), config()).unwrap();
+    let t0 = today();
+    store
+        .write(vec![
+            reading("T1", t0, 1.0),
+            reading("T2", t0 + 900_000, 2.0),
+        ])
+        .wait()
+        .unwrap();
+    store.flush().unwrap();
+    // Written after the flush: in the buffer only.
+    store.write(vec![reading("T3", t0, 3.0)]).wait().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let location = headroom_store::DataLocation::Local(dir.path().to_owned());
+    let history = runtime
+        .block_on(headroom_store::History::open(&location))
+        .unwrap();
+    assert!(history.flushed_ms() > 0);
+    assert_eq!(history.readings_urls().len(), 1);
+    let ctx = datafusion::prelude::SessionContext::new();
+    history.register(&ctx).unwrap();
+    let table = runtime.block_on(async {
+        let batches = ctx
+            .sql("SELECT r.asset, r.value, a.feeder FROM readings r JOIN assets a ON a.id = r.asset ORDER BY r.asset")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        pretty(&batches).unwrap()
+    });
+    let lines: Vec<String> = table
+        .lines()
+        .filter(|l| l.starts_with("| "))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(lines, ["| T1 | 1.0 | F |", "| T2 | 2.0 | F |"], "{table}");
 }
