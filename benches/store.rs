@@ -378,6 +378,7 @@ fn generate_history(dir: &Path, first_day_ms: i64) -> Manifest {
             .map(|(name, file)| (name.clone(), format!("readings/date={name}/{file}")))
             .collect(),
         rejected: Vec::new(),
+        flushed_ms: chrono::Utc::now().timestamp_millis(),
     };
     runtime
         .block_on(files.save_manifest(&manifest))

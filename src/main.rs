@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod allocator;
+mod cluster;
 mod commands;
 mod demo;
 mod relay;
@@ -83,13 +84,29 @@ enum Command {
         format: commands::CapacityFormat,
     },
     /// Run a read-only SQL query over the store (tables `readings`, `assets`,
-    /// `rejected`) and print the result as a table.
+    /// `rejected`) and print the result as a table; with --cluster, over the
+    /// flushed history (`readings`, `assets`) on a Ballista cluster.
     Sql {
         /// The store's data folder, or s3://bucket/prefix.
         #[arg(long, default_value = "./headroom-data")]
         data_dir: String,
+        /// A Ballista scheduler, df://HOST:PORT (see `headroom cluster`).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// With --cluster: refuse an answer of more rows than this.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_rows: usize,
+        /// With --cluster: give up on a query after this long, s.
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
         /// The query: SELECT ... (anything else is refused).
         query: String,
+    },
+    /// Run a role of a Ballista cluster that answers SQL over the store's
+    /// flushed history (the day files in a folder every node shares, or S3).
+    Cluster {
+        #[command(subcommand)]
+        role: ClusterRole,
     },
     /// Store readings from standard input: CSV lines `ts,asset,quantity,value[,quality]`
     /// (ts in ms since the epoch or RFC 3339); an empty line ends a batch, and
@@ -236,6 +253,43 @@ struct ReplayArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum ClusterRole {
+    /// The scheduler: plans queries over the data dir's files and hands their
+    /// tasks to executors.
+    Scheduler {
+        /// Where clients and executors reach it.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        bind: std::net::SocketAddr,
+        /// The store's data folder (shared with every node) or s3://bucket/prefix
+        /// (credentials from the usual AWS_* variables).
+        #[arg(long, default_value = "./headroom-data")]
+        data_dir: String,
+    },
+    /// An executor: runs tasks, reading the data dir's files.
+    Executor {
+        /// The scheduler, df://HOST:PORT.
+        #[arg(long)]
+        scheduler: String,
+        /// Where it serves results and shuffles (a fixed port: it is advertised).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        bind: std::net::SocketAddr,
+        /// Tasks at once (default: the cores).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Memory for its tasks, MB.
+        #[arg(long, default_value_t = 1024)]
+        memory_mb: u64,
+        /// Its folder for shuffle files (default: one under the temp folder).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// The store's data folder (the same files as the scheduler's) or
+        /// s3://bucket/prefix.
+        #[arg(long, default_value = "./headroom-data")]
+        data_dir: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum RelayCommand {
     /// Write a new key pair: OUT.key (PKCS#8 PEM, owner-only) and OUT.pub
     /// (give this one to the receiving side).
@@ -353,9 +407,48 @@ fn main() -> ExitCode {
                 };
                 commands::capacity(&source, level, format)
             }),
-        Command::Sql { data_dir, query } => {
-            location(&data_dir).and_then(|data_dir| commands::sql(&data_dir, &query))
-        }
+        Command::Sql {
+            data_dir,
+            cluster: None,
+            query,
+            ..
+        } => location(&data_dir).and_then(|data_dir| commands::sql(&data_dir, &query)),
+        Command::Sql {
+            data_dir,
+            cluster: Some(url),
+            max_rows,
+            timeout_s,
+            query,
+        } => location(&data_dir).and_then(|data_dir| {
+            cluster::sql(
+                &data_dir,
+                &url,
+                &query,
+                cluster::limits(max_rows, timeout_s),
+            )
+        }),
+        Command::Cluster { role } => match role {
+            ClusterRole::Scheduler { bind, data_dir } => {
+                location(&data_dir).and_then(|data_dir| cluster::scheduler(bind, data_dir))
+            }
+            ClusterRole::Executor {
+                scheduler,
+                bind,
+                concurrency,
+                memory_mb,
+                work_dir,
+                data_dir,
+            } => location(&data_dir).and_then(|data_dir| {
+                cluster::executor(cluster::executor_settings(
+                    bind,
+                    scheduler,
+                    concurrency,
+                    memory_mb,
+                    work_dir.as_deref(),
+                    data_dir,
+                ))
+            }),
+        },
         Command::Ingest {
             data_dir,
             flush_interval_ms,

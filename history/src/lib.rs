@@ -1,0 +1,334 @@
+//! The store's history on a cluster: the same SQL the store answers locally,
+//! run by an Apache DataFusion Ballista scheduler and its executors over the
+//! day-partitioned Parquet files (a local folder every node shares, or S3).
+//!
+//! **Data model.** Only the *flushed* history crosses to a cluster: `readings`
+//! is a listing table over exactly the files the manifest names, `assets` the
+//! `assets.parquet` the store writes with its network (see
+//! [`headroom_store::History`]). The write buffer lives in the one process that
+//! ingests and is out of a cluster's reach, so every answer says up to when it
+//! covers: the last flush.
+//!
+//! **Roles.** [`run_scheduler`] and [`run_executor`] run the two Ballista roles
+//! in this binary (one build, one DataFusion, the store's own object-store
+//! code: the scheduler lists and plans the files, the executors read them).
+//! [`query`] plans a read-only query on a client and runs it on the cluster, or
+//! locally without one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::extension::{
+    ballista_aggregate_functions, ballista_scalar_functions, ballista_window_functions,
+};
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use headroom_store::{DataLocation, History};
+
+/// What can go wrong running or querying the history.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The query is not one the history answers: not a query, an unknown table
+    /// or column, past a limit (HTTP 400, exit 2).
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    /// A cluster URL or setting that does not parse (exit 2).
+    #[error("{0}")]
+    BadSetting(String),
+    /// The scheduler cannot be reached, or the cluster failed the query
+    /// (HTTP 503, exit 1).
+    #[error("cluster: {0}")]
+    Cluster(String),
+    /// The data location could not be read.
+    #[error(transparent)]
+    Store(#[from] headroom_store::Error),
+    /// DataFusion failed while running the query.
+    #[error("query engine: {0}")]
+    Query(datafusion::error::DataFusionError),
+}
+
+impl Error {
+    /// Whether the caller's input is at fault.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            Error::BadQuery(_) | Error::BadSetting(_) => true,
+            Error::Store(e) => e.is_bad_input(),
+            Error::Cluster(_) | Error::Query(_) => false,
+        }
+    }
+
+    /// Whether the cluster (not the query) failed: HTTP 503.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Cluster(_))
+    }
+}
+
+/// Results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Both roles schedule by pull: an executor asks for work and its asking is
+/// its heartbeat, so one lost is noticed within [`ClusterTimings`]' timeout,
+/// and an executor needs one port (Arrow Flight) only.
+const POLICY: TaskSchedulingPolicy = TaskSchedulingPolicy::PullStaged;
+
+/// How quickly a cluster gives up on a silent executor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterTimings {
+    /// An executor not heard from for this long is lost; its tasks run again
+    /// elsewhere, s.
+    pub executor_timeout_s: u64,
+    /// How often lost executors are looked for, s.
+    pub check_interval_s: u64,
+}
+
+impl Default for ClusterTimings {
+    fn default() -> Self {
+        Self {
+            executor_timeout_s: 20,
+            check_interval_s: 2,
+        }
+    }
+}
+
+/// The object store a node must know for the location's files.
+fn register_location(env: &RuntimeEnv, location: &DataLocation) -> Result<()> {
+    // Opening reads nothing: it builds the S3 client from the AWS_* variables.
+    let files = headroom_store::files::Files::open(location)?;
+    if let Some((url, store)) = files.object_store() {
+        env.register_object_store(&url, store);
+    }
+    Ok(())
+}
+
+fn runtime_env(location: &DataLocation, temp_dir: Option<&str>) -> Result<Arc<RuntimeEnv>> {
+    let mut builder = RuntimeEnvBuilder::new();
+    if let Some(dir) = temp_dir {
+        builder = builder.with_temp_file_path(dir);
+    }
+    let env = builder.build_arc().map_err(Error::Query)?;
+    register_location(&env, location)?;
+    Ok(env)
+}
+
+/// Runs a scheduler on `bind` until the process ends; it plans over
+/// `location`'s files.
+pub async fn run_scheduler(
+    bind: SocketAddr,
+    location: DataLocation,
+    timings: ClusterTimings,
+) -> Result<()> {
+    // Checked once here, so a bad location fails at start, not per query.
+    runtime_env(&location, None)?;
+    let session_location = location.clone();
+    let config = SchedulerConfig {
+        bind_host: bind.ip().to_string(),
+        bind_port: bind.port(),
+        external_host: bind.ip().to_string(),
+        scheduling_policy: POLICY,
+        executor_timeout_seconds: timings.executor_timeout_s,
+        expire_dead_executor_interval_seconds: timings.check_interval_s,
+        no_executors_grace_period_seconds: timings.executor_timeout_s,
+        ..SchedulerConfig::default()
+    }
+    .with_override_session_builder(Arc::new(move |config: SessionConfig| {
+        let env = runtime_env(&session_location, None)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        Ok(SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_runtime_env(env)
+            .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
+            .with_scalar_functions(ballista_scalar_functions())
+            .with_aggregate_functions(ballista_aggregate_functions())
+            .with_window_functions(ballista_window_functions())
+            .build())
+    }));
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| Error::Cluster(e.to_string()))?;
+    start_server(cluster, bind, Arc::new(config))
+        .await
+        .map_err(|e| Error::Cluster(format!("scheduler on {bind}: {e}")))
+}
+
+/// An executor's settings.
+#[derive(Clone, Debug)]
+pub struct ExecutorSettings {
+    /// Where it serves Arrow Flight (shuffles, results): an address other
+    /// nodes reach, with a fixed port (it is advertised).
+    pub bind: SocketAddr,
+    /// The scheduler, `df://host:port`.
+    pub scheduler: String,
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// Memory for its tasks, bytes.
+    pub memory_bytes: u64,
+    /// Its folder for shuffle files.
+    pub work_dir: String,
+    /// The data location it reads.
+    pub location: DataLocation,
+    /// Its heartbeat, s.
+    pub heartbeat_s: u64,
+}
+
+/// `df://host:port` as (host, port).
+pub fn parse_cluster_url(url: &str) -> Result<(String, u16)> {
+    let bad = || {
+        Error::BadSetting(format!(
+            "cluster `{url}`: expected df://HOST:PORT (the scheduler's address)"
+        ))
+    };
+    let rest = url.strip_prefix("df://").ok_or_else(bad)?;
+    let (host, port) = rest
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// Runs an executor until the process gets Ctrl-C or SIGTERM (Ballista's own
+/// handling: it tells the scheduler it is leaving).
+pub async fn run_executor(settings: ExecutorSettings) -> Result<()> {
+    let (scheduler_host, scheduler_port) = parse_cluster_url(&settings.scheduler)?;
+    runtime_env(&settings.location, Some(&settings.work_dir))?;
+    let (location, work_dir) = (settings.location.clone(), settings.work_dir.clone());
+    let config = ExecutorProcessConfig {
+        bind_host: settings.bind.ip().to_string(),
+        external_host: Some(settings.bind.ip().to_string()),
+        port: settings.bind.port(),
+        scheduler_host,
+        scheduler_port,
+        vcores: settings.concurrency.max(1),
+        task_scheduling_policy: POLICY,
+        work_dir: Some(settings.work_dir.clone()),
+        memory_pool_size: Some(settings.memory_bytes),
+        executor_heartbeat_interval_seconds: settings.heartbeat_s.max(1),
+        override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| {
+            runtime_env(&location, Some(&work_dir))
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+        })),
+        ..ExecutorProcessConfig::default()
+    };
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(|e| Error::Cluster(format!("executor on {}: {e}", settings.bind)))
+}
+
+/// Limits on a history query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Rows an answer may hold; a query past them is refused.
+    pub max_rows: usize,
+    /// Longest a query may run.
+    pub timeout: Duration,
+}
+
+/// A history query's answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+    /// The history covered readings flushed by then, ms since the epoch (0:
+    /// nothing flushed yet).
+    pub flushed_ms: i64,
+    /// Where it ran: `local`, or the cluster's URL.
+    pub ran_on: String,
+}
+
+/// Runs a read-only query over `location`'s flushed history, on the cluster
+/// at `cluster` (`df://host:port`) or, without one, locally with DataFusion.
+pub async fn query(
+    location: &DataLocation,
+    cluster: Option<&str>,
+    sql: &str,
+    limits: Limits,
+) -> Result<Answer> {
+    let history = History::open(location).await?;
+    let ctx = match cluster {
+        Some(url) => {
+            parse_cluster_url(url)?;
+            let config = SessionConfig::new_with_ballista()
+                .with_target_partitions(2)
+                .with_ballista_job_name("headroom history");
+            let state = SessionStateBuilder::new()
+                .with_default_features()
+                .with_config(config)
+                .build();
+            SessionContext::remote_with_state(url, state)
+                .await
+                .map_err(|e| Error::Cluster(format!("{url}: {e}")))?
+        }
+        None => SessionContext::new(),
+    };
+    history.register(&ctx)?;
+    let read_only = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let frame = ctx
+        .sql_with_options(sql, read_only)
+        .await
+        .map_err(|e| Error::BadQuery(e.to_string()))?;
+    // One row past the limit tells a full answer from a cut one.
+    let frame = frame
+        .limit(0, Some(limits.max_rows + 1))
+        .map_err(|e| Error::BadQuery(e.to_string()))?;
+    let batches = tokio::time::timeout(limits.timeout, frame.collect())
+        .await
+        .map_err(|_| {
+            Error::BadQuery(format!(
+                "the query ran past the time limit ({} s)",
+                limits.timeout.as_secs()
+            ))
+        })?
+        .map_err(|e| match cluster {
+            Some(url) => Error::Cluster(format!("{url}: {e}")),
+            None => Error::Query(e),
+        })?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows > limits.max_rows {
+        return Err(Error::BadQuery(format!(
+            "the answer holds more than {} rows (the row limit): aggregate, or add a LIMIT",
+            limits.max_rows
+        )));
+    }
+    Ok(Answer {
+        batches,
+        flushed_ms: history.flushed_ms(),
+        ran_on: cluster.unwrap_or("local").to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_parse_or_say_what_they_should_be() {
+        assert_eq!(
+            parse_cluster_url("df://127.0.0.1:50050").unwrap(),
+            ("127.0.0.1".to_owned(), 50050)
+        );
+        for bad in ["http://h:1", "df://h", "df://:5", "df://h:x"] {
+            let e = parse_cluster_url(bad).unwrap_err();
+            assert!(
+                e.is_bad_input() && e.to_string().contains("df://HOST:PORT"),
+                "{bad}"
+            );
+        }
+    }
+}
