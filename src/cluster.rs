@@ -34,7 +34,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// Runs a scheduler until Ctrl-C or SIGTERM.
-pub(crate) fn scheduler(bind: SocketAddr, location: DataLocation) -> Outcome {
+pub(crate) fn scheduler(
+    bind: SocketAddr,
+    location: DataLocation,
+    executor_timeout_s: u64,
+) -> Outcome {
+    let timings = ClusterTimings {
+        executor_timeout_s: executor_timeout_s.max(ClusterTimings::SHORTEST_TIMEOUT_S),
+        check_interval_s: (executor_timeout_s / 4).clamp(1, 5),
+    };
     crate::serve::init_logging();
     let runtime = runtime()?;
     runtime.block_on(async {
@@ -42,7 +50,7 @@ pub(crate) fn scheduler(bind: SocketAddr, location: DataLocation) -> Outcome {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         tokio::select! {
-            ran = headroom_history::run_scheduler(bind, location, ClusterTimings::default()) => ran.map_err(Failure::from),
+            ran = headroom_history::run_scheduler(bind, location, timings) => ran.map_err(Failure::from),
             () = crate::serve::stop_requested() => Ok(()),
         }
     })
@@ -93,6 +101,7 @@ pub(crate) fn sql(location: &DataLocation, cluster: &str, query: &str, limits: L
 /// The executor's settings from the command line.
 pub(crate) fn executor_settings(
     bind: SocketAddr,
+    grpc_port: Option<u16>,
     scheduler: String,
     concurrency: Option<usize>,
     memory_mb: u64,
@@ -107,6 +116,7 @@ pub(crate) fn executor_settings(
     );
     ExecutorSettings {
         bind,
+        grpc_port: grpc_port.unwrap_or_else(|| bind.port().wrapping_add(1)),
         scheduler,
         concurrency,
         memory_bytes: memory_mb << 20,

@@ -264,6 +264,10 @@ enum ClusterRole {
         /// (credentials from the usual AWS_* variables).
         #[arg(long, default_value = "./headroom-data")]
         data_dir: String,
+        /// An executor silent this long is lost and its tasks run elsewhere, s
+        /// (at least 6: executors beat every 2 s).
+        #[arg(long, default_value_t = 20)]
+        executor_timeout_s: u64,
     },
     /// An executor: runs tasks, reading the data dir's files.
     Executor {
@@ -273,6 +277,9 @@ enum ClusterRole {
         /// Where it serves results and shuffles (a fixed port: it is advertised).
         #[arg(long, default_value = "127.0.0.1:50051")]
         bind: std::net::SocketAddr,
+        /// Its port for the scheduler's tasks (default: --bind's port + 1).
+        #[arg(long)]
+        grpc_port: Option<u16>,
         /// Tasks at once (default: the cores).
         #[arg(long)]
         concurrency: Option<usize>,
@@ -428,12 +435,16 @@ fn main() -> ExitCode {
             )
         }),
         Command::Cluster { role } => match role {
-            ClusterRole::Scheduler { bind, data_dir } => {
-                location(&data_dir).and_then(|data_dir| cluster::scheduler(bind, data_dir))
-            }
+            ClusterRole::Scheduler {
+                bind,
+                data_dir,
+                executor_timeout_s,
+            } => location(&data_dir)
+                .and_then(|data_dir| cluster::scheduler(bind, data_dir, executor_timeout_s)),
             ClusterRole::Executor {
                 scheduler,
                 bind,
+                grpc_port,
                 concurrency,
                 memory_mb,
                 work_dir,
@@ -441,6 +452,7 @@ fn main() -> ExitCode {
             } => location(&data_dir).and_then(|data_dir| {
                 cluster::executor(cluster::executor_settings(
                     bind,
+                    grpc_port,
                     scheduler,
                     concurrency,
                     memory_mb,

@@ -76,10 +76,10 @@ impl Error {
 /// Results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Both roles schedule by pull: an executor asks for work and its asking is
-/// its heartbeat, so one lost is noticed within [`ClusterTimings`]' timeout,
-/// and an executor needs one port (Arrow Flight) only.
-const POLICY: TaskSchedulingPolicy = TaskSchedulingPolicy::PullStaged;
+/// Both roles schedule by push: executors send heartbeats, and one silent
+/// past [`ClusterTimings`]' timeout is dropped and its tasks run elsewhere. (By
+/// pull, an executor killed mid-task was never dropped here: its job hung.)
+const POLICY: TaskSchedulingPolicy = TaskSchedulingPolicy::PushStaged;
 
 /// How quickly a cluster gives up on a silent executor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +89,12 @@ pub struct ClusterTimings {
     pub executor_timeout_s: u64,
     /// How often lost executors are looked for, s.
     pub check_interval_s: u64,
+}
+
+impl ClusterTimings {
+    /// Executors beat every 2 s: a timeout shorter than a few beats would drop
+    /// working executors.
+    pub const SHORTEST_TIMEOUT_S: u64 = 6;
 }
 
 impl Default for ClusterTimings {
@@ -167,6 +173,8 @@ pub struct ExecutorSettings {
     /// Where it serves Arrow Flight (shuffles, results): an address other
     /// nodes reach, with a fixed port (it is advertised).
     pub bind: SocketAddr,
+    /// Its gRPC port, where the scheduler pushes tasks (advertised too).
+    pub grpc_port: u16,
     /// The scheduler, `df://host:port`.
     pub scheduler: String,
     /// Tasks run at once.
@@ -210,6 +218,7 @@ pub async fn run_executor(settings: ExecutorSettings) -> Result<()> {
         bind_host: settings.bind.ip().to_string(),
         external_host: Some(settings.bind.ip().to_string()),
         port: settings.bind.port(),
+        grpc_port: settings.grpc_port,
         scheduler_host,
         scheduler_port,
         vcores: settings.concurrency.max(1),
@@ -261,6 +270,12 @@ pub async fn query(
     let ctx = match cluster {
         Some(url) => {
             parse_cluster_url(url)?;
+            // Adaptive planning stays on (55.0.0's default). Measured here
+            // with an executor SIGKILLed mid-join: with it the job hung
+            // ("Can't find active stage to update stage outputs") until the
+            // time limit below turned it into an error; without it the job
+            // re-ran the lost tasks and answered a count 50 % too high. A
+            // late error, never a wrong answer.
             let config = SessionConfig::new_with_ballista()
                 .with_target_partitions(2)
                 .with_ballista_job_name("headroom history");
@@ -283,10 +298,20 @@ pub async fn query(
         .sql_with_options(sql, read_only)
         .await
         .map_err(|e| Error::BadQuery(e.to_string()))?;
-    // One row past the limit tells a full answer from a cut one.
-    let frame = frame
-        .limit(0, Some(limits.max_rows + 1))
-        .map_err(|e| Error::BadQuery(e.to_string()))?;
+    // One row past the limit tells a full answer from a cut one (an EXPLAIN
+    // must stay the plan's root, and its answer is small).
+    let explains = matches!(
+        frame.logical_plan(),
+        datafusion::logical_expr::LogicalPlan::Explain(_)
+            | datafusion::logical_expr::LogicalPlan::Analyze(_)
+    );
+    let frame = if explains {
+        frame
+    } else {
+        frame
+            .limit(0, Some(limits.max_rows + 1))
+            .map_err(|e| Error::BadQuery(e.to_string()))?
+    };
     let batches = tokio::time::timeout(limits.timeout, frame.collect())
         .await
         .map_err(|_| {

@@ -21,6 +21,8 @@
 //! - `generation`: generation headroom against an independent pandapower
 //!   cross-check, open capacity as CSV and GeoJSON, a generation reservation
 //!   over HTTP;
+//! - `history`: SQL over the flushed history on a Ballista scheduler and two
+//!   executors with the store in S3: the local answers, a lost executor;
 //! - `broken_gridpacks`: every rule of the gridpack spec broken once, with the exit
 //!   code and message the spec asks for;
 //! - `n1`: the N-1 transfer check against an independent pandapower
@@ -46,6 +48,7 @@ mod crash;
 mod external_tools;
 mod fixture;
 mod generation;
+mod history;
 mod interop;
 // The browser test needs the map built in; without it `/` only says how to get it.
 #[cfg(feature = "map")]

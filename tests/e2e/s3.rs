@@ -11,14 +11,14 @@ use crate::oracle::assert_agrees;
 use crate::support::{external_tools, fixture};
 
 /// A moto S3 server on a free loopback port, stopped when dropped.
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
     port: u16,
 }
 
 impl S3Server {
     /// `None` when the test is skipped for want of moto.
-    fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         let [program] = external_tools(["HEADROOM_MOTO_SERVER"])?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -40,7 +40,7 @@ impl S3Server {
     }
 
     /// Sends one HTTP request (moto checks no signatures) and returns the reply.
-    fn request(&self, method: &str, path: &str) -> String {
+    pub(crate) fn request(&self, method: &str, path: &str) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("moto answers");
         write!(
             stream,
@@ -53,18 +53,25 @@ impl S3Server {
         reply
     }
 
-    fn headroom(
+    /// The environment a process needs to reach this server as S3.
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.port)),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "headroom".into()),
+            ("AWS_SECRET_ACCESS_KEY", "headroom-secret".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    pub(crate) fn headroom(
         &self,
         wal_dir: &std::path::Path,
         args: &[&std::ffi::OsStr],
     ) -> crate::support::Run {
         let out = Command::new(env!("CARGO_BIN_EXE_headroom"))
             .args(args)
-            .env("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.port))
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", "headroom")
-            .env("AWS_SECRET_ACCESS_KEY", "headroom-secret")
-            .env("AWS_REGION", "us-east-1")
+            .envs(self.env())
             .env("HEADROOM_WAL_DIR", wal_dir)
             .output()
             .expect("the headroom binary runs");
