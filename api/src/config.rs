@@ -47,6 +47,8 @@ pub struct ServiceConfig {
     pub store: StoreConfig,
     /// Files across isolation devices: applications in, answers out.
     pub relay: crate::relay::RelayConfig,
+    /// SQL over the flushed history (`GET /v1/history`).
+    pub history: HistoryConfig,
     /// Field connectors, `[[connector]]` tables: parsed and validated against
     /// the network by the connectors crate when the service starts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -67,6 +69,7 @@ impl Default for ServiceConfig {
             engine: EngineConfig::default(),
             store: StoreConfig::default(),
             relay: crate::relay::RelayConfig::default(),
+            history: HistoryConfig::default(),
             connector: Vec::new(),
         }
     }
@@ -430,6 +433,30 @@ impl ServiceConfig {
                 "sqlite://{}/ledger.db?mode=rwc",
                 self.data_dir.trim_end_matches('/')
             ),
+        }
+    }
+}
+
+/// `[history]`: where `GET /v1/history` runs its queries, and their limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// A Ballista scheduler, `df://host:port`; without one, queries run in
+    /// this process over the same files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Rows an answer may hold; a query past them gets 400.
+    pub max_rows: usize,
+    /// Longest a query may run, s; past it, 400.
+    pub timeout_s: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            cluster: None,
+            max_rows: 10_000,
+            timeout_s: 60,
         }
     }
 }

@@ -86,6 +86,10 @@ pub enum Error {
     #[error(transparent)]
     Write(#[from] headroom_readings::Error),
 
+    /// A service this one relies on is not reachable (the history's cluster).
+    #[error("{0}")]
+    Unavailable(String),
+
     /// Anything else on our side.
     #[error("{0}")]
     Internal(String),
@@ -120,6 +124,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Engine(e) if e.is_bad_input() => StatusCode::BAD_REQUEST,
             Error::Store(e) if e.is_bad_input() => StatusCode::BAD_REQUEST,
             Error::Config { .. }
@@ -140,6 +145,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict { code, .. } => code,
             Error::Unprocessable { .. } => "unprocessable",
+            Error::Unavailable(_) => "unavailable",
             Error::Engine(e) if e.is_bad_input() => "bad_request",
             Error::Store(e) if e.is_bad_input() => "bad_request",
             _ => "internal",
@@ -188,7 +194,8 @@ pub struct ErrorBody {
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable: `bad_request`, `unauthorized`, `forbidden`,
-    /// `not_found`, `no_longer_fits`, `reserved`, `unprocessable`, `internal`.
+    /// `not_found`, `no_longer_fits`, `reserved`, `unprocessable`,
+    /// `unavailable`, `internal`.
     pub code: String,
     /// In words.
     pub message: String,

@@ -107,6 +107,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::post_readings))
         .routes(routes!(routes::put_network))
         .routes(routes!(routes::get_events))
+        .routes(routes!(routes::get_history))
         .routes(routes!(routes::get_sources))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::readyz))

@@ -1143,3 +1143,131 @@ pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+/// Query of `GET /v1/history`.
+#[derive(Clone, Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct HistoryQuery {
+    /// A read-only query over `readings` (flushed history) and `assets`.
+    sql: String,
+}
+
+/// A history query's answer.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub(crate) struct HistoryAnswer {
+    /// Column names, in order.
+    columns: Vec<String>,
+    /// The rows: numbers as numbers, everything else as text, nulls as null.
+    #[schema(value_type = Vec<Vec<Object>>)]
+    rows: Vec<Vec<Value>>,
+    /// `local`, or the cluster (`df://host:port`) that ran it.
+    ran_on: String,
+    /// The history covers readings flushed by then, RFC 3339 (null: nothing
+    /// flushed yet); later ones are in the ingesting process's buffer.
+    history_to: Option<String>,
+}
+
+fn json_rows(
+    batches: &[headroom_store::arrow::record_batch::RecordBatch],
+) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
+    use headroom_store::arrow::datatypes::DataType;
+    use headroom_store::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut columns = Vec::new();
+    let mut rows = Vec::new();
+    for batch in batches {
+        let schema = batch.schema();
+        if columns.is_empty() {
+            columns = schema.fields().iter().map(|f| f.name().clone()).collect();
+        }
+        let options = FormatOptions::default();
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Internal(format!("history answer: {e}")))?;
+        for row in 0..batch.num_rows() {
+            let values = batch
+                .columns()
+                .iter()
+                .zip(&formatters)
+                .map(|(column, formatter)| {
+                    if column.is_null(row) {
+                        return Value::Null;
+                    }
+                    let text = formatter.value(row).to_string();
+                    let numeric = matches!(
+                        column.data_type(),
+                        DataType::Int8
+                            | DataType::Int16
+                            | DataType::Int32
+                            | DataType::Int64
+                            | DataType::UInt8
+                            | DataType::UInt16
+                            | DataType::UInt32
+                            | DataType::UInt64
+                            | DataType::Float32
+                            | DataType::Float64
+                    );
+                    if numeric && let Ok(number) = serde_json::from_str::<serde_json::Number>(&text)
+                    {
+                        return Value::Number(number);
+                    }
+                    Value::String(text)
+                })
+                .collect();
+            rows.push(values);
+        }
+    }
+    Ok((columns, rows))
+}
+
+/// SQL over the flushed history, on the configured cluster or locally.
+#[utoipa::path(
+    get, path = "/v1/history", tag = "history",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "The answer", body = HistoryAnswer),
+        (status = 400, description = "Not a query, an unknown table or column, past the row or time limit", body = ErrorBody),
+        (status = 401, description = "No or an unknown token", body = ErrorBody),
+        (status = 403, description = "The role may not", body = ErrorBody),
+        (status = 503, description = "The cluster cannot be reached or failed the query", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<HistoryAnswer>> {
+    caller.require(Permission::Plan, "query history")?;
+    let config = state.config();
+    let location = headroom_store::DataLocation::parse(&config.data_dir, None)?;
+    let limits = headroom_history::Limits {
+        max_rows: config.history.max_rows,
+        timeout: std::time::Duration::from_secs(config.history.timeout_s),
+    };
+    let answer = headroom_history::query(
+        &location,
+        config.history.cluster.as_deref(),
+        &query.sql,
+        limits,
+    )
+    .await
+    .map_err(|e| {
+        if e.is_unavailable() {
+            Error::Unavailable(e.to_string())
+        } else if e.is_bad_input() {
+            Error::bad("sql", e.to_string())
+        } else {
+            Error::Internal(e.to_string())
+        }
+    })?;
+    let (columns, rows) = json_rows(&answer.batches)?;
+    Ok(Json(HistoryAnswer {
+        columns,
+        rows,
+        ran_on: answer.ran_on,
+        history_to: (answer.flushed_ms > 0).then(|| rfc3339(answer.flushed_ms)),
+    }))
+}

@@ -322,7 +322,9 @@ pub async fn query(
         })?
         .map_err(|e| match cluster {
             Some(url) => Error::Cluster(format!("{url}: {e}")),
-            None => Error::Query(e),
+            // Locally the files are at hand: a query that fails while it runs
+            // (a bad cast, a division by zero) is the query's fault.
+            None => Error::BadQuery(format!("the query failed: {e}")),
         })?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if rows > limits.max_rows {

@@ -64,6 +64,8 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use buffer::{Buffer, DAY_MS};
+/// Arrow, whose batches [`Store::sql`] and the history answer with.
+pub use datafusion::arrow;
 /// Arrow arrays of query results, for readers of [`Store::sql`].
 pub use datafusion::arrow::array as arrays;
 pub use datafusion::arrow::array::RecordBatch;

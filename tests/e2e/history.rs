@@ -267,3 +267,102 @@ fn history_queries_on_a_cluster_over_s3_answer_as_the_store_and_survive_a_lost_e
         }
     );
 }
+
+fn get(url: &str, token: &str) -> (u16, serde_json::Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    })
+}
+
+/// `GET /v1/history` answers over the same files as `headroom sql`, within its
+/// limits, and says when its cluster cannot be reached.
+#[test]
+fn the_history_route_answers_within_its_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (service, token) = crate::support::serve_gridpack(
+        dir.path(),
+        &fixture("1-MV-semiurb"),
+        "planner",
+        "[history]\nmax_rows = 50\ntimeout_s = 30\n",
+    );
+    let url = |sql: &str| {
+        let mut u = reqwest::Url::parse(&format!("{}/v1/history", service.url)).unwrap();
+        u.query_pairs_mut().append_pair("sql", sql);
+        u.to_string()
+    };
+    let query = "SELECT quantity, count(*) AS n, max(value) AS peak FROM readings GROUP BY quantity ORDER BY quantity";
+    let (status, answer) = get(&url(query), &token);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["columns"],
+        serde_json::json!(["quantity", "n", "peak"])
+    );
+    assert_eq!(answer["ran_on"], "local");
+    assert!(
+        answer["history_to"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20")),
+        "{answer}"
+    );
+    let local = crate::support::headroom([
+        "sql",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+        query,
+    ]);
+    for row in answer["rows"].as_array().unwrap() {
+        let (quantity, n) = (row[0].as_str().unwrap(), row[1].as_u64().unwrap());
+        assert!(
+            local
+                .stdout
+                .lines()
+                .any(|l| l.contains(&format!("| {quantity} ")) && l.contains(&format!("| {n} "))),
+            "{row:?} not in\n{}",
+            local.stdout
+        );
+    }
+    for (sql, says) in [
+        ("DELETE FROM readings", "sql"),
+        ("SELECT * FROM nothing_here", "sql"),
+        ("SELECT * FROM readings", "sql"),
+    ] {
+        let (status, error) = get(&url(sql), &token);
+        assert_eq!(status, 400, "{sql}: {error}");
+        assert_eq!(error["error"]["field"], says, "{sql}: {error}");
+    }
+    let (_, past) = get(&url("SELECT * FROM readings"), &token);
+    assert!(
+        past["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("row limit"),
+        "{past}"
+    );
+    drop(service);
+
+    // A cluster that cannot be reached: 503, nothing else changed.
+    let other = tempfile::tempdir().unwrap();
+    let (service, token) = crate::support::serve_gridpack(
+        other.path(),
+        &fixture("1-MV-semiurb"),
+        "planner",
+        &format!("[history]\ncluster = \"df://127.0.0.1:{}\"\n", free_port()),
+    );
+    let (status, error) = get(
+        &format!("{}/v1/history?sql=SELECT%201", service.url),
+        &token,
+    );
+    assert_eq!(status, 503, "{error}");
+    assert_eq!(error["error"]["code"], "unavailable", "{error}");
+}
