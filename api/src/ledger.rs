@@ -771,32 +771,65 @@ impl Ledger {
 
     /// Events after `cursor` (0 for the first), at most `limit`, in order.
     pub async fn events_after(&self, cursor: i64, limit: i64) -> Result<Vec<Event>> {
-        let actions = EVENT_ACTIONS
+        self.events_matching(cursor, limit, &EVENT_ACTIONS, None)
+            .await
+    }
+
+    /// Every event of one application, in order.
+    pub async fn events_of(&self, application: &str) -> Result<Vec<Event>> {
+        self.events_matching(0, i64::MAX, &EVENT_ACTIONS, Some(application))
+            .await
+    }
+
+    /// Every event of these kinds, in order.
+    pub async fn events_of_kinds(&self, kinds: &[&str]) -> Result<Vec<Event>> {
+        self.events_matching(0, i64::MAX, kinds, None).await
+    }
+
+    /// Events of `kinds` after `cursor`, at most `limit`, of one application
+    /// where given. The kinds are this crate's constants, never the caller's
+    /// input: they are written into the query.
+    async fn events_matching(
+        &self,
+        cursor: i64,
+        limit: i64,
+        kinds: &[&str],
+        application: Option<&str>,
+    ) -> Result<Vec<Event>> {
+        let actions = kinds
             .iter()
             .map(|a| format!("'{a}'"))
             .collect::<Vec<_>>()
             .join(", ");
-        sqlx::query(&format!(
+        let of_application = if application.is_some() {
+            " AND application = $3"
+        } else {
+            ""
+        };
+        let sql = format!(
             "SELECT seq, at_ms, application, action, detail FROM audit \
-             WHERE seq > $1 AND action IN ({actions}) ORDER BY seq LIMIT $2"
-        ))
-        .bind(cursor)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|row| {
-            let seq: i64 = row.try_get("seq")?;
-            let detail: String = row.try_get("detail")?;
-            Ok(Event {
-                cursor: seq.to_string(),
-                at: rfc3339(row.try_get("at_ms")?),
-                kind: row.try_get("action")?,
-                application: row.try_get("application")?,
-                detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+             WHERE seq > $1 AND action IN ({actions}){of_application} ORDER BY seq LIMIT $2"
+        );
+        let mut query = sqlx::query(&sql).bind(cursor).bind(limit);
+        if let Some(application) = application {
+            query = query.bind(application);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq")?;
+                let detail: String = row.try_get("detail")?;
+                Ok(Event {
+                    cursor: seq.to_string(),
+                    at: rfc3339(row.try_get("at_ms")?),
+                    kind: row.try_get("action")?,
+                    application: row.try_get("application")?,
+                    detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 
     /// Demand held by reservations, kW (each supply counted once per

@@ -39,6 +39,10 @@ use crate::ledger::Ledger;
 use crate::routes::{self, Path};
 use crate::state::AppState;
 
+/// The events of a relay stream's gap appearing and closing.
+const GAP_OPENED: &str = "relay_gap_opened";
+const GAP_CLOSED: &str = "relay_gap_closed";
+
 /// A stream's missing numbers `from..=to`, by source and stream.
 type GapKey = (String, String, u64, u64);
 
@@ -55,32 +59,18 @@ impl GapEvents {
     /// restarted service closes when their numbers have arrived meanwhile.
     pub async fn load(ledger: &Ledger) -> Result<Self> {
         let mut open = BTreeSet::new();
-        let mut cursor = 0;
-        loop {
-            let page = ledger.events_after(cursor, 1_000).await?;
-            for event in &page {
-                let d = &event.detail;
-                let key = (
-                    d["source"].as_str().unwrap_or_default().to_owned(),
-                    d["stream"].as_str().unwrap_or_default().to_owned(),
-                    d["from"].as_u64().unwrap_or(0),
-                    d["to"].as_u64().unwrap_or(0),
-                );
-                match event.kind.as_str() {
-                    "relay_gap_opened" => {
-                        open.insert(key);
-                    }
-                    "relay_gap_closed" => {
-                        open.remove(&key);
-                    }
-                    _ => {}
-                }
-            }
-            match page.last() {
-                Some(last) if page.len() == 1_000 => {
-                    cursor = last.cursor.parse().unwrap_or(i64::MAX)
-                }
-                _ => break,
+        for event in ledger.events_of_kinds(&[GAP_OPENED, GAP_CLOSED]).await? {
+            let d = &event.detail;
+            let key = (
+                d["source"].as_str().unwrap_or_default().to_owned(),
+                d["stream"].as_str().unwrap_or_default().to_owned(),
+                d["from"].as_u64().unwrap_or(0),
+                d["to"].as_u64().unwrap_or(0),
+            );
+            if event.kind == GAP_OPENED {
+                open.insert(key);
+            } else {
+                open.remove(&key);
             }
         }
         Ok(Self { open })
@@ -101,8 +91,8 @@ impl GapEvents {
     /// Records the gaps seen now; writes an event for each change.
     pub async fn update(&mut self, ledger: &Ledger, now: BTreeSet<GapKey>) -> Result<()> {
         for (action, gaps) in [
-            ("relay_gap_opened", now.difference(&self.open)),
-            ("relay_gap_closed", self.open.difference(&now)),
+            (GAP_OPENED, now.difference(&self.open)),
+            (GAP_CLOSED, self.open.difference(&now)),
         ] {
             for (source, stream, from, to) in gaps {
                 let detail = json!({"source": source, "stream": stream, "from": from, "to": to});
@@ -423,19 +413,12 @@ async fn application_now(state: &AppState, id: &str) -> (Value, Vec<Value>) {
         Ok(Some(record)) => serde_json::to_value(record).unwrap_or(Value::Null),
         _ => Value::Null,
     };
-    let mut events = Vec::new();
-    let mut cursor = 0;
-    while let Ok(page) = ledger.events_after(cursor, 1_000).await {
-        let Some(last) = page.last() else { break };
-        cursor = last.cursor.parse().unwrap_or(i64::MAX);
-        events.extend(
-            page.iter()
-                .filter(|e| e.application.as_deref() == Some(id))
-                .filter_map(|e| serde_json::to_value(e).ok()),
-        );
-        if page.len() < 1_000 {
-            break;
-        }
-    }
+    let events = ledger
+        .events_of(id)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .collect();
     (record, events)
 }

@@ -106,23 +106,24 @@ impl Default for ClusterTimings {
     }
 }
 
-/// The object store a node must know for the location's files.
-fn register_location(env: &RuntimeEnv, location: &DataLocation) -> Result<()> {
-    // Opening reads nothing: it builds the S3 client from the AWS_* variables.
-    let files = headroom_store::files::Files::open(location)?;
-    if let Some((url, store)) = files.object_store() {
-        env.register_object_store(&url, store);
-    }
-    Ok(())
+/// The object store a node must know for a location's files (`None` for a
+/// local folder): built once per role from the AWS_* variables (opening reads
+/// nothing) and shared by every session, not rebuilt per query.
+type LocationStore = Option<(url::Url, Arc<dyn object_store::ObjectStore>)>;
+
+fn location_store(location: &DataLocation) -> Result<LocationStore> {
+    Ok(headroom_store::files::Files::open(location)?.object_store())
 }
 
-fn runtime_env(location: &DataLocation, temp_dir: Option<&str>) -> Result<Arc<RuntimeEnv>> {
+fn runtime_env(store: &LocationStore, temp_dir: Option<&str>) -> Result<Arc<RuntimeEnv>> {
     let mut builder = RuntimeEnvBuilder::new();
     if let Some(dir) = temp_dir {
         builder = builder.with_temp_file_path(dir);
     }
     let env = builder.build_arc().map_err(Error::Query)?;
-    register_location(&env, location)?;
+    if let Some((url, store)) = store {
+        env.register_object_store(url, store.clone());
+    }
     Ok(env)
 }
 
@@ -133,9 +134,8 @@ pub async fn run_scheduler(
     location: DataLocation,
     timings: ClusterTimings,
 ) -> Result<()> {
-    // Checked once here, so a bad location fails at start, not per query.
-    runtime_env(&location, None)?;
-    let session_location = location.clone();
+    // A bad location fails here, at start, not per query.
+    let store = location_store(&location)?;
     let config = SchedulerConfig {
         bind_host: bind.ip().to_string(),
         bind_port: bind.port(),
@@ -147,7 +147,7 @@ pub async fn run_scheduler(
         ..SchedulerConfig::default()
     }
     .with_override_session_builder(Arc::new(move |config: SessionConfig| {
-        let env = runtime_env(&session_location, None)
+        let env = runtime_env(&store, None)
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         Ok(SessionStateBuilder::new()
             .with_default_features()
@@ -212,8 +212,8 @@ pub fn parse_cluster_url(url: &str) -> Result<(String, u16)> {
 /// handling: it tells the scheduler it is leaving).
 pub async fn run_executor(settings: ExecutorSettings) -> Result<()> {
     let (scheduler_host, scheduler_port) = parse_cluster_url(&settings.scheduler)?;
-    runtime_env(&settings.location, Some(&settings.work_dir))?;
-    let (location, work_dir) = (settings.location.clone(), settings.work_dir.clone());
+    let store = location_store(&settings.location)?;
+    let work_dir = settings.work_dir.clone();
     let config = ExecutorProcessConfig {
         bind_host: settings.bind.ip().to_string(),
         external_host: Some(settings.bind.ip().to_string()),
@@ -227,7 +227,7 @@ pub async fn run_executor(settings: ExecutorSettings) -> Result<()> {
         memory_pool_size: Some(settings.memory_bytes),
         executor_heartbeat_interval_seconds: settings.heartbeat_s.max(1),
         override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| {
-            runtime_env(&location, Some(&work_dir))
+            runtime_env(&store, Some(&work_dir))
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
         })),
         ..ExecutorProcessConfig::default()

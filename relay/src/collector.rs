@@ -286,17 +286,7 @@ fn sequence_path(state_dir: &Path) -> PathBuf {
 
 /// The last sequence number the `sequence` file records (0: none yet).
 fn read_recorded_sequence(state_dir: &Path) -> Result<u64> {
-    let path = sequence_path(state_dir);
-    match fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().map_err(|_| {
-            Error::Stopped(format!(
-                "{}: not a sequence number: the collector's state is damaged",
-                path.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(Error::io(path, e)),
-    }
+    crate::files::read_sequence(&sequence_path(state_dir))
 }
 
 impl Sealer {

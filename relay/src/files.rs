@@ -50,6 +50,21 @@ pub fn write_durably(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
     sync_parent(path)
 }
 
+/// The sequence number a state file records (0 where there is no file yet);
+/// one that does not read is damaged state, never taken as 0.
+pub fn read_sequence(path: &Path) -> Result<u64> {
+    match fs::read_to_string(path) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            Error::Stopped(format!(
+                "{}: not a sequence number: the state is damaged",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// Moves a file (within one file system) durably.
 pub fn move_durably(from: &Path, to: &Path) -> Result<()> {
     fs::rename(from, to).map_err(|e| Error::io(to, e))?;

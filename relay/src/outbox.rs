@@ -48,16 +48,7 @@ impl SignedOutbox {
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let delivered_path = state_dir.join("delivered");
-        let delivered = match fs::read_to_string(&delivered_path) {
-            Ok(text) => text.trim().parse().map_err(|_| {
-                Error::Stopped(format!(
-                    "{}: not a sequence number",
-                    delivered_path.display()
-                ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(Error::io(&delivered_path, e)),
-        };
+        let delivered = crate::files::read_sequence(&delivered_path)?;
         let mut highest = delivered;
         let mut pending = Vec::new();
         for entry in fs::read_dir(&sent_dir).map_err(|e| Error::io(&sent_dir, e))? {

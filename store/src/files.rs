@@ -257,6 +257,15 @@ impl Files {
         }
     }
 
+    /// Whether an object is there (a HEAD: nothing read).
+    pub async fn exists(&self, relative: &str) -> Result<bool> {
+        match self.store.head(&ObjectPath::from(relative)).await {
+            Ok(_) => Ok(true),
+            Err(datafusion::object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The manifest, or an empty one for a new store.
     pub async fn manifest(&self) -> Result<Manifest> {
         match self.get(MANIFEST).await? {

@@ -34,7 +34,7 @@ impl History {
     pub async fn open(location: &DataLocation) -> Result<Self> {
         let files = Files::open(location)?;
         let manifest = files.manifest().await?;
-        let has_assets = files.get(ASSETS_FILE).await?.is_some();
+        let has_assets = files.exists(ASSETS_FILE).await?;
         Ok(Self {
             files,
             manifest,

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::s3::S3Server;
-use crate::support::fixture;
+use crate::support::{call_json, fixture};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -129,15 +129,19 @@ fn history_queries_on_a_cluster_over_s3_answer_as_the_store_and_survive_a_lost_e
         wait_listening(port);
     }
 
-    let sql = |query: &str, on_cluster: bool| {
+    // `headroom sql` locally, or on a cluster with more options.
+    let sql_on = |on: Option<&str>, options: &[&str], query: &str| {
         let mut args = vec!["sql", "--data-dir", location];
-        if on_cluster {
-            args.extend(["--cluster", cluster.as_str()]);
+        if let Some(on) = on {
+            args.extend(["--cluster", on]);
         }
+        args.extend(options);
         args.push(query);
         let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
         s3.headroom(&wal, &args)
     };
+    let sql =
+        |query: &str, on_cluster: bool| sql_on(on_cluster.then_some(cluster.as_str()), &[], query);
     for query in QUERIES {
         let local = sql(query, false);
         assert_eq!(local.code, 0, "{query}: {}", local.all_output());
@@ -178,19 +182,10 @@ fn history_queries_on_a_cluster_over_s3_answer_as_the_store_and_survive_a_lost_e
         assert_eq!(refused.code, code, "{query}: {}", refused.all_output());
         assert!(refused.stderr.contains(says), "{query}: {}", refused.stderr);
     }
-    let past_limit = s3.headroom(
-        &wal,
-        &[
-            "sql",
-            "--data-dir",
-            location,
-            "--cluster",
-            &cluster,
-            "--max-rows",
-            "10",
-            "SELECT * FROM readings",
-        ]
-        .map(std::ffi::OsStr::new),
+    let past_limit = sql_on(
+        Some(&cluster),
+        &["--max-rows", "10"],
+        "SELECT * FROM readings",
     );
     assert_eq!(past_limit.code, 2, "{}", past_limit.all_output());
     assert!(
@@ -198,17 +193,10 @@ fn history_queries_on_a_cluster_over_s3_answer_as_the_store_and_survive_a_lost_e
         "{}",
         past_limit.stderr
     );
-    let unreachable = s3.headroom(
-        &wal,
-        &[
-            "sql",
-            "--data-dir",
-            location,
-            "--cluster",
-            &format!("df://127.0.0.1:{}", free_port()),
-            "SELECT 1",
-        ]
-        .map(std::ffi::OsStr::new),
+    let unreachable = sql_on(
+        Some(&format!("df://127.0.0.1:{}", free_port())),
+        &[],
+        "SELECT 1",
     );
     assert_eq!(unreachable.code, 1, "{}", unreachable.all_output());
     assert!(
@@ -224,22 +212,7 @@ fn history_queries_on_a_cluster_over_s3_answer_as_the_store_and_survive_a_lost_e
     let expected = sql(heavy, false);
     assert_eq!(expected.code, 0, "{}", expected.all_output());
     let running = std::thread::scope(|scope| {
-        let query = scope.spawn(|| {
-            s3.headroom(
-                &wal,
-                &[
-                    "sql",
-                    "--data-dir",
-                    location,
-                    "--cluster",
-                    &cluster,
-                    "--timeout-s",
-                    "45",
-                    heavy,
-                ]
-                .map(std::ffi::OsStr::new),
-            )
-        });
+        let query = scope.spawn(|| sql_on(Some(&cluster), &["--timeout-s", "45"], heavy));
         std::thread::sleep(Duration::from_millis(800));
         drop(executors.remove(0));
         query.join().unwrap()
@@ -268,23 +241,6 @@ fn history_queries_on_a_cluster_over_s3_answer_as_the_store_and_survive_a_lost_e
     );
 }
 
-fn get(url: &str, token: &str) -> (u16, serde_json::Value) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or_default())
-    })
-}
-
 /// `GET /v1/history` answers over the same files as `headroom sql`, within its
 /// limits, and says when its cluster cannot be reached.
 #[test]
@@ -302,7 +258,7 @@ fn the_history_route_answers_within_its_limits() {
         u.to_string()
     };
     let query = "SELECT quantity, count(*) AS n, max(value) AS peak FROM readings GROUP BY quantity ORDER BY quantity";
-    let (status, answer) = get(&url(query), &token);
+    let (status, answer) = call_json("GET", &url(query), &token, None);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
         answer["columns"],
@@ -337,11 +293,11 @@ fn the_history_route_answers_within_its_limits() {
         ("SELECT * FROM nothing_here", "sql"),
         ("SELECT * FROM readings", "sql"),
     ] {
-        let (status, error) = get(&url(sql), &token);
+        let (status, error) = call_json("GET", &url(sql), &token, None);
         assert_eq!(status, 400, "{sql}: {error}");
         assert_eq!(error["error"]["field"], says, "{sql}: {error}");
     }
-    let (_, past) = get(&url("SELECT * FROM readings"), &token);
+    let (_, past) = call_json("GET", &url("SELECT * FROM readings"), &token, None);
     assert!(
         past["error"]["message"]
             .as_str()
@@ -359,9 +315,11 @@ fn the_history_route_answers_within_its_limits() {
         "planner",
         &format!("[history]\ncluster = \"df://127.0.0.1:{}\"\n", free_port()),
     );
-    let (status, error) = get(
+    let (status, error) = call_json(
+        "GET",
         &format!("{}/v1/history?sql=SELECT%201", service.url),
         &token,
+        None,
     );
     assert_eq!(status, 503, "{error}");
     assert_eq!(error["error"]["code"], "unavailable", "{error}");

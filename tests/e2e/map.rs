@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::support::{external_tools, fixture, headroom, serve_gridpack, test_tool};
+use crate::support::{external_tools, fixture, get_ok, headroom, serve_gridpack, test_tool};
 
 /// What the browser driver runs on (`scripts/test` installs both).
 const BROWSER: [&str; 2] = ["HEADROOM_NODE", "HEADROOM_CHROMIUM"];
@@ -42,23 +42,6 @@ fn drive(task: Value, dir: &Path) -> Value {
             "the driver's report is not JSON ({e}): {}",
             String::from_utf8_lossy(&out.stdout)
         )
-    })
-}
-
-fn get(url: &str, token: &str) -> Value {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200, "GET {url}");
-        response.json().await.unwrap()
     })
 }
 
@@ -114,7 +97,7 @@ fn the_map_draws_the_fixture_opens_a_feeder_and_tries_a_connection() {
     );
     let url = service.url.clone();
 
-    let feeders = get(&format!("{url}/v1/capacity?level=feeder"), &token);
+    let feeders = get_ok(&format!("{url}/v1/capacity?level=feeder"), &token);
     let features = feeders["features"].as_array().unwrap();
     assert!(!features.is_empty());
     // The feeder with the most segments: the easiest to hit with a click.
@@ -158,7 +141,7 @@ fn the_map_draws_the_fixture_opens_a_feeder_and_tries_a_connection() {
 
     // Every feeder of the network drawn, and the substations.
     assert_eq!(report["drawn"]["feeders"], json!(features.len()));
-    let substations = get(&format!("{url}/v1/capacity?level=substation"), &token);
+    let substations = get_ok(&format!("{url}/v1/capacity?level=substation"), &token);
     assert_eq!(
         report["drawn"]["substations"],
         json!(substations["features"].as_array().unwrap().len())
@@ -166,7 +149,7 @@ fn the_map_draws_the_fixture_opens_a_feeder_and_tries_a_connection() {
     assert_eq!(report["token_kept"], json!(true));
 
     // The clicked feeder's panel shows the API's figures.
-    let asset = get(&format!("{url}/v1/assets/{feeder}"), &token);
+    let asset = get_ok(&format!("{url}/v1/assets/{feeder}"), &token);
     let panel = &report["panel"];
     assert!(
         panel["title"].as_str().unwrap().contains(&feeder),
@@ -264,10 +247,10 @@ fn the_map_renders_the_synthetic_city() {
 
     // The service computes the figures once per engine; this is the server's part.
     let started = Instant::now();
-    let feeders = get(&format!("{url}/v1/capacity?level=feeder"), &token);
-    get(&format!("{url}/v1/capacity?level=substation"), &token);
+    let feeders = get_ok(&format!("{url}/v1/capacity?level=feeder"), &token);
+    get_ok(&format!("{url}/v1/capacity?level=substation"), &token);
     let computed_s = started.elapsed().as_secs_f64();
-    let overview = get(&format!("{url}/v1/map"), &token);
+    let overview = get_ok(&format!("{url}/v1/map"), &token);
     assert_eq!(overview["feeders"], json!(3000));
     assert!(
         overview["transformers"].as_u64().unwrap() >= 60_000,
@@ -314,7 +297,7 @@ fn the_generation_view_shows_every_grade_on_the_demo_grid() {
     let url = service.url.clone();
     let mut grades = std::collections::BTreeMap::new();
     for level in ["substation", "feeder", "transformer"] {
-        let rows = get(&format!("{url}/v1/capacity?level={level}"), &token);
+        let rows = get_ok(&format!("{url}/v1/capacity?level={level}"), &token);
         for f in rows["features"].as_array().unwrap() {
             *grades
                 .entry(f["properties"]["grade"].as_str().unwrap().to_owned())
@@ -355,7 +338,7 @@ fn the_generation_view_shows_every_grade_on_the_demo_grid() {
     );
     // The N-1 view: each feeder red where no restoration case carries it as
     // it stands, green or amber where one does; nothing else coloured.
-    let feeders = get(&format!("{url}/v1/capacity?level=feeder"), &token);
+    let feeders = get_ok(&format!("{url}/v1/capacity?level=feeder"), &token);
     let failing = feeders["features"]
         .as_array()
         .unwrap()

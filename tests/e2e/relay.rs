@@ -31,7 +31,9 @@ use serde_json::Value;
 
 use crate::opcua::{item, quick_config};
 use crate::service_process::ServiceProcess;
-use crate::support::{connector_runtime, fixture, headroom, serve_gridpack, store_rows, wait_for};
+use crate::support::{
+    call_json, connector_runtime, fixture, get_ok, headroom, serve_gridpack, store_rows, wait_for,
+};
 
 /// (asset, quantity, ts ms) of a reading.
 type Key = (String, String, i64);
@@ -128,26 +130,9 @@ fn terminate(child: &mut Child) {
     assert!(exit.success(), "stopped by SIGTERM: {exit}");
 }
 
-fn get(url: &str, token: &str) -> Value {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200, "GET {url}");
-        response.json().await.unwrap()
-    })
-}
-
 /// The inbox's stream as `/v1/sources` reports it: (highest taken, gaps).
 fn inbox_stream(service: &ServiceProcess, token: &str) -> (u64, Vec<(u64, u64)>) {
-    let sources = get(&format!("{}/v1/sources", service.url), token);
+    let sources = get_ok(&format!("{}/v1/sources", service.url), token);
     let inbox = sources["connectors"]
         .as_array()
         .unwrap()
@@ -398,7 +383,7 @@ fn every_collected_reading_crosses_a_faulty_device_exactly_once_through_sigkills
     // restarts).
     let mut opened = 0;
     wait_for("every relay_gap_opened event closed", || {
-        let events = get(
+        let events = get_ok(
             &format!("{}/v1/events?after=0&limit=1000", service.url),
             &token,
         );
@@ -538,26 +523,6 @@ fn every_collected_reading_crosses_a_faulty_device_exactly_once_through_sigkills
     assert!(collector_kills >= 2 && service_kills >= 2);
 }
 
-/// One HTTP request with a JSON body; the status and the JSON answer.
-fn call(method: &str, url: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let mut request = client
-            .request(method.parse().unwrap(), url)
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    })
-}
-
 /// What must agree between two ledgers: status, last ranking, the reserved
 /// scheme and supplies (not times, ids or who).
 fn ledger_view(record: &Value) -> Value {
@@ -598,8 +563,8 @@ fn applications_through_signed_files_leave_the_ledger_as_the_http_routes_do() {
     for app in &applications {
         let id = app["id"].as_str().unwrap();
         let url = format!("{}/v1/applications/{id}", http.url);
-        let registered = call("PUT", &url, &http_token, Some(app));
-        let reserved = call(
+        let registered = call_json("PUT", &url, &http_token, Some(app));
+        let reserved = call_json(
             "POST",
             &format!("{url}/reservation"),
             &http_token,
@@ -626,14 +591,10 @@ fn applications_through_signed_files_leave_the_ledger_as_the_http_routes_do() {
         "workflow",
         &relay_config,
     );
-    for (i, app) in applications.iter().enumerate() {
-        let requests = dir.join(format!("requests-{i}.json"));
-        let actions = serde_json::json!([
-            {"action": "register", "application": app},
-            {"action": "reserve", "id": app["id"], "scheme": 1},
-        ]);
-        std::fs::write(&requests, actions.to_string()).unwrap();
-        let sent = headroom([
+    // The business hall's two ends: sign requests into the service's inbox,
+    // verify the answers that come back.
+    let send = |requests: &std::path::Path| {
+        headroom([
             "relay",
             "send",
             requests.to_str().unwrap(),
@@ -645,7 +606,26 @@ fn applications_through_signed_files_leave_the_ledger_as_the_http_routes_do() {
             dir.join("hall-state").to_str().unwrap(),
             "--outbox",
             inbox.to_str().unwrap(),
+        ])
+    };
+    let receive = || {
+        headroom([
+            "relay",
+            "receive",
+            "--inbox",
+            answers.to_str().unwrap(),
+            "--key",
+            dir.join("service.pub").to_str().unwrap(),
+        ])
+    };
+    for (i, app) in applications.iter().enumerate() {
+        let requests = dir.join(format!("requests-{i}.json"));
+        let actions = serde_json::json!([
+            {"action": "register", "application": app},
+            {"action": "reserve", "id": app["id"], "scheme": 1},
         ]);
+        std::fs::write(&requests, actions.to_string()).unwrap();
+        let sent = send(&requests);
         assert_eq!(sent.code, 0, "{}", sent.all_output());
         assert!(
             sent.stdout.contains(&format!("hall.{:012}.relay", i + 1)),
@@ -666,19 +646,7 @@ fn applications_through_signed_files_leave_the_ledger_as_the_http_routes_do() {
         r#"[{"action": "cancel", "id": "A01"}]"#,
     )
     .unwrap();
-    let refused = headroom([
-        "relay",
-        "send",
-        dir.join("bad.json").to_str().unwrap(),
-        "--key",
-        dir.join("hall.key").to_str().unwrap(),
-        "--stream",
-        "hall",
-        "--state-dir",
-        dir.join("hall-state").to_str().unwrap(),
-        "--outbox",
-        inbox.to_str().unwrap(),
-    ]);
+    let refused = send(&dir.join("bad.json"));
     assert_eq!(refused.code, 2, "{}", refused.all_output());
     assert!(
         refused.stderr.contains("[0]: unknown variant `cancel`"),
@@ -687,14 +655,7 @@ fn applications_through_signed_files_leave_the_ledger_as_the_http_routes_do() {
     );
 
     // The business hall's end verifies every answer with the service's key.
-    let received = headroom([
-        "relay",
-        "receive",
-        "--inbox",
-        answers.to_str().unwrap(),
-        "--key",
-        dir.join("service.pub").to_str().unwrap(),
-    ]);
+    let received = receive();
     assert_eq!(received.code, 0, "{}", received.all_output());
     let lines: Vec<Value> = received
         .stdout
@@ -739,14 +700,14 @@ fn applications_through_signed_files_leave_the_ledger_as_the_http_routes_do() {
             );
         }
         // And the two ledgers agree.
-        let from_http = call(
+        let from_http = call_json(
             "GET",
             &format!("{}/v1/applications/{id}", http.url),
             &http_token,
             None,
         )
         .1;
-        let from_files = call(
+        let from_files = call_json(
             "GET",
             &format!("{}/v1/applications/{id}", files.url),
             &files_token,
@@ -763,14 +724,7 @@ fn applications_through_signed_files_leave_the_ledger_as_the_http_routes_do() {
     // A second receive finds nothing new; a replayed answers file is a duplicate.
     let done = answers.join("done").join("answers.000000000001.relay");
     std::fs::copy(&done, answers.join("answers.000000000001.relay")).unwrap();
-    let again = headroom([
-        "relay",
-        "receive",
-        "--inbox",
-        answers.to_str().unwrap(),
-        "--key",
-        dir.join("service.pub").to_str().unwrap(),
-    ]);
+    let again = receive();
     assert_eq!(
         (again.code, again.stdout.as_str()),
         (0, ""),

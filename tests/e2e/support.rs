@@ -223,3 +223,35 @@ pub(crate) fn serve_gridpack(
     );
     (service, token)
 }
+
+/// One HTTP request with a bearer token and an optional JSON body, from a test's
+/// own thread: the status and the JSON answer (null where there is none).
+pub(crate) fn call_json(
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new()
+            .request(method.parse().unwrap(), url)
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    })
+}
+
+/// A GET that must answer 200: its JSON.
+pub(crate) fn get_ok(url: &str, token: &str) -> serde_json::Value {
+    let (status, body) = call_json("GET", url, token, None);
+    assert_eq!(status, 200, "GET {url}: {body}");
+    body
+}
