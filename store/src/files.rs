@@ -37,6 +37,43 @@ pub struct Manifest {
     /// a query over the files alone covers, the buffer being in one process.
     #[serde(default)]
     pub flushed_ms: i64,
+    /// Day files no longer live (rewritten by a flush, or past the retention)
+    /// but not yet deleted: a query planned on an earlier manifest, by another
+    /// process or a cluster, may still be reading them.
+    #[serde(default)]
+    pub superseded: Vec<Superseded>,
+}
+
+/// A file the manifest no longer reads, kept for a while.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Superseded {
+    /// The file, relative to the data location.
+    pub path: String,
+    /// When the manifest stopped naming it, ms since the epoch.
+    pub since_ms: i64,
+}
+
+impl Manifest {
+    /// Marks `paths` superseded at `now_ms` and takes out of the list (to be
+    /// deleted once this manifest is saved) those superseded at least
+    /// `keep_ms` before (with `keep_ms` 0, `paths` too).
+    pub fn supersede(
+        &mut self,
+        paths: impl IntoIterator<Item = String>,
+        now_ms: i64,
+        keep_ms: i64,
+    ) -> Vec<String> {
+        self.superseded
+            .extend(paths.into_iter().map(|path| Superseded {
+                path,
+                since_ms: now_ms,
+            }));
+        let (due, kept): (Vec<Superseded>, Vec<Superseded>) = std::mem::take(&mut self.superseded)
+            .into_iter()
+            .partition(|s| now_ms - s.since_ms >= keep_ms);
+        self.superseded = kept;
+        due.into_iter().map(|s| s.path).collect()
+    }
 }
 
 /// `YYYY-MM-DD` of a UTC day number.

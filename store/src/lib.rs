@@ -20,7 +20,10 @@
 //! passes its size or age, the committer flushes it: the log rotates, each day's
 //! rows are merged into that day's Parquet file (written new, sorted by asset and
 //! time, zstd), and the manifest naming the live files and the log segments they
-//! hold is replaced; only then are those segments and the replaced files deleted.
+//! hold is replaced; only then are those segments deleted. The replaced files are
+//! listed in the manifest as superseded and deleted by a flush at least
+//! `superseded_files_kept_s` later, since readers in other processes or on a
+//! cluster may have planned on the manifest before.
 //! On start the manifest is read, orphan files are removed and the log segments
 //! after the manifest's are replayed into the buffer. Day partitions older than
 //! the retention are dropped at each flush and on start.
@@ -75,7 +78,7 @@ use files::{Files, Manifest, day_name, day_number};
 use headroom_readings::{
     InMemoryReadings, Interner, Reading, ReadingSink, WriteReply, WriteSummary, WriteTicket,
 };
-pub use history::History;
+pub use history::{History, with_day_file_reading};
 pub use record::column;
 pub use record::{RejectReason, Rejected};
 use record::{
@@ -102,6 +105,12 @@ pub struct StoreConfig {
     pub retention_days: u32,
     /// Memory for the feeders' readings the engine asked for, bytes.
     pub group_cache_bytes: u64,
+    /// A day file a flush rewrote (or the retention dropped) is deleted this
+    /// long after, seconds, not at once: queries that other processes or a
+    /// cluster planned on the manifest before may still be reading it. Longer
+    /// than the longest history query (`[history] timeout_s`, `headroom sql
+    /// --timeout-s`).
+    pub superseded_files_kept_s: u64,
 }
 
 impl StoreConfig {
@@ -125,6 +134,7 @@ impl Default for StoreConfig {
             max_future_skew_s: 300,
             retention_days: 400,
             group_cache_bytes: 512 << 20,
+            superseded_files_kept_s: 900,
         }
     }
 }
@@ -464,16 +474,11 @@ impl Store {
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the query runtime: {e}")))?;
-        let mut session = SessionConfig::new()
-            .with_target_partitions(2)
-            .with_information_schema(true);
-        // A feeder's readings are a few thousand rows of a day file: filters
-        // evaluated while decoding (late materialisation) skip the other columns'
-        // values of rows that do not match, and the page index skips whole pages.
-        let parquet = &mut session.options_mut().execution.parquet;
-        parquet.pushdown_filters = true;
-        parquet.reorder_filters = true;
-        parquet.enable_page_index = true;
+        let session = with_day_file_reading(
+            SessionConfig::new()
+                .with_target_partitions(2)
+                .with_information_schema(true),
+        );
         let ctx = SessionContext::new_with_config(session);
         files.register(&ctx);
         let group_cache_bytes = config.group_cache_bytes;
@@ -855,6 +860,7 @@ impl Shared {
         next.wal_flushed_through = closed;
         next.flushed_ms = now_ms();
         let mut replaced = Vec::new();
+        let mut due = Vec::new();
         let result: Result<()> = self.runtime.block_on(async {
             let mut by_day: std::collections::BTreeMap<i64, Vec<Reading>> = Default::default();
             for r in rows.iter() {
@@ -910,6 +916,7 @@ impl Shared {
                     .await?;
                 next.rejected.push(path);
             }
+            due = next.supersede(replaced, next.flushed_ms, self.superseded_kept_ms());
             self.files.save_manifest(&next).await
         });
         if let Err(e) = result {
@@ -939,13 +946,22 @@ impl Shared {
         }
         self.refresh_tables()?;
         wal.delete_through(closed)?;
+        self.delete_files(&due)?;
+        self.apply_retention()
+    }
+
+    fn superseded_kept_ms(&self) -> i64 {
+        i64::try_from(self.config.superseded_files_kept_s.saturating_mul(1_000)).unwrap_or(i64::MAX)
+    }
+
+    /// Deletes files the saved manifest no longer names.
+    fn delete_files(&self, paths: &[String]) -> Result<()> {
         self.runtime.block_on(async {
-            for path in &replaced {
+            for path in paths {
                 self.files.delete(path).await?;
             }
-            Ok::<(), Error>(())
-        })?;
-        self.apply_retention()
+            Ok(())
+        })
     }
 
     fn register_static_tables(&self, network: &Network) -> Result<()> {
@@ -968,6 +984,7 @@ impl Shared {
                 .readings
                 .values()
                 .chain(&state.manifest.rejected)
+                .chain(state.manifest.superseded.iter().map(|s| &s.path))
                 .cloned()
                 .chain([files::ASSETS_FILE.to_owned()])
                 .collect()
@@ -1009,7 +1026,8 @@ impl Shared {
         Ok(wal)
     }
 
-    /// Drops day files older than the retention.
+    /// Drops day files older than the retention, and deletes superseded files
+    /// kept long enough.
     fn apply_retention(&self) -> Result<()> {
         let oldest_kept =
             (now_ms() - i64::from(self.config.retention_days) * DAY_MS).div_euclid(DAY_MS);
@@ -1028,18 +1046,20 @@ impl Shared {
             }
             (expired, next)
         };
-        if expired.is_empty() {
+        let mut next = next;
+        let expired_any = !expired.is_empty();
+        let due = next.supersede(
+            expired.into_iter().map(|(_, path)| path),
+            now_ms(),
+            self.superseded_kept_ms(),
+        );
+        if !expired_any && due.is_empty() {
             return Ok(());
         }
         self.runtime.block_on(self.files.save_manifest(&next))?;
         lock(&self.state).manifest = next;
         self.refresh_tables()?;
-        self.runtime.block_on(async {
-            for (_, path) in &expired {
-                self.files.delete(path).await?;
-            }
-            Ok(())
-        })
+        self.delete_files(&due)
     }
 
     /// Registers `readings` and `rejected` over the present files and buffers.

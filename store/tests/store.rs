@@ -227,6 +227,8 @@ fn day_partitions_older_than_the_retention_are_dropped() {
     let network = network();
     let config = StoreConfig {
         retention_days: 30,
+        // The expired day's file goes at once (see the next test for a wait).
+        superseded_files_kept_s: 0,
         ..config()
     };
     let store = Store::open(dir.path(), &network, config.clone()).unwrap();
@@ -428,4 +430,79 @@ fn the_flushed_history_reads_alone_from_the_manifest() {
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
     assert_eq!(lines, ["| T1 | 1.0 | F |", "| T2 | 2.0 | F |"], "{table}");
+}
+
+/// A flush that rewrites a day file keeps the old one for
+/// `superseded_files_kept_s`: a reader that planned on the manifest before
+/// (another process, a cluster) still reads the day whole. After that a flush
+/// deletes it, and a restart in between keeps it (it is no orphan).
+#[test]
+fn a_rewritten_day_file_is_kept_for_readers_of_the_manifest_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        superseded_files_kept_s: 2,
+        ..config()
+    };
+    let network = network();
+    let store = Store::open(dir.path(), &network, config.clone()).unwrap();
+    let t0 = today();
+    store.write(vec![reading("T1", t0, 1.0)]).wait().unwrap();
+    store.flush().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let location = headroom_store::DataLocation::Local(dir.path().to_owned());
+    let planned_before = runtime
+        .block_on(headroom_store::History::open(&location))
+        .unwrap();
+    let first_file = planned_before.readings_urls()[0].clone();
+
+    store.write(vec![reading("T2", t0, 2.0)]).wait().unwrap();
+    store.flush().unwrap();
+    let count_of = |history: &headroom_store::History| {
+        let ctx = datafusion::prelude::SessionContext::new();
+        history.register(&ctx).unwrap();
+        runtime.block_on(async {
+            let batches = ctx
+                .sql("SELECT count(*) AS n FROM readings")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            pretty(&batches).unwrap()
+        })
+    };
+    assert!(
+        count_of(&planned_before).contains("| 1 "),
+        "the old day file is gone"
+    );
+    let after = runtime
+        .block_on(headroom_store::History::open(&location))
+        .unwrap();
+    assert!(count_of(&after).contains("| 2 "));
+    let day_files = || {
+        walk(dir.path())
+            .into_iter()
+            .filter(|f| f.contains("/readings/date="))
+            .count()
+    };
+    assert_eq!(day_files(), 2, "{:?}", walk(dir.path()));
+
+    // A restart within the time keeps the superseded file.
+    store.close().unwrap();
+    let store = Store::open(dir.path(), &network, config).unwrap();
+    assert_eq!(day_files(), 2, "{:?}", walk(dir.path()));
+
+    // Past it, the next flush deletes it; the file it replaced now waits.
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    store.write(vec![reading("T3", t0, 3.0)]).wait().unwrap();
+    store.flush().unwrap();
+    assert!(
+        !walk(dir.path())
+            .iter()
+            .any(|f| first_file.ends_with(f.as_str())),
+        "{first_file} outlived its time: {:?}",
+        walk(dir.path())
+    );
+    assert_eq!(day_files(), 2, "{:?}", walk(dir.path()));
+    assert_eq!(count(&store, "SELECT count(*) FROM readings"), 3);
 }
