@@ -33,7 +33,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use headroom_store::{DataLocation, History};
+use headroom_store::{DataLocation, History, with_day_file_reading};
 
 /// What can go wrong running or querying the history.
 #[derive(Debug, thiserror::Error)]
@@ -276,9 +276,11 @@ pub async fn query(
             // time limit below turned it into an error; without it the job
             // re-ran the lost tasks and answered a count 50 % too high. A
             // late error, never a wrong answer.
-            let config = SessionConfig::new_with_ballista()
-                .with_target_partitions(2)
-                .with_ballista_job_name("headroom history");
+            let config = with_day_file_reading(
+                SessionConfig::new_with_ballista()
+                    .with_target_partitions(2)
+                    .with_ballista_job_name("headroom history"),
+            );
             let state = SessionStateBuilder::new()
                 .with_default_features()
                 .with_config(config)
@@ -287,7 +289,7 @@ pub async fn query(
                 .await
                 .map_err(|e| Error::Cluster(format!("{url}: {e}")))?
         }
-        None => SessionContext::new(),
+        None => SessionContext::new_with_config(with_day_file_reading(SessionConfig::new())),
     };
     history.register(&ctx)?;
     let read_only = SQLOptions::new()

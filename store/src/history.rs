@@ -13,13 +13,28 @@ use std::sync::Arc;
 
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::empty::EmptyTable;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
 use crate::error::Result;
 use crate::files::{ASSETS_FILE, DataLocation, Files, Manifest};
 use crate::record::readings_schema;
 use crate::tables::files_table;
+
+/// `config` with the options every reader of the day files uses, the store
+/// and a cluster alike, so that a query prunes and decodes the same way
+/// wherever it runs.
+pub fn with_day_file_reading(mut config: SessionConfig) -> SessionConfig {
+    // A feeder's readings are a few thousand rows of a day file: filters
+    // evaluated while decoding (late materialisation) skip the other columns'
+    // values of rows that do not match, and the page index skips whole pages
+    // (the files are sorted by asset, then quantity and time).
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    parquet.enable_page_index = true;
+    config
+}
 
 /// A data location's flushed history, as its manifest names it.
 #[derive(Clone, Debug)]
