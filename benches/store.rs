@@ -24,6 +24,16 @@
 //!   (default `python3`), which needs `pip install duckdb`. Target: the store no
 //!   slower than 1.5 x DuckDB.
 //!
+//! - `cluster`: the same year of readings, per-asset peak and p95 on a Ballista
+//!   scheduler with two executors (processes of this build's `headroom`, one task
+//!   at a time each, so the two cores) against local DataFusion (two partitions)
+//!   in the same run, both through `headroom_history::query` (the path of
+//!   `headroom sql` and `GET /v1/history`), alternating, median of 3 each; a
+//!   one-day query on the cluster gives the fixed price of a job. Printed: both
+//!   times and their ratio (target: the cluster within 1.5 x local), the
+//!   cluster's CPU time per row (executors and scheduler), and from it the scaling model: executors a
+//!   province's year (350.4 billion rows) needs for a 60 s answer.
+//!
 //! Run: `cargo bench --bench store` (release build; the history data take about
 //! 3 GB of disk).
 
@@ -45,6 +55,8 @@ use rand::{Rng, SeedableRng};
 
 #[path = "../src/allocator.rs"]
 mod allocator;
+#[path = "support.rs"]
+mod support;
 
 const DAY_MS: i64 = 86_400_000;
 const STEP_MS: i64 = 900_000;
@@ -61,6 +73,9 @@ fn main() {
     }
     if wanted("history") {
         history();
+    }
+    if wanted("cluster") {
+        cluster();
     }
 }
 
@@ -378,6 +393,7 @@ fn generate_history(dir: &Path, first_day_ms: i64) -> Manifest {
             .map(|(name, file)| (name.clone(), format!("readings/date={name}/{file}")))
             .collect(),
         rejected: Vec::new(),
+        superseded: Vec::new(),
         flushed_ms: chrono::Utc::now().timestamp_millis(),
     };
     runtime
@@ -453,6 +469,214 @@ fn history() {
         reply["version"],
         reply["runs"],
         store_median / duckdb_seconds
+    );
+}
+
+/// A cluster role as a child process of this build's binary, killed on drop.
+struct Role(std::process::Child);
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn start_role(args: &[&str], port: u16, log: &Path) -> Role {
+    let log = std::fs::File::create(log).expect("role log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_headroom"))
+        .args(args)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("headroom starts");
+    let role = Role(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{args:?}: nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    role
+}
+
+fn cluster() {
+    let dir = history_dir();
+    std::fs::create_dir_all(&dir).expect("history folder");
+    generate_history(&dir, midnight_days_ago(HISTORY_DAYS + 1));
+    // The store writes `assets.parquet`, which the history's `assets` is over.
+    Store::open(
+        &dir,
+        &feeders_of_100_transformers(1),
+        StoreConfig::default(),
+    )
+    .and_then(|store| store.close())
+    .expect("store opens");
+    let rows = HISTORY_ASSETS as f64 * 96.0 * HISTORY_DAYS as f64;
+    let location = DataLocation::Local(dir.clone());
+    let data_dir = dir.display().to_string();
+    let scratch = tempfile::tempdir().expect("scratch");
+
+    let scheduler_port = free_port();
+    let url = format!("df://127.0.0.1:{scheduler_port}");
+    let scheduler = start_role(
+        &[
+            "cluster",
+            "scheduler",
+            "--bind",
+            &format!("127.0.0.1:{scheduler_port}"),
+            "--data-dir",
+            &data_dir,
+        ],
+        scheduler_port,
+        &scratch.path().join("scheduler.log"),
+    );
+    let executors: Vec<Role> = (0..2)
+        .map(|i| {
+            let port = free_port();
+            let work = scratch.path().join(format!("work-{i}"));
+            start_role(
+                &[
+                    "cluster",
+                    "executor",
+                    "--scheduler",
+                    &url,
+                    "--bind",
+                    &format!("127.0.0.1:{port}"),
+                    "--grpc-port",
+                    &free_port().to_string(),
+                    "--concurrency",
+                    "1",
+                    "--memory-mb",
+                    "2048",
+                    "--work-dir",
+                    work.to_str().expect("utf-8 path"),
+                    "--data-dir",
+                    &data_dir,
+                ],
+                port,
+                &scratch.path().join(format!("executor-{i}.log")),
+            )
+        })
+        .collect();
+    // The scheduler's share counts: it is part of the price of distribution.
+    let cluster_cpu_s = || -> f64 {
+        executors
+            .iter()
+            .chain([&scheduler])
+            .map(|role| support::cpu_s_of(&role.0.id().to_string()))
+            .sum()
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let limits = headroom_history::Limits {
+        max_rows: HISTORY_ASSETS + 1,
+        timeout: Duration::from_secs(1_800),
+    };
+    let run = |on: Option<&str>, sql: &str| {
+        let began = Instant::now();
+        let answer = runtime
+            .block_on(headroom_history::query(&location, on, sql, limits))
+            .unwrap_or_else(|e| panic!("{sql} on {on:?}: {e}"));
+        (began.elapsed().as_secs_f64(), answer.batches)
+    };
+    // A day's rows per asset: the job's fixed price (planning, scheduling,
+    // shuffles) over little data. The first job also waits for the executors
+    // to register.
+    let one_day = format!(
+        "SELECT asset, max(value) AS peak FROM readings \
+         WHERE ts >= to_timestamp_millis({from}) AND ts < to_timestamp_millis({to}) GROUP BY asset",
+        from = midnight_days_ago(10),
+        to = midnight_days_ago(9)
+    );
+    run(Some(&url), &one_day);
+    let one_day_s: Vec<f64> = (0..3).map(|_| run(Some(&url), &one_day).0).collect();
+
+    let query = "SELECT asset, max(value) AS peak, \
+                 approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY value) AS p95 \
+                 FROM readings GROUP BY asset ORDER BY asset";
+    let (mut local_s, mut cluster_s, mut local_cpu, mut cluster_cpu) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut answers = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let cpu = support::process_cpu_s();
+        let (seconds, batches) = run(None, query);
+        local_cpu.push(support::process_cpu_s() - cpu);
+        local_s.push(seconds);
+        answers.0 = batches;
+        let cpu = cluster_cpu_s();
+        let (seconds, batches) = run(Some(&url), query);
+        cluster_cpu.push(cluster_cpu_s() - cpu);
+        cluster_s.push(seconds);
+        answers.1 = batches;
+    }
+    // Peaks are exact in both; the p95 is a t-digest estimate whose merge
+    // order differs between the two plans.
+    let per_asset = |batches: &[RecordBatch]| -> Vec<(String, f64, f64)> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let column = |i: usize| b.column(i).as_any();
+                let asset = column(0).downcast_ref::<StringArray>().expect("asset");
+                let peak = column(1).downcast_ref::<Float64Array>().expect("peak");
+                let p95 = column(2).downcast_ref::<Float64Array>().expect("p95");
+                (0..b.num_rows())
+                    .map(|r| (asset.value(r).to_owned(), peak.value(r), p95.value(r)))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let (local, distributed) = (per_asset(&answers.0), per_asset(&answers.1));
+    assert_eq!(local.len(), HISTORY_ASSETS);
+    assert_eq!(distributed.len(), HISTORY_ASSETS);
+    let mut p95_gap: f64 = 0.0;
+    for (l, d) in local.iter().zip(&distributed) {
+        assert_eq!((&l.0, l.1), (&d.0, d.1), "the peaks differ");
+        p95_gap = p95_gap.max(((l.2 - d.2) / l.2).abs());
+    }
+
+    let (local_median, cluster_median) = (median(local_s.clone()), median(cluster_s.clone()));
+    let job_s = median(one_day_s.clone());
+    let ns_per_row = median(cluster_cpu.clone()) / rows * 1e9;
+    eprintln!(
+        "cluster: per-asset peak and p95 over {rows:.0} rows: local DataFusion \
+         {local_median:.2} s (runs {local_s:.2?}, CPU {local_cpu:.1?} s), cluster of 2 executors \
+         {cluster_median:.2} s (runs {cluster_s:.2?}, the roles' CPU {cluster_cpu:.1?} s): \
+         ratio {:.2}; peaks equal, p95 estimates within {:.3} %; a one-day job on the cluster \
+         {job_s:.2} s (runs {one_day_s:.2?})",
+        cluster_median / local_median,
+        p95_gap * 100.0,
+    );
+    // The model: a province's year (10 M meters x 96 x 365) at the measured
+    // executor CPU per row, on executors of two cores like this machine's.
+    let province_rows = 10.0e6 * 96.0 * 365.0;
+    let budget_s = 60.0 - job_s;
+    let cores = province_rows * ns_per_row / 1e9 / budget_s;
+    let bytes: u64 = walk(&dir.join("readings"))
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
+    let bytes_per_row = bytes as f64 / rows;
+    eprintln!(
+        "cluster: model: {ns_per_row:.1} ns of the cluster's CPU and {bytes_per_row:.2} bytes of \
+         Parquet per row; {province_rows:.3e} rows in 60 s ({budget_s:.1} s after the job's \
+         fixed price) need {cores:.0} cores ({:.0} two-core executors) reading {:.1} GB/s \
+         from object storage in all",
+        (cores / 2.0).ceil(),
+        province_rows * bytes_per_row / budget_s / 1e9,
     );
 }
 

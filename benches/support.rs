@@ -2,7 +2,13 @@
 
 /// CPU time of this process so far, s (user and system, from `/proc/self/stat`).
 pub(crate) fn process_cpu_s() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_s_of("self")
+}
+
+/// CPU time so far of the process `pid` (a number, or `self`), s: 0 once it
+/// is gone.
+pub(crate) fn cpu_s_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
