@@ -422,6 +422,32 @@ impl ServiceConfig {
                 "must be between 0 and 1, with v_max_pu above 1",
             ));
         }
+        self.validate_history()
+    }
+
+    fn validate_history(&self) -> Result<()> {
+        if let Some(url) = &self.history.cluster {
+            headroom_history::parse_cluster_url(url)
+                .map_err(|e| Error::config("history.cluster", e.to_string()))?;
+        }
+        if self.history.max_rows == 0 {
+            return Err(Error::config("history.max_rows", "must be above 0"));
+        }
+        if self.history.timeout_s == 0 {
+            return Err(Error::config("history.timeout_s", "must be above 0"));
+        }
+        // A query still reading a day file that a flush replaced would lose
+        // the day if the file went first.
+        if self.store.superseded_files_kept_s <= self.history.timeout_s {
+            return Err(Error::config(
+                "store.superseded_files_kept_s",
+                format!(
+                    "must be longer than history.timeout_s ({} s): a history query \
+                     may still be reading a day file a flush has replaced",
+                    self.history.timeout_s
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -574,6 +600,17 @@ mod tests {
                 "[engine.connection_costs]\ntee = -1.0",
                 vec![],
                 "engine.connection_costs.tee",
+            ),
+            (
+                "[history]\ncluster = \"http://10.0.0.5:50050\"",
+                vec![],
+                "history.cluster",
+            ),
+            ("[history]\nmax_rows = 0", vec![], "history.max_rows"),
+            (
+                "[history]\ntimeout_s = 1800",
+                vec![],
+                "store.superseded_files_kept_s",
             ),
         ] {
             let env = env
