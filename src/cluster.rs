@@ -39,10 +39,7 @@ pub(crate) fn scheduler(
     location: DataLocation,
     executor_timeout_s: u64,
 ) -> Outcome {
-    let timings = ClusterTimings {
-        executor_timeout_s: executor_timeout_s.max(ClusterTimings::SHORTEST_TIMEOUT_S),
-        check_interval_s: (executor_timeout_s / 4).clamp(1, 5),
-    };
+    let timings = ClusterTimings::for_executor_timeout(executor_timeout_s);
     crate::serve::init_logging();
     let runtime = runtime()?;
     runtime.block_on(async {

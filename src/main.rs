@@ -265,7 +265,8 @@ enum ClusterRole {
         #[arg(long, default_value = "./headroom-data")]
         data_dir: String,
         /// An executor silent this long is lost and its tasks run elsewhere, s
-        /// (at least 6: executors beat every 2 s).
+        /// (at least 6: executors beat every 2 s); a job that lost one and
+        /// then completes no stage for three times this is cancelled.
         #[arg(long, default_value_t = 20)]
         executor_timeout_s: u64,
     },

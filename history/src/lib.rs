@@ -15,6 +15,7 @@
 //! [`query`] plans a read-only query on a client and runs it on the cluster, or
 //! locally without one.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,13 +27,17 @@ use ballista_core::extension::{
 };
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::cluster::ClusterStateEvent;
 use ballista_scheduler::config::SchedulerConfig;
-use ballista_scheduler::scheduler_process::start_server;
+use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service};
+use ballista_scheduler::scheduler_server::SchedulerServer;
+use ballista_scheduler::state::task_manager::JobOverview;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use headroom_store::{DataLocation, History, with_day_file_reading};
 
 /// What can go wrong running or querying the history.
@@ -89,20 +94,32 @@ pub struct ClusterTimings {
     pub executor_timeout_s: u64,
     /// How often lost executors are looked for, s.
     pub check_interval_s: u64,
+    /// A job that lost an executor and then completes no stage for this long
+    /// is cancelled, s (see [`run_scheduler`]).
+    pub stalled_job_s: u64,
 }
 
 impl ClusterTimings {
     /// Executors beat every 2 s: a timeout shorter than a few beats would drop
     /// working executors.
     pub const SHORTEST_TIMEOUT_S: u64 = 6;
+
+    /// Timings for an executor timeout of `executor_timeout_s` (raised to
+    /// [`Self::SHORTEST_TIMEOUT_S`]): lost executors looked for four times
+    /// per timeout, a stalled job cancelled after three.
+    pub fn for_executor_timeout(executor_timeout_s: u64) -> Self {
+        let executor_timeout_s = executor_timeout_s.max(Self::SHORTEST_TIMEOUT_S);
+        Self {
+            executor_timeout_s,
+            check_interval_s: (executor_timeout_s / 4).clamp(1, 5),
+            stalled_job_s: 3 * executor_timeout_s,
+        }
+    }
 }
 
 impl Default for ClusterTimings {
     fn default() -> Self {
-        Self {
-            executor_timeout_s: 20,
-            check_interval_s: 2,
-        }
+        Self::for_executor_timeout(20)
     }
 }
 
@@ -129,6 +146,13 @@ fn runtime_env(store: &LocationStore, temp_dir: Option<&str>) -> Result<Arc<Runt
 
 /// Runs a scheduler on `bind` until the process ends; it plans over
 /// `location`'s files.
+///
+/// Beside Ballista's own scheduler it watches for lost executors: on 55.0.0 a
+/// job that lost one hangs once the lost tasks are reset (measured here: "Can't
+/// find active stage to update stage outputs"), and its client waited for its
+/// own time limit. A job running when an executor is dropped that then
+/// completes no stage for `stalled_job_s` is cancelled, so its client fails
+/// within about that time with a message that says why.
 pub async fn run_scheduler(
     bind: SocketAddr,
     location: DataLocation,
@@ -162,9 +186,92 @@ pub async fn run_scheduler(
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(|e| Error::Cluster(e.to_string()))?;
-    start_server(cluster, bind, Arc::new(config))
-        .await
-        .map_err(|e| Error::Cluster(format!("scheduler on {bind}: {e}")))
+    let failed = |e: ballista_core::error::BallistaError| {
+        Error::Cluster(format!("scheduler on {bind}: {e}"))
+    };
+    config.validate().map_err(failed)?;
+    let scheduler =
+        create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::new(config))
+            .await
+            .map_err(failed)?;
+    tokio::spawn(cancel_stalled_jobs(
+        scheduler.clone(),
+        Duration::from_secs(timings.stalled_job_s),
+    ));
+    start_grpc_service(bind, scheduler).await.map_err(failed)
+}
+
+/// What the client is told when the scheduler cancelled its job.
+const STALLED: &str = "the job lost an executor and then made no progress, so the scheduler \
+                       cancelled it; run the query again";
+
+/// Cancels the jobs that were running when an executor was dropped and have
+/// completed no stage for `stalled_after` since (each stage completed restarts
+/// the clock).
+async fn cancel_stalled_jobs(
+    scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode>,
+    stalled_after: Duration,
+) {
+    use futures::StreamExt;
+    let mut events = match scheduler.cluster_state_events().await {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::warn!("stalled jobs will not be cancelled: {e}");
+            return;
+        }
+    };
+    // The task manager's cache of active jobs (`get_running_jobs` asks the
+    // in-memory job state, which lists only finished jobs).
+    let running = || async {
+        let cache = scheduler.state.task_manager.get_running_job_cache();
+        let mut jobs = HashMap::with_capacity(cache.len());
+        for (job, info) in cache.iter() {
+            let graph = info.execution_graph.read().await;
+            jobs.insert(job.clone(), JobOverview::from(&*graph).completed_stages);
+        }
+        jobs
+    };
+    // Job -> (stages completed when last seen, since when).
+    let mut watched: HashMap<_, (usize, tokio::time::Instant)> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(ClusterStateEvent::RemovedExecutor { executor_id }) => {
+                    let now = tokio::time::Instant::now();
+                    for (job, completed) in running().await {
+                        tracing::info!("job {job} was running when executor {executor_id} was lost");
+                        watched.insert(job, (completed, now));
+                    }
+                }
+                Some(_) => {}
+                None => return,
+            },
+            _ = tick.tick(), if !watched.is_empty() => {
+                let now_running = running().await;
+                let now = tokio::time::Instant::now();
+                let mut stalled = Vec::new();
+                watched.retain(|job, (completed, since)| match now_running.get(job) {
+                    None => false,
+                    Some(&now_completed) if now_completed > *completed => {
+                        (*completed, *since) = (now_completed, now);
+                        true
+                    }
+                    Some(_) if now - *since >= stalled_after => {
+                        stalled.push(job.clone());
+                        false
+                    }
+                    Some(_) => true,
+                });
+                for job in stalled {
+                    tracing::warn!("job {job}: {STALLED}");
+                    if let Err(e) = scheduler.cancel_job(job.clone()).await {
+                        tracing::warn!("job {job} could not be cancelled: {e}");
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// An executor's settings.
@@ -323,6 +430,10 @@ pub async fn query(
             ))
         })?
         .map_err(|e| match cluster {
+            // Only the scheduler's watch for stalled jobs cancels a job.
+            Some(url) if e.to_string().contains("failed: Cancelled") => {
+                Error::Cluster(format!("{url}: {STALLED} ({e})"))
+            }
             Some(url) => Error::Cluster(format!("{url}: {e}")),
             // Locally the files are at hand: a query that fails while it runs
             // (a bad cast, a division by zero) is the query's fault.
