@@ -31,7 +31,6 @@ use ballista_scheduler::cluster::ClusterStateEvent;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service};
 use ballista_scheduler::scheduler_server::SchedulerServer;
-use ballista_scheduler::state::task_manager::JobOverview;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
@@ -226,8 +225,8 @@ async fn cancel_stalled_jobs(
         let cache = scheduler.state.task_manager.get_running_job_cache();
         let mut jobs = HashMap::with_capacity(cache.len());
         for (job, info) in cache.iter() {
-            let graph = info.execution_graph.read().await;
-            jobs.insert(job.clone(), JobOverview::from(&*graph).completed_stages);
+            let completed = info.execution_graph.read().await.completed_stages();
+            jobs.insert(job.clone(), completed);
         }
         jobs
     };

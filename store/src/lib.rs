@@ -1031,34 +1031,26 @@ impl Shared {
     fn apply_retention(&self) -> Result<()> {
         let oldest_kept =
             (now_ms() - i64::from(self.config.retention_days) * DAY_MS).div_euclid(DAY_MS);
-        let (expired, next) = {
-            let state = lock(&self.state);
-            let mut next = state.manifest.clone();
-            let expired: Vec<(String, String)> = state
-                .manifest
-                .readings
-                .iter()
-                .filter(|(day, _)| day_number(day).is_some_and(|d| d < oldest_kept))
-                .map(|(d, p)| (d.clone(), p.clone()))
-                .collect();
-            for (day, _) in &expired {
-                next.readings.remove(day);
+        let mut next = lock(&self.state).manifest.clone();
+        let mut expired = Vec::new();
+        next.readings.retain(|day, path| {
+            let keep = day_number(day).is_none_or(|d| d >= oldest_kept);
+            if !keep {
+                expired.push(path.clone());
             }
-            (expired, next)
-        };
-        let mut next = next;
-        let expired_any = !expired.is_empty();
-        let due = next.supersede(
-            expired.into_iter().map(|(_, path)| path),
-            now_ms(),
-            self.superseded_kept_ms(),
-        );
-        if !expired_any && due.is_empty() {
+            keep
+        });
+        let readings_changed = !expired.is_empty();
+        let due = next.supersede(expired, now_ms(), self.superseded_kept_ms());
+        if !readings_changed && due.is_empty() {
             return Ok(());
         }
         self.runtime.block_on(self.files.save_manifest(&next))?;
         lock(&self.state).manifest = next;
-        self.refresh_tables()?;
+        // Deleting superseded files alone leaves the live tables as they are.
+        if readings_changed {
+            self.refresh_tables()?;
+        }
         self.delete_files(&due)
     }
 

@@ -59,7 +59,11 @@ fn today() -> i64 {
 }
 
 fn rows(store: &Store, query: &str) -> Vec<String> {
-    let table = pretty(&store.sql(query).expect("query runs")).unwrap();
+    table_rows(&pretty(&store.sql(query).expect("query runs")).unwrap())
+}
+
+/// The rows of a printed table, blanks squeezed.
+fn table_rows(table: &str) -> Vec<String> {
     // A border, the header, a border, the rows, a border.
     table
         .lines()
@@ -67,6 +71,20 @@ fn rows(store: &Store, query: &str) -> Vec<String> {
         .skip(1)
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect()
+}
+
+/// `query` over `history` alone (as another process would read it), printed.
+fn history_table(
+    runtime: &tokio::runtime::Runtime,
+    history: &headroom_store::History,
+    query: &str,
+) -> String {
+    let ctx = datafusion::prelude::SessionContext::new();
+    history.register(&ctx).unwrap();
+    runtime.block_on(async {
+        let batches = ctx.sql(query).await.unwrap().collect().await.unwrap();
+        pretty(&batches).unwrap()
+    })
 }
 
 fn count(store: &Store, query: &str) -> i64 {
@@ -411,24 +429,12 @@ fn the_flushed_history_reads_alone_from_the_manifest() {
         .unwrap();
     assert!(history.flushed_ms() > 0);
     assert_eq!(history.readings_urls().len(), 1);
-    let ctx = datafusion::prelude::SessionContext::new();
-    history.register(&ctx).unwrap();
-    let table = runtime.block_on(async {
-        let batches = ctx
-            .sql("SELECT r.asset, r.value, a.feeder FROM readings r JOIN assets a ON a.id = r.asset ORDER BY r.asset")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        pretty(&batches).unwrap()
-    });
-    let lines: Vec<String> = table
-        .lines()
-        .filter(|l| l.starts_with("| "))
-        .skip(1)
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
+    let table = history_table(
+        &runtime,
+        &history,
+        "SELECT r.asset, r.value, a.feeder FROM readings r JOIN assets a ON a.id = r.asset ORDER BY r.asset",
+    );
+    let lines = table_rows(&table);
     assert_eq!(lines, ["| T1 | 1.0 | F |", "| T2 | 2.0 | F |"], "{table}");
 }
 
@@ -458,18 +464,7 @@ fn a_rewritten_day_file_is_kept_for_readers_of_the_manifest_before() {
     store.write(vec![reading("T2", t0, 2.0)]).wait().unwrap();
     store.flush().unwrap();
     let count_of = |history: &headroom_store::History| {
-        let ctx = datafusion::prelude::SessionContext::new();
-        history.register(&ctx).unwrap();
-        runtime.block_on(async {
-            let batches = ctx
-                .sql("SELECT count(*) AS n FROM readings")
-                .await
-                .unwrap()
-                .collect()
-                .await
-                .unwrap();
-            pretty(&batches).unwrap()
-        })
+        history_table(&runtime, history, "SELECT count(*) AS n FROM readings")
     };
     assert!(
         count_of(&planned_before).contains("| 1 "),
