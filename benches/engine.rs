@@ -26,11 +26,14 @@
 //!   73 million readings takes a minute first.
 //!
 //! Run: `cargo bench --bench engine`; with `HEADROOM_BENCH_CITY_ONLY=1` as well,
-//! only the city runs (`HEADROOM_BENCH_CITY_PART=rank|capacity` one part of
-//! it, `HEADROOM_BENCH_CITY_CAPACITY_PASSES=N` the capacity sweep N times, to
+//! only the city runs (`HEADROOM_BENCH_CITY_PART=rank|generation|capacity` one
+//! part of it, `generation` the generation passes alone, warm
+//! `HEADROOM_BENCH_CITY_WARM_PASSES` times, `HEADROOM_BENCH_CITY_CAPACITY_PASSES=N` the capacity sweep N times, to
 //! profile past the load). `HEADROOM_BENCH_CITY_CHECK=1` then compares every
 //! capacity row with the one a full base (every step solved exactly) gives, a
-//! few hundred feeders at a time (minutes; not timed).
+//! few hundred feeders at a time (minutes; not timed). `HEADROOM_BENCH_CITY_ANSWERS=DIR`
+//! writes every ranking to `DIR/ID.json`, to compare answers before and after a
+//! change.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -246,7 +249,8 @@ fn city() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
     let passes = std::iter::once("cold").chain(std::iter::repeat_n("warm", warm_passes));
-    for pass in passes.filter(|_| part != "capacity") {
+    let loads = part != "capacity" && part != "generation";
+    for pass in passes.filter(|_| loads) {
         let cpu_start = process_cpu_s();
         let wall_start = Instant::now();
         let (timings, candidates) = city_pass(&engine, &apps);
@@ -270,17 +274,24 @@ fn city() {
         ("one application with N-1 enforced", with_n1(&apps)),
         ("one generation application", as_generators(&apps)),
     ];
-    for (what, variant) in variants.iter().filter(|_| part != "capacity") {
-        for pass in ["first", "warm"] {
+    let variants = variants.iter().filter(|(what, _)| match part.as_str() {
+        "capacity" => false,
+        "generation" => what.contains("generation"),
+        _ => true,
+    });
+    for (what, variant) in variants {
+        let (later, after) = if part == "generation" {
+            (warm_passes, "")
+        } else {
+            (1, " after the loads'")
+        };
+        let passes = std::iter::once("first").chain(std::iter::repeat_n("warm", later));
+        for pass in passes {
             let (timings, candidates) = city_pass(&engine, variant);
-            report_pass(
-                &format!("{what} ({pass} pass after the loads'"),
-                &timings,
-                candidates,
-            );
+            report_pass(&format!("{what} ({pass} pass{after}"), &timings, candidates);
         }
     }
-    if part == "rank" {
+    if part == "rank" || part == "generation" {
         return;
     }
     // `HEADROOM_BENCH_CITY_CAPACITY_PASSES=N` repeats the sweep (for profiling
@@ -308,7 +319,12 @@ fn city() {
 
 /// Each application ranked once, in turn: the times, sorted, and the mean
 /// number of candidates.
+///
+/// With `HEADROOM_BENCH_CITY_ANSWERS=DIR`, each ranking is written to
+/// `DIR/ID.json` (the last pass's stays): what shows that a change made for
+/// speed left every answer as it was.
 fn city_pass(engine: &Engine, apps: &[Application]) -> (Vec<Duration>, usize) {
+    let answers = std::env::var_os("HEADROOM_BENCH_CITY_ANSWERS").map(std::path::PathBuf::from);
     let mut timings: Vec<Duration> = Vec::new();
     let mut candidates = 0;
     for app in apps {
@@ -316,6 +332,11 @@ fn city_pass(engine: &Engine, apps: &[Application]) -> (Vec<Duration>, usize) {
         let result = black_box(engine.rank(app));
         timings.push(start.elapsed());
         candidates += result.candidates.len();
+        if let Some(dir) = &answers {
+            std::fs::create_dir_all(dir).expect("answers directory");
+            let json = serde_json::to_vec_pretty(&result).expect("ranking as JSON");
+            std::fs::write(dir.join(format!("{}.json", app.id)), json).expect("answer written");
+        }
     }
     timings.sort();
     (timings, candidates / apps.len().max(1))

@@ -54,6 +54,10 @@ pub struct FeederBase {
     /// The same for the highest voltage, worked out when a generator is first
     /// judged on the feeder (see [`Self::subtree_max_pu`]).
     subtree_max_pu: OnceLock<Vec<f32>>,
+    /// Per node and step, the current a generator there may inject before a
+    /// check of its path can break, worked out with the highest voltages
+    /// (see [`Self::export_rooms`]).
+    pub(crate) export_rooms: OnceLock<crate::evaluate::ExportRooms>,
     /// A number no other base of this process has: what per-thread caches of
     /// figures derived from a base are keyed by (an address may be reused).
     pub(crate) uid: u64,
@@ -530,6 +534,7 @@ impl Engine {
             observed: Vec::new(),
             subtree_min_pu: Vec::new(),
             subtree_max_pu: OnceLock::new(),
+            export_rooms: OnceLock::new(),
             uid: NEXT_BASE_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             counts_injections: false,
             limits: self.config.limits,

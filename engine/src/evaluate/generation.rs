@@ -368,6 +368,7 @@ impl Engine {
         let cut_of = |least: &[f64; REFINED_STEPS]| {
             (least[0] * (1.0 + STEP_SPREAD) + 1.0).min(least[REFINED_STEPS - 1])
         };
+        let mut estimated = vec![false; steps.len()];
         let mut sorted_to = first;
         let mut at = 0;
         while at < by_bound.len() {
@@ -387,6 +388,7 @@ impl Engine {
             if bounds[i] > cut {
                 break;
             }
+            estimated[i] = true;
             let estimate = self.export_estimate(base, local, per_kw, &steps[i], &geometry);
             if estimate.is_finite() {
                 order.push((estimate, i));
@@ -413,10 +415,41 @@ impl Engine {
             |step: &ExportStep, kw: f64, scratch: &mut Scratch| excess(step, kw, scratch) <= 0.0;
         let mut headroom = f64::INFINITY;
         let mut binding_step: Option<usize> = None;
-        for &(estimate, i) in order.iter().take(REFINED_STEPS) {
-            if estimate > headroom * (1.0 + STEP_SPREAD) + 1.0 {
+        // Steps are refined in the order of their estimates over every
+        // step, the estimates so far complete up to `reach`: a step whose
+        // bound lies under it has its estimate. Where the next to refine (or
+        // the spread past the headroom found) lies beyond, the steps whose
+        // bounds come under it are estimated first. The estimates err either
+        // way, so the headroom found may lie above the least estimate, and a
+        // step past the first cut may still bind lower.
+        let mut reach = cut_of(&least);
+        let (mut next, mut refined) = (0, 0);
+        while refined < REFINED_STEPS {
+            let within = headroom * (1.0 + STEP_SPREAD) + 1.0;
+            let head = order.get(next).map(|(estimate, _)| *estimate);
+            let complete_to = head.filter(|e| *e <= within).unwrap_or(within);
+            if complete_to > reach {
+                for i in 0..steps.len() {
+                    if !estimated[i] && bounds[i] <= complete_to {
+                        estimated[i] = true;
+                        let estimate =
+                            self.export_estimate(base, local, per_kw, &steps[i], &geometry);
+                        if estimate.is_finite() {
+                            order.push((estimate, i));
+                        }
+                    }
+                }
+                reach = complete_to;
+                order[next..].sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                continue;
+            }
+            let Some(&(estimate, i)) = order.get(next) else {
+                break;
+            };
+            if estimate > within {
                 break;
             }
+            (next, refined) = (next + 1, refined + 1);
             let step = &steps[i];
             if headroom.is_finite() && holds(step, headroom, scratch) {
                 continue;
@@ -651,12 +684,17 @@ impl Engine {
             .chain(e.head_rated_a.map(|r| (0, r)))
             .filter(|(_, r)| r.is_finite() && *r > 0.0)
             .map(|(j, r)| (j, 1.0 / (r * r)))
-            .collect();
+            .collect::<Vec<_>>();
+        let least_rated_inverse = rated_path
+            .iter()
+            .map(|(_, inverse_rated_2)| inverse_rated_2.sqrt())
+            .fold(0.0, f64::max);
         ExportGeometry {
             path,
             shared,
             drop_path_abs,
             rated_path,
+            least_rated_inverse,
         }
     }
 
@@ -679,6 +717,7 @@ impl Engine {
         let e = &base.electrical;
         let kept = base.solutions.len();
         let nominal = e.nominal_kv[local as usize];
+        let rooms = (per_kw.im == 0.0 && base.limits == *limits).then(|| base.export_rooms());
         // Per figure, the two steps where it is worst so far: (value, step).
         let mut worst = [[(f64::NEG_INFINITY, usize::MAX); FIGURE_STEPS]; 4];
         let bounds = steps
@@ -692,9 +731,12 @@ impl Engine {
                 // The generator's current per kW of export, A.
                 let per_kw_a = magnitude(per_kw) * step.factor / (SQRT_3 * magnitude(v_local));
                 let margin = f64::from(base.path_margin_a[local as usize * kept + k]);
-                let mut bound = margin / per_kw_a;
+                let mut bound = match rooms {
+                    Some(rooms) => rooms.at(local, k) / per_kw_a,
+                    None => margin / per_kw_a,
+                };
                 let rise_per_kw_pu = geometry.drop_path_abs * per_kw_a / nominal;
-                if rise_per_kw_pu > 0.0 {
+                if rise_per_kw_pu > 0.0 && rooms.is_none() {
                     bound = bound
                         .min((limits.v_max_pu * step.allowed[2] - o.v_max_pu) / rise_per_kw_pu);
                     // Exporting at unity power factor raises every voltage its
@@ -708,15 +750,25 @@ impl Engine {
                 bound = bound.min(step.substation_root);
                 // Loading along the path with the export, on the lines its
                 // current moves the base's along (squared until the largest).
+                // Worked out only where it may be the worst so far: it is at
+                // most the path's loading without the export and what the
+                // export's current adds on its least rated line.
                 let added = per_kw * (step.factor * export_kw) / (SQRT_3 * v_local.conj());
-                let path_loading = geometry
-                    .rated_path
-                    .iter()
-                    .map(|&(j, inverse_rated_2)| {
-                        (solution.i_a(j) + added).norm_sqr() * inverse_rated_2
-                    })
-                    .fold(0.0f64, f64::max)
-                    .sqrt();
+                let loading_at_most = f64::from(base.path_max_loading[local as usize * kept + k])
+                    * (1.0 + 1e-5)
+                    + magnitude(added) * geometry.least_rated_inverse;
+                let path_loading = if loading_at_most <= worst[1][FIGURE_STEPS - 1].0 {
+                    loading_at_most
+                } else {
+                    geometry
+                        .rated_path
+                        .iter()
+                        .map(|&(j, inverse_rated_2)| {
+                            (solution.i_a(j) + added).norm_sqr() * inverse_rated_2
+                        })
+                        .fold(0.0f64, f64::max)
+                        .sqrt()
+                };
                 let figures = [
                     o.v_max_pu + rise_per_kw_pu * export_kw,
                     path_loading,
@@ -821,6 +873,127 @@ impl Engine {
     }
 }
 
+/// How far apart (rad) the voltage phasors of a feeder's busbar and any of
+/// its nodes may lie at a step for [`ExportRooms`] to use the directions of
+/// the export's current and voltage rise; at a step where some node lies
+/// further, only their magnitudes. Along a 10 kV feeder they differ by a
+/// fraction of a degree.
+const ROOM_ANGLE_SPREAD: f64 = 0.03;
+
+/// Per local node and kept step (node-major: `node * steps + step`), a lower
+/// bound of the current a generator at the node, exporting at unity power
+/// factor, may inject before [`Engine::export_estimate`] finds a check of
+/// its path broken: the thermal limit of a branch of its path or the head,
+/// or the highest voltage below a node of its path. Divided by the current a
+/// kW injects at a step, it bounds that step's estimate in O(1), as tightly
+/// as the export's direction allows. Bounding from the path's least margin
+/// for load current and the feeder's highest voltage instead left four
+/// estimates in five over twice their bound, and on a city a generator's
+/// ranking estimated three times as many steps.
+#[derive(Clone, Debug)]
+pub(crate) struct ExportRooms {
+    steps: usize,
+    room_a: Vec<f32>,
+}
+
+impl ExportRooms {
+    /// The bound at `local`, step `k`, A (rounded down past the single
+    /// precision it is kept in).
+    fn at(&self, local: u32, k: usize) -> f64 {
+        f64::from(self.room_a[local as usize * self.steps + k]) * (1.0 - 1e-5)
+    }
+}
+
+impl FeederBase {
+    /// See [`ExportRooms`]; worked out once per base, when a generator at
+    /// unity power factor is first judged on it.
+    pub(crate) fn export_rooms(&self) -> &ExportRooms {
+        self.export_rooms.get_or_init(|| self.build_export_rooms())
+    }
+
+    fn build_export_rooms(&self) -> ExportRooms {
+        let e = &self.electrical;
+        let n = e.len();
+        let steps = self.solutions.len();
+        let limits = &self.limits;
+        let thermal = limits.thermal_pct / 100.0;
+        let highest = self.subtree_max_pu();
+        // A path node's rise per A injected below it is its impedance from the
+        // busbar, turned by the angle between the generator's voltage and the
+        // node's: at most twice the spread, so its part along the node's
+        // voltage is at most `along` (the rest `across`).
+        let mut shared = vec![Complex64::new(0.0, 0.0); n];
+        let mut rise = vec![(0.0, 0.0); n];
+        for j in 1..n {
+            shared[j] = shared[e.parent[j] as usize] + e.drop_kv_per_a[j];
+            let m = magnitude(shared[j]);
+            let turned = (shared[j].arg().abs() - 2.0 * ROOM_ANGLE_SPREAD).max(0.0);
+            let along = m * turned.cos();
+            rise[j] = (along, (m * m - along * along).max(0.0).sqrt());
+        }
+        let sin_spread_2 = ROOM_ANGLE_SPREAD.sin().powi(2);
+        let mut room_a = vec![0.0f32; n * steps];
+        let (mut thermal_row, mut voltage_row) = (vec![0.0f64; n], vec![0.0f64; n]);
+        for (k, solution) in self.solutions.iter().enumerate() {
+            let v0 = solution.v_kv(0);
+            let narrow = (1..n).all(|j| {
+                let relative = solution.v_kv(j) * v0.conj();
+                relative.re > 0.0 && relative.im * relative.im <= sin_spread_2 * relative.norm_sqr()
+            });
+            // The export's current at unity power factor, per A: against the
+            // voltage (within the spread of the busbar's where `narrow`).
+            let export_direction = -v0 / magnitude(v0);
+            let branch_room = |current: Complex64, rated_a: f64| -> f64 {
+                if !(rated_a.is_finite() && rated_a > 0.0) {
+                    return f64::INFINITY;
+                }
+                // The current left on the line (|I + x d| = rated) is at
+                // least `rated - along - |across|` of the export's own,
+                // `along` and `across` the base current's parts on the
+                // export's direction; that direction is known to within the
+                // spread, which moves them by at most |I| times it.
+                let size = magnitude(current);
+                let toward = if narrow {
+                    let relative = current * export_direction.conj();
+                    (relative.re
+                        + relative.im.abs()
+                        + std::f64::consts::SQRT_2 * size * ROOM_ANGLE_SPREAD)
+                        .min(size)
+                } else {
+                    size
+                };
+                (rated_a * thermal - toward).max(0.0)
+            };
+            thermal_row[0] = e
+                .head_rated_a
+                .map_or(f64::INFINITY, |r| branch_room(solution.i_a(0), r));
+            voltage_row[0] = f64::INFINITY;
+            let row = &highest[k * n..(k + 1) * n];
+            for j in 1..n {
+                let parent = e.parent[j] as usize;
+                thermal_row[j] =
+                    thermal_row[parent].min(branch_room(solution.i_a(j), e.rated_a[j]));
+                let (along, across) = if narrow {
+                    rise[j]
+                } else {
+                    (magnitude(shared[j]), 0.0)
+                };
+                let nominal = e.nominal_kv[j];
+                let own = exit_root(
+                    Complex64::new(f64::from(row[j]) * nominal, 0.0),
+                    Complex64::new(along, across),
+                    limits.v_max_pu * nominal,
+                );
+                voltage_row[j] = voltage_row[parent].min(own);
+            }
+            for j in 0..n {
+                room_a[j * steps + k] = thermal_row[j].min(voltage_row[j]) as f32;
+            }
+        }
+        ExportRooms { steps, room_a }
+    }
+}
+
 /// See [`Engine::export_geometry`].
 struct ExportGeometry {
     path: Vec<usize>,
@@ -828,11 +1001,71 @@ struct ExportGeometry {
     drop_path_abs: f64,
     /// (branch, one over its rating squared) along the path and the head.
     rated_path: Vec<(usize, f64)>,
+    /// One over the least rating of those, 1/A.
+    least_rated_inverse: f64,
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
     use super::*;
+    use crate::EngineConfig;
+
+    /// At every node of the fixture and every step PV exports at, a step's
+    /// bound lies at or under its estimate (else a step that binds could go
+    /// unestimated), and most bounds lie near it (else they rule out few).
+    #[test]
+    fn export_rooms_bound_every_estimate_closely_on_the_fixture() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/1-MV-semiurb");
+        let gridpack = headroom_geodata::Gridpack::read(&dir).expect("fixture gridpack");
+        let readings = Arc::new(crate::InMemoryReadings::from_rows(&gridpack.readings));
+        let engine = Engine::new(
+            gridpack.network,
+            readings,
+            EngineConfig::default(),
+            Vec::new(),
+        );
+        let pv = headroom_geodata::pv_shape();
+        let generation = AddedGeneration {
+            absorbed_kvar_per_kw: 0.0,
+            profile: Some(&pv[..]),
+        };
+        let per_kw = Complex64::new(-1.0, 0.0);
+        let mut shares = Vec::new();
+        for f in 0..engine.network.feeders.len() {
+            let base = engine.generation_base(f);
+            for local in 1..base.electrical.len() as u32 {
+                engine.evaluate_export(&base, local, 100.0, &generation);
+                let steps = with_scratch(|scratch| scratch.export_steps.steps.clone());
+                let geometry = engine.export_geometry(&base, local);
+                let (bounds, _) =
+                    engine.export_bounds(&base, local, per_kw, &steps, 100.0, &geometry);
+                for (step, bound) in steps.iter().zip(bounds) {
+                    let estimate = engine.export_estimate(&base, local, per_kw, step, &geometry);
+                    assert!(
+                        bound <= estimate,
+                        "feeder {f}, node {local}, step {}: bound {bound} kW over the estimate {estimate} kW",
+                        step.k
+                    );
+                    if estimate.is_finite() && estimate > 0.0 {
+                        shares.push(bound / estimate);
+                    }
+                }
+            }
+        }
+        shares.sort_by(f64::total_cmp);
+        let median = shares[shares.len() / 2];
+        let tenth = shares[shares.len() / 10];
+        // The path's least margin and the feeder's highest voltage bounded
+        // the median step at 0.90 of its estimate, the tenth at 0.77.
+        assert!(
+            shares.len() > 10_000 && median > 0.94 && tenth > 0.88,
+            "{} steps compared; bounds of the estimates: median {median}, tenth {tenth}",
+            shares.len()
+        );
+    }
 
     #[test]
     fn a_circle_is_left_where_the_line_crosses_it() {
