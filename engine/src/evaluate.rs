@@ -27,14 +27,16 @@ use crate::checks::{CheckName, Figures, Observed, WorstChecks, first_broken};
 use crate::config::Limits;
 use crate::engine::Engine;
 use crate::load_model::power_factor_tan;
-use crate::powerflow::{SQRT_3, Solution, SweepSettings, sweep, widen};
+use crate::powerflow::{
+    LANES, SQRT_3, Solution, StepLoads, SweepLanes, SweepSettings, sweep, sweep_steps, widen,
+};
 
 mod figures;
 mod generation;
 
 pub(crate) use figures::FigureOrders;
-pub(crate) use generation::transformer_root;
 pub use generation::{AddedGeneration, EXPORT_CHECKS, ExportEvaluation};
+pub(crate) use generation::{ExportRooms, transformer_root};
 
 /// Headroom beyond this is reported as this: nothing on a distribution feeder
 /// comes near it.
@@ -169,6 +171,10 @@ struct Scratch {
     /// A generator's exporting steps on the last base judged (candidates of a
     /// feeder come together, and the steps are the same for each of them).
     export_steps: generation::ExportStepsCache,
+    /// Buffers of [`Engine::exact_lanes`].
+    lane_loads: StepLoads,
+    lane_sweep: SweepLanes,
+    lane_solutions: [Solution; LANES],
 }
 
 thread_local! {
@@ -223,12 +229,110 @@ impl Engine {
         load: &AddedLoad<'_>,
         scratch: &mut Scratch,
     ) -> Observed {
+        let Scratch {
+            p,
+            q,
+            solution,
+            path_up,
+            shift,
+            ..
+        } = scratch;
+        self.exact_start(base, k, local, x_kw, load, p, q, solution, path_up, shift);
+        sweep(
+            &base.electrical,
+            p,
+            q,
+            base.loads.source_kv[k],
+            SweepSettings::default(),
+            solution,
+        );
+        let added = solution.head_power_kva() - base.solutions[k].head_power_kva();
+        self.observe(base, k, solution, added)
+    }
+
+    /// [`Self::exact`] of up to [`LANES`] steps `ks` at once, a lane each
+    /// (one sweep of the tree for all; each lane's flow is, to the last bit,
+    /// what [`Self::exact`] solves for its step alone). A short batch repeats
+    /// its last step in the spare lanes.
+    fn exact_lanes(
+        &self,
+        base: &FeederBase,
+        ks: &[usize],
+        local: u32,
+        x_kw: [f64; LANES],
+        load: &AddedLoad<'_>,
+        scratch: &mut Scratch,
+    ) -> [Observed; LANES] {
+        debug_assert!(!ks.is_empty() && ks.len() <= LANES);
         let n = base.electrical.len();
-        scratch.p.resize(n, 0.0);
-        scratch.q.resize(n, 0.0);
-        self.base_node_loads(base, k, &mut scratch.p, &mut scratch.q);
-        scratch.p[local as usize] += x_kw;
-        scratch.q[local as usize] += x_kw * load.tan_phi;
+        let Scratch {
+            path_up,
+            shift,
+            lane_loads,
+            lane_sweep,
+            lane_solutions,
+            ..
+        } = scratch;
+        if lane_loads.p_kw[0].len() != n {
+            *lane_loads = StepLoads::new(n);
+        }
+        let lane_k: [usize; LANES] = std::array::from_fn(|l| ks[l.min(ks.len() - 1)]);
+        for l in 0..LANES {
+            self.exact_start(
+                base,
+                lane_k[l],
+                local,
+                x_kw[l.min(ks.len() - 1)],
+                load,
+                &mut lane_loads.p_kw[l],
+                &mut lane_loads.q_kvar[l],
+                &mut lane_solutions[l],
+                path_up,
+                shift,
+            );
+            lane_loads.source_kv[l] = base.loads.source_kv[lane_k[l]];
+        }
+        sweep_steps(
+            &base.electrical,
+            lane_loads,
+            SweepSettings::default(),
+            lane_sweep,
+            lane_solutions,
+        );
+        let added = std::array::from_fn(|l| {
+            lane_solutions[l].head_power_kva() - base.solutions[lane_k[l]].head_power_kva()
+        });
+        self.observe_steps(
+            base,
+            lane_k,
+            std::array::from_fn(|l| &lane_solutions[l]),
+            added,
+        )
+    }
+
+    /// The loads of step `k` with `x_kw` (shaped) added at `local`, into `p`
+    /// and `q`, and the flow an exact solve of them starts from, into
+    /// `solution`.
+    #[allow(clippy::too_many_arguments)]
+    fn exact_start(
+        &self,
+        base: &FeederBase,
+        k: usize,
+        local: u32,
+        x_kw: f64,
+        load: &AddedLoad<'_>,
+        p: &mut Vec<f64>,
+        q: &mut Vec<f64>,
+        solution: &mut Solution,
+        path_up: &mut Vec<u32>,
+        shift: &mut Vec<Complex64>,
+    ) {
+        let n = base.electrical.len();
+        p.resize(n, 0.0);
+        q.resize(n, 0.0);
+        self.base_node_loads(base, k, p, q);
+        p[local as usize] += x_kw;
+        q[local as usize] += x_kw * load.tan_phi;
         // Start from the base's flow at the step, moved by the linear drop of
         // the new load's current: every node shares the candidate's path down
         // to where it branches off. This saves about one sweep iteration. Never
@@ -237,14 +341,13 @@ impl Engine {
         // where it started, and at a kW whose ratio to a limit lies that close
         // to 1 the verdict (and so the headroom) would follow whatever was
         // judged before.
-        base.solutions[k].start_into(&mut scratch.solution);
+        base.solutions[k].start_into(solution);
         let e = &base.electrical;
-        let v_candidate = scratch.solution.v_kv[local as usize];
+        let v_candidate = solution.v_kv[local as usize];
         let added_conj_kva = Complex64::new(x_kw, -x_kw * load.tan_phi);
         let mut added_current = added_conj_kva / (SQRT_3 * v_candidate.conj());
         // The path from the candidate up; local indices put parents first, so
         // read backwards it comes in the order of the walk below.
-        let path_up = &mut scratch.path_up;
         path_up.clear();
         let mut at = local as usize;
         let mut z_path = Complex64::new(0.0, 0.0);
@@ -259,7 +362,6 @@ impl Engine {
         if v_after.norm_sqr() > 0.25 * v_candidate.norm_sqr() {
             added_current = added_conj_kva / (SQRT_3 * v_after.conj());
         }
-        let shift = &mut scratch.shift;
         shift.resize(n, Complex64::new(0.0, 0.0));
         shift[0] = Complex64::new(0.0, 0.0);
         let mut next_on_path = path_up.pop();
@@ -270,18 +372,8 @@ impl Engine {
                 next_on_path = path_up.pop();
             }
             shift[j] = own;
-            scratch.solution.v_kv[j] += own;
+            solution.v_kv[j] += own;
         }
-        sweep(
-            &base.electrical,
-            &scratch.p,
-            &scratch.q,
-            base.loads.source_kv[k],
-            SweepSettings::default(),
-            &mut scratch.solution,
-        );
-        let added = scratch.solution.head_power_kva() - base.solutions[k].head_power_kva();
-        self.observe(base, k, &scratch.solution, added)
     }
 
     /// The highest segment or head loading, %, of one exact flow of step `k`

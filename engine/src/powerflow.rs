@@ -345,7 +345,7 @@ fn sweep_portable(
 }
 
 /// The steps of one call of [`sweep_steps`], a lane each.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct StepLoads {
     /// Active power at each local node, kW (the busbar at 0 carries none).
     pub p_kw: [Vec<f64>; LANES],

@@ -26,6 +26,7 @@ use crate::base::FeederBase;
 use crate::checks::{CheckName, Figures, Observed, TIE_TOLERANCE, WorstChecks, absorb};
 use crate::config::Limits;
 use crate::engine::Engine;
+use crate::powerflow::LANES;
 use crate::powerflow::SQRT_3;
 
 /// A generator to add at a candidate.
@@ -401,18 +402,28 @@ impl Engine {
         order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         // How far past what it may reach the worst check is (0 or less: every
         // check holds); without the generator, from the base.
-        let excess = |step: &ExportStep, kw: f64, scratch: &mut Scratch| -> f64 {
-            let r = if kw <= 0.0 {
-                let o = self.with_group_flow(&base.observed[step.k], base, step.group_kva);
-                export_ratios(&o, limits)
-            } else {
-                let o = self.exact_export(base, step, local, kw, &as_load, scratch);
-                export_ratios(&o, limits)
-            };
+        let excess_of = |step: &ExportStep, o: &Observed| -> f64 {
+            let r = export_ratios(o, limits);
             (0..6).fold(f64::MIN, |worst, c| worst.max(r[c] / step.allowed[c] - 1.0))
         };
-        let holds =
-            |step: &ExportStep, kw: f64, scratch: &mut Scratch| excess(step, kw, scratch) <= 0.0;
+        let excess = |step: &ExportStep, kw: f64, scratch: &mut Scratch| -> f64 {
+            if kw <= 0.0 {
+                excess_of(
+                    step,
+                    &self.with_group_flow(&base.observed[step.k], base, step.group_kva),
+                )
+            } else {
+                excess_of(
+                    step,
+                    &self.exact_export(base, step, local, kw, &as_load, scratch),
+                )
+            }
+        };
+        // Whether the next steps to refine hold at the headroom found, solved
+        // together (a lane each) as the first of them is reached: (step,
+        // headroom, holds). A verdict is only read at the headroom it was
+        // solved at, so the answer is the one a step at a time gives.
+        let mut verdicts: Vec<(usize, f64, bool)> = Vec::with_capacity(LANES);
         let mut headroom = f64::INFINITY;
         let mut binding_step: Option<usize> = None;
         // Steps are refined in the order of their estimates over every
@@ -452,10 +463,49 @@ impl Engine {
             if estimate > within {
                 break;
             }
-            (next, refined) = (next + 1, refined + 1);
             let step = &steps[i];
-            if headroom.is_finite() && holds(step, headroom, scratch) {
-                continue;
+            if headroom.is_finite() {
+                let known = verdicts.iter().find(|v| v.0 == i && v.1 == headroom);
+                let holds = match known {
+                    Some(verdict) => verdict.2,
+                    None => {
+                        // This step and those after it that the loop would
+                        // check at this headroom next, estimated already.
+                        let mut batch = [i; LANES];
+                        let mut len = 1;
+                        while len < LANES && refined + len < REFINED_STEPS {
+                            match order.get(next + len) {
+                                Some(&(e, j)) if e <= within && e <= reach => {
+                                    batch[len] = j;
+                                    len += 1;
+                                }
+                                _ => break,
+                            }
+                        }
+                        let batch_steps: [&ExportStep; LANES] =
+                            std::array::from_fn(|l| &steps[batch[l.min(len - 1)]]);
+                        let flows = self.exact_exports(
+                            base,
+                            &batch_steps[..len],
+                            local,
+                            headroom,
+                            &as_load,
+                            scratch,
+                        );
+                        verdicts.clear();
+                        for l in 0..len {
+                            let holds = excess_of(batch_steps[l], &flows[l]) <= 0.0;
+                            verdicts.push((batch[l], headroom, holds));
+                        }
+                        verdicts[0].2
+                    }
+                };
+                (next, refined) = (next + 1, refined + 1);
+                if holds {
+                    continue;
+                }
+            } else {
+                (next, refined) = (next + 1, refined + 1);
             }
             let found =
                 self.largest_export(step, estimate.min(headroom), headroom, &excess, scratch);
@@ -512,16 +562,28 @@ impl Engine {
         let mut after_worst = WorstChecks::NONE;
         let mut after_ratios = [0.0f64; 6];
         let mut after_reverse = 0.0f64;
-        for i in figure_steps {
-            let step = &steps[i];
-            let o = self.exact_export(base, step, local, export_kw, &as_load, scratch);
-            absorb(&mut after_worst, &o);
-            let r = export_ratios(&o, limits);
-            for c in 0..6 {
-                after_ratios[c] = after_ratios[c].max(r[c]);
-            }
-            if o.substation_export {
-                after_reverse = after_reverse.max(o.substation_pct);
+        // Solved together, a lane each (most candidates have two to four).
+        for chunk in figure_steps.chunks(LANES) {
+            let len = chunk.len();
+            let chunk_steps: [&ExportStep; LANES] =
+                std::array::from_fn(|l| &steps[chunk[l.min(len - 1)]]);
+            let flows = self.exact_exports(
+                base,
+                &chunk_steps[..len],
+                local,
+                export_kw,
+                &as_load,
+                scratch,
+            );
+            for o in &flows[..len] {
+                absorb(&mut after_worst, o);
+                let r = export_ratios(o, limits);
+                for c in 0..6 {
+                    after_ratios[c] = after_ratios[c].max(r[c]);
+                }
+                if o.substation_export {
+                    after_reverse = after_reverse.max(o.substation_pct);
+                }
             }
         }
         if steps.is_empty() {
@@ -581,6 +643,33 @@ impl Engine {
         );
         let added = scratch.solution.head_power_kva() - base.solutions[step.k].head_power_kva();
         self.with_group_flow(&o, base, step.group_kva + added)
+    }
+
+    /// [`Self::exact_export`] of up to [`LANES`] steps at once, a lane each
+    /// (each lane's flow is, to the last bit, the one its step gives alone);
+    /// one step by itself, as a sweep of four lanes costs more than one of a
+    /// single step.
+    fn exact_exports(
+        &self,
+        base: &FeederBase,
+        steps: &[&ExportStep],
+        local: u32,
+        export_kw: f64,
+        as_load: &AddedLoad<'_>,
+        scratch: &mut Scratch,
+    ) -> [Observed; LANES] {
+        if let [step] = steps {
+            return [self.exact_export(base, step, local, export_kw, as_load, scratch); LANES];
+        }
+        let ks: [usize; LANES] = std::array::from_fn(|l| steps[l.min(steps.len() - 1)].k);
+        let x = std::array::from_fn(|l| -export_kw * steps[l.min(steps.len() - 1)].factor);
+        let observed = self.exact_lanes(base, &ks[..steps.len()], local, x, as_load, scratch);
+        std::array::from_fn(|l| {
+            let step = steps[l.min(steps.len() - 1)];
+            let added = scratch.lane_solutions[l].head_power_kva()
+                - base.solutions[step.k].head_power_kva();
+            self.with_group_flow(&observed[l], base, step.group_kva + added)
+        })
     }
 
     /// `o` with the substation's figures of a group flow of `group_kva`.
@@ -1031,20 +1120,67 @@ mod tests {
     use super::*;
     use crate::EngineConfig;
 
+    fn fixture_engine() -> Engine {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/1-MV-semiurb");
+        let gridpack = headroom_geodata::Gridpack::read(&dir).expect("fixture gridpack");
+        let readings = Arc::new(crate::InMemoryReadings::from_rows(&gridpack.readings));
+        Engine::new(
+            gridpack.network,
+            readings,
+            EngineConfig::default(),
+            Vec::new(),
+        )
+    }
+
+    /// Steps solved together, a lane each, give each step's flow alone to the
+    /// last bit, whichever steps share the sweep and however many.
+    #[test]
+    fn exports_solved_in_lanes_are_those_solved_alone() {
+        let engine = fixture_engine();
+        let as_load = AddedLoad {
+            tan_phi: -0.2,
+            profile: None,
+        };
+        let mut compared = 0;
+        for f in 0..engine.network.feeders.len() {
+            let base = engine.generation_base(f);
+            let steps: Vec<ExportStep> = (0..base.solutions.len())
+                .step_by(37)
+                .map(|k| ExportStep {
+                    k,
+                    factor: 0.25 + (k % 4) as f64 * 0.25,
+                    allowed: [1.0; 6],
+                    group_kva: base.group_kva[k],
+                    substation_root: f64::INFINITY,
+                    substation_after: 0.0,
+                })
+                .collect();
+            let n = base.electrical.len() as u32;
+            for (local, batch) in (1..n).step_by(3).zip(steps.chunks(LANES).cycle()) {
+                for len in 1..=batch.len() {
+                    let chosen: Vec<&ExportStep> = batch[..len].iter().collect();
+                    let together = with_scratch(|scratch| {
+                        engine.exact_exports(&base, &chosen, local, 800.0, &as_load, scratch)
+                    });
+                    for (step, lane) in chosen.iter().zip(together) {
+                        let alone = with_scratch(|scratch| {
+                            engine.exact_export(&base, step, local, 800.0, &as_load, scratch)
+                        });
+                        assert_eq!(lane, alone, "feeder {f}, node {local}, step {}", step.k);
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared > 200, "only {compared} flows compared");
+    }
+
     /// At every node of the fixture and every step PV exports at, a step's
     /// bound lies at or under its estimate (else a step that binds could go
     /// unestimated), and most bounds lie near it (else they rule out few).
     #[test]
     fn export_rooms_bound_every_estimate_closely_on_the_fixture() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/1-MV-semiurb");
-        let gridpack = headroom_geodata::Gridpack::read(&dir).expect("fixture gridpack");
-        let readings = Arc::new(crate::InMemoryReadings::from_rows(&gridpack.readings));
-        let engine = Engine::new(
-            gridpack.network,
-            readings,
-            EngineConfig::default(),
-            Vec::new(),
-        );
+        let engine = fixture_engine();
         let pv = headroom_geodata::pv_shape();
         let generation = AddedGeneration {
             absorbed_kvar_per_kw: 0.0,
