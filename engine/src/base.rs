@@ -32,6 +32,29 @@ use crate::powerflow::{
 /// The next [`FeederBase::uid`] (0 is a default base's, never evaluated).
 static NEXT_BASE_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// How many times something was judged on a base, counted by every thread
+/// that reads it (a clone starts from the count so far).
+#[derive(Debug, Default)]
+pub(crate) struct JudgedCount(std::sync::atomic::AtomicU32);
+
+impl JudgedCount {
+    /// Counts one more, returning the count before it (saturating).
+    pub(crate) fn count(&self) -> u32 {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(1)))
+            .unwrap_or(u32::MAX)
+    }
+}
+
+impl Clone for JudgedCount {
+    fn clone(&self) -> Self {
+        Self(std::sync::atomic::AtomicU32::new(
+            self.0.load(std::sync::atomic::Ordering::Relaxed),
+        ))
+    }
+}
+
 /// A feeder's loads and base-case power flows over its steps.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
@@ -58,6 +81,9 @@ pub struct FeederBase {
     /// check of its path can break, worked out with the highest voltages
     /// (see [`Self::export_rooms`]).
     pub(crate) export_rooms: OnceLock<crate::evaluate::ExportRooms>,
+    /// Generators judged on it so far, up to a few (see
+    /// [`crate::evaluate::ExportRooms`]).
+    pub(crate) exports_judged: JudgedCount,
     /// A number no other base of this process has: what per-thread caches of
     /// figures derived from a base are keyed by (an address may be reused).
     pub(crate) uid: u64,
@@ -535,6 +561,7 @@ impl Engine {
             subtree_min_pu: Vec::new(),
             subtree_max_pu: OnceLock::new(),
             export_rooms: OnceLock::new(),
+            exports_judged: JudgedCount::default(),
             uid: NEXT_BASE_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             counts_injections: false,
             limits: self.config.limits,

@@ -813,7 +813,9 @@ impl Engine {
         let e = &base.electrical;
         let kept = base.solutions.len();
         let nominal = e.nominal_kv[local as usize];
-        let rooms = (per_kw.im == 0.0 && base.limits == *limits).then(|| base.export_rooms());
+        let rooms = (per_kw.im == 0.0 && base.limits == *limits)
+            .then(|| base.export_rooms_if_worth_it())
+            .flatten();
         // Per figure, the two steps where it is worst so far: (value, step).
         let mut worst = [[(f64::NEG_INFINITY, usize::MAX); FIGURE_STEPS]; 4];
         let bounds = steps
@@ -996,11 +998,23 @@ impl ExportRooms {
     }
 }
 
+/// Generators judged on a base before its [`ExportRooms`] are worked out.
+const JUDGED_BEFORE_ROOMS: u32 = 2;
+
 impl FeederBase {
     /// See [`ExportRooms`]; worked out once per base, when a generator at
-    /// unity power factor is first judged on it.
-    pub(crate) fn export_rooms(&self) -> &ExportRooms {
-        self.export_rooms.get_or_init(|| self.build_export_rooms())
+    /// unity power factor is judged on it after [`JUDGED_BEFORE_ROOMS`]
+    /// others: they cost about what estimating a few candidates' steps does,
+    /// and a capacity sweep judges one point per feeder (the rooms of every
+    /// feeder of a city would have added seconds to it). Before then, each
+    /// step is bounded as without them; the answers are the same either way,
+    /// since steps are refined in the order of their estimates.
+    pub(crate) fn export_rooms_if_worth_it(&self) -> Option<&ExportRooms> {
+        if let Some(rooms) = self.export_rooms.get() {
+            return Some(rooms);
+        }
+        (self.exports_judged.count() >= JUDGED_BEFORE_ROOMS)
+            .then(|| self.export_rooms.get_or_init(|| self.build_export_rooms()))
     }
 
     fn build_export_rooms(&self) -> ExportRooms {
@@ -1132,6 +1146,29 @@ mod tests {
         )
     }
 
+    /// A capacity sweep judges one point per feeder: the rooms are worked out
+    /// only once a few generators were judged on a base, and the answers are
+    /// the same before and after.
+    #[test]
+    fn export_rooms_wait_for_a_few_generators_and_change_no_answer() {
+        let engine = fixture_engine();
+        let pv = headroom_geodata::pv_shape();
+        let generation = AddedGeneration {
+            absorbed_kvar_per_kw: 0.0,
+            profile: Some(&pv[..]),
+        };
+        let base = engine.generation_base(0);
+        let far = base.electrical.len() as u32 - 1;
+        let first = engine.evaluate_export(&base, far, 100.0, &generation);
+        for _ in 1..JUDGED_BEFORE_ROOMS {
+            engine.evaluate_export(&base, far, 100.0, &generation);
+        }
+        assert!(base.export_rooms.get().is_none());
+        let with_rooms = engine.evaluate_export(&base, far, 100.0, &generation);
+        assert!(base.export_rooms.get().is_some());
+        assert_eq!(first, with_rooms);
+    }
+
     /// Steps solved together, a lane each, give each step's flow alone to the
     /// last bit, whichever steps share the sweep and however many.
     #[test]
@@ -1190,6 +1227,7 @@ mod tests {
         let mut shares = Vec::new();
         for f in 0..engine.network.feeders.len() {
             let base = engine.generation_base(f);
+            base.export_rooms.get_or_init(|| base.build_export_rooms());
             for local in 1..base.electrical.len() as u32 {
                 engine.evaluate_export(&base, local, 100.0, &generation);
                 let steps = with_scratch(|scratch| scratch.export_steps.steps.clone());
