@@ -17,7 +17,12 @@
 //! each check's value leaves its bound along the line the generator's current
 //! draws (a circle per current, voltage and transformer limit); only the steps
 //! whose estimate comes within a margin of the least are solved exactly, and
-//! a step only when the headroom found so far breaks a check there.
+//! a step only when the headroom found so far breaks a check there. A
+//! per-node table ([`ExportRooms`]) bounds every step's estimate in O(1), so
+//! only the steps near the least are estimated; steps are refined in the
+//! order of their estimates over every step, so the bounds decide how much
+//! is estimated, never the answer. The flows that check several steps at one
+//! export are solved together, a lane a step.
 
 use num_complex::Complex64;
 
