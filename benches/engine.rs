@@ -28,10 +28,11 @@
 //! Run: `cargo bench --bench engine`; with `HEADROOM_BENCH_CITY_ONLY=1` as well,
 //! only the city runs (`HEADROOM_BENCH_CITY_PART=rank|generation|capacity` one
 //! part of it, `generation` the generation passes alone, warm
-//! `HEADROOM_BENCH_CITY_WARM_PASSES` times, `HEADROOM_BENCH_CITY_CAPACITY_PASSES=N` the capacity sweep N times, to
-//! profile past the load). `HEADROOM_BENCH_CITY_CHECK=1` then compares every
-//! capacity row with the one a full base (every step solved exactly) gives, a
-//! few hundred feeders at a time (minutes; not timed). `HEADROOM_BENCH_CITY_ANSWERS=DIR`
+//! `HEADROOM_BENCH_CITY_WARM_PASSES` times; `HEADROOM_BENCH_CITY_CAPACITY_PASSES=N`
+//! the capacity sweep N times, to profile past the load; `HEADROOM_BENCH_CITY_N1=off`
+//! without the N-1 checks). `HEADROOM_BENCH_CITY_CHECK=1` then compares every
+//! capacity row with the one a full base (every step solved exactly) gives, a few
+//! hundred feeders at a time (minutes; not timed). `HEADROOM_BENCH_CITY_ANSWERS=DIR`
 //! writes every ranking to `DIR/ID.json`, to compare answers before and after a
 //! change.
 
@@ -200,12 +201,13 @@ fn city() {
     let readings = Arc::new(InMemoryReadings::from_rows(&gridpack.readings));
     let rows = gridpack.readings.len();
     drop(gridpack.readings);
-    let engine = Engine::new(
-        gridpack.network,
-        readings,
-        EngineConfig::default(),
-        Vec::new(),
-    );
+    // `HEADROOM_BENCH_CITY_N1=off` leaves the N-1 checks out (`n1.mode =
+    // "off"`): the capacity sweep with the generation figures alone.
+    let mut config = EngineConfig::default();
+    if std::env::var("HEADROOM_BENCH_CITY_N1").is_ok_and(|v| v == "off") {
+        config.n1.mode = headroom_engine::N1Mode::Off;
+    }
+    let engine = Engine::new(gridpack.network, readings, config, Vec::new());
     eprintln!(
         "city: {rows} readings loaded and engine prepared in {:?}",
         start.elapsed()
