@@ -273,15 +273,17 @@ fn city() {
     // Generation bases are the load bases where nothing is queued: the first
     // pass builds only those of feeders with queued generators.
     let variants = [
-        ("one application with N-1 enforced", with_n1(&apps)),
-        ("one generation application", as_generators(&apps)),
+        ("one application with N-1 enforced", with_n1(&apps), false),
+        ("one generation application", as_generators(&apps), true),
     ];
-    let variants = variants.iter().filter(|(what, _)| match part.as_str() {
-        "capacity" => false,
-        "generation" => what.contains("generation"),
-        _ => true,
-    });
-    for (what, variant) in variants {
+    let variants = variants
+        .iter()
+        .filter(|(_, _, generation)| match part.as_str() {
+            "capacity" => false,
+            "generation" => *generation,
+            _ => true,
+        });
+    for (what, variant, _) in variants {
         let (later, after) = if part == "generation" {
             (warm_passes, "")
         } else {

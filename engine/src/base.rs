@@ -38,12 +38,9 @@ static NEXT_BASE_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 pub(crate) struct JudgedCount(std::sync::atomic::AtomicU32);
 
 impl JudgedCount {
-    /// Counts one more, returning the count before it (saturating).
+    /// Counts one more, returning the count before it.
     pub(crate) fn count(&self) -> u32 {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.0
-            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(1)))
-            .unwrap_or(u32::MAX)
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -264,7 +264,6 @@ impl Engine {
         scratch: &mut Scratch,
     ) -> [Observed; LANES] {
         debug_assert!(!ks.is_empty() && ks.len() <= LANES);
-        let n = base.electrical.len();
         let Scratch {
             path_up,
             shift,
@@ -273,9 +272,6 @@ impl Engine {
             lane_solutions,
             ..
         } = scratch;
-        if lane_loads.p_kw[0].len() != n {
-            *lane_loads = StepLoads::new(n);
-        }
         let lane_k: [usize; LANES] = std::array::from_fn(|l| ks[l.min(ks.len() - 1)]);
         for l in 0..LANES {
             self.exact_start(

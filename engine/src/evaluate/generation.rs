@@ -487,20 +487,19 @@ impl Engine {
                                 _ => break,
                             }
                         }
-                        let batch_steps: [&ExportStep; LANES] =
-                            std::array::from_fn(|l| &steps[batch[l.min(len - 1)]]);
                         let flows = self.exact_exports(
                             base,
-                            &batch_steps[..len],
+                            steps,
+                            &batch[..len],
                             local,
                             headroom,
                             &as_load,
                             scratch,
                         );
                         verdicts.clear();
-                        for l in 0..len {
-                            let holds = excess_of(batch_steps[l], &flows[l]) <= 0.0;
-                            verdicts.push((batch[l], headroom, holds));
+                        for (&j, flow) in batch[..len].iter().zip(&flows) {
+                            let holds = excess_of(&steps[j], flow) <= 0.0;
+                            verdicts.push((j, headroom, holds));
                         }
                         verdicts[0].2
                     }
@@ -569,18 +568,8 @@ impl Engine {
         let mut after_reverse = 0.0f64;
         // Solved together, a lane each (most candidates have two to four).
         for chunk in figure_steps.chunks(LANES) {
-            let len = chunk.len();
-            let chunk_steps: [&ExportStep; LANES] =
-                std::array::from_fn(|l| &steps[chunk[l.min(len - 1)]]);
-            let flows = self.exact_exports(
-                base,
-                &chunk_steps[..len],
-                local,
-                export_kw,
-                &as_load,
-                scratch,
-            );
-            for o in &flows[..len] {
+            let flows = self.exact_exports(base, steps, chunk, local, export_kw, &as_load, scratch);
+            for o in &flows[..chunk.len()] {
                 absorb(&mut after_worst, o);
                 let r = export_ratios(o, limits);
                 for c in 0..6 {
@@ -650,27 +639,31 @@ impl Engine {
         self.with_group_flow(&o, base, step.group_kva + added)
     }
 
-    /// [`Self::exact_export`] of up to [`LANES`] steps at once, a lane each
-    /// (each lane's flow is, to the last bit, the one its step gives alone);
-    /// one step by itself, as a sweep of four lanes costs more than one of a
-    /// single step.
+    /// [`Self::exact_export`] of up to [`LANES`] of `steps` at once (those at
+    /// `which`), a lane each (each lane's flow is, to the last bit, the one its
+    /// step gives alone; spare lanes repeat the last); one step by itself, as
+    /// a sweep of four lanes costs more than one of a single step.
+    #[allow(clippy::too_many_arguments)]
     fn exact_exports(
         &self,
         base: &FeederBase,
-        steps: &[&ExportStep],
+        steps: &[ExportStep],
+        which: &[usize],
         local: u32,
         export_kw: f64,
         as_load: &AddedLoad<'_>,
         scratch: &mut Scratch,
     ) -> [Observed; LANES] {
-        if let [step] = steps {
-            return [self.exact_export(base, step, local, export_kw, as_load, scratch); LANES];
+        let lane_step = |l: usize| &steps[which[l.min(which.len() - 1)]];
+        if let [only] = which {
+            let o = self.exact_export(base, &steps[*only], local, export_kw, as_load, scratch);
+            return [o; LANES];
         }
-        let ks: [usize; LANES] = std::array::from_fn(|l| steps[l.min(steps.len() - 1)].k);
-        let x = std::array::from_fn(|l| -export_kw * steps[l.min(steps.len() - 1)].factor);
-        let observed = self.exact_lanes(base, &ks[..steps.len()], local, x, as_load, scratch);
+        let ks: [usize; LANES] = std::array::from_fn(|l| lane_step(l).k);
+        let x = std::array::from_fn(|l| -export_kw * lane_step(l).factor);
+        let observed = self.exact_lanes(base, &ks[..which.len()], local, x, as_load, scratch);
         std::array::from_fn(|l| {
-            let step = steps[l.min(steps.len() - 1)];
+            let step = lane_step(l);
             let added = scratch.lane_solutions[l].head_power_kva()
                 - base.solutions[step.k].head_power_kva();
             self.with_group_flow(&observed[l], base, step.group_kva + added)
@@ -833,14 +826,13 @@ impl Engine {
                 let v_local = solution.v_kv(local as usize);
                 // The generator's current per kW of export, A.
                 let per_kw_a = magnitude(per_kw) * step.factor / (SQRT_3 * magnitude(v_local));
-                let margin = f64::from(base.path_margin_a[local as usize * kept + k]);
                 let mut bound = match rooms {
                     Some(rooms) => {
                         let d = per_kw * step.factor / (SQRT_3 * v_local.conj());
                         let at_base_voltage = rooms.at(local, k) / per_kw_a;
                         at_own_voltage(at_base_voltage, v_local, geometry.shared[local as usize], d)
                     }
-                    None => margin / per_kw_a,
+                    None => f64::from(base.path_margin_a[local as usize * kept + k]) / per_kw_a,
                 };
                 let rise_per_kw_pu = geometry.drop_path_abs * per_kw_a / nominal;
                 if rise_per_kw_pu > 0.0 && rooms.is_none() {
@@ -1207,13 +1199,15 @@ mod tests {
                 })
                 .collect();
             let n = base.electrical.len() as u32;
-            for (local, batch) in (1..n).step_by(3).zip(steps.chunks(LANES).cycle()) {
-                for len in 1..=batch.len() {
-                    let chosen: Vec<&ExportStep> = batch[..len].iter().collect();
+            let batches: Vec<usize> = (0..steps.len()).step_by(LANES).collect();
+            for (local, &start) in (1..n).step_by(3).zip(batches.iter().cycle()) {
+                for end in start + 1..=(start + LANES).min(steps.len()) {
+                    let chosen: Vec<usize> = (start..end).collect();
                     let together = with_scratch(|scratch| {
-                        engine.exact_exports(&base, &chosen, local, 800.0, &as_load, scratch)
+                        engine
+                            .exact_exports(&base, &steps, &chosen, local, 800.0, &as_load, scratch)
                     });
-                    for (step, lane) in chosen.iter().zip(together) {
+                    for (step, lane) in chosen.iter().map(|&i| &steps[i]).zip(together) {
                         let alone = with_scratch(|scratch| {
                             engine.exact_export(&base, step, local, 800.0, &as_load, scratch)
                         });
