@@ -356,19 +356,20 @@ impl Engine {
         };
         let per_kw = Complex64::new(-1.0, -generation.absorbed_kvar_per_kw);
         let geometry = self.export_geometry(base, local);
-        let (bounds, figure_steps) =
-            self.export_bounds(base, local, per_kw, steps, export_kw, &geometry);
+        let mut bounds = self.export_bounds(base, local, per_kw, steps, export_kw, &geometry);
+        let figure_steps = std::mem::take(&mut bounds.figure_steps);
         // Steps in the order of their bounds; each estimated while its bound
-        // comes under what the estimates so far allow to bind.
-        // The first few by bound are sorted; the rest only where their bound
-        // comes under the cut the first leave (most never do).
+        // (tightened first) comes under what the estimates so far allow to
+        // bind. The first few by bound are sorted; the rest only where their
+        // bound comes under the cut the first leave (most never do).
+        let by =
+            |bounds: &[f64], a: &usize, b: &usize| bounds[*a].total_cmp(&bounds[*b]).then(a.cmp(b));
         let mut by_bound: Vec<usize> = (0..steps.len()).collect();
-        let by = |a: &usize, b: &usize| bounds[*a].total_cmp(&bounds[*b]).then(a.cmp(b));
         let first = FIRST_BOUNDS.min(by_bound.len());
         if by_bound.len() > first {
-            by_bound.select_nth_unstable_by(first, by);
+            by_bound.select_nth_unstable_by(first, |a, b| by(&bounds.bounds, a, b));
         }
-        by_bound[..first].sort_unstable_by(by);
+        by_bound[..first].sort_unstable_by(|a, b| by(&bounds.bounds, a, b));
         let mut order: Vec<(f64, usize)> = Vec::new();
         let mut least = [f64::INFINITY; REFINED_STEPS];
         let cut_of = |least: &[f64; REFINED_STEPS]| {
@@ -382,8 +383,8 @@ impl Engine {
                 // The rest, still under the cut, in order of their bounds.
                 let cut = cut_of(&least);
                 let rest = &mut by_bound[at..];
-                let under = partition_in_place(rest, |i| bounds[*i] <= cut);
-                rest[..under].sort_unstable_by(by);
+                let under = partition_in_place(rest, |i| bounds.bounds[*i] <= cut);
+                rest[..under].sort_unstable_by(|a, b| by(&bounds.bounds, a, b));
                 sorted_to = by_bound.len();
                 by_bound.truncate(at + under);
                 continue;
@@ -391,8 +392,11 @@ impl Engine {
             let i = by_bound[at];
             at += 1;
             let cut = cut_of(&least);
-            if bounds[i] > cut {
+            if bounds.bounds[i] > cut {
                 break;
+            }
+            if bounds.tighten(base, local, per_kw, &steps[i], &geometry, i) > cut {
+                continue;
             }
             estimated[i] = true;
             let estimate = self.export_estimate(base, local, per_kw, &steps[i], &geometry);
@@ -440,9 +444,15 @@ impl Engine {
         // step past the first cut may still bind lower.
         let mut reach = cut_of(&least);
         // Estimates every step not estimated yet whose bound lies under `to`.
-        let estimate_under = |to: f64, estimated: &mut [bool], order: &mut Vec<(f64, usize)>| {
+        let estimate_under = |to: f64,
+                              bounds: &mut ExportBounds,
+                              estimated: &mut [bool],
+                              order: &mut Vec<(f64, usize)>| {
             for i in 0..steps.len() {
-                if !estimated[i] && bounds[i] <= to {
+                if !estimated[i]
+                    && bounds.bounds[i] <= to
+                    && bounds.tighten(base, local, per_kw, &steps[i], &geometry, i) <= to
+                {
                     estimated[i] = true;
                     let estimate = self.export_estimate(base, local, per_kw, &steps[i], &geometry);
                     if estimate.is_finite() {
@@ -457,7 +467,7 @@ impl Engine {
             let head = order.get(next).map(|(estimate, _)| *estimate);
             let complete_to = head.filter(|e| *e <= within).unwrap_or(within);
             if complete_to > reach {
-                estimate_under(complete_to, &mut estimated, &mut order);
+                estimate_under(complete_to, &mut bounds, &mut estimated, &mut order);
                 reach = complete_to;
                 order[next..].sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 continue;
@@ -528,7 +538,7 @@ impl Engine {
                 let near = headroom * (1.0 + TIE_STEPS) + 1.0;
                 // Every step that may tie, though refining stopped short of it.
                 if near > reach {
-                    estimate_under(near, &mut estimated, &mut order);
+                    estimate_under(near, &mut bounds, &mut estimated, &mut order);
                 }
                 let mut over_at_any = [f64::MIN; 6];
                 let at_limit =
@@ -806,7 +816,7 @@ impl Engine {
         steps: &[ExportStep],
         export_kw: f64,
         geometry: &ExportGeometry,
-    ) -> (Vec<f64>, Vec<usize>) {
+    ) -> ExportBounds {
         let limits = &self.config.limits;
         let e = &base.electrical;
         let kept = base.solutions.len();
@@ -814,28 +824,57 @@ impl Engine {
         let rooms = (per_kw.im == 0.0 && base.limits == *limits)
             .then(|| base.export_rooms_if_worth_it())
             .flatten();
+        let per_kw_size = magnitude(per_kw);
         // Per figure, the two steps where it is worst so far: (value, step).
         let mut worst = [[(f64::NEG_INFINITY, usize::MAX); FIGURE_STEPS]; 4];
-        let bounds = steps
-            .iter()
-            .enumerate()
-            .map(|(i, step)| {
-                let k = step.k;
-                let o = &base.observed[k];
-                let solution = &base.solutions[k];
-                let v_local = solution.v_kv(local as usize);
-                // The generator's current per kW of export, A.
-                let per_kw_a = magnitude(per_kw) * step.factor / (SQRT_3 * magnitude(v_local));
-                let mut bound = match rooms {
-                    Some(rooms) => {
-                        let d = per_kw * step.factor / (SQRT_3 * v_local.conj());
-                        let at_base_voltage = rooms.at(local, k) / per_kw_a;
-                        at_own_voltage(at_base_voltage, v_local, geometry.shared[local as usize], d)
-                    }
-                    None => f64::from(base.path_margin_a[local as usize * kept + k]) / per_kw_a,
-                };
+        let mut room_kw = Vec::new();
+        let mut bounds = Vec::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            let k = step.k;
+            let o = &base.observed[k];
+            let mut figures_at_most = None;
+            if let Some(rooms) = rooms {
+                // The room at the base's voltage alone: read from one row,
+                // without the step's flow. Taken through the export's own
+                // voltage only where it comes under a cut (`tighten`).
+                let room = rooms.kw_at(local, k) / (per_kw_size * step.factor);
+                room_kw.push(room);
+                bounds.push(room.min(step.substation_root).max(0.0));
+                // A step's figures are worked out only where they may be the
+                // worst so far: the lowest voltage of the feeder bounds the
+                // candidate's from below, and so the current a kW injects
+                // from above (what the figures below take the step's flow
+                // for). The flow is kept in single precision, the lowest
+                // voltage in double: the margin covers the difference.
+                let per_kw_a_at_most =
+                    per_kw_size * step.factor / (SQRT_3 * o.v_min_pu * nominal) * (1.0 + 1e-6);
+                let rise_at_most = geometry.drop_path_abs * per_kw_a_at_most / nominal * export_kw;
+                let loading_at_most = f64::from(base.path_max_loading[local as usize * kept + k])
+                    * (1.0 + 1e-5)
+                    + per_kw_a_at_most * export_kw * geometry.least_rated_inverse;
+                let at_most = [
+                    o.v_max_pu + rise_at_most,
+                    loading_at_most,
+                    rise_at_most - o.v_min_pu,
+                    step.substation_after,
+                ];
+                if at_most
+                    .iter()
+                    .zip(&worst)
+                    .all(|(value, so_far)| *value <= so_far[FIGURE_STEPS - 1].0)
+                {
+                    continue;
+                }
+                figures_at_most = Some(at_most);
+            }
+            let solution = &base.solutions[k];
+            let v_local = solution.v_kv(local as usize);
+            // The generator's current per kW of export, A.
+            let per_kw_a = per_kw_size * step.factor / (SQRT_3 * magnitude(v_local));
+            if rooms.is_none() {
+                let mut bound = f64::from(base.path_margin_a[local as usize * kept + k]) / per_kw_a;
                 let rise_per_kw_pu = geometry.drop_path_abs * per_kw_a / nominal;
-                if rise_per_kw_pu > 0.0 && rooms.is_none() {
+                if rise_per_kw_pu > 0.0 {
                     bound = bound
                         .min((limits.v_max_pu * step.allowed[2] - o.v_max_pu) / rise_per_kw_pu);
                     // Exporting at unity power factor raises every voltage its
@@ -846,43 +885,52 @@ impl Engine {
                             .min((o.v_min_pu - limits.v_min_pu / step.allowed[3]) / rise_per_kw_pu);
                     }
                 }
-                bound = bound.min(step.substation_root);
-                // Loading along the path with the export, on the lines its
-                // current moves the base's along (squared until the largest).
-                // Worked out only where it may be the worst so far: it is at
-                // most the path's loading without the export and what the
-                // export's current adds on its least rated line.
-                let added = per_kw * (step.factor * export_kw) / (SQRT_3 * v_local.conj());
-                let loading_at_most = f64::from(base.path_max_loading[local as usize * kept + k])
-                    * (1.0 + 1e-5)
-                    + magnitude(added) * geometry.least_rated_inverse;
-                let path_loading = if loading_at_most <= worst[1][FIGURE_STEPS - 1].0 {
-                    loading_at_most
-                } else {
-                    geometry
-                        .rated_path
+                bounds.push(bound.min(step.substation_root).max(0.0));
+            }
+            let rise_per_kw_pu = geometry.drop_path_abs * per_kw_a / nominal;
+            // Loading along the path with the export, on the lines its
+            // current moves the base's along (squared until the largest).
+            // Worked out only where it may be the worst so far: it is at
+            // most the path's loading without the export and what the
+            // export's current adds on its least rated line.
+            let added = per_kw * (step.factor * export_kw) / (SQRT_3 * v_local.conj());
+            let loading_at_most = f64::from(base.path_max_loading[local as usize * kept + k])
+                * (1.0 + 1e-5)
+                + magnitude(added) * geometry.least_rated_inverse;
+            let path_loading = if loading_at_most <= worst[1][FIGURE_STEPS - 1].0 {
+                loading_at_most
+            } else {
+                geometry
+                    .rated_path
+                    .iter()
+                    .map(|&(j, inverse_rated_2)| {
+                        (solution.i_a(j) + added).norm_sqr() * inverse_rated_2
+                    })
+                    .fold(0.0f64, f64::max)
+                    .sqrt()
+            };
+            let figures = [
+                o.v_max_pu + rise_per_kw_pu * export_kw,
+                path_loading,
+                rise_per_kw_pu * export_kw - o.v_min_pu,
+                step.substation_after,
+            ];
+            if let Some(at_most) = figures_at_most {
+                debug_assert!(
+                    figures
                         .iter()
-                        .map(|&(j, inverse_rated_2)| {
-                            (solution.i_a(j) + added).norm_sqr() * inverse_rated_2
-                        })
-                        .fold(0.0f64, f64::max)
-                        .sqrt()
-                };
-                let figures = [
-                    o.v_max_pu + rise_per_kw_pu * export_kw,
-                    path_loading,
-                    rise_per_kw_pu * export_kw - o.v_min_pu,
-                    step.substation_after,
-                ];
-                for (value, kept) in figures.into_iter().zip(worst.iter_mut()) {
-                    if value > kept[FIGURE_STEPS - 1].0 {
-                        kept[FIGURE_STEPS - 1] = (value, i);
-                        kept.sort_by(|a, b| b.0.total_cmp(&a.0));
-                    }
+                        .zip(&at_most)
+                        .all(|(value, most)| value <= most),
+                    "step {k}: figures {figures:?} over their bounds {at_most:?}"
+                );
+            }
+            for (value, kept) in figures.into_iter().zip(worst.iter_mut()) {
+                if value > kept[FIGURE_STEPS - 1].0 {
+                    kept[FIGURE_STEPS - 1] = (value, i);
+                    kept.sort_by(|a, b| b.0.total_cmp(&a.0));
                 }
-                bound.max(0.0)
-            })
-            .collect();
+            }
+        }
         let mut figure_steps: Vec<usize> = worst
             .iter()
             .flatten()
@@ -891,7 +939,11 @@ impl Engine {
             .collect();
         figure_steps.sort_unstable();
         figure_steps.dedup();
-        (bounds, figure_steps)
+        ExportBounds {
+            bounds,
+            room_kw,
+            figure_steps,
+        }
     }
 
     /// One exporting step's estimated headroom: the least export at which a
@@ -984,14 +1036,17 @@ const ROOM_ANGLE_SPREAD: f64 = 0.05;
 #[derive(Clone, Debug)]
 pub(crate) struct ExportRooms {
     steps: usize,
-    room_a: Vec<f32>,
+    /// The current, as the kW it carries at unity power factor at the node's
+    /// voltage in the base flow: one row read per candidate bounds every
+    /// step, without the step's flow.
+    room_kw: Vec<f32>,
 }
 
 impl ExportRooms {
-    /// The bound at `local`, step `k`, A (rounded down past the single
-    /// precision it is kept in).
-    fn at(&self, local: u32, k: usize) -> f64 {
-        f64::from(self.room_a[local as usize * self.steps + k]) * (1.0 - 1e-5)
+    /// The bound at `local`, step `k`, kW at the base's voltage (rounded
+    /// down past the single precision it is kept in).
+    fn kw_at(&self, local: u32, k: usize) -> f64 {
+        f64::from(self.room_kw[local as usize * self.steps + k]) * (1.0 - 1e-5)
     }
 }
 
@@ -1037,7 +1092,7 @@ impl FeederBase {
             let along = m * (angle - 2.0 * spread).max(0.0).cos();
             (along, (m * m - along * along).max(0.0).sqrt())
         };
-        let mut room_a = vec![0.0f32; n * steps];
+        let mut room_kw = vec![0.0f32; n * steps];
         let (mut thermal_row, mut voltage_row) = (vec![0.0f64; n], vec![0.0f64; n]);
         for (k, solution) in self.solutions.iter().enumerate() {
             let v0 = solution.v_kv(0);
@@ -1099,10 +1154,11 @@ impl FeederBase {
                 voltage_row[j] = voltage_row[parent].min(own);
             }
             for j in 0..n {
-                room_a[j * steps + k] = thermal_row[j].min(voltage_row[j]) as f32;
+                let room_a = thermal_row[j].min(voltage_row[j]);
+                room_kw[j * steps + k] = (room_a * SQRT_3 * magnitude(solution.v_kv(j))) as f32;
             }
         }
-        ExportRooms { steps, room_a }
+        ExportRooms { steps, room_kw }
     }
 }
 
@@ -1119,6 +1175,43 @@ fn at_own_voltage(x: f64, v_local: Complex64, shared_local: Complex64, d: Comple
     }
     let at_export = v_local - shared_local * d * x;
     x * (magnitude(at_export) / magnitude(v_local)).max(1.0)
+}
+
+/// What [`Engine::export_bounds`] finds at a candidate.
+struct ExportBounds {
+    /// Per exporting step, a lower bound of its estimate, kW.
+    bounds: Vec<f64>,
+    /// Per step, where the bound is the export rooms' at the base's voltage
+    /// (empty without them): that room, not yet through the export's own
+    /// voltage ([`ExportBounds::tighten`]; NaN once it is).
+    room_kw: Vec<f64>,
+    /// The steps whose flows with the export give the figures.
+    figure_steps: Vec<usize>,
+}
+
+impl ExportBounds {
+    /// `bounds[i]` through the export's own voltage, where it is the
+    /// room at the base's voltage (the export rooms'): tighter by the few per
+    /// cent the export's rise lets it inject less current per kW.
+    fn tighten(
+        &mut self,
+        base: &FeederBase,
+        local: u32,
+        per_kw: Complex64,
+        step: &ExportStep,
+        geometry: &ExportGeometry,
+        i: usize,
+    ) -> f64 {
+        let Some(room) = self.room_kw.get_mut(i).filter(|room| !room.is_nan()) else {
+            return self.bounds[i];
+        };
+        let v_local = base.solutions[step.k].v_kv(local as usize);
+        let d = per_kw * step.factor / (SQRT_3 * v_local.conj());
+        let tight = at_own_voltage(*room, v_local, geometry.shared[local as usize], d);
+        *room = f64::NAN;
+        self.bounds[i] = tight.min(step.substation_root).max(0.0);
+        self.bounds[i]
+    }
 }
 
 /// See [`Engine::export_geometry`].
@@ -1240,9 +1333,16 @@ mod tests {
                 engine.evaluate_export(&base, local, 100.0, &generation);
                 let steps = with_scratch(|scratch| scratch.export_steps.steps.clone());
                 let geometry = engine.export_geometry(&base, local);
-                let (bounds, _) =
+                let mut bounds =
                     engine.export_bounds(&base, local, per_kw, &steps, 100.0, &geometry);
-                for (step, bound) in steps.iter().zip(bounds) {
+                for (i, step) in steps.iter().enumerate() {
+                    let loose = bounds.bounds[i];
+                    let bound = bounds.tighten(&base, local, per_kw, step, &geometry, i);
+                    assert!(
+                        loose <= bound,
+                        "feeder {f}, node {local}, step {}: tightened from {loose} kW to {bound} kW",
+                        step.k
+                    );
                     let estimate = engine.export_estimate(&base, local, per_kw, step, &geometry);
                     assert!(
                         bound <= estimate,
