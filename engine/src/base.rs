@@ -75,8 +75,9 @@ pub struct FeederBase {
     /// judged on the feeder (see [`Self::subtree_max_pu`]).
     subtree_max_pu: OnceLock<Vec<f32>>,
     /// Per node and step, the current a generator there may inject before a
-    /// check of its path can break, worked out with the highest voltages
-    /// (see [`Self::export_rooms`]).
+    /// check of its path can break (kept as the kW it carries at the node's
+    /// voltage in the base flow), worked out with the highest voltages (see
+    /// [`crate::evaluate::ExportRooms`]).
     pub(crate) export_rooms: OnceLock<crate::evaluate::ExportRooms>,
     /// Generators judged on it so far, up to a few (see
     /// [`crate::evaluate::ExportRooms`]).
