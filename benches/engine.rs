@@ -329,6 +329,9 @@ fn city() {
 /// speed left every answer as it was.
 fn city_pass(engine: &Engine, apps: &[Application]) -> (Vec<Duration>, usize) {
     let answers = std::env::var_os("HEADROOM_BENCH_CITY_ANSWERS").map(std::path::PathBuf::from);
+    if let Some(dir) = &answers {
+        std::fs::create_dir_all(dir).expect("answers directory");
+    }
     let mut timings: Vec<Duration> = Vec::new();
     let mut candidates = 0;
     for app in apps {
@@ -337,7 +340,6 @@ fn city_pass(engine: &Engine, apps: &[Application]) -> (Vec<Duration>, usize) {
         timings.push(start.elapsed());
         candidates += result.candidates.len();
         if let Some(dir) = &answers {
-            std::fs::create_dir_all(dir).expect("answers directory");
             let json = serde_json::to_vec_pretty(&result).expect("ranking as JSON");
             std::fs::write(dir.join(format!("{}.json", app.id)), json).expect("answer written");
         }

@@ -292,6 +292,12 @@ impl FeederBase {
         self.window_step.len()
     }
 
+    /// What `flow`, a flow of kept step `k` with something added, draws at
+    /// the head beyond the base's flow of the step, kVA.
+    pub(crate) fn head_kva_added(&self, k: usize, flow: &Solution) -> Complex64 {
+        flow.head_power_kva() - self.solutions[k].head_power_kva()
+    }
+
     /// The head's power at kept step `k`, kVA, from the flows as kept (or,
     /// before they are, in full precision).
     pub fn head_power_kva(&self, k: usize) -> Complex64 {

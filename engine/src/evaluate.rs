@@ -246,7 +246,7 @@ impl Engine {
             SweepSettings::default(),
             solution,
         );
-        let added = solution.head_power_kva() - base.solutions[k].head_power_kva();
+        let added = base.head_kva_added(k, solution);
         self.observe(base, k, solution, added)
     }
 
@@ -295,9 +295,7 @@ impl Engine {
             lane_sweep,
             lane_solutions,
         );
-        let added = std::array::from_fn(|l| {
-            lane_solutions[l].head_power_kva() - base.solutions[lane_k[l]].head_power_kva()
-        });
+        let added = std::array::from_fn(|l| base.head_kva_added(lane_k[l], &lane_solutions[l]));
         self.observe_steps(
             base,
             lane_k,
@@ -871,8 +869,7 @@ impl Engine {
                     return 0.0;
                 }
                 let limit_kva = rated * limits.substation_transformer_pct / 100.0;
-                let added = solution.head_power_kva() - base.solutions[k].head_power_kva();
-                let group = base.group_kva[k] + added;
+                let group = base.group_kva[k] + base.head_kva_added(k, solution);
                 let magnitude = group.norm_sqr().sqrt();
                 let d_head_kva = SQRT_3 * v_kv[0] * d_current[0].conj();
                 if magnitude > 0.0 {

@@ -479,9 +479,9 @@ impl Engine {
                 break;
             }
             let step = &steps[i];
-            if headroom.is_finite() {
+            let holds = headroom.is_finite() && {
                 let known = verdicts.iter().find(|v| v.0 == i && v.1 == headroom);
-                let holds = match known {
+                match known {
                     Some(verdict) => verdict.2,
                     None => {
                         // This step and those after it that the loop would
@@ -513,13 +513,11 @@ impl Engine {
                         }
                         verdicts[0].2
                     }
-                };
-                (next, refined) = (next + 1, refined + 1);
-                if holds {
-                    continue;
                 }
-            } else {
-                (next, refined) = (next + 1, refined + 1);
+            };
+            (next, refined) = (next + 1, refined + 1);
+            if holds {
+                continue;
             }
             let found =
                 self.largest_export(step, estimate.min(headroom), headroom, &excess, scratch);
@@ -645,7 +643,7 @@ impl Engine {
             as_load,
             scratch,
         );
-        let added = scratch.solution.head_power_kva() - base.solutions[step.k].head_power_kva();
+        let added = base.head_kva_added(step.k, &scratch.solution);
         self.with_group_flow(&o, base, step.group_kva + added)
     }
 
@@ -674,8 +672,7 @@ impl Engine {
         let observed = self.exact_lanes(base, &ks[..which.len()], local, x, as_load, scratch);
         std::array::from_fn(|l| {
             let step = lane_step(l);
-            let added = scratch.lane_solutions[l].head_power_kva()
-                - base.solutions[step.k].head_power_kva();
+            let added = base.head_kva_added(step.k, &scratch.lane_solutions[l]);
             self.with_group_flow(&observed[l], base, step.group_kva + added)
         })
     }
@@ -871,9 +868,9 @@ impl Engine {
             let v_local = solution.v_kv(local as usize);
             // The generator's current per kW of export, A.
             let per_kw_a = per_kw_size * step.factor / (SQRT_3 * magnitude(v_local));
+            let rise_per_kw_pu = geometry.drop_path_abs * per_kw_a / nominal;
             if rooms.is_none() {
                 let mut bound = f64::from(base.path_margin_a[local as usize * kept + k]) / per_kw_a;
-                let rise_per_kw_pu = geometry.drop_path_abs * per_kw_a / nominal;
                 if rise_per_kw_pu > 0.0 {
                     bound = bound
                         .min((limits.v_max_pu * step.allowed[2] - o.v_max_pu) / rise_per_kw_pu);
@@ -887,7 +884,6 @@ impl Engine {
                 }
                 bounds.push(bound.min(step.substation_root).max(0.0));
             }
-            let rise_per_kw_pu = geometry.drop_path_abs * per_kw_a / nominal;
             // Loading along the path with the export, on the lines its
             // current moves the base's along (squared until the largest).
             // Worked out only where it may be the worst so far: it is at
@@ -1233,6 +1229,14 @@ mod tests {
     use super::*;
     use crate::EngineConfig;
 
+    /// PV at unity power factor with the default profile.
+    fn pv_generation() -> AddedGeneration<'static> {
+        AddedGeneration {
+            absorbed_kvar_per_kw: 0.0,
+            profile: Some(headroom_geodata::pv_shape()),
+        }
+    }
+
     fn fixture_engine() -> Engine {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/1-MV-semiurb");
         let gridpack = headroom_geodata::Gridpack::read(&dir).expect("fixture gridpack");
@@ -1251,11 +1255,7 @@ mod tests {
     #[test]
     fn export_rooms_wait_for_a_few_generators_and_change_no_answer() {
         let engine = fixture_engine();
-        let pv = headroom_geodata::pv_shape();
-        let generation = AddedGeneration {
-            absorbed_kvar_per_kw: 0.0,
-            profile: Some(&pv[..]),
-        };
+        let generation = pv_generation();
         let base = engine.generation_base(0);
         let far = base.electrical.len() as u32 - 1;
         let first = engine.evaluate_export(&base, far, 100.0, &generation);
@@ -1319,11 +1319,7 @@ mod tests {
     #[test]
     fn export_rooms_bound_every_estimate_closely_on_the_fixture() {
         let engine = fixture_engine();
-        let pv = headroom_geodata::pv_shape();
-        let generation = AddedGeneration {
-            absorbed_kvar_per_kw: 0.0,
-            profile: Some(&pv[..]),
-        };
+        let generation = pv_generation();
         let per_kw = Complex64::new(-1.0, 0.0);
         let mut shares = Vec::new();
         for f in 0..engine.network.feeders.len() {
