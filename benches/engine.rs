@@ -33,8 +33,8 @@
 //! without the N-1 checks). `HEADROOM_BENCH_CITY_CHECK=1` then compares every
 //! capacity row with the one a full base (every step solved exactly) gives, a few
 //! hundred feeders at a time (minutes; not timed). `HEADROOM_BENCH_CITY_ANSWERS=DIR`
-//! writes every ranking to `DIR/ID.json`, to compare answers before and after a
-//! change.
+//! writes every ranking to `DIR/ID.json` and the capacity rows to
+//! `DIR/capacity.json`, to compare answers before and after a change.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -315,6 +315,14 @@ fn city() {
             start.elapsed(),
             process_cpu_s() - cpu_start
         );
+    }
+    // With `HEADROOM_BENCH_CITY_ANSWERS=DIR`, the rows go to
+    // `DIR/capacity.json`, to compare before and after a change.
+    if let Some(dir) = std::env::var_os("HEADROOM_BENCH_CITY_ANSWERS") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("answers directory");
+        let json = serde_json::to_vec_pretty(&rows).expect("rows serialise");
+        std::fs::write(dir.join("capacity.json"), json).expect("capacity answers written");
     }
     if std::env::var("HEADROOM_BENCH_CITY_CHECK").is_ok() {
         check_capacity_against_full_bases(&engine, &rows);

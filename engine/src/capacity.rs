@@ -25,7 +25,11 @@ use crate::load_model::{FeederLoads, LooseBatches, power_factor_tan};
 use crate::powerflow::{ElectricalFeeder, LANES, Lanes, SQRT_3, SweepLanes};
 use headroom_geodata::{FeederIx, TransformerIx};
 
+use crate::n1::FeederBases;
 use crate::open_capacity::OpenCapacity;
+use sweep::SweepBases;
+
+mod sweep;
 use headroom_readings::{InMemoryReadings, ReadingsSource};
 
 /// Which assets.
@@ -800,19 +804,25 @@ impl Engine {
         // Grades run top-down, and a substation's figures are in closed form.
         let substations = self.substation_open_capacity();
         match level {
-            Level::Feeder => (0..self.network.feeders.len())
-                .into_par_iter()
-                .map(|f| {
-                    let row = self.feeder_capacity(f, &substations);
-                    CapacityRow {
-                        data_age_s: age(AssetRef {
+            Level::Feeder => {
+                let n1 = self.config.n1.mode != crate::config::N1Mode::Off;
+                let bases = SweepBases::new(self, n1);
+                let mut rows: Vec<(usize, CapacityRow)> = bases
+                    .order()
+                    .into_par_iter()
+                    .map(|f| {
+                        let row = self.feeder_capacity(f, &substations, &bases);
+                        bases.row_done(f);
+                        let data_age_s = age(AssetRef {
                             kind: AssetKind::Feeder,
                             index: f as u32,
-                        }),
-                        ..row
-                    }
-                })
-                .collect(),
+                        });
+                        (f, CapacityRow { data_age_s, ..row })
+                    })
+                    .collect();
+                rows.sort_unstable_by_key(|(f, _)| *f);
+                rows.into_iter().map(|(_, row)| row).collect()
+            }
             Level::Transformer => self.transformer_capacity(readings, age, &substations),
             Level::Substation => self.substation_capacity(age, &substations),
         }
@@ -904,12 +914,21 @@ impl Engine {
         (Arc::new(base), head)
     }
 
-    fn feeder_capacity(&self, f: usize, substations: &[OpenCapacity]) -> CapacityRow {
+    fn feeder_capacity(
+        &self,
+        f: usize,
+        substations: &[OpenCapacity],
+        bases: &SweepBases<'_>,
+    ) -> CapacityRow {
         // The open capacity for generation needs every exporting step solved:
         // where no reservation touches the feeder, that full base serves the
         // load figures too (the screened base would give the same, and
         // building both cost a third more).
-        let measured = self.measured_base(f);
+        let measured = if self.feeder_fingerprint[f] == 0 {
+            bases.base(f)
+        } else {
+            self.measured_base(f)
+        };
         let open = self.feeder_open_capacity(&measured, f);
         let grade = open
             .grade()
@@ -993,7 +1012,7 @@ impl Engine {
                     .to_string(),
             );
         }
-        let n1 = self.feeder_n1_figures(f, headroom);
+        let n1 = self.feeder_n1_figures(f, headroom, bases);
         CapacityRow {
             id: feeder.id.to_string(),
             kind: "feeder",

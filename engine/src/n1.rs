@@ -109,6 +109,21 @@ struct WarmStart {
     nodes: Vec<(usize, usize, bool)>,
 }
 
+/// Where case trees take the bases of the feeders they join: the engine's
+/// cache ([`Engine::feeder`]), or a capacity sweep's own store, which builds
+/// each base once for the feeder's row and the cases of the feeders tied to
+/// it and drops it once they are done.
+pub(crate) trait FeederBases {
+    /// The base of feeder `f`, with the reservations the engine counts on it.
+    fn base(&self, f: usize) -> Arc<FeederBase>;
+}
+
+impl FeederBases for Engine {
+    fn base(&self, f: usize) -> Arc<FeederBase> {
+        self.feeder(f)
+    }
+}
+
 /// A restoration case with its trees.
 pub struct CaseFlows {
     /// The case.
@@ -183,7 +198,7 @@ impl Engine {
     pub fn feeder_n1(&self, f: usize) -> Arc<FeederN1> {
         let key = self.n1_key(f);
         self.n1_cases
-            .get_with(key, || Arc::new(self.build_n1(f, CASE_STEPS)))
+            .get_with(key, || Arc::new(self.build_n1(f, CASE_STEPS, self)))
     }
 
     /// The same over every step of the window, for a headroom that reaches
@@ -192,8 +207,55 @@ impl Engine {
     pub fn feeder_n1_every_step(&self, f: usize) -> Arc<FeederN1> {
         let (f, key) = self.n1_key(f);
         self.n1_cases.get_with((f, key ^ EVERY_STEP_KEY), || {
-            Arc::new(self.build_n1(f, usize::MAX))
+            Arc::new(self.build_n1(f, usize::MAX, self))
         })
+    }
+
+    /// The cached case set of feeder `f` (over the steps that bind, or with
+    /// `every_step`, over every step), else one built from `bases` and not
+    /// kept: a capacity sweep needs each feeder's cases once.
+    pub(crate) fn feeder_n1_from(
+        &self,
+        f: usize,
+        every_step: bool,
+        bases: &dyn FeederBases,
+    ) -> Arc<FeederN1> {
+        let (f, key) = self.n1_key(f);
+        let (key, keep) = if every_step {
+            (key ^ EVERY_STEP_KEY, usize::MAX)
+        } else {
+            (key, CASE_STEPS)
+        };
+        self.n1_cases
+            .get(&(f, key))
+            .unwrap_or_else(|| Arc::new(self.build_n1(f, keep, bases)))
+    }
+
+    /// The feeders whose bases the restoration cases of `f` are built from:
+    /// `f`, its suppliers, and a feeder heading each busbar it is tied to.
+    pub(crate) fn n1_base_feeders(&self, f: usize) -> Vec<usize> {
+        let restoration = self
+            .topology
+            .restoration(&self.network, FeederIx::from_usize(f));
+        let mut feeders = vec![f];
+        for tie in &restoration.ties {
+            let g = match tie.supply {
+                TieSupply::Feeder { feeder, .. } => Some(feeder.get()),
+                TieSupply::Busbar(b) => self.feeder_heading(b),
+            };
+            if let Some(g) = g.filter(|g| !feeders.contains(g)) {
+                feeders.push(g);
+            }
+        }
+        feeders
+    }
+
+    /// A feeder whose head is `busbar` (the first).
+    fn feeder_heading(&self, busbar: NodeIx) -> Option<usize> {
+        self.network
+            .feeders
+            .iter()
+            .position(|feeder| feeder.head_node == busbar)
     }
 
     /// A case set's cache key: the feeder and the reservations that its trees
@@ -212,10 +274,10 @@ impl Engine {
         (f, hasher.finish())
     }
 
-    fn build_n1(&self, f: usize, keep: usize) -> FeederN1 {
+    fn build_n1(&self, f: usize, keep: usize, bases: &dyn FeederBases) -> FeederN1 {
         let feeder = FeederIx::from_usize(f);
         let restoration = self.topology.restoration(&self.network, feeder);
-        let f_base = self.feeder(f);
+        let f_base = bases.base(f);
         let tree = self.topology.tree(feeder);
         let cases = restoration
             .cases
@@ -235,9 +297,9 @@ impl Engine {
                 }
                 let mut trees: Vec<CaseTree> = suppliers
                     .iter()
-                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts, keep))
+                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts, keep, bases))
                     .collect();
-                self.set_case_groups(&f_base, &mut trees);
+                self.set_case_groups(&f_base, &mut trees, bases);
                 for t in &mut trees {
                     if t.base.step_count() > keep {
                         self.keep_least_room(t, keep);
@@ -263,12 +325,13 @@ impl Engine {
         supply: TieSupply,
         parts: &[RestoredPart],
         keep: usize,
+        bases: &dyn FeederBases,
     ) -> CaseTree {
         let fe = &f_base.electrical;
         let f_tree = self.topology.tree(f_base.loads.feeder);
         let (mut e, mut nodes, supplier) = match supply {
             TieSupply::Feeder { feeder, .. } => {
-                let g = self.feeder(feeder.get());
+                let g = bases.base(feeder.get());
                 let nodes = self.topology.tree(feeder).nodes.clone();
                 (g.electrical.clone(), nodes, Some(g))
             }
@@ -388,7 +451,7 @@ impl Engine {
         let f_steps = steps_of(f_base);
         let g_steps = supplier.as_deref().map(steps_of);
         let busbar_kv = match supply {
-            TieSupply::Busbar(b) => Some(self.busbar_voltage(b)),
+            TieSupply::Busbar(b) => Some(self.busbar_voltage(b, bases)),
             TieSupply::Feeder { .. } => None,
         };
         let shared: Vec<(usize, usize, Option<usize>)> = (0..self.window.steps.len())
@@ -590,7 +653,12 @@ impl Engine {
     /// Each tree's busbar group flow: the group's own (with reservations),
     /// less the heads of the feeders whose supply changed, plus the case's
     /// new heads in that group.
-    fn set_case_groups(&self, f_base: &FeederBase, trees: &mut [CaseTree]) {
+    fn set_case_groups(
+        &self,
+        f_base: &FeederBase,
+        trees: &mut [CaseTree],
+        bases: &dyn FeederBases,
+    ) {
         let window = self.window.steps.len();
         let head_series = |b: &FeederBase| -> Vec<Complex64> {
             let mut at = vec![Complex64::new(0.0, 0.0); window];
@@ -622,7 +690,7 @@ impl Engine {
         add(f_group, &head_series(f_base), -1.0);
         for t in trees.iter() {
             if let TieSupply::Feeder { feeder, .. } = t.supply {
-                let g = self.feeder(feeder.get());
+                let g = bases.base(feeder.get());
                 add(g.group, &head_series(&g), -1.0);
             }
             add(t.base.group, &head_series(&t.base), 1.0);
@@ -644,15 +712,10 @@ impl Engine {
 
     /// A busbar's measured voltage per window step, read off a feeder it
     /// heads (`None` where none of them kept the step).
-    fn busbar_voltage(&self, busbar: NodeIx) -> Vec<Option<f64>> {
+    fn busbar_voltage(&self, busbar: NodeIx, bases: &dyn FeederBases) -> Vec<Option<f64>> {
         let mut at = vec![None; self.window.steps.len()];
-        if let Some(f) = self
-            .network
-            .feeders
-            .iter()
-            .position(|feeder| feeder.head_node == busbar)
-        {
-            let b = self.feeder(f);
+        if let Some(f) = self.feeder_heading(busbar) {
+            let b = bases.base(f);
             for (k, &w) in b.window_step.iter().enumerate() {
                 if let Some(slot) = at.get_mut(w) {
                     *slot = Some(b.loads.source_kv[k]);
@@ -678,10 +741,30 @@ impl Engine {
         cap_kw: f64,
         load: &AddedLoad<'_>,
     ) -> TransferOutcome {
-        self.n1_transfer_over(&self.feeder_n1(f), local, demand_kw, cap_kw, load)
+        self.n1_transfer_with(
+            &self.feeder_n1(f),
+            || self.feeder_n1_every_step(f),
+            local,
+            demand_kw,
+            cap_kw,
+            load,
+        )
+    }
+
+    /// [`Self::n1_transfer`] over the case set `n1`, with `every_step`
+    /// giving the feeder's cases over every step where it falls short.
+    fn n1_transfer_with(
+        &self,
+        n1: &FeederN1,
+        every_step: impl FnOnce() -> Arc<FeederN1>,
+        local: u32,
+        demand_kw: f64,
+        cap_kw: f64,
+        load: &AddedLoad<'_>,
+    ) -> TransferOutcome {
+        self.n1_transfer_over(n1, local, demand_kw, cap_kw, load)
             .unwrap_or_else(|| {
-                let every_step = self.feeder_n1_every_step(f);
-                self.n1_transfer_over(&every_step, local, demand_kw, cap_kw, load)
+                self.n1_transfer_over(&every_step(), local, demand_kw, cap_kw, load)
                     .expect("cases over every step leave no step out")
             })
     }
@@ -1270,15 +1353,27 @@ impl Engine {
     /// Whether feeder `f` as it stands passes N-1 and its N-1 headroom at its
     /// first node (flat, at the capacity power factor, never above
     /// `headroom_kw`); nothing where `engine.n1.mode` is off.
-    pub(crate) fn feeder_n1_figures(&self, f: usize, headroom_kw: f64) -> FeederN1Figures {
+    pub(crate) fn feeder_n1_figures(
+        &self,
+        f: usize,
+        headroom_kw: f64,
+        bases: &dyn FeederBases,
+    ) -> FeederN1Figures {
         let tree = self.topology.tree(FeederIx::from_usize(f));
         if self.config.n1.mode == crate::config::N1Mode::Off || tree.node_count() == 0 {
             return FeederN1Figures::default();
         }
         let load = AddedLoad::flat(self.config.capacity_power_factor);
-        let n1 = self.feeder_n1(f);
+        let n1 = self.feeder_n1_from(f, false, bases);
         let ok = n1.cases.iter().any(|c| c.broken_without().is_none());
-        let outcome = self.n1_transfer(f, 1, 0.0, headroom_kw, &load);
+        let outcome = self.n1_transfer_with(
+            &n1,
+            || self.feeder_n1_from(f, true, bases),
+            1,
+            0.0,
+            headroom_kw,
+            &load,
+        );
         let feeder_id = &self.network.feeders[f].id;
         let (case, detail) = match &outcome.best {
             None => (

@@ -145,6 +145,33 @@ fn cases_over_the_steps_of_least_room_answer_as_over_every_step() {
     assert!(compared > 300, "{compared}");
 }
 
+/// A capacity sweep on a fresh engine builds its bases and cases itself
+/// (each base once, none kept); its rows are those of an engine whose caches
+/// already hold every base and case set.
+#[test]
+fn a_capacity_sweep_gives_the_rows_the_cached_bases_give() {
+    let (fresh, _) = fixture_engine(EngineConfig::default());
+    let (warm, _) = fixture_engine(EngineConfig::default());
+    for f in 0..warm.network.feeders.len() {
+        warm.feeder(f);
+        warm.feeder_n1(f);
+        warm.feeder_n1_every_step(f);
+    }
+    let swept = fresh.capacity(headroom_engine::Level::Feeder, fresh.readings(), 0);
+    let cached = warm.capacity(headroom_engine::Level::Feeder, warm.readings(), 0);
+    assert_eq!(swept, cached);
+    assert!(
+        swept
+            .iter()
+            .any(|r| r.n1_headroom_kw.is_some_and(|h| h > 0.0))
+    );
+    assert_eq!(
+        fresh.cache_usage().0,
+        0,
+        "the sweep kept no base in the cache"
+    );
+}
+
 /// Compares every node's screened N-1 headroom with the one over every step;
 /// the number of comparisons.
 fn screened_against_every_step(engine: &Engine) -> usize {
