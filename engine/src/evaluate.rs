@@ -191,6 +191,14 @@ fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
     out
 }
 
+/// `|z|` without `hypot`'s guard against overflow, which kV, A and kVA never
+/// come near: the generation estimates and the load bounds take a magnitude
+/// per path node and step, and `hypot` cost more than the rest of them.
+#[inline]
+pub(crate) fn magnitude(z: Complex64) -> f64 {
+    z.norm_sqr().sqrt()
+}
+
 /// The smallest `x >= 0` with `|start + x * per_unit| = limit`; 0 when already past.
 pub(crate) fn magnitude_root(start: Complex64, per_unit: Complex64, limit: f64) -> f64 {
     let c = start.norm_sqr() - limit * limit;

@@ -28,7 +28,7 @@
 
 use num_complex::Complex64;
 
-use super::Scratch;
+use super::{Scratch, magnitude};
 use crate::base::FeederBase;
 use crate::checks::{WorstChecks, absorb};
 use crate::engine::Engine;
@@ -416,8 +416,8 @@ impl Candidate<'_> {
                 // exporting feeder's head is lowered by it), its change as the
                 // voltage falls and every load's answer.
                 bounds.head = self.head_rated_a.map_or(0.0, |rated| {
-                    ((base.head_i_a[k] + new_current).norm()
-                        + (new_current.norm() + loads_a) * reach.growth)
+                    (magnitude(base.head_i_a[k] + new_current)
+                        + (magnitude(new_current) + loads_a) * reach.growth)
                         / rated
                 });
                 if matches!(scan, Scan::Loading) {
@@ -444,7 +444,7 @@ impl Candidate<'_> {
                 bounds.v_max = base.observed[k].v_max_pu + reach.growth * voltage_spread(base, k);
             }
             Scan::Substation => {
-                let largest_path_current = base.head_i_a[k].norm().max(
+                let largest_path_current = magnitude(base.head_i_a[k]).max(
                     f64::from(base.path_max_loading[run])
                         * self.strongest_a.max(self.head_rated_a.unwrap_or(0.0)),
                 );
@@ -484,7 +484,7 @@ impl Candidate<'_> {
         // grows as the voltage falls by at most its growth.
         // Its voltage's relative change, angle included, is at most the
         // reach's fall, so its current moves by at most `growth` of itself.
-        let turn_a = new_current.norm() * reach.growth;
+        let turn_a = magnitude(new_current) * reach.growth;
         let mut bounds = *quick;
         let answer_kv = reach.growth * f64::from(orders.answer_drop_kv[k]);
         // The load's own change moves a node by the impedance it shares with
@@ -541,18 +541,19 @@ impl Candidate<'_> {
                 continue;
             }
             let branch = solution.i_a(p);
-            let base_current = branch.norm();
+            let base_current = magnitude(branch);
             // A branch's losses grow with the square of its current, the
             // new load's added as a phasor.
-            let after = (branch + new_current).norm() + turn_a + response_a;
-            path_losses +=
-                3.0 * e.z_ohm[p].norm() * (after * after - base_current * base_current).max(0.0)
-                    / 1000.0;
+            let after = magnitude(branch + new_current) + turn_a + response_a;
+            path_losses += 3.0
+                * magnitude(e.z_ohm[p])
+                * (after * after - base_current * base_current).max(0.0)
+                / 1000.0;
             if e.rated_a[p].is_finite() {
                 path_loading = path_loading.max(after / e.rated_a[p]);
             }
         }
-        let head_after = (solution.i_a(0) + new_current).norm() + turn_a + response_a;
+        let head_after = magnitude(solution.i_a(0) + new_current) + turn_a + response_a;
         let head = self
             .head_rated_a
             .map_or(0.0, |rated| head_after / rated)
@@ -620,7 +621,7 @@ impl Candidate<'_> {
         let subtree_answer = &orders.subtree_max_answer[row..row + n];
         let angles = AngleRange::new(orders.angle_range[k]);
         let drop_per_ohm = reach.drop_kv_per_ohm();
-        let busbar = solution.v_kv(0).norm() / e.nominal_kv[0];
+        let busbar = magnitude(solution.v_kv(0)) / e.nominal_kv[0];
         let mut bounds = NodeBounds {
             v_min: busbar,
             v_max: busbar,
@@ -674,8 +675,8 @@ impl Candidate<'_> {
                 let nominal = e.nominal_kv[p];
                 let shift = SQRT_3 / 1000.0 * self.z_path[i] * new_current;
                 let moved_kv = answer_kv + SQRT_3 / 1000.0 * self.z_from_busbar[i] * turn_a;
-                let own = (solution.v_kv(p) - shift).norm();
-                let shift_kv = shift.norm();
+                let own = magnitude(solution.v_kv(p) - shift);
+                let shift_kv = magnitude(shift);
                 let (cos_min, cos_max) = angles.cos_range(shift / shift_kv.max(f64::MIN_POSITIVE));
                 if lows {
                     bounds.v_min = bounds.v_min.min((own - moved_kv) / nominal);

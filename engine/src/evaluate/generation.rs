@@ -26,7 +26,7 @@
 
 use num_complex::Complex64;
 
-use super::{AddedLoad, PointEvaluation, Scratch, UNBOUNDED_KW, with_scratch};
+use super::{AddedLoad, PointEvaluation, Scratch, UNBOUNDED_KW, magnitude, with_scratch};
 use crate::base::FeederBase;
 use crate::checks::{CheckName, Figures, Observed, TIE_TOLERANCE, WorstChecks, absorb};
 use crate::config::Limits;
@@ -113,14 +113,6 @@ fn partition_in_place<T>(items: &mut [T], keep: impl Fn(&T) -> bool) -> usize {
         }
     }
     kept
-}
-
-/// `|z|` without `hypot`'s guard against overflow, which kV, A and kVA never
-/// come near: the estimates take a magnitude per path node and step, and
-/// `hypot` cost more than the rest of them together.
-#[inline]
-fn magnitude(z: Complex64) -> f64 {
-    z.norm_sqr().sqrt()
 }
 
 /// Steps solved exactly at most.
