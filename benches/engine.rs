@@ -26,8 +26,9 @@
 //!   73 million readings takes a minute first.
 //!
 //! Run: `cargo bench --bench engine`; with `HEADROOM_BENCH_CITY_ONLY=1` as well,
-//! only the city runs (`HEADROOM_BENCH_CITY_PART=rank|generation|capacity` one
-//! part of it, `generation` the generation passes alone, warm
+//! only the city runs (`HEADROOM_BENCH_CITY_PART=rank|generation|n1|capacity` one
+//! part of it, `generation` the generation passes alone and `n1` the N-1
+//! enforced ones, warm
 //! `HEADROOM_BENCH_CITY_WARM_PASSES` times; `HEADROOM_BENCH_CITY_CAPACITY_PASSES=N`
 //! the capacity sweep N times, to profile past the load; `HEADROOM_BENCH_CITY_N1=off`
 //! without the N-1 checks). `HEADROOM_BENCH_CITY_CHECK=1` then compares every
@@ -243,7 +244,7 @@ fn city() {
             Application::from_json(&v).expect("valid")
         })
         .collect();
-    // `HEADROOM_BENCH_CITY_PART=rank|capacity` runs one part; with
+    // `HEADROOM_BENCH_CITY_PART=rank|generation|n1|capacity` runs one part; with
     // `HEADROOM_BENCH_CITY_WARM_PASSES=N` the warm pass repeats (for profiling).
     let part = std::env::var("HEADROOM_BENCH_CITY_PART").unwrap_or_default();
     let warm_passes: usize = std::env::var("HEADROOM_BENCH_CITY_WARM_PASSES")
@@ -251,7 +252,7 @@ fn city() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
     let passes = std::iter::once("cold").chain(std::iter::repeat_n("warm", warm_passes));
-    let loads = part != "capacity" && part != "generation";
+    let loads = !matches!(part.as_str(), "capacity" | "generation" | "n1");
     for pass in passes.filter(|_| loads) {
         let cpu_start = process_cpu_s();
         let wall_start = Instant::now();
@@ -281,10 +282,11 @@ fn city() {
         .filter(|(_, _, generation)| match part.as_str() {
             "capacity" => false,
             "generation" => *generation,
+            "n1" => !*generation,
             _ => true,
         });
     for (what, variant, _) in variants {
-        let (later, after) = if part == "generation" {
+        let (later, after) = if part == "generation" || part == "n1" {
             (warm_passes, "")
         } else {
             (1, " after the loads'")
@@ -295,7 +297,7 @@ fn city() {
             report_pass(&format!("{what} ({pass} pass{after}"), &timings, candidates);
         }
     }
-    if part == "rank" || part == "generation" {
+    if matches!(part.as_str(), "rank" | "generation" | "n1") {
         return;
     }
     // `HEADROOM_BENCH_CITY_CAPACITY_PASSES=N` repeats the sweep (for profiling

@@ -994,29 +994,45 @@ impl Engine {
                 (bound, k)
             })
             .collect();
-        order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        // (loading, step, the branch's local node: 0 for the head)
-        let mut worst: Option<(f64, usize, u32)> = None;
-        for &(bound, k) in &order {
-            if worst.is_some_and(|(w, ..)| bound < w) {
-                break;
-            }
+        // The highest loading of the path or head at step `k`, and where.
+        let loading_at = |k: usize| -> (f64, u32) {
             let solution = &base.solutions[k];
             let added =
                 per_kw * (demand_kw * factor(k)) / (SQRT_3 * solution.v_kv(local as usize).conj());
-            let mut most = (f64::NEG_INFINITY, 0u32);
+            // Squared, rooted once: a root per branch cost more than the rest.
+            let mut most_squared = (f64::NEG_INFINITY, 0u32);
             for &(j, inverse_rated_2) in &path {
-                let loading = ((solution.i_a(j) + added).norm_sqr() * inverse_rated_2).sqrt();
-                if loading > most.0 {
-                    most = (loading, j as u32);
+                let squared = (solution.i_a(j) + added).norm_sqr() * inverse_rated_2;
+                if squared > most_squared.0 {
+                    most_squared = (squared, j as u32);
                 }
             }
+            let mut most = (most_squared.0.sqrt(), most_squared.1);
             if let Some(rated) = head {
                 let loading = (solution.i_a(0) + added).norm_sqr().sqrt() / rated;
                 if loading > most.0 {
                     most = (loading, 0);
                 }
             }
+            most
+        };
+        let descending =
+            |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        // The step of the highest bound first: a step whose bound lies under
+        // its loading is never reached, so only the others are sorted.
+        let first = order
+            .iter()
+            .min_by(|a, b| descending(a, b))
+            .map(|&(_, k)| loading_at(k).0);
+        order.retain(|(bound, _)| first.is_none_or(|w| *bound >= w));
+        order.sort_unstable_by(descending);
+        // (loading, step, the branch's local node: 0 for the head)
+        let mut worst: Option<(f64, usize, u32)> = None;
+        for &(bound, k) in &order {
+            if worst.is_some_and(|(w, ..)| bound < w) {
+                break;
+            }
+            let most = loading_at(k);
             // Of equal loadings, the earliest step's.
             if worst.is_none_or(|(w, wk, _)| most.0 > w || (most.0 == w && k < wk)) {
                 worst = Some((most.0, k, most.1));
