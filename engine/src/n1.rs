@@ -74,6 +74,10 @@ const DROPPED_ROOM_MARGIN: f64 = 1.15;
 /// Each branch's highest loading over every step of `flows` on `e`.
 fn branch_max(e: &ElectricalFeeder, flows: &[crate::powerflow::Solution]) -> Vec<(f32, u32)> {
     let mut most = vec![(0.0f32, 0u32); e.len()];
+    // Per branch, a squared loading that rounds to the highest kept: a step
+    // whose square is no higher cannot round higher, so it is passed without
+    // a root (the highest changes a few times over the window).
+    let mut most_squared = vec![0.0f64; e.len()];
     let head = e.head_rated_a.filter(|r| *r > 0.0);
     for (k, solution) in flows.iter().enumerate() {
         if solution.i_a.len() != e.len() {
@@ -85,11 +89,16 @@ fn branch_max(e: &ElectricalFeeder, flows: &[crate::powerflow::Solution]) -> Vec
                 most[0] = (loading, k as u32);
             }
         }
-        for (j, slot) in most.iter_mut().enumerate().skip(1) {
-            if e.inv_rated_a_2[j] > 0.0 {
-                let loading = (solution.i_a[j].norm_sqr() * e.inv_rated_a_2[j]).sqrt() as f32;
+        for (j, (slot, squared_slot)) in most.iter_mut().zip(&mut most_squared).enumerate().skip(1)
+        {
+            let squared = solution.i_a[j].norm_sqr() * e.inv_rated_a_2[j];
+            if e.inv_rated_a_2[j] > 0.0 && squared > *squared_slot {
+                let loading = squared.sqrt() as f32;
                 if loading > slot.0 {
                     *slot = (loading, k as u32);
+                }
+                if loading >= slot.0 {
+                    *squared_slot = squared;
                 }
             }
         }
