@@ -13,7 +13,9 @@
 //! candidate's N-1 headroom in a case is the same bound-estimate-confirm
 //! search ([`Engine::headroom_at`]) as its normal headroom, on the case tree.
 //! The cases of a feeder, with their flows, are built once and cached with the
-//! feeder bases (the readings or reservations changing builds them again).
+//! feeder bases (the readings or reservations changing builds them again); a
+//! capacity sweep, which needs each feeder's cases once, builds them from its
+//! own store of bases and keeps none (`FeederBases`).
 //!
 //! # Substation transformers
 //! In closed form over the window: the coupled groups' measured flow plus the
