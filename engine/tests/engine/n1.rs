@@ -121,6 +121,14 @@ fn cases_over_the_steps_of_least_room_answer_as_over_every_step() {
     let (engine, _) = fixture_engine(EngineConfig::default());
     let compared = screened_against_every_step(&engine);
     assert!(compared > 300, "{compared}");
+    let reserved = engine.with_reservations(middle_reservations(&engine));
+    let compared = screened_against_every_step(&reserved);
+    assert!(compared > 300, "{compared}");
+}
+
+/// 400 kW reserved at the middle node of every feeder, every other one with
+/// an evening profile.
+fn middle_reservations(engine: &Engine) -> Vec<ReservedLoad> {
     let evening: Vec<f64> = (0..96)
         .map(|q| if (68..88).contains(&q) { 1.0 } else { 0.3 })
         .collect();
@@ -140,36 +148,45 @@ fn cases_over_the_steps_of_least_room_answer_as_over_every_step() {
         })
         .collect::<Vec<_>>();
     assert!(reservations.len() >= 2);
-    let reserved = engine.with_reservations(reservations);
-    let compared = screened_against_every_step(&reserved);
-    assert!(compared > 300, "{compared}");
+    reservations
 }
 
 /// A capacity sweep on a fresh engine builds its bases and cases itself
 /// (each base once, none kept); its rows are those of an engine whose caches
-/// already hold every base and case set.
+/// already hold every base and case set, without reservations and with them
+/// (which the N-1 cases count on the feeder and on its suppliers).
 #[test]
 fn a_capacity_sweep_gives_the_rows_the_cached_bases_give() {
-    let (fresh, _) = fixture_engine(EngineConfig::default());
-    let (warm, _) = fixture_engine(EngineConfig::default());
-    for f in 0..warm.network.feeders.len() {
-        warm.feeder(f);
-        warm.feeder_n1(f);
-        warm.feeder_n1_every_step(f);
+    for reserved in [false, true] {
+        let engine = || {
+            let (engine, _) = fixture_engine(EngineConfig::default());
+            if reserved {
+                engine.with_reservations(middle_reservations(&engine))
+            } else {
+                engine
+            }
+        };
+        let (fresh, warm) = (engine(), engine());
+        for f in 0..warm.network.feeders.len() {
+            warm.feeder(f);
+            warm.feeder_n1(f);
+            warm.feeder_n1_every_step(f);
+        }
+        let swept = fresh.capacity(headroom_engine::Level::Feeder, fresh.readings(), 0);
+        let cached = warm.capacity(headroom_engine::Level::Feeder, warm.readings(), 0);
+        assert_eq!(swept, cached, "reservations: {reserved}");
+        assert!(
+            swept
+                .iter()
+                .any(|r| r.n1_headroom_kw.is_some_and(|h| h > 0.0))
+        );
+        assert_eq!(swept.iter().any(|r| r.reserved_kw > 0.0), reserved);
+        assert_eq!(
+            fresh.cache_usage().0,
+            0,
+            "the sweep kept no base in the cache"
+        );
     }
-    let swept = fresh.capacity(headroom_engine::Level::Feeder, fresh.readings(), 0);
-    let cached = warm.capacity(headroom_engine::Level::Feeder, warm.readings(), 0);
-    assert_eq!(swept, cached);
-    assert!(
-        swept
-            .iter()
-            .any(|r| r.n1_headroom_kw.is_some_and(|h| h > 0.0))
-    );
-    assert_eq!(
-        fresh.cache_usage().0,
-        0,
-        "the sweep kept no base in the cache"
-    );
 }
 
 /// Compares every node's screened N-1 headroom with the one over every step;
