@@ -27,10 +27,10 @@ use headroom_geodata::{FeederIx, TransformerIx};
 
 use crate::n1::FeederBases;
 use crate::open_capacity::OpenCapacity;
+use headroom_readings::{InMemoryReadings, ReadingsSource};
 use sweep::SweepBases;
 
 mod sweep;
-use headroom_readings::{InMemoryReadings, ReadingsSource};
 
 /// Which assets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

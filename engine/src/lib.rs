@@ -103,6 +103,8 @@ pub mod powerflow;
 pub mod publish;
 pub mod rank;
 pub mod service_line;
+#[cfg(test)]
+mod test_support;
 
 pub use application::{Application, ApplicationKind, CustomerClass, Importance};
 pub use base::{BaseSummary, FeederBase};

@@ -207,19 +207,18 @@ pub struct TransferOutcome {
 impl Engine {
     /// The restoration cases of feeder `f` with their flows, cached.
     pub fn feeder_n1(&self, f: usize) -> Arc<FeederN1> {
-        let key = self.n1_key(f);
+        let (key, keep) = self.n1_set(f, false);
         self.n1_cases
-            .get_with(key, || Arc::new(self.build_n1(f, CASE_STEPS, self)))
+            .get_with(key, || Arc::new(self.build_n1(f, keep, self)))
     }
 
     /// The same over every step of the window, for a headroom that reaches
     /// the room of the steps a cached tree leaves out (kept in the same
     /// cache, marked apart).
     pub fn feeder_n1_every_step(&self, f: usize) -> Arc<FeederN1> {
-        let (f, key) = self.n1_key(f);
-        self.n1_cases.get_with((f, key ^ EVERY_STEP_KEY), || {
-            Arc::new(self.build_n1(f, usize::MAX, self))
-        })
+        let (key, keep) = self.n1_set(f, true);
+        self.n1_cases
+            .get_with(key, || Arc::new(self.build_n1(f, keep, self)))
     }
 
     /// The cached case set of feeder `f` (over the steps that bind, or with
@@ -231,15 +230,21 @@ impl Engine {
         every_step: bool,
         bases: &dyn FeederBases,
     ) -> Arc<FeederN1> {
-        let (f, key) = self.n1_key(f);
-        let (key, keep) = if every_step {
-            (key ^ EVERY_STEP_KEY, usize::MAX)
-        } else {
-            (key, CASE_STEPS)
-        };
+        let (key, keep) = self.n1_set(f, every_step);
         self.n1_cases
-            .get(&(f, key))
+            .get(&key)
             .unwrap_or_else(|| Arc::new(self.build_n1(f, keep, bases)))
+    }
+
+    /// A case set's cache key and the steps its trees keep: those of least
+    /// room, or with `every_step` every step (marked apart in the key).
+    fn n1_set(&self, f: usize, every_step: bool) -> ((usize, u64), usize) {
+        let (f, key) = self.n1_key(f);
+        if every_step {
+            ((f, key ^ EVERY_STEP_KEY), usize::MAX)
+        } else {
+            ((f, key), CASE_STEPS)
+        }
     }
 
     /// The feeders whose bases the restoration cases of `f` are built from:

@@ -124,22 +124,8 @@ impl FeederBases for SweepBases<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::EngineConfig;
-
-    fn fixture_engine() -> Engine {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/1-MV-semiurb");
-        let gridpack = headroom_geodata::Gridpack::read(&dir).expect("fixture gridpack");
-        let readings = Arc::new(crate::InMemoryReadings::from_rows(&gridpack.readings));
-        Engine::new(
-            gridpack.network,
-            readings,
-            EngineConfig::default(),
-            Vec::new(),
-        )
-    }
+    use crate::test_support::fixture_engine;
 
     /// Every feeder comes once; a base is built once for all the rows that
     /// need it, and none is held after the last of them.

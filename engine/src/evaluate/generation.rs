@@ -1215,11 +1215,8 @@ struct ExportGeometry {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-    use std::sync::Arc;
-
     use super::*;
-    use crate::EngineConfig;
+    use crate::test_support::fixture_engine;
 
     /// PV at unity power factor with the default profile.
     fn pv_generation() -> AddedGeneration<'static> {
@@ -1227,18 +1224,6 @@ mod tests {
             absorbed_kvar_per_kw: 0.0,
             profile: Some(headroom_geodata::pv_shape()),
         }
-    }
-
-    fn fixture_engine() -> Engine {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/1-MV-semiurb");
-        let gridpack = headroom_geodata::Gridpack::read(&dir).expect("fixture gridpack");
-        let readings = Arc::new(crate::InMemoryReadings::from_rows(&gridpack.readings));
-        Engine::new(
-            gridpack.network,
-            readings,
-            EngineConfig::default(),
-            Vec::new(),
-        )
     }
 
     /// A capacity sweep judges one point per feeder: the rooms are worked out
