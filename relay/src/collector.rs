@@ -6,15 +6,20 @@
 //! log holds into files of at most `batch_max_readings`, or whatever is there
 //! once the oldest reading is `batch_max_age_ms` old.
 //!
-//! **Sealing, crash by crash.** A seal is a log record `(sequence, created,
-//! count)`: the next `count` readings of the log belong to file `sequence`,
-//! created then. The record is made durable before the file is written, so a
-//! number is claimed exactly when the log says so, and never twice. The file is
-//! then written (both algorithms sign deterministically, so writing it again
-//! after a crash gives the same bytes and the inbox sees a duplicate, not a
-//! conflict) to `sent/` under the state folder, and from there to the outbox.
+//! **Sealing, crash by crash.** Every reading logged gets the next serial
+//! number of the log (a readings record carries its first). A seal is a log
+//! record `(sequence, created, count, first)`: readings `first..first + count`
+//! belong to file `sequence`, created then. The record is made durable before
+//! the file is written, so a number is claimed exactly when the log says so,
+//! and never twice. The file is then written (both algorithms sign
+//! deterministically, so writing it again after a crash gives the same bytes
+//! and the inbox sees a duplicate, not a conflict) to `sent/` under the state
+//! folder, and from there to the outbox.
 //! Log segments are deleted only once every seal and reading in them is in the
-//! outbox, after the `sequence` file records the last number used.
+//! outbox, after the `sequence` file records the last number used. A file's
+//! readings may span segments, so a kept segment can begin with the tail of a
+//! file whose head went with an older one: its seal names the serials, and a
+//! replay drops that tail instead of taking the readings after it for the file.
 //!
 //! **Back-pressure.** While the outbox holds `outbox_max_files` files the device
 //! has not taken, or cannot be written, nothing is delivered: readings stay in
@@ -42,8 +47,14 @@ use crate::files::{is_visible_file, write_durably};
 use crate::keys::SigningKey;
 use crate::sealed::{self, Kind, valid_stream_name};
 
-const RECORD_READINGS: u8 = 1;
-const RECORD_SEAL: u8 = 2;
+/// The log's record kinds. Kinds 1 and 2 are those of logs written before
+/// readings carried serial numbers: still replayed, in order, never written.
+const RECORD_READINGS_UNNUMBERED: u8 = 1;
+const RECORD_SEAL_UNNUMBERED: u8 = 2;
+/// `first: u64, count: u32`, then the readings.
+const RECORD_READINGS: u8 = 3;
+/// `sequence: u64, created_ms: i64, count: u32, first: u64`.
+const RECORD_SEAL: u8 = 4;
 
 /// The `[collector]` table of `collector.toml`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -260,6 +271,9 @@ struct Sealer {
     wal: Wal,
     /// Logged, not sealed, oldest first; with the segment of each run.
     unsealed: VecDeque<Reading>,
+    /// The serial number of the first unsealed reading (of the next one logged
+    /// when none is); serials of the unsealed readings follow without gaps.
+    unsealed_first: u64,
     runs: VecDeque<(u64, usize)>,
     /// Arrival time of the oldest unsealed reading.
     oldest_unsealed: Option<Instant>,
@@ -299,6 +313,7 @@ impl Sealer {
         }
         let recorded_sequence = read_recorded_sequence(&state_dir)?;
         let mut unsealed = VecDeque::new();
+        let mut unsealed_first = 0u64;
         let mut runs: VecDeque<(u64, usize)> = VecDeque::new();
         let mut undelivered = VecDeque::new();
         let mut last_sealed = recorded_sequence;
@@ -311,46 +326,92 @@ impl Sealer {
             torn_bytes += torn;
             for payload in records {
                 let mut reader = Reader::new(payload);
+                let undecodable = |what| damaged(&wal_dir, segment, what);
                 match reader.u8() {
-                    Some(RECORD_READINGS) => {
+                    Some(kind @ (RECORD_READINGS | RECORD_READINGS_UNNUMBERED)) => {
+                        let next = unsealed_first + unsealed.len() as u64;
+                        let first = if kind == RECORD_READINGS {
+                            reader
+                                .u64()
+                                .ok_or_else(|| undecodable("a readings record does not decode"))?
+                        } else {
+                            next
+                        };
                         let count = reader.u32().unwrap_or(0) as usize;
+                        // A write reported as failed may still have reached the
+                        // log whole; the write after it took the same serials.
+                        if first < next {
+                            let superseded = ((next - first) as usize).min(unsealed.len());
+                            unsealed.truncate(unsealed.len() - superseded);
+                            drop_last_runs(&mut runs, superseded);
+                        }
+                        if unsealed.is_empty() {
+                            unsealed_first = first;
+                        } else if first != unsealed_first + unsealed.len() as u64 {
+                            return Err(undecodable("readings records skip serial numbers"));
+                        }
                         for _ in 0..count {
-                            let reading = reader.reading(&mut interned).ok_or_else(|| {
-                                damaged(&wal_dir, segment, "a readings record does not decode")
-                            })?;
+                            let reading = reader
+                                .reading(&mut interned)
+                                .ok_or_else(|| undecodable("a readings record does not decode"))?;
                             unsealed.push_back(reading);
                         }
                         push_run(&mut runs, segment, count);
                     }
-                    Some(RECORD_SEAL) => {
+                    Some(kind @ (RECORD_SEAL | RECORD_SEAL_UNNUMBERED)) => {
                         let (Some(sequence), Some(created_ms), Some(count)) =
                             (reader.u64(), reader.i64(), reader.u32())
                         else {
-                            return Err(damaged(
-                                &wal_dir,
-                                segment,
-                                "a seal record does not decode",
-                            ));
+                            return Err(undecodable("a seal record does not decode"));
+                        };
+                        let first = if kind == RECORD_SEAL {
+                            reader
+                                .u64()
+                                .ok_or_else(|| undecodable("a seal record does not decode"))?
+                        } else {
+                            unsealed_first
                         };
                         let count = count as usize;
-                        if count > unsealed.len() {
-                            return Err(damaged(
-                                &wal_dir,
-                                segment,
-                                "a seal claims more readings than the log holds",
-                            ));
+                        let end = first + count as u64;
+                        // Readings before the file's first are a failed write's
+                        // that no seal took (the write after it replaced them).
+                        let stale =
+                            (first.saturating_sub(unsealed_first) as usize).min(unsealed.len());
+                        unsealed.drain(..stale);
+                        take_runs(&mut runs, stale);
+                        unsealed_first += stale as u64;
+                        let head_kept = unsealed_first == first && !unsealed.is_empty();
+                        if count == 0 || head_kept {
+                            if count > unsealed.len() {
+                                return Err(undecodable(
+                                    "a seal claims more readings than the log holds",
+                                ));
+                            }
+                            let first_segment = runs.front().map_or(segment, |r| r.0);
+                            take_runs(&mut runs, count);
+                            undelivered.push_back(Sealed {
+                                sequence,
+                                created_ms,
+                                readings: unsealed.drain(..count).collect(),
+                                first_segment,
+                            });
+                            unsealed_first += count as u64;
+                        } else {
+                            // Its head went with a deleted segment, which only
+                            // happens once the file is in the outbox: its tail
+                            // is dropped, not sealed again.
+                            let tail =
+                                (end.saturating_sub(unsealed_first) as usize).min(unsealed.len());
+                            unsealed.drain(..tail);
+                            take_runs(&mut runs, tail);
+                            unsealed_first += tail as u64;
                         }
-                        let first_segment = runs.front().map_or(segment, |r| r.0);
-                        take_runs(&mut runs, count);
-                        undelivered.push_back(Sealed {
-                            sequence,
-                            created_ms,
-                            readings: unsealed.drain(..count).collect(),
-                            first_segment,
-                        });
+                        if unsealed.is_empty() {
+                            unsealed_first = unsealed_first.max(end);
+                        }
                         last_sealed = last_sealed.max(sequence);
                     }
-                    _ => return Err(damaged(&wal_dir, segment, "a record of no known kind")),
+                    _ => return Err(undecodable("a record of no known kind")),
                 }
             }
         }
@@ -379,6 +440,7 @@ impl Sealer {
             sent_dir,
             wal,
             unsealed,
+            unsealed_first,
             runs,
             oldest_unsealed,
             last_sealed: Instant::now(),
@@ -446,14 +508,17 @@ impl Sealer {
     /// connectors keep the readings and write again).
     fn log(&mut self, writes: Vec<(Vec<Reading>, WriteReply)>) {
         let mut records = Vec::new();
+        let mut first = self.unsealed_first + self.unsealed.len() as u64;
         for (readings, _) in &writes {
             headroom_wal::frame(&mut records, |out| {
                 out.push(RECORD_READINGS);
+                out.extend_from_slice(&first.to_le_bytes());
                 out.extend_from_slice(&(readings.len() as u32).to_le_bytes());
                 for r in readings {
                     put_reading(out, r);
                 }
             });
+            first += readings.len() as u64;
         }
         if let Err(e) = self.wal.append_durably(&records) {
             let message = format!("the collector's log: {e}");
@@ -501,6 +566,7 @@ impl Sealer {
                 out.extend_from_slice(&sequence.to_le_bytes());
                 out.extend_from_slice(&created_ms.to_le_bytes());
                 out.extend_from_slice(&(count as u32).to_le_bytes());
+                out.extend_from_slice(&self.unsealed_first.to_le_bytes());
             });
             // The claim on the number: durable before any file bears it.
             self.wal.append_durably(&record)?;
@@ -513,6 +579,7 @@ impl Sealer {
                 readings: self.unsealed.drain(..count).collect(),
                 first_segment,
             });
+            self.unsealed_first += count as u64;
             // What follows goes to a new segment, so the sealed ones can go.
             self.wal.rotate()?;
             self.oldest_unsealed = (!self.unsealed.is_empty()).then(Instant::now);
@@ -705,6 +772,21 @@ fn push_run(runs: &mut VecDeque<(u64, usize)>, segment: u64, count: usize) {
     }
 }
 
+/// Forgets the last `count` readings of the runs (a write that was replaced).
+fn drop_last_runs(runs: &mut VecDeque<(u64, usize)>, mut count: usize) {
+    while count > 0 {
+        let Some(back) = runs.back_mut() else {
+            return;
+        };
+        if back.1 > count {
+            back.1 -= count;
+            return;
+        }
+        count -= back.1;
+        runs.pop_back();
+    }
+}
+
 fn take_runs(runs: &mut VecDeque<(u64, usize)>, mut count: usize) {
     while count > 0 {
         let Some(front) = runs.front_mut() else {
@@ -894,6 +976,96 @@ mod tests {
             before
         );
         assert!(resend(&setup.settings.state_dir, &setup.outbox, "scada", 3, 2).is_err());
+    }
+
+    /// A crash is the sealer dropped between two rounds, as a SIGKILL leaves it:
+    /// only what it made durable remains. The second write makes files whose
+    /// readings span two log segments, and the older segment is deleted once
+    /// they are in the outbox.
+    #[test]
+    fn a_crash_after_files_spanning_log_segments_neither_loses_nor_repeats_a_reading() {
+        for second_write in [8, 20, 25] {
+            let setup = setup(10);
+            let mut sealer =
+                Sealer::open(setup.settings.clone(), setup.key(), &setup.outbox).unwrap();
+            let round = |sealer: &mut Sealer, from: usize, to: usize| {
+                let (reply, _ticket) = WriteTicket::channel();
+                sealer.log(vec![((from..to).map(reading).collect(), reply)]);
+                sealer.seal_due(false).unwrap();
+                sealer.deliver().unwrap();
+                sealer.forget_delivered().unwrap();
+            };
+            round(&mut sealer, 0, 13);
+            round(&mut sealer, 13, 13 + second_write);
+            let wal_dir = setup.settings.state_dir.join("wal");
+            assert!(
+                !headroom_wal::segments(&wal_dir).unwrap().contains(&1),
+                "the first segment is deleted: the case under test"
+            );
+            drop(sealer);
+
+            let total = 13 + second_write + 2;
+            let collector = setup.start();
+            write(&collector.sink(), 13 + second_write, total);
+            collector.stop().unwrap();
+            // One file per number in the outbox (a repeat has the same name):
+            // in number order they hold every reading once.
+            let files = setup.outbox_files();
+            let sizes: Vec<(u64, usize)> = files.iter().map(|f| (f.0, f.1.len())).collect();
+            let all: Vec<Reading> = files.into_iter().flat_map(|f| f.1).collect();
+            assert_eq!(
+                all,
+                (0..total).map(reading).collect::<Vec<_>>(),
+                "second write of {second_write}: files (number, readings) {sizes:?}"
+            );
+        }
+    }
+
+    /// A log written before readings carried serials still replays, and a
+    /// write reported failed that reached the log whole gives way to the write
+    /// that took its serials after it.
+    #[test]
+    fn unnumbered_records_and_a_replaced_write_replay_as_they_were_acknowledged() {
+        let setup = setup(10);
+        let wal_dir = setup.settings.state_dir.join("wal");
+        let mut wal = Wal::create(&wal_dir, 0).unwrap();
+        let readings_record = |out: &mut Vec<u8>, first: Option<u64>, rows: &[usize]| {
+            headroom_wal::frame(out, |out| {
+                match first {
+                    Some(first) => {
+                        out.push(RECORD_READINGS);
+                        out.extend_from_slice(&first.to_le_bytes());
+                    }
+                    None => out.push(RECORD_READINGS_UNNUMBERED),
+                }
+                out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+                for &i in rows {
+                    put_reading(out, &reading(i));
+                }
+            });
+        };
+        let mut log = Vec::new();
+        readings_record(&mut log, None, &[0, 1, 2, 3]);
+        headroom_wal::frame(&mut log, |out| {
+            out.push(RECORD_SEAL_UNNUMBERED);
+            out.extend_from_slice(&1u64.to_le_bytes());
+            out.extend_from_slice(&1_780_000_000_000i64.to_le_bytes());
+            out.extend_from_slice(&3u32.to_le_bytes());
+        });
+        // Serials 0..4 so far; the failed write took 4..6, its replacement 4..7.
+        readings_record(&mut log, Some(4), &[50, 51]);
+        readings_record(&mut log, Some(4), &[100, 101, 102]);
+        wal.append_durably(&log).unwrap();
+        drop(wal);
+
+        setup.start().stop().unwrap();
+        let files = setup.outbox_files();
+        let rows = |file: &(u64, Vec<Reading>)| -> Vec<Reading> { file.1.clone() };
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert_eq!(files[0].0, 1);
+        assert_eq!(rows(&files[0]), [0, 1, 2].map(reading));
+        assert_eq!(files[1].0, 2);
+        assert_eq!(rows(&files[1]), [3, 100, 101, 102].map(reading));
     }
 
     #[test]

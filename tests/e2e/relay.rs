@@ -120,14 +120,20 @@ fn start_collector(dir: &Path, config: &Path, outbox: &Path) -> Child {
         .expect("headroom collect starts")
 }
 
-fn terminate(child: &mut Child) {
+/// Stops the collector as a service manager does; a failure shows its log,
+/// which says why it stopped (an earlier start may have failed after a kill).
+fn terminate(child: &mut Child, dir: &Path) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
-    assert!(exit.success(), "stopped by SIGTERM: {exit}");
+    let log = std::fs::read_to_string(dir.join("collector.log")).unwrap_or_default();
+    assert!(
+        exit.success(),
+        "stopped by SIGTERM: {exit}; its log:\n{log}"
+    );
 }
 
 /// The inbox's stream as `/v1/sources` reports it: (highest taken, gaps).
@@ -336,7 +342,7 @@ fn every_collected_reading_crosses_a_faulty_device_exactly_once_through_sigkills
         modbus.stop().await;
     });
     std::thread::sleep(Duration::from_millis(500));
-    terminate(&mut collector);
+    terminate(&mut collector, dir);
     let status = headroom_relay::collector::read_status(&dir.join("collector-state")).unwrap();
     let last = status.next_sequence - 1;
     assert_eq!(status.buffered_readings, 0, "{status:?}");
