@@ -12,7 +12,10 @@
 //! A crash can leave the last record of the last segment torn. [`records`] stops
 //! at the first record whose length or checksum does not hold and reports the
 //! bytes it dropped; none of them were acknowledged, since a writer acknowledges a
-//! record only after [`Wal::append_durably`] returns.
+//! record only after [`Wal::append_durably`] returns. A write that fails (a full
+//! disk) can tear a record in the middle of a segment too, which would hide every
+//! later record of the segment from a replay: the segment is cut back to its last
+//! whole record, or, where that fails as well, the next append starts a new one.
 
 pub mod codec;
 
@@ -117,6 +120,10 @@ pub struct Wal {
     dir: PathBuf,
     segment: u64,
     file: File,
+    /// Bytes of whole records in the segment.
+    whole_len: u64,
+    /// A failed append could not be cut back: the next one starts a segment.
+    torn: bool,
 }
 
 impl Wal {
@@ -131,11 +138,14 @@ impl Wal {
             .append(true)
             .open(&path)
             .map_err(Error::at(&path))?;
+        let whole_len = file.metadata().map_err(Error::at(&path))?.len();
         sync_dir(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
             segment,
             file,
+            whole_len,
+            torn: false,
         })
     }
 
@@ -144,12 +154,36 @@ impl Wal {
         self.segment
     }
 
-    /// Appends framed records and makes them durable.
+    /// Appends framed records and makes them durable; where that fails, none
+    /// of them count (a replay may still find some whole: the caller reported
+    /// them failed, and its writers write them again).
     pub fn append_durably(&mut self, records: &[u8]) -> Result<()> {
-        self.file
+        if self.torn {
+            self.rotate()?;
+        }
+        let written = self
+            .file
             .write_all(records)
-            .and_then(|()| self.file.sync_data())
-            .map_err(Error::at(&segment_path(&self.dir, self.segment)))
+            .and_then(|()| self.file.sync_data());
+        if let Err(source) = written {
+            self.cut_back();
+            return Err(Error {
+                path: segment_path(&self.dir, self.segment),
+                source,
+            });
+        }
+        self.whole_len += records.len() as u64;
+        Ok(())
+    }
+
+    /// After a failed append: drops what it may have written, so that a torn
+    /// record does not hide the records appended after it.
+    fn cut_back(&mut self) {
+        let cut = self
+            .file
+            .set_len(self.whole_len)
+            .and_then(|()| self.file.sync_data());
+        self.torn = cut.is_err();
     }
 
     /// Closes the segment being written and starts the next; returns the closed one.
@@ -200,5 +234,46 @@ mod tests {
         assert_eq!(segments(dir.path()).unwrap(), [1, 2]);
         wal.delete_through(1).unwrap();
         assert_eq!(segments(dir.path()).unwrap(), [2]);
+    }
+
+    fn record(payload: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        frame(&mut bytes, |out| out.extend_from_slice(payload));
+        bytes
+    }
+
+    /// A failed append that wrote part of a record (a disk filling up) must
+    /// not hide the records acknowledged after it.
+    #[test]
+    fn a_record_torn_by_a_failed_append_is_cut_off_before_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), 0).unwrap();
+        wal.append_durably(&record(b"first")).unwrap();
+        // What a write cut short by the disk leaves, then the cleanup after it.
+        let second = record(b"second, never acknowledged");
+        wal.file.write_all(&second[..second.len() / 2]).unwrap();
+        wal.cut_back();
+        assert!(!wal.torn);
+        wal.append_durably(&record(b"third")).unwrap();
+        let read = read_segment(dir.path(), 1).unwrap();
+        assert_eq!(records(&read), (vec![&b"first"[..], b"third"], 0));
+    }
+
+    /// Where the segment cannot even be cut back (here a device that takes no
+    /// bytes and no truncation), the next append starts a new segment.
+    #[cfg(unix)]
+    #[test]
+    fn an_append_after_a_failure_that_cannot_be_cut_back_goes_to_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", segment_path(dir.path(), 1)).unwrap();
+        let mut wal = Wal::create(dir.path(), 0).unwrap();
+        let failed = wal.append_durably(&record(b"lost")).unwrap_err();
+        assert_eq!(failed.path, segment_path(dir.path(), 1));
+        assert!(wal.torn);
+        wal.append_durably(&record(b"kept")).unwrap();
+        assert_eq!(wal.segment(), 2);
+        fs::remove_file(segment_path(dir.path(), 1)).unwrap();
+        let read = read_segment(dir.path(), 2).unwrap();
+        assert_eq!(records(&read), (vec![&b"kept"[..]], 0));
     }
 }
