@@ -517,21 +517,23 @@ impl Candidate<'_> {
             }
             return bounds;
         }
-        let mut path_loading: f64 = 0.0;
-        let mut path_losses = 0.0;
+        // Squared, rooted once; losses in ohm-amperes squared, in kVA once:
+        // divisions and roots per branch were most of this loop's time.
+        let mut path_loading_2: f64 = 0.0;
+        let mut path_losses_ohm_a2 = 0.0;
         // The loads' answer, summed from the candidate up: the loads hanging
         // at path node p (below p, not below the path node under it) see at
         // most p's fall, relative to their own lowest voltage.
         let (mut response_a, mut counted_a) = (0.0, 0.0f64);
+        let fall_kv_per_ohm = reach.current_a * SQRT_3 / 1000.0 * 1.1;
         let active = self.loading_active.borrow();
         let active_branches = match (scan, active.as_ref()) {
             (Scan::Loading, Some((branches, _))) => Some(branches),
             _ => None,
         };
         for (i, &p) in self.path.iter().enumerate() {
-            let drop_kv = self.z_from_busbar[i] * reach.current_a * SQRT_3 / 1000.0;
             let lowest_kv = f64::from(subtree_min[p]) * e.nominal_kv[p];
-            let fall = (drop_kv / lowest_kv * 1.1 + 1e-9).min(0.5);
+            let fall = (self.z_from_busbar[i] * fall_kv_per_ohm / lowest_kv + 1e-9).min(0.5);
             let hanging = (f64::from(below[p]) - counted_a).max(0.0);
             counted_a = counted_a.max(f64::from(below[p]));
             response_a += hanging * fall / (1.0 - fall);
@@ -541,18 +543,16 @@ impl Candidate<'_> {
                 continue;
             }
             let branch = solution.i_a(p);
-            let base_current = magnitude(branch);
             // A branch's losses grow with the square of its current, the
             // new load's added as a phasor.
             let after = magnitude(branch + new_current) + turn_a + response_a;
-            path_losses += 3.0
-                * magnitude(e.z_ohm[p])
-                * (after * after - base_current * base_current).max(0.0)
-                / 1000.0;
-            if e.rated_a[p].is_finite() {
-                path_loading = path_loading.max(after / e.rated_a[p]);
-            }
+            let after_2 = after * after;
+            path_losses_ohm_a2 += magnitude(e.z_ohm[p]) * (after_2 - branch.norm_sqr()).max(0.0);
+            // Zero where the branch has no rating.
+            path_loading_2 = path_loading_2.max(after_2 * e.inv_rated_a_2[p]);
         }
+        let path_loading = path_loading_2.sqrt();
+        let path_losses = 3.0 * path_losses_ohm_a2 / 1000.0;
         let head_after = magnitude(solution.i_a(0) + new_current) + turn_a + response_a;
         let head = self
             .head_rated_a
