@@ -641,7 +641,8 @@ impl Engine {
         // then kept in single precision, which is ample for screening and halves
         // a city's memory; the minima and maxima along paths come out the same
         // either way, as rounding keeps order.
-        let mut subtree_min_pu = vec![0.0f32; n * steps];
+        // Step-major, so appended in order rather than zeroed and overwritten.
+        let mut subtree_min_pu = Vec::with_capacity(n * steps);
         let mut path_margin_a = vec![0.0f32; n * steps];
         let mut path_bottleneck = vec![0u32; n * steps];
         let mut path_max_loading = vec![0.0f32; n * steps];
@@ -671,13 +672,7 @@ impl Engine {
                 observed.extend_from_slice(&figures[..len]);
                 for l in 0..len {
                     feeder_min_pu.push(rows.subtree_min_pu[0][l]);
-                    let k = start + first + l;
-                    for (out, v) in subtree_min_pu[k * n..(k + 1) * n]
-                        .iter_mut()
-                        .zip(&rows.subtree_min_pu)
-                    {
-                        *out = v[l] as f32;
-                    }
+                    subtree_min_pu.extend(rows.subtree_min_pu.iter().map(|v| v[l] as f32));
                 }
                 for j in 0..n {
                     for l in 0..len {
@@ -729,7 +724,9 @@ impl Engine {
         let rated = self.group_rated_kva(base.group);
         let limit_kva = rated * base.limits.substation_transformer_pct / 100.0;
         let mut rows = PathRows::new(e);
-        let mut rooms = vec![0.0f64; n * solutions.len()];
+        // Appended step by step: zeroing megabytes first, to overwrite them
+        // all, cost a capacity sweep a per cent.
+        let mut rooms = Vec::with_capacity(n * solutions.len());
         for (quad, lane_solutions) in solutions.chunks(LANES).enumerate() {
             let len = lane_solutions.len();
             let quad_solutions = std::array::from_fn(|l| &lane_solutions[l.min(len - 1)]);
@@ -740,15 +737,15 @@ impl Engine {
                     .group_kva
                     .get(k)
                     .map_or(f64::INFINITY, |g| substation_room(limit_kva, *g));
-                for (j, room) in rooms[k * n..(k + 1) * n].iter_mut().enumerate() {
-                    *room = flat_room(
+                rooms.extend((0..n).map(|j| {
+                    flat_room(
                         rows.margin_a[j][l],
                         rows.voltage_kv[j][l],
                         rows.voltage_room[j][l],
                         e.nominal_kv[j],
                         substation_kva,
-                    );
-                }
+                    )
+                }));
             }
         }
         rooms
