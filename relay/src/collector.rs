@@ -269,12 +269,7 @@ struct Sealer {
     outbox: PathBuf,
     sent_dir: PathBuf,
     wal: Wal,
-    /// Logged, not sealed, oldest first; with the segment of each run.
-    unsealed: VecDeque<Reading>,
-    /// The serial number of the first unsealed reading (of the next one logged
-    /// when none is); serials of the unsealed readings follow without gaps.
-    unsealed_first: u64,
-    runs: VecDeque<(u64, usize)>,
+    unsealed: Unsealed,
     /// Arrival time of the oldest unsealed reading.
     oldest_unsealed: Option<Instant>,
     /// When the last file was sealed (or the collector started).
@@ -312,9 +307,7 @@ impl Sealer {
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let recorded_sequence = read_recorded_sequence(&state_dir)?;
-        let mut unsealed = VecDeque::new();
-        let mut unsealed_first = 0u64;
-        let mut runs: VecDeque<(u64, usize)> = VecDeque::new();
+        let mut unsealed = Unsealed::default();
         let mut undelivered = VecDeque::new();
         let mut last_sealed = recorded_sequence;
         let mut torn_bytes = 0;
@@ -329,7 +322,7 @@ impl Sealer {
                 let undecodable = |what| damaged(&wal_dir, segment, what);
                 match reader.u8() {
                     Some(kind @ (RECORD_READINGS | RECORD_READINGS_UNNUMBERED)) => {
-                        let next = unsealed_first + unsealed.len() as u64;
+                        let next = unsealed.next();
                         let first = if kind == RECORD_READINGS {
                             reader
                                 .u64()
@@ -341,22 +334,18 @@ impl Sealer {
                         // A write reported as failed may still have reached the
                         // log whole; the write after it took the same serials.
                         if first < next {
-                            let superseded = ((next - first) as usize).min(unsealed.len());
-                            unsealed.truncate(unsealed.len() - superseded);
-                            drop_last_runs(&mut runs, superseded);
+                            unsealed.forget_newest((next - first) as usize);
                         }
                         if unsealed.is_empty() {
-                            unsealed_first = first;
-                        } else if first != unsealed_first + unsealed.len() as u64 {
+                            unsealed.first = first;
+                        } else if first != unsealed.next() {
                             return Err(undecodable("readings records skip serial numbers"));
                         }
-                        for _ in 0..count {
-                            let reading = reader
-                                .reading(&mut interned)
-                                .ok_or_else(|| undecodable("a readings record does not decode"))?;
-                            unsealed.push_back(reading);
-                        }
-                        push_run(&mut runs, segment, count);
+                        let readings = (0..count)
+                            .map(|_| reader.reading(&mut interned))
+                            .collect::<Option<Vec<_>>>()
+                            .ok_or_else(|| undecodable("a readings record does not decode"))?;
+                        unsealed.push(segment, readings);
                     }
                     Some(kind @ (RECORD_SEAL | RECORD_SEAL_UNNUMBERED)) => {
                         let (Some(sequence), Some(created_ms), Some(count)) =
@@ -369,45 +358,34 @@ impl Sealer {
                                 .u64()
                                 .ok_or_else(|| undecodable("a seal record does not decode"))?
                         } else {
-                            unsealed_first
+                            unsealed.first
                         };
                         let count = count as usize;
                         let end = first + count as u64;
                         // Readings before the file's first are a failed write's
                         // that no seal took (the write after it replaced them).
-                        let stale =
-                            (first.saturating_sub(unsealed_first) as usize).min(unsealed.len());
-                        unsealed.drain(..stale);
-                        take_runs(&mut runs, stale);
-                        unsealed_first += stale as u64;
-                        let head_kept = unsealed_first == first && !unsealed.is_empty();
+                        unsealed.take_before(first);
+                        let head_kept = unsealed.first == first && !unsealed.is_empty();
                         if count == 0 || head_kept {
                             if count > unsealed.len() {
                                 return Err(undecodable(
                                     "a seal claims more readings than the log holds",
                                 ));
                             }
-                            let first_segment = runs.front().map_or(segment, |r| r.0);
-                            take_runs(&mut runs, count);
                             undelivered.push_back(Sealed {
                                 sequence,
                                 created_ms,
-                                readings: unsealed.drain(..count).collect(),
-                                first_segment,
+                                first_segment: unsealed.oldest_segment().unwrap_or(segment),
+                                readings: unsealed.take(count).collect(),
                             });
-                            unsealed_first += count as u64;
                         } else {
                             // Its head went with a deleted segment, which only
                             // happens once the file is in the outbox: its tail
                             // is dropped, not sealed again.
-                            let tail =
-                                (end.saturating_sub(unsealed_first) as usize).min(unsealed.len());
-                            unsealed.drain(..tail);
-                            take_runs(&mut runs, tail);
-                            unsealed_first += tail as u64;
+                            unsealed.take_before(end);
                         }
                         if unsealed.is_empty() {
-                            unsealed_first = unsealed_first.max(end);
+                            unsealed.first = unsealed.first.max(end);
                         }
                         last_sealed = last_sealed.max(sequence);
                     }
@@ -440,8 +418,6 @@ impl Sealer {
             sent_dir,
             wal,
             unsealed,
-            unsealed_first,
-            runs,
             oldest_unsealed,
             last_sealed: Instant::now(),
             undelivered,
@@ -508,7 +484,7 @@ impl Sealer {
     /// connectors keep the readings and write again).
     fn log(&mut self, writes: Vec<(Vec<Reading>, WriteReply)>) {
         let mut records = Vec::new();
-        let mut first = self.unsealed_first + self.unsealed.len() as u64;
+        let mut first = self.unsealed.next();
         for (readings, _) in &writes {
             headroom_wal::frame(&mut records, |out| {
                 out.push(RECORD_READINGS);
@@ -531,8 +507,7 @@ impl Sealer {
         let segment = self.wal.segment();
         for (readings, reply) in writes {
             let accepted = readings.len();
-            push_run(&mut self.runs, segment, accepted);
-            self.unsealed.extend(readings);
+            self.unsealed.push(segment, readings);
             self.status.logged_readings += accepted as u64;
             let _ = reply.send(Ok(WriteSummary {
                 accepted,
@@ -566,20 +541,17 @@ impl Sealer {
                 out.extend_from_slice(&sequence.to_le_bytes());
                 out.extend_from_slice(&created_ms.to_le_bytes());
                 out.extend_from_slice(&(count as u32).to_le_bytes());
-                out.extend_from_slice(&self.unsealed_first.to_le_bytes());
+                out.extend_from_slice(&self.unsealed.first.to_le_bytes());
             });
             // The claim on the number: durable before any file bears it.
             self.wal.append_durably(&record)?;
             self.next_sequence += 1;
-            let first_segment = self.runs.front().map_or(self.wal.segment(), |r| r.0);
-            take_runs(&mut self.runs, count);
             self.undelivered.push_back(Sealed {
                 sequence,
                 created_ms,
-                readings: self.unsealed.drain(..count).collect(),
-                first_segment,
+                first_segment: self.unsealed.oldest_segment().unwrap_or(self.wal.segment()),
+                readings: self.unsealed.take(count).collect(),
             });
-            self.unsealed_first += count as u64;
             // What follows goes to a new segment, so the sealed ones can go.
             self.wal.rotate()?;
             self.oldest_unsealed = (!self.unsealed.is_empty()).then(Instant::now);
@@ -676,7 +648,7 @@ impl Sealer {
             .undelivered
             .front()
             .map(|s| s.first_segment)
-            .or_else(|| self.runs.front().map(|r| r.0))
+            .or_else(|| self.unsealed.oldest_segment())
             .unwrap_or(self.wal.segment())
             .min(self.wal.segment());
         if self.oldest_segment >= needed {
@@ -764,40 +736,89 @@ fn damaged(dir: &Path, segment: u64, what: &str) -> Error {
     ))
 }
 
-fn push_run(runs: &mut VecDeque<(u64, usize)>, segment: u64, count: usize) {
-    match runs.back_mut() {
-        Some((s, n)) if *s == segment => *n += count,
-        _ if count == 0 => {}
-        _ => runs.push_back((segment, count)),
+/// Readings logged and not yet sealed, oldest first, with their serial
+/// numbers (which follow without gaps) and the log segment of each.
+#[derive(Default)]
+struct Unsealed {
+    readings: VecDeque<Reading>,
+    /// The serial of the oldest (of the next logged, while there is none).
+    first: u64,
+    /// Runs of readings logged in one segment: (segment, readings), oldest first.
+    runs: VecDeque<(u64, usize)>,
+}
+
+impl Unsealed {
+    fn len(&self) -> usize {
+        self.readings.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.readings.is_empty()
+    }
+
+    /// The serial the next reading logged takes.
+    fn next(&self) -> u64 {
+        self.first + self.readings.len() as u64
+    }
+
+    /// The segment of the oldest: the oldest that must be kept for them.
+    fn oldest_segment(&self) -> Option<u64> {
+        self.runs.front().map(|r| r.0)
+    }
+
+    /// Adds readings logged in `segment`.
+    fn push(&mut self, segment: u64, readings: Vec<Reading>) {
+        let count = readings.len();
+        match self.runs.back_mut() {
+            Some((s, n)) if *s == segment => *n += count,
+            _ if count == 0 => {}
+            _ => self.runs.push_back((segment, count)),
+        }
+        self.readings.extend(readings);
+    }
+
+    /// Takes the oldest `count` (all there are, if fewer).
+    fn take(&mut self, count: usize) -> std::collections::vec_deque::Drain<'_, Reading> {
+        let count = count.min(self.readings.len());
+        shorten_runs(&mut self.runs, count, false);
+        self.first += count as u64;
+        self.readings.drain(..count)
+    }
+
+    /// Drops those whose serial comes before `serial`.
+    fn take_before(&mut self, serial: u64) {
+        self.take(serial.saturating_sub(self.first) as usize);
+    }
+
+    /// Forgets the newest `count` (a write that was replaced).
+    fn forget_newest(&mut self, count: usize) {
+        let count = count.min(self.readings.len());
+        shorten_runs(&mut self.runs, count, true);
+        self.readings.truncate(self.readings.len() - count);
     }
 }
 
-/// Forgets the last `count` readings of the runs (a write that was replaced).
-fn drop_last_runs(runs: &mut VecDeque<(u64, usize)>, mut count: usize) {
+/// Takes `count` readings off the runs' oldest end, or their newest.
+fn shorten_runs(runs: &mut VecDeque<(u64, usize)>, mut count: usize, newest: bool) {
     while count > 0 {
-        let Some(back) = runs.back_mut() else {
+        let end = if newest {
+            runs.back_mut()
+        } else {
+            runs.front_mut()
+        };
+        let Some(run) = end else {
             return;
         };
-        if back.1 > count {
-            back.1 -= count;
+        if run.1 > count {
+            run.1 -= count;
             return;
         }
-        count -= back.1;
-        runs.pop_back();
-    }
-}
-
-fn take_runs(runs: &mut VecDeque<(u64, usize)>, mut count: usize) {
-    while count > 0 {
-        let Some(front) = runs.front_mut() else {
-            return;
-        };
-        if front.1 > count {
-            front.1 -= count;
-            return;
+        count -= run.1;
+        if newest {
+            runs.pop_back();
+        } else {
+            runs.pop_front();
         }
-        count -= front.1;
-        runs.pop_front();
     }
 }
 

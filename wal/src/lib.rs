@@ -167,10 +167,7 @@ impl Wal {
             .and_then(|()| self.file.sync_data());
         if let Err(source) = written {
             self.cut_back();
-            return Err(Error {
-                path: segment_path(&self.dir, self.segment),
-                source,
-            });
+            return Err(Error::at(&segment_path(&self.dir, self.segment))(source));
         }
         self.whole_len += records.len() as u64;
         Ok(())

@@ -525,7 +525,7 @@ impl Candidate<'_> {
         // at path node p (below p, not below the path node under it) see at
         // most p's fall, relative to their own lowest voltage.
         let (mut response_a, mut counted_a) = (0.0, 0.0f64);
-        let fall_kv_per_ohm = reach.current_a * SQRT_3 / 1000.0 * 1.1;
+        let fall_kv_per_ohm = reach.drop_kv_per_ohm() * 1.1;
         let active = self.loading_active.borrow();
         let active_branches = match (scan, active.as_ref()) {
             (Scan::Loading, Some((branches, _))) => Some(branches),
