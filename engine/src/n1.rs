@@ -34,7 +34,7 @@ use num_complex::Complex64;
 use crate::base::FeederBase;
 use crate::checks::{CheckName, CheckResult};
 use crate::engine::Engine;
-use crate::evaluate::{AddedLoad, UNBOUNDED_KW};
+use crate::evaluate::{AddedLoad, UNBOUNDED_KW, magnitude};
 use crate::load_model::FeederLoads;
 use crate::powerflow::{ElectricalFeeder, SQRT_3, SweepSettings};
 
@@ -997,14 +997,14 @@ impl Engine {
         let steps = base.solutions.len();
         let at = local as usize * steps;
         let path_loading = &base.path_max_loading[at..at + steps];
-        let per_kw_magnitude = per_kw.norm_sqr().sqrt();
+        let per_kw_magnitude = magnitude(per_kw);
         let mut order: Vec<(f64, usize)> = base
             .solutions
             .iter()
             .enumerate()
             .map(|(k, solution)| {
                 let added_a = per_kw_magnitude * demand_kw * factor(k)
-                    / (SQRT_3 * solution.v_kv(local as usize).norm_sqr().sqrt());
+                    / (SQRT_3 * magnitude(solution.v_kv(local as usize)));
                 // Single-precision rows: a hair above, never below.
                 let bound = f64::from(path_loading[k]) * (1.0 + 1e-6) + added_a / least_rated;
                 (bound, k)
@@ -1025,7 +1025,7 @@ impl Engine {
             }
             let mut most = (most_squared.0.sqrt(), most_squared.1);
             if let Some(rated) = head {
-                let loading = (solution.i_a(0) + added).norm_sqr().sqrt() / rated;
+                let loading = magnitude(solution.i_a(0) + added) / rated;
                 if loading > most.0 {
                     most = (loading, 0);
                 }
@@ -1036,17 +1036,21 @@ impl Engine {
             |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         // The step of the highest bound first: a step whose bound lies under
         // its loading is never reached, so only the others are sorted.
-        let first = order
-            .iter()
-            .min_by(|a, b| descending(a, b))
-            .map(|&(_, k)| loading_at(k).0);
-        order.retain(|(bound, _)| first.is_none_or(|w| *bound >= w));
-        order.sort_unstable_by(descending);
         // (loading, step, the branch's local node: 0 for the head)
-        let mut worst: Option<(f64, usize, u32)> = None;
+        let mut worst: Option<(f64, usize, u32)> =
+            order.iter().min_by(|a, b| descending(a, b)).map(|&(_, k)| {
+                let (loading, branch) = loading_at(k);
+                (loading, k, branch)
+            });
+        order.retain(|(bound, _)| worst.is_none_or(|(w, ..)| *bound >= w));
+        order.sort_unstable_by(descending);
+        let first_step = worst.map(|(_, k, _)| k);
         for &(bound, k) in &order {
             if worst.is_some_and(|(w, ..)| bound < w) {
                 break;
+            }
+            if Some(k) == first_step {
+                continue;
             }
             let most = loading_at(k);
             // Of equal loadings, the earliest step's.

@@ -1081,12 +1081,11 @@ mod tests {
 
         setup.start().stop().unwrap();
         let files = setup.outbox_files();
-        let rows = |file: &(u64, Vec<Reading>)| -> Vec<Reading> { file.1.clone() };
         assert_eq!(files.len(), 2, "{files:?}");
         assert_eq!(files[0].0, 1);
-        assert_eq!(rows(&files[0]), [0, 1, 2].map(reading));
+        assert_eq!(files[0].1, [0, 1, 2].map(reading));
         assert_eq!(files[1].0, 2);
-        assert_eq!(rows(&files[1]), [3, 100, 101, 102].map(reading));
+        assert_eq!(files[1].1, [3, 100, 101, 102].map(reading));
     }
 
     #[test]
