@@ -1125,15 +1125,71 @@ fn past_limit_at_next_kw(
     Some(above)
 }
 
-/// The largest `x` in [0, UNBOUNDED_KW] with `g(x) <= 0`, to 0.5 kW, for a `g` that
-/// grows with `x` and is not positive at 0; `guess` is an estimate of the root.
-/// Moves the feasible (`g <= 0`) or the infeasible end of a bracket to `x`.
-fn narrow((x, gx): (f64, f64), lo: (&mut f64, &mut f64), hi: (&mut f64, &mut f64)) {
-    let end = if gx <= 0.0 { lo } else { hi };
-    *end.0 = x;
-    *end.1 = gx;
+/// A root's bracket: the feasible (`g <= 0`) and the infeasible end, with
+/// `g` there and what the secant reads there (as in the Illinois method, an
+/// end left standing while the other moves twice running has its `g` halved:
+/// where two checks take turns being the worst, `g` kinks, and a plain secant
+/// crept up on a flat check's root a few kW a flow when a steep one's lay
+/// beyond it).
+struct Bracket {
+    lo: (f64, f64),
+    hi: (f64, f64),
+    read: (f64, f64),
+    /// Which end the last secant point moved: `Some(true)` the feasible one.
+    moved_lo: Option<bool>,
 }
 
+impl Bracket {
+    fn new(lo: (f64, f64), hi: (f64, f64)) -> Self {
+        Self {
+            lo,
+            hi,
+            read: (lo.1, hi.1),
+            moved_lo: None,
+        }
+    }
+
+    /// Moves the end on `x`'s side to `x`; `secant`: `x` is the secant's
+    /// point, whose side alone tells whether the secant stalls (a probe
+    /// just past it lands on its side by design).
+    fn narrow(&mut self, (x, gx): (f64, f64), secant: bool) {
+        let feasible = gx <= 0.0;
+        if feasible {
+            self.lo = (x, gx);
+            self.read.0 = gx;
+        } else {
+            self.hi = (x, gx);
+            self.read.1 = gx;
+        }
+        if !secant {
+            return;
+        }
+        if self.moved_lo == Some(feasible) {
+            if feasible {
+                self.read.1 *= 0.5;
+            } else {
+                self.read.0 *= 0.5;
+            }
+        }
+        self.moved_lo = Some(feasible);
+    }
+
+    /// The secant's root through the ends as read (the middle where it
+    /// cannot tell).
+    fn secant(&self) -> f64 {
+        let ((lo, _), (hi, _)) = (self.lo, self.hi);
+        let (g_lo, g_hi) = self.read;
+        if g_hi.is_finite() && g_hi != g_lo {
+            lo + (hi - lo) * (-g_lo) / (g_hi - g_lo)
+        } else {
+            0.5 * (lo + hi)
+        }
+    }
+}
+
+/// The largest `x` in [0, UNBOUNDED_KW] with `g(x) <= 0`, to 0.5 kW and never
+/// under the largest whole kW, for a `g` that grows with `x` and is not
+/// positive at 0; `guess` is an estimate of the root.
 fn largest_feasible(guess: f64, mut g: impl FnMut(f64) -> f64) -> f64 {
     // The estimate, corrected by an earlier exact root, is usually within a few
     // tenths of a per cent of the root: bracket it tightly.
@@ -1176,26 +1232,31 @@ fn largest_feasible(guess: f64, mut g: impl FnMut(f64) -> f64) -> f64 {
     // Secant steps, each followed by a probe just past the secant point towards
     // the other end: where g is nearly linear the root lies between the two, and
     // the bracket closes in two power flows.
+    let mut bracket = Bracket::new((lo, g_lo), (hi, g_hi));
     for _ in 0..60 {
-        if hi - lo <= 0.5 {
+        let width = bracket.hi.0 - bracket.lo.0;
+        if width <= 0.5 {
             break;
         }
-        let x = if g_hi.is_finite() && g_hi != g_lo {
-            lo + (hi - lo) * (-g_lo) / (g_hi - g_lo)
-        } else {
-            0.5 * (lo + hi)
-        };
-        let margin = 0.01 * (hi - lo);
-        let x = x.clamp(lo + margin, hi - margin);
+        let margin = 0.01 * width;
+        let x = bracket
+            .secant()
+            .clamp(bracket.lo.0 + margin, bracket.hi.0 - margin);
         let gx = g(x);
         let probe = if gx <= 0.0 { x + 0.45 } else { x - 0.45 };
-        narrow((x, gx), (&mut lo, &mut g_lo), (&mut hi, &mut g_hi));
-        if hi - lo > 0.5 && probe > lo && probe < hi {
-            let gp = g(probe);
-            narrow((probe, gp), (&mut lo, &mut g_lo), (&mut hi, &mut g_hi));
+        bracket.narrow((x, gx), true);
+        if bracket.hi.0 - bracket.lo.0 > 0.5 && probe > bracket.lo.0 && probe < bracket.hi.0 {
+            bracket.narrow((probe, g(probe)), false);
         }
     }
-    lo
+    // Callers take the whole kW under the root: where the bracket leaves the
+    // next one open, a flow there settles it (else the answer would be a kW
+    // short or not by where the search happened to stop).
+    let whole = bracket.lo.0.floor() + 1.0;
+    if whole >= 1.0 && whole < bracket.hi.0 && g(whole) <= 0.0 {
+        return whole;
+    }
+    bracket.lo.0
 }
 
 #[cfg(test)]
@@ -1248,10 +1309,35 @@ mod tests {
     }
 
     #[test]
+    fn largest_feasible_finds_the_root_where_a_flat_check_binds_below_a_steep_one() {
+        for (root, steep_from, guess) in [
+            (10_290.0, 10_370.0, 8_599.0),
+            (4_444.0, 4_700.0, 3_000.0),
+            (812.0, 2_000.0, 100.0),
+            (2_000.0, 2_050.0, 2_100.0),
+        ] {
+            let g = |x: f64| -> f64 {
+                let flat = 0.0226 * ((x / root) * (x / root) - 1.0);
+                let steep = (x - steep_from) * 1e-4;
+                flat.max(steep)
+            };
+            let mut flows = 0;
+            let found = largest_feasible(guess, |x| {
+                flows += 1;
+                g(x)
+            });
+            assert!(found <= root && root - found <= 0.5, "{root}: {found}");
+            assert_eq!(found.floor(), root.floor(), "{root}: {found}");
+            assert!(flows <= 24, "{root}: {flows} flows");
+        }
+    }
+
+    #[test]
     fn largest_feasible_finds_the_root_to_half_a_kilowatt() {
         for root in [0.7, 12.0, 333.3, 5_431.2, 80_000.0] {
             let found = largest_feasible(root * 0.8, |x| (x - root) / root);
             assert!(found <= root && root - found <= 0.5, "{root}: {found}");
+            assert_eq!(found.floor(), root.floor(), "{root}: {found}");
         }
         assert_eq!(largest_feasible(10.0, |x| x - 2.0e6), UNBOUNDED_KW);
         assert_eq!(largest_feasible(10.0, |x| x + 1.0), 0.0);
