@@ -605,8 +605,11 @@ impl Engine {
         let mut headroom = f64::INFINITY;
         let mut binding_step = None;
         // The estimate's error is much the same at neighbouring steps (the same
-        // limit, similar loads), so the first exact root corrects the others: only
-        // steps whose corrected estimate still comes within a hair are refined.
+        // limit, similar loads), so the first exact root corrects the others'
+        // guesses. Not their verdicts: every step within the spread is checked
+        // at the headroom found (skipping those whose corrected estimate lay
+        // 0.2 % above it overstated 66 of 58,783 city candidates by up to
+        // 0.44 %, at no time measurably saved).
         let mut correction = 1.0;
         let base_address = std::ptr::from_ref(base) as usize;
         for &(estimate, k) in estimates.iter().take(REFINED_STEPS) {
@@ -622,9 +625,6 @@ impl Engine {
                 _ => estimate * correction,
             };
             if binding_step.is_some() {
-                if guess > headroom * 1.002 + 1.0 {
-                    continue;
-                }
                 // One power flow tells whether this step takes what another allows.
                 let at_headroom = self
                     .exact(base, k, local, headroom * shape[k], load, scratch)
