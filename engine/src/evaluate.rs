@@ -1308,6 +1308,17 @@ mod tests {
         assert_eq!(cut.cut(), within_spread(900.0));
     }
 
+    /// The worst of two checks, as at a city node where the highest voltage,
+    /// rising slowly, binds at `root` kW and a segment's loading, rising
+    /// fast, only from `steep_from`: the excess kinks between them.
+    pub(super) fn flat_below_steep(root: f64, steep_from: f64) -> impl Fn(f64) -> f64 {
+        move |x| {
+            let flat = 0.0226 * ((x / root) * (x / root) - 1.0);
+            let steep = (x - steep_from) * 1e-4;
+            flat.max(steep)
+        }
+    }
+
     #[test]
     fn largest_feasible_finds_the_root_where_a_flat_check_binds_below_a_steep_one() {
         for (root, steep_from, guess) in [
@@ -1316,11 +1327,7 @@ mod tests {
             (812.0, 2_000.0, 100.0),
             (2_000.0, 2_050.0, 2_100.0),
         ] {
-            let g = |x: f64| -> f64 {
-                let flat = 0.0226 * ((x / root) * (x / root) - 1.0);
-                let steep = (x - steep_from) * 1e-4;
-                flat.max(steep)
-            };
+            let g = flat_below_steep(root, steep_from);
             let mut flows = 0;
             let found = largest_feasible(guess, |x| {
                 flows += 1;

@@ -26,7 +26,7 @@
 
 use num_complex::Complex64;
 
-use super::{AddedLoad, PointEvaluation, Scratch, UNBOUNDED_KW, magnitude, with_scratch};
+use super::{AddedLoad, Bracket, PointEvaluation, Scratch, UNBOUNDED_KW, magnitude, with_scratch};
 use crate::base::FeederBase;
 use crate::checks::{CheckName, Figures, Observed, TIE_TOLERANCE, WorstChecks, absorb};
 use crate::config::Limits;
@@ -1109,56 +1109,50 @@ fn at_own_voltage(x: f64, v_local: Complex64, shared_local: Complex64, d: Comple
 /// crept up on it a few kW a flow, out of flows before it got there (on the
 /// city, one export in a hundred came out up to 4 % low). So, as in the
 /// Illinois method, an end the secant leaves standing twice running has the
-/// excess it reads there halved, which moves the next secant past the root;
-/// bisection takes over wherever the secant would not narrow the bracket.
+/// excess it reads there halved ([`Bracket`], as for loads), which moves the
+/// next secant past the root; bisection takes over wherever the secant would
+/// not narrow the bracket.
 fn largest_export(guess: f64, upper: f64, mut excess: impl FnMut(f64) -> f64) -> f64 {
     let limit = upper.min(UNBOUNDED_KW).floor();
-    // Feasible and infeasible ends, with their excess.
+    // The feasible end until a flow breaks a check; from then on, the bracket.
     let at_zero = excess(0.0);
     let mut lo = (0.0, at_zero);
-    let mut hi: Option<(f64, f64)> = None;
-    // The excess the secant reads at each end (halved at an end left
-    // standing), and which end the last flow moved once both exist.
-    let (mut lo_read, mut hi_read) = (at_zero, 0.0);
-    let mut moved_lo: Option<bool> = None;
+    let mut bracket: Option<Bracket> = None;
     let mut x = guess.floor().clamp(1.0, limit.max(1.0));
     for _ in 0..64 {
         let e = excess(x);
-        if e <= 0.0 {
-            lo = (x, e);
-            lo_read = e;
-            if x >= limit {
-                return limit;
+        match &mut bracket {
+            Some(b) => b.narrow((x, e), true),
+            None if e <= 0.0 => lo = (x, e),
+            None => {
+                // Opened by this flow: it counts as the secant's first move.
+                let mut b = Bracket::new(lo, (x, e));
+                b.narrow((x, e), true);
+                bracket = Some(b);
             }
-            if hi.is_some() {
-                if moved_lo == Some(true) {
-                    hi_read *= 0.5;
-                }
-                moved_lo = Some(true);
-            }
-        } else {
-            hi = Some((x, e));
-            hi_read = e;
-            if moved_lo == Some(false) {
-                lo_read *= 0.5;
-            }
-            moved_lo = Some(false);
         }
-        let next = match hi {
-            Some(h) if h.0 - lo.0 <= 1.0 => return lo.0,
-            Some(h) => {
-                let root = lo.0 + (h.0 - lo.0) * (-lo_read) / (hi_read - lo_read);
+        if e <= 0.0 && x >= limit {
+            return limit;
+        }
+        let next = match &bracket {
+            Some(b) if b.hi.0 - b.lo.0 <= 1.0 => return b.lo.0,
+            Some(b) => {
+                let (lo, hi) = (b.lo.0, b.hi.0);
+                // The secant as read, without `Bracket::secant`'s middle for an
+                // unbounded excess: the whole kW below the root, then the one
+                // above it.
+                let (g_lo, g_hi) = b.read;
+                let root = lo + (hi - lo) * (-g_lo) / (g_hi - g_lo);
                 let at = if root.is_finite() {
                     root.floor()
                 } else {
                     f64::NAN
                 };
-                // The whole kW below the root, then the one above it.
-                let at = if at <= lo.0 { lo.0 + 1.0 } else { at };
-                if at > lo.0 && at < h.0 {
+                let at = if at <= lo { lo + 1.0 } else { at };
+                if at > lo && at < hi {
                     at
                 } else {
-                    ((lo.0 + h.0) / 2.0).floor()
+                    ((lo + hi) / 2.0).floor()
                 }
             }
             None => {
@@ -1176,7 +1170,7 @@ fn largest_export(guess: f64, upper: f64, mut excess: impl FnMut(f64) -> f64) ->
         };
         x = next;
     }
-    lo.0
+    bracket.map_or(lo.0, |b| b.lo.0)
 }
 
 /// What [`Engine::export_bounds`] finds at a candidate.
@@ -1259,8 +1253,6 @@ mod tests {
         assert_eq!(first, with_rooms);
     }
 
-    /// Steps solved together, a lane each, give each step's flow alone to the
-    /// last bit, whichever steps share the sweep and however many.
     /// The headroom at `local` searched at every exporting step, each by
     /// bisection to the whole kW: what the engine's refinement must give.
     fn every_step_export_headroom(
@@ -1329,6 +1321,8 @@ mod tests {
         assert!(compared >= 40, "only {compared} nodes compared");
     }
 
+    /// Steps solved together, a lane each, give each step's flow alone to the
+    /// last bit, whichever steps share the sweep and however many.
     #[test]
     fn exports_solved_in_lanes_are_those_solved_alone() {
         let engine = fixture_engine();
@@ -1441,9 +1435,7 @@ mod tests {
 
     #[test]
     fn an_export_search_reaches_the_root_where_a_flat_check_binds_below_a_steep_one() {
-        // As at a city node where the highest voltage, rising slowly, binds
-        // at 10,290 kW and a segment's loading, rising fast, only at 10,370:
-        // the line from the base through the guess overshoots onto the steep
+        // The line from the base through the guess overshoots onto the steep
         // check, and a plain secant from there crept up a few kW a flow.
         for (root, steep_from, guess) in [
             (10_290.0, 10_370.0, 8_599.0),
@@ -1451,11 +1443,7 @@ mod tests {
             (5_338.0, 5_400.0, 4_722.0),
             (812.0, 2_000.0, 100.0),
         ] {
-            let excess = |x: f64| -> f64 {
-                let flat = 0.0226 * ((x / root) * (x / root) - 1.0);
-                let steep = (x - steep_from) * 1e-4;
-                flat.max(steep)
-            };
+            let excess = crate::evaluate::tests::flat_below_steep(root, steep_from);
             let mut flows = 0;
             let found = largest_export(guess, f64::INFINITY, |x| {
                 flows += 1;
