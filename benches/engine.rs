@@ -33,7 +33,9 @@
 //! the capacity sweep N times, to profile past the load; `HEADROOM_BENCH_CITY_N1=off`
 //! without the N-1 checks). `HEADROOM_BENCH_CITY_CHECK=1` then compares every
 //! capacity row with the one a full base (every step solved exactly) gives, a few
-//! hundred feeders at a time (minutes; not timed). `HEADROOM_BENCH_CITY_ANSWERS=DIR`
+//! hundred feeders at a time (minutes; not timed), and audits every generation
+//! candidate's headroom at every exporting step (minutes; not timed).
+//! `HEADROOM_BENCH_CITY_ANSWERS=DIR`
 //! writes every ranking to `DIR/ID.json` and the capacity rows to
 //! `DIR/capacity.json`, to compare answers before and after a change.
 
@@ -285,7 +287,7 @@ fn city() {
             "n1" => !*generation,
             _ => true,
         });
-    for (what, variant, _) in variants {
+    for (what, variant, generation) in variants {
         let (later, after) = if part == "generation" || part == "n1" {
             (warm_passes, "")
         } else {
@@ -295,6 +297,9 @@ fn city() {
         for pass in passes {
             let (timings, candidates) = city_pass(&engine, variant);
             report_pass(&format!("{what} ({pass} pass{after}"), &timings, candidates);
+        }
+        if *generation && std::env::var("HEADROOM_BENCH_CITY_CHECK").is_ok() {
+            check_generation_at_every_step(&engine, variant);
         }
     }
     if matches!(part.as_str(), "rank" | "generation" | "n1") {
@@ -366,6 +371,83 @@ fn report_pass(what: &str, timings: &[Duration], candidates: usize) {
         timings.len(),
         timings[timings.len() / 2],
         timings[timings.len() - 1]
+    );
+}
+
+/// Audits every generation candidate's headroom at every exporting step
+/// (each step solved exactly at the headroom and at 1 kW more: see
+/// [`Engine::audit_export_headroom`]), printing each that does not hold there
+/// or holds past it. Slow (minutes): a check, not a timing.
+fn check_generation_at_every_step(engine: &Engine, apps: &[Application]) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (mut audited, mut over, mut under) = (0, 0, 0);
+    for app in apps {
+        let ranking = engine.rank(app);
+        let profile = app.judged_profile();
+        let generation = headroom_engine::evaluate::AddedGeneration {
+            absorbed_kvar_per_kw: headroom_engine::load_model::power_factor_tan(app.power_factor),
+            profile: profile.as_deref(),
+        };
+        let placed: Vec<_> = ranking
+            .candidates
+            .iter()
+            .filter_map(|c| {
+                let node = engine.network.node_ix(&c.node)?;
+                let placement = engine.topology.placement(node)?;
+                Some((c, placement.feeder.get(), placement.local))
+            })
+            .collect();
+        let findings: Vec<String> = std::thread::scope(|scope| {
+            let chunk = placed.len().div_ceil(threads).max(1);
+            let workers: Vec<_> = placed
+                .chunks(chunk)
+                .map(|part| {
+                    let generation = &generation;
+                    scope.spawn(move || {
+                        part.iter()
+                            .filter_map(|(c, f, local)| {
+                                let base = engine.generation_base(*f);
+                                let audit = engine.audit_export_headroom(
+                                    &base,
+                                    *local,
+                                    c.headroom_kw,
+                                    generation,
+                                );
+                                if let Some((k, excess)) = audit.broken_at_headroom {
+                                    Some(format!(
+                                        "over: {} at {} (feeder {f}, node {local}): {} kW breaks step {k} by {:.3} %",
+                                        app.id, c.node, c.headroom_kw, excess * 100.0
+                                    ))
+                                } else if !audit.broken_past_headroom {
+                                    Some(format!(
+                                        "under: {} at {} (feeder {f}, node {local}): {} kW + 1 holds at every step",
+                                        app.id, c.node, c.headroom_kw
+                                    ))
+                                } else {
+                                    None
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("audit thread"))
+                .collect()
+        });
+        audited += placed.len();
+        for finding in &findings {
+            eprintln!("{finding}");
+            if finding.starts_with("over") {
+                over += 1;
+            } else {
+                under += 1;
+            }
+        }
+    }
+    eprintln!(
+        "city check: {audited} generation headrooms audited at every exporting step, {over} over, {under} under"
     );
 }
 

@@ -35,7 +35,7 @@ mod figures;
 mod generation;
 
 pub(crate) use figures::FigureOrders;
-pub use generation::{AddedGeneration, EXPORT_CHECKS, ExportEvaluation};
+pub use generation::{AddedGeneration, EXPORT_CHECKS, ExportAudit, ExportEvaluation};
 pub(crate) use generation::{ExportRooms, transformer_root};
 
 /// Headroom beyond this is reported as this: nothing on a distribution feeder

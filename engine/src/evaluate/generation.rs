@@ -58,6 +58,18 @@ pub struct ExportEvaluation {
     pub ratios: ([f64; 6], [f64; 6]),
 }
 
+/// What [`Engine::audit_export_headroom`] found of a headroom.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExportAudit {
+    /// The step (index into the base's steps) where the headroom breaks a
+    /// check by the most, and by how much (share past what it may reach):
+    /// none where every exporting step holds, as it must.
+    pub broken_at_headroom: Option<(usize, f64)>,
+    /// Whether 1 kW more breaks a check at some step, as it must unless the
+    /// headroom is the search's ceiling.
+    pub broken_past_headroom: bool,
+}
+
 /// The checks a generator is held to, in the order of [`export_ratios`]: the
 /// spec's tie order (the voltage check twice, for rise and for drop).
 pub const EXPORT_CHECKS: [CheckName; 6] = [
@@ -594,6 +606,69 @@ impl Engine {
             reverse_pct: (before.reverse_pct, after_reverse),
             ratios: (before.ratios, after_ratios),
         }
+    }
+
+    /// Audits a generator's headroom at `local` of `base` the long way
+    /// round, every exporting step solved exactly at `headroom_kw` and at 1 kW
+    /// more, none of the estimates or bounds used: a check of the answers
+    /// (two flows a step: slow), not a way to find them.
+    pub fn audit_export_headroom(
+        &self,
+        base: &FeederBase,
+        local: u32,
+        headroom_kw: f64,
+        generation: &AddedGeneration<'_>,
+    ) -> ExportAudit {
+        let limits = &self.config.limits;
+        let as_load = AddedLoad {
+            tan_phi: -generation.absorbed_kvar_per_kw,
+            profile: None,
+        };
+        with_scratch(|scratch| {
+            // The exporting steps as the evaluation keeps them.
+            self.evaluate_export_in(base, local, headroom_kw, generation, scratch);
+            let steps = std::mem::take(&mut scratch.export_steps);
+            let mut audit = ExportAudit {
+                broken_at_headroom: None,
+                broken_past_headroom: headroom_kw >= UNBOUNDED_KW,
+            };
+            let every: Vec<usize> = (0..steps.steps.len()).collect();
+            // No export is the base, which holds by what each check may reach.
+            for export_kw in [headroom_kw, headroom_kw + 1.0]
+                .into_iter()
+                .filter(|kw| *kw > 0.0)
+            {
+                for chunk in every.chunks(LANES) {
+                    let flows = self.exact_exports(
+                        base,
+                        &steps.steps,
+                        chunk,
+                        local,
+                        export_kw,
+                        &as_load,
+                        scratch,
+                    );
+                    for (&i, o) in chunk.iter().zip(&flows) {
+                        let step = &steps.steps[i];
+                        let r = export_ratios(o, limits);
+                        let excess = (0..6)
+                            .fold(f64::MIN, |worst, c| worst.max(r[c] / step.allowed[c] - 1.0));
+                        if excess <= 0.0 {
+                            continue;
+                        }
+                        if export_kw == headroom_kw {
+                            if audit.broken_at_headroom.is_none_or(|(_, e)| e < excess) {
+                                audit.broken_at_headroom = Some((step.k, excess));
+                            }
+                        } else {
+                            audit.broken_past_headroom = true;
+                        }
+                    }
+                }
+            }
+            scratch.export_steps = steps;
+            audit
+        })
     }
 
     /// The extremes of the base over the exporting `steps`.
@@ -1319,6 +1394,41 @@ mod tests {
             }
         }
         assert!(compared >= 40, "only {compared} nodes compared");
+    }
+
+    #[test]
+    fn an_audit_finds_a_headroom_set_too_high_or_too_low() {
+        let engine = fixture_engine();
+        let generation = pv_generation();
+        let mut audited = 0;
+        for f in 0..engine.network.feeders.len() {
+            let base = engine.generation_base(f);
+            let n = base.electrical.len() as u32;
+            for local in (1..n).step_by(7) {
+                let found = engine
+                    .evaluate_export(&base, local, 100.0, &generation)
+                    .point
+                    .headroom_kw;
+                if found < 60.0 || found >= UNBOUNDED_KW {
+                    continue;
+                }
+                let audit = |kw| engine.audit_export_headroom(&base, local, kw, &generation);
+                let exact = audit(found);
+                assert_eq!(exact.broken_at_headroom, None, "feeder {f}, node {local}");
+                assert!(exact.broken_past_headroom, "feeder {f}, node {local}");
+                let over = audit(found + 50.0);
+                assert!(
+                    over.broken_at_headroom
+                        .is_some_and(|(_, excess)| excess > 0.0),
+                    "feeder {f}, node {local}: {over:?}"
+                );
+                let under = audit(found - 50.0);
+                assert_eq!(under.broken_at_headroom, None, "feeder {f}, node {local}");
+                assert!(!under.broken_past_headroom, "feeder {f}, node {local}");
+                audited += 1;
+            }
+        }
+        assert!(audited >= 10, "only {audited} nodes audited");
     }
 
     /// Steps solved together, a lane each, give each step's flow alone to the
