@@ -33,8 +33,9 @@
 //! the capacity sweep N times, to profile past the load; `HEADROOM_BENCH_CITY_N1=off`
 //! without the N-1 checks). `HEADROOM_BENCH_CITY_CHECK=1` then compares every
 //! capacity row with the one a full base (every step solved exactly) gives, a few
-//! hundred feeders at a time (minutes; not timed), and audits every generation
-//! candidate's headroom at every exporting step (minutes; not timed).
+//! hundred feeders at a time, and audits every candidate's headroom (and N-1
+//! headroom) of the generation and N-1 passes at every step (minutes; not
+//! timed); `HEADROOM_BENCH_CITY_APPS=C0,C3` keeps those applications alone.
 //! `HEADROOM_BENCH_CITY_ANSWERS=DIR`
 //! writes every ranking to `DIR/ID.json` and the capacity rows to
 //! `DIR/capacity.json`, to compare answers before and after a change.
@@ -246,6 +247,15 @@ fn city() {
             Application::from_json(&v).expect("valid")
         })
         .collect();
+    // `HEADROOM_BENCH_CITY_APPS=C0,C3` keeps those applications alone (to
+    // check a few answers again).
+    let apps: Vec<Application> = match std::env::var("HEADROOM_BENCH_CITY_APPS") {
+        Ok(ids) => apps
+            .into_iter()
+            .filter(|a| ids.split(',').any(|i| i == a.id))
+            .collect(),
+        Err(_) => apps,
+    };
     // `HEADROOM_BENCH_CITY_PART=rank|generation|n1|capacity` runs one part; with
     // `HEADROOM_BENCH_CITY_WARM_PASSES=N` the warm pass repeats (for profiling).
     let part = std::env::var("HEADROOM_BENCH_CITY_PART").unwrap_or_default();
@@ -298,8 +308,8 @@ fn city() {
             let (timings, candidates) = city_pass(&engine, variant);
             report_pass(&format!("{what} ({pass} pass{after}"), &timings, candidates);
         }
-        if *generation && std::env::var("HEADROOM_BENCH_CITY_CHECK").is_ok() {
-            check_generation_at_every_step(&engine, variant);
+        if std::env::var("HEADROOM_BENCH_CITY_CHECK").is_ok() {
+            check_at_every_step(&engine, variant, *generation);
         }
     }
     if matches!(part.as_str(), "rank" | "generation" | "n1") {
@@ -374,18 +384,29 @@ fn report_pass(what: &str, timings: &[Duration], candidates: usize) {
     );
 }
 
-/// Audits every generation candidate's headroom at every exporting step
-/// (each step solved exactly at the headroom and at 1 kW more: see
-/// [`Engine::audit_export_headroom`]), printing each that does not hold there
-/// or holds past it. Slow (minutes): a check, not a timing.
-fn check_generation_at_every_step(engine: &Engine, apps: &[Application]) {
+/// Audits every candidate's headroom (and, for loads, its N-1 headroom) at
+/// every step (each step solved exactly at the headroom and at 1 kW more: see
+/// [`headroom_engine::evaluate::HeadroomAudit`]), printing each that does not
+/// hold there or holds past it. Slow (minutes): a check, not a timing.
+fn check_at_every_step(engine: &Engine, apps: &[Application], generation: bool) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (mut audited, mut over, mut under) = (0, 0, 0);
     for app in apps {
-        let ranking = engine.rank(app);
+        // N-1 reported, not enforced: enforced, the headroom is the least of
+        // the normal and the N-1 headroom.
+        let reported = Application {
+            n1: false,
+            ..app.clone()
+        };
+        let ranking = engine.rank(&reported);
         let profile = app.judged_profile();
-        let generation = headroom_engine::evaluate::AddedGeneration {
-            absorbed_kvar_per_kw: headroom_engine::load_model::power_factor_tan(app.power_factor),
+        let tan_phi = headroom_engine::load_model::power_factor_tan(app.power_factor);
+        let load = headroom_engine::evaluate::AddedLoad {
+            tan_phi,
+            profile: profile.as_deref(),
+        };
+        let export = headroom_engine::evaluate::AddedGeneration {
+            absorbed_kvar_per_kw: tan_phi,
             profile: profile.as_deref(),
         };
         let placed: Vec<_> = ranking
@@ -397,36 +418,56 @@ fn check_generation_at_every_step(engine: &Engine, apps: &[Application]) {
                 Some((c, placement.feeder.get(), placement.local))
             })
             .collect();
+        let audit = |c: &headroom_engine::Candidate, f: usize, local: u32| {
+            let mut audits = Vec::new();
+            if generation {
+                let base = engine.generation_base(f);
+                audits.push((
+                    "headroom",
+                    c.headroom_kw,
+                    engine.audit_export_headroom(&base, local, c.headroom_kw, &export),
+                ));
+            } else {
+                let base = engine.feeder(f);
+                audits.push((
+                    "headroom",
+                    c.headroom_kw,
+                    engine.audit_load_headroom(&base, local, c.headroom_kw, &load),
+                ));
+                if let Some(n1) = c.n1_headroom_kw {
+                    audits.push((
+                        "N-1 headroom",
+                        n1,
+                        engine.audit_n1_headroom(f, local, n1, c.headroom_kw, &load),
+                    ));
+                }
+            }
+            audits
+                .into_iter()
+                .filter(|(_, _, audit)| !audit.exact())
+                .map(|(what, kw, audit)| match audit.broken_at_headroom {
+                    Some((k, excess)) => format!(
+                        "over: {} at {} (feeder {f}, node {local}): {what} {kw} kW breaks step {k} by {:.3} %",
+                        app.id,
+                        c.node,
+                        excess * 100.0
+                    ),
+                    None => format!(
+                        "under: {} at {} (feeder {f}, node {local}): {what} {kw} kW + 1 holds at every step",
+                        app.id, c.node
+                    ),
+                })
+                .collect::<Vec<_>>()
+        };
         let findings: Vec<String> = std::thread::scope(|scope| {
             let chunk = placed.len().div_ceil(threads).max(1);
             let workers: Vec<_> = placed
                 .chunks(chunk)
                 .map(|part| {
-                    let generation = &generation;
+                    let audit = &audit;
                     scope.spawn(move || {
                         part.iter()
-                            .filter_map(|(c, f, local)| {
-                                let base = engine.generation_base(*f);
-                                let audit = engine.audit_export_headroom(
-                                    &base,
-                                    *local,
-                                    c.headroom_kw,
-                                    generation,
-                                );
-                                if let Some((k, excess)) = audit.broken_at_headroom {
-                                    Some(format!(
-                                        "over: {} at {} (feeder {f}, node {local}): {} kW breaks step {k} by {:.3} %",
-                                        app.id, c.node, c.headroom_kw, excess * 100.0
-                                    ))
-                                } else if !audit.broken_past_headroom {
-                                    Some(format!(
-                                        "under: {} at {} (feeder {f}, node {local}): {} kW + 1 holds at every step",
-                                        app.id, c.node, c.headroom_kw
-                                    ))
-                                } else {
-                                    None
-                                }
-                            })
+                            .flat_map(|(c, f, local)| audit(c, *f, *local))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -447,7 +488,7 @@ fn check_generation_at_every_step(engine: &Engine, apps: &[Application]) {
         }
     }
     eprintln!(
-        "city check: {audited} generation headrooms audited at every exporting step, {over} over, {under} under"
+        "city check: {audited} candidates audited at every step, {over} answers over, {under} under"
     );
 }
 

@@ -717,6 +717,13 @@ impl Engine {
     /// yet observed ([`FeederBase::flat_room_kva`] worked out from its flows in
     /// full precision), step-major (`step * nodes + node`): what picks the steps
     /// a restoration case keeps without observing every step first.
+    ///
+    /// A step broken already in a way no room shows, its flow not converged
+    /// or a voltage above the highest allowed (within the flows' looser
+    /// tolerance: see [`CASE_SELECTION_SWEEP`]), has no room at any node:
+    /// kept, it is judged broken as over every step; left out, no headroom
+    /// clears it. A night of a supplier's busbar above 1.07 pu, left out,
+    /// let a city case carry 1,847 kW that over every step carries none.
     pub(crate) fn unobserved_flat_rooms(&self, base: &FeederBase) -> Vec<f64> {
         let e = &base.electrical;
         let n = e.len();
@@ -727,12 +734,26 @@ impl Engine {
         // Appended step by step: zeroing megabytes first, to overwrite them
         // all, cost a capacity sweep a per cent.
         let mut rooms = Vec::with_capacity(n * solutions.len());
+        let highest_kv: Vec<f64> = e
+            .nominal_kv
+            .iter()
+            .map(|kv| kv * (base.limits.v_max_pu - BROKEN_ABOVE_MARGIN_PU))
+            .collect();
         for (quad, lane_solutions) in solutions.chunks(LANES).enumerate() {
             let len = lane_solutions.len();
             let quad_solutions = std::array::from_fn(|l| &lane_solutions[l.min(len - 1)]);
             rows.fill(e, quad_solutions, &base.limits);
             for l in 0..len {
                 let k = quad * LANES + l;
+                let above = !lane_solutions[l].converged
+                    || rows.voltage_kv[..n]
+                        .iter()
+                        .zip(&highest_kv)
+                        .any(|(v, highest)| v[l] > *highest);
+                if above {
+                    rooms.extend(std::iter::repeat_n(f64::NEG_INFINITY, n));
+                    continue;
+                }
                 let substation_kva = base
                     .group_kva
                     .get(k)
@@ -951,6 +972,12 @@ fn substation_room(limit_kva: f64, group_kva: Complex64) -> f64 {
         f64::INFINITY
     }
 }
+
+/// How far under the highest allowed voltage, pu, a restoration case's
+/// flow over every step counts as above it: ten times the tolerance it is
+/// solved to ([`CASE_SELECTION_SWEEP`]), so that a step the exact flow puts
+/// above is never left out.
+const BROKEN_ABOVE_MARGIN_PU: f64 = 1e-3;
 
 /// The sweeps of a restoration case's flows over every step, which choose the
 /// steps it keeps and bound the room of the others (within the 15 % the

@@ -35,7 +35,7 @@ mod figures;
 mod generation;
 
 pub(crate) use figures::FigureOrders;
-pub use generation::{AddedGeneration, EXPORT_CHECKS, ExportAudit, ExportEvaluation};
+pub use generation::{AddedGeneration, EXPORT_CHECKS, ExportEvaluation};
 pub(crate) use generation::{ExportRooms, transformer_root};
 
 /// Headroom beyond this is reported as this: nothing on a distribution feeder
@@ -213,6 +213,42 @@ pub(crate) fn magnitude_root(start: Complex64, per_unit: Complex64, limit: f64) 
     (-b + (b * b - 4.0 * a * c).sqrt()) / (2.0 * a)
 }
 
+/// What an audit of a headroom found: every step solved exactly at the
+/// headroom and at 1 kW more, none of the engine's estimates, bounds or
+/// searches used (see [`Engine::audit_load_headroom`]). A check of answers,
+/// not a way to find them: two flows a step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HeadroomAudit {
+    /// The step (index into the base's steps) where the headroom breaks a
+    /// check by the most, and by how much (share past its limit): none where
+    /// every step holds, as it must.
+    pub broken_at_headroom: Option<(usize, f64)>,
+    /// Whether 1 kW more breaks a check at some step, as it must unless the
+    /// headroom is capped (by the search's ceiling or, for N-1, the normal
+    /// headroom).
+    pub broken_past_headroom: bool,
+}
+
+impl HeadroomAudit {
+    /// Whether the headroom is the largest whole kW every step takes.
+    pub fn exact(&self) -> bool {
+        self.broken_at_headroom.is_none() && self.broken_past_headroom
+    }
+
+    /// Notes a step's excess over its limit (above 0: broken) at the
+    /// headroom or, with `past`, at 1 kW more.
+    fn note(&mut self, k: usize, excess: f64, past: bool) {
+        if excess <= 0.0 {
+            return;
+        }
+        if past {
+            self.broken_past_headroom = true;
+        } else if self.broken_at_headroom.is_none_or(|(_, e)| e < excess) {
+            self.broken_at_headroom = Some((k, excess));
+        }
+    }
+}
+
 impl Engine {
     /// The application's load factor at each kept step of a feeder.
     fn shape<'b>(&self, base: &'b FeederBase, load: &AddedLoad<'_>) -> std::borrow::Cow<'b, [f64]> {
@@ -310,6 +346,43 @@ impl Engine {
             std::array::from_fn(|l| &lane_solutions[l]),
             added,
         )
+    }
+
+    /// Audits a load's headroom at `local` of `base` the long way round:
+    /// every step where the load draws solved exactly at `headroom_kw` and at
+    /// 1 kW more (see [`HeadroomAudit`]).
+    pub fn audit_load_headroom(
+        &self,
+        base: &FeederBase,
+        local: u32,
+        headroom_kw: f64,
+        load: &AddedLoad<'_>,
+    ) -> HeadroomAudit {
+        let limits = &base.limits;
+        let shape = self.shape(base, load);
+        let drawing: Vec<usize> = (0..base.loads.step_count())
+            .filter(|k| shape[*k] > 0.0)
+            .collect();
+        let mut audit = HeadroomAudit {
+            broken_at_headroom: None,
+            broken_past_headroom: headroom_kw >= UNBOUNDED_KW,
+        };
+        with_scratch(|scratch| {
+            // No load is the base, which an answer of 0 takes as it is.
+            for (kw, past) in [(headroom_kw, false), (headroom_kw + 1.0, true)] {
+                if kw <= 0.0 {
+                    continue;
+                }
+                for ks in drawing.chunks(LANES) {
+                    let x = std::array::from_fn(|l| kw * shape[ks[l.min(ks.len() - 1)]]);
+                    let flows = self.exact_lanes(base, ks, local, x, load, scratch);
+                    for (&k, o) in ks.iter().zip(&flows) {
+                        audit.note(k, o.worst_ratio(limits) - 1.0, past);
+                    }
+                }
+            }
+        });
+        audit
     }
 
     /// The loads of step `k` with `x_kw` (shaped) added at `local`, into `p`

@@ -34,7 +34,7 @@ use num_complex::Complex64;
 use crate::base::FeederBase;
 use crate::checks::{CheckName, CheckResult};
 use crate::engine::Engine;
-use crate::evaluate::{AddedLoad, UNBOUNDED_KW, magnitude};
+use crate::evaluate::{AddedLoad, HeadroomAudit, UNBOUNDED_KW, magnitude};
 use crate::load_model::FeederLoads;
 use crate::powerflow::{ElectricalFeeder, SQRT_3, SweepSettings};
 
@@ -765,6 +765,52 @@ impl Engine {
             cap_kw,
             load,
         )
+    }
+
+    /// Audits an N-1 headroom at `local` of feeder `f` the long way round,
+    /// over its cases at every step (see [`HeadroomAudit`]): at
+    /// `n1_headroom_kw` some case must carry the load at every step, its other
+    /// trees holding without it; at 1 kW more, none (unless the answer is
+    /// capped at `normal_headroom_kw`). The excess reported at the headroom
+    /// is the least over the cases.
+    pub fn audit_n1_headroom(
+        &self,
+        f: usize,
+        local: u32,
+        n1_headroom_kw: f64,
+        normal_headroom_kw: f64,
+        load: &AddedLoad<'_>,
+    ) -> HeadroomAudit {
+        let n1 = self.feeder_n1_every_step(f);
+        let audits: Vec<HeadroomAudit> = n1
+            .cases
+            .iter()
+            .filter_map(|case| {
+                let (t, at) = case.tree_index_of(local)?;
+                Some(match case.broken_without() {
+                    // Broken at any load: it carries none.
+                    Some(_) => HeadroomAudit {
+                        broken_at_headroom: (n1_headroom_kw > 0.0).then_some((0, f64::INFINITY)),
+                        broken_past_headroom: true,
+                    },
+                    None => self.audit_load_headroom(&case.trees[t].base, at, n1_headroom_kw, load),
+                })
+            })
+            .collect();
+        let carried = audits.iter().any(|a| a.broken_at_headroom.is_none());
+        HeadroomAudit {
+            broken_at_headroom: if carried || n1_headroom_kw <= 0.0 {
+                None
+            } else {
+                audits
+                    .iter()
+                    .filter_map(|a| a.broken_at_headroom)
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .or(Some((0, f64::INFINITY)))
+            },
+            broken_past_headroom: n1_headroom_kw >= normal_headroom_kw
+                || audits.iter().all(|a| a.broken_past_headroom),
+        }
     }
 
     /// [`Self::n1_transfer`] over the case set `n1`, with `every_step`

@@ -26,7 +26,10 @@
 
 use num_complex::Complex64;
 
-use super::{AddedLoad, Bracket, PointEvaluation, Scratch, UNBOUNDED_KW, magnitude, with_scratch};
+use super::{
+    AddedLoad, Bracket, HeadroomAudit, PointEvaluation, Scratch, UNBOUNDED_KW, magnitude,
+    with_scratch,
+};
 use crate::base::FeederBase;
 use crate::checks::{CheckName, Figures, Observed, TIE_TOLERANCE, WorstChecks, absorb};
 use crate::config::Limits;
@@ -56,18 +59,6 @@ pub struct ExportEvaluation {
     /// Per check in [`EXPORT_CHECKS`] order, the worst value over limit
     /// without and with the export.
     pub ratios: ([f64; 6], [f64; 6]),
-}
-
-/// What [`Engine::audit_export_headroom`] found of a headroom.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ExportAudit {
-    /// The step (index into the base's steps) where the headroom breaks a
-    /// check by the most, and by how much (share past what it may reach):
-    /// none where every exporting step holds, as it must.
-    pub broken_at_headroom: Option<(usize, f64)>,
-    /// Whether 1 kW more breaks a check at some step, as it must unless the
-    /// headroom is the search's ceiling.
-    pub broken_past_headroom: bool,
 }
 
 /// The checks a generator is held to, in the order of [`export_ratios`]: the
@@ -618,7 +609,7 @@ impl Engine {
         local: u32,
         headroom_kw: f64,
         generation: &AddedGeneration<'_>,
-    ) -> ExportAudit {
+    ) -> HeadroomAudit {
         let limits = &self.config.limits;
         let as_load = AddedLoad {
             tan_phi: -generation.absorbed_kvar_per_kw,
@@ -628,16 +619,16 @@ impl Engine {
             // The exporting steps as the evaluation keeps them.
             self.evaluate_export_in(base, local, headroom_kw, generation, scratch);
             let steps = std::mem::take(&mut scratch.export_steps);
-            let mut audit = ExportAudit {
+            let mut audit = HeadroomAudit {
                 broken_at_headroom: None,
                 broken_past_headroom: headroom_kw >= UNBOUNDED_KW,
             };
             let every: Vec<usize> = (0..steps.steps.len()).collect();
             // No export is the base, which holds by what each check may reach.
-            for export_kw in [headroom_kw, headroom_kw + 1.0]
-                .into_iter()
-                .filter(|kw| *kw > 0.0)
-            {
+            for (export_kw, past) in [(headroom_kw, false), (headroom_kw + 1.0, true)] {
+                if export_kw <= 0.0 {
+                    continue;
+                }
                 for chunk in every.chunks(LANES) {
                     let flows = self.exact_exports(
                         base,
@@ -653,16 +644,7 @@ impl Engine {
                         let r = export_ratios(o, limits);
                         let excess = (0..6)
                             .fold(f64::MIN, |worst, c| worst.max(r[c] / step.allowed[c] - 1.0));
-                        if excess <= 0.0 {
-                            continue;
-                        }
-                        if export_kw == headroom_kw {
-                            if audit.broken_at_headroom.is_none_or(|(_, e)| e < excess) {
-                                audit.broken_at_headroom = Some((step.k, excess));
-                            }
-                        } else {
-                            audit.broken_past_headroom = true;
-                        }
+                        audit.note(step.k, excess, past);
                     }
                 }
             }
