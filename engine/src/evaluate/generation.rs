@@ -1391,7 +1391,7 @@ mod tests {
                     .evaluate_export(&base, local, 100.0, &generation)
                     .point
                     .headroom_kw;
-                if found < 60.0 || found >= UNBOUNDED_KW {
+                if !(60.0..UNBOUNDED_KW).contains(&found) {
                     continue;
                 }
                 let audit = |kw| engine.audit_export_headroom(&base, local, kw, &generation);
