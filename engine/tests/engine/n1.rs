@@ -141,7 +141,7 @@ fn rankings_hold_at_every_step_and_break_a_kw_above() {
             tan_phi: headroom_engine::load_model::power_factor_tan(app.power_factor),
             profile: profile.as_deref(),
         };
-        let ranking = engine.rank(&app);
+        let ranking = engine.rank(app);
         for c in ranking.candidates.iter().step_by(3) {
             let Some(p) = engine
                 .network
