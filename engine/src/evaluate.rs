@@ -239,17 +239,31 @@ impl HeadroomAudit {
         self.broken_at_headroom.is_none() && self.broken_past_headroom
     }
 
-    /// Notes a step's excess over its limit (above 0: broken) at the
-    /// headroom or, with `past`, at 1 kW more.
-    fn note(&mut self, k: usize, excess: f64, past: bool) {
-        if excess <= 0.0 {
-            return;
+    /// The audit of `headroom_kw`: `excesses(kw, note)` solves every step at
+    /// `kw` and notes each step's excess over its limit (above 0: broken),
+    /// at the headroom and at 1 kW more. No new load or export is the base,
+    /// which an answer of 0 takes as it is, so a kW of 0 is not solved.
+    fn of(headroom_kw: f64, mut excesses: impl FnMut(f64, &mut dyn FnMut(usize, f64))) -> Self {
+        let mut audit = HeadroomAudit {
+            broken_at_headroom: None,
+            broken_past_headroom: headroom_kw >= UNBOUNDED_KW,
+        };
+        for (kw, past) in [(headroom_kw, false), (headroom_kw + 1.0, true)] {
+            if kw <= 0.0 {
+                continue;
+            }
+            excesses(kw, &mut |k, excess| {
+                if excess <= 0.0 {
+                    return;
+                }
+                if past {
+                    audit.broken_past_headroom = true;
+                } else if audit.broken_at_headroom.is_none_or(|(_, e)| e < excess) {
+                    audit.broken_at_headroom = Some((k, excess));
+                }
+            });
         }
-        if past {
-            self.broken_past_headroom = true;
-        } else if self.broken_at_headroom.is_none_or(|(_, e)| e < excess) {
-            self.broken_at_headroom = Some((k, excess));
-        }
+        audit
     }
 }
 
@@ -367,26 +381,17 @@ impl Engine {
         let drawing: Vec<usize> = (0..base.loads.step_count())
             .filter(|k| shape[*k] > 0.0)
             .collect();
-        let mut audit = HeadroomAudit {
-            broken_at_headroom: None,
-            broken_past_headroom: headroom_kw >= UNBOUNDED_KW,
-        };
         with_scratch(|scratch| {
-            // No load is the base, which an answer of 0 takes as it is.
-            for (kw, past) in [(headroom_kw, false), (headroom_kw + 1.0, true)] {
-                if kw <= 0.0 {
-                    continue;
-                }
+            HeadroomAudit::of(headroom_kw, |kw, note| {
                 for ks in drawing.chunks(LANES) {
                     let x = std::array::from_fn(|l| kw * shape[ks[l.min(ks.len() - 1)]]);
                     let flows = self.exact_lanes(base, ks, local, x, load, scratch);
                     for (&k, o) in ks.iter().zip(&flows) {
-                        audit.note(k, o.worst_ratio(limits) - 1.0, past);
+                        note(k, o.worst_ratio(limits) - 1.0);
                     }
                 }
-            }
-        });
-        audit
+            })
+        })
     }
 
     /// The loads of step `k` with `x_kw` (shaped) added at `local`, into `p`

@@ -46,6 +46,17 @@ pub struct AddedGeneration<'a> {
     pub profile: Option<&'a [f64]>,
 }
 
+impl AddedGeneration<'_> {
+    /// The generator as a load of minus its export, absorbing reactive power
+    /// (shaped by each step's factor, not by a profile).
+    fn as_load(&self) -> AddedLoad<'static> {
+        AddedLoad {
+            tan_phi: -self.absorbed_kvar_per_kw,
+            profile: None,
+        }
+    }
+}
+
 /// What the engine found for a generator at one connection point.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExportEvaluation {
@@ -256,7 +267,35 @@ struct ExportStep {
     substation_after: f64,
 }
 
+impl ExportStep {
+    /// How far past what it may reach the worst check of flow `o` is (0 or
+    /// less: every check holds).
+    fn excess(&self, o: &Observed, limits: &Limits) -> f64 {
+        let r = export_ratios(o, limits);
+        (0..6).fold(f64::MIN, |worst, c| worst.max(r[c] / self.allowed[c] - 1.0))
+    }
+}
+
 impl Engine {
+    /// [`ExportStep::excess`] of `step` with `export_kw` exported at
+    /// `local`: from an exact flow, or without the generator from the base.
+    fn export_excess(
+        &self,
+        base: &FeederBase,
+        step: &ExportStep,
+        local: u32,
+        export_kw: f64,
+        as_load: &AddedLoad<'_>,
+        scratch: &mut Scratch,
+    ) -> f64 {
+        let o = if export_kw <= 0.0 {
+            self.with_group_flow(&base.observed[step.k], base, step.group_kva)
+        } else {
+            self.exact_export(base, step, local, export_kw, as_load, scratch)
+        };
+        step.excess(&o, &self.config.limits)
+    }
+
     /// The headroom for export at the node at `local` of `base` (a
     /// generation base: see [`Engine::generation_base`]), and the figures at
     /// an export of `export_kw`.
@@ -341,11 +380,7 @@ impl Engine {
     ) -> ExportEvaluation {
         let (steps, before) = (&exporting.steps[..], &exporting.before);
         let limits = &self.config.limits;
-        // As a load of minus the export, absorbing reactive power.
-        let as_load = AddedLoad {
-            tan_phi: -generation.absorbed_kvar_per_kw,
-            profile: None,
-        };
+        let as_load = generation.as_load();
         let per_kw = Complex64::new(-1.0, -generation.absorbed_kvar_per_kw);
         let geometry = self.export_geometry(base, local);
         let mut bounds = self.export_bounds(base, local, per_kw, steps, export_kw, &geometry);
@@ -398,25 +433,6 @@ impl Engine {
             }
         }
         order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        // How far past what it may reach the worst check is (0 or less: every
-        // check holds); without the generator, from the base.
-        let excess_of = |step: &ExportStep, o: &Observed| -> f64 {
-            let r = export_ratios(o, limits);
-            (0..6).fold(f64::MIN, |worst, c| worst.max(r[c] / step.allowed[c] - 1.0))
-        };
-        let excess = |step: &ExportStep, kw: f64, scratch: &mut Scratch| -> f64 {
-            if kw <= 0.0 {
-                excess_of(
-                    step,
-                    &self.with_group_flow(&base.observed[step.k], base, step.group_kva),
-                )
-            } else {
-                excess_of(
-                    step,
-                    &self.exact_export(base, step, local, kw, &as_load, scratch),
-                )
-            }
-        };
         // Whether the next steps to refine hold at the headroom found, solved
         // together (a lane each) as the first of them is reached: (step,
         // headroom, holds). A verdict is only read at the headroom it was
@@ -500,7 +516,7 @@ impl Engine {
                         );
                         verdicts.clear();
                         for (&j, flow) in batch[..len].iter().zip(&flows) {
-                            let holds = excess_of(&steps[j], flow) <= 0.0;
+                            let holds = steps[j].excess(flow, limits) <= 0.0;
                             verdicts.push((j, headroom, holds));
                         }
                         verdicts[0].2
@@ -512,7 +528,7 @@ impl Engine {
                 continue;
             }
             let found = largest_export(estimate.min(headroom), headroom, |kw| {
-                excess(step, kw, scratch)
+                self.export_excess(base, step, local, kw, &as_load, scratch)
             });
             if found < headroom {
                 headroom = found;
@@ -611,24 +627,13 @@ impl Engine {
         generation: &AddedGeneration<'_>,
     ) -> HeadroomAudit {
         let limits = &self.config.limits;
-        let as_load = AddedLoad {
-            tan_phi: -generation.absorbed_kvar_per_kw,
-            profile: None,
-        };
+        let as_load = generation.as_load();
         with_scratch(|scratch| {
             // The exporting steps as the evaluation keeps them.
             self.evaluate_export_in(base, local, headroom_kw, generation, scratch);
             let steps = std::mem::take(&mut scratch.export_steps);
-            let mut audit = HeadroomAudit {
-                broken_at_headroom: None,
-                broken_past_headroom: headroom_kw >= UNBOUNDED_KW,
-            };
             let every: Vec<usize> = (0..steps.steps.len()).collect();
-            // No export is the base, which holds by what each check may reach.
-            for (export_kw, past) in [(headroom_kw, false), (headroom_kw + 1.0, true)] {
-                if export_kw <= 0.0 {
-                    continue;
-                }
+            let audit = HeadroomAudit::of(headroom_kw, |export_kw, note| {
                 for chunk in every.chunks(LANES) {
                     let flows = self.exact_exports(
                         base,
@@ -641,13 +646,10 @@ impl Engine {
                     );
                     for (&i, o) in chunk.iter().zip(&flows) {
                         let step = &steps.steps[i];
-                        let r = export_ratios(o, limits);
-                        let excess = (0..6)
-                            .fold(f64::MIN, |worst, c| worst.max(r[c] / step.allowed[c] - 1.0));
-                        audit.note(step.k, excess, past);
+                        note(step.k, step.excess(o, limits));
                     }
                 }
-            }
+            });
             scratch.export_steps = steps;
             audit
         })
@@ -1318,11 +1320,7 @@ mod tests {
         local: u32,
         generation: &AddedGeneration<'_>,
     ) -> f64 {
-        let limits = &engine.config.limits;
-        let as_load = AddedLoad {
-            tan_phi: -generation.absorbed_kvar_per_kw,
-            profile: None,
-        };
+        let as_load = generation.as_load();
         with_scratch(|scratch| {
             // The exporting steps as the evaluation keeps them.
             engine.evaluate_export_in(base, local, 1.0, generation, scratch);
@@ -1332,13 +1330,7 @@ mod tests {
                 .iter()
                 .map(|step| {
                     whole_kw_root(|kw| {
-                        let o = if kw <= 0.0 {
-                            engine.with_group_flow(&base.observed[step.k], base, step.group_kva)
-                        } else {
-                            engine.exact_export(base, step, local, kw, &as_load, scratch)
-                        };
-                        let r = export_ratios(&o, limits);
-                        (0..6).fold(f64::MIN, |worst, c| worst.max(r[c] / step.allowed[c] - 1.0))
+                        engine.export_excess(base, step, local, kw, &as_load, scratch)
                     })
                 })
                 .fold(f64::INFINITY, f64::min);

@@ -152,49 +152,18 @@ fn rankings_hold_at_every_step_and_break_a_kw_above() {
             };
             let (f, local) = (p.feeder.get(), p.local);
             let base = engine.feeder(f);
-            let audit = engine.audit_load_headroom(&base, local, c.headroom_kw, &load);
-            assert!(
-                audit.exact(),
-                "{} at {}: {} kW: {audit:?}",
-                app.id,
-                c.node,
-                c.headroom_kw
-            );
+            let what = format!("{} at {}", app.id, c.node);
+            seen_wrong += assert_audited(&what, c.headroom_kw, c.headroom_kw > 20.0, |kw| {
+                engine.audit_load_headroom(&base, local, kw, &load)
+            });
             audited += 1;
-            if c.headroom_kw > 20.0 {
-                for wrong in [c.headroom_kw - 20.0, c.headroom_kw + 20.0] {
-                    let audit = engine.audit_load_headroom(&base, local, wrong, &load);
-                    assert!(
-                        !audit.exact(),
-                        "{} at {}: {wrong} kW passed",
-                        app.id,
-                        c.node
-                    );
-                    seen_wrong += 1;
-                }
-            }
             let Some(n1) = c.n1_headroom_kw else {
                 continue;
             };
-            let audit = engine.audit_n1_headroom(f, local, n1, c.headroom_kw, &load);
-            assert!(
-                audit.exact(),
-                "{} at {}: N-1 {n1} kW: {audit:?}",
-                app.id,
-                c.node
-            );
-            if n1 > 20.0 && n1 + 20.0 < c.headroom_kw {
-                for wrong in [n1 - 20.0, n1 + 20.0] {
-                    let audit = engine.audit_n1_headroom(f, local, wrong, c.headroom_kw, &load);
-                    assert!(
-                        !audit.exact(),
-                        "{} at {}: N-1 {wrong} kW passed",
-                        app.id,
-                        c.node
-                    );
-                    seen_wrong += 1;
-                }
-            }
+            let wrong_too = n1 > 20.0 && n1 + 20.0 < c.headroom_kw;
+            seen_wrong += assert_audited(&format!("{what}: N-1"), n1, wrong_too, |kw| {
+                engine.audit_n1_headroom(f, local, kw, c.headroom_kw, &load)
+            });
             n1_audited += 1;
         }
     }
@@ -202,6 +171,25 @@ fn rankings_hold_at_every_step_and_break_a_kw_above() {
         audited > 40 && n1_audited > 40 && seen_wrong > 40,
         "{audited} audited, {n1_audited} for N-1, {seen_wrong} wrong answers tried"
     );
+}
+
+/// Asserts that `audit` finds `answer` exact and, with `wrong_too`, an
+/// answer 20 kW either side not: how many wrong answers it tried.
+fn assert_audited(
+    what: &str,
+    answer: f64,
+    wrong_too: bool,
+    audit: impl Fn(f64) -> headroom_engine::evaluate::HeadroomAudit,
+) -> usize {
+    let found = audit(answer);
+    assert!(found.exact(), "{what}: {answer} kW: {found:?}");
+    if !wrong_too {
+        return 0;
+    }
+    for wrong in [answer - 20.0, answer + 20.0] {
+        assert!(!audit(wrong).exact(), "{what}: {wrong} kW passed");
+    }
+    2
 }
 
 /// A case whose highest voltage, at some light step, lies above the case
