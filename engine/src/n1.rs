@@ -929,9 +929,10 @@ impl Engine {
         }
         // The local node whose inbound segment or voltage breaks: its feeder
         // is the one to reinforce (the supplier's for the head and group).
+        let above_highest = worst.v_max.0 > breaking.base.limits.v_max_pu;
         let local = match check {
             CheckName::SegmentThermal => Some(worst.segment.1),
-            CheckName::Voltage => Some(if worst.v_max.0 > breaking.base.limits.v_max_pu {
+            CheckName::Voltage => Some(if above_highest {
                 worst.v_max.1
             } else {
                 worst.v_min.1
@@ -984,7 +985,19 @@ impl Engine {
             binding: check,
             element,
             supplier: self.supplier_name(breaking.supply),
-            reinforce: owner.unwrap_or_else(|| self.supplier_name(breaking.supply)),
+            // A voltage too high comes from the source (its taps set for heavier
+            // load), not from a weak conductor: a thicker one raises it further.
+            remedy: if check == CheckName::Voltage && above_highest {
+                format!(
+                    "lowering the busbar voltage that feeds {} (its substation transformers' tap setting)",
+                    self.supplier_name(breaking.supply)
+                )
+            } else {
+                format!(
+                    "reinforcing {}",
+                    owner.unwrap_or_else(|| self.supplier_name(breaking.supply))
+                )
+            },
             before_broken: case.broken_without().is_some(),
         }
     }
@@ -1241,10 +1254,11 @@ pub struct BestCase {
     pub element: Option<String>,
     /// The feeder (or busbar) feeding the tree that breaks it.
     pub supplier: String,
-    /// The feeder whose reinforcement would restore the case: the one the
-    /// breaking segment or node belongs to (the supplier for its head or
-    /// substation).
-    pub reinforce: String,
+    /// What would restore the case, as the explanations say it: reinforcing
+    /// the feeder the breaking segment or node belongs to (the supplier for
+    /// its head or substation), or, where a voltage lies above the highest
+    /// allowed, lowering the voltage at the supplier's source.
+    pub remedy: String,
     /// Whether the case breaks a limit even without the new load.
     pub before_broken: bool,
 }
@@ -1338,13 +1352,13 @@ impl Engine {
                         let at = best.at_element();
                         let detail = if best.before_broken {
                             Some(format!(
-                                "closing {label} to feed it from {}: {} breaks{at} even without the new load; reinforcing {} would restore the transfer",
-                                best.supplier, best.binding, best.reinforce
+                                "closing {label} to feed it from {}: {} breaks{at} even without the new load; {} would restore the transfer",
+                                best.supplier, best.binding, best.remedy
                             ))
                         } else if !ok && outcome.headroom_kw < normal_headroom_kw {
                             Some(format!(
-                                "closing {label} to feed it from {} (the best case) carries {headroom} kW more at most: {} breaks first{at}; reinforcing {} would restore it",
-                                best.supplier, best.binding, best.reinforce
+                                "closing {label} to feed it from {} (the best case) carries {headroom} kW more at most: {} breaks first{at}; {} would restore it",
+                                best.supplier, best.binding, best.remedy
                             ))
                         } else {
                             None
@@ -1474,8 +1488,8 @@ impl Engine {
                     )
                 } else {
                     format!(
-                        "no case carries it as it stands: closing {label} to feed it from {}, {} breaks{at}; reinforcing {} would restore it",
-                        best.supplier, best.binding, best.reinforce
+                        "no case carries it as it stands: closing {label} to feed it from {}, {} breaks{at}; {} would restore it",
+                        best.supplier, best.binding, best.remedy
                     )
                 };
                 (Some(label), Some(detail))

@@ -5,7 +5,7 @@ use headroom_geodata::{AssetKind, Filter, LonLat, NodeIx, NodeType, TransformerI
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::application::{Application, Importance};
+use crate::application::{Application, ApplicationKind, Importance};
 use crate::checks::Figures;
 use crate::checks::{CheckName, CheckResult};
 use crate::config::N1Mode;
@@ -1617,14 +1617,22 @@ impl Engine {
                 headroom_kw: e.out.headroom_kw,
             })
             .collect();
+        // A load held back by a voltage above the highest allowed (the
+        // busbar's taps set for heavier load) gains nothing from a thicker
+        // conductor; a generator's voltage rise does.
+        let v_max_pu = self.config.limits.v_max_pu;
+        let above_highest = |e: &&Evaluated| {
+            app.kind == ApplicationKind::Load && e.out.before.max_voltage_pu > v_max_pu
+        };
         let reinforce_feeder = evaluated
             .iter()
             .find(|e| {
                 e.out.feeder.is_some()
-                    && matches!(
-                        e.out.binding_constraint,
-                        CheckName::SegmentThermal | CheckName::HeadThermal | CheckName::Voltage
-                    )
+                    && match e.out.binding_constraint {
+                        CheckName::SegmentThermal | CheckName::HeadThermal => true,
+                        CheckName::Voltage => !above_highest(e),
+                        _ => false,
+                    }
             })
             .and_then(|e| e.out.feeder.clone());
         let reason = if evaluated.is_empty() {

@@ -226,6 +226,15 @@ fn a_case_above_the_highest_voltage_at_a_light_step_is_broken_as_over_every_step
         })
         .count();
     assert!(broken_above > 0, "no case above {v_max_pu} pu");
+    // A voltage too high is the source's: a thicker conductor would not
+    // lower it, so the advice is the tap, never reinforcement.
+    let rows = engine.capacity(headroom_engine::Level::Feeder, engine.readings(), 0);
+    let details: Vec<&str> = rows.iter().filter_map(|r| r.n1_detail.as_deref()).collect();
+    let at_the_source = details
+        .iter()
+        .filter(|d| d.contains("voltage breaks") && d.contains("lowering the busbar voltage"))
+        .count();
+    assert!(at_the_source > 0, "{details:#?}");
     let compared = screened_against_every_step(&engine);
     assert!(compared > 300, "{compared}");
 }

@@ -275,3 +275,31 @@ fn the_fixtures_first_three_schemes_take_three_routes() {
         "only {checked} applications had three feasible feeders"
     );
 }
+
+#[test]
+fn a_load_held_back_by_a_voltage_too_high_is_not_told_to_reinforce() {
+    // The busbars run at 10.5 kV: with 1.04 pu the highest allowed, every node
+    // breaks it without the new load, and a thicker conductor would not help.
+    let network = three_feeders().build().expect("valid test grid");
+    let readings = std::sync::Arc::new(headroom_readings::InMemoryReadings::from_rows(&rows(
+        &network,
+        &readings(),
+    )));
+    let mut config = headroom_engine::EngineConfig::default();
+    config.limits.v_max_pu = 1.04;
+    let engine = headroom_engine::Engine::new(network, readings, config, Vec::new());
+    let result = engine.rank(&application(
+        "N",
+        at(300.0, 40.0),
+        500.0,
+        json!({"max_distance_m": 100}),
+    ));
+    assert!(result.schemes.is_empty());
+    let why = result.explanation.as_ref().expect("an explanation");
+    assert_eq!(
+        why.nearest[0].binding_constraint,
+        headroom_engine::CheckName::Voltage,
+        "{why:?}"
+    );
+    assert_eq!(why.reinforce_feeder, None, "{why:?}");
+}
