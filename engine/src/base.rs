@@ -6,7 +6,7 @@
 //! data window), the settled loads ([`FeederLoads`]), the base flow in single
 //! precision ([`StoredSolution`]) and its [`Observed`] figures; per local node
 //! and step, node-major rows (voltage, least current margin and loading along
-//! the path from the busbar, voltage room per ohm, the path's bottleneck), and
+//! the path from the busbar, voltage room per ohm), and
 //! the worst of the whole window ([`BaseSummary`]). Reservations on the feeder
 //! are extra loads at their nodes, solved into the flows.
 //!
@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use headroom_geodata::{FeederIx, TransformerIx};
 use headroom_readings::ReadingsSource;
-use num_complex::{Complex32, Complex64};
+use num_complex::Complex64;
 
 use crate::checks::{CheckName, Figures, Observed, WorstChecks, absorb};
 use crate::config::Limits;
@@ -112,13 +112,6 @@ pub struct FeederBase {
     /// by at most that impedance times its current, so this bounds its voltage
     /// headroom from below.
     pub path_voltage_room: Vec<f32>,
-    /// Per local node and step, the local index of the path's bottleneck: the
-    /// branch with the least current margin from the busbar to the node, 0 for
-    /// the head breaker (node-major). A flat load's thermal estimate at a step
-    /// solves for that branch alone: a branch with more margin carries a
-    /// current of nearly the same angle, so its root is hardly ever smaller, and
-    /// the exact power flows that follow find whichever element binds.
-    pub path_bottleneck: Vec<u32>,
     /// Per local node, its steps ranked by a flat load's room there, worked out
     /// when the node is first judged (see [`Self::flat_steps`]): a capacity sweep
     /// judges two or three nodes of a feeder, a ranking only its candidates.
@@ -185,11 +178,10 @@ pub struct RankedSteps {
     pub cutoff_kva: f64,
 }
 
-/// One of a node's ranked steps with everything a flat load's estimate there
-/// reads. A ranking judges a couple of thousand nodes of dozens of feeders, far
-/// more than the processor's caches hold: read from the base's rows, each
-/// estimate would wait on memory half a dozen times; kept together, a node's
-/// estimates read one short run.
+/// One of a node's ranked steps with the bounds a flat load's estimate there
+/// starts from: kept together, a node's bounds read one short run (a ranking
+/// judges a couple of thousand nodes of dozens of feeders, far more than the
+/// processor's caches hold).
 #[derive(Clone, Copy, Debug)]
 pub struct RankedStep {
     /// The room a flat load at the node has at this step, kVA.
@@ -199,12 +191,6 @@ pub struct RankedStep {
     /// The voltage limit's part of that room, kVA (not a number where the base
     /// flow has none).
     pub voltage_room_kva: f32,
-    /// The path's bottleneck at this step (see [`FeederBase::path_bottleneck`]).
-    pub bottleneck: u32,
-    /// The node's voltage, kV.
-    pub v_kv: Complex32,
-    /// The current in the bottleneck branch (at 0, the head's), A.
-    pub bottleneck_i_a: Complex32,
 }
 
 impl FeederBase {
@@ -217,22 +203,13 @@ impl FeederBase {
                 .collect();
             let cutoff_kva = least_sorted(&mut room, self.flat_stride);
             let j = local as usize;
-            let steps = self.solutions.len();
             RankedSteps {
                 steps: room[..self.flat_stride]
                     .iter()
-                    .map(|&(room_kva, k)| {
-                        let at = j * steps + k as usize;
-                        let solution = &self.solutions[k as usize];
-                        let bottleneck = self.path_bottleneck[at];
-                        RankedStep {
-                            room_kva: room_kva as f32,
-                            step: k,
-                            voltage_room_kva: self.voltage_room_kva(j, k as usize) as f32,
-                            bottleneck,
-                            v_kv: solution.v_kv_single(j),
-                            bottleneck_i_a: solution.i_a_single(bottleneck as usize),
-                        }
+                    .map(|&(room_kva, k)| RankedStep {
+                        room_kva: room_kva as f32,
+                        step: k,
+                        voltage_room_kva: self.voltage_room_kva(j, k as usize) as f32,
                     })
                     .collect(),
                 cutoff_kva,
@@ -573,7 +550,6 @@ impl Engine {
             path_max_loading: Vec::new(),
             voltage_kv: Vec::new(),
             path_voltage_room: Vec::new(),
-            path_bottleneck: Vec::new(),
             ranked_steps: Vec::new(),
             figure_orders: OnceLock::new(),
             flat_stride: 0,
@@ -644,7 +620,6 @@ impl Engine {
         // Step-major, so appended in order rather than zeroed and overwritten.
         let mut subtree_min_pu = Vec::with_capacity(n * steps);
         let mut path_margin_a = vec![0.0f32; n * steps];
-        let mut path_bottleneck = vec![0u32; n * steps];
         let mut path_max_loading = vec![0.0f32; n * steps];
         let mut voltage_kv = vec![0.0f32; n * steps];
         let mut path_voltage_room = vec![0.0f32; n * steps];
@@ -653,7 +628,6 @@ impl Engine {
         // step at a time, each step touched a cache line per node and row.
         const BLOCK: usize = 16;
         let mut block = vec![[[0.0f32; BLOCK]; 4]; n];
-        let mut block_bottleneck = vec![[0u32; BLOCK]; n];
         for (start, solutions) in full_solutions.chunks(BLOCK).enumerate() {
             let start = start * BLOCK;
             for (quad, lane_solutions) in solutions.chunks(LANES).enumerate() {
@@ -674,32 +648,29 @@ impl Engine {
                     feeder_min_pu.push(rows.subtree_min_pu[0][l]);
                     subtree_min_pu.extend(rows.subtree_min_pu.iter().map(|v| v[l] as f32));
                 }
-                for j in 0..n {
+                for (j, node_block) in block.iter_mut().enumerate() {
                     for l in 0..len {
                         let b = first + l;
-                        block[j][0][b] = rows.voltage_kv[j][l] as f32;
-                        block[j][1][b] = rows.margin_a[j][l] as f32;
-                        block[j][2][b] = rows.max_loading[j][l] as f32;
-                        block[j][3][b] = rows.voltage_room[j][l] as f32;
-                        block_bottleneck[j][b] = rows.bottleneck[j][l];
+                        node_block[0][b] = rows.voltage_kv[j][l] as f32;
+                        node_block[1][b] = rows.margin_a[j][l] as f32;
+                        node_block[2][b] = rows.max_loading[j][l] as f32;
+                        node_block[3][b] = rows.voltage_room[j][l] as f32;
                     }
                 }
             }
             let len = solutions.len();
-            for j in 0..n {
+            for (j, node_block) in block.iter().enumerate() {
                 let at = j * steps + start..j * steps + start + len;
-                voltage_kv[at.clone()].copy_from_slice(&block[j][0][..len]);
-                path_margin_a[at.clone()].copy_from_slice(&block[j][1][..len]);
-                path_max_loading[at.clone()].copy_from_slice(&block[j][2][..len]);
-                path_voltage_room[at.clone()].copy_from_slice(&block[j][3][..len]);
-                path_bottleneck[at].copy_from_slice(&block_bottleneck[j][..len]);
+                voltage_kv[at.clone()].copy_from_slice(&node_block[0][..len]);
+                path_margin_a[at.clone()].copy_from_slice(&node_block[1][..len]);
+                path_max_loading[at.clone()].copy_from_slice(&node_block[2][..len]);
+                path_voltage_room[at.clone()].copy_from_slice(&node_block[3][..len]);
             }
         }
         base.observed = observed;
         base.feeder_min_pu = feeder_min_pu;
         base.subtree_min_pu = subtree_min_pu;
         base.path_margin_a = path_margin_a;
-        base.path_bottleneck = path_bottleneck;
         base.path_max_loading = path_max_loading;
         base.voltage_kv = voltage_kv;
         base.path_voltage_room = path_voltage_room;
@@ -1005,8 +976,6 @@ pub(crate) struct PathRows {
     /// Least current margin (limit less current, A) from the busbar to each
     /// node, the head breaker included.
     pub(crate) margin_a: Vec<Lanes>,
-    /// The branch with that margin (0 for the head breaker).
-    pub(crate) bottleneck: Vec<[u32; LANES]>,
     /// Highest loading (current over rating) from the busbar to each node.
     pub(crate) max_loading: Vec<Lanes>,
     /// Least voltage room per ohm along the path (see
@@ -1037,7 +1006,6 @@ impl PathRows {
             voltage_kv: rows(),
             subtree_min_pu: rows(),
             margin_a: rows(),
-            bottleneck: vec![[0; LANES]; n],
             max_loading: rows(),
             voltage_room: rows(),
         }
@@ -1077,7 +1045,6 @@ impl PathRows {
         let voltage_kv = &mut self.voltage_kv[..n];
         let subtree_min_pu = &mut self.subtree_min_pu[..n];
         let margin_a = &mut self.margin_a[..n];
-        let bottleneck = &mut self.bottleneck[..n];
         let max_loading = &mut self.max_loading[..n];
         let voltage_room = &mut self.voltage_room[..n];
         for j in 0..n {
@@ -1099,7 +1066,6 @@ impl PathRows {
             ),
             None => ([f64::INFINITY; LANES], [0.0; LANES]),
         };
-        bottleneck[0] = [0; LANES];
         voltage_room[0] = [f64::INFINITY; LANES];
         for j in 1..n {
             let p = parent[j] as usize;
@@ -1114,18 +1080,11 @@ impl PathRows {
             } else {
                 ([f64::INFINITY; LANES], [0.0; LANES])
             };
-            let (margin_above, bottleneck_above) = (margin_a[p], bottleneck[p]);
+            let margin_above = margin_a[p];
             margin_a[j] = lanes!(|l| if margin[l] < margin_above[l] {
                 margin[l]
             } else {
                 margin_above[l]
-            });
-            bottleneck[j] = std::array::from_fn(|l| {
-                if margin[l] < margin_above[l] {
-                    j as u32
-                } else {
-                    bottleneck_above[l]
-                }
             });
             let loading_above = max_loading[p];
             max_loading[j] = lanes!(|l| loading[l].max(loading_above[l]));
