@@ -107,17 +107,18 @@ impl RefineCut {
         }
     }
 
-    fn smallest(&self) -> f64 {
-        self.least[0]
-    }
-
     /// The spread past the smallest estimate within which a step may bind.
     fn spread(&self) -> f64 {
         STEP_SPREAD + SPREAD_PER_CORRECTION * (1.0 - self.share)
     }
 
+    /// The largest estimate that may still bind.
+    fn within(&self) -> f64 {
+        within_spread(self.least[0], self.spread())
+    }
+
     fn cut(&self) -> f64 {
-        within_spread(self.least[0], self.spread()).min(self.least[REFINED_STEPS - 1])
+        self.within().min(self.least[REFINED_STEPS - 1])
     }
 
     /// The share of a step's line estimate below which its estimate is
@@ -200,6 +201,9 @@ struct Scratch {
     /// each node of it.
     path: Vec<usize>,
     z_from_busbar: Vec<Complex64>,
+    /// Per node of that path, the loads' answer below its branch per kW (see
+    /// [`Estimator::estimate`]).
+    path_answers: Vec<Complex64>,
     /// Steps with their lower bounds: (step, bound, voltage bound, substation bound).
     bounds: Vec<(usize, f64, f64, f64)>,
     /// Estimated headroom of the steps that may bind: (estimate, step).
@@ -628,7 +632,6 @@ impl Engine {
         find_headroom: bool,
         scratch: &mut Scratch,
     ) -> (Vec<(f64, usize)>, f64) {
-        let mut spread = STEP_SPREAD;
         let Estimator {
             base,
             local,
@@ -639,7 +642,8 @@ impl Engine {
         let steps = base.loads.step_count();
         let mut estimates = std::mem::take(&mut scratch.estimates);
         estimates.clear();
-        let mut smallest = f64::INFINITY;
+        let mut within = f64::INFINITY;
+        let mut answers = std::mem::take(&mut scratch.path_answers);
         let mut every_step = load.profile.is_some() || steps == 0 || self.config.judge_every_step;
         if !every_step {
             let ranked_steps = base.flat_steps(local);
@@ -662,13 +666,17 @@ impl Engine {
                 let voltage_bound =
                     (f64::from(ranked_step.voltage_room_kva) / per_kw_magnitude).max(0.0);
                 let substation_bound = (base.substation_room_kva[k] / per_kw_magnitude).max(0.0);
-                let estimate =
-                    estimator.estimate(k, voltage_bound, substation_bound, cut.linear_cut());
+                let estimate = estimator.estimate(
+                    k,
+                    voltage_bound,
+                    substation_bound,
+                    cut.linear_cut(),
+                    &mut answers,
+                );
                 cut.offer(estimate);
                 estimates.push((estimate.kw, k));
             }
-            smallest = cut.smallest();
-            spread = cut.spread();
+            within = cut.within();
             let left_out_kw = ranked_steps.cutoff_kva / per_kw_magnitude;
             every_step = !ruled_out && !cut.rules_out(left_out_kw);
         }
@@ -700,16 +708,21 @@ impl Engine {
                     }
                     continue;
                 }
-                let estimate =
-                    estimator.estimate(k, voltage_bound, substation_bound, cut.linear_cut());
+                let estimate = estimator.estimate(
+                    k,
+                    voltage_bound,
+                    substation_bound,
+                    cut.linear_cut(),
+                    &mut answers,
+                );
                 cut.offer(estimate);
                 estimates.push((estimate.kw, k));
             }
-            smallest = cut.smallest();
-            spread = cut.spread();
+            within = cut.within();
             scratch.bounds = bounds;
         }
-        (estimates, within_spread(smallest, spread))
+        scratch.path_answers = answers;
+        (estimates, within)
     }
 
     /// Exact headroom at the steps that can bind, to 1 kW (floored), and the
@@ -1146,7 +1159,8 @@ impl<'a> Estimator<'a> {
     /// branch of the path, the head, the lowest voltage below each path node
     /// and the substation reach their limits. A voltage or substation limit
     /// whose lower bound at the step exceeds `beyond_linear` cannot bind there
-    /// and is not estimated.
+    /// and is not estimated. `answers` is room for the loads' answer per path
+    /// node, found on the way up and read on the way down.
     ///
     /// The new load's current lowers the voltage along its path; every
     /// constant-power load answers with more current (`dI = I conj(dV / V)`),
@@ -1167,6 +1181,7 @@ impl<'a> Estimator<'a> {
         voltage_bound: f64,
         substation_bound: f64,
         beyond_linear: f64,
+        answers: &mut Vec<Complex64>,
     ) -> StepEstimate {
         let (base, limits) = (self.base, self.limits);
         let e = &base.electrical;
@@ -1193,6 +1208,7 @@ impl<'a> Estimator<'a> {
         // The path's added losses, kVA: per kW and per kW squared.
         let (mut losses_per_kw, mut losses_per_kw_2) =
             (Complex64::new(0.0, 0.0), Complex64::new(0.0, 0.0));
+        answers.clear();
         for (i, &p) in self.path.iter().enumerate() {
             let into = solution.i_a(p);
             let branching_off = into - below;
@@ -1200,6 +1216,7 @@ impl<'a> Estimator<'a> {
             let dv = kv_per_a * self.z_from_busbar[i] * per_kw;
             let v = solution.v_kv(p);
             response += branching_off * (dv.conj() * v) / v.norm_sqr();
+            answers.push(response);
             let added = per_kw + response;
             drop_at_candidate += e.z_ohm[p] * added;
             if with_substation {
@@ -1221,12 +1238,9 @@ impl<'a> Estimator<'a> {
         // deepens the subtree's own drop by the same share.
         if voltage_bound <= beyond_linear {
             let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
-            let mut response = Complex64::new(0.0, 0.0);
-            let mut below = Complex64::new(0.0, 0.0);
             let mut drop = drop_at_candidate;
-            for (i, &p) in self.path.iter().enumerate() {
+            for ((i, &p), answer) in self.path.iter().enumerate().zip(answers.iter()) {
                 let v = solution.v_kv(p);
-                let into = solution.i_a(p);
                 let z_to_node = self.z_from_busbar[i];
                 let dv = kv_per_a * z_to_node * per_kw;
                 let size = magnitude(v);
@@ -1251,10 +1265,7 @@ impl<'a> Estimator<'a> {
                     };
                     estimate.offer(root, linear_root);
                 }
-                let branching_off = into - below;
-                below = into;
-                response += branching_off * (dv.conj() * v) / v.norm_sqr();
-                drop -= e.z_ohm[p] * (per_kw + response);
+                drop -= e.z_ohm[p] * (per_kw + answer);
             }
         }
         if with_substation {
@@ -1545,7 +1556,7 @@ mod tests {
         for estimate in &offered {
             cut.offer(line(*estimate));
         }
-        assert_eq!(cut.smallest(), 1_000.0);
+        assert_eq!(cut.least[0], 1_000.0);
         assert_eq!(cut.cut(), within_spread(1_000.0, STEP_SPREAD));
         // As many again, all within the spread: now the last of the
         // REFINED_STEPS least limits it.
@@ -1568,7 +1579,7 @@ mod tests {
         cut.offer(line(2_000.0));
         assert_eq!(cut.cut(), last_kept);
         cut.offer(line(900.0));
-        assert_eq!(cut.smallest(), 900.0);
+        assert_eq!(cut.least[0], 900.0);
         assert_eq!(cut.cut(), within_spread(900.0, STEP_SPREAD));
     }
 
@@ -1593,7 +1604,8 @@ mod tests {
                         if !estimator.judged_at(k) {
                             continue;
                         }
-                        let estimate = estimator.estimate(k, 0.0, 0.0, f64::INFINITY);
+                        let estimate =
+                            estimator.estimate(k, 0.0, 0.0, f64::INFINITY, &mut Vec::new());
                         if !(estimate.kw.is_finite() && estimate.kw > 10.0) {
                             continue;
                         }
@@ -1661,7 +1673,7 @@ mod tests {
             kw: 910.0,
             linear_kw: 1_000.0,
         });
-        assert_eq!(cut.smallest(), 910.0);
+        assert_eq!(cut.least[0], 910.0);
         let spread = STEP_SPREAD + SPREAD_PER_CORRECTION * 0.09;
         assert!((cut.spread() - spread).abs() < 1e-12);
         assert_eq!(cut.cut(), within_spread(910.0, cut.spread()));

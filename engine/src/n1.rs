@@ -963,6 +963,7 @@ impl Engine {
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .map(|(f, _)| self.network.feeders[f.get()].id.to_string())
         });
+        let supplier = self.supplier_name(breaking.supply);
         let element = match check {
             CheckName::SegmentThermal => {
                 self.inbound_segment_id(&breaking.base.electrical, worst.segment.1)
@@ -984,20 +985,16 @@ impl Engine {
             loading_pct,
             binding: check,
             element,
-            supplier: self.supplier_name(breaking.supply),
             // A voltage too high comes from the source (its taps set for heavier
             // load), not from a weak conductor: a thicker one raises it further.
             remedy: if check == CheckName::Voltage && above_highest {
                 format!(
-                    "lowering the busbar voltage that feeds {} (its substation transformers' tap setting)",
-                    self.supplier_name(breaking.supply)
+                    "lowering the busbar voltage that feeds {supplier} (its substation transformers' tap setting)"
                 )
             } else {
-                format!(
-                    "reinforcing {}",
-                    owner.unwrap_or_else(|| self.supplier_name(breaking.supply))
-                )
+                format!("reinforcing {}", owner.as_ref().unwrap_or(&supplier))
             },
+            supplier,
             before_broken: case.broken_without().is_some(),
         }
     }
