@@ -65,6 +65,13 @@ pub struct CaseTree {
 /// the room of the steps left out is worked out again over every step.
 pub const CASE_STEPS: usize = 128;
 
+/// The fewest steps a capacity row's case tree keeps (see
+/// `Engine::keep_least_room`).
+pub const CAPACITY_CASE_STEPS: usize = 8;
+
+/// A feeder's first node, where its capacity row is judged.
+const FIRST_NODE: u32 = 1;
+
 /// Marks a case set over every step in the cache's key.
 const EVERY_STEP_KEY: u64 = 1 << 63;
 
@@ -209,7 +216,7 @@ impl Engine {
     pub fn feeder_n1(&self, f: usize) -> Arc<FeederN1> {
         let (key, keep) = self.n1_set(f, false);
         self.n1_cases
-            .get_with(key, || Arc::new(self.build_n1(f, keep, self)))
+            .get_with(key, || Arc::new(self.build_n1(f, keep, None, self)))
     }
 
     /// The same over every step of the window, for a headroom that reaches
@@ -218,12 +225,14 @@ impl Engine {
     pub fn feeder_n1_every_step(&self, f: usize) -> Arc<FeederN1> {
         let (key, keep) = self.n1_set(f, true);
         self.n1_cases
-            .get_with(key, || Arc::new(self.build_n1(f, keep, self)))
+            .get_with(key, || Arc::new(self.build_n1(f, keep, None, self)))
     }
 
     /// The cached case set of feeder `f` (over the steps that bind, or with
     /// `every_step`, over every step), else one built from `bases` and not
-    /// kept: a capacity sweep needs each feeder's cases once.
+    /// kept: a capacity sweep needs each feeder's cases once, and judges
+    /// them at F's first node alone, so a set it builds keeps the
+    /// [`CAPACITY_CASE_STEPS`] where that node's room is least.
     pub(crate) fn feeder_n1_from(
         &self,
         f: usize,
@@ -231,9 +240,14 @@ impl Engine {
         bases: &dyn FeederBases,
     ) -> Arc<FeederN1> {
         let (key, keep) = self.n1_set(f, every_step);
-        self.n1_cases
-            .get(&key)
-            .unwrap_or_else(|| Arc::new(self.build_n1(f, keep, bases)))
+        self.n1_cases.get(&key).unwrap_or_else(|| {
+            let (keep, judged) = if every_step {
+                (keep, None)
+            } else {
+                (keep, Some(FIRST_NODE))
+            };
+            Arc::new(self.build_n1(f, keep, judged, bases))
+        })
     }
 
     /// A case set's cache key and the steps its trees keep: those of least
@@ -290,7 +304,13 @@ impl Engine {
         (f, hasher.finish())
     }
 
-    fn build_n1(&self, f: usize, keep: usize, bases: &dyn FeederBases) -> FeederN1 {
+    fn build_n1(
+        &self,
+        f: usize,
+        keep: usize,
+        judged: Option<u32>,
+        bases: &dyn FeederBases,
+    ) -> FeederN1 {
         let feeder = FeederIx::from_usize(f);
         let restoration = self.topology.restoration(&self.network, feeder);
         let f_base = bases.base(f);
@@ -318,7 +338,7 @@ impl Engine {
                 self.set_case_groups(&f_base, &mut trees, bases);
                 for t in &mut trees {
                     if t.base.step_count() > keep {
-                        self.keep_least_room(t, keep);
+                        self.keep_least_room(t, keep, judged);
                     } else {
                         self.observe_base(&mut t.base);
                     }
@@ -641,18 +661,49 @@ impl Engine {
 
     /// Restricts a tree solved over every step, not yet observed, to the
     /// `keep` steps where its room is least (the base's own estimate at each
-    /// node, the least over its nodes), each node's room over the steps left
-    /// out kept beside it.
-    fn keep_least_room(&self, tree: &mut CaseTree, keep: usize) {
+    /// node, the least over its nodes; with `judged`, a local node of F, at
+    /// its node of this tree), each node's room over the steps left out kept
+    /// beside it. A step where any node has no room comes first either way:
+    /// kept, it shows the tree broken without a new load.
+    fn keep_least_room(&self, tree: &mut CaseTree, keep: usize, judged: Option<u32>) {
         let base = &tree.base;
         let (n, steps) = (base.electrical.len(), base.step_count());
         let rooms = self.unobserved_flat_rooms(base);
+        let judged_at = judged
+            .and_then(|local| tree.from_feeder.get(local as usize).copied())
+            .filter(|at| *at != u32::MAX)
+            .map(|at| at as usize);
         let least: Vec<f64> = rooms
             .chunks_exact(n)
-            .map(|row| row[1..].iter().copied().fold(f64::INFINITY, f64::min))
+            .map(|row| {
+                let least = row[1..].iter().copied().fold(f64::INFINITY, f64::min);
+                match judged_at {
+                    Some(at) if least > 0.0 => row[at],
+                    _ => least,
+                }
+            })
             .collect();
         let mut order: Vec<usize> = (0..steps).collect();
         order.sort_by(|a, b| least[*a].total_cmp(&least[*b]).then(a.cmp(b)));
+        let keep = if judged.is_some() {
+            // Judged at one node: the steps broken without a load, and those
+            // whose room there the guard could not pass over at a headroom
+            // as large as the least room's estimate allows.
+            let broken = order.iter().take_while(|k| least[**k] <= 0.0).count();
+            let within = match (judged_at, order.get(broken)) {
+                (Some(_), Some(&lowest)) => {
+                    let reach = least[lowest] * DROPPED_ROOM_MARGIN * DROPPED_ROOM_MARGIN;
+                    order[broken..]
+                        .iter()
+                        .take_while(|k| least[**k] <= reach)
+                        .count()
+                }
+                _ => 0,
+            };
+            (broken + within).max(CAPACITY_CASE_STEPS).min(keep)
+        } else {
+            keep
+        };
         let mut dropped = vec![f64::INFINITY; n];
         for &k in &order[keep..] {
             for (out, room) in dropped.iter_mut().zip(&rooms[k * n..(k + 1) * n]).skip(1) {
@@ -1462,7 +1513,7 @@ impl Engine {
         let outcome = self.n1_transfer_with(
             &n1,
             || self.feeder_n1_from(f, true, bases),
-            1,
+            FIRST_NODE,
             0.0,
             headroom_kw,
             &load,
