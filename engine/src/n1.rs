@@ -685,11 +685,14 @@ impl Engine {
             .collect();
         let mut order: Vec<usize> = (0..steps).collect();
         order.sort_by(|a, b| least[*a].total_cmp(&least[*b]).then(a.cmp(b)));
-        let keep = if judged.is_some() {
+        let broken = order.iter().take_while(|k| least[**k] <= 0.0).count();
+        let keep = if judged.is_some() && broken < keep {
             // Judged at one node: the steps broken without a load, and those
             // whose room there the guard could not pass over at a headroom
-            // as large as the least room's estimate allows.
-            let broken = order.iter().take_while(|k| least[**k] <= 0.0).count();
+            // as large as the least room's estimate allows, however many (a
+            // cap made one row in forty fall back to every step). Broken at
+            // more steps than a cached set keeps, the case carries nothing
+            // and the guard is never asked.
             let within = match (judged_at, order.get(broken)) {
                 (Some(_), Some(&lowest)) => {
                     let reach = least[lowest] * DROPPED_ROOM_MARGIN * DROPPED_ROOM_MARGIN;
@@ -700,7 +703,7 @@ impl Engine {
                 }
                 _ => 0,
             };
-            (broken + within).max(CAPACITY_CASE_STEPS).min(keep)
+            (broken + within).max(CAPACITY_CASE_STEPS)
         } else {
             keep
         };
