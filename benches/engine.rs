@@ -29,7 +29,8 @@
 //! only the city runs (`HEADROOM_BENCH_CITY_PART=rank|generation|n1|capacity` one
 //! part of it, `generation` the generation passes alone and `n1` the N-1
 //! enforced ones, warm
-//! `HEADROOM_BENCH_CITY_WARM_PASSES` times; `HEADROOM_BENCH_CITY_CAPACITY_PASSES=N`
+//! `HEADROOM_BENCH_CITY_WARM_PASSES` times; `HEADROOM_BENCH_CITY_CACHE_MB=N` sets
+//! the feeder caches' budget; `HEADROOM_BENCH_CITY_CAPACITY_PASSES=N`
 //! the capacity sweep N times, to profile past the load; `HEADROOM_BENCH_CITY_N1=off`
 //! without the N-1 checks). `HEADROOM_BENCH_CITY_CHECK=1` then compares every
 //! capacity row with the one a full base (every step solved exactly) gives, a few
@@ -210,6 +211,14 @@ fn city() {
     let mut config = EngineConfig::default();
     if std::env::var("HEADROOM_BENCH_CITY_N1").is_ok_and(|v| v == "off") {
         config.n1.mode = headroom_engine::N1Mode::Off;
+    }
+    // `HEADROOM_BENCH_CITY_CACHE_MB=N`: the feeder caches' budget (each of
+    // the bases' and the N-1 cases'), to see what eviction costs a pass.
+    if let Some(mb) = std::env::var("HEADROOM_BENCH_CITY_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        config.feeder_cache_bytes = mb << 20;
     }
     let engine = Engine::new(gridpack.network, readings, config, Vec::new());
     eprintln!(
