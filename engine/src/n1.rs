@@ -231,8 +231,8 @@ impl Engine {
     /// The cached case set of feeder `f` (over the steps that bind, or with
     /// `every_step`, over every step), else one built from `bases` and not
     /// kept: a capacity sweep needs each feeder's cases once, and judges
-    /// them at F's first node alone, so a set it builds keeps the
-    /// [`CAPACITY_CASE_STEPS`] where that node's room is least.
+    /// them at F's first node alone, so a set it builds keeps only the steps
+    /// where that node's room could bind (see `Engine::keep_least_room`).
     pub(crate) fn feeder_n1_from(
         &self,
         f: usize,
@@ -241,11 +241,7 @@ impl Engine {
     ) -> Arc<FeederN1> {
         let (key, keep) = self.n1_set(f, every_step);
         self.n1_cases.get(&key).unwrap_or_else(|| {
-            let (keep, judged) = if every_step {
-                (keep, None)
-            } else {
-                (keep, Some(FIRST_NODE))
-            };
+            let judged = (!every_step).then_some(FIRST_NODE);
             Arc::new(self.build_n1(f, keep, judged, bases))
         })
     }
