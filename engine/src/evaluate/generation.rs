@@ -512,7 +512,9 @@ impl Engine {
         let final_to = |reach: f64| reach / (1.0 + STEP_SPREAD);
         let mut next = 0;
         loop {
-            let within = headroom * (1.0 + STEP_SPREAD) + 1.0;
+            // Estimated up to here, every step whose floor may lie under the
+            // headroom found has its estimate.
+            let within = (headroom + 1.0) * (1.0 + STEP_SPREAD);
             let head = order.get(next).map(|(floor, _)| *floor);
             let complete_to = head
                 .filter(|f| *f <= headroom + 1.0)
