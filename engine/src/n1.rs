@@ -67,7 +67,7 @@ pub const CASE_STEPS: usize = 128;
 
 /// The fewest steps a capacity row's case tree keeps (see
 /// `Engine::keep_least_room`).
-pub const CAPACITY_CASE_STEPS: usize = 8;
+const FEWEST_CAPACITY_CASE_STEPS: usize = 8;
 
 /// A feeder's first node, where its capacity row is judged.
 const FIRST_NODE: u32 = 1;
@@ -699,7 +699,7 @@ impl Engine {
                 }
                 _ => 0,
             };
-            (broken + within).max(CAPACITY_CASE_STEPS)
+            (broken + within).max(FEWEST_CAPACITY_CASE_STEPS)
         } else {
             keep
         };
