@@ -751,7 +751,9 @@ impl Engine {
         let mut correction = 1.0;
         let base_address = std::ptr::from_ref(base) as usize;
         for &(estimate, k) in estimates.iter().take(REFINED_STEPS) {
-            if estimate > within {
+            // None is the least a step can take (see the same in
+            // `evaluate_export_at_steps`).
+            if estimate > within || headroom <= 0.0 {
                 break;
             }
             let guess = match scratch.last_correction {

@@ -469,9 +469,9 @@ impl Engine {
         order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         // Whether the next steps to refine hold at the headroom found, solved
         // together (a lane each) as the first of them is reached: (step,
-        // headroom, holds). A verdict is only read at the headroom it was
+        // headroom, holds, the worst check's excess). A verdict is only read at the headroom it was
         // solved at, so the answer is the one a step at a time gives.
-        let mut verdicts: Vec<(usize, f64, bool)> = Vec::with_capacity(LANES);
+        let mut verdicts: Vec<(usize, f64, bool, f64)> = Vec::with_capacity(LANES);
         let mut headroom = f64::INFINITY;
         let mut binding_step: Option<usize> = None;
         // Every step whose floor (its estimate less its own spread) lies
@@ -512,6 +512,12 @@ impl Engine {
         let final_to = |reach: f64| reach / (1.0 + STEP_SPREAD);
         let mut next = 0;
         loop {
+            // Nothing goes under none: a step's flow at no export breaks a
+            // check by the solver's rounding (1e-8), and each step left would
+            // take a flow and a search to find the none it has.
+            if headroom <= 0.0 {
+                break;
+            }
             // Estimated up to here, every step whose floor may lie under the
             // headroom found has its estimate.
             let within = (headroom + 1.0) * (1.0 + STEP_SPREAD);
@@ -537,9 +543,7 @@ impl Engine {
             if floor > headroom + 1.0 {
                 break;
             }
-            let estimate = estimates[i];
-            let step = &steps[i];
-            let holds = headroom.is_finite() && {
+            let verdict = headroom.is_finite().then(|| {
                 let known = verdicts.iter().find(|v| v.0 == i && v.1 == headroom);
                 match known {
                     Some(verdict) => verdict.2,
@@ -568,18 +572,25 @@ impl Engine {
                         );
                         verdicts.clear();
                         for (&j, flow) in batch[..len].iter().zip(&flows) {
-                            let holds = steps[j].excess(flow, limits) <= 0.0;
-                            verdicts.push((j, headroom, holds));
+                            let excess = steps[j].excess(flow, limits);
+                            verdicts.push((j, headroom, excess <= 0.0, excess));
                         }
                         verdicts[0].2
                     }
                 }
-            };
+            });
             next += 1;
-            if holds {
+            if verdict == Some(true) {
                 continue;
             }
-            let found = largest_export(estimate.min(headroom), headroom, |kw| {
+            // A step found broken at the headroom has its root under it: the
+            // search starts from that flow.
+            let above = verdicts
+                .iter()
+                .find(|v| v.0 == i && v.1 == headroom)
+                .map(|v| (headroom, v.3));
+            let step = &steps[i];
+            let found = largest_export(estimates[i].min(headroom), headroom, above, |kw| {
                 self.export_excess(base, step, local, kw, &as_load, scratch)
             });
             if found < headroom {
@@ -1233,14 +1244,29 @@ fn at_own_voltage(x: f64, v_local: Complex64, shared_local: Complex64, d: Comple
 /// Illinois method, an end the secant leaves standing twice running has the
 /// excess it reads there halved ([`Bracket`], as for loads), which moves the
 /// next secant past the root; bisection takes over wherever the secant would
-/// not narrow the bracket.
-fn largest_export(guess: f64, upper: f64, mut excess: impl FnMut(f64) -> f64) -> f64 {
+/// not narrow the bracket. `above`: a flow known to break a check (kW,
+/// excess), the bracket's first upper end (a step whose flow at the headroom
+/// found broke a check: the search need not solve it again).
+fn largest_export(
+    guess: f64,
+    upper: f64,
+    above: Option<(f64, f64)>,
+    mut excess: impl FnMut(f64) -> f64,
+) -> f64 {
     let limit = upper.min(UNBOUNDED_KW).floor();
     // The feasible end until a flow breaks a check; from then on, the bracket.
     let at_zero = excess(0.0);
     let mut lo = (0.0, at_zero);
-    let mut bracket: Option<Bracket> = None;
+    let mut bracket: Option<Bracket> = above
+        .filter(|(x, e)| *x > 0.0 && *e > 0.0)
+        .map(|above| Bracket::new(lo, above));
     let mut x = guess.floor().clamp(1.0, limit.max(1.0));
+    if let Some(b) = &bracket {
+        if b.hi.0 - b.lo.0 <= 1.0 {
+            return b.lo.0;
+        }
+        x = x.min(b.hi.0 - 1.0);
+    }
     for _ in 0..64 {
         let e = excess(x);
         match &mut bracket {
@@ -1594,7 +1620,7 @@ mod tests {
         ] {
             let excess = crate::evaluate::tests::flat_below_steep(root, steep_from);
             let mut flows = 0;
-            let found = largest_export(guess, f64::INFINITY, |x| {
+            let found = largest_export(guess, f64::INFINITY, None, |x| {
                 flows += 1;
                 excess(x)
             });
@@ -1609,16 +1635,44 @@ mod tests {
         // whole kW below the secant's root and the one above settle it.
         let excess = |x: f64| (x - 3_210.4) / 3_210.4 + 1e-9 * x * x / 3_210.4;
         let mut flows = 0;
-        let found = largest_export(3_000.0, f64::INFINITY, |x| {
+        let found = largest_export(3_000.0, f64::INFINITY, None, |x| {
             flows += 1;
             excess(x)
         });
         assert_eq!(found, whole_kw_root(excess));
         assert!(flows <= 5, "{flows} flows");
         // Capped by what another step allows.
-        assert_eq!(largest_export(3_000.0, 2_500.5, excess), 2_500.0);
+        assert_eq!(largest_export(3_000.0, 2_500.5, None, excess), 2_500.0);
         // Broken at the first kW.
-        assert_eq!(largest_export(3_000.0, f64::INFINITY, |x| x - 0.5), 0.0);
+        assert_eq!(
+            largest_export(3_000.0, f64::INFINITY, None, |x| x - 0.5),
+            0.0
+        );
+    }
+
+    #[test]
+    fn an_export_search_from_a_flow_above_the_root_takes_no_flow_past_it() {
+        let excess = |x: f64| (x - 2_470.6) / 2_470.6;
+        let root = whole_kw_root(excess);
+        for guess in [2_300.0, 2_470.0, 2_480.0, 2_600.0, f64::NAN] {
+            let mut solved = Vec::new();
+            let found = largest_export(guess, 2_500.0, Some((2_500.0, excess(2_500.0))), |x| {
+                solved.push(x);
+                excess(x)
+            });
+            assert_eq!(found, root, "from {guess}: {solved:?}");
+            assert!(
+                solved.iter().all(|x| *x < 2_500.0),
+                "from {guess}: {solved:?}"
+            );
+        }
+        // Within a kW of no export, the answer is the base's.
+        let mut flows = 0;
+        let found = largest_export(1.0, 1.0, Some((1.0, 0.1)), |x| {
+            flows += 1;
+            x - 0.5
+        });
+        assert_eq!((found, flows), (0.0, 1));
     }
 
     #[test]
