@@ -301,15 +301,19 @@ impl ExportStep {
     /// How far past what it may reach the worst check of flow `o` is (0 or
     /// less: every check holds).
     fn excess(&self, o: &Observed, limits: &Limits) -> f64 {
-        let r = export_ratios(o, limits);
+        self.excess_of(&export_ratios(o, limits))
+    }
+
+    /// [`Self::excess`] of a flow's [`export_ratios`].
+    fn excess_of(&self, r: &[f64; 6]) -> f64 {
         (0..6).fold(f64::MIN, |worst, c| worst.max(r[c] / self.allowed[c] - 1.0))
     }
 }
 
 impl Engine {
-    /// [`ExportStep::excess`] of `step` with `export_kw` exported at
+    /// Each check's [`export_ratios`] at `step` with `export_kw` exported at
     /// `local`: from an exact flow, or without the generator from the base.
-    fn export_excess(
+    fn export_ratios_at(
         &self,
         base: &FeederBase,
         step: &ExportStep,
@@ -317,13 +321,13 @@ impl Engine {
         export_kw: f64,
         as_load: &AddedLoad<'_>,
         scratch: &mut Scratch,
-    ) -> f64 {
+    ) -> [f64; 6] {
         let o = if export_kw <= 0.0 {
             self.with_group_flow(&base.observed[step.k], base, step.group_kva)
         } else {
             self.exact_export(base, step, local, export_kw, as_load, scratch)
         };
-        step.excess(&o, &self.config.limits)
+        export_ratios(&o, &self.config.limits)
     }
 
     /// The headroom for export at the node at `local` of `base` (a
@@ -436,6 +440,26 @@ impl Engine {
         let mut least = f64::INFINITY;
         let cut_of = |least: &f64| least * (1.0 + STEP_SPREAD) + 1.0;
         let mut estimated = vec![false; steps.len()];
+        // A step not estimated yet has an estimate above its bound, and so a
+        // floor above its bound less the widest spread: the order of floors
+        // is final up to a cut on the bounds (`reach` below) less that.
+        let final_to = |reach: f64| reach / (1.0 + STEP_SPREAD);
+        // The least a step's floor may be, from its (tightened) bound: its
+        // estimate's floor at the bound, as its own spread there gives it
+        // (a floor grows with the estimate). Where the export raises the
+        // voltage little, a step's spread is a fraction of the widest, and
+        // most steps whose bounds come under a cut have floors past its own.
+        let shared_local = magnitude(geometry.shared[local as usize]);
+        let per_kw_size = magnitude(per_kw);
+        let floor_at_least = |step: &ExportStep, bound: f64| -> f64 {
+            let v_local = base.solutions[step.k].v_kv(local as usize);
+            let rise_per_kw =
+                shared_local * per_kw_size * step.factor / (SQRT_3 * v_local.norm_sqr());
+            let spread =
+                (SPREAD_AT_NO_RISE + SPREAD_PER_RISE * rise_per_kw * bound).min(STEP_SPREAD);
+            // Rounded down past the estimate's own arithmetic.
+            bound / (1.0 + spread) * (1.0 - 1e-9)
+        };
         let mut sorted_to = first;
         let mut at = 0;
         while at < by_bound.len() {
@@ -455,7 +479,8 @@ impl Engine {
             if bounds.bounds[i] > cut {
                 break;
             }
-            if bounds.tighten(base, local, per_kw, &steps[i], &geometry, i) > cut {
+            let bound = bounds.tighten(base, local, per_kw, &steps[i], &geometry, i);
+            if bound > cut || floor_at_least(&steps[i], bound) > final_to(cut) {
                 continue;
             }
             estimated[i] = true;
@@ -469,34 +494,40 @@ impl Engine {
         order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         // Whether the next steps to refine hold at the headroom found, solved
         // together (a lane each) as the first of them is reached: (step,
-        // headroom, holds, the worst check's excess). A verdict is only read at the headroom it was
+        // headroom, holds, each check's ratio). A verdict is only read at the headroom it was
         // solved at, so the answer is the one a step at a time gives.
-        let mut verdicts: Vec<(usize, f64, bool, f64)> = Vec::with_capacity(LANES);
+        let mut verdicts: Vec<(usize, f64, bool, [f64; 6])> = Vec::with_capacity(LANES);
         let mut headroom = f64::INFINITY;
         let mut binding_step: Option<usize> = None;
+        // The ratios of the flow 1 kW past the headroom at the step that
+        // binds, where its search solved it (most do): what that kW breaks.
+        let mut past_headroom: Option<[f64; 6]> = None;
         // Every step whose floor (its estimate less its own spread) lies
         // under the headroom found is refined (a cap of twelve, where three
         // dozen noon steps of a week lie within 2 %, overstated one city
         // export in a hundred and twenty by up to 2 %), in the order of their
         // floors over every step, the estimates so far complete up to
-        // `reach`: a step whose bound lies under it has its estimate. Where
-        // the next to refine (or the widest spread past the headroom found)
-        // lies beyond, the steps whose bounds come under it are estimated
+        // `reach`: a step whose floor may lie under `final_to(reach)` has its
+        // estimate. Where the next to refine (or the widest spread past the
+        // headroom found) lies beyond, the steps whose floors may come under
+        // it are estimated
         // first. The estimates err either
         // way, so the headroom found may lie above the least estimate, and a
         // step past the first cut may still bind lower.
         let mut reach = cut_of(&least);
-        // Estimates every step not estimated yet whose bound lies under `to`.
+        // Estimates every step not estimated yet whose bound lies under `to`
+        // (with `by_floor`, only where its floor may lie under `final_to(to)`).
         let estimate_under = |to: f64,
+                              by_floor: bool,
                               bounds: &mut ExportBounds,
                               estimated: &mut [bool],
                               order: &mut Vec<(f64, usize)>,
                               estimates: &mut [f64]| {
             for i in 0..steps.len() {
-                if !estimated[i]
-                    && bounds.bounds[i] <= to
-                    && bounds.tighten(base, local, per_kw, &steps[i], &geometry, i) <= to
-                {
+                if !estimated[i] && bounds.bounds[i] <= to && {
+                    let bound = bounds.tighten(base, local, per_kw, &steps[i], &geometry, i);
+                    bound <= to && (!by_floor || floor_at_least(&steps[i], bound) <= final_to(to))
+                } {
                     estimated[i] = true;
                     let estimate = self.export_estimate(base, local, per_kw, &steps[i], &geometry);
                     if estimate.kw.is_finite() {
@@ -506,10 +537,6 @@ impl Engine {
                 }
             }
         };
-        // A step not estimated yet has an estimate above its bound, and so a
-        // floor above its bound less the widest spread: the order of floors
-        // is final up to `reach` less that.
-        let final_to = |reach: f64| reach / (1.0 + STEP_SPREAD);
         let mut next = 0;
         loop {
             // Nothing goes under none: a step's flow at no export breaks a
@@ -528,6 +555,7 @@ impl Engine {
             if complete_to > reach {
                 estimate_under(
                     complete_to,
+                    true,
                     &mut bounds,
                     &mut estimated,
                     &mut order,
@@ -572,8 +600,9 @@ impl Engine {
                         );
                         verdicts.clear();
                         for (&j, flow) in batch[..len].iter().zip(&flows) {
-                            let excess = steps[j].excess(flow, limits);
-                            verdicts.push((j, headroom, excess <= 0.0, excess));
+                            let ratios = export_ratios(flow, limits);
+                            let holds = steps[j].excess_of(&ratios) <= 0.0;
+                            verdicts.push((j, headroom, holds, ratios));
                         }
                         verdicts[0].2
                     }
@@ -585,17 +614,27 @@ impl Engine {
             }
             // A step found broken at the headroom has its root under it: the
             // search starts from that flow.
-            let above = verdicts
+            let step = &steps[i];
+            // The least kW found broken, and its flow's ratios.
+            let mut broken: Option<(f64, [f64; 6])> = verdicts
                 .iter()
                 .find(|v| v.0 == i && v.1 == headroom)
                 .map(|v| (headroom, v.3));
-            let step = &steps[i];
+            let above = broken.map(|(kw, ratios)| (kw, step.excess_of(&ratios)));
             let found = largest_export(estimates[i].min(headroom), headroom, above, |kw| {
-                self.export_excess(base, step, local, kw, &as_load, scratch)
+                let ratios = self.export_ratios_at(base, step, local, kw, &as_load, scratch);
+                let excess = step.excess_of(&ratios);
+                if excess > 0.0 && broken.is_none_or(|(at, _)| kw < at) {
+                    broken = Some((kw, ratios));
+                }
+                excess
             });
             if found < headroom {
                 headroom = found;
                 binding_step = Some(i);
+                past_headroom = broken
+                    .filter(|(kw, _)| *kw == found + 1.0)
+                    .map(|(_, ratios)| ratios);
             }
         }
         let headroom = headroom.clamp(0.0, UNBOUNDED_KW).floor();
@@ -606,16 +645,17 @@ impl Engine {
         let binding = match binding_step {
             Some(bound_at) => {
                 let near = headroom * (1.0 + TIE_STEPS) + 1.0;
-                // Every step that may tie, though refining stopped short of it.
-                if near > reach {
-                    estimate_under(
-                        near,
-                        &mut bounds,
-                        &mut estimated,
-                        &mut order,
-                        &mut estimates,
-                    );
-                }
+                // Every step that may tie, though refining stopped short of it
+                // (its estimate, not its floor, within reach: estimated by
+                // bound).
+                estimate_under(
+                    near,
+                    false,
+                    &mut bounds,
+                    &mut estimated,
+                    &mut order,
+                    &mut estimates,
+                );
                 let mut over_at_any = [f64::MIN; 6];
                 let at_limit =
                     |over: &[f64; 6]| over.iter().position(|v| *v >= 1.0 - TIE_TOLERANCE);
@@ -631,8 +671,20 @@ impl Engine {
                         break;
                     }
                     let step = &steps[i];
-                    let o = self.exact_export(base, step, local, headroom + 1.0, &as_load, scratch);
-                    let r = export_ratios(&o, limits);
+                    let r = match past_headroom.filter(|_| i == bound_at) {
+                        Some(ratios) => ratios,
+                        None => export_ratios(
+                            &self.exact_export(
+                                base,
+                                step,
+                                local,
+                                headroom + 1.0,
+                                &as_load,
+                                scratch,
+                            ),
+                            limits,
+                        ),
+                    };
                     for c in 0..6 {
                         over_at_any[c] = over_at_any[c].max(r[c] / step.allowed[c]);
                     }
@@ -1419,7 +1471,9 @@ mod tests {
                 .iter()
                 .map(|step| {
                     whole_kw_root(|kw| {
-                        engine.export_excess(base, step, local, kw, &as_load, scratch)
+                        step.excess_of(
+                            &engine.export_ratios_at(base, step, local, kw, &as_load, scratch),
+                        )
                     })
                 })
                 .fold(f64::INFINITY, f64::min);
