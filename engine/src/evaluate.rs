@@ -73,6 +73,43 @@ const MARGIN_PER_CORRECTION: f64 = 0.1;
 /// off.
 const REFINED_STEPS: usize = 64;
 
+/// Flows at a floor, at most, for the first steps whose estimates come under
+/// it (see [`Engine::headroom_between`]).
+const FLOOR_FLOWS: usize = 2;
+
+/// Where a headroom lies against a floor and a cap (see
+/// [`Engine::headroom_between`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Bounded {
+    /// Under the floor.
+    Below,
+    /// At least the floor and under the cap (or broken without a load, at
+    /// 0): the headroom and its check.
+    Within(f64, CheckName),
+    /// At or past the cap.
+    AtCap,
+}
+
+/// What an evaluation of a point works out.
+#[derive(Debug, Clone, Copy)]
+enum Asked {
+    /// The headroom in full, and the figures at the application's demand.
+    Figures,
+    /// The headroom alone, where it matters against a floor and a cap (see
+    /// [`Engine::headroom_between`]).
+    Headroom { floor_kw: f64, cap_kw: f64 },
+}
+
+impl Asked {
+    /// The headroom alone, in full.
+    fn headroom() -> Self {
+        Self::Headroom {
+            floor_kw: 0.0,
+            cap_kw: f64::INFINITY,
+        }
+    }
+}
+
 /// What a step's estimate must come under to be refined: within the spread of
 /// the smallest, and among the [`REFINED_STEPS`] smallest. A step whose lower
 /// bound is above it cannot be refined, nor can any step of a larger bound.
@@ -535,7 +572,8 @@ impl Engine {
         demand_kw: f64,
         load: &AddedLoad<'_>,
     ) -> PointEvaluation {
-        self.evaluate_point_with(base, local, demand_kw, load, true)
+        self.evaluate_point_with(base, local, demand_kw, load, Asked::Figures)
+            .expect("nothing lies under a floor of none")
     }
 
     /// The headroom at the node at `local` of feeder `base` and the check that
@@ -546,8 +584,40 @@ impl Engine {
         local: u32,
         load: &AddedLoad<'_>,
     ) -> (f64, CheckName) {
-        let e = self.evaluate_point_with(base, local, 0.0, load, false);
+        let e = self
+            .evaluate_point_with(base, local, 0.0, load, Asked::headroom())
+            .expect("nothing lies under a floor of none");
         (e.headroom_kw, e.binding)
+    }
+
+    /// [`Self::headroom_at`] where it matters to a caller that wants the
+    /// largest of several headrooms, none above `cap_kw`, and has one of
+    /// `floor_kw` already (both whole kW): whether it lies under the floor,
+    /// at or past the cap, or between (then what it is and its check).
+    ///
+    /// Where every estimate lies past the cap, a step is refined only where a
+    /// flow at the cap breaks it. A step whose estimate comes under the floor
+    /// is solved at the floor first: where that breaks a check, nothing more
+    /// is worked out. The steps estimated are those [`Self::headroom_at`]
+    /// estimates: a cap rules none out, since the estimates err against an
+    /// exact figure by more than against each other (a cap a kW past the
+    /// root ruled out the step that binds).
+    pub(crate) fn headroom_between(
+        &self,
+        base: &FeederBase,
+        local: u32,
+        load: &AddedLoad<'_>,
+        floor_kw: f64,
+        cap_kw: f64,
+    ) -> Bounded {
+        let asked = Asked::Headroom { floor_kw, cap_kw };
+        match self.evaluate_point_with(base, local, 0.0, load, asked) {
+            None => Bounded::Below,
+            Some(e) if e.headroom_kw < cap_kw || e.already_broken => {
+                Bounded::Within(e.headroom_kw, e.binding)
+            }
+            Some(_) => Bounded::AtCap,
+        }
     }
 
     fn evaluate_point_with(
@@ -556,11 +626,9 @@ impl Engine {
         local: u32,
         demand_kw: f64,
         load: &AddedLoad<'_>,
-        with_figures: bool,
-    ) -> PointEvaluation {
-        with_scratch(|scratch| {
-            self.evaluate_point_in(base, local, demand_kw, load, with_figures, scratch)
-        })
+        asked: Asked,
+    ) -> Option<PointEvaluation> {
+        with_scratch(|scratch| self.evaluate_point_in(base, local, demand_kw, load, asked, scratch))
     }
 
     fn evaluate_point_in(
@@ -569,9 +637,13 @@ impl Engine {
         local: u32,
         demand_kw: f64,
         load: &AddedLoad<'_>,
-        with_figures: bool,
+        asked: Asked,
         scratch: &mut Scratch,
-    ) -> PointEvaluation {
+    ) -> Option<PointEvaluation> {
+        let (with_figures, floor_kw, cap_kw) = match asked {
+            Asked::Figures => (true, 0.0, f64::INFINITY),
+            Asked::Headroom { floor_kw, cap_kw } => (false, floor_kw, cap_kw),
+        };
         let shape = self.shape(base, load);
         let before = base.summary.before;
         let (path, z_from_busbar) = candidate_path(base, local, scratch);
@@ -579,7 +651,13 @@ impl Engine {
         // Where a limit is broken without the new load, there is no headroom to
         // find: only the figures.
         let find_headroom = base.summary.already_broken.is_none();
-        let (mut estimates, within) = self.estimates(&estimator, find_headroom, scratch);
+        let Some((mut estimates, within)) =
+            self.estimates(&estimator, find_headroom, floor_kw, scratch)
+        else {
+            scratch.path = path;
+            scratch.z_from_busbar = z_from_busbar;
+            return None;
+        };
 
         // Figures at the application's demand, over every step.
         let worst = if with_figures {
@@ -597,27 +675,35 @@ impl Engine {
 
         if let Some(binding) = base.summary.already_broken {
             scratch.estimates = estimates;
-            return PointEvaluation {
+            return Some(PointEvaluation {
                 headroom_kw: 0.0,
                 binding,
                 already_broken: true,
                 before,
                 after,
                 worst,
-            };
+            });
         }
 
-        let (headroom, binding) =
-            self.exact_headroom(base, local, load, &shape, &mut estimates, within, scratch);
+        let (headroom, binding) = self.exact_headroom(
+            base,
+            local,
+            load,
+            &shape,
+            &mut estimates,
+            within,
+            cap_kw,
+            scratch,
+        );
         scratch.estimates = estimates;
-        PointEvaluation {
+        Some(PointEvaluation {
             headroom_kw: headroom,
             binding,
             already_broken: false,
             before,
             after,
             worst,
-        }
+        })
     }
 
     /// Estimated headroom of the steps that may bind, `(estimate, step)`, and
@@ -626,19 +712,38 @@ impl Engine {
     /// steps, least room first, until a step's bound rules out it and every
     /// later one; the whole window is needed only when the ranked steps run out
     /// first and the room of those left out does not rule them out.
+    ///
+    /// `None` where a step whose estimate came under `floor_kw` breaks a
+    /// check at it: the headroom lies under the floor.
     fn estimates(
         &self,
         estimator: &Estimator<'_>,
         find_headroom: bool,
+        floor_kw: f64,
         scratch: &mut Scratch,
-    ) -> (Vec<(f64, usize)>, f64) {
+    ) -> Option<(Vec<(f64, usize)>, f64)> {
         let Estimator {
             base,
+            limits,
             local,
             load,
+            shape,
             per_kw_magnitude,
             ..
         } = *estimator;
+        // A flow at the floor for each of the first steps estimated under it:
+        // the estimate errs by a few per cent at most, so one under the floor
+        // by more is nearly always confirmed by the first.
+        let mut floor_flows = if floor_kw > 0.0 { FLOOR_FLOWS } else { 0 };
+        let mut under_floor = |estimate: f64, k: usize, scratch: &mut Scratch| {
+            if estimate >= floor_kw || floor_flows == 0 {
+                return false;
+            }
+            floor_flows -= 1;
+            self.exact(base, k, local, floor_kw * shape[k], load, scratch)
+                .worst_ratio(limits)
+                > 1.0
+        };
         let steps = base.loads.step_count();
         let mut estimates = std::mem::take(&mut scratch.estimates);
         estimates.clear();
@@ -673,6 +778,9 @@ impl Engine {
                     cut.linear_cut(),
                     &mut answers,
                 );
+                if under_floor(estimate.kw, k, scratch) {
+                    return self.below_floor(scratch, estimates, answers, None);
+                }
                 cut.offer(estimate);
                 estimates.push((estimate.kw, k));
             }
@@ -715,6 +823,9 @@ impl Engine {
                     cut.linear_cut(),
                     &mut answers,
                 );
+                if under_floor(estimate.kw, k, scratch) {
+                    return self.below_floor(scratch, estimates, answers, Some(bounds));
+                }
                 cut.offer(estimate);
                 estimates.push((estimate.kw, k));
             }
@@ -722,7 +833,24 @@ impl Engine {
             scratch.bounds = bounds;
         }
         scratch.path_answers = answers;
-        (estimates, within)
+        Some((estimates, within))
+    }
+
+    /// Gives the buffers [`Self::estimates`] took back to `scratch`, for an
+    /// answer under the floor.
+    fn below_floor(
+        &self,
+        scratch: &mut Scratch,
+        estimates: Vec<(f64, usize)>,
+        answers: Vec<Complex64>,
+        bounds: Option<Vec<(usize, f64, f64, f64)>>,
+    ) -> Option<(Vec<(f64, usize)>, f64)> {
+        scratch.estimates = estimates;
+        scratch.path_answers = answers;
+        if let Some(bounds) = bounds {
+            scratch.bounds = bounds;
+        }
+        None
     }
 
     /// Exact headroom at the steps that can bind, to 1 kW (floored), and the
@@ -736,11 +864,19 @@ impl Engine {
         shape: &[f64],
         estimates: &mut [(f64, usize)],
         within: f64,
+        cap_kw: f64,
         scratch: &mut Scratch,
     ) -> (f64, CheckName) {
         let limits = &base.limits;
         estimates.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut headroom = f64::INFINITY;
+        // Where even the smallest estimate lies past a cap, every step is
+        // first checked at the cap, as at a headroom found: most hold there,
+        // and none is refined. (Under it, the first step is refined at once,
+        // as without a cap: a flow at the cap would be one more.)
+        let mut headroom = match estimates.first() {
+            Some(&(smallest, _)) if smallest >= cap_kw => cap_kw,
+            _ => f64::INFINITY,
+        };
         let mut binding_step = None;
         // The estimate's error is much the same at neighbouring steps (the same
         // limit, similar loads), so the first exact root corrects the others'
@@ -764,7 +900,7 @@ impl Engine {
                 }
                 _ => estimate * correction,
             };
-            if binding_step.is_some() {
+            if headroom.is_finite() {
                 // One power flow tells whether this step takes what another allows.
                 let at_headroom = self
                     .exact(base, k, local, headroom * shape[k], load, scratch)
@@ -1583,6 +1719,60 @@ mod tests {
         cut.offer(line(900.0));
         assert_eq!(cut.least[0], 900.0);
         assert_eq!(cut.cut(), within_spread(900.0, STEP_SPREAD));
+    }
+
+    #[test]
+    fn a_headroom_between_a_floor_and_a_cap_agrees_with_the_headroom_in_full() {
+        let engine = crate::test_support::fixture_engine();
+        let load = AddedLoad::flat(0.95);
+        // The feeders' bases, and their N-1 case trees (fed from a far end,
+        // where the estimates err most).
+        let mut bases = Vec::new();
+        for f in 0..engine.network.feeders.len() {
+            bases.push((format!("feeder {f}"), engine.feeder(f)));
+            for (c, case) in engine.feeder_n1(f).cases.iter().enumerate() {
+                for (t, tree) in case.trees.iter().enumerate() {
+                    bases.push((
+                        format!("feeder {f}, case {c}, tree {t}"),
+                        std::sync::Arc::new(tree.base.clone()),
+                    ));
+                }
+            }
+        }
+        let (mut judged, mut below_well_under) = (0, 0);
+        for (name, base) in &bases {
+            if base.summary.already_broken.is_some() {
+                continue;
+            }
+            for local in (1..base.electrical.len() as u32).step_by(3) {
+                let (h, check) = engine.headroom_at(base, local, &load);
+                if !(1.0..UNBOUNDED_KW).contains(&h) {
+                    continue;
+                }
+                judged += 1;
+                let between = |floor, cap| engine.headroom_between(base, local, &load, floor, cap);
+                let at = format!("{name}, node {local}, headroom {h} kW ({check:?})");
+                // Tied with the floor, or between: worked out in full.
+                assert_eq!(between(h, f64::INFINITY), Bounded::Within(h, check), "{at}");
+                assert_eq!(between(h - 1.0, h + 1.0), Bounded::Within(h, check), "{at}");
+                // At or past the cap.
+                assert_eq!(between(0.0, h), Bounded::AtCap, "{at}");
+                assert_eq!(between(0.0, h - 1.0), Bounded::AtCap, "{at}");
+                // A kW over: under it, or (where no estimate came under it)
+                // worked out in full; never anything else.
+                let over = between(h + 1.0, f64::INFINITY);
+                assert!(
+                    over == Bounded::Below || over == Bounded::Within(h, check),
+                    "{at}: {over:?}"
+                );
+                // A floor well over is found so by a flow or two.
+                if between(h * 1.1 + 10.0, f64::INFINITY) == Bounded::Below {
+                    below_well_under += 1;
+                }
+            }
+        }
+        assert!(judged > 100, "{judged} points judged");
+        assert_eq!(below_well_under, judged, "floors 10 % over found under");
     }
 
     /// Every sampled step's estimate against its exact root (whole kW) on the

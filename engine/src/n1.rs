@@ -34,7 +34,7 @@ use num_complex::Complex64;
 use crate::base::FeederBase;
 use crate::checks::{CheckName, CheckResult};
 use crate::engine::Engine;
-use crate::evaluate::{AddedLoad, HeadroomAudit, UNBOUNDED_KW, magnitude};
+use crate::evaluate::{AddedLoad, Bounded, HeadroomAudit, UNBOUNDED_KW, magnitude};
 use crate::load_model::FeederLoads;
 use crate::powerflow::{ElectricalFeeder, SQRT_3, SweepSettings};
 
@@ -813,6 +813,7 @@ impl Engine {
             local,
             demand_kw,
             cap_kw,
+            true,
             load,
         )
     }
@@ -865,6 +866,7 @@ impl Engine {
 
     /// [`Self::n1_transfer`] over the case set `n1`, with `every_step`
     /// giving the feeder's cases over every step where it falls short.
+    #[allow(clippy::too_many_arguments)]
     fn n1_transfer_with(
         &self,
         n1: &FeederN1,
@@ -872,54 +874,79 @@ impl Engine {
         local: u32,
         demand_kw: f64,
         cap_kw: f64,
+        capped: bool,
         load: &AddedLoad<'_>,
     ) -> TransferOutcome {
-        self.n1_transfer_over(n1, local, demand_kw, cap_kw, load)
+        self.n1_transfer_over(n1, local, demand_kw, cap_kw, capped, load)
             .unwrap_or_else(|| {
-                self.n1_transfer_over(&every_step(), local, demand_kw, cap_kw, load)
+                self.n1_transfer_over(&every_step(), local, demand_kw, cap_kw, capped, load)
                     .expect("cases over every step leave no step out")
             })
     }
 
     /// [`Self::n1_transfer`] over `n1`'s cases; `None` where a step they
-    /// leave out could limit the answer.
+    /// leave out could limit the answer. With `capped`, a case's headroom is
+    /// worked out only below `cap_kw` (a case that takes the cap is taken at
+    /// it): the outcome's headroom is then right up to the cap, and the best
+    /// case's limiting check only where its headroom lies under the cap (the
+    /// check is named only there).
     fn n1_transfer_over(
         &self,
         n1: &FeederN1,
         local: u32,
         demand_kw: f64,
         cap_kw: f64,
+        capped: bool,
         load: &AddedLoad<'_>,
     ) -> Option<TransferOutcome> {
+        // A cap of none leaves every case tied at it: worked out in full.
+        let capped = capped && cap_kw > 0.0;
         let per_kw_kva = (1.0 + load.tan_phi * load.tan_phi).sqrt() * DROPPED_ROOM_MARGIN;
         // Per case: headroom, the check that limits it, the tree that breaks
-        // it, the tree and node of the candidate.
-        let judged: Vec<(usize, f64, CheckName, usize, usize, u32)> = n1
-            .cases
-            .iter()
-            .enumerate()
-            .filter_map(|(c, case)| {
-                let (t, at) = case.tree_index_of(local)?;
-                Some(match case.broken_without() {
-                    Some((i, check)) => Some((c, 0.0, check, i, t, at)),
-                    None => {
-                        let (h, check) = self.headroom_at(&case.trees[t].base, at, load);
-                        let h = h.min(UNBOUNDED_KW);
-                        // The tree fed with the load, and any other fed
-                        // without, must hold at the steps left out too.
-                        let judged_kva = h.min(cap_kw).max(0.0) * per_kw_kva;
-                        let holds = case.trees.iter().enumerate().all(|(i, tree)| {
-                            if i == t {
-                                judged_kva < tree.dropped_room_kva[at as usize]
-                            } else {
-                                0.0 < tree.dropped_room_kva[0]
-                            }
-                        });
-                        holds.then_some((c, h, check, t, t, at))
-                    }
-                })
-            })
-            .collect::<Option<Vec<_>>>()?;
+        // it, the tree and node of the candidate. A case whose headroom lies
+        // under one already judged is left out: it can be neither the best
+        // nor tied with it (and the steps it left out could only lower it).
+        let mut judged: Vec<(usize, f64, CheckName, usize, usize, u32)> = Vec::new();
+        let mut floor_kw = 0.0_f64;
+        for (c, case) in n1.cases.iter().enumerate() {
+            let Some((t, at)) = case.tree_index_of(local) else {
+                continue;
+            };
+            if let Some((i, check)) = case.broken_without() {
+                judged.push((c, 0.0, check, i, t, at));
+                continue;
+            }
+            let base = &case.trees[t].base;
+            let cap = if capped { cap_kw } else { f64::INFINITY };
+            let (h, check) = match self.headroom_between(base, at, load, floor_kw, cap) {
+                Bounded::Below => continue,
+                Bounded::Within(h, check) => (h.min(UNBOUNDED_KW), check),
+                // Taking the cap: its check is not named.
+                Bounded::AtCap => (cap_kw, CheckName::SegmentThermal),
+            };
+            // The tree fed with the load, and any other fed without, must hold
+            // at the steps left out too.
+            let judged_kva = h.min(cap_kw).max(0.0) * per_kw_kva;
+            let holds = case.trees.iter().enumerate().all(|(i, tree)| {
+                if i == t {
+                    judged_kva < tree.dropped_room_kva[at as usize]
+                } else {
+                    0.0 < tree.dropped_room_kva[0]
+                }
+            });
+            if !holds {
+                return None;
+            }
+            floor_kw = floor_kw.max(h);
+            judged.push((c, h, check, t, t, at));
+        }
+        // Cases that all take the cap are told apart by their own headrooms.
+        if capped && judged.iter().filter(|j| j.1 >= cap_kw).count() > 1 {
+            for j in judged.iter_mut().filter(|j| j.1 >= cap_kw) {
+                let (h, check) = self.headroom_at(&n1.cases[j.0].trees[j.4].base, j.5, load);
+                (j.1, j.2) = (h.min(UNBOUNDED_KW), check);
+            }
+        }
         let most = judged.iter().map(|j| j.1).fold(f64::NEG_INFINITY, f64::max);
         let mut best: Option<BestCase> = None;
         for &(c, headroom, check, breaking, own, at) in &judged {
@@ -1509,12 +1536,14 @@ impl Engine {
         let load = AddedLoad::flat(self.config.capacity_power_factor);
         let n1 = self.feeder_n1_from(f, false, bases);
         let ok = n1.cases.iter().any(|c| c.broken_without().is_none());
+        // Uncapped: the row names what limits the best case's transfer.
         let outcome = self.n1_transfer_with(
             &n1,
             || self.feeder_n1_from(f, true, bases),
             FIRST_NODE,
             0.0,
             headroom_kw,
+            false,
             &load,
         );
         let feeder_id = &self.network.feeders[f].id;
