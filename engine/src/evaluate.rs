@@ -74,39 +74,23 @@ const MARGIN_PER_CORRECTION: f64 = 0.1;
 const REFINED_STEPS: usize = 64;
 
 /// Flows at a floor, at most, for the first steps whose estimates come under
-/// it (see [`Engine::headroom_between`]).
+/// it (see [`Engine::headroom_from`]).
 const FLOOR_FLOWS: usize = 2;
-
-/// Where a headroom lies against a floor and a cap (see
-/// [`Engine::headroom_between`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Bounded {
-    /// Under the floor.
-    Below,
-    /// At least the floor and under the cap (or broken without a load, at
-    /// 0): the headroom and its check.
-    Within(f64, CheckName),
-    /// At or past the cap.
-    AtCap,
-}
 
 /// What an evaluation of a point works out.
 #[derive(Debug, Clone, Copy)]
 enum Asked {
     /// The headroom in full, and the figures at the application's demand.
     Figures,
-    /// The headroom alone, where it matters against a floor and a cap (see
-    /// [`Engine::headroom_between`]).
-    Headroom { floor_kw: f64, cap_kw: f64 },
+    /// The headroom alone, where it is not under a floor (see
+    /// [`Engine::headroom_from`]).
+    Headroom { floor_kw: f64 },
 }
 
 impl Asked {
     /// The headroom alone, in full.
     fn headroom() -> Self {
-        Self::Headroom {
-            floor_kw: 0.0,
-            cap_kw: f64::INFINITY,
-        }
+        Self::Headroom { floor_kw: 0.0 }
     }
 }
 
@@ -590,34 +574,26 @@ impl Engine {
         (e.headroom_kw, e.binding)
     }
 
-    /// [`Self::headroom_at`] where it matters to a caller that wants the
-    /// largest of several headrooms, none above `cap_kw`, and has one of
-    /// `floor_kw` already (both whole kW): whether it lies under the floor,
-    /// at or past the cap, or between (then what it is and its check).
+    /// [`Self::headroom_at`] for a caller that wants the largest of several
+    /// headrooms and has one of `floor_kw` already (a whole kW): `None`
+    /// where it lies under the floor.
     ///
-    /// Where every estimate lies past the cap, a step is refined only where a
-    /// flow at the cap breaks it. A step whose estimate comes under the floor
-    /// is solved at the floor first: where that breaks a check, nothing more
-    /// is worked out. The steps estimated are those [`Self::headroom_at`]
-    /// estimates: a cap rules none out, since the estimates err against an
-    /// exact figure by more than against each other (a cap a kW past the
-    /// root ruled out the step that binds).
-    pub(crate) fn headroom_between(
+    /// A step whose estimate comes under the floor is solved at the floor
+    /// first: where that breaks a check, nothing more is worked out.
+    /// Otherwise the answer is [`Self::headroom_at`]'s. (A cap, the normal
+    /// headroom for N-1, is not used the same way: the estimates err against
+    /// an exact figure by more than against each other, and a cap a kW past
+    /// the root ruled out the step that binds; checking steps at the cap first
+    /// cost more than it saved where several cases reach it.)
+    pub(crate) fn headroom_from(
         &self,
         base: &FeederBase,
         local: u32,
         load: &AddedLoad<'_>,
         floor_kw: f64,
-        cap_kw: f64,
-    ) -> Bounded {
-        let asked = Asked::Headroom { floor_kw, cap_kw };
-        match self.evaluate_point_with(base, local, 0.0, load, asked) {
-            None => Bounded::Below,
-            Some(e) if e.headroom_kw < cap_kw || e.already_broken => {
-                Bounded::Within(e.headroom_kw, e.binding)
-            }
-            Some(_) => Bounded::AtCap,
-        }
+    ) -> Option<(f64, CheckName)> {
+        self.evaluate_point_with(base, local, 0.0, load, Asked::Headroom { floor_kw })
+            .map(|e| (e.headroom_kw, e.binding))
     }
 
     fn evaluate_point_with(
@@ -640,9 +616,9 @@ impl Engine {
         asked: Asked,
         scratch: &mut Scratch,
     ) -> Option<PointEvaluation> {
-        let (with_figures, floor_kw, cap_kw) = match asked {
-            Asked::Figures => (true, 0.0, f64::INFINITY),
-            Asked::Headroom { floor_kw, cap_kw } => (false, floor_kw, cap_kw),
+        let (with_figures, floor_kw) = match asked {
+            Asked::Figures => (true, 0.0),
+            Asked::Headroom { floor_kw } => (false, floor_kw),
         };
         let shape = self.shape(base, load);
         let before = base.summary.before;
@@ -685,16 +661,8 @@ impl Engine {
             });
         }
 
-        let (headroom, binding) = self.exact_headroom(
-            base,
-            local,
-            load,
-            &shape,
-            &mut estimates,
-            within,
-            cap_kw,
-            scratch,
-        );
+        let (headroom, binding) =
+            self.exact_headroom(base, local, load, &shape, &mut estimates, within, scratch);
         scratch.estimates = estimates;
         Some(PointEvaluation {
             headroom_kw: headroom,
@@ -864,19 +832,11 @@ impl Engine {
         shape: &[f64],
         estimates: &mut [(f64, usize)],
         within: f64,
-        cap_kw: f64,
         scratch: &mut Scratch,
     ) -> (f64, CheckName) {
         let limits = &base.limits;
         estimates.sort_by(|a, b| a.0.total_cmp(&b.0));
-        // Where even the smallest estimate lies past a cap, every step is
-        // first checked at the cap, as at a headroom found: most hold there,
-        // and none is refined. (Under it, the first step is refined at once,
-        // as without a cap: a flow at the cap would be one more.)
-        let mut headroom = match estimates.first() {
-            Some(&(smallest, _)) if smallest >= cap_kw => cap_kw,
-            _ => f64::INFINITY,
-        };
+        let mut headroom = f64::INFINITY;
         let mut binding_step = None;
         // The estimate's error is much the same at neighbouring steps (the same
         // limit, similar loads), so the first exact root corrects the others'
@@ -900,7 +860,7 @@ impl Engine {
                 }
                 _ => estimate * correction,
             };
-            if headroom.is_finite() {
+            if binding_step.is_some() {
                 // One power flow tells whether this step takes what another allows.
                 let at_headroom = self
                     .exact(base, k, local, headroom * shape[k], load, scratch)
@@ -1722,7 +1682,7 @@ mod tests {
     }
 
     #[test]
-    fn a_headroom_between_a_floor_and_a_cap_agrees_with_the_headroom_in_full() {
+    fn a_headroom_from_a_floor_is_under_it_or_the_headroom_in_full() {
         let engine = crate::test_support::fixture_engine();
         let load = AddedLoad::flat(0.95);
         // The feeders' bases, and their N-1 case trees (fed from a far end,
@@ -1750,23 +1710,20 @@ mod tests {
                     continue;
                 }
                 judged += 1;
-                let between = |floor, cap| engine.headroom_between(base, local, &load, floor, cap);
+                let from = |floor| engine.headroom_from(base, local, &load, floor);
                 let at = format!("{name}, node {local}, headroom {h} kW ({check:?})");
-                // Tied with the floor, or between: worked out in full.
-                assert_eq!(between(h, f64::INFINITY), Bounded::Within(h, check), "{at}");
-                assert_eq!(between(h - 1.0, h + 1.0), Bounded::Within(h, check), "{at}");
-                // At or past the cap.
-                assert_eq!(between(0.0, h), Bounded::AtCap, "{at}");
-                assert_eq!(between(0.0, h - 1.0), Bounded::AtCap, "{at}");
-                // A kW over: under it, or (where no estimate came under it)
-                // worked out in full; never anything else.
-                let over = between(h + 1.0, f64::INFINITY);
+                // Tied with the floor, or over it: worked out in full.
+                assert_eq!(from(h), Some((h, check)), "{at}");
+                assert_eq!(from(h - 1.0), Some((h, check)), "{at}");
+                // A kW under: found so, or (where no estimate came under the
+                // floor) worked out in full; never anything else.
+                let under = from(h + 1.0);
                 assert!(
-                    over == Bounded::Below || over == Bounded::Within(h, check),
-                    "{at}: {over:?}"
+                    under.is_none() || under == Some((h, check)),
+                    "{at}: {under:?}"
                 );
                 // A floor well over is found so by a flow or two.
-                if between(h * 1.1 + 10.0, f64::INFINITY) == Bounded::Below {
+                if from(h * 1.1 + 10.0).is_none() {
                     below_well_under += 1;
                 }
             }

@@ -34,7 +34,7 @@ use num_complex::Complex64;
 use crate::base::FeederBase;
 use crate::checks::{CheckName, CheckResult};
 use crate::engine::Engine;
-use crate::evaluate::{AddedLoad, Bounded, HeadroomAudit, UNBOUNDED_KW, magnitude};
+use crate::evaluate::{AddedLoad, HeadroomAudit, UNBOUNDED_KW, magnitude};
 use crate::load_model::FeederLoads;
 use crate::powerflow::{ElectricalFeeder, SQRT_3, SweepSettings};
 
@@ -813,7 +813,6 @@ impl Engine {
             local,
             demand_kw,
             cap_kw,
-            true,
             load,
         )
     }
@@ -866,7 +865,6 @@ impl Engine {
 
     /// [`Self::n1_transfer`] over the case set `n1`, with `every_step`
     /// giving the feeder's cases over every step where it falls short.
-    #[allow(clippy::too_many_arguments)]
     fn n1_transfer_with(
         &self,
         n1: &FeederN1,
@@ -874,33 +872,25 @@ impl Engine {
         local: u32,
         demand_kw: f64,
         cap_kw: f64,
-        capped: bool,
         load: &AddedLoad<'_>,
     ) -> TransferOutcome {
-        self.n1_transfer_over(n1, local, demand_kw, cap_kw, capped, load)
+        self.n1_transfer_over(n1, local, demand_kw, cap_kw, load)
             .unwrap_or_else(|| {
-                self.n1_transfer_over(&every_step(), local, demand_kw, cap_kw, capped, load)
+                self.n1_transfer_over(&every_step(), local, demand_kw, cap_kw, load)
                     .expect("cases over every step leave no step out")
             })
     }
 
     /// [`Self::n1_transfer`] over `n1`'s cases; `None` where a step they
-    /// leave out could limit the answer. With `capped`, a case's headroom is
-    /// worked out only below `cap_kw` (a case that takes the cap is taken at
-    /// it): the outcome's headroom is then right up to the cap, and the best
-    /// case's limiting check only where its headroom lies under the cap (the
-    /// check is named only there).
+    /// leave out could limit the answer.
     fn n1_transfer_over(
         &self,
         n1: &FeederN1,
         local: u32,
         demand_kw: f64,
         cap_kw: f64,
-        capped: bool,
         load: &AddedLoad<'_>,
     ) -> Option<TransferOutcome> {
-        // A cap of none leaves every case tied at it: worked out in full.
-        let capped = capped && cap_kw > 0.0;
         let per_kw_kva = (1.0 + load.tan_phi * load.tan_phi).sqrt() * DROPPED_ROOM_MARGIN;
         // Per case: headroom, the check that limits it, the tree that breaks
         // it, the tree and node of the candidate. A case whose headroom lies
@@ -916,14 +906,11 @@ impl Engine {
                 judged.push((c, 0.0, check, i, t, at));
                 continue;
             }
-            let base = &case.trees[t].base;
-            let cap = if capped { cap_kw } else { f64::INFINITY };
-            let (h, check) = match self.headroom_between(base, at, load, floor_kw, cap) {
-                Bounded::Below => continue,
-                Bounded::Within(h, check) => (h.min(UNBOUNDED_KW), check),
-                // Taking the cap: its check is not named.
-                Bounded::AtCap => (cap_kw, CheckName::SegmentThermal),
+            let Some((h, check)) = self.headroom_from(&case.trees[t].base, at, load, floor_kw)
+            else {
+                continue;
             };
+            let h = h.min(UNBOUNDED_KW);
             // The tree fed with the load, and any other fed without, must hold
             // at the steps left out too.
             let judged_kva = h.min(cap_kw).max(0.0) * per_kw_kva;
@@ -939,13 +926,6 @@ impl Engine {
             }
             floor_kw = floor_kw.max(h);
             judged.push((c, h, check, t, t, at));
-        }
-        // Cases that all take the cap are told apart by their own headrooms.
-        if capped && judged.iter().filter(|j| j.1 >= cap_kw).count() > 1 {
-            for j in judged.iter_mut().filter(|j| j.1 >= cap_kw) {
-                let (h, check) = self.headroom_at(&n1.cases[j.0].trees[j.4].base, j.5, load);
-                (j.1, j.2) = (h.min(UNBOUNDED_KW), check);
-            }
         }
         let most = judged.iter().map(|j| j.1).fold(f64::NEG_INFINITY, f64::max);
         let mut best: Option<BestCase> = None;
@@ -1536,14 +1516,12 @@ impl Engine {
         let load = AddedLoad::flat(self.config.capacity_power_factor);
         let n1 = self.feeder_n1_from(f, false, bases);
         let ok = n1.cases.iter().any(|c| c.broken_without().is_none());
-        // Uncapped: the row names what limits the best case's transfer.
         let outcome = self.n1_transfer_with(
             &n1,
             || self.feeder_n1_from(f, true, bases),
             FIRST_NODE,
             0.0,
             headroom_kw,
-            false,
             &load,
         );
         let feeder_id = &self.network.feeders[f].id;
