@@ -253,6 +253,23 @@ struct Scratch {
     lane_solutions: [Solution; LANES],
 }
 
+impl Scratch {
+    /// Takes back the buffers [`Engine::estimates`] took, where it stops
+    /// early (an answer under the floor).
+    fn give_back(
+        &mut self,
+        estimates: Vec<(f64, usize)>,
+        answers: Vec<Complex64>,
+        bounds: Option<Vec<(usize, f64, f64, f64)>>,
+    ) {
+        self.estimates = estimates;
+        self.path_answers = answers;
+        if let Some(bounds) = bounds {
+            self.bounds = bounds;
+        }
+    }
+}
+
 thread_local! {
     // Each thread keeps its power-flow buffers: a ranking evaluates thousands
     // of points, and allocating them afresh cost a tenth of its time.
@@ -747,7 +764,8 @@ impl Engine {
                     &mut answers,
                 );
                 if under_floor(estimate.kw, k, scratch) {
-                    return self.below_floor(scratch, estimates, answers, None);
+                    scratch.give_back(estimates, answers, None);
+                    return None;
                 }
                 cut.offer(estimate);
                 estimates.push((estimate.kw, k));
@@ -792,7 +810,8 @@ impl Engine {
                     &mut answers,
                 );
                 if under_floor(estimate.kw, k, scratch) {
-                    return self.below_floor(scratch, estimates, answers, Some(bounds));
+                    scratch.give_back(estimates, answers, Some(bounds));
+                    return None;
                 }
                 cut.offer(estimate);
                 estimates.push((estimate.kw, k));
@@ -802,23 +821,6 @@ impl Engine {
         }
         scratch.path_answers = answers;
         Some((estimates, within))
-    }
-
-    /// Gives the buffers [`Self::estimates`] took back to `scratch`, for an
-    /// answer under the floor.
-    fn below_floor(
-        &self,
-        scratch: &mut Scratch,
-        estimates: Vec<(f64, usize)>,
-        answers: Vec<Complex64>,
-        bounds: Option<Vec<(usize, f64, f64, f64)>>,
-    ) -> Option<(Vec<(f64, usize)>, f64)> {
-        scratch.estimates = estimates;
-        scratch.path_answers = answers;
-        if let Some(bounds) = bounds {
-            scratch.bounds = bounds;
-        }
-        None
     }
 
     /// Exact headroom at the steps that can bind, to 1 kW (floored), and the
