@@ -99,6 +99,16 @@ pub struct FeederBase {
     /// of the branches from the busbar to the node, the head breaker included
     /// (node-major: `node * steps + step`, so one candidate reads one run).
     pub path_margin_a: Vec<f32>,
+    /// Per local node and step, the least current (A) a load at the node
+    /// drawing at any power factor from [`LOAD_ROOM_TAN_PHI`] to unity can
+    /// add to a branch from the busbar to it, the head included, before the
+    /// branch reaches its limit (node-major). At least
+    /// [`Self::path_margin_a`], and far more on a branch fed backwards by
+    /// generation, whose current the load's first cancels. On the fixture (a
+    /// week of feeders with PV), the margin put the bounds of the steps a
+    /// load ranking estimated in vain a fifth under their line's roots, two
+    /// in three of them on such a branch.
+    pub path_load_room_a: Vec<f32>,
     /// Per local node and step, the highest loading (current over rating, a
     /// fraction) of the branches from the busbar to the node and the head
     /// (node-major).
@@ -130,7 +140,11 @@ pub struct FeederBase {
     pub(crate) head_i_a: Vec<Complex64>,
     /// Per local node, the least room in kVA of any limit at any step: a flat
     /// load there of this much, over its power factor's kW, is about the least
-    /// that can break one.
+    /// that can break one. Its thermal part is the margin's, not the load
+    /// room's: a capacity sweep stops at the first node whose room lies clearly
+    /// above the least headroom found, and the load room, which a load's own
+    /// growing current and the loads' answer then take 6 % from on the
+    /// fixture, stopped one node short of the weakest.
     pub least_room_kva: Vec<f64>,
     /// Per step, the lowest voltage of the feeder, pu.
     pub feeder_min_pu: Vec<f64>,
@@ -199,7 +213,10 @@ impl FeederBase {
     pub fn flat_steps(&self, local: u32) -> &RankedSteps {
         self.ranked_steps[local as usize].get_or_init(|| {
             let mut room: Vec<(f64, u32)> = (0..self.solutions.len())
-                .map(|k| (self.flat_room_kva(local as usize, k), k as u32))
+                .map(|k| {
+                    let room_kva = self.flat_room_kva(&self.path_load_room_a, local as usize, k);
+                    (room_kva, k as u32)
+                })
                 .collect();
             let cutoff_kva = least_sorted(&mut room, self.flat_stride);
             let j = local as usize;
@@ -228,11 +245,13 @@ impl FeederBase {
             * f64::from(self.voltage_kv[at])
     }
 
-    /// The room a flat load at local node `j` has at step `k`, kVA.
-    pub(crate) fn flat_room_kva(&self, j: usize, k: usize) -> f64 {
+    /// The room a flat load at local node `j` has at step `k`, kVA, its
+    /// current's thermal part read from `thermal_a` (a row over nodes and
+    /// steps: [`Self::path_load_room_a`] or [`Self::path_margin_a`]).
+    fn flat_room_kva(&self, thermal_a: &[f32], j: usize, k: usize) -> f64 {
         let at = j * self.solutions.len() + k;
         flat_room(
-            f64::from(self.path_margin_a[at]),
+            f64::from(thermal_a[at]),
             f64::from(self.voltage_kv[at]),
             f64::from(self.path_voltage_room[at]),
             self.electrical.nominal_kv[j],
@@ -294,9 +313,9 @@ impl FeederBase {
     /// restoration case's tree judges the restored feeder's nodes, never its
     /// supplier's.
     pub fn weight_bytes_judging(&self, judged: usize) -> usize {
-        // Solutions (two single-precision complex numbers per node) and six
+        // Solutions (two single-precision complex numbers per node) and seven
         // screening figures.
-        let per_step = self.electrical.len() * (2 * 8 + 6 * 4) + 64;
+        let per_step = self.electrical.len() * (2 * 8 + 7 * 4) + 64;
         let loads = self.loads.p_kw.len() * 16;
         // The ranked steps of every node that can be judged, as if each had been.
         let stress = judged * (self.flat_stride * std::mem::size_of::<RankedStep>() + 32);
@@ -547,6 +566,7 @@ impl Engine {
             counts_injections: false,
             limits: self.config.limits,
             path_margin_a: Vec::new(),
+            path_load_room_a: Vec::new(),
             path_max_loading: Vec::new(),
             voltage_kv: Vec::new(),
             path_voltage_room: Vec::new(),
@@ -620,6 +640,7 @@ impl Engine {
         // Step-major, so appended in order rather than zeroed and overwritten.
         let mut subtree_min_pu = Vec::with_capacity(n * steps);
         let mut path_margin_a = vec![0.0f32; n * steps];
+        let mut path_load_room_a = vec![0.0f32; n * steps];
         let mut path_max_loading = vec![0.0f32; n * steps];
         let mut voltage_kv = vec![0.0f32; n * steps];
         let mut path_voltage_room = vec![0.0f32; n * steps];
@@ -627,7 +648,7 @@ impl Engine {
         // The node-major rows are written a block of steps at a time: written a
         // step at a time, each step touched a cache line per node and row.
         const BLOCK: usize = 16;
-        let mut block = vec![[[0.0f32; BLOCK]; 4]; n];
+        let mut block = vec![[[0.0f32; BLOCK]; 5]; n];
         for (start, solutions) in full_solutions.chunks(BLOCK).enumerate() {
             let start = start * BLOCK;
             for (quad, lane_solutions) in solutions.chunks(LANES).enumerate() {
@@ -636,7 +657,7 @@ impl Engine {
                 // A short quad repeats its last step in the spare lanes.
                 let lane = |l: usize| l.min(len - 1);
                 let quad_solutions = std::array::from_fn(|l| &lane_solutions[lane(l)]);
-                rows.fill(e, quad_solutions, &base.limits);
+                rows.fill(e, quad_solutions, &base.limits, true);
                 let figures = self.observe_steps(
                     base,
                     std::array::from_fn(|l| start + first + lane(l)),
@@ -655,6 +676,7 @@ impl Engine {
                         node_block[1][b] = rows.margin_a[j][l] as f32;
                         node_block[2][b] = rows.max_loading[j][l] as f32;
                         node_block[3][b] = rows.voltage_room[j][l] as f32;
+                        node_block[4][b] = rows.load_room_a[j][l] as f32;
                     }
                 }
             }
@@ -665,12 +687,14 @@ impl Engine {
                 path_margin_a[at.clone()].copy_from_slice(&node_block[1][..len]);
                 path_max_loading[at.clone()].copy_from_slice(&node_block[2][..len]);
                 path_voltage_room[at.clone()].copy_from_slice(&node_block[3][..len]);
+                path_load_room_a[at.clone()].copy_from_slice(&node_block[4][..len]);
             }
         }
         base.observed = observed;
         base.feeder_min_pu = feeder_min_pu;
         base.subtree_min_pu = subtree_min_pu;
         base.path_margin_a = path_margin_a;
+        base.path_load_room_a = path_load_room_a;
         base.path_max_loading = path_max_loading;
         base.voltage_kv = voltage_kv;
         base.path_voltage_room = path_voltage_room;
@@ -713,7 +737,7 @@ impl Engine {
         for (quad, lane_solutions) in solutions.chunks(LANES).enumerate() {
             let len = lane_solutions.len();
             let quad_solutions = std::array::from_fn(|l| &lane_solutions[l.min(len - 1)]);
-            rows.fill(e, quad_solutions, &base.limits);
+            rows.fill(e, quad_solutions, &base.limits, false);
             for l in 0..len {
                 let k = quad * LANES + l;
                 let above = !lane_solutions[l].converged
@@ -806,7 +830,7 @@ impl Engine {
         base.least_room_kva = (0..n)
             .map(|j| {
                 (0..steps)
-                    .map(|k| base.flat_room_kva(j, k))
+                    .map(|k| base.flat_room_kva(&base.path_margin_a, j, k))
                     .fold(f64::INFINITY, f64::min)
             })
             .collect();
@@ -979,6 +1003,9 @@ pub(crate) struct PathRows {
     /// Least current margin (limit less current, A) from the busbar to each
     /// node, the head breaker included.
     pub(crate) margin_a: Vec<Lanes>,
+    /// Least room for a load's current (A) from the busbar to each node (see
+    /// [`FeederBase::path_load_room_a`]), where asked for.
+    pub(crate) load_room_a: Vec<Lanes>,
     /// Highest loading (current over rating) from the busbar to each node.
     pub(crate) max_loading: Vec<Lanes>,
     /// Least voltage room per ohm along the path (see
@@ -1009,17 +1036,20 @@ impl PathRows {
             voltage_kv: rows(),
             subtree_min_pu: rows(),
             margin_a: rows(),
+            load_room_a: rows(),
             max_loading: rows(),
             voltage_room: rows(),
         }
     }
 
-    /// The rows of `solutions`, power flows of feeder `e`, lane by lane.
+    /// The rows of `solutions`, power flows of feeder `e`, lane by lane;
+    /// [`Self::load_room_a`] only where `load_room` asks for it.
     pub(crate) fn fill(
         &mut self,
         e: &ElectricalFeeder,
         solutions: [&Solution; LANES],
         limits: &Limits,
+        load_room: bool,
     ) {
         let rows = self;
         avx2_or_portable!(
@@ -1029,6 +1059,7 @@ impl PathRows {
                 e: &ElectricalFeeder,
                 solutions: [&Solution; LANES],
                 limits: &Limits,
+                load_room: bool,
             )
         )
     }
@@ -1039,6 +1070,7 @@ impl PathRows {
         e: &ElectricalFeeder,
         solutions: [&Solution; LANES],
         limits: &Limits,
+        load_room: bool,
     ) {
         let n = e.len();
         let thermal = limits.thermal_pct / 100.0;
@@ -1050,17 +1082,33 @@ impl PathRows {
         let margin_a = &mut self.margin_a[..n];
         let max_loading = &mut self.max_loading[..n];
         let voltage_room = &mut self.voltage_room[..n];
+        // The slopes of the least and the largest voltage angle.
+        let (mut slope_lo, mut slope_hi) = ([f64::INFINITY; LANES], [f64::NEG_INFINITY; LANES]);
         for j in 0..n {
             let magnitude = lanes!(|l| v[l][j].norm_sqr().sqrt());
             voltage_kv[j] = magnitude;
             let inverse_nominal = self.inverse_nominal_kv[j];
             subtree_min_pu[j] = lanes!(|l| magnitude[l] * inverse_nominal);
+            if load_room {
+                // A voltage a quarter turn or more off the busbar's (no
+                // flow a base judges) leaves no arc: the whole circle.
+                let slope = lanes!(|l| if v[l][j].re > 0.0 {
+                    v[l][j].im / v[l][j].re
+                } else {
+                    f64::INFINITY
+                });
+                slope_lo = lanes!(|l| slope_lo[l].min(slope[l]));
+                slope_hi = lanes!(|l| slope_hi[l].max(slope[l]));
+            }
         }
+        let arcs: [LoadArc; LANES] =
+            std::array::from_fn(|l| LoadArc::new(slope_lo[l], slope_hi[l], v[l][0].re));
         for j in (1..n).rev() {
             let p = parent[j] as usize;
             let (above, own) = (subtree_min_pu[p], subtree_min_pu[j]);
             subtree_min_pu[p] = lanes!(|l| above[l].min(own[l]));
         }
+        let load_room_a = &mut self.load_room_a[..n];
         let head = lanes!(|l| i[l][0].norm_sqr().sqrt());
         (margin_a[0], max_loading[0]) = match e.head_rated_a {
             Some(rated) => (
@@ -1069,6 +1117,12 @@ impl PathRows {
             ),
             None => ([f64::INFINITY; LANES], [0.0; LANES]),
         };
+        if load_room {
+            load_room_a[0] = match e.head_rated_a {
+                Some(rated) => lanes!(|l| arcs[l].room(rated * thermal, i[l][0], head[l])),
+                None => [f64::INFINITY; LANES],
+            };
+        }
         voltage_room[0] = [f64::INFINITY; LANES];
         for j in 1..n {
             let p = parent[j] as usize;
@@ -1083,6 +1137,16 @@ impl PathRows {
             } else {
                 ([f64::INFINITY; LANES], [0.0; LANES])
             };
+            if load_room {
+                let room_above = load_room_a[p];
+                load_room_a[j] = if rated.is_finite() {
+                    lanes!(|l| arcs[l]
+                        .room(rated * thermal, i[l][j], current[l])
+                        .min(room_above[l]))
+                } else {
+                    room_above
+                };
+            }
             let margin_above = margin_a[p];
             margin_a[j] = lanes!(|l| if margin[l] < margin_above[l] {
                 margin[l]
@@ -1104,6 +1168,66 @@ impl PathRows {
     }
 }
 
+/// The lowest power factor of a load, as tan phi (lagging), for which
+/// [`FeederBase::path_load_room_a`] holds: 0.8. A load below it is judged on
+/// [`FeederBase::path_margin_a`] alone.
+pub(crate) const LOAD_ROOM_TAN_PHI: f64 = 0.75;
+
+/// The directions a load's current can take at one step, as unit phasors at
+/// either end of an arc: from the least voltage angle of the feeder less the
+/// angle of [`LOAD_ROOM_TAN_PHI`] (a load's current lags its node's voltage
+/// by up to that) to the largest voltage angle (at unity). The whole circle
+/// where the flow gives no such arc.
+#[derive(Clone, Copy)]
+struct LoadArc {
+    lo: Complex64,
+    hi: Complex64,
+    whole: bool,
+}
+
+impl LoadArc {
+    /// From the least and largest slope (`im / re`) of the feeder's
+    /// voltages, infinite where one lies a quarter turn or more off;
+    /// `head_re`, the real part of the head's voltage, tells a flow with
+    /// voltages to read.
+    #[inline(always)]
+    fn new(slope_lo: f64, slope_hi: f64, head_re: f64) -> Self {
+        let unit = |slope: f64| Complex64::new(1.0, slope) / (1.0 + slope * slope).sqrt();
+        // Lagging by up to the lowest power factor: (1 - j tan) / |1 - j tan|.
+        let lag = unit(-LOAD_ROOM_TAN_PHI);
+        let whole = !(head_re > 0.0 && slope_lo.is_finite() && slope_hi.is_finite());
+        Self {
+            lo: unit(slope_lo) * lag,
+            hi: unit(slope_hi),
+            whole,
+        }
+    }
+
+    /// The current a load can add to a branch carrying `current` (of size
+    /// `size`) before it reaches `limit`, A: with `c` the largest share of
+    /// `current` along a direction of the arc, `|current + x u| = limit` at
+    /// `x = sqrt(limit^2 - size^2 + c^2) - c`, which falls as `c` grows.
+    /// `limit - size` (the margin) where the branch's current lies within the
+    /// arc, more where it lies outside, most where it flows against it.
+    #[inline(always)]
+    fn room(&self, limit: f64, current: Complex64, size: f64) -> f64 {
+        if size >= limit {
+            return limit - size;
+        }
+        let (lo, hi) = (self.lo, self.hi);
+        // The arc is under half a turn: within it means anticlockwise of its
+        // start and clockwise of its end.
+        let within = lo.re * current.im - lo.im * current.re >= 0.0
+            && current.re * hi.im - current.im * hi.re >= 0.0;
+        let along = if self.whole || within {
+            size
+        } else {
+            (current.re * lo.re + current.im * lo.im).max(current.re * hi.re + current.im * hi.im)
+        };
+        (limit * limit - size * size + along * along).sqrt() - along
+    }
+}
+
 /// Puts the `count` least entries of `room` first, ascending, and returns the
 /// least value left out (infinite when none is).
 fn least_sorted(room: &mut [(f64, u32)], count: usize) -> f64 {
@@ -1117,4 +1241,168 @@ fn least_sorted(room: &mut [(f64, u32)], count: usize) -> f64 {
     let count = count.min(room.len());
     room[..count].sort_unstable_by(by_value);
     cutoff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::magnitude_root;
+    use crate::powerflow::{SweepSettings, sweep};
+    use headroom_geodata::{LonLat, NetworkBuilder, NodeType, Topology};
+    use proptest::prelude::*;
+
+    /// A load's current per A at voltage angle slope `slope` (`im / re`) and
+    /// `tan_phi` lagging: the direction [`LoadArc`] covers.
+    fn load_direction(slope: f64, tan_phi: f64) -> Complex64 {
+        Complex64::new(1.0, slope) * Complex64::new(1.0, -tan_phi)
+            / ((1.0 + slope * slope) * (1.0 + tan_phi * tan_phi)).sqrt()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The room is what the load's current can add along the least
+        /// favourable direction of the arc: never more than along any of its
+        /// directions, never less than the margin.
+        #[test]
+        fn the_load_room_is_what_the_least_favourable_load_direction_can_add(
+            (re, im) in (-500.0f64..500.0, -500.0f64..500.0),
+            limit in 1.0f64..600.0,
+            (slope_lo, spread) in (-0.08f64..0.08, 0.0f64..0.05),
+            (at, tan_phi) in (0.0f64..=1.0, 0.0f64..=LOAD_ROOM_TAN_PHI),
+        ) {
+            let slope_hi = slope_lo + spread;
+            let arc = LoadArc::new(slope_lo, slope_hi, 10.0);
+            let current = Complex64::new(re, im);
+            let size = current.norm();
+            let room = arc.room(limit, current, size);
+            if size >= limit {
+                prop_assert_eq!(room, limit - size);
+            } else {
+                prop_assert!(room >= limit - size - 1e-9 * limit, "{room} under the margin {}", limit - size);
+                let direction = load_direction(slope_lo + at * spread, tan_phi);
+                let exact = magnitude_root(current, direction, limit);
+                prop_assert!(room <= exact + 1e-9 * (limit + size), "room {room} past the root {exact}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_branch_fed_backwards_takes_a_load_its_margin_would_refuse() {
+        let arc = LoadArc::new(-0.01, 0.0, 10.0);
+        // 200 A of a lagging load, within the arc: the margin.
+        let forward = 200.0 * load_direction(-0.005, 0.3);
+        let room = arc.room(300.0, forward, 200.0);
+        assert!((room - 100.0).abs() < 1e-9, "{room}");
+        // 200 A exported back up the branch: the load's current first
+        // cancels most of it (the arc's directions lie up to 37 degrees off
+        // the export's), then takes the whole limit.
+        let backward = -forward;
+        let room = arc.room(300.0, backward, 200.0);
+        assert!(room > 450.0 && room <= 500.0, "{room}");
+        // No arc to read (a flow without voltages): the margin.
+        let whole = LoadArc::new(f64::NAN, f64::NAN, 10.0);
+        assert_eq!(whole.room(300.0, backward, 200.0), 100.0);
+    }
+
+    fn at(i: usize) -> LonLat {
+        LonLat::new(117.0 + 0.001 * i as f64, 31.0)
+    }
+
+    /// A feeder B - N1 - N2 - ... with a branch N2 - S1 - S2, every segment
+    /// rated 300 A.
+    fn branching_feeder() -> ElectricalFeeder {
+        let mut b = NetworkBuilder::new();
+        b.substation("S", at(0)).node("B", NodeType::Busbar, at(0));
+        let names = ["N1", "N2", "N3", "N4", "S1", "S2"];
+        for (i, name) in names.iter().enumerate() {
+            b.node(name, NodeType::Pole, at(i + 1));
+        }
+        for (name, from, to) in [
+            ("L1", "B", "N1"),
+            ("L2", "N1", "N2"),
+            ("L3", "N2", "N3"),
+            ("L4", "N3", "N4"),
+            ("L5", "N2", "S1"),
+            ("L6", "S1", "S2"),
+        ] {
+            b.segment(name, from, to, 0.3, 0.25, 300.0, 1500.0);
+        }
+        b.feeder("F", "B", "N1", Some(400.0));
+        let network = b.build().unwrap();
+        let topology = Topology::trace(&network);
+        ElectricalFeeder::new(&network, topology.tree(FeederIx(0)))
+    }
+
+    /// Four flows of the branching feeder: loads along it, and the side
+    /// branch exporting (PV) more than its neighbours draw in two of them.
+    fn four_flows(e: &ElectricalFeeder) -> Vec<Solution> {
+        let n = e.len();
+        (0..LANES)
+            .map(|l| {
+                let export = if l % 2 == 0 { -2500.0 } else { 300.0 };
+                let p: Vec<f64> = (0..n)
+                    .map(|j| match j {
+                        0 => 0.0,
+                        j if j == n - 1 => export,
+                        _ => 400.0 + 150.0 * l as f64,
+                    })
+                    .collect();
+                let q: Vec<f64> = p.iter().map(|p| p.abs() * 0.2).collect();
+                let mut solution = Solution::default();
+                sweep(e, &p, &q, 10.5, SweepSettings::default(), &mut solution);
+                assert!(solution.converged);
+                solution
+            })
+            .collect()
+    }
+
+    #[test]
+    fn load_rooms_bound_every_branch_of_the_path_and_agree_between_kernels() {
+        let e = branching_feeder();
+        let n = e.len();
+        let flows = four_flows(&e);
+        let limits = crate::config::EngineConfig::default().limits;
+        let thermal = limits.thermal_pct / 100.0;
+        let runs = crate::with_each_kernel(|| {
+            let mut rows = PathRows::new(&e);
+            rows.fill(&e, std::array::from_fn(|l| &flows[l]), &limits, true);
+            (rows.load_room_a.clone(), rows.margin_a.clone())
+        });
+        let (portable_room, margin) = &runs[0].1;
+        for (kernel, (room, _)) in &runs[1..] {
+            let bits = |rows: &[Lanes]| -> Vec<u64> {
+                rows.iter().flatten().map(|v| v.to_bits()).collect()
+            };
+            assert_eq!(bits(room), bits(portable_room), "{kernel}");
+        }
+        let mut wider = 0;
+        for (l, flow) in flows.iter().enumerate() {
+            for j in 1..n {
+                let room = portable_room[j][l];
+                assert!(room >= margin[j][l] - 1e-9, "node {j} lane {l}");
+                wider += usize::from(room > margin[j][l] + 1.0);
+                // A load at node j, unity to the lowest power factor: no
+                // branch of its path, the head's included, reaches its limit
+                // before that much of the load's current.
+                for tan_phi in [0.0, 0.3, LOAD_ROOM_TAN_PHI] {
+                    let v = flow.v_kv[j];
+                    let direction = load_direction(v.im / v.re, tan_phi);
+                    let mut at = j;
+                    let mut least = magnitude_root(flow.i_a[0], direction, 400.0 * thermal);
+                    while at != 0 {
+                        let root = magnitude_root(flow.i_a[at], direction, e.rated_a[at] * thermal);
+                        least = least.min(root);
+                        at = e.parent[at] as usize;
+                    }
+                    assert!(
+                        room <= least + 1e-6,
+                        "node {j} lane {l}: {room} past {least}"
+                    );
+                }
+            }
+        }
+        // The exporting side branch's nodes take more than their margin.
+        assert!(wider > 0, "{portable_room:?}");
+    }
 }

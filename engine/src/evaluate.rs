@@ -22,7 +22,7 @@
 
 use num_complex::Complex64;
 
-use crate::base::FeederBase;
+use crate::base::{FeederBase, LOAD_ROOM_TAN_PHI};
 use crate::checks::{CheckName, Figures, Observed, WorstChecks, first_broken};
 use crate::config::Limits;
 use crate::engine::Engine;
@@ -734,7 +734,12 @@ impl Engine {
         estimates.clear();
         let mut within = f64::INFINITY;
         let mut answers = std::mem::take(&mut scratch.path_answers);
-        let mut every_step = load.profile.is_some() || steps == 0 || self.config.judge_every_step;
+        // The ranked steps are ranked by the load room, which holds only for
+        // a load within its power factors.
+        let mut every_step = load.profile.is_some()
+            || steps == 0
+            || self.config.judge_every_step
+            || load.tan_phi > LOAD_ROOM_TAN_PHI;
         if !every_step {
             let ranked_steps = base.flat_steps(local);
             let ranked = &ranked_steps.steps[..];
@@ -1177,7 +1182,9 @@ struct Estimator<'a> {
     nominal_kv: f64,
     /// The candidate's own runs over the steps, contiguous.
     voltage_kv: &'a [f32],
-    path_margin_a: &'a [f32],
+    /// What the load's current can add along the path: the base's load
+    /// room, or where the load lags by more than it holds for, the margin.
+    path_room_a: &'a [f32],
     path_voltage_room: &'a [f32],
 }
 
@@ -1212,7 +1219,13 @@ impl<'a> Estimator<'a> {
             per_kw_magnitude: (1.0 + load.tan_phi * load.tan_phi).sqrt(),
             nominal_kv: e.nominal_kv[local as usize],
             voltage_kv: &base.voltage_kv[run.clone()],
-            path_margin_a: &base.path_margin_a[run.clone()],
+            // The load's current lies within the arc the load room holds
+            // for, or only the margin bounds what it can add.
+            path_room_a: if load.tan_phi <= LOAD_ROOM_TAN_PHI {
+                &base.path_load_room_a[run.clone()]
+            } else {
+                &base.path_margin_a[run.clone()]
+            },
             path_voltage_room: &base.path_voltage_room[run.clone()],
         }
     }
@@ -1237,7 +1250,7 @@ impl<'a> Estimator<'a> {
     fn bounds_at(&self, k: usize) -> (f64, f64, f64) {
         let a = self.shape[k];
         let amps_per_kw = self.amps_per_kw_at(k);
-        let thermal_bound = (f64::from(self.path_margin_a[k]) / amps_per_kw).max(0.0);
+        let thermal_bound = (f64::from(self.path_room_a[k]) / amps_per_kw).max(0.0);
         // Per kW: the new current times the room per ohm.
         let voltage_bound = (f64::from(self.path_voltage_room[k]) * 1000.0 * self.nominal_kv
             / (SQRT_3 * amps_per_kw))
