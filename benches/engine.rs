@@ -33,7 +33,8 @@
 //! the feeder caches' budget; `HEADROOM_BENCH_CITY_CAPACITY_PASSES=N`
 //! the capacity sweep N times, to profile past the load; `HEADROOM_BENCH_CITY_N1=off`
 //! without the N-1 checks). `HEADROOM_BENCH_CITY_CHECK=1` then compares every
-//! capacity row with the one a full base (every step solved exactly) gives, a few
+//! capacity row's weakest node with every node of its feeder judged, and the
+//! row with the one a full base (every step solved exactly) gives, a few
 //! hundred feeders at a time, and audits every candidate's headroom (and N-1
 //! headroom) of the generation and N-1 passes at every step (minutes; not
 //! timed); `HEADROOM_BENCH_CITY_APPS=C0,C3` keeps those applications alone.
@@ -351,8 +352,37 @@ fn city() {
         std::fs::write(dir.join("capacity.json"), json).expect("capacity answers written");
     }
     if std::env::var("HEADROOM_BENCH_CITY_CHECK").is_ok() {
+        check_weakest_nodes(&engine, &rows);
         check_capacity_against_full_bases(&engine, &rows);
     }
+}
+
+/// Compares each capacity row's weakest node with the least headroom found by
+/// judging every node of its feeder, as the capacity sweep's order by room
+/// and its stop spare it.
+fn check_weakest_nodes(engine: &Engine, rows: &[headroom_engine::CapacityRow]) {
+    let load = headroom_engine::evaluate::AddedLoad::flat(engine.config.capacity_power_factor);
+    let (mut compared, mut differing) = (0, 0);
+    for (f, row) in rows.iter().enumerate() {
+        let base = engine.feeder(f);
+        let every_node = (1..base.electrical.len() as u32)
+            .map(|local| engine.headroom_at(&base, local, &load).0)
+            .fold(f64::INFINITY, f64::min);
+        compared += 1;
+        if row
+            .worst_node_headroom_kw
+            .is_some_and(|kw| kw != every_node)
+        {
+            differing += 1;
+            eprintln!(
+                "weakest node differs: {} {:?} at {:?}, every node {every_node}",
+                row.id, row.worst_node_headroom_kw, row.worst_node
+            );
+        }
+    }
+    eprintln!(
+        "city check: {compared} weakest nodes compared with every node's, {differing} differ"
+    );
 }
 
 /// Each application ranked once, in turn: the times, sorted, and the mean

@@ -141,10 +141,9 @@ pub struct FeederBase {
     /// Per local node, the least room in kVA of any limit at any step: a flat
     /// load there of this much, over its power factor's kW, is about the least
     /// that can break one. Its thermal part is the margin's, not the load
-    /// room's: a capacity sweep stops at the first node whose room lies clearly
-    /// above the least headroom found, and the load room, which a load's own
-    /// growing current and the loads' answer then take 6 % from on the
-    /// fixture, stopped one node short of the weakest.
+    /// room's: a capacity sweep stops at the first node whose room lies
+    /// clearly above the least headroom found, by a slack measured against
+    /// the margin (see `capacity::ROOM_SLACK`).
     pub least_room_kva: Vec<f64>,
     /// Per step, the lowest voltage of the feeder, pu.
     pub feeder_min_pu: Vec<f64>,

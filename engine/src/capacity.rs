@@ -258,10 +258,15 @@ const MIN_COSINE: f64 = 0.05;
 /// its step kept, pu: such a step may break that limit already.
 const VOLTAGE_MARGIN_PU: f64 = 0.002;
 
-/// How far below a node's least room its headroom may lie: the room is the
-/// linear estimate's, and the loads' response to the lower voltage and the added
-/// losses take a little more.
-const ROOM_SLACK: f64 = 0.05;
+/// How far below a node's least room ([`crate::base::FeederBase::least_room_kva`]
+/// over its power factor's kVA per kW) its headroom may lie: the room is a
+/// lower bound of the line through the base, and the new load's own current
+/// growing as its voltage falls, the loads' answer and the added losses take
+/// more. Judged nodes' headrooms lay up to 8.3 % under their rooms on the
+/// fixture and 8.0 % on the default city; at 5 %, the sweep stopped short of
+/// the weakest node of 150 of the city's 3,000 feeders (overstating it by up
+/// to 51 kW), at 12 % none (every node judged), at 6-9 % more CPU time.
+pub const ROOM_SLACK: f64 = 0.12;
 
 /// What a capacity screen needs of one feeder, worked out once: per node the
 /// impedance from the busbar, the longest such impedance in its subtree, the
