@@ -265,7 +265,7 @@ const VOLTAGE_MARGIN_PU: f64 = 0.002;
 /// more. Judged nodes' headrooms lay up to 8.3 % under their rooms on the
 /// fixture and 8.0 % on the default city; at 5 %, the sweep stopped short of
 /// the weakest node of 150 of the city's 3,000 feeders (overstating it by up
-/// to 51 kW), at 12 % none (every node judged), at 6-9 % more CPU time.
+/// to 51 kW), at 12 % none (every node judged), at 6-14 % more CPU time.
 pub const ROOM_SLACK: f64 = 0.12;
 
 /// What a capacity screen needs of one feeder, worked out once: per node the

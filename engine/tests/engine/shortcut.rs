@@ -145,6 +145,32 @@ fn feeder_capacity_from_the_steps_that_can_bind_equals_the_full_bases() {
 }
 
 #[test]
+fn a_load_lagging_past_the_load_room_has_exact_headrooms_on_its_margin() {
+    // At 0.7 lagging the load's current may lie outside the directions the
+    // base's load room holds for: judged on the margin at every step, its
+    // headroom holds at every step and breaks a check 1 kW above.
+    let (engine, _) = fixture_engine(EngineConfig::default());
+    let load = AddedLoad::flat(0.7);
+    let mut audited = 0;
+    for f in 0..engine.network.feeders.len() {
+        let base = engine.feeder(f);
+        if base.summary.already_broken.is_some() {
+            continue;
+        }
+        for local in (1..base.electrical.len() as u32).step_by(3) {
+            let (headroom, binding) = engine.headroom_at(&base, local, &load);
+            let audit = engine.audit_load_headroom(&base, local, headroom, &load);
+            assert!(
+                audit.exact(),
+                "feeder {f} node {local}: {headroom} kW ({binding:?}): {audit:?}"
+            );
+            audited += 1;
+        }
+    }
+    assert!(audited > 30, "{audited}");
+}
+
+#[test]
 fn every_node_has_a_headroom_within_the_slack_of_its_room() {
     // What the weakest-node search stops on: a node whose room, less the
     // slack, lies above the least headroom found cannot be weaker. At 5 %, a
