@@ -714,6 +714,7 @@ impl Engine {
             load,
             shape,
             per_kw_magnitude,
+            within_load_room,
             ..
         } = *estimator;
         // A flow at the floor for each of the first steps estimated under it:
@@ -734,12 +735,11 @@ impl Engine {
         estimates.clear();
         let mut within = f64::INFINITY;
         let mut answers = std::mem::take(&mut scratch.path_answers);
-        // The ranked steps are ranked by the load room, which holds only for
-        // a load within its power factors.
+        // The ranked steps are ranked by the load room.
         let mut every_step = load.profile.is_some()
             || steps == 0
             || self.config.judge_every_step
-            || load.tan_phi > LOAD_ROOM_TAN_PHI;
+            || !within_load_room;
         if !every_step {
             let ranked_steps = base.flat_steps(local);
             let ranked = &ranked_steps.steps[..];
@@ -1182,6 +1182,10 @@ struct Estimator<'a> {
     nominal_kv: f64,
     /// The candidate's own runs over the steps, contiguous.
     voltage_kv: &'a [f32],
+    /// Whether the load's current lies within the directions the base's
+    /// load room holds for (its power factor is not below
+    /// [`LOAD_ROOM_TAN_PHI`]'s).
+    within_load_room: bool,
     /// What the load's current can add along the path: the base's load
     /// room, or where the load lags by more than it holds for, the margin.
     path_room_a: &'a [f32],
@@ -1203,6 +1207,7 @@ impl<'a> Estimator<'a> {
         let steps = base.loads.step_count();
         let thermal = limits.thermal_pct / 100.0;
         let run = local as usize * steps..(local as usize + 1) * steps;
+        let within_load_room = load.tan_phi <= LOAD_ROOM_TAN_PHI;
         Self {
             base,
             limits,
@@ -1219,9 +1224,8 @@ impl<'a> Estimator<'a> {
             per_kw_magnitude: (1.0 + load.tan_phi * load.tan_phi).sqrt(),
             nominal_kv: e.nominal_kv[local as usize],
             voltage_kv: &base.voltage_kv[run.clone()],
-            // The load's current lies within the arc the load room holds
-            // for, or only the margin bounds what it can add.
-            path_room_a: if load.tan_phi <= LOAD_ROOM_TAN_PHI {
+            within_load_room,
+            path_room_a: if within_load_room {
                 &base.path_load_room_a[run.clone()]
             } else {
                 &base.path_margin_a[run.clone()]

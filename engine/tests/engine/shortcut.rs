@@ -6,9 +6,18 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use headroom_engine::base::FeederBase;
 use headroom_engine::evaluate::AddedLoad;
 use headroom_engine::{Application, Engine, EngineConfig, InMemoryReadings};
 use headroom_geodata::Gridpack;
+
+/// The fixture's feeders whose bases break no limit without a new load (the
+/// others have no headroom to find), with their indices.
+fn unbroken_feeders(engine: &Engine) -> impl Iterator<Item = (usize, Arc<FeederBase>)> + '_ {
+    (0..engine.network.feeders.len())
+        .map(|f| (f, engine.feeder(f)))
+        .filter(|(_, base)| base.summary.already_broken.is_none())
+}
 
 pub(crate) fn fixture_engine(config: EngineConfig) -> (Engine, Vec<Application>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/1-MV-semiurb");
@@ -152,11 +161,7 @@ fn a_load_lagging_past_the_load_room_has_exact_headrooms_on_its_margin() {
     let (engine, _) = fixture_engine(EngineConfig::default());
     let load = AddedLoad::flat(0.7);
     let mut audited = 0;
-    for f in 0..engine.network.feeders.len() {
-        let base = engine.feeder(f);
-        if base.summary.already_broken.is_some() {
-            continue;
-        }
+    for (f, base) in unbroken_feeders(&engine) {
         for local in (1..base.electrical.len() as u32).step_by(3) {
             let (headroom, binding) = engine.headroom_at(&base, local, &load);
             let audit = engine.audit_load_headroom(&base, local, headroom, &load);
@@ -179,11 +184,7 @@ fn every_node_has_a_headroom_within_the_slack_of_its_room() {
     let load = AddedLoad::flat(engine.config.capacity_power_factor);
     let per_kw_kva = (1.0 + load.tan_phi * load.tan_phi).sqrt();
     let mut judged = 0;
-    for f in 0..engine.network.feeders.len() {
-        let base = engine.feeder(f);
-        if base.summary.already_broken.is_some() {
-            continue;
-        }
+    for (f, base) in unbroken_feeders(&engine) {
         for local in 1..base.electrical.len() as u32 {
             let room_kw = base.least_room_kva[local as usize] / per_kw_kva;
             let (headroom, binding) = engine.headroom_at(&base, local, &load);
