@@ -704,9 +704,10 @@ impl Engine {
             // up to the least room, however many (a cap made one row in forty
             // fall back to every step). A headroom past the least room, which
             // only a branch fed backwards allows, falls back to every step:
-            // on the city, 34 rows of 3,000 (18 when every tree kept the
-            // steps within the margin of that room too, 101 steps a tree
-            // against 70 now, at 8 % more time for the sweep).
+            // on the city, 34 rows of 3,000. Keeping the steps a headroom up
+            // to the margin past that room could reach as well left 18 rows
+            // to fall back, but kept 101 steps a tree against 70, and the
+            // sweep took 5-10 % longer.
             // Broken at more steps than a cached set keeps, the case carries
             // nothing and the guard is never asked.
             let within = match (judged_at, order.get(broken)) {
