@@ -20,6 +20,7 @@ use headroom_geodata::{FeederIx, TransformerIx};
 use headroom_readings::ReadingsSource;
 use num_complex::Complex64;
 
+use crate::chains::ChainFolding;
 use crate::checks::{CheckName, Figures, Observed, WorstChecks, absorb};
 use crate::config::Limits;
 use crate::engine::Engine;
@@ -721,9 +722,13 @@ impl Engine {
     /// kept, it is judged broken as over every step; left out, no headroom
     /// clears it. A night of a supplier's busbar above 1.07 pu, left out,
     /// let a city case carry 1,847 kW that over every step carries none.
+    ///
+    /// With `folding`, the base's flows are those of its folded tree (see
+    /// `chains`), unfolded here four steps at a time.
     pub(crate) fn each_unobserved_room_row(
         &self,
         base: &FeederBase,
+        folding: Option<&ChainFolding>,
         mut each_step: impl FnMut(&[f64]),
     ) {
         let e = &base.electrical;
@@ -738,14 +743,23 @@ impl Engine {
             .iter()
             .map(|kv| kv * (base.limits.v_max_pu - BROKEN_ABOVE_MARGIN_PU))
             .collect();
+        let mut unfolded: [Solution; LANES] = Default::default();
         for (quad, lane_solutions) in solutions.chunks(LANES).enumerate() {
             let len = lane_solutions.len();
-            let quad_solutions = std::array::from_fn(|l| &lane_solutions[l.min(len - 1)]);
+            if let Some(folding) = folding {
+                for (folded, whole) in lane_solutions.iter().zip(&mut unfolded) {
+                    folding.unfold_into(folded, whole);
+                }
+            }
+            let quad_solutions: [&Solution; LANES] = std::array::from_fn(|l| match folding {
+                Some(_) => &unfolded[l.min(len - 1)],
+                None => &lane_solutions[l.min(len - 1)],
+            });
             rows.fill(e, quad_solutions, &base.limits, false);
             for l in 0..len {
                 let k = quad * LANES + l;
                 row.clear();
-                let above = !lane_solutions[l].converged
+                let above = !quad_solutions[l].converged
                     || rows.voltage_kv[..n]
                         .iter()
                         .zip(&highest_kv)
@@ -776,7 +790,12 @@ impl Engine {
     /// ([`CASE_SELECTION_SWEEP`]), restricted to its steps `kept` (ascending),
     /// solved again from those flows and observed; its group's flow is carried
     /// over, corrected by what solving again moved its head.
-    pub(crate) fn restricted_base(&self, base: FeederBase, kept: &[usize]) -> FeederBase {
+    pub(crate) fn restricted_base(
+        &self,
+        base: FeederBase,
+        kept: &[usize],
+        folding: Option<&ChainFolding>,
+    ) -> FeederBase {
         let FeederBase {
             electrical,
             mut loads,
@@ -793,7 +812,12 @@ impl Engine {
             .map(|&k| full_solutions[k].head_power_kva())
             .collect();
         loads.flows = full_solutions;
-        let loads = loads.restricted_to(kept);
+        let mut loads = loads.restricted_to(kept);
+        if let Some(folding) = folding {
+            for flow in &mut loads.flows {
+                *flow = folding.unfold(flow);
+            }
+        }
         let mut restricted = self.base_solved(
             loads.feeder,
             electrical,

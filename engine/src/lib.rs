@@ -91,6 +91,7 @@ pub(crate) fn with_each_kernel<T>(mut f: impl FnMut() -> T) -> Vec<(&'static str
 pub mod application;
 pub mod base;
 pub mod capacity;
+mod chains;
 pub mod checks;
 pub mod config;
 pub mod engine;

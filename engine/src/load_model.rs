@@ -688,6 +688,15 @@ impl FeederLoads {
         }
     }
 
+    /// Loads settled on a tree with its series chains folded
+    /// ([`crate::chains::ChainFolding`]) with each transformer put back at
+    /// its own node of the whole tree (`transformers`, in the same order).
+    /// The flows stay folded: their reader unfolds them.
+    pub(crate) fn on_whole_tree(&mut self, transformers: Vec<(TransformerIx, u32)>) {
+        debug_assert_eq!(transformers.len(), self.transformers.len());
+        self.transformers = transformers;
+    }
+
     /// The same feeder's loads at `steps` only (ascending), with their flows.
     pub fn restricted_to(&mut self, steps: &[usize]) -> Self {
         let m = self.transformers.len();

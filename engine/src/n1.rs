@@ -32,6 +32,7 @@ use headroom_geodata::{
 use num_complex::Complex64;
 
 use crate::base::FeederBase;
+use crate::chains::ChainFolding;
 use crate::checks::{CheckName, CheckResult};
 use crate::engine::Engine;
 use crate::evaluate::{AddedLoad, HeadroomAudit, UNBOUNDED_KW, magnitude};
@@ -60,6 +61,10 @@ pub struct CaseTree {
     /// built for one judged node keeps that node's and index 0 alone (NaN
     /// elsewhere: see `Engine::keep_least_room`).
     pub dropped_room_kva: Vec<f64>,
+    /// Where `base`'s flows over every step, which choose the steps it keeps,
+    /// were solved with the tree's series chains folded: they are kept folded
+    /// until then (see `chains`).
+    folding: Option<ChainFolding>,
 }
 
 /// Steps of the window a cached case tree keeps: those where its room is
@@ -83,14 +88,26 @@ const EVERY_STEP_KEY: u64 = 1 << 63;
 const DROPPED_ROOM_MARGIN: f64 = 1.15;
 
 /// Each branch's highest loading over every step of `flows` on `e`.
-fn branch_max(e: &ElectricalFeeder, flows: &[crate::powerflow::Solution]) -> Vec<(f32, u32)> {
+fn branch_max(
+    e: &ElectricalFeeder,
+    flows: &[crate::powerflow::Solution],
+    folding: Option<&ChainFolding>,
+) -> Vec<(f32, u32)> {
     let mut most = vec![(0.0f32, 0u32); e.len()];
     // Per branch, a squared loading that rounds to the highest kept: a step
     // whose square is no higher cannot round higher, so it is passed without
     // a root (the highest changes a few times over the window).
     let mut most_squared = vec![0.0f64; e.len()];
     let head = e.head_rated_a.filter(|r| *r > 0.0);
+    let mut unfolded = crate::powerflow::Solution::default();
     for (k, solution) in flows.iter().enumerate() {
+        let solution = match folding {
+            Some(folding) => {
+                folding.unfold_into(solution, &mut unfolded);
+                &unfolded
+            }
+            None => solution,
+        };
         if solution.i_a.len() != e.len() {
             continue;
         }
@@ -522,13 +539,45 @@ impl Engine {
         }
         let m = transformers.len();
         let n = e.len();
+        let mut reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)> = supplier
+            .as_deref()
+            .map(|g| g.reserved.clone())
+            .unwrap_or_default();
+        reserved.extend(
+            f_base
+                .reserved
+                .iter()
+                .filter_map(|(local, kw, tan, profile)| {
+                    let at = from_feeder[*local as usize];
+                    (at != u32::MAX).then(|| (at, *kw, *tan, profile.clone()))
+                }),
+        );
+        // Flows that only choose the steps kept are solved with the tree's
+        // series chains folded (see `chains`) and kept folded: a city case
+        // tree keeps about a third of its nodes, and its flows at every
+        // step, unfolded, cost as much memory traffic as the sweeps saved.
+        // The steps kept are solved again on the whole tree. Reservations
+        // are solved in afterwards over every step, from flows of the whole
+        // tree.
+        let selecting = shared.len() > keep;
+        let folding = (selecting && reserved.is_empty())
+            .then(|| {
+                let mut loaded = vec![false; n];
+                for &(_, local) in &transformers {
+                    loaded[local as usize] = true;
+                }
+                ChainFolding::new(&e, &loaded)
+            })
+            .flatten();
+        let solved_n = folding.as_ref().map_or(n, |f| f.folded.len());
+        let mut start_row = vec![Complex64::new(0.0, 0.0); n];
         let (mut p_kw, mut q_kvar, mut estimated) = (
             Vec::with_capacity(shared.len() * m),
             Vec::with_capacity(shared.len() * m),
             Vec::with_capacity(shared.len() * m),
         );
         let mut source_kv = Vec::with_capacity(shared.len());
-        let mut start_v_kv = Vec::with_capacity(shared.len() * n);
+        let mut start_v_kv = Vec::with_capacity(shared.len() * solved_n);
         let mut stamps = Vec::with_capacity(shared.len());
         // F's transformers in the case, in order: where a tie restores all of
         // F (every one-tie case), its rows are copied whole.
@@ -566,9 +615,8 @@ impl Engine {
                     .unwrap_or(e.nominal_kv[0]),
             };
             source_kv.push(kv);
-            let row = start_v_kv.len();
-            start_v_kv.extend(std::iter::repeat_n(Complex64::new(kv, 0.0), n));
-            let start = &mut start_v_kv[row..];
+            let start = &mut start_row[..];
+            start.fill(Complex64::new(kv, 0.0));
             if let (Some(g), Some(kg)) = (supplier.as_deref(), kg) {
                 let flow = &g.solutions[kg];
                 for (j, v) in start.iter_mut().enumerate().take(g.electrical.len()) {
@@ -587,13 +635,29 @@ impl Engine {
                     };
                 }
             }
+            match &folding {
+                Some(folding) => {
+                    start_v_kv.extend((0..n).filter_map(|j| folding.kept(j).map(|_| start_row[j])))
+                }
+                None => start_v_kv.extend_from_slice(&start_row),
+            }
             stamps.push(self.window.steps[w]);
         }
         let steps = stamps.len();
+        let solved_transformers = match &folding {
+            Some(folding) => transformers
+                .iter()
+                .map(|&(tx, local)| {
+                    let at = folding.kept(local as usize);
+                    (tx, at.expect("a loaded node is never folded"))
+                })
+                .collect(),
+            None => transformers.clone(),
+        };
         let mut loads = FeederLoads::assembled(
             e.feeder,
             stamps,
-            transformers,
+            solved_transformers,
             metered,
             rated_kva,
             p_kw,
@@ -604,25 +668,18 @@ impl Engine {
         );
         // Over more steps than it keeps, the flows only choose the steps: the
         // steps kept are solved again exactly.
-        let sweep = if steps > keep {
+        let sweep = if selecting {
             crate::base::CASE_SELECTION_SWEEP
         } else {
             SweepSettings::default()
         };
-        loads.settle_with(&e, 0..steps, 1, sweep);
-        let mut reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)> = supplier
-            .as_deref()
-            .map(|g| g.reserved.clone())
-            .unwrap_or_default();
-        reserved.extend(
-            f_base
-                .reserved
-                .iter()
-                .filter_map(|(local, kw, tan, profile)| {
-                    let at = from_feeder[*local as usize];
-                    (at != u32::MAX).then(|| (at, *kw, *tan, profile.clone()))
-                }),
-        );
+        match &folding {
+            Some(folding) => {
+                loads.settle_with(&folding.folded, 0..steps, 1, sweep);
+                loads.on_whole_tree(transformers);
+            }
+            None => loads.settle_with(&e, 0..steps, 1, sweep),
+        }
         let owner = match supply {
             TieSupply::Feeder { feeder, .. } => feeder,
             TieSupply::Busbar(_) => f_base.loads.feeder,
@@ -635,7 +692,7 @@ impl Engine {
         };
         let limits = self.config.n1.case_limits(&self.config.limits);
         // Its steps as window indices: the base may keep only some.
-        let branch_max: Vec<(f32, u32)> = branch_max(&e, &loads.flows)
+        let branch_max: Vec<(f32, u32)> = branch_max(&e, &loads.flows, folding.as_ref())
             .into_iter()
             .map(|(loading, k)| (loading, shared.get(k as usize).map_or(0, |s| s.0 as u32)))
             .collect();
@@ -654,6 +711,7 @@ impl Engine {
             supply,
             branch_max,
             dropped_room_kva: vec![f64::INFINITY; n],
+            folding,
         }
     }
 
@@ -678,7 +736,7 @@ impl Engine {
         let mut least_any = Vec::with_capacity(steps);
         let mut at_room = Vec::with_capacity(if judged_at.is_some() { steps } else { 0 });
         let mut rooms = Vec::with_capacity(if judged.is_none() { n * steps } else { 0 });
-        self.each_unobserved_room_row(base, |row| {
+        self.each_unobserved_room_row(base, tree.folding.as_ref(), |row| {
             least_any.push(row[1..].iter().copied().fold(f64::INFINITY, f64::min));
             if let Some(at) = judged_at {
                 at_room.push(row[at]);
@@ -749,7 +807,8 @@ impl Engine {
         };
         let mut kept = order[..keep].to_vec();
         kept.sort_unstable();
-        tree.base = self.restricted_base(std::mem::take(&mut tree.base), &kept);
+        let folding = tree.folding.take();
+        tree.base = self.restricted_base(std::mem::take(&mut tree.base), &kept, folding.as_ref());
         tree.dropped_room_kva = dropped;
     }
 

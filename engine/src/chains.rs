@@ -1,0 +1,269 @@
+//! Series chains folded out of a feeder for its sweeps.
+//!
+//! A node that carries no load and feeds exactly one branch (a pole or joint
+//! on a line, most of a GIS model's nodes: 70 % of the synthetic city's) adds
+//! nothing a sweep solves for: the current through it is the current of the
+//! branch below, and its voltage follows from its parent's by that branch's
+//! drop. A sweep over the feeder with such chains folded into single branches
+//! (their impedances summed) solves the same flow at the nodes it keeps, and
+//! the folded nodes' currents and voltages come back exactly from it
+//! ([`ChainFolding::unfold`]).
+//!
+//! A restoration case's flows over every step, which only choose the steps
+//! it keeps, are solved and kept folded; their readers unfold a few steps at
+//! a time. Unfolding every step at once wrote as much memory as the folded
+//! sweeps saved.
+
+use num_complex::Complex64;
+
+use crate::powerflow::{ElectricalFeeder, Solution};
+
+/// A feeder with its load-free series nodes folded away.
+pub(crate) struct ChainFolding {
+    /// The folded feeder: the busbar, every loaded node, and every node that
+    /// branches or ends, each fed from the nearest of them above (its
+    /// branches' ratings are those of the last segment of each chain: only
+    /// sweeps read it).
+    pub(crate) folded: ElectricalFeeder,
+    /// Per node of the feeder, its index in the folded one (`u32::MAX` where
+    /// folded away).
+    kept: Vec<u32>,
+    /// Per node of the feeder, the folded node whose inbound current its own
+    /// inbound branch carries (itself where kept, else the end of its chain).
+    carries: Vec<u32>,
+    /// Per node of the feeder, the folded node its voltage is read from (itself
+    /// where kept, else the top of its chain) and the drop per ampere from
+    /// there (0 where kept): each node's voltage is one product off a folded
+    /// one, without waiting on its parent's.
+    voltage_from: Vec<(u32, Complex64)>,
+}
+
+impl ChainFolding {
+    /// `e` with every node that `loaded` does not mark and that has exactly
+    /// one child folded into the branch below it; `None` where no node
+    /// folds (the sweeps are as cheap on `e` itself).
+    pub(crate) fn new(e: &ElectricalFeeder, loaded: &[bool]) -> Option<Self> {
+        let n = e.len();
+        let mut children = vec![0u32; n];
+        let mut only_child = vec![u32::MAX; n];
+        for j in 1..n {
+            let p = e.parent[j] as usize;
+            children[p] += 1;
+            only_child[p] = j as u32;
+        }
+        let folds = |j: usize| j != 0 && children[j] == 1 && !loaded[j];
+        if !(1..n).any(folds) {
+            return None;
+        }
+        let mut kept = vec![u32::MAX; n];
+        // Impedance from the nearest kept node above to each node.
+        let mut z_from_kept = vec![Complex64::new(0.0, 0.0); n];
+        let mut folded = ElectricalFeeder {
+            feeder: e.feeder,
+            head_rated_a: e.head_rated_a,
+            ..ElectricalFeeder::default()
+        };
+        for j in 0..n {
+            let parent = e.parent[j];
+            let z = if j == 0 {
+                e.z_ohm[0]
+            } else {
+                z_from_kept[parent as usize] + e.z_ohm[j]
+            };
+            if folds(j) {
+                z_from_kept[j] = z;
+                continue;
+            }
+            kept[j] = folded.parent.len() as u32;
+            // The nearest kept node above: the parent, or the top of its chain.
+            let mut above = parent;
+            while above != headroom_geodata::topology::NO_PARENT && kept[above as usize] == u32::MAX
+            {
+                above = e.parent[above as usize];
+            }
+            folded
+                .parent
+                .push(if above == headroom_geodata::topology::NO_PARENT {
+                    above
+                } else {
+                    kept[above as usize]
+                });
+            folded.z_ohm.push(z);
+            folded.rated_a.push(e.rated_a[j]);
+            folded.inbound.push(e.inbound[j]);
+            folded.nominal_kv.push(e.nominal_kv[j]);
+        }
+        folded.drop_kv_per_a = folded
+            .z_ohm
+            .iter()
+            .map(|z| crate::powerflow::SQRT_3 / 1000.0 * z)
+            .collect();
+        folded.inv_nominal_kv_2 = folded
+            .nominal_kv
+            .iter()
+            .map(|kv| (kv * kv).recip())
+            .collect();
+        folded.inv_rated_a_2 = folded.rated_a.iter().map(|a| (a * a).recip()).collect();
+        // A folded node carries the current into the end of its chain.
+        let mut carries = kept.clone();
+        for j in (1..n).rev() {
+            if kept[j] == u32::MAX {
+                carries[j] = carries[only_child[j] as usize];
+            }
+        }
+        let mut voltage_from: Vec<(u32, Complex64)> = Vec::with_capacity(n);
+        for (j, &at) in kept.iter().enumerate() {
+            let entry = if at == u32::MAX {
+                let (from, drop) = voltage_from[e.parent[j] as usize];
+                (from, drop + e.drop_kv_per_a[j])
+            } else {
+                (at, Complex64::new(0.0, 0.0))
+            };
+            voltage_from.push(entry);
+        }
+        Some(Self {
+            folded,
+            kept,
+            carries,
+            voltage_from,
+        })
+    }
+
+    /// The folded feeder's index of node `j`, if kept.
+    pub(crate) fn kept(&self, j: usize) -> Option<u32> {
+        Some(self.kept[j]).filter(|&k| k != u32::MAX)
+    }
+
+    /// The flow of the whole feeder from the folded feeder's.
+    pub(crate) fn unfold(&self, solution: &Solution) -> Solution {
+        let mut whole = Solution::default();
+        self.unfold_into(solution, &mut whole);
+        whole
+    }
+
+    /// [`Self::unfold`] into `whole`'s buffers: a reader that unfolds each
+    /// step in turn keeps one whole flow in cache, not one per step.
+    pub(crate) fn unfold_into(&self, solution: &Solution, whole: &mut Solution) {
+        whole.i_a.clear();
+        whole
+            .i_a
+            .extend(self.carries.iter().map(|&k| solution.i_a[k as usize]));
+        whole.v_kv.clear();
+        whole.v_kv.extend(
+            self.voltage_from
+                .iter()
+                .zip(&whole.i_a)
+                .map(|(&(from, drop), current)| solution.v_kv[from as usize] - drop * current),
+        );
+        whole.iterations = solution.iterations;
+        whole.converged = solution.converged;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::powerflow::{SweepSettings, sweep};
+    use headroom_geodata::topology::NO_PARENT;
+
+    /// A 10 kV tree: chains of poles between a joint, two loaded nodes, a
+    /// branch to a third and an unloaded spur; parents first.
+    fn branching_with_chains() -> (ElectricalFeeder, Vec<f64>, Vec<f64>) {
+        // (parent, r, x) of nodes 1..; node 0 is the busbar.
+        let branches = [
+            (0, 0.20, 0.15), // 1: pole
+            (1, 0.10, 0.08), // 2: joint (branches)
+            (2, 0.30, 0.20), // 3: loaded, branches
+            (3, 0.05, 0.05), // 4: pole
+            (4, 0.25, 0.10), // 5: loaded end
+            (3, 0.12, 0.09), // 6: pole
+            (6, 0.12, 0.09), // 7: pole
+            (7, 0.40, 0.30), // 8: loaded end
+            (2, 0.50, 0.20), // 9: unloaded spur end
+        ];
+        let n = branches.len() + 1;
+        let mut parent = vec![NO_PARENT];
+        let mut z_ohm = vec![Complex64::new(0.0, 0.0)];
+        for &(p, r, x) in &branches {
+            parent.push(p);
+            z_ohm.push(Complex64::new(r, x));
+        }
+        let e = ElectricalFeeder {
+            parent,
+            drop_kv_per_a: z_ohm
+                .iter()
+                .map(|z| crate::powerflow::SQRT_3 / 1000.0 * z)
+                .collect(),
+            z_ohm,
+            rated_a: vec![300.0; n],
+            inbound: vec![None; n],
+            nominal_kv: vec![10.0; n],
+            inv_nominal_kv_2: vec![0.01; n],
+            inv_rated_a_2: vec![300.0f64.powi(-2); n],
+            ..ElectricalFeeder::default()
+        };
+        let mut p = vec![0.0; n];
+        let mut q = vec![0.0; n];
+        for (j, kw, kvar) in [(3, 900.0, 400.0), (5, 1500.0, 600.0), (8, -700.0, 100.0)] {
+            p[j] = kw;
+            q[j] = kvar;
+        }
+        (e, p, q)
+    }
+
+    /// The flow solved on the folded tree, unfolded, is the flow of the
+    /// whole tree at every node.
+    #[test]
+    fn a_folded_flow_unfolds_to_the_whole_trees_flow() {
+        let (e, p, q) = branching_with_chains();
+        let loaded: Vec<bool> = p.iter().map(|p| *p != 0.0).collect();
+        let folding = ChainFolding::new(&e, &loaded).expect("poles fold");
+        // The busbar, the joint, the three loaded nodes and the spur's end.
+        assert_eq!(folding.folded.len(), 6);
+        for j in [1, 4, 6, 7] {
+            assert_eq!(folding.kept(j), None, "node {j}");
+        }
+        let kept: Vec<usize> = (0..e.len())
+            .filter(|&j| folding.kept(j).is_some())
+            .collect();
+        let folded_p: Vec<f64> = kept.iter().map(|&j| p[j]).collect();
+        let folded_q: Vec<f64> = kept.iter().map(|&j| q[j]).collect();
+
+        let mut whole = Solution::default();
+        sweep(&e, &p, &q, 10.3, SweepSettings::default(), &mut whole);
+        let mut folded = Solution::default();
+        sweep(
+            &folding.folded,
+            &folded_p,
+            &folded_q,
+            10.3,
+            SweepSettings::default(),
+            &mut folded,
+        );
+        let unfolded = folding.unfold(&folded);
+        assert!(whole.converged && unfolded.converged);
+        for j in 0..e.len() {
+            let (dv, di) = (
+                (unfolded.v_kv[j] - whole.v_kv[j]).norm(),
+                (unfolded.i_a[j] - whole.i_a[j]).norm(),
+            );
+            assert!(
+                dv < 1e-7 && di < 1e-4,
+                "node {j}: {:?} against {:?}, {:?} against {:?}",
+                unfolded.v_kv[j],
+                whole.v_kv[j],
+                unfolded.i_a[j],
+                whole.i_a[j]
+            );
+        }
+        // A folded pole carries the current of the branch below it.
+        assert_eq!(unfolded.i_a[6], unfolded.i_a[8]);
+    }
+
+    /// Nothing to fold where every node branches, ends or carries a load.
+    #[test]
+    fn a_tree_without_chains_is_not_folded() {
+        let (e, _, _) = branching_with_chains();
+        assert!(ChainFolding::new(&e, &vec![true; e.len()]).is_none());
+    }
+}
