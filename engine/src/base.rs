@@ -724,12 +724,13 @@ impl Engine {
     /// let a city case carry 1,847 kW that over every step carries none.
     ///
     /// With `folding`, the base's flows are those of its folded tree (see
-    /// `chains`), unfolded here four steps at a time.
+    /// `chains`), unfolded here four steps at a time; `each_step` sees each
+    /// step's index and its flow on the whole tree beside its row.
     pub(crate) fn each_unobserved_room_row(
         &self,
         base: &FeederBase,
         folding: Option<&ChainFolding>,
-        mut each_step: impl FnMut(&[f64]),
+        mut each_step: impl FnMut(usize, &Solution, &[f64]),
     ) {
         let e = &base.electrical;
         let n = e.len();
@@ -781,7 +782,7 @@ impl Engine {
                         )
                     }));
                 }
-                each_step(&row);
+                each_step(k, quad_solutions[l], &row);
             }
         }
     }

@@ -37,7 +37,7 @@ use crate::checks::{CheckName, CheckResult};
 use crate::engine::Engine;
 use crate::evaluate::{AddedLoad, HeadroomAudit, UNBOUNDED_KW, magnitude};
 use crate::load_model::FeederLoads;
-use crate::powerflow::{ElectricalFeeder, SQRT_3, SweepSettings};
+use crate::powerflow::{ElectricalFeeder, SQRT_3, Solution, SweepSettings};
 
 /// One tree of a restoration case: a supplier with F's part(s) attached.
 pub struct CaseTree {
@@ -87,37 +87,41 @@ const EVERY_STEP_KEY: u64 = 1 << 63;
 /// lower voltage left out; the engine's own screening allows 5 %).
 const DROPPED_ROOM_MARGIN: f64 = 1.15;
 
-/// Each branch's highest loading over every step of `flows` on `e`.
-fn branch_max(
-    e: &ElectricalFeeder,
-    flows: &[crate::powerflow::Solution],
-    folding: Option<&ChainFolding>,
-) -> Vec<(f32, u32)> {
-    let mut most = vec![(0.0f32, 0u32); e.len()];
-    // Per branch, a squared loading that rounds to the highest kept: a step
-    // whose square is no higher cannot round higher, so it is passed without
-    // a root (the highest changes a few times over the window).
-    let mut most_squared = vec![0.0f64; e.len()];
-    let head = e.head_rated_a.filter(|r| *r > 0.0);
-    let mut unfolded = crate::powerflow::Solution::default();
-    for (k, solution) in flows.iter().enumerate() {
-        let solution = match folding {
-            Some(folding) => {
-                folding.unfold_into(solution, &mut unfolded);
-                &unfolded
-            }
-            None => solution,
-        };
+/// Each branch's highest loading over a tree's flows, and the step where it
+/// is, taken a step at a time (index 0: the head, against its rating).
+struct BranchMax {
+    most: Vec<(f32, u32)>,
+    /// Per branch, a squared loading that rounds to the highest kept: a step
+    /// whose square is no higher cannot round higher, so it is passed without
+    /// a root (the highest changes a few times over the window).
+    most_squared: Vec<f64>,
+}
+
+impl BranchMax {
+    fn new(e: &ElectricalFeeder) -> Self {
+        Self {
+            most: vec![(0.0, 0); e.len()],
+            most_squared: vec![0.0; e.len()],
+        }
+    }
+
+    /// Takes in the flow of step `k` (one not solved is passed over).
+    fn observe(&mut self, e: &ElectricalFeeder, k: usize, solution: &Solution) {
         if solution.i_a.len() != e.len() {
-            continue;
+            return;
         }
-        if let Some(rated) = head {
+        if let Some(rated) = e.head_rated_a.filter(|r| *r > 0.0) {
             let loading = (solution.i_a[0].norm_sqr().sqrt() / rated) as f32;
-            if loading > most[0].0 {
-                most[0] = (loading, k as u32);
+            if loading > self.most[0].0 {
+                self.most[0] = (loading, k as u32);
             }
         }
-        for (j, (slot, squared_slot)) in most.iter_mut().zip(&mut most_squared).enumerate().skip(1)
+        for (j, (slot, squared_slot)) in self
+            .most
+            .iter_mut()
+            .zip(&mut self.most_squared)
+            .enumerate()
+            .skip(1)
         {
             let squared = solution.i_a[j].norm_sqr() * e.inv_rated_a_2[j];
             if e.inv_rated_a_2[j] > 0.0 && squared > *squared_slot {
@@ -131,7 +135,14 @@ fn branch_max(
             }
         }
     }
-    most
+
+    /// The highest loadings, each with its step as a window index.
+    fn by_window_step(self, window_step: impl Fn(usize) -> usize) -> Vec<(f32, u32)> {
+        self.most
+            .into_iter()
+            .map(|(loading, k)| (loading, window_step(k as usize) as u32))
+            .collect()
+    }
 }
 
 /// Where one restored part of a feeder starts its case flow (see
@@ -692,10 +703,18 @@ impl Engine {
         };
         let limits = self.config.n1.case_limits(&self.config.limits);
         // Its steps as window indices: the base may keep only some.
-        let branch_max: Vec<(f32, u32)> = branch_max(&e, &loads.flows, folding.as_ref())
-            .into_iter()
-            .map(|(loading, k)| (loading, shared.get(k as usize).map_or(0, |s| s.0 as u32)))
-            .collect();
+        // Folded flows are read once, unfolded in cache, by the room rows
+        // that choose the steps kept, which take the branch maxima on the
+        // way (`keep_least_room`).
+        let branch_max = if folding.is_some() {
+            Vec::new()
+        } else {
+            let mut maxima = BranchMax::new(&e);
+            for (k, flow) in loads.flows.iter().enumerate() {
+                maxima.observe(&e, k, flow);
+            }
+            maxima.by_window_step(|k| shared.get(k).map_or(0, |s| s.0))
+        };
         let n = e.len();
         // Reservations solved in to the same tolerance as the flows.
         // A tree to be restricted keeps its flows in full precision only.
@@ -736,7 +755,14 @@ impl Engine {
         let mut least_any = Vec::with_capacity(steps);
         let mut at_room = Vec::with_capacity(if judged_at.is_some() { steps } else { 0 });
         let mut rooms = Vec::with_capacity(if judged.is_none() { n * steps } else { 0 });
-        self.each_unobserved_room_row(base, tree.folding.as_ref(), |row| {
+        let mut maxima = tree
+            .folding
+            .as_ref()
+            .map(|_| BranchMax::new(&base.electrical));
+        self.each_unobserved_room_row(base, tree.folding.as_ref(), |k, flow, row| {
+            if let Some(maxima) = &mut maxima {
+                maxima.observe(&base.electrical, k, flow);
+            }
             least_any.push(row[1..].iter().copied().fold(f64::INFINITY, f64::min));
             if let Some(at) = judged_at {
                 at_room.push(row[at]);
@@ -745,6 +771,9 @@ impl Engine {
                 rooms.extend_from_slice(row);
             }
         });
+        if let Some(maxima) = maxima {
+            tree.branch_max = maxima.by_window_step(|k| tree.base.window_step[k]);
+        }
         let least: Vec<f64> = least_any
             .iter()
             .enumerate()
