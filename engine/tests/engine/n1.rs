@@ -637,3 +637,104 @@ fn report_mode_changes_nothing_else_and_enforce_decides_with_n1() {
     }
     assert!(changed > 100, "enforce changed only {changed} candidates");
 }
+
+/// Two feeders of twelve poles each, a transformer on every fourth, tied at
+/// their far ends, over two days of loads that rise and fall: more steps
+/// than a case tree keeps, so each chooses its steps from flows solved with
+/// its pole chains folded. The capacity row's N-1 headroom and every node's
+/// screened one are those over every step. (That the folded flows unfold
+/// to the whole tree's is `chains`' own test: the guard on the steps left
+/// out makes these answers hold even where the choice of steps errs.)
+#[test]
+fn case_steps_chosen_on_folded_pole_chains_give_the_headroom_over_every_step() {
+    let mut b = NetworkBuilder::new();
+    b.substation("S", at(0.0, 0.0))
+        .node("B", NodeType::Busbar, at(0.0, 0.0))
+        .substation_transformer("TR", "S", "B", 20_000.0)
+        .substation("S2", at(0.0, 1000.0))
+        .node("C", NodeType::Busbar, at(0.0, 1000.0))
+        .substation_transformer("TRa", "S2", "C", 20_000.0)
+        .substation_transformer("TRb", "S2", "C", 20_000.0);
+    let mut transformers = Vec::new();
+    for (feeder, busbar, north) in [("F", "B", 0.0), ("G", "C", 1000.0)] {
+        for i in 1..=12 {
+            let pole = format!("{feeder}P{i}");
+            b.node(&pole, NodeType::Pole, at(300.0 * i as f64, north));
+            let from = if i == 1 {
+                busbar.to_owned()
+            } else {
+                format!("{feeder}P{}", i - 1)
+            };
+            b.segment(
+                &format!("{feeder}L{i}"),
+                &from,
+                &pole,
+                0.2,
+                0.1,
+                220.0,
+                300.0,
+            );
+            if i % 4 == 0 {
+                let t = format!("{feeder}T{i}");
+                b.transformer(&t, &pole, 1000.0);
+                transformers.push(t);
+            }
+        }
+        b.feeder(feeder, busbar, &format!("{feeder}P1"), Some(250.0));
+    }
+    b.switch("T1", "FP12", "GP12", true);
+    let network = b.build().expect("valid grid");
+    let steps = 192;
+    assert!(steps > headroom_engine::n1::CASE_STEPS);
+    let mut series: Series<'_> = vec![
+        ("F", Quantity::UKv, vec![10.4; steps]),
+        ("G", Quantity::UKv, vec![10.3; steps]),
+    ];
+    for (i, t) in transformers.iter().enumerate() {
+        let p: Vec<f64> = (0..steps)
+            .map(|k| {
+                let day = (k as f64 / 96.0 * std::f64::consts::TAU + i as f64).sin();
+                200.0 + 120.0 * day + 15.0 * ((k * 7 + i * 3) % 11) as f64
+            })
+            .collect();
+        let q = p.iter().map(|p| p * 0.33).collect();
+        series.push((t.as_str(), Quantity::PKw, p));
+        series.push((t.as_str(), Quantity::QKvar, q));
+    }
+    let readings = Arc::new(InMemoryReadings::from_rows(&rows(&network, &series)));
+    let engine = || {
+        Engine::new(
+            network.clone(),
+            readings.clone(),
+            EngineConfig::default(),
+            Vec::new(),
+        )
+    };
+    // A capacity row, on a fresh engine, judges F at its first node from a
+    // set that keeps only the steps near its least room there: its N-1
+    // headroom is the one over every step.
+    let fresh = engine();
+    let f = fresh.network.feeder_ix("F").unwrap().get();
+    let row = &fresh.capacity(headroom_engine::Level::Feeder, fresh.readings(), 0)[f];
+    let every = fresh.feeder_n1_every_step(f);
+    let (tree, at) = every.cases[0].tree_of(1).expect("F's first node is fed");
+    let load = AddedLoad::flat(fresh.config.capacity_power_factor);
+    let full = fresh.headroom_at(&tree.base, at, &load).0;
+    assert!(full > 0.0, "F carries a load over its tie: {full}");
+    assert_eq!(
+        row.n1_headroom_kw,
+        Some(full.min(row.headroom_kw)),
+        "{row:?}"
+    );
+    let engine = engine();
+    let n1 = engine.feeder_n1(f);
+    assert_eq!(n1.cases.len(), 1);
+    let tree = &n1.cases[0].trees[0];
+    assert!(
+        tree.base.step_count() < steps && tree.base.summary.already_broken.is_none(),
+        "the case keeps some steps and carries F: {}",
+        tree.base.step_count()
+    );
+    let compared = screened_against_every_step(&engine);
+    assert!(compared >= 2 * 24 * 2, "{compared}");
+}
