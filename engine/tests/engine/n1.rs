@@ -348,12 +348,9 @@ fn screened_against_every_step(engine: &Engine) -> usize {
     compared
 }
 
-/// Busbar B (substation S, one transformer) with feeder F: B -L1- N1 -L2- N2
-/// -SW- N3 -L3- N4; busbar C (substation S2, two transformers) with feeders
-/// G: C -M1- G1 -M2- G2 and H: C -K1- H1 -K2- H2. Ties from N2 to G2 (T1) and
-/// from N4 to H2 (T2). Segments of 0.2 + j0.1 ohm/km, 1 km; G's and H's are
-/// rated `weak_a`, F's 300 A.
-fn grid(weak_a: f64, tie_below_switch: bool) -> NetworkBuilder {
+/// Busbar B (substation S, one 20 MVA transformer) and busbar C 1 km north
+/// (substation S2, two), no feeders yet.
+fn two_substations() -> NetworkBuilder {
     let mut b = NetworkBuilder::new();
     b.substation("S", at(0.0, 0.0))
         .node("B", NodeType::Busbar, at(0.0, 0.0))
@@ -362,6 +359,16 @@ fn grid(weak_a: f64, tie_below_switch: bool) -> NetworkBuilder {
         .node("C", NodeType::Busbar, at(0.0, 1000.0))
         .substation_transformer("TRa", "S2", "C", 20_000.0)
         .substation_transformer("TRb", "S2", "C", 20_000.0);
+    b
+}
+
+/// Busbar B (substation S, one transformer) with feeder F: B -L1- N1 -L2- N2
+/// -SW- N3 -L3- N4; busbar C (substation S2, two transformers) with feeders
+/// G: C -M1- G1 -M2- G2 and H: C -K1- H1 -K2- H2. Ties from N2 to G2 (T1) and
+/// from N4 to H2 (T2). Segments of 0.2 + j0.1 ohm/km, 1 km; G's and H's are
+/// rated `weak_a`, F's 300 A.
+fn grid(weak_a: f64, tie_below_switch: bool) -> NetworkBuilder {
+    let mut b = two_substations();
     for (i, id) in ["N1", "N2", "N3", "N4"].iter().enumerate() {
         b.node(id, NodeType::Pole, at(100.0 * (i + 1) as f64, 0.0));
     }
@@ -647,14 +654,7 @@ fn report_mode_changes_nothing_else_and_enforce_decides_with_n1() {
 /// out makes these answers hold even where the choice of steps errs.)
 #[test]
 fn case_steps_chosen_on_folded_pole_chains_give_the_headroom_over_every_step() {
-    let mut b = NetworkBuilder::new();
-    b.substation("S", at(0.0, 0.0))
-        .node("B", NodeType::Busbar, at(0.0, 0.0))
-        .substation_transformer("TR", "S", "B", 20_000.0)
-        .substation("S2", at(0.0, 1000.0))
-        .node("C", NodeType::Busbar, at(0.0, 1000.0))
-        .substation_transformer("TRa", "S2", "C", 20_000.0)
-        .substation_transformer("TRb", "S2", "C", 20_000.0);
+    let mut b = two_substations();
     let mut transformers = Vec::new();
     for (feeder, busbar, north) in [("F", "B", 0.0), ("G", "C", 1000.0)] {
         for i in 1..=12 {
