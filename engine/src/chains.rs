@@ -93,17 +93,7 @@ impl ChainFolding {
             folded.inbound.push(e.inbound[j]);
             folded.nominal_kv.push(e.nominal_kv[j]);
         }
-        folded.drop_kv_per_a = folded
-            .z_ohm
-            .iter()
-            .map(|z| crate::powerflow::SQRT_3 / 1000.0 * z)
-            .collect();
-        folded.inv_nominal_kv_2 = folded
-            .nominal_kv
-            .iter()
-            .map(|kv| (kv * kv).recip())
-            .collect();
-        folded.inv_rated_a_2 = folded.rated_a.iter().map(|a| (a * a).recip()).collect();
+        folded.derive_per_node();
         // A folded node carries the current into the end of its chain.
         let mut carries = kept.clone();
         for j in (1..n).rev() {
@@ -188,20 +178,15 @@ mod tests {
             parent.push(p);
             z_ohm.push(Complex64::new(r, x));
         }
-        let e = ElectricalFeeder {
+        let mut e = ElectricalFeeder {
             parent,
-            drop_kv_per_a: z_ohm
-                .iter()
-                .map(|z| crate::powerflow::SQRT_3 / 1000.0 * z)
-                .collect(),
             z_ohm,
             rated_a: vec![300.0; n],
             inbound: vec![None; n],
             nominal_kv: vec![10.0; n],
-            inv_nominal_kv_2: vec![0.01; n],
-            inv_rated_a_2: vec![300.0f64.powi(-2); n],
             ..ElectricalFeeder::default()
         };
+        e.derive_per_node();
         let mut p = vec![0.0; n];
         let mut q = vec![0.0; n];
         for (j, kw, kvar) in [(3, 900.0, 400.0), (5, 1500.0, 600.0), (8, -700.0, 100.0)] {

@@ -496,9 +496,7 @@ impl Engine {
                 .collect();
             warm.push(WarmStart { attach, a, nodes });
         }
-        e.drop_kv_per_a = e.z_ohm.iter().map(|z| SQRT_3 / 1000.0 * z).collect();
-        e.inv_nominal_kv_2 = e.nominal_kv.iter().map(|kv| (kv * kv).recip()).collect();
-        e.inv_rated_a_2 = e.rated_a.iter().map(|a| (a * a).recip()).collect();
+        e.derive_per_node();
 
         // The steps both feeders kept, by window index.
         let steps_of = |b: &FeederBase| -> Vec<Option<usize>> {

@@ -57,18 +57,27 @@ impl ElectricalFeeder {
             }
         }
         let nominal_kv: Vec<f64> = tree.nodes.iter().map(|n| network.node(*n).kv).collect();
-        Self {
-            inv_nominal_kv_2: nominal_kv.iter().map(|kv| (kv * kv).recip()).collect(),
-            inv_rated_a_2: rated_a.iter().map(|a| (a * a).recip()).collect(),
+        let mut e = Self {
             feeder: tree.feeder,
             parent: tree.parent.clone(),
-            drop_kv_per_a: z_ohm.iter().map(|z| SQRT_3 / 1000.0 * z).collect(),
             z_ohm,
             rated_a,
             inbound: tree.inbound.clone(),
             nominal_kv,
             head_rated_a: network.feeder(tree.feeder).rated_a,
-        }
+            ..Self::default()
+        };
+        e.derive_per_node();
+        e
+    }
+
+    /// Sets the figures worked out from the impedances, ratings and nominal
+    /// voltages (`drop_kv_per_a`, `inv_nominal_kv_2`, `inv_rated_a_2`): what
+    /// a tree put together branch by branch calls once it is whole.
+    pub(crate) fn derive_per_node(&mut self) {
+        self.drop_kv_per_a = self.z_ohm.iter().map(|z| SQRT_3 / 1000.0 * z).collect();
+        self.inv_nominal_kv_2 = self.nominal_kv.iter().map(|kv| (kv * kv).recip()).collect();
+        self.inv_rated_a_2 = self.rated_a.iter().map(|a| (a * a).recip()).collect();
     }
 
     /// Number of nodes, the busbar included.
