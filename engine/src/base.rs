@@ -787,6 +787,68 @@ impl Engine {
         }
     }
 
+    /// For a base whose flows are those of `folding`'s folded tree, per step
+    /// in order: the step, its folded flow, the least room of any node and
+    /// the room at the node `judged` (its index in the folded tree), as
+    /// [`Self::each_unobserved_room_row`] gives them, worked out on the
+    /// folded tree alone (see [`PathRows::folded`]): what a set judged at
+    /// one node reads of each row, without unfolding a step.
+    ///
+    /// Both are the whole tree's (see [`PathRows::folded`]): a folded node
+    /// has no less room than the kept nodes at the ends of its chain.
+    pub(crate) fn each_folded_room_pair(
+        &self,
+        base: &FeederBase,
+        folding: &ChainFolding,
+        judged: usize,
+        mut each_step: impl FnMut(usize, &Solution, f64, f64),
+    ) {
+        let e = &folding.folded;
+        let n = e.len();
+        let rated = self.group_rated_kva(base.group);
+        let limit_kva = rated * base.limits.substation_transformer_pct / 100.0;
+        let mut rows = PathRows::folded(&base.electrical, folding);
+        let highest_kv: Vec<f64> = e
+            .nominal_kv
+            .iter()
+            .map(|kv| kv * (base.limits.v_max_pu - BROKEN_ABOVE_MARGIN_PU))
+            .collect();
+        for (quad, lane_solutions) in base.full_solutions.chunks(LANES).enumerate() {
+            let len = lane_solutions.len();
+            let quad_solutions: [&Solution; LANES] =
+                std::array::from_fn(|l| &lane_solutions[l.min(len - 1)]);
+            rows.fill(e, quad_solutions, &base.limits, false);
+            for (l, solution) in quad_solutions.iter().enumerate().take(len) {
+                let k = quad * LANES + l;
+                let above = !solution.converged
+                    || rows.voltage_kv[..n]
+                        .iter()
+                        .zip(&highest_kv)
+                        .any(|(v, highest)| v[l] > *highest);
+                let (least, at) = if above {
+                    (f64::NEG_INFINITY, f64::NEG_INFINITY)
+                } else {
+                    let substation_kva = base
+                        .group_kva
+                        .get(k)
+                        .map_or(f64::INFINITY, |g| substation_room(limit_kva, *g));
+                    let room = |j: usize| {
+                        flat_room(
+                            rows.margin_a[j][l],
+                            rows.voltage_kv[j][l],
+                            rows.voltage_room[j][l],
+                            e.nominal_kv[j],
+                            substation_kva,
+                        )
+                    };
+                    let least = (1..n).map(room).fold(f64::INFINITY, f64::min);
+                    (least, room(judged))
+                };
+                each_step(k, solution, least, at);
+            }
+        }
+    }
+
     /// A base not yet observed, whose flows were solved to a looser tolerance
     /// ([`CASE_SELECTION_SWEEP`]), restricted to its steps `kept` (ascending),
     /// solved again from those flows and observed; its group's flow is carried
@@ -976,7 +1038,7 @@ impl Engine {
 /// margin, A, at its voltage, kV), the voltage room (the path's voltage room
 /// per ohm at its voltage; where the flow gives none, a NaN, `max` counts none)
 /// and the substation's (`substation_kva`).
-fn flat_room(
+pub(crate) fn flat_room(
     margin_a: f64,
     voltage_kv: f64,
     voltage_room_per_ohm: f64,
@@ -1070,6 +1132,35 @@ impl PathRows {
             max_loading: rows(),
             voltage_room: rows(),
         }
+    }
+
+    /// Rows of the folded feeder of `folding`, a folding of `whole`, that
+    /// give each kept node the margin, voltage room and voltage the whole
+    /// feeder's rows give it, reading no folded node.
+    ///
+    /// - A chain carries one current, so its folded branch, rated as its
+    ///   least rated segment, has the chain's margin.
+    /// - Impedances from the busbar are the whole feeder's (summed the other
+    ///   way round they differ in the last bits).
+    /// - A folded node's voltage room term, (lowest voltage below it less the
+    ///   least allowed) over its impedance from the busbar, is never the
+    ///   least on a path through its chain, so leaving it out changes no
+    ///   kept node's voltage room. Where the voltage falls along the chain,
+    ///   the lowest below a folded node is the chain end's, over a smaller
+    ///   impedance. Where it rises, it is the node's own, and along a chain
+    ///   whose segments share one angle (R/X), (lowest less allowed) over
+    ///   impedance runs one way from the top to the end, so one of those
+    ///   two terms, both on the path, is no higher. (Segments of different
+    ///   angles bend the rise, by far less than the tolerance the flows
+    ///   these rows choose steps from are solved to.)
+    pub(crate) fn folded(whole: &ElectricalFeeder, folding: &ChainFolding) -> Self {
+        let mut rows = Self::new(&folding.folded);
+        let whole_inverse_z = whole.inverse_path_impedance();
+        rows.inverse_z_path = (0..whole.len())
+            .filter(|&j| folding.kept(j).is_some())
+            .map(|j| whole_inverse_z[j])
+            .collect();
+        rows
     }
 
     /// The rows of `solutions`, power flows of feeder `e`, lane by lane;

@@ -10,7 +10,9 @@
 //! ([`ChainFolding::unfold`]).
 //!
 //! A restoration case's flows over every step, which only choose the steps
-//! it keeps, are solved and kept folded; their readers unfold a few steps at
+//! it keeps, are solved and kept folded. A set judged at one node (a
+//! capacity row's) reads their rooms off the folded tree itself
+//! (`PathRows::folded`); a set cached for every node unfolds a few steps at
 //! a time. Unfolding every step at once wrote as much memory as the folded
 //! sweeps saved.
 
@@ -21,9 +23,9 @@ use crate::powerflow::{ElectricalFeeder, Solution};
 /// A feeder with its load-free series nodes folded away.
 pub(crate) struct ChainFolding {
     /// The folded feeder: the busbar, every loaded node, and every node that
-    /// branches or ends, each fed from the nearest of them above (its
-    /// branches' ratings are those of the last segment of each chain: only
-    /// sweeps read it).
+    /// branches or ends, each fed from the nearest of them above. A folded
+    /// branch is rated as the least rated segment of its chain: every
+    /// segment carries the same current, so its margin is the chain's.
     pub(crate) folded: ElectricalFeeder,
     /// Per node of the feeder, its index in the folded one (`u32::MAX` where
     /// folded away).
@@ -58,6 +60,8 @@ impl ChainFolding {
         let mut kept = vec![u32::MAX; n];
         // Impedance from the nearest kept node above to each node.
         let mut z_from_kept = vec![Complex64::new(0.0, 0.0); n];
+        // The least rating from the nearest kept node above to each node.
+        let mut rated_from_kept = vec![f64::INFINITY; n];
         let mut folded = ElectricalFeeder {
             feeder: e.feeder,
             head_rated_a: e.head_rated_a,
@@ -65,13 +69,18 @@ impl ChainFolding {
         };
         for j in 0..n {
             let parent = e.parent[j];
-            let z = if j == 0 {
-                e.z_ohm[0]
+            let (z, rated) = if j == 0 {
+                (e.z_ohm[0], e.rated_a[0])
             } else {
-                z_from_kept[parent as usize] + e.z_ohm[j]
+                let p = parent as usize;
+                (
+                    z_from_kept[p] + e.z_ohm[j],
+                    rated_from_kept[p].min(e.rated_a[j]),
+                )
             };
             if folds(j) {
                 z_from_kept[j] = z;
+                rated_from_kept[j] = rated;
                 continue;
             }
             kept[j] = folded.parent.len() as u32;
@@ -89,7 +98,7 @@ impl ChainFolding {
                     kept[above as usize]
                 });
             folded.z_ohm.push(z);
-            folded.rated_a.push(e.rated_a[j]);
+            folded.rated_a.push(rated);
             folded.inbound.push(e.inbound[j]);
             folded.nominal_kv.push(e.nominal_kv[j]);
         }
@@ -122,6 +131,12 @@ impl ChainFolding {
     /// The folded feeder's index of node `j`, if kept.
     pub(crate) fn kept(&self, j: usize) -> Option<u32> {
         Some(self.kept[j]).filter(|&k| k != u32::MAX)
+    }
+
+    /// Per node of the feeder, the folded node whose inbound current its
+    /// inbound branch carries.
+    pub(crate) fn carries(&self) -> &[u32] {
+        &self.carries
     }
 
     /// The flow of the whole feeder from the folded feeder's.
@@ -243,6 +258,98 @@ mod tests {
         }
         // A folded pole carries the current of the branch below it.
         assert_eq!(unfolded.i_a[6], unfolded.i_a[8]);
+    }
+
+    /// Rows worked out on the folded tree give each kept node the whole
+    /// tree's margin, voltage and room, and the least room of any node is
+    /// the whole tree's, where the voltage falls along every chain and where
+    /// it rises along one (an export at its end).
+    #[test]
+    fn rows_of_the_folded_tree_give_the_whole_trees_room() {
+        use crate::base::{PathRows, flat_room};
+        use crate::config::Limits;
+        use crate::powerflow::LANES;
+        let (mut e, p, q) = branching_with_chains();
+        // Segments of one chain rated apart: the folded branch takes the least.
+        e.rated_a[4] = 120.0;
+        e.rated_a[6] = 140.0;
+        e.derive_per_node();
+        let loaded: Vec<bool> = p.iter().map(|p| *p != 0.0).collect();
+        let folding = ChainFolding::new(&e, &loaded).expect("poles fold");
+        let kept: Vec<(usize, usize)> = (0..e.len())
+            .filter_map(|j| folding.kept(j).map(|f| (j, f as usize)))
+            .collect();
+        let room = |rows: &PathRows, e: &ElectricalFeeder, j: usize| {
+            flat_room(
+                rows.margin_a[j][0],
+                rows.voltage_kv[j][0],
+                rows.voltage_room[j][0],
+                e.nominal_kv[j],
+                f64::INFINITY,
+            )
+        };
+        let least_room = |rows: &PathRows, e: &ElectricalFeeder, nodes: &[usize]| {
+            nodes
+                .iter()
+                .map(|&j| room(rows, e, j))
+                .fold(f64::INFINITY, f64::min)
+        };
+        // The export at node 8 raises the voltage along the chain 6-7-8;
+        // as a load, it lowers it.
+        for export in [true, false] {
+            let mut p = p.clone();
+            if !export {
+                p[8] = 400.0;
+            }
+            let folded_p: Vec<f64> = kept.iter().map(|&(j, _)| p[j]).collect();
+            let folded_q: Vec<f64> = kept.iter().map(|&(j, _)| q[j]).collect();
+            let mut folded = Solution::default();
+            sweep(
+                &folding.folded,
+                &folded_p,
+                &folded_q,
+                10.3,
+                SweepSettings::default(),
+                &mut folded,
+            );
+            let whole = folding.unfold(&folded);
+            let v = |j: usize| whole.v_kv[j].norm();
+            assert_eq!(
+                export,
+                v(8) > v(6),
+                "the chain's voltage rises with the export"
+            );
+            let limits = Limits {
+                v_min_pu: 0.93,
+                ..Limits::default()
+            };
+            let mut whole_rows = PathRows::new(&e);
+            whole_rows.fill(&e, [&whole; LANES], &limits, false);
+            let mut folded_rows = PathRows::folded(&e, &folding);
+            folded_rows.fill(&folding.folded, [&folded; LANES], &limits, false);
+            for &(j, f) in &kept {
+                assert_eq!(
+                    folded_rows.margin_a[f][0], whole_rows.margin_a[j][0],
+                    "node {j}"
+                );
+                assert_eq!(
+                    folded_rows.voltage_kv[f][0], whole_rows.voltage_kv[j][0],
+                    "node {j}"
+                );
+                let (room, whole_room) = (
+                    room(&folded_rows, &folding.folded, f),
+                    room(&whole_rows, &e, j),
+                );
+                assert_eq!(room, whole_room, "node {j} (export: {export})");
+            }
+            let folded_nodes: Vec<usize> = (1..folding.folded.len()).collect();
+            let whole_nodes: Vec<usize> = (1..e.len()).collect();
+            let (least, whole_least) = (
+                least_room(&folded_rows, &folding.folded, &folded_nodes),
+                least_room(&whole_rows, &e, &whole_nodes),
+            );
+            assert_eq!(least, whole_least, "export: {export}");
+        }
     }
 
     /// Nothing to fold where every node branches, ends or carries a load.

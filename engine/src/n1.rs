@@ -110,8 +110,34 @@ impl BranchMax {
         if solution.i_a.len() != e.len() {
             return;
         }
+        self.observe_currents(e, k, |j| solution.i_a[j]);
+    }
+
+    /// [`Self::observe`] from the flow of `folding`'s folded tree: each
+    /// branch's current read where its chain's is (the same value).
+    fn observe_folded(
+        &mut self,
+        e: &ElectricalFeeder,
+        k: usize,
+        folding: &ChainFolding,
+        folded: &Solution,
+    ) {
+        if folded.i_a.len() != folding.folded.len() {
+            return;
+        }
+        let carries = folding.carries();
+        self.observe_currents(e, k, |j| folded.i_a[carries[j] as usize]);
+    }
+
+    #[inline(always)]
+    fn observe_currents(
+        &mut self,
+        e: &ElectricalFeeder,
+        k: usize,
+        i_a: impl Fn(usize) -> Complex64,
+    ) {
         if let Some(rated) = e.head_rated_a.filter(|r| *r > 0.0) {
-            let loading = (solution.i_a[0].norm_sqr().sqrt() / rated) as f32;
+            let loading = (i_a(0).norm_sqr().sqrt() / rated) as f32;
             if loading > self.most[0].0 {
                 self.most[0] = (loading, k as u32);
             }
@@ -123,7 +149,7 @@ impl BranchMax {
             .enumerate()
             .skip(1)
         {
-            let squared = solution.i_a[j].norm_sqr() * e.inv_rated_a_2[j];
+            let squared = i_a(j).norm_sqr() * e.inv_rated_a_2[j];
             if e.inv_rated_a_2[j] > 0.0 && squared > *squared_slot {
                 let loading = squared.sqrt() as f32;
                 if loading > slot.0 {
@@ -359,7 +385,9 @@ impl Engine {
                 }
                 let mut trees: Vec<CaseTree> = suppliers
                     .iter()
-                    .map(|(supply, parts)| self.case_tree(&f_base, *supply, parts, keep, bases))
+                    .map(|(supply, parts)| {
+                        self.case_tree(&f_base, *supply, parts, keep, judged, bases)
+                    })
                     .collect();
                 self.set_case_groups(&f_base, &mut trees, bases);
                 for t in &mut trees {
@@ -380,13 +408,15 @@ impl Engine {
 
     /// The supplier's tree with `parts` of F attached at their ties, its loads
     /// at the steps both have, solved (not yet observed: the group's flow is
-    /// set afterwards, and the steps kept chosen from the flows).
+    /// set afterwards, and the steps kept chosen from the flows). `judged`,
+    /// F's local node a set is judged at, is never folded away.
     fn case_tree(
         &self,
         f_base: &FeederBase,
         supply: TieSupply,
         parts: &[RestoredPart],
         keep: usize,
+        judged: Option<u32>,
         bases: &dyn FeederBases,
     ) -> CaseTree {
         let fe = &f_base.electrical;
@@ -575,6 +605,12 @@ impl Engine {
                 for &(_, local) in &transformers {
                     loaded[local as usize] = true;
                 }
+                if let Some(&at) = judged
+                    .and_then(|j| from_feeder.get(j as usize))
+                    .filter(|at| **at != u32::MAX)
+                {
+                    loaded[at as usize] = true;
+                }
                 ChainFolding::new(&e, &loaded)
             })
             .flatten();
@@ -757,18 +793,35 @@ impl Engine {
             .folding
             .as_ref()
             .map(|_| BranchMax::new(&base.electrical));
-        self.each_unobserved_room_row(base, tree.folding.as_ref(), |k, flow, row| {
-            if let Some(maxima) = &mut maxima {
-                maxima.observe(&base.electrical, k, flow);
-            }
-            least_any.push(row[1..].iter().copied().fold(f64::INFINITY, f64::min));
-            if let Some(at) = judged_at {
-                at_room.push(row[at]);
-            }
-            if judged.is_none() {
-                rooms.extend_from_slice(row);
-            }
-        });
+        // Judged at a node the folding keeps, the rows are worked out on the
+        // folded tree: a third of the nodes, and no step unfolded.
+        let folded_judged = tree
+            .folding
+            .as_ref()
+            .zip(judged_at)
+            .and_then(|(folding, at)| Some((folding, folding.kept(at)? as usize)));
+        if let Some((folding, at)) = folded_judged {
+            self.each_folded_room_pair(base, folding, at, |k, flow, least, room_at| {
+                if let Some(maxima) = &mut maxima {
+                    maxima.observe_folded(&base.electrical, k, folding, flow);
+                }
+                least_any.push(least);
+                at_room.push(room_at);
+            });
+        } else {
+            self.each_unobserved_room_row(base, tree.folding.as_ref(), |k, flow, row| {
+                if let Some(maxima) = &mut maxima {
+                    maxima.observe(&base.electrical, k, flow);
+                }
+                least_any.push(row[1..].iter().copied().fold(f64::INFINITY, f64::min));
+                if let Some(at) = judged_at {
+                    at_room.push(row[at]);
+                }
+                if judged.is_none() {
+                    rooms.extend_from_slice(row);
+                }
+            });
+        }
         if let Some(maxima) = maxima {
             tree.branch_max = maxima.by_window_step(|k| tree.base.window_step[k]);
         }
