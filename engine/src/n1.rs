@@ -171,6 +171,20 @@ impl BranchMax {
     }
 }
 
+/// Where a node of a case tree takes its voltage to start the case flow
+/// from, at each step.
+#[derive(Clone, Copy)]
+enum StartFrom {
+    /// The source's voltage (the supplier's busbar).
+    Source,
+    /// The supplier's own flow at its node.
+    Supplier(usize),
+    /// A node `x` of F in restored part `part`: the voltage at the part's
+    /// tie, times F's own voltage at `x` over its tie node's where `beyond`
+    /// the tie in F's own direction.
+    Part { part: usize, x: usize, beyond: bool },
+}
+
 /// Where one restored part of a feeder starts its case flow (see
 /// `Engine::case_tree`).
 struct WarmStart {
@@ -615,7 +629,30 @@ impl Engine {
             })
             .flatten();
         let solved_n = folding.as_ref().map_or(n, |f| f.folded.len());
-        let mut start_row = vec![Complex64::new(0.0, 0.0); n];
+        // Where each node solved (each kept where folded) takes its start,
+        // so that a step's starts are written once, for the nodes solved.
+        let supplier_len = supplier.as_deref().map_or(0, |g| g.electrical.len());
+        let mut starts: Vec<StartFrom> = (0..n)
+            .map(|j| {
+                if j < supplier_len {
+                    StartFrom::Supplier(j)
+                } else {
+                    StartFrom::Source
+                }
+            })
+            .collect();
+        for (part, start) in warm.iter().enumerate() {
+            for &(at, x, beyond) in &start.nodes {
+                starts[at] = StartFrom::Part { part, x, beyond };
+            }
+        }
+        if let Some(folding) = &folding {
+            starts = (0..n)
+                .filter(|&j| folding.kept(j).is_some())
+                .map(|j| starts[j])
+                .collect();
+        }
+        let mut ties: Vec<(Complex64, Complex64)> = Vec::with_capacity(warm.len());
         let (mut p_kw, mut q_kvar, mut estimated) = (
             Vec::with_capacity(shared.len() * m),
             Vec::with_capacity(shared.len() * m),
@@ -660,32 +697,29 @@ impl Engine {
                     .unwrap_or(e.nominal_kv[0]),
             };
             source_kv.push(kv);
-            let start = &mut start_row[..];
-            start.fill(Complex64::new(kv, 0.0));
-            if let (Some(g), Some(kg)) = (supplier.as_deref(), kg) {
-                let flow = &g.solutions[kg];
-                for (j, v) in start.iter_mut().enumerate().take(g.electrical.len()) {
-                    *v = flow.v_kv(j);
-                }
-            }
+            let source = Complex64::new(kv, 0.0);
+            let g_flow = supplier.as_deref().zip(kg).map(|(g, kg)| &g.solutions[kg]);
             let f_flow = &f_base.solutions[kf];
-            for WarmStart { attach, a, nodes } in &warm {
-                let at_tie = start[*attach];
-                let scale = at_tie * f_flow.v_kv(*a).inv();
-                for &(at, x, beyond) in nodes {
-                    start[at] = if beyond {
+            ties.clear();
+            ties.extend(warm.iter().map(|&WarmStart { attach, a, .. }| {
+                let at_tie = match g_flow {
+                    Some(flow) if attach < supplier_len => flow.v_kv(attach),
+                    _ => source,
+                };
+                (at_tie, at_tie * f_flow.v_kv(a).inv())
+            }));
+            start_v_kv.extend(starts.iter().map(|from| match *from {
+                StartFrom::Source => source,
+                StartFrom::Supplier(j) => g_flow.map_or(source, |flow| flow.v_kv(j)),
+                StartFrom::Part { part, x, beyond } => {
+                    let (at_tie, scale) = ties[part];
+                    if beyond {
                         scale * f_flow.v_kv(x)
                     } else {
                         at_tie
-                    };
+                    }
                 }
-            }
-            match &folding {
-                Some(folding) => {
-                    start_v_kv.extend((0..n).filter_map(|j| folding.kept(j).map(|_| start_row[j])))
-                }
-                None => start_v_kv.extend_from_slice(&start_row),
-            }
+            }));
             stamps.push(self.window.steps[w]);
         }
         let steps = stamps.len();
