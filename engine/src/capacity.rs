@@ -68,7 +68,9 @@ pub struct CapacityRow {
     /// Feeders: headroom at the node where the least fits, kW.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worst_node_headroom_kw: Option<f64>,
-    /// Feeders: that node.
+    /// Feeders: that node. Of nodes tied at the least: the first node where
+    /// it is one of them, else the first the search reaches, which does not
+    /// search nearer the busbar than a node already at the least.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worst_node: Option<String>,
     /// Seconds since the asset's latest reading (`None` without readings).
@@ -984,9 +986,11 @@ impl Engine {
             // further out on the same path draws its current through every
             // branch this node's load would and more, and lowers every voltage
             // at least as much: a node's headroom is at least that of any node
-            // below it. Where that already exceeds the least found, the node
-            // can neither be weaker nor tie (a feeder limited at its head has
-            // all its nodes within a few per cent of each other).
+            // below it. Where that already reaches the least found, the node
+            // cannot be weaker, and a tie names the node further out.
+            // (A feeder limited at its head has all its nodes within a few
+            // per cent of each other: the weakest node's ancestors, each
+            // searched for a tie, were half the searches of a city sweep.)
             let parent = &base.electrical.parent;
             let mut least_below = vec![f64::INFINITY; parent.len()];
             for local in order.into_iter().filter(|_| !already_broken) {
@@ -995,7 +999,7 @@ impl Engine {
                     break;
                 }
                 let below = least_below[local as usize];
-                if below.is_finite() && below > least.0 {
+                if below.is_finite() && below >= least.0 {
                     continue;
                 }
                 let (h, _) = self.headroom_at(base, local, &load);
