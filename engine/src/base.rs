@@ -265,20 +265,8 @@ impl FeederBase {
     /// generator is first judged on it (loads never need it).
     pub fn subtree_max_pu(&self) -> &[f32] {
         self.subtree_max_pu.get_or_init(|| {
-            let e = &self.electrical;
-            let n = e.len();
-            let mut rows = vec![0.0f32; n * self.solutions.len()];
-            for (k, solution) in self.solutions.iter().enumerate() {
-                let row = &mut rows[k * n..(k + 1) * n];
-                for (j, out) in row.iter_mut().enumerate() {
-                    *out = (solution.v_kv(j).norm_sqr() * e.inv_nominal_kv_2[j]).sqrt() as f32;
-                }
-                // Local indices put parents first: children fold into parents.
-                for j in (1..n).rev() {
-                    let p = e.parent[j] as usize;
-                    row[p] = row[p].max(row[j]);
-                }
-            }
+            let mut rows = vec![0.0f32; self.electrical.len() * self.solutions.len()];
+            subtree_max_rows(&self.electrical, &self.solutions, &mut rows);
             rows
         })
     }
@@ -1289,6 +1277,35 @@ impl PathRows {
     }
 }
 
+/// Fills `rows` with [`FeederBase::subtree_max_pu`] of `solutions`, flows of
+/// `e`: compiled for AVX2 too, as a city capacity sweep works it out for
+/// every feeder (a twentieth of its time, compiled for the baseline).
+fn subtree_max_rows(e: &ElectricalFeeder, solutions: &[StoredSolution], rows: &mut [f32]) {
+    avx2_or_portable!(
+        subtree_max_rows_portable,
+        fn(e: &ElectricalFeeder, solutions: &[StoredSolution], rows: &mut [f32])
+    )
+}
+
+#[inline(always)]
+fn subtree_max_rows_portable(e: &ElectricalFeeder, solutions: &[StoredSolution], rows: &mut [f32]) {
+    let n = e.len();
+    if n == 0 {
+        return;
+    }
+    let inv_nominal_kv_2 = &e.inv_nominal_kv_2[..n];
+    for (solution, row) in solutions.iter().zip(rows.chunks_exact_mut(n)) {
+        for (j, out) in row.iter_mut().enumerate() {
+            *out = (solution.v_kv(j).norm_sqr() * inv_nominal_kv_2[j]).sqrt() as f32;
+        }
+        // Local indices put parents first: children fold into parents.
+        for j in (1..n).rev() {
+            let p = e.parent[j] as usize;
+            row[p] = row[p].max(row[j]);
+        }
+    }
+}
+
 /// The lowest power factor of a load, as tan phi (lagging), for which
 /// [`FeederBase::path_load_room_a`] holds: 0.8. A load below it is judged on
 /// [`FeederBase::path_margin_a`] alone.
@@ -1371,6 +1388,33 @@ mod tests {
     use crate::powerflow::{SweepSettings, sweep};
     use headroom_geodata::{LonLat, NetworkBuilder, NodeType, Topology};
     use proptest::prelude::*;
+
+    /// The subtree maxima come out the same, bit for bit, from each kernel.
+    #[test]
+    fn subtree_maxima_are_the_same_from_each_kernel() {
+        let engine = crate::test_support::fixture_engine();
+        let mut compared = 0;
+        for f in 0..engine.network.feeders.len() {
+            let base = engine.feeder(f);
+            let rows = crate::with_each_kernel(|| {
+                let mut rows = vec![0.0f32; base.electrical.len() * base.solutions.len()];
+                subtree_max_rows(&base.electrical, &base.solutions, &mut rows);
+                rows
+            });
+            let (portable, rest) = rows.split_first().expect("the portable kernel");
+            for (kernel, rows) in rest {
+                assert!(
+                    rows.iter()
+                        .zip(&portable.1)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "feeder {f}: {kernel} against portable"
+                );
+            }
+            assert_eq!(base.subtree_max_pu(), &portable.1[..]);
+            compared += portable.1.len();
+        }
+        assert!(compared > 1000, "{compared}");
+    }
 
     /// A load's current per A at voltage angle slope `slope` (`im / re`) and
     /// `tan_phi` lagging: the direction [`LoadArc`] covers.
