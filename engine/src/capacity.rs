@@ -68,9 +68,10 @@ pub struct CapacityRow {
     /// Feeders: headroom at the node where the least fits, kW.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worst_node_headroom_kw: Option<f64>,
-    /// Feeders: that node. Of nodes tied at the least: the first node where
-    /// it is one of them, else the first the search reaches, which does not
-    /// search nearer the busbar than a node already at the least.
+    /// Feeders: that node. Of nodes tied at the least: the feeder's first
+    /// node if it is one; else, of those the search reaches (it does not
+    /// search nearer the busbar than a node already at the least), the first
+    /// in the feeder's tree order (parents first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worst_node: Option<String>,
     /// Seconds since the asset's latest reading (`None` without readings).
