@@ -723,15 +723,9 @@ impl Engine {
         let e = &base.electrical;
         let n = e.len();
         let solutions = &base.full_solutions;
-        let rated = self.group_rated_kva(base.group);
-        let limit_kva = rated * base.limits.substation_transformer_pct / 100.0;
+        let rooms = StepRooms::new(self, base, e);
         let mut rows = PathRows::new(e);
         let mut row = Vec::with_capacity(n);
-        let highest_kv: Vec<f64> = e
-            .nominal_kv
-            .iter()
-            .map(|kv| kv * (base.limits.v_max_pu - BROKEN_ABOVE_MARGIN_PU))
-            .collect();
         let mut unfolded: [Solution; LANES] = Default::default();
         for (quad, lane_solutions) in solutions.chunks(LANES).enumerate() {
             let len = lane_solutions.len();
@@ -745,32 +739,16 @@ impl Engine {
                 None => &lane_solutions[l.min(len - 1)],
             });
             rows.fill(e, quad_solutions, &base.limits, false);
-            for l in 0..len {
+            for (l, solution) in quad_solutions.iter().enumerate().take(len) {
                 let k = quad * LANES + l;
                 row.clear();
-                let above = !quad_solutions[l].converged
-                    || rows.voltage_kv[..n]
-                        .iter()
-                        .zip(&highest_kv)
-                        .any(|(v, highest)| v[l] > *highest);
-                if above {
-                    row.resize(n, f64::NEG_INFINITY);
-                } else {
-                    let substation_kva = base
-                        .group_kva
-                        .get(k)
-                        .map_or(f64::INFINITY, |g| substation_room(limit_kva, *g));
-                    row.extend((0..n).map(|j| {
-                        flat_room(
-                            rows.margin_a[j][l],
-                            rows.voltage_kv[j][l],
-                            rows.voltage_room[j][l],
-                            e.nominal_kv[j],
-                            substation_kva,
-                        )
-                    }));
+                match rooms.substation_kva(&rows, solution, l, k) {
+                    None => row.resize(n, f64::NEG_INFINITY),
+                    Some(substation_kva) => {
+                        row.extend((0..n).map(|j| rooms.at(&rows, l, j, substation_kva)));
+                    }
                 }
-                each_step(k, quad_solutions[l], &row);
+                each_step(k, solution, &row);
             }
         }
     }
@@ -793,14 +771,8 @@ impl Engine {
     ) {
         let e = &folding.folded;
         let n = e.len();
-        let rated = self.group_rated_kva(base.group);
-        let limit_kva = rated * base.limits.substation_transformer_pct / 100.0;
+        let rooms = StepRooms::new(self, base, e);
         let mut rows = PathRows::folded(&base.electrical, folding);
-        let highest_kv: Vec<f64> = e
-            .nominal_kv
-            .iter()
-            .map(|kv| kv * (base.limits.v_max_pu - BROKEN_ABOVE_MARGIN_PU))
-            .collect();
         for (quad, lane_solutions) in base.full_solutions.chunks(LANES).enumerate() {
             let len = lane_solutions.len();
             let quad_solutions: [&Solution; LANES] =
@@ -808,29 +780,13 @@ impl Engine {
             rows.fill(e, quad_solutions, &base.limits, false);
             for (l, solution) in quad_solutions.iter().enumerate().take(len) {
                 let k = quad * LANES + l;
-                let above = !solution.converged
-                    || rows.voltage_kv[..n]
-                        .iter()
-                        .zip(&highest_kv)
-                        .any(|(v, highest)| v[l] > *highest);
-                let (least, at) = if above {
-                    (f64::NEG_INFINITY, f64::NEG_INFINITY)
-                } else {
-                    let substation_kva = base
-                        .group_kva
-                        .get(k)
-                        .map_or(f64::INFINITY, |g| substation_room(limit_kva, *g));
-                    let room = |j: usize| {
-                        flat_room(
-                            rows.margin_a[j][l],
-                            rows.voltage_kv[j][l],
-                            rows.voltage_room[j][l],
-                            e.nominal_kv[j],
-                            substation_kva,
-                        )
-                    };
-                    let least = (1..n).map(room).fold(f64::INFINITY, f64::min);
-                    (least, room(judged))
+                let (least, at) = match rooms.substation_kva(&rows, solution, l, k) {
+                    None => (f64::NEG_INFINITY, f64::NEG_INFINITY),
+                    Some(substation_kva) => {
+                        let room = |j: usize| rooms.at(&rows, l, j, substation_kva);
+                        let least = (1..n).map(room).fold(f64::INFINITY, f64::min);
+                        (least, room(judged))
+                    }
                 };
                 each_step(k, solution, least, at);
             }
@@ -1018,6 +974,70 @@ impl Engine {
             },
             converged: solutions[l].converged,
         })
+    }
+}
+
+/// What the room rows of a base's flows not yet observed read besides the
+/// path rows ([`Engine::each_unobserved_room_row`],
+/// [`Engine::each_folded_room_pair`]): the group's transformer limit and the
+/// highest voltage each node of the feeder the rows are of may show.
+struct StepRooms<'a> {
+    base: &'a FeederBase,
+    nominal_kv: &'a [f64],
+    limit_kva: f64,
+    highest_kv: Vec<f64>,
+}
+
+impl<'a> StepRooms<'a> {
+    /// For rows of `e`, `base`'s feeder or its folding.
+    fn new(engine: &Engine, base: &'a FeederBase, e: &'a ElectricalFeeder) -> Self {
+        let rated = engine.group_rated_kva(base.group);
+        Self {
+            base,
+            nominal_kv: &e.nominal_kv,
+            limit_kva: rated * base.limits.substation_transformer_pct / 100.0,
+            highest_kv: e
+                .nominal_kv
+                .iter()
+                .map(|kv| kv * (base.limits.v_max_pu - BROKEN_ABOVE_MARGIN_PU))
+                .collect(),
+        }
+    }
+
+    /// The substation's room at step `k`, whose flow `solution` fills lane
+    /// `l` of `rows`; `None` where the step has no room at any node (its flow
+    /// not converged, or a voltage above the highest allowed).
+    fn substation_kva(
+        &self,
+        rows: &PathRows,
+        solution: &Solution,
+        l: usize,
+        k: usize,
+    ) -> Option<f64> {
+        let n = self.highest_kv.len();
+        let above = !solution.converged
+            || rows.voltage_kv[..n]
+                .iter()
+                .zip(&self.highest_kv)
+                .any(|(v, highest)| v[l] > *highest);
+        (!above).then(|| {
+            self.base
+                .group_kva
+                .get(k)
+                .map_or(f64::INFINITY, |g| substation_room(self.limit_kva, *g))
+        })
+    }
+
+    /// The room at node `j` in lane `l` of `rows`.
+    #[inline(always)]
+    fn at(&self, rows: &PathRows, l: usize, j: usize, substation_kva: f64) -> f64 {
+        flat_room(
+            rows.margin_a[j][l],
+            rows.voltage_kv[j][l],
+            rows.voltage_room[j][l],
+            self.nominal_kv[j],
+            substation_kva,
+        )
     }
 }
 

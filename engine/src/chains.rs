@@ -211,6 +211,26 @@ mod tests {
         (e, p, q)
     }
 
+    /// The flow of `folding`'s folded tree with the loads of the whole tree's
+    /// nodes it keeps (`p`, `q`, per node of the whole tree), from 10.3 kV.
+    fn folded_flow(folding: &ChainFolding, p: &[f64], q: &[f64]) -> Solution {
+        let kept: Vec<usize> = (0..p.len())
+            .filter(|&j| folding.kept(j).is_some())
+            .collect();
+        let folded_p: Vec<f64> = kept.iter().map(|&j| p[j]).collect();
+        let folded_q: Vec<f64> = kept.iter().map(|&j| q[j]).collect();
+        let mut folded = Solution::default();
+        sweep(
+            &folding.folded,
+            &folded_p,
+            &folded_q,
+            10.3,
+            SweepSettings::default(),
+            &mut folded,
+        );
+        folded
+    }
+
     /// The flow solved on the folded tree, unfolded, is the flow of the
     /// whole tree at every node.
     #[test]
@@ -223,24 +243,9 @@ mod tests {
         for j in [1, 4, 6, 7] {
             assert_eq!(folding.kept(j), None, "node {j}");
         }
-        let kept: Vec<usize> = (0..e.len())
-            .filter(|&j| folding.kept(j).is_some())
-            .collect();
-        let folded_p: Vec<f64> = kept.iter().map(|&j| p[j]).collect();
-        let folded_q: Vec<f64> = kept.iter().map(|&j| q[j]).collect();
-
         let mut whole = Solution::default();
         sweep(&e, &p, &q, 10.3, SweepSettings::default(), &mut whole);
-        let mut folded = Solution::default();
-        sweep(
-            &folding.folded,
-            &folded_p,
-            &folded_q,
-            10.3,
-            SweepSettings::default(),
-            &mut folded,
-        );
-        let unfolded = folding.unfold(&folded);
+        let unfolded = folding.unfold(&folded_flow(&folding, &p, &q));
         assert!(whole.converged && unfolded.converged);
         for j in 0..e.len() {
             let (dv, di) = (
@@ -301,17 +306,7 @@ mod tests {
             if !export {
                 p[8] = 400.0;
             }
-            let folded_p: Vec<f64> = kept.iter().map(|&(j, _)| p[j]).collect();
-            let folded_q: Vec<f64> = kept.iter().map(|&(j, _)| q[j]).collect();
-            let mut folded = Solution::default();
-            sweep(
-                &folding.folded,
-                &folded_p,
-                &folded_q,
-                10.3,
-                SweepSettings::default(),
-                &mut folded,
-            );
+            let folded = folded_flow(&folding, &p, &q);
             let whole = folding.unfold(&folded);
             let v = |j: usize| whole.v_kv[j].norm();
             assert_eq!(

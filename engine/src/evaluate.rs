@@ -633,12 +633,7 @@ impl Engine {
         load: &AddedLoad<'_>,
         floor_kw: f64,
     ) -> Option<(f64, CheckName)> {
-        let asked = Asked::Headroom {
-            floor_kw,
-            ceiling_kw: f64::INFINITY,
-        };
-        self.evaluate_point_with(base, local, 0.0, load, asked)
-            .map(|e| (e.headroom_kw, e.binding))
+        self.headroom_within(base, local, load, floor_kw, f64::INFINITY)
     }
 
     /// [`Self::headroom_at`] for a caller that wants the least of several
@@ -654,8 +649,19 @@ impl Engine {
         load: &AddedLoad<'_>,
         ceiling_kw: f64,
     ) -> Option<(f64, CheckName)> {
+        self.headroom_within(base, local, load, 0.0, ceiling_kw)
+    }
+
+    fn headroom_within(
+        &self,
+        base: &FeederBase,
+        local: u32,
+        load: &AddedLoad<'_>,
+        floor_kw: f64,
+        ceiling_kw: f64,
+    ) -> Option<(f64, CheckName)> {
         let asked = Asked::Headroom {
-            floor_kw: 0.0,
+            floor_kw,
             ceiling_kw,
         };
         self.evaluate_point_with(base, local, 0.0, load, asked)
