@@ -30,6 +30,107 @@ use crate::powerflow::{
     SweepSettings, sweep_steps,
 };
 
+/// A feeder's load model while its flows are solved: on the feeder with its
+/// load-free series chains folded (see `chains`), where any fold. A city
+/// feeder keeps about a third of its nodes so, and its loose and exact sweeps
+/// (a fifth of a capacity sweep) cost about that much; the flows settled
+/// come back onto the whole feeder, the base's, in one pass each
+/// ([`Self::into_whole`]).
+pub(crate) struct SolvingLoads {
+    /// The loads, their transformers at their nodes of the tree solved.
+    pub(crate) loads: FeederLoads,
+    folding: Option<ChainFolding>,
+    /// The transformers at their nodes of the whole feeder.
+    whole_transformers: Vec<(TransformerIx, u32)>,
+}
+
+impl SolvingLoads {
+    /// Settles `steps` (see [`FeederLoads::settle`]); `whole` is the feeder.
+    pub(crate) fn settle(
+        &mut self,
+        whole: &ElectricalFeeder,
+        steps: impl IntoIterator<Item = usize>,
+        max_rounds: usize,
+    ) {
+        let on = self.folding.as_ref().map_or(whole, |f| &f.folded);
+        self.loads.settle(on, steps, max_rounds);
+    }
+
+    /// The loads on the whole feeder, each flow settled so far unfolded
+    /// (see [`FeederLoads::unfold_flows`]): no step is settled after.
+    pub(crate) fn into_whole(mut self) -> FeederLoads {
+        if let Some(folding) = &self.folding {
+            self.loads.on_whole_tree(self.whole_transformers);
+            self.loads.unfold_flows(folding);
+        }
+        self.loads
+    }
+
+    /// Every step settled, on the whole feeder.
+    fn settled_whole(
+        self,
+        whole: &ElectricalFeeder,
+        settings: &crate::load_model::LoadModelSettings,
+    ) -> FeederLoads {
+        let SettledLoads { mut loads, folding } = self.settled(whole, settings);
+        if let Some(folding) = &folding {
+            loads.unfold_flows(folding);
+        }
+        loads
+    }
+
+    /// Every step settled, the transformers at their nodes of the whole
+    /// feeder and the flows still folded: a base observes each flow unfolded
+    /// while it is in cache.
+    fn settled(
+        mut self,
+        whole: &ElectricalFeeder,
+        settings: &crate::load_model::LoadModelSettings,
+    ) -> SettledLoads {
+        let steps = self.loads.step_count();
+        self.settle(whole, 0..steps, settings.max_allocation_rounds);
+        if self.folding.is_some() {
+            self.loads.on_whole_tree(self.whole_transformers);
+        }
+        SettledLoads {
+            loads: self.loads,
+            folding: self.folding,
+        }
+    }
+}
+
+/// A feeder's loads with their flows settled, on the whole feeder or, with
+/// `folding`, on its folded tree (see [`SolvingLoads`]).
+pub(crate) struct SettledLoads {
+    pub(crate) loads: FeederLoads,
+    pub(crate) folding: Option<ChainFolding>,
+}
+
+impl From<FeederLoads> for SettledLoads {
+    /// Loads whose flows are the whole feeder's.
+    fn from(loads: FeederLoads) -> Self {
+        Self {
+            loads,
+            folding: None,
+        }
+    }
+}
+
+/// A reader of loose flows (see [`LooseBatches`]) shown each batch solved on
+/// a folded feeder unfolded onto the whole one, as it would have been solved.
+struct UnfoldedBatches<'a> {
+    folding: &'a ChainFolding,
+    whole: SweepLanes,
+    reader: &'a mut dyn LooseBatches,
+}
+
+impl LooseBatches for UnfoldedBatches<'_> {
+    fn solved(&mut self, steps: &[usize], lanes: &SweepLanes) {
+        self.folding.unfold_lanes(lanes, &mut self.whole);
+        self.reader.solved(steps, &self.whole);
+    }
+}
+
 /// The next [`FeederBase::uid`] (0 is a default base's, never evaluated).
 static NEXT_BASE_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -67,6 +168,9 @@ pub struct FeederBase {
     pub solutions: Vec<StoredSolution>,
     /// The same in full precision, while the base is being observed.
     full_solutions: Vec<Solution>,
+    /// Where `full_solutions` are a folded tree's (see `chains`): until they
+    /// are observed, each unfolded in turn.
+    full_solutions_folding: Option<ChainFolding>,
     /// What each base power flow shows.
     pub observed: Vec<Observed>,
     /// Per step and local node, the lowest voltage in the node's subtree, pu
@@ -381,8 +485,9 @@ impl Engine {
         let feeder = FeederIx::from_usize(f);
         let tree = self.topology.tree(feeder);
         let electrical = ElectricalFeeder::new(&self.network, tree);
-        let mut loads = self.loads_of(feeder, &electrical, self.readings.as_ref(), &mut ());
-        self.settle_all(&electrical, &mut loads);
+        let loads = self
+            .loads_of(feeder, &electrical, self.readings.as_ref(), &mut ())
+            .settled(&electrical, &self.config.load_model);
         let injected = self
             .injections
             .iter()
@@ -420,29 +525,21 @@ impl Engine {
     pub fn load_matrix(&self, feeder: FeederIx) -> FeederLoads {
         let tree = self.topology.tree(feeder);
         let electrical = ElectricalFeeder::new(&self.network, tree);
-        let mut loads = self.loads_of(feeder, &electrical, self.readings.as_ref(), &mut ());
-        self.settle_all(&electrical, &mut loads);
-        loads
-    }
-
-    fn settle_all(&self, electrical: &ElectricalFeeder, loads: &mut FeederLoads) {
-        let steps = loads.step_count();
-        loads.settle(
-            electrical,
-            0..steps,
-            self.config.load_model.max_allocation_rounds,
-        );
+        self.loads_of(feeder, &electrical, self.readings.as_ref(), &mut ())
+            .settled_whole(&electrical, &self.config.load_model)
     }
 
     /// A feeder's loads with every step solved loosely (see
-    /// [`FeederLoads::build_loose`]), each batch of flows shown to `on_batch`.
+    /// [`FeederLoads::build_loose`]), each batch of flows shown to `on_batch`,
+    /// on the feeder with its load-free series chains folded where any fold
+    /// (see [`SolvingLoads`]).
     pub(crate) fn loads_of(
         &self,
         feeder: FeederIx,
         electrical: &ElectricalFeeder,
         readings: &dyn ReadingsSource,
         on_batch: &mut dyn LooseBatches,
-    ) -> FeederLoads {
+    ) -> SolvingLoads {
         let tree = self.topology.tree(feeder);
         let transformers: Vec<(TransformerIx, u32)> = tree
             .nodes
@@ -456,16 +553,49 @@ impl Engine {
                     .map(move |t| (*t, local as u32))
             })
             .collect();
-        FeederLoads::build_loose(
-            &self.network,
-            tree,
-            transformers,
-            electrical,
-            readings,
-            &self.window,
-            &self.config.load_model,
-            on_batch,
-        )
+        let mut loaded = vec![false; electrical.len()];
+        for &(_, local) in &transformers {
+            loaded[local as usize] = true;
+        }
+        let folding = ChainFolding::new(electrical, &loaded);
+        let (solved_on, solved_transformers) = match &folding {
+            Some(folding) => (
+                &folding.folded,
+                transformers
+                    .iter()
+                    .map(|&(t, local)| {
+                        let at = folding.kept(local as usize);
+                        (t, at.expect("a loaded node is never folded"))
+                    })
+                    .collect(),
+            ),
+            None => (electrical, transformers.clone()),
+        };
+        let build = |on_batch: &mut dyn LooseBatches| {
+            FeederLoads::build_loose(
+                &self.network,
+                tree,
+                solved_transformers,
+                solved_on,
+                readings,
+                &self.window,
+                &self.config.load_model,
+                on_batch,
+            )
+        };
+        let loads = match &folding {
+            Some(folding) if on_batch.reads_flows() => build(&mut UnfoldedBatches {
+                folding,
+                whole: SweepLanes::default(),
+                reader: on_batch,
+            }),
+            _ => build(on_batch),
+        };
+        SolvingLoads {
+            loads,
+            folding,
+            whole_transformers: transformers,
+        }
     }
 
     pub(crate) fn build_feeder(
@@ -476,8 +606,9 @@ impl Engine {
     ) -> FeederBase {
         let tree = self.topology.tree(feeder);
         let electrical = ElectricalFeeder::new(&self.network, tree);
-        let mut loads = self.loads_of(feeder, &electrical, readings, &mut ());
-        self.settle_all(&electrical, &mut loads);
+        let loads = self
+            .loads_of(feeder, &electrical, readings, &mut ())
+            .settled(&electrical, &self.config.load_model);
         self.base_from_loads(feeder, electrical, loads, with_reservations)
     }
 
@@ -486,7 +617,7 @@ impl Engine {
         &self,
         feeder: FeederIx,
         electrical: ElectricalFeeder,
-        loads: FeederLoads,
+        loads: SettledLoads,
         with_reservations: bool,
     ) -> FeederBase {
         let reserved = self
@@ -515,7 +646,7 @@ impl Engine {
         &self,
         feeder: FeederIx,
         electrical: ElectricalFeeder,
-        loads: FeederLoads,
+        loads: SettledLoads,
         reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
     ) -> FeederBase {
         self.base_solved(feeder, electrical, loads, reserved, None, true)
@@ -531,11 +662,12 @@ impl Engine {
         &self,
         feeder: FeederIx,
         electrical: ElectricalFeeder,
-        loads: FeederLoads,
+        loads: SettledLoads,
         reserved: Vec<(u32, f64, f64, Option<Vec<f64>>)>,
         solve_again: Option<SweepSettings>,
         single_precision: bool,
     ) -> FeederBase {
+        let SettledLoads { loads, folding } = loads;
         let tree = self.topology.tree(feeder);
         let window_step = self.window_steps(&loads);
         let group = self.topology.busbar_group_index(tree.head());
@@ -545,6 +677,7 @@ impl Engine {
             reserved,
             solutions: Vec::new(),
             full_solutions: Vec::new(),
+            full_solutions_folding: None,
             observed: Vec::new(),
             subtree_min_pu: Vec::new(),
             subtree_max_pu: OnceLock::new(),
@@ -576,7 +709,20 @@ impl Engine {
         // The load model solved each step's loads; reservations add to them, and
         // each step is solved again from its own flow.
         let mut solved = std::mem::take(&mut base.loads.flows);
-        if solve_again.is_some() || !base.reserved.is_empty() {
+        // Flows of the feeder with its series chains folded stay so until
+        // observed, each unfolded then while in cache, unless solved again
+        // here (on the whole feeder: a reservation may sit on a folded node).
+        let solved_again = solve_again.is_some() || !base.reserved.is_empty();
+        base.full_solutions_folding = match folding {
+            Some(folding) if solved_again || !single_precision => {
+                for flow in &mut solved {
+                    *flow = folding.unfold(flow);
+                }
+                None
+            }
+            kept => kept,
+        };
+        if solved_again {
             let settings = solve_again.unwrap_or_default();
             let mut loads = StepLoads::new(n);
             let mut scratch = SweepLanes::default();
@@ -596,7 +742,7 @@ impl Engine {
                 }
             }
         }
-        if single_precision {
+        if single_precision && base.full_solutions_folding.is_none() {
             base.solutions = solved.iter().map(StoredSolution::new).collect();
         }
         base.full_solutions = solved;
@@ -616,6 +762,16 @@ impl Engine {
 
     pub(crate) fn observe_base(&self, base: &mut FeederBase) {
         let full_solutions = std::mem::take(&mut base.full_solutions);
+        // Folded flows are unfolded four at a time and kept in single
+        // precision here: a city feeder's flows over a week, unfolded at
+        // once, were megabytes written and read back.
+        let folding = base.full_solutions_folding.take();
+        let mut unfolded: [Solution; LANES] = Default::default();
+        let mut stored = Vec::with_capacity(if folding.is_some() {
+            full_solutions.len()
+        } else {
+            0
+        });
         let mut observed = Vec::with_capacity(full_solutions.len());
         let e = &base.electrical;
         let n = e.len();
@@ -644,7 +800,16 @@ impl Engine {
                 let len = lane_solutions.len();
                 // A short quad repeats its last step in the spare lanes.
                 let lane = |l: usize| l.min(len - 1);
-                let quad_solutions = std::array::from_fn(|l| &lane_solutions[lane(l)]);
+                let quad_solutions: [&Solution; LANES] = match &folding {
+                    Some(folding) => {
+                        for (flow, whole) in lane_solutions.iter().zip(&mut unfolded) {
+                            folding.unfold_into(flow, whole);
+                            stored.push(StoredSolution::new(whole));
+                        }
+                        std::array::from_fn(|l| &unfolded[lane(l)])
+                    }
+                    None => std::array::from_fn(|l| &lane_solutions[lane(l)]),
+                };
                 rows.fill(e, quad_solutions, &base.limits, true);
                 let figures = self.observe_steps(
                     base,
@@ -677,6 +842,9 @@ impl Engine {
                 path_voltage_room[at.clone()].copy_from_slice(&node_block[3][..len]);
                 path_load_room_a[at.clone()].copy_from_slice(&node_block[4][..len]);
             }
+        }
+        if folding.is_some() {
+            base.solutions = stored;
         }
         base.observed = observed;
         base.feeder_min_pu = feeder_min_pu;
@@ -828,7 +996,7 @@ impl Engine {
         let mut restricted = self.base_solved(
             loads.feeder,
             electrical,
-            loads,
+            loads.into(),
             reserved,
             Some(SweepSettings::default()),
             true,
@@ -1434,6 +1602,60 @@ mod tests {
             compared += portable.1.len();
         }
         assert!(compared > 1000, "{compared}");
+    }
+
+    /// A feeder's load model solved with its series chains folded settles
+    /// each step to the flow it settles to on the whole feeder, within the
+    /// sweep's tolerance, at every node (folded ones unfolded), and shares
+    /// out the same loads.
+    #[test]
+    fn loads_solved_folded_settle_as_on_the_whole_feeder() {
+        let engine = crate::test_support::fixture_engine();
+        let settings = engine.config.load_model;
+        let mut folded_feeders = 0;
+        for f in 0..engine.network.feeders.len() {
+            let feeder = FeederIx::from_usize(f);
+            let tree = engine.topology.tree(feeder);
+            let e = ElectricalFeeder::new(&engine.network, tree);
+            let solving = engine.loads_of(feeder, &e, engine.readings(), &mut ());
+            let folds = solving.folding.as_ref().map(|f| f.folded.len() < e.len());
+            folded_feeders += usize::from(folds == Some(true));
+            let transformers = solving.whole_transformers.clone();
+            let folded = solving.settled_whole(&e, &settings);
+            let mut whole = FeederLoads::build_loose(
+                &engine.network,
+                tree,
+                transformers,
+                &e,
+                engine.readings(),
+                &engine.window,
+                &settings,
+                &mut (),
+            );
+            whole.settle(&e, 0..whole.step_count(), settings.max_allocation_rounds);
+            assert_eq!(folded.transformers, whole.transformers);
+            assert_eq!(folded.step_count(), whole.step_count());
+            for k in 0..whole.step_count() {
+                let (a, b) = (&folded.flows[k], &whole.flows[k]);
+                assert_eq!(a.v_kv.len(), e.len(), "feeder {f} step {k}");
+                for j in 0..e.len() {
+                    let dv = (a.v_kv[j] - b.v_kv[j]).norm() / e.nominal_kv[j];
+                    let di = (a.i_a[j] - b.i_a[j]).norm();
+                    assert!(
+                        dv < 1e-6 && di < 1e-6 * b.i_a[0].norm().max(1.0),
+                        "feeder {f} step {k} node {j}: {} against {}, {} against {}",
+                        a.v_kv[j],
+                        b.v_kv[j],
+                        a.i_a[j],
+                        b.i_a[j]
+                    );
+                }
+            }
+            for (a, b) in folded.p_kw.iter().zip(&whole.p_kw) {
+                assert!((a - b).abs() < 1e-3, "feeder {f}: {a} kW against {b} kW");
+            }
+        }
+        assert!(folded_feeders > 0, "no fixture feeder folds");
     }
 
     /// A load's current per A at voltage angle slope `slope` (`im / re`) and

@@ -891,12 +891,12 @@ impl Engine {
             Some(screening) => self.loads_of(feeder, &electrical, self.readings(), screening),
             None => self.loads_of(feeder, &electrical, self.readings(), &mut ()),
         };
-        let steps = loads.step_count();
+        let steps = loads.loads.step_count();
         let rounds = self.config.load_model.max_allocation_rounds;
         let screened = screening
             .filter(|_| steps > FEW_STEPS)
             .map(|mut screening| {
-                let group_kva = self.group_series(group, &self.window_steps(&loads), true);
+                let group_kva = self.group_series(group, &self.window_steps(&loads.loads), true);
                 screening.steps_that_can_bind(&group_kva)
             })
             .filter(|kept| !kept.is_empty());
@@ -905,25 +905,27 @@ impl Engine {
             // flow, a short window costs little, an audit judges every step,
             // and a feeder of its busbar alone has no node to screen for.
             loads.settle(&electrical, 0..steps, rounds);
-            let mut base = self.base_from_loads(feeder, electrical, loads, true);
+            let loads = loads.into_whole();
+            let mut base = self.base_from_loads(feeder, electrical, loads.into(), true);
             self.finish_base(&mut base, true);
             let head = HeadFigures::of_base(&base);
             return (Arc::new(base), head);
         };
         // The head's peak and 95th percentile come from exact flows too: settle
         // every step whose loose figure lies near them.
-        let near_head_figures = HeadFigures::steps_near(&loads);
+        let near_head_figures = HeadFigures::steps_near(&loads.loads);
         loads.settle(
             &electrical,
             binding.iter().copied().chain(near_head_figures),
             rounds,
         );
+        let mut loads = loads.into_whole();
         let head = HeadFigures::of(
             (0..loads.step_count()).map(|k| loads.head_power_kva(k)),
             &loads,
         );
         let kept = loads.restricted_to(&binding);
-        let mut base = self.base_from_loads(feeder, electrical, kept, true);
+        let mut base = self.base_from_loads(feeder, electrical, kept.into(), true);
         self.finish_base(&mut base, true);
         (Arc::new(base), head)
     }

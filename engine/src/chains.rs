@@ -9,6 +9,11 @@
 //! the folded nodes' currents and voltages come back exactly from it
 //! ([`ChainFolding::unfold`]).
 //!
+//! A feeder's load model solves its loose and exact flows folded (its
+//! loaded nodes kept), and its base unfolds each flow as it observes it,
+//! four steps at a time (`SolvingLoads` in `base`): every node's rows are
+//! read off the whole tree, and no whole-tree flow of every step is held.
+//!
 //! A restoration case's flows over every step, which only choose the steps
 //! it keeps, are solved and kept folded. A set judged at one node (a
 //! capacity row's) reads their rooms off the folded tree itself
@@ -18,9 +23,10 @@
 
 use num_complex::Complex64;
 
-use crate::powerflow::{ElectricalFeeder, Solution};
+use crate::powerflow::{ElectricalFeeder, LANES, Solution, SweepLanes};
 
 /// A feeder with its load-free series nodes folded away.
+#[derive(Clone, Debug)]
 pub(crate) struct ChainFolding {
     /// The folded feeder: the busbar, every loaded node, and every node that
     /// branches or ends, each fed from the nearest of them above. A folded
@@ -163,12 +169,42 @@ impl ChainFolding {
         whole.iterations = solution.iterations;
         whole.converged = solution.converged;
     }
+
+    /// A batch of the folded feeder's lane flows on the whole feeder, as
+    /// [`Self::unfold_into`] unfolds one flow: for a reader that judges
+    /// every node of each batch while it is in cache.
+    pub(crate) fn unfold_lanes(&self, folded: &SweepLanes, whole: &mut SweepLanes) {
+        let n = self.carries.len();
+        for buffer in [
+            &mut whole.v_re,
+            &mut whole.v_im,
+            &mut whole.i_re,
+            &mut whole.i_im,
+        ] {
+            buffer.resize(n, [0.0; LANES]);
+        }
+        for (j, (&k, &(from, drop))) in self.carries.iter().zip(&self.voltage_from).enumerate() {
+            let (k, from) = (k as usize, from as usize);
+            let (i_re, i_im) = (folded.i_re[k], folded.i_im[k]);
+            whole.i_re[j] = i_re;
+            whole.i_im[j] = i_im;
+            // As `v - drop * i` in complex numbers, lane by lane.
+            whole.v_re[j] = std::array::from_fn(|l| {
+                folded.v_re[from][l] - (drop.re * i_re[l] - drop.im * i_im[l])
+            });
+            whole.v_im[j] = std::array::from_fn(|l| {
+                folded.v_im[from][l] - (drop.re * i_im[l] + drop.im * i_re[l])
+            });
+        }
+        whole.converged = folded.converged;
+        whole.iterations = folded.iterations;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::powerflow::{SweepSettings, sweep};
+    use crate::powerflow::{StepLoads, SweepSettings, sweep, sweep_lanes};
     use headroom_geodata::topology::NO_PARENT;
 
     /// A 10 kV tree: chains of poles between a joint, two loaded nodes, a
@@ -263,6 +299,51 @@ mod tests {
         }
         // A folded pole carries the current of the branch below it.
         assert_eq!(unfolded.i_a[6], unfolded.i_a[8]);
+    }
+
+    /// A batch of lane flows unfolded at once is each lane's flow unfolded
+    /// alone, bit for bit: a reader of loose flows sees what a step's own
+    /// unfolded flow holds.
+    #[test]
+    fn lanes_unfold_as_each_flow_does() {
+        let (e, p, q) = branching_with_chains();
+        let loaded: Vec<bool> = p.iter().map(|p| *p != 0.0).collect();
+        let folding = ChainFolding::new(&e, &loaded).expect("poles fold");
+        let kept: Vec<usize> = (0..e.len())
+            .filter(|&j| folding.kept(j).is_some())
+            .collect();
+        let mut loads = StepLoads::new(folding.folded.len());
+        for l in 0..LANES {
+            // Each lane its own share of the loads and its own source.
+            let share = 0.4 + 0.3 * l as f64;
+            for (at, &j) in kept.iter().enumerate() {
+                loads.p_kw[l][at] = p[j] * share;
+                loads.q_kvar[l][at] = q[j] * share;
+            }
+            loads.source_kv[l] = 10.1 + 0.1 * l as f64;
+        }
+        let mut lanes = SweepLanes::default();
+        sweep_lanes(
+            &folding.folded,
+            &loads,
+            SweepSettings::default(),
+            &mut lanes,
+            [false; LANES],
+        );
+        let mut whole = SweepLanes::default();
+        folding.unfold_lanes(&lanes, &mut whole);
+        for l in 0..LANES {
+            let mut flow = Solution::default();
+            lanes.write_solution(l, &mut flow);
+            let alone = folding.unfold(&flow);
+            let mut from_lanes = Solution::default();
+            whole.write_solution(l, &mut from_lanes);
+            assert_eq!(from_lanes.v_kv, alone.v_kv, "lane {l}");
+            assert_eq!(from_lanes.i_a, alone.i_a, "lane {l}");
+            assert_eq!(whole.converged[l], lanes.converged[l]);
+        }
+        // The lanes differ: each was solved on its own loads.
+        assert_ne!(whole.v_re[8][0], whole.v_re[8][1]);
     }
 
     /// Rows worked out on the folded tree give each kept node the whole

@@ -127,11 +127,21 @@ pub trait LooseBatches {
     /// lane `l` of `lanes` holds step `steps[l]`'s flow (lanes past the batch
     /// repeat its last step).
     fn solved(&mut self, steps: &[usize], lanes: &SweepLanes);
+
+    /// Whether [`Self::solved`] reads the flows at all: flows solved on a
+    /// folded feeder are unfolded for a reader that does.
+    fn reads_flows(&self) -> bool {
+        true
+    }
 }
 
 /// Nothing looks.
 impl LooseBatches for () {
     fn solved(&mut self, _steps: &[usize], _lanes: &SweepLanes) {}
+
+    fn reads_flows(&self) -> bool {
+        false
+    }
 }
 
 /// The loads of one feeder over its kept steps.
@@ -695,6 +705,22 @@ impl FeederLoads {
     pub(crate) fn on_whole_tree(&mut self, transformers: Vec<(TransformerIx, u32)>) {
         debug_assert_eq!(transformers.len(), self.transformers.len());
         self.transformers = transformers;
+    }
+
+    /// Flows settled on a tree with its series chains folded (`folding`)
+    /// unfolded onto the whole tree. The loose voltages, the folded tree's,
+    /// are dropped: a step not settled by now keeps its loose head power
+    /// alone, and is never settled after.
+    pub(crate) fn unfold_flows(&mut self, folding: &crate::chains::ChainFolding) {
+        for (flow, _) in self
+            .flows
+            .iter_mut()
+            .zip(&self.settled)
+            .filter(|(_, settled)| **settled)
+        {
+            *flow = folding.unfold(flow);
+        }
+        self.loose_v_kv = Vec::new();
     }
 
     /// The same feeder's loads at `steps` only (ascending), with their flows.

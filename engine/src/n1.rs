@@ -788,7 +788,14 @@ impl Engine {
         // A tree to be restricted keeps its flows in full precision only.
         let restricted = steps > keep;
         let solve_reserved = (!reserved.is_empty()).then_some(sweep);
-        let mut base = self.base_solved(owner, e, loads, reserved, solve_reserved, !restricted);
+        let mut base = self.base_solved(
+            owner,
+            e,
+            loads.into(),
+            reserved,
+            solve_reserved,
+            !restricted,
+        );
         base.group = group;
         base.limits = limits;
         CaseTree {
