@@ -988,19 +988,40 @@ impl Engine {
             .collect();
         loads.flows = full_solutions;
         let mut loads = loads.restricted_to(kept);
-        if let Some(folding) = folding {
-            for flow in &mut loads.flows {
-                *flow = folding.unfold(flow);
-            }
-        }
+        // Folded flows are solved again on the folded tree (a tree folds
+        // only without reservations, which are solved in on the whole one)
+        // and observed unfolded, four at a time.
+        let whole_transformers = folding.map(|folding| {
+            debug_assert!(reserved.is_empty());
+            let folded = loads
+                .transformers
+                .iter()
+                .map(|&(t, local)| {
+                    let at = folding.kept(local as usize);
+                    (t, at.expect("a loaded node is never folded"))
+                })
+                .collect();
+            std::mem::replace(&mut loads.transformers, folded)
+        });
+        let (solved_on, whole) = match folding {
+            Some(folding) => (folding.folded.clone(), Some(electrical)),
+            None => (electrical, None),
+        };
         let mut restricted = self.base_solved(
             loads.feeder,
-            electrical,
+            solved_on,
             loads.into(),
             reserved,
             Some(SweepSettings::default()),
-            true,
+            folding.is_none(),
         );
+        if let (Some(folding), Some(transformers)) = (folding, whole_transformers) {
+            restricted.loads.on_whole_tree(transformers);
+            restricted.full_solutions_folding = Some(folding.clone());
+        }
+        if let Some(whole) = whole {
+            restricted.electrical = whole;
+        }
         restricted.group_kva = kept
             .iter()
             .zip(&loose_heads)
@@ -1656,6 +1677,49 @@ mod tests {
             }
         }
         assert!(folded_feeders > 0, "no fixture feeder folds");
+    }
+
+    /// A base restricted to some of its steps from flows of its folded tree
+    /// (solved again there, then observed unfolded) is the base restricted
+    /// from the same flows unfolded first, within the sweep's tolerance, on
+    /// the whole feeder.
+    #[test]
+    fn a_base_restricted_from_folded_flows_is_the_one_restricted_unfolded() {
+        let engine = crate::test_support::fixture_engine();
+        let mut compared = 0;
+        for f in 0..engine.network.feeders.len() {
+            let feeder = FeederIx::from_usize(f);
+            let e = ElectricalFeeder::new(&engine.network, engine.topology.tree(feeder));
+            let SettledLoads { loads, folding } = engine
+                .loads_of(feeder, &e, engine.readings(), &mut ())
+                .settled(&e, &engine.config.load_model);
+            let Some(folding) = folding else { continue };
+            let mut unobserved =
+                engine.base_solved(feeder, e.clone(), loads.into(), Vec::new(), None, false);
+            engine.set_group_series(&mut unobserved, false);
+            let mut unfolded = unobserved.clone();
+            for flow in &mut unfolded.full_solutions {
+                *flow = folding.unfold(flow);
+            }
+            let kept: Vec<usize> = (0..unobserved.step_count()).step_by(7).collect();
+            let a = engine.restricted_base(unobserved, &kept, Some(&folding));
+            let b = engine.restricted_base(unfolded, &kept, None);
+            assert_eq!(a.electrical.len(), e.len());
+            assert_eq!(a.loads.transformers, b.loads.transformers);
+            assert_eq!(a.solutions.len(), kept.len());
+            for (k, (x, y)) in a.solutions.iter().zip(&b.solutions).enumerate() {
+                for j in 0..e.len() {
+                    let dv = (x.v_kv(j) - y.v_kv(j)).norm() / e.nominal_kv[j];
+                    assert!(dv < 1e-6, "feeder {f} step {k} node {j}: {dv}");
+                }
+            }
+            for (x, y) in a.group_kva.iter().zip(&b.group_kva) {
+                assert!((x - y).norm() < 1e-3, "feeder {f}: {x} against {y}");
+            }
+            assert_eq!(a.summary.worst.v_min.1, b.summary.worst.v_min.1);
+            compared += 1;
+        }
+        assert!(compared > 0, "no fixture feeder folds");
     }
 
     /// A load's current per A at voltage angle slope `slope` (`im / re`) and
