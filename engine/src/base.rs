@@ -964,12 +964,16 @@ impl Engine {
     /// A base not yet observed, whose flows were solved to a looser tolerance
     /// ([`CASE_SELECTION_SWEEP`]), restricted to its steps `kept` (ascending),
     /// solved again from those flows and observed; its group's flow is carried
-    /// over, corrected by what solving again moved its head.
+    /// over, corrected by what solving again moved its head. Flows of
+    /// `folding`'s folded tree are solved again there, and observed there
+    /// too where `stay_folded` (the base is then the folded tree's, the
+    /// transformers at its nodes), else unfolded onto the whole tree.
     pub(crate) fn restricted_base(
         &self,
         base: FeederBase,
         kept: &[usize],
         folding: Option<&ChainFolding>,
+        stay_folded: bool,
     ) -> FeederBase {
         let FeederBase {
             electrical,
@@ -1007,19 +1011,20 @@ impl Engine {
             Some(folding) => (folding.folded.clone(), Some(electrical)),
             None => (electrical, None),
         };
+        let unfold = folding.filter(|_| !stay_folded);
         let mut restricted = self.base_solved(
             loads.feeder,
             solved_on,
             loads.into(),
             reserved,
             Some(SweepSettings::default()),
-            folding.is_none(),
+            unfold.is_none(),
         );
-        if let (Some(folding), Some(transformers)) = (folding, whole_transformers) {
+        if let (Some(folding), Some(transformers), Some(whole)) =
+            (unfold, whole_transformers, whole)
+        {
             restricted.loads.on_whole_tree(transformers);
             restricted.full_solutions_folding = Some(folding.clone());
-        }
-        if let Some(whole) = whole {
             restricted.electrical = whole;
         }
         restricted.group_kva = kept
@@ -1702,8 +1707,8 @@ mod tests {
                 *flow = folding.unfold(flow);
             }
             let kept: Vec<usize> = (0..unobserved.step_count()).step_by(7).collect();
-            let a = engine.restricted_base(unobserved, &kept, Some(&folding));
-            let b = engine.restricted_base(unfolded, &kept, None);
+            let a = engine.restricted_base(unobserved, &kept, Some(&folding), false);
+            let b = engine.restricted_base(unfolded, &kept, None, false);
             assert_eq!(a.electrical.len(), e.len());
             assert_eq!(a.loads.transformers, b.loads.transformers);
             assert_eq!(a.solutions.len(), kept.len());

@@ -31,8 +31,15 @@ pub(crate) struct ChainFolding {
     /// The folded feeder: the busbar, every loaded node, and every node that
     /// branches or ends, each fed from the nearest of them above. A folded
     /// branch is rated as the least rated segment of its chain: every
-    /// segment carries the same current, so its margin is the chain's.
+    /// segment carries the same current, so its margin is the chain's. Its
+    /// inbound branch is that segment (the one nearest the top where
+    /// several are), the one the whole tree names as most loaded.
     pub(crate) folded: ElectricalFeeder,
+    /// Per node of the folded feeder, its inbound branch as a scan up a path
+    /// names it: the least rated segment of its chain nearest the bottom
+    /// where several are (`folded.inbound` names the one nearest the top,
+    /// as a scan over the nodes in order does).
+    pub(crate) inbound_lowest: Vec<Option<headroom_geodata::Branch>>,
     /// Per node of the feeder, its index in the folded one (`u32::MAX` where
     /// folded away).
     kept: Vec<u32>,
@@ -66,8 +73,15 @@ impl ChainFolding {
         let mut kept = vec![u32::MAX; n];
         // Impedance from the nearest kept node above to each node.
         let mut z_from_kept = vec![Complex64::new(0.0, 0.0); n];
-        // The least rating from the nearest kept node above to each node.
+        // The least rating from the nearest kept node above to each node,
+        // and the node whose inbound segment has it (the one nearest the
+        // top where several do: the whole tree's first most loaded).
         let mut rated_from_kept = vec![f64::INFINITY; n];
+        let mut least_rated_from_kept = vec![u32::MAX; n];
+        // The same, the one nearest the bottom where several are: the first
+        // most loaded a scan up a path from its end finds.
+        let mut lowest_least_rated_from_kept = vec![u32::MAX; n];
+        let mut inbound_lowest = Vec::new();
         let mut folded = ElectricalFeeder {
             feeder: e.feeder,
             head_rated_a: e.head_rated_a,
@@ -75,18 +89,33 @@ impl ChainFolding {
         };
         for j in 0..n {
             let parent = e.parent[j];
-            let (z, rated) = if j == 0 {
-                (e.z_ohm[0], e.rated_a[0])
+            let (z, rated, least_rated, lowest_least_rated) = if j == 0 {
+                (e.z_ohm[0], e.rated_a[0], 0, 0)
             } else {
                 let p = parent as usize;
+                let (above, lowest_above) =
+                    (least_rated_from_kept[p], lowest_least_rated_from_kept[p]);
+                let at = j as u32;
                 (
                     z_from_kept[p] + e.z_ohm[j],
                     rated_from_kept[p].min(e.rated_a[j]),
+                    if above == u32::MAX || e.rated_a[j] < rated_from_kept[p] {
+                        at
+                    } else {
+                        above
+                    },
+                    if lowest_above == u32::MAX || e.rated_a[j] <= rated_from_kept[p] {
+                        at
+                    } else {
+                        lowest_above
+                    },
                 )
             };
             if folds(j) {
                 z_from_kept[j] = z;
                 rated_from_kept[j] = rated;
+                least_rated_from_kept[j] = least_rated;
+                lowest_least_rated_from_kept[j] = lowest_least_rated;
                 continue;
             }
             kept[j] = folded.parent.len() as u32;
@@ -105,7 +134,8 @@ impl ChainFolding {
                 });
             folded.z_ohm.push(z);
             folded.rated_a.push(rated);
-            folded.inbound.push(e.inbound[j]);
+            folded.inbound.push(e.inbound[least_rated as usize]);
+            inbound_lowest.push(e.inbound[lowest_least_rated as usize]);
             folded.nominal_kv.push(e.nominal_kv[j]);
         }
         folded.derive_per_node();
@@ -128,6 +158,7 @@ impl ChainFolding {
         }
         Some(Self {
             folded,
+            inbound_lowest,
             kept,
             carries,
             voltage_from,

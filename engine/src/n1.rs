@@ -46,7 +46,8 @@ pub struct CaseTree {
     /// The network node of each local node of the tree.
     pub nodes: Vec<NodeIx>,
     /// Local index in this tree of each local node of F (`u32::MAX` where the
-    /// node is fed by another tree of the case).
+    /// node is fed by another tree of the case or, in a tree of a set judged
+    /// at one node, which stays folded, folded away).
     pub from_feeder: Vec<u32>,
     /// What feeds it.
     pub supply: TieSupply,
@@ -65,6 +66,10 @@ pub struct CaseTree {
     /// were solved with the tree's series chains folded: they are kept folded
     /// until then (see `chains`).
     folding: Option<ChainFolding>,
+    /// Where the tree stays folded (a set judged at one node), each node's
+    /// inbound branch as a scan up the judged node's path names it (see
+    /// [`ChainFolding::inbound_lowest`]); empty otherwise.
+    path_inbound: Vec<Option<headroom_geodata::Branch>>,
 }
 
 /// Steps of the window a cached case tree keeps: those where its room is
@@ -218,6 +223,36 @@ pub struct CaseFlows {
     pub case: RestorationCase,
     /// One tree per supplier (a split over two ties to one feeder is one tree).
     pub trees: Vec<CaseTree>,
+}
+
+impl CaseTree {
+    /// Moves the tree's figures per node onto `folding`'s folded tree, which
+    /// its base has become. A node of F folded away is in no tree of the set
+    /// (as a node fed by another tree): a set judged at one node is asked
+    /// at that node alone, which the folding keeps.
+    fn fold_onto(&mut self, folding: &ChainFolding) {
+        let kept: Vec<usize> = (0..self.nodes.len())
+            .filter(|&j| folding.kept(j).is_some())
+            .collect();
+        self.nodes = kept.iter().map(|&j| self.nodes[j]).collect();
+        for at in self.from_feeder.iter_mut().filter(|at| **at != u32::MAX) {
+            *at = folding.kept(*at as usize).unwrap_or(u32::MAX);
+        }
+        // Every segment of a chain carries its current: the chain's highest
+        // loading is its least rated segment's, the first found where
+        // several are.
+        let carries = folding.carries();
+        let mut most = vec![(0.0f32, 0u32); kept.len()];
+        for (j, &(loading, step)) in self.branch_max.iter().enumerate() {
+            let at = carries[j] as usize;
+            if loading > most[at].0 {
+                most[at] = (loading, step);
+            }
+        }
+        self.branch_max = most;
+        self.dropped_room_kva = kept.iter().map(|&j| self.dropped_room_kva[j]).collect();
+        self.path_inbound.clone_from(&folding.inbound_lowest);
+    }
 }
 
 impl CaseFlows {
@@ -609,9 +644,10 @@ impl Engine {
         // series chains folded (see `chains`) and kept folded: a city case
         // tree keeps about a third of its nodes, and its flows at every
         // step, unfolded, cost as much memory traffic as the sweeps saved.
-        // The steps kept are solved again on the whole tree. Reservations
-        // are solved in afterwards over every step, from flows of the whole
-        // tree.
+        // The steps kept are solved again on the folded tree, and the tree
+        // of a set judged at one node stays folded from then on (see
+        // `Engine::keep_least_room`). Reservations are solved in afterwards
+        // over every step, from flows of the whole tree.
         let selecting = shared.len() > keep;
         let folding = (selecting && reserved.is_empty())
             .then(|| {
@@ -624,6 +660,14 @@ impl Engine {
                     .filter(|at| **at != u32::MAX)
                 {
                     loaded[at as usize] = true;
+                    // A tree that stays folded names the segment and the
+                    // feeder that break: with both ends of each tie kept, no
+                    // chain runs across one, and each folded branch lies on
+                    // one feeder.
+                    for start in &warm {
+                        loaded[start.attach] = true;
+                        loaded[from_feeder[start.a] as usize] = true;
+                    }
                 }
                 ChainFolding::new(&e, &loaded)
             })
@@ -806,6 +850,7 @@ impl Engine {
             branch_max,
             dropped_room_kva: vec![f64::INFINITY; n],
             folding,
+            path_inbound: Vec::new(),
         }
     }
 
@@ -928,9 +973,22 @@ impl Engine {
         };
         let mut kept = order[..keep].to_vec();
         kept.sort_unstable();
+        // Judged at a node the folding keeps, the tree stays folded: the
+        // judged node's headroom and what breaks there are found on a third
+        // of the nodes (a folded branch carries its chain's current, rated as
+        // its least rated segment and named by it).
+        let stay_folded = folded_judged.is_some();
         let folding = tree.folding.take();
-        tree.base = self.restricted_base(std::mem::take(&mut tree.base), &kept, folding.as_ref());
+        tree.base = self.restricted_base(
+            std::mem::take(&mut tree.base),
+            &kept,
+            folding.as_ref(),
+            stay_folded,
+        );
         tree.dropped_room_kva = dropped;
+        if let Some(folding) = folding.filter(|_| stay_folded) {
+            tree.fold_onto(&folding);
+        }
     }
 
     /// Each tree's busbar group flow: the group's own (with reservations),
@@ -1179,7 +1237,7 @@ impl Engine {
         load: &AddedLoad<'_>,
     ) -> BestCase {
         let t = &case.trees[own];
-        let (own_loading, loaded_segment) = self.loading_at_demand(t, at, demand_kw, load);
+        let (own_loading, loaded_segment, on_path) = self.loading_at_demand(t, at, demand_kw, load);
         let loading_pct = case
             .trees
             .iter()
@@ -1198,8 +1256,13 @@ impl Engine {
         // tree's flows without the new load (the new load lowers most what is
         // lowest already: the nodes beyond it share its whole path).
         let mut worst = breaking.base.summary.worst;
+        // A segment found on the path is named as a scan up the path names
+        // it (on a folded tree, a chain's least rated segment nearest its
+        // end), any other as the flows' own figures do.
+        let mut named_on_path = false;
         if tree == own && loaded_segment != 0 {
             worst.segment.1 = loaded_segment;
+            named_on_path = on_path;
         }
         // The local node whose inbound segment or voltage breaks: its feeder
         // is the one to reinforce (the supplier's for the head and group).
@@ -1240,7 +1303,13 @@ impl Engine {
         let supplier = self.supplier_name(breaking.supply);
         let element = match check {
             CheckName::SegmentThermal => {
-                self.inbound_segment_id(&breaking.base.electrical, worst.segment.1)
+                match breaking.path_inbound.get(worst.segment.1 as usize) {
+                    Some(Some(headroom_geodata::Branch::Segment(s))) if named_on_path => {
+                        Some(self.network.segment(*s).id.to_string())
+                    }
+                    Some(_) if named_on_path => None,
+                    _ => self.inbound_segment_id(&breaking.base.electrical, worst.segment.1),
+                }
             }
             CheckName::Voltage => {
                 local.map(|j| self.network.node(breaking.nodes[j as usize]).id.to_string())
@@ -1279,14 +1348,15 @@ impl Engine {
     /// carries what it did (the load reaches it only through the voltage, a
     /// fraction of a per cent): its highest over the window. On the path, at
     /// each step, the base flow's current with the load's added; the step
-    /// where the path is loaded most is solved exactly.
+    /// where the path is loaded most is solved exactly. Last, whether that
+    /// branch is the path's.
     fn loading_at_demand(
         &self,
         tree: &CaseTree,
         local: u32,
         demand_kw: f64,
         load: &AddedLoad<'_>,
-    ) -> (f64, u32) {
+    ) -> (f64, u32, bool) {
         let base = &tree.base;
         let e = &base.electrical;
         let mut on_path = vec![false; e.len()];
@@ -1392,17 +1462,19 @@ impl Engine {
             Some((on, k, branch)) if on >= off_path.0 && demand_kw > 0.0 => (
                 self.loading_pct_at_step(base, k, local, demand_kw * factor(k), load),
                 branch,
+                true,
             ),
-            Some((on, _, branch)) if on >= off_path.0 => (on * 100.0, branch),
+            Some((on, _, branch)) if on >= off_path.0 => (on * 100.0, branch, true),
             // The load still moves it a little, through the voltage.
             _ if demand_kw > 0.0 && off_step.is_some() => {
                 let k = off_step.unwrap_or(0);
                 (
                     self.loading_pct_at_step(base, k, local, demand_kw * factor(k), load),
                     off_path.1,
+                    false,
                 )
             }
-            _ => (off_path.0 * 100.0, off_path.1),
+            _ => (off_path.0 * 100.0, off_path.1, false),
         }
     }
 

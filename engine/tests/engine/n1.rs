@@ -726,6 +726,18 @@ fn case_steps_chosen_on_folded_pole_chains_give_the_headroom_over_every_step() {
         Some(full.min(row.headroom_kw)),
         "{row:?}"
     );
+    // The row's tree, folded once its steps are kept, names the segment a
+    // set cached for every node (the whole tree) names: of G's pole chain,
+    // every segment rated alike and carrying one current, the one a scan up
+    // the path meets first.
+    let cached = engine().n1_transfer(f, 1, 0.0, row.headroom_kw, &load);
+    let best = cached.best.expect("a case feeds F");
+    let element = best.element.expect("a segment limits the transfer");
+    let detail = row.n1_detail.as_deref().expect("a detail");
+    assert!(
+        detail.ends_with(&format!("limits the transfer at {element}")),
+        "{detail} against {element}"
+    );
     let engine = engine();
     let n1 = engine.feeder_n1(f);
     assert_eq!(n1.cases.len(), 1);
