@@ -82,7 +82,7 @@ impl SolvingLoads {
     /// Every step settled, the transformers at their nodes of the whole
     /// feeder and the flows still folded: a base observes each flow unfolded
     /// while it is in cache.
-    fn settled(
+    pub(crate) fn settled(
         mut self,
         whole: &ElectricalFeeder,
         settings: &crate::load_model::LoadModelSettings,

@@ -104,9 +104,13 @@ struct BranchMax {
 
 impl BranchMax {
     fn new(e: &ElectricalFeeder) -> Self {
+        Self::with_slots(e.len())
+    }
+
+    fn with_slots(count: usize) -> Self {
         Self {
-            most: vec![(0.0, 0); e.len()],
-            most_squared: vec![0.0; e.len()],
+            most: vec![(0.0, 0); count],
+            most_squared: vec![0.0; count],
         }
     }
 
@@ -115,33 +119,20 @@ impl BranchMax {
         if solution.i_a.len() != e.len() {
             return;
         }
-        self.observe_currents(e, k, |j| solution.i_a[j]);
+        self.observe_currents(e.head_rated_a, &e.inv_rated_a_2, k, |j| solution.i_a[j]);
     }
 
-    /// [`Self::observe`] from the flow of `folding`'s folded tree: each
-    /// branch's current read where its chain's is (the same value).
-    fn observe_folded(
-        &mut self,
-        e: &ElectricalFeeder,
-        k: usize,
-        folding: &ChainFolding,
-        folded: &Solution,
-    ) {
-        if folded.i_a.len() != folding.folded.len() {
-            return;
-        }
-        let carries = folding.carries();
-        self.observe_currents(e, k, |j| folded.i_a[carries[j] as usize]);
-    }
-
+    /// Per slot (0: the head, against `head_rated`), a current and its
+    /// inverse rating squared (0: unrated, never the highest).
     #[inline(always)]
     fn observe_currents(
         &mut self,
-        e: &ElectricalFeeder,
+        head_rated: Option<f64>,
+        inverse_rated_2: &[f64],
         k: usize,
         i_a: impl Fn(usize) -> Complex64,
     ) {
-        if let Some(rated) = e.head_rated_a.filter(|r| *r > 0.0) {
+        if let Some(rated) = head_rated.filter(|r| *r > 0.0) {
             let loading = (i_a(0).norm_sqr().sqrt() / rated) as f32;
             if loading > self.most[0].0 {
                 self.most[0] = (loading, k as u32);
@@ -154,8 +145,8 @@ impl BranchMax {
             .enumerate()
             .skip(1)
         {
-            let squared = i_a(j).norm_sqr() * e.inv_rated_a_2[j];
-            if e.inv_rated_a_2[j] > 0.0 && squared > *squared_slot {
+            let squared = i_a(j).norm_sqr() * inverse_rated_2[j];
+            if inverse_rated_2[j] > 0.0 && squared > *squared_slot {
                 let loading = squared.sqrt() as f32;
                 if loading > slot.0 {
                     *slot = (loading, k as u32);
@@ -172,6 +163,78 @@ impl BranchMax {
         self.most
             .into_iter()
             .map(|(loading, k)| (loading, window_step(k as usize) as u32))
+            .collect()
+    }
+}
+
+/// [`BranchMax`] of the whole tree's branches from a folded tree's flows
+/// (see `chains`). The branches of one chain carry one current, so those
+/// rated alike share a slot, taken in once a step: what each would give
+/// alone, bit for bit, for a third of the work.
+struct FoldedBranchMax {
+    slots: BranchMax,
+    head_rated: Option<f64>,
+    /// Per slot (0: the head), the folded node whose current it reads.
+    reads: Vec<u32>,
+    /// Per slot, its branches' inverse rating squared.
+    inverse_rated_2: Vec<f64>,
+    /// Per branch of the whole tree, its slot (`u32::MAX`: unrated).
+    slot_of: Vec<u32>,
+}
+
+impl FoldedBranchMax {
+    fn new(e: &ElectricalFeeder, folding: &ChainFolding) -> Self {
+        let carries = folding.carries();
+        let (mut reads, mut inverse_rated_2) = (vec![0u32], vec![0.0f64]);
+        let mut slot_of = vec![u32::MAX; e.len()];
+        slot_of[0] = 0;
+        // Per folded node, its slots: (inverse rating squared, slot).
+        let mut of_node: Vec<Vec<(f64, u32)>> = vec![Vec::new(); folding.folded.len()];
+        for j in 1..e.len() {
+            let inverse = e.inv_rated_a_2[j];
+            if inverse <= 0.0 {
+                continue;
+            }
+            let at = carries[j];
+            let slots = &mut of_node[at as usize];
+            slot_of[j] = match slots.iter().find(|(i, _)| i.to_bits() == inverse.to_bits()) {
+                Some(&(_, slot)) => slot,
+                None => {
+                    let slot = reads.len() as u32;
+                    reads.push(at);
+                    inverse_rated_2.push(inverse);
+                    slots.push((inverse, slot));
+                    slot
+                }
+            };
+        }
+        Self {
+            slots: BranchMax::with_slots(reads.len()),
+            head_rated: e.head_rated_a,
+            reads,
+            inverse_rated_2,
+            slot_of,
+        }
+    }
+
+    /// Takes in the folded flow of step `k` (one not solved is passed over).
+    fn observe(&mut self, folding: &ChainFolding, k: usize, folded: &Solution) {
+        if folded.i_a.len() != folding.folded.len() {
+            return;
+        }
+        let reads = &self.reads;
+        self.slots
+            .observe_currents(self.head_rated, &self.inverse_rated_2, k, |s| {
+                folded.i_a[reads[s] as usize]
+            });
+    }
+
+    /// Each branch's highest loading, with its step as a window index.
+    fn by_window_step(self, window_step: impl Fn(usize) -> usize) -> Vec<(f32, u32)> {
+        let slots = self.slots.by_window_step(window_step);
+        self.slot_of
+            .iter()
+            .map(|&slot| slots.get(slot as usize).copied().unwrap_or((0.0, 0)))
             .collect()
     }
 }
@@ -887,13 +950,14 @@ impl Engine {
             .zip(judged_at)
             .and_then(|(folding, at)| Some((folding, folding.kept(at)? as usize)));
         if let Some((folding, at)) = folded_judged {
+            let mut folded_maxima = FoldedBranchMax::new(&base.electrical, folding);
             self.each_folded_room_pair(base, folding, at, |k, flow, least, room_at| {
-                if let Some(maxima) = &mut maxima {
-                    maxima.observe_folded(&base.electrical, k, folding, flow);
-                }
+                folded_maxima.observe(folding, k, flow);
                 least_any.push(least);
                 at_room.push(room_at);
             });
+            maxima = None;
+            tree.branch_max = folded_maxima.by_window_step(|k| base.window_step[k]);
         } else {
             self.each_unobserved_room_row(base, tree.folding.as_ref(), |k, flow, row| {
                 if let Some(maxima) = &mut maxima {
@@ -1851,6 +1915,47 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::test_support::fixture_engine;
+
+    /// The highest loadings taken from folded flows, a slot per chain and
+    /// rating, are those of every branch taken from the flows unfolded, bit
+    /// for bit, steps included; with a chain's segments rated apart too.
+    #[test]
+    fn branch_maxima_of_folded_flows_are_every_branchs() {
+        let engine = fixture_engine();
+        let mut folded_feeders = 0;
+        for f in 0..engine.network.feeders.len() {
+            let feeder = FeederIx::from_usize(f);
+            let mut e = ElectricalFeeder::new(&engine.network, engine.topology.tree(feeder));
+            let settled = engine
+                .loads_of(feeder, &e, engine.readings(), &mut ())
+                .settled(&e, &engine.config.load_model);
+            let Some(folding) = settled.folding else {
+                continue;
+            };
+            folded_feeders += 1;
+            // Every third segment rated a fifth lower: chains of two ratings.
+            for j in (1..e.len()).step_by(3) {
+                e.rated_a[j] *= 0.8;
+            }
+            e.derive_per_node();
+            let mut whole = BranchMax::new(&e);
+            let mut folded = FoldedBranchMax::new(&e, &folding);
+            for (k, flow) in settled.loads.flows.iter().enumerate() {
+                folded.observe(&folding, k, flow);
+                whole.observe(&e, k, &folding.unfold(flow));
+            }
+            let (whole, folded) = (whole.by_window_step(|k| k), folded.by_window_step(|k| k));
+            assert_eq!(whole.len(), folded.len());
+            for (j, (a, b)) in whole.iter().zip(&folded).enumerate() {
+                assert!(
+                    a.0.to_bits() == b.0.to_bits() && a.1 == b.1,
+                    "feeder {f} branch {j}: {a:?} against {b:?}"
+                );
+            }
+            assert!(whole.iter().any(|m| m.0 > 0.0));
+        }
+        assert!(folded_feeders > 0, "no fixture feeder folds");
+    }
 
     /// A case set built for a capacity row keeps, over the steps it leaves
     /// out, the room at the feeder's first node and the least of any node
