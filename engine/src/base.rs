@@ -68,15 +68,13 @@ impl SolvingLoads {
 
     /// Every step settled, on the whole feeder.
     fn settled_whole(
-        self,
+        mut self,
         whole: &ElectricalFeeder,
         settings: &crate::load_model::LoadModelSettings,
     ) -> FeederLoads {
-        let SettledLoads { mut loads, folding } = self.settled(whole, settings);
-        if let Some(folding) = &folding {
-            loads.unfold_flows(folding);
-        }
-        loads
+        let steps = self.loads.step_count();
+        self.settle(whole, 0..steps, settings.max_allocation_rounds);
+        self.into_whole()
     }
 
     /// Every step settled, the transformers at their nodes of the whole
@@ -561,13 +559,7 @@ impl Engine {
         let (solved_on, solved_transformers) = match &folding {
             Some(folding) => (
                 &folding.folded,
-                transformers
-                    .iter()
-                    .map(|&(t, local)| {
-                        let at = folding.kept(local as usize);
-                        (t, at.expect("a loaded node is never folded"))
-                    })
-                    .collect(),
+                folding.transformers_on_folded(&transformers),
             ),
             None => (electrical, transformers.clone()),
         };
@@ -997,14 +989,7 @@ impl Engine {
         // and observed unfolded, four at a time.
         let whole_transformers = folding.map(|folding| {
             debug_assert!(reserved.is_empty());
-            let folded = loads
-                .transformers
-                .iter()
-                .map(|&(t, local)| {
-                    let at = folding.kept(local as usize);
-                    (t, at.expect("a loaded node is never folded"))
-                })
-                .collect();
+            let folded = folding.transformers_on_folded(&loads.transformers);
             std::mem::replace(&mut loads.transformers, folded)
         });
         let (solved_on, whole) = match folding {

@@ -21,6 +21,7 @@
 //! a time. Unfolding every step at once wrote as much memory as the folded
 //! sweeps saved.
 
+use headroom_geodata::TransformerIx;
 use num_complex::Complex64;
 
 use crate::powerflow::{ElectricalFeeder, LANES, Solution, SweepLanes};
@@ -199,6 +200,21 @@ impl ChainFolding {
         );
         whole.iterations = solution.iterations;
         whole.converged = solution.converged;
+    }
+
+    /// Each transformer at its node of the folded feeder: loaded nodes are
+    /// kept by every folding made with them loaded.
+    pub(crate) fn transformers_on_folded(
+        &self,
+        transformers: &[(TransformerIx, u32)],
+    ) -> Vec<(TransformerIx, u32)> {
+        transformers
+            .iter()
+            .map(|&(t, local)| {
+                let at = self.kept(local as usize);
+                (t, at.expect("a loaded node is never folded"))
+            })
+            .collect()
     }
 
     /// A batch of the folded feeder's lane flows on the whole feeder, as

@@ -938,10 +938,6 @@ impl Engine {
         let mut least_any = Vec::with_capacity(steps);
         let mut at_room = Vec::with_capacity(if judged_at.is_some() { steps } else { 0 });
         let mut rooms = Vec::with_capacity(if judged.is_none() { n * steps } else { 0 });
-        let mut maxima = tree
-            .folding
-            .as_ref()
-            .map(|_| BranchMax::new(&base.electrical));
         // Judged at a node the folding keeps, the rows are worked out on the
         // folded tree: a third of the nodes, and no step unfolded.
         let folded_judged = tree
@@ -956,9 +952,12 @@ impl Engine {
                 least_any.push(least);
                 at_room.push(room_at);
             });
-            maxima = None;
             tree.branch_max = folded_maxima.by_window_step(|k| base.window_step[k]);
         } else {
+            let mut maxima = tree
+                .folding
+                .as_ref()
+                .map(|_| BranchMax::new(&base.electrical));
             self.each_unobserved_room_row(base, tree.folding.as_ref(), |k, flow, row| {
                 if let Some(maxima) = &mut maxima {
                     maxima.observe(&base.electrical, k, flow);
@@ -971,9 +970,9 @@ impl Engine {
                     rooms.extend_from_slice(row);
                 }
             });
-        }
-        if let Some(maxima) = maxima {
-            tree.branch_max = maxima.by_window_step(|k| tree.base.window_step[k]);
+            if let Some(maxima) = maxima {
+                tree.branch_max = maxima.by_window_step(|k| tree.base.window_step[k]);
+            }
         }
         let least: Vec<f64> = least_any
             .iter()
