@@ -23,7 +23,9 @@
 //!   `capacity --level feeder` for the whole city, once, with the open capacity
 //!   for generation and the N-1 figures (targets < 6 s and, with N-1, < 10 s
 //!   on 2 cores). Loading the city's
-//!   73 million readings takes a minute first.
+//!   73 million readings takes a minute first. Each city pass prints its p50,
+//!   its p99 and the process's CPU time per application: on a shared machine
+//!   the CPU time is the steadier of the three for comparing two builds.
 //!
 //! Run: `cargo bench --bench engine`; with `HEADROOM_BENCH_CITY_ONLY=1` as well,
 //! only the city runs (`HEADROOM_BENCH_CITY_PART=rank|generation|n1|capacity` one
@@ -276,14 +278,7 @@ fn city() {
     let passes = std::iter::once("cold").chain(std::iter::repeat_n("warm", warm_passes));
     let loads = !matches!(part.as_str(), "capacity" | "generation" | "n1");
     for pass in passes.filter(|_| loads) {
-        let cpu_start = process_cpu_s();
-        let wall_start = Instant::now();
         let (timings, candidates) = city_pass(&engine, &apps);
-        eprintln!(
-            "{pass} pass: {:.1} ms CPU per application, {:.1} ms wall",
-            (process_cpu_s() - cpu_start) * 1000.0 / apps.len() as f64,
-            wall_start.elapsed().as_secs_f64() * 1000.0 / apps.len() as f64
-        );
         let (feeders, bytes) = engine.cache_usage();
         eprintln!(
             "cache after the {pass} pass: {feeders} feeders, {} MiB",
@@ -391,7 +386,8 @@ fn check_weakest_nodes(engine: &Engine, rows: &[headroom_engine::CapacityRow]) {
 /// With `HEADROOM_BENCH_CITY_ANSWERS=DIR`, each ranking is written to
 /// `DIR/ID.json` (the last pass's stays): what shows that a change made for
 /// speed left every answer as it was.
-fn city_pass(engine: &Engine, apps: &[Application]) -> (Vec<Duration>, usize) {
+fn city_pass(engine: &Engine, apps: &[Application]) -> (PassTimes, usize) {
+    let cpu_start = process_cpu_s();
     let answers = std::env::var_os("HEADROOM_BENCH_CITY_ANSWERS").map(std::path::PathBuf::from);
     if let Some(dir) = &answers {
         std::fs::create_dir_all(dir).expect("answers directory");
@@ -409,17 +405,33 @@ fn city_pass(engine: &Engine, apps: &[Application]) -> (Vec<Duration>, usize) {
         }
     }
     timings.sort();
-    (timings, candidates / apps.len().max(1))
+    let times = PassTimes {
+        cpu_s: process_cpu_s() - cpu_start,
+        timings,
+    };
+    (times, candidates / apps.len().max(1))
 }
 
-/// Prints a city pass's p50 and p99 under `what` (its opening parenthesis
-/// closed here).
-fn report_pass(what: &str, timings: &[Duration], candidates: usize) {
+/// A city pass's times: each application's wall time, sorted, and the
+/// process's CPU time over the whole pass.
+struct PassTimes {
+    timings: Vec<Duration>,
+    /// Read beside the wall times because a shared machine's neighbours
+    /// move the p50 by a third from run to run and the CPU time by far less.
+    cpu_s: f64,
+}
+
+/// Prints a city pass's p50, p99 and CPU time per application under `what`
+/// (its opening parenthesis closed here).
+fn report_pass(what: &str, times: &PassTimes, candidates: usize) {
+    let timings = &times.timings;
     eprintln!(
-        "city, {what}, {} applications, mean {candidates} candidates): p50 {:?}, p99 {:?}",
+        "city, {what}, {} applications, mean {candidates} candidates): p50 {:?}, p99 {:?}, \
+         CPU {:.1} ms per application",
         timings.len(),
         timings[timings.len() / 2],
-        timings[timings.len() - 1]
+        timings[timings.len() - 1],
+        times.cpu_s * 1000.0 / timings.len().max(1) as f64
     );
 }
 

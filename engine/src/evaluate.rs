@@ -1397,7 +1397,9 @@ impl<'a> Estimator<'a> {
             below = into;
             let dv = kv_per_a * self.z_from_busbar[i] * per_kw;
             let v = solution.v_kv(p);
-            response += branching_off * (dv.conj() * v) / v.norm_sqr();
+            // One division, not the two of a complex number by a real: the
+            // estimates are bound by the divider (a few per path node).
+            response += branching_off * ((dv.conj() * v) * v.norm_sqr().recip());
             answers.push(response);
             let added = per_kw + response;
             drop_at_candidate += e.z_ohm[p] * added;
@@ -1426,14 +1428,16 @@ impl<'a> Estimator<'a> {
                 let z_to_node = self.z_from_busbar[i];
                 let dv = kv_per_a * z_to_node * per_kw;
                 let size = magnitude(v);
+                let per_size = size.recip();
                 let nominal = e.nominal_kv[p];
                 let lowest_kv = f64::from(subtree_min[p]) * nominal;
                 let room_kv = lowest_kv - limits.v_min_pu * nominal;
                 // In phase with the node's voltage (angles along a feeder
                 // differ by a fraction of a degree).
-                let in_phase = |z: Complex64| (z * v.conj()).re / size;
+                let in_phase = |z: Complex64| (z * v.conj()).re * per_size;
                 let linear_slope = in_phase(dv);
-                let slope = in_phase(kv_per_a * drop) * (1.0 + (size - lowest_kv).max(0.0) / size);
+                let slope =
+                    in_phase(kv_per_a * drop) * (1.0 + (size - lowest_kv).max(0.0) * per_size);
                 let curve = in_phase(kv_per_a * z_to_node * own).max(0.0);
                 if slope > 0.0 && linear_slope > 0.0 {
                     let (root, linear_root) = if room_kv <= 0.0 {
@@ -1533,11 +1537,12 @@ fn quadratic_root(start: Complex64, d: Complex64, e: Complex64, limit: f64, mut 
     for _ in 0..2 {
         let t = start + x * d + x * x * e;
         let size = magnitude(t);
-        let slope = (t.conj() * (d + 2.0 * x * e)).re / size;
-        if slope <= 0.0 || !slope.is_finite() {
+        // The slope of |t| is this over |t|: one division a step, not two.
+        let slope_by_size = (t.conj() * (d + 2.0 * x * e)).re;
+        let step = (size - limit) * size / slope_by_size;
+        if slope_by_size <= 0.0 || !step.is_finite() {
             break;
         }
-        let step = (size - limit) / slope;
         x -= step;
         if step.abs() < 1e-3 {
             break;
