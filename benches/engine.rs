@@ -25,7 +25,7 @@
 //!   on 2 cores). Loading the city's
 //!   73 million readings takes a minute first. Each city pass prints its p50,
 //!   its p99 and the process's CPU time per application: on a shared machine
-//!   the CPU time is the steadier of the three for comparing two builds.
+//!   neither time is steady, so two builds are compared in alternating runs.
 //!
 //! Run: `cargo bench --bench engine`; with `HEADROOM_BENCH_CITY_ONLY=1` as well,
 //! only the city runs (`HEADROOM_BENCH_CITY_PART=rank|generation|n1|capacity` one
@@ -278,13 +278,13 @@ fn city() {
     let passes = std::iter::once("cold").chain(std::iter::repeat_n("warm", warm_passes));
     let loads = !matches!(part.as_str(), "capacity" | "generation" | "n1");
     for pass in passes.filter(|_| loads) {
-        let (timings, candidates) = city_pass(&engine, &apps);
+        let (times, candidates) = city_pass(&engine, &apps);
         let (feeders, bytes) = engine.cache_usage();
         eprintln!(
             "cache after the {pass} pass: {feeders} feeders, {} MiB",
             bytes >> 20
         );
-        report_pass(&format!("one application ({pass}"), &timings, candidates);
+        report_pass(&format!("one application ({pass}"), &times, candidates);
     }
     // N-1 enforced: the first pass builds the restoration cases of the
     // feeders it meets (the load passes above built them too, in report mode).
@@ -310,8 +310,8 @@ fn city() {
         };
         let passes = std::iter::once("first").chain(std::iter::repeat_n("warm", later));
         for pass in passes {
-            let (timings, candidates) = city_pass(&engine, variant);
-            report_pass(&format!("{what} ({pass} pass{after}"), &timings, candidates);
+            let (times, candidates) = city_pass(&engine, variant);
+            report_pass(&format!("{what} ({pass} pass{after}"), &times, candidates);
         }
         if std::env::var("HEADROOM_BENCH_CITY_CHECK").is_ok() {
             check_at_every_step(&engine, variant, *generation);
@@ -416,8 +416,8 @@ fn city_pass(engine: &Engine, apps: &[Application]) -> (PassTimes, usize) {
 /// process's CPU time over the whole pass.
 struct PassTimes {
     timings: Vec<Duration>,
-    /// Read beside the wall times because a shared machine's neighbours
-    /// move the p50 by a third from run to run and the CPU time by far less.
+    /// Read beside the wall times: a pass that ran short of a core shows
+    /// in the p50 and not here.
     cpu_s: f64,
 }
 

@@ -1398,7 +1398,7 @@ impl<'a> Estimator<'a> {
             let dv = kv_per_a * self.z_from_busbar[i] * per_kw;
             let v = solution.v_kv(p);
             // One division, not the two of a complex number by a real: the
-            // estimates are bound by the divider (a few per path node).
+            // divisions and roots per path node are much of the estimates' time.
             response += branching_off * ((dv.conj() * v) * v.norm_sqr().recip());
             answers.push(response);
             let added = per_kw + response;
