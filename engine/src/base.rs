@@ -177,6 +177,9 @@ pub struct FeederBase {
     /// The same for the highest voltage, worked out when a generator is first
     /// judged on the feeder (see [`Self::subtree_max_pu`]).
     subtree_max_pu: OnceLock<Vec<f32>>,
+    /// Per local node, whether its inbound branch carries the current of the
+    /// branch below it at every kept step (see [`Self::in_series`]).
+    in_series: OnceLock<Vec<bool>>,
     /// Per node and step, the current a generator there may inject before a
     /// check of its path can break (kept as the kW it carries at the node's
     /// voltage in the base flow), worked out with the highest voltages (see
@@ -370,6 +373,38 @@ impl FeederBase {
             let mut rows = vec![0.0f32; self.electrical.len() * self.solutions.len()];
             subtree_max_rows(&self.electrical, &self.solutions, &mut rows);
             rows
+        })
+    }
+
+    /// Per local node, whether its inbound branch carries, at every kept
+    /// step and bit for bit, the current of the one branch below it: a node
+    /// with one child and no load (a pole or joint on a line, most of a GIS
+    /// path). A scan up a path for the most loaded branch passes such a
+    /// branch, rated no lower than the one below it, without reading it.
+    /// Read off the flows once per base, when first needed.
+    pub(crate) fn in_series(&self) -> &[bool] {
+        self.in_series.get_or_init(|| {
+            let e = &self.electrical;
+            let n = e.len();
+            let mut children = vec![0u32; n];
+            let mut only_child = vec![u32::MAX; n];
+            for j in 1..n {
+                let p = e.parent[j] as usize;
+                if p < n {
+                    children[p] += 1;
+                    only_child[p] = j as u32;
+                }
+            }
+            (0..n)
+                .map(|j| {
+                    j != 0
+                        && children[j] == 1
+                        && self
+                            .solutions
+                            .iter()
+                            .all(|s| s.i_a_single(j) == s.i_a_single(only_child[j] as usize))
+                })
+                .collect()
         })
     }
 
@@ -673,6 +708,7 @@ impl Engine {
             observed: Vec::new(),
             subtree_min_pu: Vec::new(),
             subtree_max_pu: OnceLock::new(),
+            in_series: OnceLock::new(),
             export_rooms: OnceLock::new(),
             exports_judged: JudgedCount::default(),
             uid: NEXT_BASE_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),

@@ -1391,15 +1391,29 @@ impl<'a> Estimator<'a> {
         let (mut losses_per_kw, mut losses_per_kw_2) =
             (Complex64::new(0.0, 0.0), Complex64::new(0.0, 0.0));
         answers.clear();
+        // The rating last offered where nothing has branched off since: a
+        // series node (most of a GIS path) carries the current of the branch
+        // below it bit for bit and sees the same answer, so a branch rated as
+        // the one below offers the same roots again.
+        let mut offered_rated = f64::NAN;
         for (i, &p) in self.path.iter().enumerate() {
             let into = solution.i_a(p);
             let branching_off = into - below;
             below = into;
-            let dv = kv_per_a * self.z_from_busbar[i] * per_kw;
-            let v = solution.v_kv(p);
-            // One division, not the two of a complex number by a real: the
-            // divisions and roots per path node are much of the estimates' time.
-            response += branching_off * ((dv.conj() * v) * v.norm_sqr().recip());
+            let in_series = branching_off == Complex64::new(0.0, 0.0);
+            if !in_series {
+                offered_rated = f64::NAN;
+            }
+            // Nothing branches off a series node to answer: the sum stays, to
+            // the bit, what adding its zero would leave.
+            if !in_series {
+                let dv = kv_per_a * self.z_from_busbar[i] * per_kw;
+                let v = solution.v_kv(p);
+                // One division, not the two of a complex number by a real:
+                // the divisions and roots per path node are much of the
+                // estimates' time.
+                response += branching_off * ((dv.conj() * v) * v.norm_sqr().recip());
+            }
             answers.push(response);
             let added = per_kw + response;
             drop_at_candidate += e.z_ohm[p] * added;
@@ -1409,8 +1423,9 @@ impl<'a> Estimator<'a> {
                 losses_per_kw_2 += three_phase * added.norm_sqr();
             }
             let rated = e.rated_a[p] * self.thermal;
-            if rated.is_finite() && rated > 0.0 {
+            if rated.is_finite() && rated > 0.0 && rated != offered_rated {
                 estimate.offer_current(into, added, own, rated, per_kw);
+                offered_rated = rated;
             }
         }
         if let Some(limit) = self.head_limit_a {

@@ -531,12 +531,21 @@ impl Candidate<'_> {
             (Scan::Loading, Some((branches, _))) => Some(branches),
             _ => None,
         };
+        // The last branch's current and what it carries after: a series node
+        // (most of a GIS path) carries the current of the branch below it bit
+        // for bit, with no loads of its own to answer.
+        let mut last_after = (Complex64::new(f64::NAN, 0.0), f64::NAN);
         for (i, &p) in self.path.iter().enumerate() {
-            let lowest_kv = f64::from(subtree_min[p]) * e.nominal_kv[p];
-            let fall = (self.z_from_busbar[i] * fall_kv_per_ohm / lowest_kv + 1e-9).min(0.5);
             let hanging = (f64::from(below[p]) - counted_a).max(0.0);
             counted_a = counted_a.max(f64::from(below[p]));
-            response_a += hanging * fall / (1.0 - fall);
+            // No loads hang here: the sum stays what adding their zero would
+            // leave.
+            if hanging > 0.0 {
+                let lowest_kv = f64::from(subtree_min[p]) * e.nominal_kv[p];
+                let fall = (self.z_from_busbar[i] * fall_kv_per_ohm / lowest_kv + 1e-9).min(0.5);
+                response_a += hanging * fall / (1.0 - fall);
+                last_after.0 = Complex64::new(f64::NAN, 0.0);
+            }
             // The loading scan skips the branches that cannot pass its figure;
             // only the substation's needs every branch's losses.
             if active_branches.is_some_and(|active| !active[i]) {
@@ -545,7 +554,12 @@ impl Candidate<'_> {
             let branch = solution.i_a(p);
             // A branch's losses grow with the square of its current, the
             // new load's added as a phasor.
-            let after = magnitude(branch + new_current) + turn_a + response_a;
+            let after = if hanging == 0.0 && branch == last_after.0 {
+                last_after.1
+            } else {
+                magnitude(branch + new_current) + turn_a + response_a
+            };
+            last_after = (branch, after);
             let after_2 = after * after;
             path_losses_ohm_a2 += magnitude(e.z_ohm[p]) * (after_2 - branch.norm_sqr()).max(0.0);
             // Zero where the branch has no rating.

@@ -880,9 +880,19 @@ impl Engine {
             shared[j] = shared[e.parent[j] as usize] + e.drop_kv_per_a[j];
         }
         let drop_path_abs = path.iter().map(|&j| e.drop_kv_per_a[j].norm()).sum();
-        // The rated branches of the path, the head breaker (branch 0) too.
+        // The rated branches of the path, the head breaker (branch 0) too. A
+        // series branch carries what the path's branch below it does: rated
+        // no lower, it is never the most loaded, and is left out.
+        let in_series = base.in_series();
+        let below_on_path = |j: usize| {
+            let i = path.partition_point(|&p| p <= j);
+            path.get(i).copied().filter(|&c| e.parent[c] as usize == j)
+        };
         let rated_path = path
             .iter()
+            .filter(|&&j| {
+                !(in_series[j] && below_on_path(j).is_some_and(|c| e.rated_a[c] <= e.rated_a[j]))
+            })
             .map(|&j| (j, e.rated_a[j]))
             .chain(e.head_rated_a.map(|r| (0, r)))
             .filter(|(_, r)| r.is_finite() && *r > 0.0)
@@ -1067,10 +1077,15 @@ impl Engine {
         let d = per_kw * step.factor / (SQRT_3 * v_local.conj());
         let subtree_max = base.subtree_max_pu();
         let mut least = f64::INFINITY;
+        // A series node (most of a GIS path) carries the current of the branch
+        // below it bit for bit: rated the same, it offers the same root again.
+        let mut offered = (Complex64::new(f64::NAN, 0.0), f64::NAN);
         for &j in &geometry.path {
             let rated = e.rated_a[j] * thermal;
-            if rated.is_finite() && rated > 0.0 {
-                least = least.min(exit_root(solution.i_a(j), d, rated * step.allowed[0]));
+            let current = solution.i_a(j);
+            if rated.is_finite() && rated > 0.0 && (current, rated) != offered {
+                least = least.min(exit_root(current, d, rated * step.allowed[0]));
+                offered = (current, rated);
             }
         }
         if let Some(rated) = e.head_rated_a {
