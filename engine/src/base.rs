@@ -152,6 +152,64 @@ impl Clone for JudgedCount {
     }
 }
 
+/// Which nodes of a base carry their one child's current at every kept step
+/// (see [`FeederBase::in_series`]), told node by node.
+#[derive(Debug)]
+struct SeriesNodes {
+    /// Per local node, its one child (`u32::MAX` where it has none or
+    /// several: the busbar's branches are never in series).
+    only_child: Vec<u32>,
+    /// Per local node, [`Self::NOT_TOLD`] until first asked.
+    told: Vec<std::sync::atomic::AtomicU8>,
+}
+
+impl SeriesNodes {
+    const NOT_TOLD: u8 = 0;
+    const NOT_IN_SERIES: u8 = 1;
+    const IN_SERIES: u8 = 2;
+
+    fn new(e: &ElectricalFeeder) -> Self {
+        let n = e.len();
+        let mut children = vec![0u32; n];
+        let mut only_child = vec![u32::MAX; n];
+        for j in 1..n {
+            let p = e.parent[j] as usize;
+            if p < n {
+                children[p] += 1;
+                only_child[p] = j as u32;
+            }
+        }
+        for (only, count) in only_child.iter_mut().zip(&children) {
+            if *count != 1 {
+                *only = u32::MAX;
+            }
+        }
+        if let Some(busbar) = only_child.first_mut() {
+            *busbar = u32::MAX;
+        }
+        Self {
+            only_child,
+            told: (0..n)
+                .map(|_| std::sync::atomic::AtomicU8::new(Self::NOT_TOLD))
+                .collect(),
+        }
+    }
+}
+
+impl Clone for SeriesNodes {
+    fn clone(&self) -> Self {
+        use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+        Self {
+            only_child: self.only_child.clone(),
+            told: self
+                .told
+                .iter()
+                .map(|t| AtomicU8::new(t.load(Relaxed)))
+                .collect(),
+        }
+    }
+}
+
 /// A feeder's loads and base-case power flows over its steps.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
@@ -178,8 +236,9 @@ pub struct FeederBase {
     /// judged on the feeder (see [`Self::subtree_max_pu`]).
     subtree_max_pu: OnceLock<Vec<f32>>,
     /// Per local node, whether its inbound branch carries the current of the
-    /// branch below it at every kept step (see [`Self::in_series`]).
-    in_series: OnceLock<Vec<bool>>,
+    /// branch below it at every kept step, as far as told (see
+    /// [`Self::in_series`]).
+    in_series: OnceLock<SeriesNodes>,
     /// Per node and step, the current a generator there may inject before a
     /// check of its path can break (kept as the kW it carries at the node's
     /// voltage in the base flow), worked out with the highest voltages (see
@@ -376,36 +435,42 @@ impl FeederBase {
         })
     }
 
-    /// Per local node, whether its inbound branch carries, at every kept
-    /// step and bit for bit, the current of the one branch below it: a node
-    /// with one child and no load (a pole or joint on a line, most of a GIS
-    /// path). A scan up a path for the most loaded branch passes such a
-    /// branch, rated no lower than the one below it, without reading it.
-    /// Read off the flows once per base, when first needed.
-    pub(crate) fn in_series(&self) -> &[bool] {
-        self.in_series.get_or_init(|| {
-            let e = &self.electrical;
-            let n = e.len();
-            let mut children = vec![0u32; n];
-            let mut only_child = vec![u32::MAX; n];
-            for j in 1..n {
-                let p = e.parent[j] as usize;
-                if p < n {
-                    children[p] += 1;
-                    only_child[p] = j as u32;
-                }
+    /// Whether local node `j`'s inbound branch carries, at every kept step
+    /// and bit for bit, the current of the one branch below it: a node with
+    /// one child and no load (a pole or joint on a line, most of a GIS path).
+    /// A scan up a path for the most loaded branch passes such a branch,
+    /// rated no lower than the one below it, without reading it. Read off the
+    /// flows node by node as scans first ask: a capacity sweep asks of a few
+    /// paths a feeder, a ranking of its candidates'.
+    pub(crate) fn in_series(&self, j: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let nodes = self
+            .in_series
+            .get_or_init(|| SeriesNodes::new(&self.electrical));
+        let Some(told) = nodes.told.get(j) else {
+            return false;
+        };
+        match told.load(Relaxed) {
+            SeriesNodes::NOT_TOLD => {
+                let child = nodes.only_child[j] as usize;
+                let series = child != u32::MAX as usize
+                    && self
+                        .solutions
+                        .iter()
+                        .all(|s| s.i_a_single(j) == s.i_a_single(child));
+                // Two threads asking at once both read the same answer.
+                told.store(
+                    if series {
+                        SeriesNodes::IN_SERIES
+                    } else {
+                        SeriesNodes::NOT_IN_SERIES
+                    },
+                    Relaxed,
+                );
+                series
             }
-            (0..n)
-                .map(|j| {
-                    j != 0
-                        && children[j] == 1
-                        && self
-                            .solutions
-                            .iter()
-                            .all(|s| s.i_a_single(j) == s.i_a_single(only_child[j] as usize))
-                })
-                .collect()
-        })
+            state => state == SeriesNodes::IN_SERIES,
+        }
     }
 
     /// Steps it keeps.

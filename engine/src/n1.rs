@@ -1682,13 +1682,12 @@ impl BestCase {
 /// most branches are.
 fn scanned_path(base: &FeederBase, local: u32, on_path: &mut [bool]) -> Vec<(usize, f64)> {
     let e = &base.electrical;
-    let in_series = base.in_series();
     let mut path = Vec::new();
     let mut at = local as usize;
     let mut run_most = 0.0;
     while at != 0 && at < e.len() {
         on_path[at] = true;
-        if at as u32 == local || !in_series[at] {
+        if at as u32 == local || !base.in_series(at) {
             run_most = 0.0;
         }
         let inverse_rated_2 = e.inv_rated_a_2[at];

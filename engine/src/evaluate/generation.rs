@@ -883,7 +883,6 @@ impl Engine {
         // The rated branches of the path, the head breaker (branch 0) too. A
         // series branch carries what the path's branch below it does: rated
         // no lower, it is never the most loaded, and is left out.
-        let in_series = base.in_series();
         let below_on_path = |j: usize| {
             let i = path.partition_point(|&p| p <= j);
             path.get(i).copied().filter(|&c| e.parent[c] as usize == j)
@@ -891,7 +890,8 @@ impl Engine {
         let rated_path = path
             .iter()
             .filter(|&&j| {
-                !(in_series[j] && below_on_path(j).is_some_and(|c| e.rated_a[c] <= e.rated_a[j]))
+                !(below_on_path(j).is_some_and(|c| e.rated_a[c] <= e.rated_a[j])
+                    && base.in_series(j))
             })
             .map(|&j| (j, e.rated_a[j]))
             .chain(e.head_rated_a.map(|r| (0, r)))
