@@ -1400,13 +1400,10 @@ impl<'a> Estimator<'a> {
             let into = solution.i_a(p);
             let branching_off = into - below;
             below = into;
-            let in_series = branching_off == Complex64::new(0.0, 0.0);
-            if !in_series {
-                offered_rated = f64::NAN;
-            }
             // Nothing branches off a series node to answer: the sum stays, to
             // the bit, what adding its zero would leave.
-            if !in_series {
+            if branching_off != Complex64::new(0.0, 0.0) {
+                offered_rated = f64::NAN;
                 let dv = kv_per_a * self.z_from_busbar[i] * per_kw;
                 let v = solution.v_kv(p);
                 // One division, not the two of a complex number by a real:

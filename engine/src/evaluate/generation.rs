@@ -882,7 +882,9 @@ impl Engine {
         let drop_path_abs = path.iter().map(|&j| e.drop_kv_per_a[j].norm()).sum();
         // The rated branches of the path, the head breaker (branch 0) too. A
         // series branch carries what the path's branch below it does: rated
-        // no lower, it is never the most loaded, and is left out.
+        // no lower than that one (itself rated), it is never the most loaded,
+        // and is left out.
+        let rated = |j: usize| e.rated_a[j].is_finite() && e.rated_a[j] > 0.0;
         let below_on_path = |j: usize| {
             let i = path.partition_point(|&p| p <= j);
             path.get(i).copied().filter(|&c| e.parent[c] as usize == j)
@@ -890,7 +892,7 @@ impl Engine {
         let rated_path = path
             .iter()
             .filter(|&&j| {
-                !(below_on_path(j).is_some_and(|c| e.rated_a[c] <= e.rated_a[j])
+                !(below_on_path(j).is_some_and(|c| rated(c) && e.rated_a[c] <= e.rated_a[j])
                     && base.in_series(j))
             })
             .map(|&j| (j, e.rated_a[j]))
@@ -1440,6 +1442,68 @@ struct ExportGeometry {
 mod tests {
     use super::*;
     use crate::test_support::fixture_engine;
+
+    /// The most loaded branch of a path with an export's current added is
+    /// as loaded over the geometry's rated branches (series ones left out)
+    /// as over every rated branch of the path and the head, on every fixture
+    /// feeder, node and step, with every third segment rated a fifth lower
+    /// (chains of two ratings); and some series branch is left out.
+    #[test]
+    fn a_rated_path_without_series_branches_is_loaded_as_the_whole_path() {
+        let engine = fixture_engine();
+        let (mut compared, mut left_out) = (0usize, 0usize);
+        for f in 0..engine.network.feeders.len() {
+            let mut base = (*engine.feeder(f)).clone();
+            for j in (1..base.electrical.len()).step_by(3) {
+                base.electrical.rated_a[j] *= 0.8;
+            }
+            base.electrical.derive_per_node();
+            let e = &base.electrical;
+            for local in 1..e.len() as u32 {
+                let geometry = engine.export_geometry(&base, local);
+                let mut every: Vec<(usize, f64)> = geometry
+                    .path
+                    .iter()
+                    .map(|&j| (j, e.rated_a[j]))
+                    .chain(e.head_rated_a.map(|r| (0, r)))
+                    .filter(|(_, r)| r.is_finite() && *r > 0.0)
+                    .map(|(j, r)| (j, 1.0 / (r * r)))
+                    .collect();
+                left_out += every.len() - geometry.rated_path.len();
+                every.sort_by_key(|b| b.0);
+                for k in 0..base.solutions.len() {
+                    let solution = &base.solutions[k];
+                    let v = solution.v_kv(local as usize);
+                    for amps in [0.0, -60.0, -600.0] {
+                        let added = Complex64::new(amps, 0.0) * (v.conj() / magnitude(v));
+                        // Over the path from the node up to each of its
+                        // nodes in turn (local indices put parents first),
+                        // and over the whole path with the head.
+                        let most = |path: &[(usize, f64)], top: usize| {
+                            path.iter()
+                                .filter(|&&(j, _)| j >= top || top == 0)
+                                .map(|&(j, inverse_rated_2)| {
+                                    (solution.i_a(j) + added).norm_sqr() * inverse_rated_2
+                                })
+                                .fold(0.0f64, f64::max)
+                        };
+                        for top in geometry.path.iter().copied().chain([0]) {
+                            let (a, b) = (most(&geometry.rated_path, top), most(&every, top));
+                            assert!(
+                                a.to_bits() == b.to_bits(),
+                                "feeder {f} node {local} step {k} up to {top}: {a} without series branches, {b} over every one"
+                            );
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            compared > 0 && left_out > 0,
+            "{compared} compared, {left_out} left out"
+        );
+    }
 
     /// PV at unity power factor with the default profile.
     fn pv_generation() -> AddedGeneration<'static> {
