@@ -169,29 +169,15 @@ impl SeriesNodes {
     const IN_SERIES: u8 = 2;
 
     fn new(e: &ElectricalFeeder) -> Self {
-        let n = e.len();
-        let mut children = vec![0u32; n];
-        let mut only_child = vec![u32::MAX; n];
-        for j in 1..n {
-            let p = e.parent[j] as usize;
-            if p < n {
-                children[p] += 1;
-                only_child[p] = j as u32;
-            }
-        }
-        for (only, count) in only_child.iter_mut().zip(&children) {
-            if *count != 1 {
-                *only = u32::MAX;
-            }
-        }
+        let mut only_child = crate::chains::only_children(e);
         if let Some(busbar) = only_child.first_mut() {
             *busbar = u32::MAX;
         }
         Self {
-            only_child,
-            told: (0..n)
+            told: (0..only_child.len())
                 .map(|_| std::sync::atomic::AtomicU8::new(Self::NOT_TOLD))
                 .collect(),
+            only_child,
         }
     }
 }
@@ -471,6 +457,37 @@ impl FeederBase {
             }
             state => state == SeriesNodes::IN_SERIES,
         }
+    }
+
+    /// The rated branches from `local` up to the busbar, `(local node, one
+    /// over its rating squared)`, that a scan for the most loaded with a new
+    /// load at `local` must read, in the order up; `on_path` marks every node
+    /// of the path and the busbar.
+    ///
+    /// A series branch (see [`Self::in_series`]) carries what the branch
+    /// below it does, new load included: rated no lower than the least rated
+    /// of its run so far, it is never more loaded than that one, and where
+    /// equal it comes later (a scan that keeps the first keeps that one), so
+    /// it is left out. On a GIS path most branches are.
+    pub(crate) fn rated_path_up(&self, local: u32, on_path: &mut [bool]) -> Vec<(usize, f64)> {
+        let e = &self.electrical;
+        let mut path = Vec::new();
+        let mut at = local as usize;
+        let mut run_most = 0.0;
+        while at != 0 && at < e.len() {
+            on_path[at] = true;
+            if at as u32 == local || !self.in_series(at) {
+                run_most = 0.0;
+            }
+            let inverse_rated_2 = e.inv_rated_a_2[at];
+            if inverse_rated_2 > run_most {
+                path.push((at, inverse_rated_2));
+                run_most = inverse_rated_2;
+            }
+            at = e.parent[at] as usize;
+        }
+        on_path[0] = true;
+        path
     }
 
     /// Steps it keeps.

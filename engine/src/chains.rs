@@ -26,6 +26,26 @@ use num_complex::Complex64;
 
 use crate::powerflow::{ElectricalFeeder, LANES, Solution, SweepLanes};
 
+/// Per node of `e`, its one child (`u32::MAX` where it has none or several).
+pub(crate) fn only_children(e: &ElectricalFeeder) -> Vec<u32> {
+    let n = e.len();
+    let mut children = vec![0u32; n];
+    let mut only_child = vec![u32::MAX; n];
+    for j in 1..n {
+        let p = e.parent[j] as usize;
+        if p < n {
+            children[p] += 1;
+            only_child[p] = j as u32;
+        }
+    }
+    for (only, count) in only_child.iter_mut().zip(&children) {
+        if *count != 1 {
+            *only = u32::MAX;
+        }
+    }
+    only_child
+}
+
 /// A feeder with its load-free series nodes folded away.
 #[derive(Clone, Debug)]
 pub(crate) struct ChainFolding {
@@ -60,14 +80,8 @@ impl ChainFolding {
     /// folds (the sweeps are as cheap on `e` itself).
     pub(crate) fn new(e: &ElectricalFeeder, loaded: &[bool]) -> Option<Self> {
         let n = e.len();
-        let mut children = vec![0u32; n];
-        let mut only_child = vec![u32::MAX; n];
-        for j in 1..n {
-            let p = e.parent[j] as usize;
-            children[p] += 1;
-            only_child[p] = j as u32;
-        }
-        let folds = |j: usize| j != 0 && children[j] == 1 && !loaded[j];
+        let only_child = only_children(e);
+        let folds = |j: usize| j != 0 && only_child[j] != u32::MAX && !loaded[j];
         if !(1..n).any(folds) {
             return None;
         }

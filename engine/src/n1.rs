@@ -1423,7 +1423,7 @@ impl Engine {
         let base = &tree.base;
         let e = &base.electrical;
         let mut on_path = vec![false; e.len()];
-        let path = scanned_path(base, local, &mut on_path);
+        let path = base.rated_path_up(local, &mut on_path);
         let off_path = (1..e.len())
             .filter(|&j| !on_path[j])
             .map(|j| (f64::from(tree.branch_max[j].0), j as u32))
@@ -1670,37 +1670,6 @@ impl BestCase {
     }
 }
 
-/// The rated branches from `local` up to the busbar, `(local node, one over
-/// its rating squared)`, that a scan for the most loaded with a new load at
-/// `local` must read, in the order up; `on_path` marks every node of the path
-/// and the busbar.
-///
-/// A series branch (see [`FeederBase::in_series`]) carries what the branch
-/// below it does, new load included: rated no lower than the least rated of
-/// its run so far, it is never more loaded than that one, and where equal it
-/// comes later (the scan keeps the first), so it is left out. On a GIS path
-/// most branches are.
-fn scanned_path(base: &FeederBase, local: u32, on_path: &mut [bool]) -> Vec<(usize, f64)> {
-    let e = &base.electrical;
-    let mut path = Vec::new();
-    let mut at = local as usize;
-    let mut run_most = 0.0;
-    while at != 0 && at < e.len() {
-        on_path[at] = true;
-        if at as u32 == local || !base.in_series(at) {
-            run_most = 0.0;
-        }
-        let inverse_rated_2 = e.inv_rated_a_2[at];
-        if inverse_rated_2 > run_most {
-            path.push((at, inverse_rated_2));
-            run_most = inverse_rated_2;
-        }
-        at = e.parent[at] as usize;
-    }
-    on_path[0] = true;
-    path
-}
-
 fn same_supplier(a: TieSupply, b: TieSupply) -> bool {
     match (a, b) {
         (TieSupply::Feeder { feeder: x, .. }, TieSupply::Feeder { feeder: y, .. }) => x == y,
@@ -1938,7 +1907,7 @@ mod tests {
     use crate::test_support::fixture_engine;
 
     /// The first most loaded branch of a path, with a new load's current
-    /// added, is the same scanned over [`scanned_path`]'s branches as over
+    /// added, is the same scanned over [`FeederBase::rated_path_up`]'s branches as over
     /// every rated branch of the path, on every fixture feeder and case tree,
     /// at every node and step; and the scan passes series branches.
     #[test]
@@ -1964,7 +1933,7 @@ mod tests {
             let e = &base.electrical;
             for local in 1..e.len() as u32 {
                 let mut on_path = vec![false; e.len()];
-                let scanned = scanned_path(base, local, &mut on_path);
+                let scanned = base.rated_path_up(local, &mut on_path);
                 let mut every = Vec::new();
                 let mut at = local as usize;
                 while at != 0 {

@@ -868,11 +868,14 @@ impl Engine {
         let e = &base.electrical;
         let n = e.len();
         let mut on_path = vec![false; n];
-        let mut at = local as usize;
-        while at != 0 && at < n {
-            on_path[at] = true;
-            at = e.parent[at] as usize;
-        }
+        // The rated branches of the path (series ones left out: they are never
+        // the most loaded), the head breaker (branch 0) too.
+        let mut rated_path = base.rated_path_up(local, &mut on_path);
+        rated_path.extend(
+            e.head_rated_a
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .map(|r| (0, 1.0 / (r * r))),
+        );
         let path: Vec<usize> = (1..n).filter(|&j| on_path[j]).collect();
         // The impedance (as kV per A) from the busbar to each node of the path.
         let mut shared = vec![Complex64::new(0.0, 0.0); n];
@@ -880,26 +883,6 @@ impl Engine {
             shared[j] = shared[e.parent[j] as usize] + e.drop_kv_per_a[j];
         }
         let drop_path_abs = path.iter().map(|&j| e.drop_kv_per_a[j].norm()).sum();
-        // The rated branches of the path, the head breaker (branch 0) too. A
-        // series branch carries what the path's branch below it does: rated
-        // no lower than that one (itself rated), it is never the most loaded,
-        // and is left out.
-        let rated = |j: usize| e.rated_a[j].is_finite() && e.rated_a[j] > 0.0;
-        let below_on_path = |j: usize| {
-            let i = path.partition_point(|&p| p <= j);
-            path.get(i).copied().filter(|&c| e.parent[c] as usize == j)
-        };
-        let rated_path = path
-            .iter()
-            .filter(|&&j| {
-                !(below_on_path(j).is_some_and(|c| rated(c) && e.rated_a[c] <= e.rated_a[j])
-                    && base.in_series(j))
-            })
-            .map(|&j| (j, e.rated_a[j]))
-            .chain(e.head_rated_a.map(|r| (0, r)))
-            .filter(|(_, r)| r.is_finite() && *r > 0.0)
-            .map(|(j, r)| (j, 1.0 / (r * r)))
-            .collect::<Vec<_>>();
         let least_rated_inverse = rated_path
             .iter()
             .map(|(_, inverse_rated_2)| inverse_rated_2.sqrt())
