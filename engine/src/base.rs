@@ -280,6 +280,9 @@ pub struct FeederBase {
     /// The feeder's steps in the orders the figures with a new load scan them
     /// (see `evaluate::figures`), worked out when a candidate first needs them.
     pub(crate) figure_orders: OnceLock<crate::evaluate::FigureOrders>,
+    /// The feeder with its load-free series chains folded, for the exact
+    /// flows of candidates (see [`Self::flow_folding`]).
+    flow_folding: OnceLock<Option<ChainFolding>>,
     /// Entries per node in [`RankedSteps::steps`]: [`FLAT_STEPS`], or every step
     /// of a shorter window.
     pub flat_stride: usize,
@@ -497,6 +500,29 @@ impl FeederBase {
 
     /// What `flow`, a flow of kept step `k` with something added, draws at
     /// the head beyond the base's flow of the step, kVA.
+    /// The feeder with its load-free series chains folded (see `chains`),
+    /// its loaded nodes (measured loads and reservations) kept: what a
+    /// candidate's exact flows are solved on, split at the candidate where
+    /// it lies in a chain (`chains::SplitFolding`). `None` where a folding
+    /// would keep more than [`FOLDING_WORTH_KEEPING`] of the nodes.
+    pub(crate) fn flow_folding(&self) -> Option<&ChainFolding> {
+        self.flow_folding
+            .get_or_init(|| {
+                let e = &self.electrical;
+                let mut loaded = vec![false; e.len()];
+                for &(_, at) in &self.loads.transformers {
+                    loaded[at as usize] = true;
+                }
+                for (at, ..) in &self.reserved {
+                    loaded[*at as usize] = true;
+                }
+                ChainFolding::new(e, &loaded).filter(|folding| {
+                    folding.folded.len() as f64 <= FOLDING_WORTH_KEEPING * e.len() as f64
+                })
+            })
+            .as_ref()
+    }
+
     pub(crate) fn head_kva_added(&self, k: usize, flow: &Solution) -> Complex64 {
         flow.head_power_kva() - self.solutions[k].head_power_kva()
     }
@@ -803,6 +829,7 @@ impl Engine {
             path_voltage_room: Vec::new(),
             ranked_steps: Vec::new(),
             figure_orders: OnceLock::new(),
+            flow_folding: OnceLock::new(),
             flat_stride: 0,
             substation_room_kva: Vec::new(),
             head_i_a: Vec::new(),
@@ -861,12 +888,26 @@ impl Engine {
 
     /// Loads per local node at step `k` including reservations.
     pub fn base_node_loads(&self, base: &FeederBase, k: usize, p: &mut [f64], q: &mut [f64]) {
-        base.loads.node_loads(k, p, q);
+        self.base_node_loads_at(base, k, p, q, |local| local as usize);
+    }
+
+    /// [`Self::base_node_loads`] on a tree whose node `at(local)` stands for
+    /// each loaded local node (a folded feeder's: see `chains`).
+    #[inline]
+    pub(crate) fn base_node_loads_at(
+        &self,
+        base: &FeederBase,
+        k: usize,
+        p: &mut [f64],
+        q: &mut [f64],
+        at: impl Fn(u32) -> usize + Copy,
+    ) {
+        base.loads.node_loads_at(k, p, q, at);
         let quarter = self.quarter_of_day(base.loads.steps[k]);
         for (local, kw, tan, profile) in &base.reserved {
             let f = profile.as_ref().map_or(1.0, |prof| prof[quarter]);
-            p[*local as usize] += kw * f;
-            q[*local as usize] += kw * f * tan;
+            p[at(*local)] += kw * f;
+            q[at(*local)] += kw * f * tan;
         }
     }
 
@@ -1383,6 +1424,11 @@ pub const CASE_SELECTION_SWEEP: SweepSettings = SweepSettings {
     max_iterations: 50,
     tolerance_on_error_left: true,
 };
+
+/// A candidate's flows are solved on a folded feeder where the folding keeps
+/// at most this share of its nodes: with more, unfolding each flow onto the
+/// whole feeder costs about what the sweeps save.
+pub(crate) const FOLDING_WORTH_KEEPING: f64 = 0.75;
 
 /// How many steps per node a flat load is judged at before the rest of the
 /// window is needed.

@@ -24,7 +24,8 @@
 use headroom_geodata::TransformerIx;
 use num_complex::Complex64;
 
-use crate::powerflow::{ElectricalFeeder, LANES, Solution, SweepLanes};
+use crate::powerflow::{ElectricalFeeder, LANES, SQRT_3, Solution, SweepLanes};
+use headroom_geodata::topology::NO_PARENT;
 
 /// Per node of `e`, its one child (`u32::MAX` where it has none or several).
 pub(crate) fn only_children(e: &ElectricalFeeder) -> Vec<u32> {
@@ -72,6 +73,8 @@ pub(crate) struct ChainFolding {
     /// there (0 where kept): each node's voltage is one product off a folded
     /// one, without waiting on its parent's.
     voltage_from: Vec<(u32, Complex64)>,
+    /// Per node of the folded feeder, its node of the whole one.
+    whole_of: Vec<u32>,
 }
 
 impl ChainFolding {
@@ -97,6 +100,7 @@ impl ChainFolding {
         // most loaded a scan up a path from its end finds.
         let mut lowest_least_rated_from_kept = vec![u32::MAX; n];
         let mut inbound_lowest = Vec::new();
+        let mut whole_of = Vec::new();
         let mut folded = ElectricalFeeder {
             feeder: e.feeder,
             head_rated_a: e.head_rated_a,
@@ -134,6 +138,7 @@ impl ChainFolding {
                 continue;
             }
             kept[j] = folded.parent.len() as u32;
+            whole_of.push(j as u32);
             // The nearest kept node above: the parent, or the top of its chain.
             let mut above = parent;
             while above != headroom_geodata::topology::NO_PARENT && kept[above as usize] == u32::MAX
@@ -177,6 +182,7 @@ impl ChainFolding {
             kept,
             carries,
             voltage_from,
+            whole_of,
         })
     }
 
@@ -262,6 +268,247 @@ impl ChainFolding {
     }
 }
 
+/// A base's folding with one more node kept: a candidate's, where the base
+/// folds it into a chain. The chain is split there in two branches, the
+/// candidate's node between them at the index of the chain's bottom, which
+/// moves one on with every later node. Built per candidate from the base's
+/// folding in one pass over the folded tree (the folding itself takes
+/// several over the whole one).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SplitFolding {
+    /// The folded feeder with the node kept.
+    pub(crate) folded: ElectricalFeeder,
+    /// The node kept (of the whole feeder) and its index in `folded`.
+    node: u32,
+    at: u32,
+    /// The drop per ampere from the chain's top to the node.
+    drop_to_node: Complex64,
+    /// The nodes of the chain split (of the whole feeder), from the top down,
+    /// its bottom included.
+    chain: Vec<u32>,
+}
+
+impl ChainFolding {
+    /// Into `out`, this folding with node `node` of `whole` (the feeder
+    /// folded) kept as well; `false` (and `out` as it was) where it is kept
+    /// already.
+    pub(crate) fn split_at(
+        &self,
+        whole: &ElectricalFeeder,
+        node: usize,
+        out: &mut SplitFolding,
+    ) -> bool {
+        if self.kept[node] != u32::MAX {
+            return false;
+        }
+        let bottom = self.carries[node];
+        let (top, drop_to_node) = self.voltage_from[node];
+        let (top_whole, bottom_whole) =
+            (self.whole_of[top as usize], self.whole_of[bottom as usize]);
+        // The chain's two parts from the top down, summed in the order a
+        // folding made with the node kept would sum them.
+        let mut chain = std::mem::take(&mut out.chain);
+        chain.clear();
+        let mut j = bottom_whole;
+        while j != top_whole {
+            chain.push(j);
+            j = whole.parent[j as usize];
+        }
+        chain.reverse();
+        let split = chain.partition_point(|&j| j as usize <= node);
+        let part = |nodes: &[u32]| {
+            let mut z = Complex64::new(0.0, 0.0);
+            let (mut rated, mut least) = (f64::INFINITY, u32::MAX);
+            for &j in nodes {
+                z += whole.z_ohm[j as usize];
+                if least == u32::MAX || whole.rated_a[j as usize] < rated {
+                    least = j;
+                }
+                rated = rated.min(whole.rated_a[j as usize]);
+            }
+            (z, rated, least)
+        };
+        let upper = part(&chain[..split]);
+        let lower = part(&chain[split..]);
+        let f = &self.folded;
+        let o = &mut out.folded;
+        o.feeder = f.feeder;
+        o.head_rated_a = f.head_rated_a;
+        o.parent.clear();
+        o.z_ohm.clear();
+        o.drop_kv_per_a.clear();
+        o.rated_a.clear();
+        o.inbound.clear();
+        o.nominal_kv.clear();
+        o.inv_nominal_kv_2.clear();
+        o.inv_rated_a_2.clear();
+        let moved = |k: u32| {
+            if k != NO_PARENT && k >= bottom {
+                k + 1
+            } else {
+                k
+            }
+        };
+        let push =
+            |o: &mut ElectricalFeeder, parent: u32, z: Complex64, rated: f64, inbound, kv: f64| {
+                o.parent.push(parent);
+                o.z_ohm.push(z);
+                o.drop_kv_per_a.push(SQRT_3 / 1000.0 * z);
+                o.rated_a.push(rated);
+                o.inbound.push(inbound);
+                o.nominal_kv.push(kv);
+                o.inv_nominal_kv_2.push((kv * kv).recip());
+                o.inv_rated_a_2.push((rated * rated).recip());
+            };
+        for i in 0..f.len() {
+            if i == bottom as usize {
+                push(
+                    o,
+                    top,
+                    upper.0,
+                    upper.1,
+                    whole.inbound[upper.2 as usize],
+                    whole.nominal_kv[node],
+                );
+                push(
+                    o,
+                    bottom,
+                    lower.0,
+                    lower.1,
+                    whole.inbound[lower.2 as usize],
+                    f.nominal_kv[i],
+                );
+                continue;
+            }
+            o.parent.push(moved(f.parent[i]));
+            o.z_ohm.push(f.z_ohm[i]);
+            o.drop_kv_per_a.push(f.drop_kv_per_a[i]);
+            o.rated_a.push(f.rated_a[i]);
+            o.inbound.push(f.inbound[i]);
+            o.nominal_kv.push(f.nominal_kv[i]);
+            o.inv_nominal_kv_2.push(f.inv_nominal_kv_2[i]);
+            o.inv_rated_a_2.push(f.inv_rated_a_2[i]);
+        }
+        out.node = node as u32;
+        out.at = bottom;
+        out.drop_to_node = drop_to_node;
+        out.chain = chain;
+        true
+    }
+}
+
+/// The tree a candidate's flows are solved on, as a folding of its
+/// feeder: a base's folding, split at the candidate where that folds it
+/// away ([`SplitFolding`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CandidateFolding<'a> {
+    pub(crate) base: &'a ChainFolding,
+    pub(crate) split: Option<&'a SplitFolding>,
+}
+
+impl<'a> CandidateFolding<'a> {
+    /// The folded feeder.
+    pub(crate) fn folded(&self) -> &'a ElectricalFeeder {
+        self.split.map_or(&self.base.folded, |s| &s.folded)
+    }
+
+    /// A base folding's index, as the split moves it.
+    #[inline]
+    fn moved(&self, k: u32) -> u32 {
+        match self.split {
+            Some(s) if k >= s.at => k + 1,
+            _ => k,
+        }
+    }
+
+    /// The folded node of the feeder's node `j`, which must be kept (loaded,
+    /// branching, or the candidate).
+    #[inline]
+    pub(crate) fn kept(&self, j: usize) -> u32 {
+        match self.split {
+            Some(s) if j == s.node as usize => s.at,
+            _ => {
+                let k = self.base.kept[j];
+                debug_assert!(k != u32::MAX, "node {j} is folded away");
+                self.moved(k)
+            }
+        }
+    }
+
+    /// The feeder's node of folded node `f`.
+    #[inline]
+    pub(crate) fn whole_of(&self, f: usize) -> usize {
+        match self.split {
+            Some(s) if f == s.at as usize => s.node as usize,
+            Some(s) if f > s.at as usize => self.base.whole_of[f - 1] as usize,
+            _ => self.base.whole_of[f] as usize,
+        }
+    }
+
+    /// Where node `j` lies in the split chain: below the candidate (`Some(true)`),
+    /// above it or at it (`Some(false)`), or elsewhere (`None`).
+    #[inline]
+    fn in_split_chain(&self, j: usize) -> Option<bool> {
+        let s = self.split?;
+        (self.base.kept[j] == u32::MAX && self.base.carries[j] == s.at)
+            .then_some(j > s.node as usize)
+    }
+
+    /// The folded node whose inbound current node `j`'s inbound branch carries.
+    #[inline]
+    pub(crate) fn carries(&self, j: usize) -> usize {
+        match self.in_split_chain(j) {
+            Some(false) => self.split.map_or(0, |s| s.at as usize),
+            _ => self.moved(self.base.carries[j]) as usize,
+        }
+    }
+
+    /// The folded node node `j`'s voltage is read from, and the drop per
+    /// ampere of the current it carries from there.
+    #[inline]
+    pub(crate) fn voltage_from(&self, j: usize) -> (usize, Complex64) {
+        let (from, drop) = self.base.voltage_from[j];
+        match (self.split, self.in_split_chain(j)) {
+            (Some(s), _) if j == s.node as usize => (s.at as usize, Complex64::new(0.0, 0.0)),
+            (Some(s), Some(true)) => (s.at as usize, drop - s.drop_to_node),
+            _ => (self.moved(from) as usize, drop),
+        }
+    }
+
+    /// The flow of the whole feeder from the folded feeder's: as the base's
+    /// folding unfolds it, its indices moved by the split, and then the split
+    /// chain's nodes.
+    pub(crate) fn unfold_into(&self, solution: &Solution, whole: &mut Solution) {
+        let Some(split) = self.split else {
+            self.base.unfold_into(solution, whole);
+            return;
+        };
+        let at = split.at;
+        let moved = |k: u32| (k + u32::from(k >= at)) as usize;
+        whole.i_a.clear();
+        whole
+            .i_a
+            .extend(self.base.carries.iter().map(|&k| solution.i_a[moved(k)]));
+        whole.v_kv.clear();
+        whole.v_kv.extend(
+            self.base
+                .voltage_from
+                .iter()
+                .zip(&whole.i_a)
+                .map(|(&(from, drop), current)| solution.v_kv[moved(from)] - drop * current),
+        );
+        for &j in &split.chain {
+            let j = j as usize;
+            let current = solution.i_a[self.carries(j)];
+            let (from, drop) = self.voltage_from(j);
+            whole.i_a[j] = current;
+            whole.v_kv[j] = solution.v_kv[from] - drop * current;
+        }
+        whole.iterations = solution.iterations;
+        whole.converged = solution.converged;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +553,95 @@ mod tests {
             q[j] = kvar;
         }
         (e, p, q)
+    }
+
+    /// Every node of the test tree split out of its base's folding: the tree
+    /// is the one a folding made with the node loaded would fold (branch by
+    /// branch, to the bit), and a flow with a load at the node solved on it
+    /// and unfolded is the whole feeder's.
+    #[test]
+    fn a_split_folding_is_the_folding_made_with_the_node_kept() {
+        let (e, p, q) = branching_with_chains();
+        let n = e.len();
+        let loaded: Vec<bool> = (0..n).map(|j| p[j] != 0.0 || q[j] != 0.0).collect();
+        let base = ChainFolding::new(&e, &loaded).expect("the test tree folds");
+        let mut split = SplitFolding::default();
+        let mut splits = 0;
+        for node in 1..n {
+            let mut with_node = loaded.clone();
+            with_node[node] = true;
+            let fresh = ChainFolding::new(&e, &with_node).expect("the test tree folds");
+            let is_split = base.split_at(&e, node, &mut split);
+            assert_eq!(is_split, base.kept(node).is_none(), "node {node}");
+            splits += usize::from(is_split);
+            let view = CandidateFolding {
+                base: &base,
+                split: is_split.then_some(&split),
+            };
+            let folded = view.folded();
+            assert_eq!(folded.len(), fresh.folded.len(), "node {node}");
+            for j in (0..n).filter(|&j| fresh.kept(j).is_some()) {
+                let (a, b) = (view.kept(j) as usize, fresh.kept(j).expect("kept") as usize);
+                assert_eq!(view.whole_of(a), j, "node {node}, kept node {j}");
+                let parent_of =
+                    |f: &ElectricalFeeder, at: usize, whole_of: &dyn Fn(usize) -> usize| {
+                        (f.parent[at] != NO_PARENT).then(|| whole_of(f.parent[at] as usize))
+                    };
+                assert_eq!(
+                    parent_of(folded, a, &|f| view.whole_of(f)),
+                    parent_of(&fresh.folded, b, &|f| fresh.whole_of[f] as usize),
+                    "node {node}, kept node {j}"
+                );
+                assert_eq!(
+                    folded.z_ohm[a], fresh.folded.z_ohm[b],
+                    "node {node}, kept node {j}"
+                );
+                assert_eq!(folded.drop_kv_per_a[a], fresh.folded.drop_kv_per_a[b]);
+                assert_eq!(
+                    folded.rated_a[a], fresh.folded.rated_a[b],
+                    "node {node}, kept node {j}"
+                );
+                assert_eq!(folded.inv_rated_a_2[a], fresh.folded.inv_rated_a_2[b]);
+                assert_eq!(
+                    folded.inbound[a], fresh.folded.inbound[b],
+                    "node {node}, kept node {j}"
+                );
+                assert_eq!(folded.nominal_kv[a], fresh.folded.nominal_kv[b]);
+            }
+            let (mut p, mut q) = (p.clone(), q.clone());
+            p[node] += 400.0;
+            q[node] += 150.0;
+            let mut whole = Solution::default();
+            sweep(&e, &p, &q, 10.3, SweepSettings::default(), &mut whole);
+            let folded_p: Vec<f64> = (0..folded.len()).map(|f| p[view.whole_of(f)]).collect();
+            let folded_q: Vec<f64> = (0..folded.len()).map(|f| q[view.whole_of(f)]).collect();
+            let mut on_folded = Solution::default();
+            sweep(
+                folded,
+                &folded_p,
+                &folded_q,
+                10.3,
+                SweepSettings::default(),
+                &mut on_folded,
+            );
+            let mut unfolded = Solution::default();
+            view.unfold_into(&on_folded, &mut unfolded);
+            for j in 0..n {
+                assert!(
+                    (unfolded.v_kv[j] - whole.v_kv[j]).norm() < 1e-5,
+                    "node {node}: voltage at {j}: {} unfolded, {} whole",
+                    unfolded.v_kv[j],
+                    whole.v_kv[j]
+                );
+                assert!(
+                    (unfolded.i_a[j] - whole.i_a[j]).norm() < 1e-3,
+                    "node {node}: current into {j}: {} unfolded, {} whole",
+                    unfolded.i_a[j],
+                    whole.i_a[j]
+                );
+            }
+        }
+        assert!(splits >= 3, "only {splits} nodes lay in chains");
     }
 
     /// The flow of `folding`'s folded tree with the loads of the whole tree's

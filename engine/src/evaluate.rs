@@ -23,12 +23,14 @@
 use num_complex::Complex64;
 
 use crate::base::{FeederBase, LOAD_ROOM_TAN_PHI};
+use crate::chains::{CandidateFolding, SplitFolding};
 use crate::checks::{CheckName, Figures, Observed, WorstChecks, first_broken};
 use crate::config::Limits;
 use crate::engine::Engine;
 use crate::load_model::power_factor_tan;
 use crate::powerflow::{
-    LANES, SQRT_3, Solution, StepLoads, SweepLanes, SweepSettings, sweep, sweep_steps,
+    ElectricalFeeder, LANES, SQRT_3, Solution, StepLoads, SweepLanes, SweepSettings, sweep,
+    sweep_steps,
 };
 
 mod figures;
@@ -229,13 +231,90 @@ pub struct PointEvaluation {
     pub worst: WorstChecks,
 }
 
+/// The tree a candidate's flows are solved on: its feeder, or the feeder
+/// folded for it (see [`FeederBase::flow_folding`]).
+#[derive(Clone, Copy)]
+struct FlowTree<'a> {
+    e: &'a ElectricalFeeder,
+    folding: Option<CandidateFolding<'a>>,
+}
+
+impl<'a> FlowTree<'a> {
+    /// The tree of `base`'s candidate whose folding is split as `split` says
+    /// (see [`CandidateTree::split`]).
+    fn of(base: &'a FeederBase, split: Option<&'a SplitFolding>) -> Self {
+        match base.flow_folding() {
+            Some(folding) => {
+                let folding = CandidateFolding {
+                    base: folding,
+                    split,
+                };
+                Self {
+                    e: folding.folded(),
+                    folding: Some(folding),
+                }
+            }
+            None => Self {
+                e: &base.electrical,
+                folding: None,
+            },
+        }
+    }
+
+    /// The tree's node for the feeder's local node `j`, which is loaded or
+    /// the candidate (a candidate's folding keeps both).
+    #[inline]
+    fn at(&self, j: u32) -> u32 {
+        self.folding.map_or(j, |f| f.kept(j as usize))
+    }
+
+    /// The feeder's local node of the tree's node `j`.
+    #[inline]
+    fn whole(&self, j: usize) -> usize {
+        self.folding.map_or(j, |f| f.whole_of(j))
+    }
+}
+
+/// The feeder folded for the last candidate whose flows were solved: its
+/// base's folding split at the candidate, where it lies in a chain. Most of
+/// a GIS feeder's nodes are poles on lines, which a sweep of the whole
+/// feeder walks at every iteration; each flow solved folded is unfolded onto
+/// the whole feeder to be judged, so its figures name the feeder's own nodes
+/// and branches.
+#[derive(Default)]
+struct CandidateTree {
+    /// The base (by its uid) and the candidate `split` is for.
+    made_for: Option<(u64, u32)>,
+    split: SplitFolding,
+    /// Whether the candidate lies in a chain of its base's folding (`split`
+    /// holds the tree); otherwise the base's folding is the tree.
+    is_split: bool,
+    /// The last flow on the folded tree, and the last flows of
+    /// [`Engine::exact_lanes`].
+    solution: Solution,
+    lane_solutions: [Solution; LANES],
+}
+
+impl CandidateTree {
+    fn fold_for(&mut self, base: &FeederBase, local: u32) {
+        let key = (base.uid, local);
+        if self.made_for == Some(key) {
+            return;
+        }
+        self.made_for = Some(key);
+        self.is_split = base.flow_folding().is_some_and(|folding| {
+            folding.split_at(&base.electrical, local as usize, &mut self.split)
+        });
+    }
+}
+
 /// Scratch space for power flows, reused across calls.
 #[derive(Default)]
 struct Scratch {
     p: Vec<f64>,
     q: Vec<f64>,
     solution: Solution,
-    path_up: Vec<u32>,
+    path_up: Vec<(u32, Complex64)>,
     shift: Vec<Complex64>,
     /// Linearised response of branch currents and node voltages, per kW.
     d_current: Vec<Complex64>,
@@ -275,6 +354,8 @@ struct Scratch {
     lane_loads: StepLoads,
     lane_sweep: SweepLanes,
     lane_solutions: [Solution; LANES],
+    /// The tree the flows of the last candidate are solved on.
+    tree: CandidateTree,
 }
 
 impl Scratch {
@@ -394,7 +475,9 @@ impl Engine {
             .into()
     }
 
-    /// A full power flow of step `k` with `x` kW (shaped) added at `local`.
+    /// A full power flow of step `k` with `x` kW (shaped) added at `local`,
+    /// solved on the feeder folded for the candidate where that folds (see
+    /// [`CandidateTree`]) and unfolded into `scratch.solution`.
     fn exact(
         &self,
         base: &FeederBase,
@@ -404,23 +487,37 @@ impl Engine {
         load: &AddedLoad<'_>,
         scratch: &mut Scratch,
     ) -> Observed {
+        scratch.tree.fold_for(base, local);
         let Scratch {
             p,
             q,
             solution,
             path_up,
             shift,
+            tree,
             ..
         } = scratch;
-        self.exact_start(base, k, local, x_kw, load, p, q, solution, path_up, shift);
+        let flow_tree = FlowTree::of(base, tree.is_split.then_some(&tree.split));
+        let on_tree = if flow_tree.folding.is_some() {
+            &mut tree.solution
+        } else {
+            &mut *solution
+        };
+        let at = flow_tree.at(local);
+        self.exact_start(
+            base, flow_tree, k, at, x_kw, load, p, q, on_tree, path_up, shift,
+        );
         sweep(
-            &base.electrical,
+            flow_tree.e,
             p,
             q,
             base.loads.source_kv[k],
             SweepSettings::default(),
-            solution,
+            on_tree,
         );
+        if let Some(folding) = flow_tree.folding {
+            folding.unfold_into(&tree.solution, solution);
+        }
         let added = base.head_kva_added(k, solution);
         self.observe(base, k, solution, added)
     }
@@ -439,37 +536,52 @@ impl Engine {
         scratch: &mut Scratch,
     ) -> [Observed; LANES] {
         debug_assert!(!ks.is_empty() && ks.len() <= LANES);
+        scratch.tree.fold_for(base, local);
         let Scratch {
             path_up,
             shift,
             lane_loads,
             lane_sweep,
             lane_solutions,
+            tree,
             ..
         } = scratch;
+        let flow_tree = FlowTree::of(base, tree.is_split.then_some(&tree.split));
+        let on_tree = if flow_tree.folding.is_some() {
+            &mut tree.lane_solutions
+        } else {
+            &mut *lane_solutions
+        };
+        let at = flow_tree.at(local);
         let lane_k: [usize; LANES] = std::array::from_fn(|l| ks[l.min(ks.len() - 1)]);
         for l in 0..LANES {
             self.exact_start(
                 base,
+                flow_tree,
                 lane_k[l],
-                local,
+                at,
                 x_kw[l.min(ks.len() - 1)],
                 load,
                 &mut lane_loads.p_kw[l],
                 &mut lane_loads.q_kvar[l],
-                &mut lane_solutions[l],
+                &mut on_tree[l],
                 path_up,
                 shift,
             );
             lane_loads.source_kv[l] = base.loads.source_kv[lane_k[l]];
         }
         sweep_steps(
-            &base.electrical,
+            flow_tree.e,
             lane_loads,
             SweepSettings::default(),
             lane_sweep,
-            lane_solutions,
+            on_tree,
         );
+        if let Some(folding) = flow_tree.folding {
+            for (folded, whole) in tree.lane_solutions.iter().zip(lane_solutions.iter_mut()) {
+                folding.unfold_into(folded, whole);
+            }
+        }
         let added = std::array::from_fn(|l| base.head_kva_added(lane_k[l], &lane_solutions[l]));
         self.observe_steps(
             base,
@@ -507,13 +619,14 @@ impl Engine {
         })
     }
 
-    /// The loads of step `k` with `x_kw` (shaped) added at `local`, into `p`
-    /// and `q`, and the flow an exact solve of them starts from, into
-    /// `solution`.
+    /// The loads of step `k` with `x_kw` (shaped) added at `at` (a node of
+    /// `tree`), into `p` and `q`, and the flow an exact solve of them starts
+    /// from, into `solution`, all on `tree`.
     #[allow(clippy::too_many_arguments)]
     fn exact_start(
         &self,
         base: &FeederBase,
+        tree: FlowTree<'_>,
         k: usize,
         local: u32,
         x_kw: f64,
@@ -521,13 +634,14 @@ impl Engine {
         p: &mut Vec<f64>,
         q: &mut Vec<f64>,
         solution: &mut Solution,
-        path_up: &mut Vec<u32>,
+        path_up: &mut Vec<(u32, Complex64)>,
         shift: &mut Vec<Complex64>,
     ) {
-        let n = base.electrical.len();
+        let e = tree.e;
+        let n = e.len();
         p.resize(n, 0.0);
         q.resize(n, 0.0);
-        self.base_node_loads(base, k, p, q);
+        self.base_node_loads_at(base, k, p, q, |j| tree.at(j) as usize);
         p[local as usize] += x_kw;
         q[local as usize] += x_kw * load.tan_phi;
         // Start from the base's flow at the step, moved by the linear drop of
@@ -538,8 +652,10 @@ impl Engine {
         // where it started, and at a kW whose ratio to a limit lies that close
         // to 1 the verdict (and so the headroom) would follow whatever was
         // judged before.
-        base.solutions[k].start_into(solution);
-        let e = &base.electrical;
+        match tree.folding {
+            Some(_) => base.solutions[k].start_into_nodes(n, |f| tree.whole(f), solution),
+            None => base.solutions[k].start_into(solution),
+        }
         let v_candidate = solution.v_kv[local as usize];
         let added_conj_kva = Complex64::new(x_kw, -x_kw * load.tan_phi);
         let mut added_current = added_conj_kva / (SQRT_3 * v_candidate.conj());
@@ -549,7 +665,7 @@ impl Engine {
         let mut at = local as usize;
         let mut z_path = Complex64::new(0.0, 0.0);
         while at != 0 && at < n {
-            path_up.push(at as u32);
+            path_up.push((at as u32, Complex64::new(0.0, 0.0)));
             z_path += e.z_ohm[at];
             at = e.parent[at] as usize;
         }
@@ -559,13 +675,35 @@ impl Engine {
         if v_after.norm_sqr() > 0.25 * v_candidate.norm_sqr() {
             added_current = added_conj_kva / (SQRT_3 * v_after.conj());
         }
+        // Every constant-power load answers the drop with more current
+        // (`dI = -I conj(dV / V)`): the loads that leave the path at a node
+        // see that node's drop, and their answer runs up the path above it.
+        // In the start, it saves the sweep an iteration where the new load
+        // is large.
+        let stored = &base.solutions[k];
+        let mut z_from_busbar = z_path;
+        let mut below = Complex64::new(0.0, 0.0);
+        let mut response = Complex64::new(0.0, 0.0);
+        for (node, carried) in path_up.iter_mut() {
+            let j = *node as usize;
+            let into = stored.i_a(tree.whole(j));
+            let branching_off = into - below;
+            below = into;
+            let v = stored.v_kv(tree.whole(j));
+            let drop = SQRT_3 / 1000.0 * z_from_busbar * added_current;
+            response += branching_off * (drop.conj() * v) * v.norm_sqr().recip();
+            *carried = added_current + response;
+            z_from_busbar -= e.z_ohm[j];
+        }
         shift.resize(n, Complex64::new(0.0, 0.0));
         shift[0] = Complex64::new(0.0, 0.0);
         let mut next_on_path = path_up.pop();
         for j in 1..n {
             let mut own = shift[e.parent[j] as usize];
-            if next_on_path == Some(j as u32) {
-                own -= SQRT_3 / 1000.0 * e.z_ohm[j] * added_current;
+            if let Some((node, carried)) = next_on_path
+                && node == j as u32
+            {
+                own -= SQRT_3 / 1000.0 * e.z_ohm[j] * carried;
                 next_on_path = path_up.pop();
             }
             shift[j] = own;
@@ -1105,8 +1243,6 @@ impl Engine {
         scratch: &mut Scratch,
     ) -> f64 {
         let limits = &base.limits;
-        let e = &base.electrical;
-        let n = e.len();
         let Scratch {
             p,
             q,
@@ -1114,9 +1250,20 @@ impl Engine {
             d_current,
             d_voltage,
             responding,
+            tree,
             ..
         } = scratch;
-        let v_kv = &solution.v_kv;
+        // Worked out on the tree the flow was solved on (see `Self::exact`),
+        // and read at the feeder's nodes from there.
+        let flow_tree = FlowTree::of(base, tree.is_split.then_some(&tree.split));
+        let (e, whole) = (flow_tree.e, &base.electrical);
+        let n = e.len();
+        let v_kv = if flow_tree.folding.is_some() {
+            &tree.solution.v_kv
+        } else {
+            &solution.v_kv
+        };
+        let local = flow_tree.at(local);
         let per_kw =
             Complex64::new(factor, -factor * load.tan_phi) / (SQRT_3 * v_kv[local as usize].conj());
         d_voltage.clear();
@@ -1150,11 +1297,12 @@ impl Engine {
                 d_voltage[j] = d_voltage[e.parent[j] as usize] - e.drop_kv_per_a[j] * d_current[j];
             }
         }
+        let carried = |j: usize| flow_tree.folding.map_or(j, |folding| folding.carries(j));
         let current_slope = |at: usize, limit_a: f64| {
             let current = solution.i_a[at];
             let magnitude = current.norm_sqr().sqrt();
             if magnitude > 0.0 && limit_a > 0.0 {
-                (current.conj() * d_current[at]).re / magnitude / limit_a
+                (current.conj() * d_current[carried(at)]).re / magnitude / limit_a
             } else {
                 0.0
             }
@@ -1163,21 +1311,28 @@ impl Engine {
         match which {
             0 => {
                 let at = observed.segment_at as usize;
-                current_slope(at, e.rated_a[at] * thermal)
+                current_slope(at, whole.rated_a[at] * thermal)
             }
-            1 => e
+            1 => whole
                 .head_rated_a
                 .map_or(0.0, |rated| current_slope(0, rated * thermal)),
             2 => {
                 let at = observed.v_min_at as usize;
-                let v = v_kv[at];
+                let v = solution.v_kv[at];
                 let magnitude_2 = v.norm_sqr();
                 if magnitude_2 <= 0.0 {
                     return 0.0;
                 }
+                let d_v = match flow_tree.folding {
+                    Some(folding) => {
+                        let (from, drop) = folding.voltage_from(at);
+                        d_voltage[from] - drop * d_current[carried(at)]
+                    }
+                    None => d_voltage[at],
+                };
                 // The ratio is v_min nominal / |V|; d|V| = Re(conj(V) dV) / |V|.
-                let magnitude_slope = (v.conj() * d_voltage[at]).re / magnitude_2.sqrt();
-                -limits.v_min_pu * e.nominal_kv[at] / magnitude_2 * magnitude_slope
+                let magnitude_slope = (v.conj() * d_v).re / magnitude_2.sqrt();
+                -limits.v_min_pu * whole.nominal_kv[at] / magnitude_2 * magnitude_slope
             }
             _ => {
                 let rated = self.group_rated_kva(base.group);

@@ -196,12 +196,25 @@ impl FeederLoads {
 
     /// Loads per local node at step `k`, written into `p` and `q` (length of the tree).
     pub fn node_loads(&self, k: usize, p: &mut [f64], q: &mut [f64]) {
+        self.node_loads_at(k, p, q, |local| local as usize);
+    }
+
+    /// [`Self::node_loads`] on a tree whose node `at(local)` stands for each
+    /// loaded local node (a folded feeder's: see `chains`).
+    #[inline]
+    pub(crate) fn node_loads_at(
+        &self,
+        k: usize,
+        p: &mut [f64],
+        q: &mut [f64],
+        at: impl Fn(u32) -> usize,
+    ) {
         p.fill(0.0);
         q.fill(0.0);
         let m = self.transformers.len();
         for (t, &(_, local)) in self.transformers.iter().enumerate() {
-            p[local as usize] += self.p_kw[k * m + t];
-            q[local as usize] += self.q_kvar[k * m + t];
+            p[at(local)] += self.p_kw[k * m + t];
+            q[at(local)] += self.q_kvar[k * m + t];
         }
     }
 

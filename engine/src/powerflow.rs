@@ -274,6 +274,21 @@ impl StoredSolution {
         out.iterations = 0;
     }
 
+    /// [`Self::start_into`] for a tree of `nodes` of its nodes, `node(i)`
+    /// the tree's `i`-th (a folded feeder's: see `chains`).
+    pub(crate) fn start_into_nodes(
+        &self,
+        nodes: usize,
+        node: impl Fn(usize) -> usize,
+        out: &mut Solution,
+    ) {
+        out.v_kv.clear();
+        out.v_kv.extend((0..nodes).map(|i| self.v_kv(node(i))));
+        out.i_a.resize(nodes, Complex64::new(0.0, 0.0));
+        out.converged = self.converged;
+        out.iterations = 0;
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         (self.v_kv.len() + self.i_a.len()) * 8 + 48
