@@ -289,3 +289,106 @@ fn a_reservation_on_a_distribution_transformer_counts_against_its_loading() {
         again.headroom_kw
     );
 }
+
+/// A line of unloaded poles between two loaded nodes, with a weak segment
+/// half-way: the engine solves a candidate's flows with the poles folded into
+/// single branches and the line split at the candidate. Each pole's headroom
+/// still agrees with bisection over plain flows of the whole feeder: above the
+/// weak segment, which the load does not pass, and below it, where it binds.
+#[test]
+fn poles_along_a_folded_line_match_plain_flows_of_the_whole_feeder() {
+    use headroom_geodata::NodeType;
+    let mut grid = headroom_geodata::NetworkBuilder::new();
+    grid.substation("S", at(0.0, 0.0))
+        .node("B", NodeType::Busbar, at(0.0, 0.0))
+        .with_node(|n| n.spare_bays = 1)
+        .substation_transformer("TR", "S", "B", 40_000.0)
+        .node("N1", NodeType::RingMainUnit, at(100.0, 0.0))
+        .segment("L1", "B", "N1", 0.1, 0.1, 300.0, 1_000.0);
+    let poles: Vec<String> = (1..=8).map(|i| format!("P{i}")).collect();
+    let mut above = "N1".to_string();
+    for (i, pole) in poles
+        .iter()
+        .chain(std::iter::once(&"N9".to_string()))
+        .enumerate()
+    {
+        // The segment into P4 is the weak one.
+        let rated_a = if i == 3 { 90.0 } else { 300.0 };
+        grid.node(pole, NodeType::Pole, at(200.0 + 100.0 * i as f64, 0.0))
+            .segment(
+                &format!("L{}", i + 2),
+                &above,
+                pole,
+                0.3,
+                0.35,
+                rated_a,
+                1_500.0,
+            );
+        above.clone_from(pole);
+    }
+    grid.feeder("F", "B", "N1", Some(400.0))
+        .transformer("T1", "N1", 400.0)
+        .transformer("T9", "N9", 400.0);
+    let steps = 8;
+    let varying = |base: f64| (0..steps).map(|k| base * (0.7 + 0.05 * k as f64)).collect();
+    let series: Series<'_> = vec![
+        ("F", Quantity::UKv, vec![10.5; steps]),
+        ("T1", Quantity::PKw, varying(150.0)),
+        ("T1", Quantity::QKvar, varying(50.0)),
+        ("T9", Quantity::PKw, varying(120.0)),
+        ("T9", Quantity::QKvar, varying(40.0)),
+    ];
+    let engine = engine(&grid, &series);
+    let mut bindings = Vec::new();
+    for (i, pole) in poles.iter().enumerate() {
+        let near = at(200.0 + 100.0 * i as f64, 0.0);
+        let (_, headroom, binding) = probe(&engine, pole, near, 1.0, json!({}));
+        let reference = brute_force_headroom(&engine, pole, 0.95);
+        assert!(
+            (headroom - reference).abs() <= 1.5,
+            "{pole}: engine {headroom} kW, bisection {reference} kW"
+        );
+        let result = engine.rank(&application("A", near, headroom + 50.0, json!({})));
+        let element = candidate(&result, pole)
+            .checks
+            .iter()
+            .find(|c| c.name.as_str() == binding)
+            .and_then(|c| c.element.clone());
+        bindings.push((binding, element));
+        // The figures at a demand are the plain flows' worst over the steps.
+        let demand_kw = (0.5 * headroom).round();
+        let result = engine.rank(&application("A", near, demand_kw, json!({})));
+        let after = &candidate(&result, pole).after;
+        let placement = engine
+            .topology
+            .placement(engine.network.node_ix(pole).unwrap())
+            .unwrap();
+        let base = engine.feeder(placement.feeder.get());
+        let e = &base.electrical;
+        let tan = (1.0f64 / (0.95 * 0.95) - 1.0).sqrt();
+        let (mut loading, mut v_min) = (0.0f64, f64::INFINITY);
+        for k in 0..base.loads.step_count() {
+            let flow = plain_flow(&engine, &base, k, placement.local, demand_kw, tan);
+            for j in 1..e.len() {
+                loading = loading.max(flow.i_a[j].norm() / e.rated_a[j] * 100.0);
+                v_min = v_min.min(flow.v_kv[j].norm() / e.nominal_kv[j]);
+            }
+            loading = loading.max(flow.head_current_a() / e.head_rated_a.unwrap() * 100.0);
+        }
+        assert!(
+            (after.max_loading_pct - loading).abs() < 0.002,
+            "{pole}: loading {} after, {loading} by plain flows",
+            after.max_loading_pct
+        );
+        assert!(
+            (after.min_voltage_pu - v_min).abs() < 2e-6,
+            "{pole}: lowest voltage {} after, {v_min} by plain flows",
+            after.min_voltage_pu
+        );
+    }
+    // The weak segment binds the poles below it and none above.
+    for (i, binding) in bindings.iter().enumerate() {
+        let weak = binding.0 == "segment_thermal" && binding.1.as_deref() == Some("L5");
+        assert_eq!(weak, i >= 3, "P{}: {binding:?}", i + 1);
+    }
+}
