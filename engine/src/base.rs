@@ -498,8 +498,6 @@ impl FeederBase {
         self.window_step.len()
     }
 
-    /// What `flow`, a flow of kept step `k` with something added, draws at
-    /// the head beyond the base's flow of the step, kVA.
     /// The feeder with its load-free series chains folded (see `chains`),
     /// its loaded nodes (measured loads and reservations) kept: what a
     /// candidate's exact flows are solved on, split at the candidate where
@@ -523,6 +521,8 @@ impl FeederBase {
             .as_ref()
     }
 
+    /// What `flow`, a flow of kept step `k` with something added, draws at
+    /// the head beyond the base's flow of the step, kVA.
     pub(crate) fn head_kva_added(&self, k: usize, flow: &Solution) -> Complex64 {
         flow.head_power_kva() - self.solutions[k].head_power_kva()
     }

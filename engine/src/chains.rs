@@ -207,16 +207,28 @@ impl ChainFolding {
     /// [`Self::unfold`] into `whole`'s buffers: a reader that unfolds each
     /// step in turn keeps one whole flow in cache, not one per step.
     pub(crate) fn unfold_into(&self, solution: &Solution, whole: &mut Solution) {
+        self.unfold_moved_into(solution, whole, |k| k as usize);
+    }
+
+    /// [`Self::unfold_into`] from the flow of a tree whose node `moved(k)`
+    /// is this folding's node `k` (a split of it: see [`SplitFolding`]).
+    #[inline]
+    fn unfold_moved_into(
+        &self,
+        solution: &Solution,
+        whole: &mut Solution,
+        moved: impl Fn(u32) -> usize,
+    ) {
         whole.i_a.clear();
         whole
             .i_a
-            .extend(self.carries.iter().map(|&k| solution.i_a[k as usize]));
+            .extend(self.carries.iter().map(|&k| solution.i_a[moved(k)]));
         whole.v_kv.clear();
         whole.v_kv.extend(
             self.voltage_from
                 .iter()
                 .zip(&whole.i_a)
-                .map(|(&(from, drop), current)| solution.v_kv[from as usize] - drop * current),
+                .map(|(&(from, drop), current)| solution.v_kv[moved(from)] - drop * current),
         );
         whole.iterations = solution.iterations;
         whole.converged = solution.converged;
@@ -416,8 +428,8 @@ impl<'a> CandidateFolding<'a> {
     #[inline]
     fn moved(&self, k: u32) -> u32 {
         match self.split {
-            Some(s) if k >= s.at => k + 1,
-            _ => k,
+            Some(s) => k + u32::from(k >= s.at),
+            None => k,
         }
     }
 
@@ -457,8 +469,8 @@ impl<'a> CandidateFolding<'a> {
     /// The folded node whose inbound current node `j`'s inbound branch carries.
     #[inline]
     pub(crate) fn carries(&self, j: usize) -> usize {
-        match self.in_split_chain(j) {
-            Some(false) => self.split.map_or(0, |s| s.at as usize),
+        match (self.split, self.in_split_chain(j)) {
+            (Some(s), Some(false)) => s.at as usize,
             _ => self.moved(self.base.carries[j]) as usize,
         }
     }
@@ -477,26 +489,14 @@ impl<'a> CandidateFolding<'a> {
 
     /// The flow of the whole feeder from the folded feeder's: as the base's
     /// folding unfolds it, its indices moved by the split, and then the split
-    /// chain's nodes.
+    /// chain's nodes, whose currents and voltages the split changes.
     pub(crate) fn unfold_into(&self, solution: &Solution, whole: &mut Solution) {
         let Some(split) = self.split else {
             self.base.unfold_into(solution, whole);
             return;
         };
-        let at = split.at;
-        let moved = |k: u32| (k + u32::from(k >= at)) as usize;
-        whole.i_a.clear();
-        whole
-            .i_a
-            .extend(self.base.carries.iter().map(|&k| solution.i_a[moved(k)]));
-        whole.v_kv.clear();
-        whole.v_kv.extend(
-            self.base
-                .voltage_from
-                .iter()
-                .zip(&whole.i_a)
-                .map(|(&(from, drop), current)| solution.v_kv[moved(from)] - drop * current),
-        );
+        self.base
+            .unfold_moved_into(solution, whole, |k| self.moved(k) as usize);
         for &j in &split.chain {
             let j = j as usize;
             let current = solution.i_a[self.carries(j)];
@@ -504,8 +504,6 @@ impl<'a> CandidateFolding<'a> {
             whole.i_a[j] = current;
             whole.v_kv[j] = solution.v_kv[from] - drop * current;
         }
-        whole.iterations = solution.iterations;
-        whole.converged = solution.converged;
     }
 }
 

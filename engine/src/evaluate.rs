@@ -273,6 +273,15 @@ impl<'a> FlowTree<'a> {
     fn whole(&self, j: usize) -> usize {
         self.folding.map_or(j, |f| f.whole_of(j))
     }
+    /// Of a buffer for flows on a folded tree and one for flows on the
+    /// feeder itself, the one this tree's flows go to.
+    fn pick<T>(&self, folded: T, whole: T) -> T {
+        if self.folding.is_some() {
+            folded
+        } else {
+            whole
+        }
+    }
 }
 
 /// The feeder folded for the last candidate whose flows were solved: its
@@ -289,10 +298,6 @@ struct CandidateTree {
     /// Whether the candidate lies in a chain of its base's folding (`split`
     /// holds the tree); otherwise the base's folding is the tree.
     is_split: bool,
-    /// The last flow on the folded tree, and the last flows of
-    /// [`Engine::exact_lanes`].
-    solution: Solution,
-    lane_solutions: [Solution; LANES],
 }
 
 impl CandidateTree {
@@ -305,6 +310,10 @@ impl CandidateTree {
         self.is_split = base.flow_folding().is_some_and(|folding| {
             folding.split_at(&base.electrical, local as usize, &mut self.split)
         });
+    }
+    /// The split of the base's folding the candidate's tree is, if any.
+    fn split(&self) -> Option<&SplitFolding> {
+        self.is_split.then_some(&self.split)
     }
 }
 
@@ -354,8 +363,11 @@ struct Scratch {
     lane_loads: StepLoads,
     lane_sweep: SweepLanes,
     lane_solutions: [Solution; LANES],
-    /// The tree the flows of the last candidate are solved on.
+    /// The tree the flows of the last candidate are solved on, and the last
+    /// flow solved on it where it is folded (and of [`Engine::exact_lanes`]).
     tree: CandidateTree,
+    folded_solution: Solution,
+    folded_lane_solutions: [Solution; LANES],
 }
 
 impl Scratch {
@@ -495,14 +507,11 @@ impl Engine {
             path_up,
             shift,
             tree,
+            folded_solution,
             ..
         } = scratch;
-        let flow_tree = FlowTree::of(base, tree.is_split.then_some(&tree.split));
-        let on_tree = if flow_tree.folding.is_some() {
-            &mut tree.solution
-        } else {
-            &mut *solution
-        };
+        let flow_tree = FlowTree::of(base, tree.split());
+        let on_tree = flow_tree.pick(&mut *folded_solution, &mut *solution);
         let at = flow_tree.at(local);
         self.exact_start(
             base, flow_tree, k, at, x_kw, load, p, q, on_tree, path_up, shift,
@@ -516,7 +525,7 @@ impl Engine {
             on_tree,
         );
         if let Some(folding) = flow_tree.folding {
-            folding.unfold_into(&tree.solution, solution);
+            folding.unfold_into(folded_solution, solution);
         }
         let added = base.head_kva_added(k, solution);
         self.observe(base, k, solution, added)
@@ -544,14 +553,11 @@ impl Engine {
             lane_sweep,
             lane_solutions,
             tree,
+            folded_lane_solutions,
             ..
         } = scratch;
-        let flow_tree = FlowTree::of(base, tree.is_split.then_some(&tree.split));
-        let on_tree = if flow_tree.folding.is_some() {
-            &mut tree.lane_solutions
-        } else {
-            &mut *lane_solutions
-        };
+        let flow_tree = FlowTree::of(base, tree.split());
+        let on_tree = flow_tree.pick(&mut *folded_lane_solutions, &mut *lane_solutions);
         let at = flow_tree.at(local);
         let lane_k: [usize; LANES] = std::array::from_fn(|l| ks[l.min(ks.len() - 1)]);
         for l in 0..LANES {
@@ -578,7 +584,7 @@ impl Engine {
             on_tree,
         );
         if let Some(folding) = flow_tree.folding {
-            for (folded, whole) in tree.lane_solutions.iter().zip(lane_solutions.iter_mut()) {
+            for (folded, whole) in folded_lane_solutions.iter().zip(lane_solutions.iter_mut()) {
                 folding.unfold_into(folded, whole);
             }
         }
@@ -652,10 +658,7 @@ impl Engine {
         // where it started, and at a kW whose ratio to a limit lies that close
         // to 1 the verdict (and so the headroom) would follow whatever was
         // judged before.
-        match tree.folding {
-            Some(_) => base.solutions[k].start_into_nodes(n, |f| tree.whole(f), solution),
-            None => base.solutions[k].start_into(solution),
-        }
+        base.solutions[k].start_into_nodes(n, |f| tree.whole(f), solution);
         let v_candidate = solution.v_kv[local as usize];
         let added_conj_kva = Complex64::new(x_kw, -x_kw * load.tan_phi);
         let mut added_current = added_conj_kva / (SQRT_3 * v_candidate.conj());
@@ -1252,18 +1255,15 @@ impl Engine {
             d_voltage,
             responding,
             tree,
+            folded_solution,
             ..
         } = scratch;
         // Worked out on the tree the flow was solved on (see `Self::exact`),
         // and read at the feeder's nodes from there.
-        let flow_tree = FlowTree::of(base, tree.is_split.then_some(&tree.split));
+        let flow_tree = FlowTree::of(base, tree.split());
         let (e, whole) = (flow_tree.e, &base.electrical);
         let n = e.len();
-        let v_kv = if flow_tree.folding.is_some() {
-            &tree.solution.v_kv
-        } else {
-            &solution.v_kv
-        };
+        let v_kv = &flow_tree.pick(&*folded_solution, &*solution).v_kv;
         let local = flow_tree.at(local);
         let per_kw =
             Complex64::new(factor, -factor * load.tan_phi) / (SQRT_3 * v_kv[local as usize].conj());

@@ -267,11 +267,7 @@ impl StoredSolution {
     /// which a sweep works out first thing, are only sized: their values are
     /// whatever `out` held.
     pub fn start_into(&self, out: &mut Solution) {
-        out.v_kv.clear();
-        out.v_kv.extend((0..self.v_kv.len()).map(|i| self.v_kv(i)));
-        out.i_a.resize(self.i_a.len(), Complex64::new(0.0, 0.0));
-        out.converged = self.converged;
-        out.iterations = 0;
+        self.start_into_nodes(self.v_kv.len(), |i| i, out);
     }
 
     /// [`Self::start_into`] for a tree of `nodes` of its nodes, `node(i)`
