@@ -330,12 +330,10 @@ struct Scratch {
     d_voltage: Vec<Complex64>,
     /// The loads answering a voltage change: (local node, current, 1 / voltage).
     responding: Vec<(u32, Complex64, Complex64)>,
-    /// The candidate's path to the busbar and the impedance from the busbar to
-    /// each node of it.
-    path: Vec<usize>,
-    z_from_busbar: Vec<Complex64>,
-    /// Per node of that path, the loads' answer below its branch per kW (see
-    /// [`Estimator::estimate`]).
+    /// The candidate's path to the busbar.
+    path: CandidatePath,
+    /// Per run of that path, the loads' answer below its branches per kW
+    /// (see [`Estimator::estimate`]).
     path_answers: Vec<Complex64>,
     /// Steps with their lower bounds: (step, bound, voltage bound, substation bound).
     bounds: Vec<(usize, f64, f64, f64)>,
@@ -839,8 +837,8 @@ impl Engine {
         };
         let shape = self.shape(base, load);
         let before = base.summary.before;
-        let (path, z_from_busbar) = candidate_path(base, local, scratch);
-        let estimator = Estimator::new(self, base, local, load, &shape, &path, &z_from_busbar);
+        let path = candidate_path(base, local, scratch);
+        let estimator = Estimator::new(self, base, local, load, &shape, &path);
         // Where a limit is broken without the new load, there is no headroom to
         // find: only the figures.
         let find_headroom = base.summary.already_broken.is_none();
@@ -848,28 +846,21 @@ impl Engine {
             self.estimates(&estimator, find_headroom, floor_kw, ceiling_kw, scratch)
         else {
             scratch.path = path;
-            scratch.z_from_busbar = z_from_busbar;
             return None;
         };
         if find_headroom && estimates.iter().all(|(kw, _)| *kw > ceiling_kw) {
             scratch.estimates = estimates;
             scratch.path = path;
-            scratch.z_from_busbar = z_from_busbar;
             return None;
         }
 
         // Figures at the application's demand, over every step.
         let worst = if with_figures {
-            let path = figures::CandidatePath {
-                nodes: &path,
-                z_from_busbar: &z_from_busbar,
-            };
             self.figures_at_demand(base, local, &path, demand_kw, load, &shape, scratch)
         } else {
             base.summary.worst
         };
         scratch.path = path;
-        scratch.z_from_busbar = z_from_busbar;
         let after = Figures::of_worst(&worst);
 
         if let Some(binding) = base.summary.already_broken {
@@ -1354,33 +1345,97 @@ impl Engine {
     }
 }
 
-/// Nodes from the candidate up to the first node, and the impedance from the
-/// busbar to each: a node off the path shares the path's impedance down to
-/// where it branches off, so its voltage falls with that of the branch point.
-/// In the scratch's buffers, taken out (the caller puts them back).
-fn candidate_path(
-    base: &FeederBase,
-    local: u32,
-    scratch: &mut Scratch,
-) -> (Vec<usize>, Vec<Complex64>) {
-    let e = &base.electrical;
-    let n = e.len();
+/// A candidate's path up to the busbar: its nodes, the impedance from the
+/// busbar to each (a node off the path shares the path's impedance down to
+/// where it branches off, so its voltage falls with that of the branch
+/// point), and its runs of branches in series.
+#[derive(Default)]
+struct CandidatePath {
+    /// Nodes from the candidate up to the first node.
+    nodes: Vec<usize>,
+    z_from_busbar: Vec<Complex64>,
+    /// The path cut into runs of branches that carry one current (see
+    /// [`FeederBase::in_series`]), from the candidate up. A GIS path is
+    /// mostly poles that carry the current of the branch below them, bit for
+    /// bit, with nothing hanging off them: a walk that offers each branch's
+    /// limit and sums each branch's drop does the same once per run.
+    runs: Vec<PathRun>,
+    /// Per node of the path, its run.
+    run_of: Vec<u32>,
+}
+
+/// Branches in series along a candidate's path (see [`CandidatePath::runs`]).
+#[derive(Clone, Copy, Debug)]
+struct PathRun {
+    /// The path index of its lowest node, whose inbound current every branch
+    /// of the run carries and where whatever branches off the path below the
+    /// run's top does.
+    at: u32,
+    /// That node.
+    node: u32,
+    /// The run's impedance, ohm, and the sum of its branches' magnitudes.
+    z_ohm: Complex64,
+    z_abs_ohm: f64,
+    /// Its least rated branch's node (the lowest where several are, as a
+    /// scan up the path names it): carrying the run's current, it is the
+    /// run's most loaded.
+    weakest: u32,
+}
+
+impl CandidatePath {
+    /// The path of `local` in `base`, in the buffers of `self`.
+    fn trace(&mut self, base: &FeederBase, local: u32) {
+        let e = &base.electrical;
+        let n = e.len();
+        let Self {
+            nodes,
+            z_from_busbar,
+            runs,
+            run_of,
+        } = self;
+        nodes.clear();
+        runs.clear();
+        run_of.clear();
+        let mut at = local;
+        while at != 0 && (at as usize) < n {
+            let p = at as usize;
+            let z = e.z_ohm[p];
+            match runs.last_mut() {
+                Some(run) if base.in_series(p) => {
+                    run.z_ohm += z;
+                    run.z_abs_ohm += magnitude(z);
+                    if e.inv_rated_a_2[p] > e.inv_rated_a_2[run.weakest as usize] {
+                        run.weakest = at;
+                    }
+                }
+                _ => runs.push(PathRun {
+                    at: nodes.len() as u32,
+                    node: at,
+                    z_ohm: z,
+                    z_abs_ohm: magnitude(z),
+                    weakest: at,
+                }),
+            }
+            run_of.push((runs.len() - 1) as u32);
+            nodes.push(p);
+            at = e.parent[p];
+        }
+        z_from_busbar.clear();
+        z_from_busbar.resize(nodes.len(), Complex64::new(0.0, 0.0));
+        let mut z = Complex64::new(0.0, 0.0);
+        for (i, &p) in nodes.iter().enumerate().rev() {
+            z += e.z_ohm[p];
+            z_from_busbar[i] = z;
+        }
+    }
+}
+
+/// `local`'s path in `base`, in the scratch's buffer, taken out (the caller
+/// puts it back).
+fn candidate_path(base: &FeederBase, local: u32, scratch: &mut Scratch) -> CandidatePath {
     let mut path = std::mem::take(&mut scratch.path);
-    path.clear();
-    let mut at = local;
-    while at != 0 && (at as usize) < n {
-        path.push(at as usize);
-        at = e.parent[at as usize];
-    }
-    let mut z_from_busbar = std::mem::take(&mut scratch.z_from_busbar);
-    z_from_busbar.clear();
-    z_from_busbar.resize(path.len(), Complex64::new(0.0, 0.0));
-    let mut z = Complex64::new(0.0, 0.0);
-    for (i, &p) in path.iter().enumerate().rev() {
-        z += e.z_ohm[p];
-        z_from_busbar[i] = z;
-    }
-    (path, z_from_busbar)
+    path.trace(base, local);
+    path
 }
 
 /// What every bound and estimate of the headroom at one candidate reads: the
@@ -1392,8 +1447,7 @@ struct Estimator<'a> {
     local: u32,
     load: &'a AddedLoad<'a>,
     shape: &'a [f64],
-    path: &'a [usize],
-    z_from_busbar: &'a [Complex64],
+    path: &'a CandidatePath,
     /// The thermal limit, a fraction of a rating.
     thermal: f64,
     head_limit_a: Option<f64>,
@@ -1420,8 +1474,7 @@ impl<'a> Estimator<'a> {
         local: u32,
         load: &'a AddedLoad<'a>,
         shape: &'a [f64],
-        path: &'a [usize],
-        z_from_busbar: &'a [Complex64],
+        path: &'a CandidatePath,
     ) -> Self {
         let limits = &base.limits;
         let e = &base.electrical;
@@ -1436,7 +1489,6 @@ impl<'a> Estimator<'a> {
             load,
             shape,
             path,
-            z_from_busbar,
             thermal,
             head_limit_a: e.head_rated_a.map(|a| a * thermal),
             substation_limit_kva: engine.group_rated_kva(base.group)
@@ -1532,7 +1584,8 @@ impl<'a> Estimator<'a> {
         // Line-to-line kV per A of a phase through an ohm.
         let kv_per_a = SQRT_3 / 1000.0;
         // What the new load's own current gains per kW, per kW.
-        let own = per_kw * (kv_per_a * self.z_from_busbar[0] * per_kw / v_candidate).conj();
+        let z_from_busbar = &self.path.z_from_busbar;
+        let own = per_kw * (kv_per_a * z_from_busbar[0] * per_kw / v_candidate).conj();
         let mut estimate = StepEstimate {
             kw: f64::INFINITY,
             linear_kw: f64::INFINITY,
@@ -1547,20 +1600,17 @@ impl<'a> Estimator<'a> {
         let (mut losses_per_kw, mut losses_per_kw_2) =
             (Complex64::new(0.0, 0.0), Complex64::new(0.0, 0.0));
         answers.clear();
-        // The rating last offered where nothing has branched off since: a
-        // series node (most of a GIS path) carries the current of the branch
-        // below it bit for bit and sees the same answer, so a branch rated as
-        // the one below offers the same roots again.
-        let mut offered_rated = f64::NAN;
-        for (i, &p) in self.path.iter().enumerate() {
+        // A run at a time: its branches carry one current and see one
+        // answer, so its least rated branch offers the least roots.
+        for run in &self.path.runs {
+            let p = run.node as usize;
             let into = solution.i_a(p);
             let branching_off = into - below;
             below = into;
-            // Nothing branches off a series node to answer: the sum stays, to
-            // the bit, what adding its zero would leave.
+            // Nothing branches off where nothing hangs to answer: the sum
+            // stays, to the bit, what adding its zero would leave.
             if branching_off != Complex64::new(0.0, 0.0) {
-                offered_rated = f64::NAN;
-                let dv = kv_per_a * self.z_from_busbar[i] * per_kw;
+                let dv = kv_per_a * z_from_busbar[run.at as usize] * per_kw;
                 let v = solution.v_kv(p);
                 // One division, not the two of a complex number by a real:
                 // the divisions and roots per path node are much of the
@@ -1569,16 +1619,15 @@ impl<'a> Estimator<'a> {
             }
             answers.push(response);
             let added = per_kw + response;
-            drop_at_candidate += e.z_ohm[p] * added;
+            drop_at_candidate += run.z_ohm * added;
             if with_substation {
-                let three_phase = 3.0e-3 * e.z_ohm[p];
+                let three_phase = 3.0e-3 * run.z_ohm;
                 losses_per_kw += three_phase * (2.0 * (into * added.conj()).re);
                 losses_per_kw_2 += three_phase * added.norm_sqr();
             }
-            let rated = e.rated_a[p] * self.thermal;
-            if rated.is_finite() && rated > 0.0 && rated != offered_rated {
+            let rated = e.rated_a[run.weakest as usize] * self.thermal;
+            if rated.is_finite() && rated > 0.0 {
                 estimate.offer_current(into, added, own, rated, per_kw);
-                offered_rated = rated;
             }
         }
         if let Some(limit) = self.head_limit_a {
@@ -1591,9 +1640,11 @@ impl<'a> Estimator<'a> {
         if voltage_bound <= beyond_linear {
             let subtree_min = &base.subtree_min_pu[k * n..(k + 1) * n];
             let mut drop = drop_at_candidate;
-            for ((i, &p), answer) in self.path.iter().enumerate().zip(answers.iter()) {
+            let path = self.path;
+            for ((i, &p), &run) in path.nodes.iter().enumerate().zip(&path.run_of) {
+                let answer = answers[run as usize];
                 let v = solution.v_kv(p);
-                let z_to_node = self.z_from_busbar[i];
+                let z_to_node = z_from_busbar[i];
                 let dv = kv_per_a * z_to_node * per_kw;
                 let size = magnitude(v);
                 let per_size = size.recip();
@@ -1886,6 +1937,89 @@ fn largest_feasible(guess: f64, mut g: impl FnMut(f64) -> f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// `local`'s path with each node a run of its own: what the walks read
+    /// node by node.
+    fn node_by_node(base: &FeederBase, local: u32) -> CandidatePath {
+        let e = &base.electrical;
+        let mut path = CandidatePath::default();
+        path.trace(base, local);
+        path.runs = (path.nodes.iter().enumerate())
+            .map(|(i, &p)| PathRun {
+                at: i as u32,
+                node: p as u32,
+                z_ohm: e.z_ohm[p],
+                z_abs_ohm: magnitude(e.z_ohm[p]),
+                weakest: p as u32,
+            })
+            .collect();
+        path.run_of = (0..path.nodes.len() as u32).collect();
+        path
+    }
+
+    #[test]
+    fn a_path_walked_run_by_run_estimates_as_node_by_node() {
+        // Where the segments bind, and where they are let carry five times
+        // their rating so that the voltage binds.
+        for thermal_pct in [100.0, 500.0] {
+            walked_run_by_run_estimates_as_node_by_node(thermal_pct);
+        }
+    }
+
+    fn walked_run_by_run_estimates_as_node_by_node(thermal_pct: f64) {
+        let engine = crate::test_support::pole_line_engine(thermal_pct);
+        let load = AddedLoad::flat(0.95);
+        let base = engine.feeder(0);
+        let shape = engine.shape(&base, &load);
+        let e = &base.electrical;
+        let mut merged = 0;
+        for local in 1..e.len() as u32 {
+            let mut path = CandidatePath::default();
+            path.trace(&base, local);
+            // A run starts at the candidate and wherever a node does not
+            // carry its one child's current; it sums its branches and names
+            // its least rated.
+            for (i, &p) in path.nodes.iter().enumerate() {
+                let run = &path.runs[path.run_of[i] as usize];
+                let starts = i == 0 || !base.in_series(p);
+                assert_eq!(run.at as usize == i, starts, "node {p} of {local}'s path");
+            }
+            for (r, run) in path.runs.iter().enumerate() {
+                let members: Vec<usize> = (path.nodes.iter().zip(&path.run_of))
+                    .filter(|(_, of)| **of as usize == r)
+                    .map(|(&p, _)| p)
+                    .collect();
+                let z: Complex64 = members.iter().map(|&p| e.z_ohm[p]).sum();
+                assert!((run.z_ohm - z).norm() < 1e-12, "{r} of {local}'s runs");
+                let least = members
+                    .iter()
+                    .map(|&p| e.rated_a[p])
+                    .fold(f64::INFINITY, f64::min);
+                assert_eq!(
+                    e.rated_a[run.weakest as usize], least,
+                    "{r} of {local}'s runs"
+                );
+            }
+            merged += path.nodes.len() - path.runs.len();
+            let whole = node_by_node(&base, local);
+            let by_run = Estimator::new(&engine, &base, local, &load, &shape, &path);
+            let by_node = Estimator::new(&engine, &base, local, &load, &shape, &whole);
+            for k in (0..base.loads.step_count()).filter(|&k| by_node.judged_at(k)) {
+                // Every limit estimated: the voltage and substation bounds
+                // within reach.
+                let [a, b] = [by_run, by_node]
+                    .map(|by| by.estimate(k, 0.0, 0.0, f64::INFINITY, &mut Vec::new()));
+                for (x, y) in [(a.kw, b.kw), (a.linear_kw, b.linear_kw)] {
+                    assert!(
+                        (x - y).abs() <= 1e-9 * y.abs(),
+                        "{local} at step {k}: {x} run by run, {y} node by node"
+                    );
+                }
+            }
+        }
+        // P1 to P4 pass the weak segment's run up; P6 to P8 theirs.
+        assert!(merged >= 12, "only {merged} nodes merged into runs");
+    }
+
     #[test]
     fn magnitude_root_solves_the_circle() {
         // |3 + x * 1| = 5 at x = 2.
@@ -2003,9 +2137,8 @@ mod tests {
             let shape = engine.shape(&base, &load);
             for local in (1..base.electrical.len() as u32).step_by(3) {
                 with_scratch(|scratch| {
-                    let (path, z_from_busbar) = candidate_path(&base, local, scratch);
-                    let estimator =
-                        Estimator::new(&engine, &base, local, &load, &shape, &path, &z_from_busbar);
+                    let path = candidate_path(&base, local, scratch);
+                    let estimator = Estimator::new(&engine, &base, local, &load, &shape, &path);
                     for k in (0..base.loads.step_count()).step_by(29) {
                         if !estimator.judged_at(k) {
                             continue;
@@ -2022,7 +2155,6 @@ mod tests {
                         }
                     }
                     scratch.path = path;
-                    scratch.z_from_busbar = z_from_busbar;
                 });
             }
         }

@@ -28,22 +28,15 @@
 
 use num_complex::Complex64;
 
-use super::{Scratch, magnitude};
+use super::{CandidatePath, PathRun, Scratch, magnitude};
 use crate::base::FeederBase;
 use crate::checks::{WorstChecks, absorb};
 use crate::engine::Engine;
 use crate::evaluate::AddedLoad;
 use crate::powerflow::SQRT_3;
 
-/// The candidate's path, as its evaluation traced it: nodes from the candidate
-/// up to the first node, and the impedance from the busbar to each.
-pub(super) struct CandidatePath<'a> {
-    pub(super) nodes: &'a [usize],
-    pub(super) z_from_busbar: &'a [Complex64],
-}
-
-/// [`Candidate::loading_active`]: per path index whether its branch is
-/// active, and the active (path index, child) subtrees off the path.
+/// [`Candidate::loading_active`]: per run of the path whether its branches
+/// are active, and the active (path index, child) subtrees off the path.
 type LoadingActive = (Vec<bool>, Vec<(u32, u32)>);
 
 /// How many subtrees along a candidate's path the lowest voltage is first
@@ -161,6 +154,8 @@ struct Candidate<'a> {
     /// magnitude from the busbar to each.
     path: &'a [usize],
     z_from_busbar: &'a [f64],
+    /// The path's runs of branches in series (see [`CandidatePath::runs`]).
+    runs: &'a [PathRun],
     /// A few path nodes from the first down to the candidate, each with the
     /// impedance magnitude from the busbar to the next (the candidate's for
     /// the last): what a node of its subtree but not the next's shares with
@@ -171,8 +166,8 @@ struct Candidate<'a> {
     /// voltage with the load (all of them until the lowest-voltage scan
     /// narrows them from the window's extremes and the figure found).
     v_min_active: std::cell::RefCell<Option<Vec<u32>>>,
-    /// Where the loading scan can still find its figure: per path index,
-    /// whether its branch could pass the figure at some step, and the
+    /// Where the loading scan can still find its figure: per run of the
+    /// path, whether its branches could pass the figure at some step, and the
     /// (path index, child) of the subtrees off the path that could.
     loading_active: std::cell::RefCell<Option<LoadingActive>>,
     /// Whether the load's power factor is within the export split's
@@ -321,14 +316,18 @@ impl Candidate<'_> {
         let (mut branches, mut subtrees) = self.loading_active.take().unwrap_or_default();
         branches.clear();
         subtrees.clear();
-        for (i, &p) in self.path.iter().enumerate() {
+        // A run's branches carry one current: its least rated is loaded most.
+        for run in self.runs {
+            let w = run.weakest as usize;
             branches.push(
-                e.rated_a[p].is_finite()
-                    && f64::from(window.own_loading[p])
-                        + r.current_a * (1.0 + r.growth) / e.rated_a[p]
-                        + r.growth * f64::from(window.own_answer[p])
+                e.rated_a[w].is_finite()
+                    && f64::from(window.own_loading[w])
+                        + r.current_a * (1.0 + r.growth) / e.rated_a[w]
+                        + r.growth * f64::from(window.own_answer[w])
                         > limit,
             );
+        }
+        for i in 0..self.path.len() {
             for c in self.hanging(i) {
                 if f64::from(window.subtree_loading[c])
                     + r.growth * f64::from(window.subtree_answer[c])
@@ -531,39 +530,35 @@ impl Candidate<'_> {
             (Scan::Loading, Some((branches, _))) => Some(branches),
             _ => None,
         };
-        // The last branch's current and what it carries after: a series node
-        // (most of a GIS path) carries the current of the branch below it bit
-        // for bit, with no loads of its own to answer.
-        let mut last_after = (Complex64::new(f64::NAN, 0.0), f64::NAN);
-        for (i, &p) in self.path.iter().enumerate() {
+        // A run at a time: its branches carry one current, with nothing
+        // hanging off them to answer, so its least rated is loaded most and
+        // its losses are its impedance's.
+        for (r, run) in self.runs.iter().enumerate() {
+            let p = run.node as usize;
             let hanging = (f64::from(below[p]) - counted_a).max(0.0);
             counted_a = counted_a.max(f64::from(below[p]));
             // No loads hang here: the sum stays what adding their zero would
             // leave.
             if hanging > 0.0 {
                 let lowest_kv = f64::from(subtree_min[p]) * e.nominal_kv[p];
-                let fall = (self.z_from_busbar[i] * fall_kv_per_ohm / lowest_kv + 1e-9).min(0.5);
+                let fall = (self.z_from_busbar[run.at as usize] * fall_kv_per_ohm / lowest_kv
+                    + 1e-9)
+                    .min(0.5);
                 response_a += hanging * fall / (1.0 - fall);
-                last_after.0 = Complex64::new(f64::NAN, 0.0);
             }
             // The loading scan skips the branches that cannot pass its figure;
             // only the substation's needs every branch's losses.
-            if active_branches.is_some_and(|active| !active[i]) {
+            if active_branches.is_some_and(|active| !active[r]) {
                 continue;
             }
             let branch = solution.i_a(p);
             // A branch's losses grow with the square of its current, the
             // new load's added as a phasor.
-            let after = if hanging == 0.0 && branch == last_after.0 {
-                last_after.1
-            } else {
-                magnitude(branch + new_current) + turn_a + response_a
-            };
-            last_after = (branch, after);
+            let after = magnitude(branch + new_current) + turn_a + response_a;
             let after_2 = after * after;
-            path_losses_ohm_a2 += magnitude(e.z_ohm[p]) * (after_2 - branch.norm_sqr()).max(0.0);
+            path_losses_ohm_a2 += run.z_abs_ohm * (after_2 - branch.norm_sqr()).max(0.0);
             // Zero where the branch has no rating.
-            path_loading_2 = path_loading_2.max(after_2 * e.inv_rated_a_2[p]);
+            path_loading_2 = path_loading_2.max(after_2 * e.inv_rated_a_2[run.weakest as usize]);
         }
         let path_loading = path_loading_2.sqrt();
         let path_losses = 3.0 * path_losses_ohm_a2 / 1000.0;
@@ -1299,7 +1294,7 @@ impl Engine {
         &self,
         base: &FeederBase,
         local: u32,
-        path: &CandidatePath<'_>,
+        path: &CandidatePath,
         demand_kw: f64,
         load: &AddedLoad<'_>,
         shape: &[f64],
@@ -1338,8 +1333,9 @@ impl Engine {
         z_from_busbar.clear();
         z_from_busbar.extend(path.z_from_busbar.iter().map(|z| z.norm()));
         let n = e.len();
-        let z_path = path.z_from_busbar;
-        let path = path.nodes;
+        let z_path = &path.z_from_busbar[..];
+        let runs = &path.runs[..];
+        let path = &path.nodes[..];
         let ratings = path.iter().map(|&p| e.rated_a[p]).filter(|a| a.is_finite());
         let (levels, level_count) = path_levels(path, &z_from_busbar);
         let candidate = Candidate {
@@ -1354,6 +1350,7 @@ impl Engine {
             path,
             z_candidate: z_from_busbar.first().copied().unwrap_or(0.0),
             z_from_busbar: &z_from_busbar,
+            runs,
             path_classes: {
                 let classes = &orders.classes;
                 path.iter()

@@ -108,10 +108,13 @@ fn the_fixtures_after_figures_are_those_of_a_power_flow_at_every_step() {
 }
 
 /// A random radial feeder: node `i` hangs on node `parents[i - 1]` (an earlier
-/// one), each with a transformer whose net load per step is `loads`.
+/// one), and where `loaded[i]`, with a transformer whose net load per step is
+/// `loads[i]`. A node without one that feeds one branch is a pole on a line,
+/// which the engine's path walks take with the branch below it.
 #[derive(Clone, Debug)]
 struct RandomFeeder {
     parents: Vec<usize>,
+    loaded: Vec<bool>,
     /// Per segment: (ohm per km, length m, rated A).
     segments: Vec<(f64, f64, f64)>,
     head_rated_a: f64,
@@ -136,35 +139,39 @@ fn random_feeder() -> impl Strategy<Value = RandomFeeder> {
                 nodes,
             ),
             proptest::collection::vec(10.2f64..10.7, steps),
+            proptest::collection::vec(proptest::bool::weighted(0.6), nodes),
         )
-            .prop_map(move |(parents, segments, head_rated_a, shapes, head_kv)| {
-                let parents = parents
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| r % (i + 1))
-                    .collect();
-                let loads = shapes
-                    .iter()
-                    .enumerate()
-                    .map(|(node, (level, swing, tan))| {
-                        (0..steps)
-                            .map(|k| {
-                                let phase =
-                                    (k as f64 / 96.0 + node as f64 / 7.0) * std::f64::consts::TAU;
-                                let kw = level + swing * phase.sin();
-                                (kw, kw.abs() * tan)
-                            })
-                            .collect()
-                    })
-                    .collect();
-                RandomFeeder {
-                    parents,
-                    segments,
-                    head_rated_a,
-                    loads,
-                    head_kv: head_kv.clone(),
-                }
-            })
+            .prop_map(
+                move |(parents, segments, head_rated_a, shapes, head_kv, loaded)| {
+                    let parents = parents
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| r % (i + 1))
+                        .collect();
+                    let loads = shapes
+                        .iter()
+                        .enumerate()
+                        .map(|(node, (level, swing, tan))| {
+                            (0..steps)
+                                .map(|k| {
+                                    let phase = (k as f64 / 96.0 + node as f64 / 7.0)
+                                        * std::f64::consts::TAU;
+                                    let kw = level + swing * phase.sin();
+                                    (kw, kw.abs() * tan)
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    RandomFeeder {
+                        parents,
+                        loaded,
+                        segments,
+                        head_rated_a,
+                        loads,
+                        head_kv: head_kv.clone(),
+                    }
+                },
+            )
     })
 }
 
@@ -197,12 +204,19 @@ impl RandomFeeder {
                 *rated_a,
                 *length_m,
             );
-            b.transformer(&format!("T{i}"), &Self::node_id(i), 630.0);
+            if self.loaded[i] {
+                b.transformer(&format!("T{i}"), &Self::node_id(i), 630.0);
+            }
         }
         b.feeder("F", "B", &Self::node_id(0), Some(self.head_rated_a));
         let ids: Vec<String> = (0..n).map(|i| format!("T{i}")).collect();
         let mut series: Series<'_> = vec![("F", Quantity::UKv, self.head_kv.clone())];
-        for (id, loads) in ids.iter().zip(&self.loads) {
+        for ((id, loads), _) in ids
+            .iter()
+            .zip(&self.loads)
+            .zip(&self.loaded)
+            .filter(|(_, loaded)| **loaded)
+        {
             series.push((id, Quantity::PKw, loads.iter().map(|l| l.0).collect()));
             series.push((id, Quantity::QKvar, loads.iter().map(|l| l.1).collect()));
         }
