@@ -1451,16 +1451,15 @@ impl Engine {
         let steps = base.solutions.len();
         let at = local as usize * steps;
         let path_loading = &base.path_max_loading[at..at + steps];
+        // The candidate's voltage from its kept row, not its flows: a root
+        // per step was most of this order's cost.
+        let voltage_kv = &base.voltage_kv[at..at + steps];
         let per_kw_magnitude = magnitude(per_kw);
-        let mut order: Vec<(f64, usize)> = base
-            .solutions
-            .iter()
-            .enumerate()
-            .map(|(k, solution)| {
-                let added_a = per_kw_magnitude * demand_kw * factor(k)
-                    / (SQRT_3 * magnitude(solution.v_kv(local as usize)));
+        let mut order: Vec<(f64, usize)> = (path_loading.iter().zip(voltage_kv).enumerate())
+            .map(|(k, (&loading, &v))| {
+                let added_a = per_kw_magnitude * demand_kw * factor(k) / (SQRT_3 * f64::from(v));
                 // Single-precision rows: a hair above, never below.
-                let bound = f64::from(path_loading[k]) * (1.0 + 1e-6) + added_a / least_rated;
+                let bound = (f64::from(loading) + added_a / least_rated) * (1.0 + 1e-6);
                 (bound, k)
             })
             .collect();

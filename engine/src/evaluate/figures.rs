@@ -1482,23 +1482,32 @@ impl Engine {
                 (c, &classes.export_orders[c], &classes.exporting, true)
             }
         };
+        // What each list's next step could show: worked out again only for
+        // the list that moved on.
+        let head = |l: usize, place: usize| {
+            let (c, order, rows, exports) = list(l);
+            let &k = order.get(place)?;
+            Some(widest.as_ref().map_or(f64::INFINITY, |r| {
+                candidate.class_loading(
+                    c,
+                    f64::from(rows[c * steps + k as usize]),
+                    exports,
+                    r.current_a,
+                    r.growth,
+                ) + f64::from(classes.answer_max[c]) * r.growth
+            }))
+        };
+        // The segments' classes and the head's.
+        let mut heads = [None; 2 * (RatingClasses::MOST + 1)];
+        for (l, most) in heads.iter_mut().enumerate().take(next.len()) {
+            *most = head(l, 0);
+        }
         loop {
             let mut best: Option<(f64, usize)> = None;
-            for (l, &place) in next.iter().enumerate() {
-                let (c, order, rows, exports) = list(l);
-                let Some(&k) = order.get(place) else {
-                    continue;
-                };
-                let most = widest.as_ref().map_or(f64::INFINITY, |r| {
-                    candidate.class_loading(
-                        c,
-                        f64::from(rows[c * steps + k as usize]),
-                        exports,
-                        r.current_a,
-                        r.growth,
-                    ) + f64::from(classes.answer_max[c]) * r.growth
-                });
-                if best.is_none_or(|(b, _)| most > b) {
+            for (l, most) in heads.iter().enumerate() {
+                if let Some(most) = *most
+                    && best.is_none_or(|(b, _)| most > b)
+                {
                     best = Some((most, l));
                 }
             }
@@ -1510,6 +1519,7 @@ impl Engine {
             }
             let k = list(l).1[next[l]] as usize;
             next[l] += 1;
+            heads[l] = head(l, next[l]);
             visit(Scan::Loading, k, &mut worst, scratch);
         }
         scratch.class_next = next;
