@@ -1091,23 +1091,36 @@ impl Engine {
             &base.subtree_min_pu[row..row + n],
         );
         for &p in &geometry.path {
-            let v = solution.v_kv(p);
-            let phase = v / magnitude(v);
             let nominal = e.nominal_kv[p];
             let dv = -geometry.shared[p] * d;
-            least = least.min(exit_root(
-                phase * (f64::from(highest[p]) * nominal),
-                dv,
+            let (high, low) = (
+                f64::from(highest[p]) * nominal,
+                f64::from(lowest[p]) * nominal,
+            );
+            let (high_limit, low_limit) = (
                 limits.v_max_pu * nominal * step.allowed[2],
-            ));
+                limits.v_min_pu * nominal / step.allowed[3],
+            );
             // At unity power factor no voltage falls (see the bounds): a
             // node already at its lowest allowed would read as room for none.
-            if per_kw.im != 0.0 {
-                least = least.min(entry_root(
-                    phase * (f64::from(lowest[p]) * nominal),
-                    dv,
-                    limits.v_min_pu * nominal / step.allowed[3],
-                ));
+            let falls = per_kw.im != 0.0;
+            // Where the subtree's extremes moved by the whole change up to
+            // the least root so far stay within their limits, neither root
+            // can come under it: most of a path's nodes, whose roots (a root
+            // and a division each) need not be solved. Infinite or not a
+            // number until a root is found.
+            let reach_2 = least * least * dv.norm_sqr();
+            if high < high_limit
+                && (high_limit - high).powi(2) > reach_2
+                && (!falls || (low > low_limit && (low - low_limit).powi(2) > reach_2))
+            {
+                continue;
+            }
+            let v = solution.v_kv(p);
+            let phase = v / magnitude(v);
+            least = least.min(exit_root(phase * high, dv, high_limit));
+            if falls {
+                least = least.min(entry_root(phase * low, dv, low_limit));
             }
         }
         let shared_local = geometry.shared[local as usize];
