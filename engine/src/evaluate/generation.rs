@@ -1062,25 +1062,21 @@ impl Engine {
         let d = per_kw * step.factor / (SQRT_3 * v_local.conj());
         let subtree_max = base.subtree_max_pu();
         let mut least = f64::INFINITY;
-        // A series node (most of a GIS path) carries the current of the branch
-        // below it bit for bit: rated the same, it offers the same root again.
-        let mut offered = (Complex64::new(f64::NAN, 0.0), f64::NAN);
         let d_size = magnitude(d);
-        for &j in &geometry.path {
-            let rated = e.rated_a[j] * thermal;
+        // The path's rated branches less the series ones rated no lower than
+        // the branch below them, which carry its current and so leave its
+        // circle later; the head apart, at its own limit.
+        for &(j, _) in geometry.rated_path.iter().filter(|(j, _)| *j != 0) {
             let current = solution.i_a(j);
-            if rated.is_finite() && rated > 0.0 && (current, rated) != offered {
-                offered = (current, rated);
-                let limit = rated * step.allowed[0];
-                // A branch whose current grows by the whole export's up to
-                // the least root so far and stays within its limit cannot
-                // lower it (as the voltages below).
-                let room = limit - least * d_size;
-                if room > 0.0 && current.norm_sqr() < room * room {
-                    continue;
-                }
-                least = least.min(exit_root(current, d, limit));
+            let limit = e.rated_a[j] * thermal * step.allowed[0];
+            // A branch whose current grows by the whole export's up to the
+            // least root so far and stays within its limit cannot lower it
+            // (as the voltages below).
+            let room = limit - least * d_size;
+            if room > 0.0 && current.norm_sqr() < room * room {
+                continue;
             }
+            least = least.min(exit_root(current, d, limit));
         }
         if let Some(rated) = e.head_rated_a {
             least = least.min(exit_root(
