@@ -940,6 +940,10 @@ impl Engine {
         let mut voltage_kv = vec![0.0f32; n * steps];
         let mut path_voltage_room = vec![0.0f32; n * steps];
         let mut feeder_min_pu = Vec::with_capacity(steps);
+        let substation_room_kva = self.substation_rooms(base);
+        // Each node's least room is taken from the block while it is in
+        // cache: read back from the rows, it was a pass over megabytes.
+        let mut least_room_kva = vec![f64::INFINITY; n];
         // The node-major rows are written a block of steps at a time: written a
         // step at a time, each step touched a cache line per node and row.
         const BLOCK: usize = 16;
@@ -973,18 +977,20 @@ impl Engine {
                     feeder_min_pu.push(rows.subtree_min_pu[0][l]);
                     subtree_min_pu.extend(rows.subtree_min_pu.iter().map(|v| v[l] as f32));
                 }
+                // Whole quads in lanes (a short one repeats its last step,
+                // which the copy out below leaves out).
+                let narrow = |row: &Lanes| row.map(|x| x as f32);
                 for (j, node_block) in block.iter_mut().enumerate() {
-                    for l in 0..len {
-                        let b = first + l;
-                        node_block[0][b] = rows.voltage_kv[j][l] as f32;
-                        node_block[1][b] = rows.margin_a[j][l] as f32;
-                        node_block[2][b] = rows.max_loading[j][l] as f32;
-                        node_block[3][b] = rows.voltage_room[j][l] as f32;
-                        node_block[4][b] = rows.load_room_a[j][l] as f32;
-                    }
+                    let quad = first..first + LANES;
+                    node_block[0][quad.clone()].copy_from_slice(&narrow(&rows.voltage_kv[j]));
+                    node_block[1][quad.clone()].copy_from_slice(&narrow(&rows.margin_a[j]));
+                    node_block[2][quad.clone()].copy_from_slice(&narrow(&rows.max_loading[j]));
+                    node_block[3][quad.clone()].copy_from_slice(&narrow(&rows.voltage_room[j]));
+                    node_block[4][quad].copy_from_slice(&narrow(&rows.load_room_a[j]));
                 }
             }
             let len = solutions.len();
+            let substation = &substation_room_kva[start..start + len];
             for (j, node_block) in block.iter().enumerate() {
                 let at = j * steps + start..j * steps + start + len;
                 voltage_kv[at.clone()].copy_from_slice(&node_block[0][..len]);
@@ -992,6 +998,20 @@ impl Engine {
                 path_max_loading[at.clone()].copy_from_slice(&node_block[2][..len]);
                 path_voltage_room[at.clone()].copy_from_slice(&node_block[3][..len]);
                 path_load_room_a[at.clone()].copy_from_slice(&node_block[4][..len]);
+                // What `FeederBase::flat_room_kva` reads, from the same
+                // single-precision figures, step by step in order.
+                let nominal_kv = e.nominal_kv[j];
+                let least = &mut least_room_kva[j];
+                for (b, substation_kva) in substation.iter().enumerate() {
+                    let room = flat_room(
+                        f64::from(node_block[1][b]),
+                        f64::from(node_block[0][b]),
+                        f64::from(node_block[3][b]),
+                        nominal_kv,
+                        *substation_kva,
+                    );
+                    *least = least.min(room);
+                }
             }
         }
         if folding.is_some() {
@@ -1011,7 +1031,14 @@ impl Engine {
             .map(|o| o.max_loading_pct() / 100.0)
             .collect();
         base.flat_shape = vec![1.0; base.solutions.len()];
-        self.rank_flat_steps(base);
+        debug_assert_eq!(base.solutions.len(), steps);
+        base.substation_room_kva = substation_room_kva;
+        base.least_room_kva = least_room_kva;
+        base.head_i_a = base.solutions.iter().map(|s| s.i_a(0)).collect();
+        base.flat_stride = steps.min(FLAT_STEPS);
+        // Each node's steps ranked by a flat load's room there, worked out
+        // when a load is first judged at it.
+        base.ranked_steps = vec![OnceLock::new(); n];
         base.summary = self.summarise(base);
     }
 
@@ -1184,30 +1211,15 @@ impl Engine {
         restricted
     }
 
-    /// Prepares each node's ranking of its steps by the room a flat load has
-    /// there: what lets a flat load be judged at its node's [`FLAT_STEPS`]
-    /// tightest steps, and usually far fewer, instead of every step of the window.
-    fn rank_flat_steps(&self, base: &mut FeederBase) {
-        let limits = &base.limits;
-        let n = base.electrical.len();
-        let steps = base.solutions.len();
+    /// Per kept step of `base`, the room left on the substation
+    /// transformers feeding its head busbar, kVA (infinite without a rating).
+    fn substation_rooms(&self, base: &FeederBase) -> Vec<f64> {
         let rated = self.group_rated_kva(base.group);
-        let limit_kva = rated * limits.substation_transformer_pct / 100.0;
-        base.substation_room_kva = base
-            .group_kva
+        let limit_kva = rated * base.limits.substation_transformer_pct / 100.0;
+        base.group_kva
             .iter()
             .map(|g| substation_room(limit_kva, *g))
-            .collect();
-        base.head_i_a = base.solutions.iter().map(|s| s.i_a(0)).collect();
-        base.flat_stride = steps.min(FLAT_STEPS);
-        base.ranked_steps = vec![OnceLock::new(); n];
-        base.least_room_kva = (0..n)
-            .map(|j| {
-                (0..steps)
-                    .map(|k| base.flat_room_kva(&base.path_margin_a, j, k))
-                    .fold(f64::INFINITY, f64::min)
-            })
-            .collect();
+            .collect()
     }
 
     /// Reads the checks' figures off a power flow of `base` at step `k`;
