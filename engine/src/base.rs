@@ -418,7 +418,9 @@ impl FeederBase {
     /// generator is first judged on it (loads never need it).
     pub fn subtree_max_pu(&self) -> &[f32] {
         self.subtree_max_pu.get_or_init(|| {
-            let mut rows = vec![0.0f32; self.electrical.len() * self.solutions.len()];
+            // Appended step by step: a zeroed row of the whole window was
+            // memory cleared only to be overwritten.
+            let mut rows = Vec::with_capacity(self.electrical.len() * self.solutions.len());
             subtree_max_rows(&self.electrical, &self.solutions, &mut rows);
             rows
         })
@@ -1652,27 +1654,33 @@ impl PathRows {
     }
 }
 
-/// Fills `rows` with [`FeederBase::subtree_max_pu`] of `solutions`, flows of
+/// Appends to `rows` [`FeederBase::subtree_max_pu`] of `solutions`, flows of
 /// `e`: compiled for AVX2 too, as a city capacity sweep works it out for
 /// every feeder (a twentieth of its time, compiled for the baseline).
-fn subtree_max_rows(e: &ElectricalFeeder, solutions: &[StoredSolution], rows: &mut [f32]) {
+fn subtree_max_rows(e: &ElectricalFeeder, solutions: &[StoredSolution], rows: &mut Vec<f32>) {
     avx2_or_portable!(
         subtree_max_rows_portable,
-        fn(e: &ElectricalFeeder, solutions: &[StoredSolution], rows: &mut [f32])
+        fn(e: &ElectricalFeeder, solutions: &[StoredSolution], rows: &mut Vec<f32>)
     )
 }
 
 #[inline(always)]
-fn subtree_max_rows_portable(e: &ElectricalFeeder, solutions: &[StoredSolution], rows: &mut [f32]) {
+fn subtree_max_rows_portable(
+    e: &ElectricalFeeder,
+    solutions: &[StoredSolution],
+    rows: &mut Vec<f32>,
+) {
     let n = e.len();
     if n == 0 {
         return;
     }
     let inv_nominal_kv_2 = &e.inv_nominal_kv_2[..n];
-    for (solution, row) in solutions.iter().zip(rows.chunks_exact_mut(n)) {
-        for (j, out) in row.iter_mut().enumerate() {
-            *out = (solution.v_kv(j).norm_sqr() * inv_nominal_kv_2[j]).sqrt() as f32;
-        }
+    for solution in solutions {
+        let start = rows.len();
+        rows.extend(
+            (0..n).map(|j| (solution.v_kv(j).norm_sqr() * inv_nominal_kv_2[j]).sqrt() as f32),
+        );
+        let row = &mut rows[start..];
         // Local indices put parents first: children fold into parents.
         for j in (1..n).rev() {
             let p = e.parent[j] as usize;
@@ -1772,7 +1780,7 @@ mod tests {
         for f in 0..engine.network.feeders.len() {
             let base = engine.feeder(f);
             let rows = crate::with_each_kernel(|| {
-                let mut rows = vec![0.0f32; base.electrical.len() * base.solutions.len()];
+                let mut rows = Vec::new();
                 subtree_max_rows(&base.electrical, &base.solutions, &mut rows);
                 rows
             });

@@ -759,6 +759,16 @@ impl Engine {
                 .map(|j| starts[j])
                 .collect();
         }
+        // The supplier's nodes come first (in order, folded or not): their
+        // starts are one gather from its flow, the rest are F's.
+        let supplier_starts: Vec<usize> = starts
+            .iter()
+            .map_while(|from| match *from {
+                StartFrom::Supplier(j) => Some(j),
+                _ => None,
+            })
+            .collect();
+        let part_starts = &starts[supplier_starts.len()..];
         let mut ties: Vec<(Complex64, Complex64)> = Vec::with_capacity(warm.len());
         let (mut p_kw, mut q_kvar, mut estimated) = (
             Vec::with_capacity(shared.len() * m),
@@ -815,7 +825,11 @@ impl Engine {
                 };
                 (at_tie, at_tie * f_flow.v_kv(a).inv())
             }));
-            start_v_kv.extend(starts.iter().map(|from| match *from {
+            match g_flow {
+                Some(flow) => start_v_kv.extend(supplier_starts.iter().map(|&j| flow.v_kv(j))),
+                None => start_v_kv.extend(supplier_starts.iter().map(|_| source)),
+            }
+            start_v_kv.extend(part_starts.iter().map(|from| match *from {
                 StartFrom::Source => source,
                 StartFrom::Supplier(j) => g_flow.map_or(source, |flow| flow.v_kv(j)),
                 StartFrom::Part { part, x, beyond } => {
