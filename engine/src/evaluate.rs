@@ -1396,6 +1396,7 @@ impl CandidatePath {
         nodes.clear();
         runs.clear();
         run_of.clear();
+        base.tell_series_up(local);
         let mut at = local;
         while at != 0 && (at as usize) < n {
             let p = at as usize;
