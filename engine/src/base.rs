@@ -182,6 +182,23 @@ impl SeriesNodes {
     }
 }
 
+impl SeriesNodes {
+    /// For flows unfolded by `folding`: a node whose inbound branch carries
+    /// the same folded current as its one child's (a node of a folded
+    /// chain) is in series at every step, bit for bit, without reading a
+    /// flow; the rest are told from the flows as first asked.
+    fn unfolded_by(e: &ElectricalFeeder, folding: &ChainFolding) -> Self {
+        let nodes = Self::new(e);
+        let carries = folding.carries();
+        for (j, &child) in nodes.only_child.iter().enumerate() {
+            if child != u32::MAX && carries[j] == carries[child as usize] {
+                nodes.told[j].store(Self::IN_SERIES, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        nodes
+    }
+}
+
 impl Clone for SeriesNodes {
     fn clone(&self) -> Self {
         use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -1066,8 +1083,9 @@ impl Engine {
                 }
             }
         }
-        if folding.is_some() {
+        if let Some(folding) = &folding {
             base.solutions = stored;
+            base.in_series = OnceLock::from(SeriesNodes::unfolded_by(e, folding));
         }
         base.observed = observed;
         base.feeder_min_pu = feeder_min_pu;
@@ -1821,6 +1839,52 @@ mod tests {
     use crate::powerflow::{SweepSettings, sweep};
     use headroom_geodata::{LonLat, NetworkBuilder, NodeType, Topology};
     use proptest::prelude::*;
+
+    /// Series branches told from the folding a base's flows were unfolded
+    /// by, and those told from the flows a path at a time, are the nodes
+    /// whose current equals their one child's at every step, read here
+    /// node by node from the flows kept.
+    #[test]
+    fn series_branches_are_those_the_flows_show() {
+        let engine = crate::test_support::pole_line_engine(100.0);
+        let base = engine.feeder(0);
+        assert!(base.flow_folding().is_some(), "the pole line folds");
+        let e = &base.electrical;
+        let only_child = crate::chains::only_children(e);
+        let shown = |j: usize| {
+            let child = only_child[j];
+            j != 0
+                && child != u32::MAX
+                && base
+                    .solutions
+                    .iter()
+                    .all(|s| s.i_a_single(j) == s.i_a_single(child as usize))
+        };
+        // Told from the folding alone, before any path is walked.
+        let told_series: Vec<usize> = (0..e.len())
+            .filter(|&j| {
+                base.in_series.get().is_some_and(|nodes| {
+                    nodes.told[j].load(std::sync::atomic::Ordering::Relaxed)
+                        == SeriesNodes::IN_SERIES
+                })
+            })
+            .collect();
+        assert!(
+            told_series.len() >= 6,
+            "poles told by the folding: {told_series:?}"
+        );
+        assert!(told_series.iter().all(|&j| shown(j)), "{told_series:?}");
+        // Then every node, a path at a time from the far end and from
+        // each node.
+        base.tell_series_up((e.len() - 1) as u32);
+        for j in 0..e.len() {
+            base.tell_series_up(j as u32);
+            assert_eq!(base.in_series(j), shown(j), "node {j}");
+        }
+        // The ring-main unit and the pole with a transformer carry a load
+        // beside their one child's current.
+        assert!((1..e.len()).any(|j| only_child[j] != u32::MAX && !shown(j)));
+    }
 
     /// The subtree maxima come out the same, bit for bit, from each kernel.
     #[test]
