@@ -1638,16 +1638,19 @@ impl PathRows {
         let voltage_room = &mut self.voltage_room[..n];
         // The slopes of the least and the largest voltage angle.
         let (mut slope_lo, mut slope_hi) = ([f64::INFINITY; LANES], [f64::NEG_INFINITY; LANES]);
+        // Each lane's parts are gathered into rows first: read as complex
+        // numbers lane by lane, the roots and divisions stayed scalar.
         for j in 0..n {
-            let magnitude = lanes!(|l| v[l][j].norm_sqr().sqrt());
+            let (re, im) = (lanes!(|l| v[l][j].re), lanes!(|l| v[l][j].im));
+            let magnitude = lanes!(|l| (re[l] * re[l] + im[l] * im[l]).sqrt());
             voltage_kv[j] = magnitude;
             let inverse_nominal = self.inverse_nominal_kv[j];
             subtree_min_pu[j] = lanes!(|l| magnitude[l] * inverse_nominal);
             if load_room {
                 // A voltage a quarter turn or more off the busbar's (no
                 // flow a base judges) leaves no arc: the whole circle.
-                let slope = lanes!(|l| if v[l][j].re > 0.0 {
-                    v[l][j].im / v[l][j].re
+                let slope = lanes!(|l| if re[l] > 0.0 {
+                    im[l] / re[l]
                 } else {
                     f64::INFINITY
                 });
@@ -1655,15 +1658,17 @@ impl PathRows {
                 slope_hi = lanes!(|l| slope_hi[l].max(slope[l]));
             }
         }
-        let arcs: [LoadArc; LANES] =
-            std::array::from_fn(|l| LoadArc::new(slope_lo[l], slope_hi[l], v[l][0].re));
+        let arcs = LoadArcs::new(std::array::from_fn(|l| {
+            LoadArc::new(slope_lo[l], slope_hi[l], v[l][0].re)
+        }));
         for j in (1..n).rev() {
             let p = parent[j] as usize;
             let (above, own) = (subtree_min_pu[p], subtree_min_pu[j]);
             subtree_min_pu[p] = lanes!(|l| above[l].min(own[l]));
         }
         let load_room_a = &mut self.load_room_a[..n];
-        let head = lanes!(|l| i[l][0].norm_sqr().sqrt());
+        let (head_re, head_im) = (lanes!(|l| i[l][0].re), lanes!(|l| i[l][0].im));
+        let head = lanes!(|l| (head_re[l] * head_re[l] + head_im[l] * head_im[l]).sqrt());
         (margin_a[0], max_loading[0]) = match e.head_rated_a {
             Some(rated) => (
                 lanes!(|l| rated * thermal - head[l]),
@@ -1673,14 +1678,15 @@ impl PathRows {
         };
         if load_room {
             load_room_a[0] = match e.head_rated_a {
-                Some(rated) => lanes!(|l| arcs[l].room(rated * thermal, i[l][0], head[l])),
+                Some(rated) => arcs.room(rated * thermal, head_re, head_im, head),
                 None => [f64::INFINITY; LANES],
             };
         }
         voltage_room[0] = [f64::INFINITY; LANES];
         for j in 1..n {
             let p = parent[j] as usize;
-            let current = lanes!(|l| i[l][j].norm_sqr().sqrt());
+            let (re, im) = (lanes!(|l| i[l][j].re), lanes!(|l| i[l][j].im));
+            let current = lanes!(|l| (re[l] * re[l] + im[l] * im[l]).sqrt());
             let rated = e.rated_a[j];
             let (margin, loading) = if rated.is_finite() {
                 let inverse_rated = self.inverse_rated_a[j];
@@ -1694,9 +1700,8 @@ impl PathRows {
             if load_room {
                 let room_above = load_room_a[p];
                 load_room_a[j] = if rated.is_finite() {
-                    lanes!(|l| arcs[l]
-                        .room(rated * thermal, i[l][j], current[l])
-                        .min(room_above[l]))
+                    let room = arcs.room(rated * thermal, re, im, current);
+                    lanes!(|l| room[l].min(room_above[l]))
                 } else {
                     room_above
                 };
@@ -1798,7 +1803,9 @@ impl LoadArc {
     /// `x = sqrt(limit^2 - size^2 + c^2) - c`, which falls as `c` grows.
     /// `limit - size` (the margin) where the branch's current lies within the
     /// arc, more where it lies outside, most where it flows against it.
-    #[inline(always)]
+    /// (Worked out four lanes at once by [`LoadArcs::room`]; this one is
+    /// what that is checked against.)
+    #[cfg(test)]
     fn room(&self, limit: f64, current: Complex64, size: f64) -> f64 {
         if size >= limit {
             return limit - size;
@@ -1814,6 +1821,54 @@ impl LoadArc {
             (current.re * lo.re + current.im * lo.im).max(current.re * hi.re + current.im * hi.im)
         };
         (limit * limit - size * size + along * along).sqrt() - along
+    }
+}
+
+/// Four lanes' [`LoadArc`]s, their parts in rows, so that a lane's room is
+/// worked out in one register: as four arcs the roots stayed scalar and
+/// branched, a tenth of a capacity sweep's path rows.
+struct LoadArcs {
+    lo_re: Lanes,
+    lo_im: Lanes,
+    hi_re: Lanes,
+    hi_im: Lanes,
+    whole: [bool; LANES],
+}
+
+impl LoadArcs {
+    #[inline(always)]
+    fn new(arcs: [LoadArc; LANES]) -> Self {
+        Self {
+            lo_re: lanes!(|l| arcs[l].lo.re),
+            lo_im: lanes!(|l| arcs[l].lo.im),
+            hi_re: lanes!(|l| arcs[l].hi.re),
+            hi_im: lanes!(|l| arcs[l].hi.im),
+            whole: std::array::from_fn(|l| arcs[l].whole),
+        }
+    }
+
+    /// [`LoadArc::room`] in each lane, bit for bit: of a current `re + j
+    /// im` of size `size` against `limit`. Every lane works out every
+    /// branch and keeps the one its own arc takes.
+    #[inline(always)]
+    fn room(&self, limit: f64, re: Lanes, im: Lanes, size: Lanes) -> Lanes {
+        lanes!(|l| {
+            let within = (self.lo_re[l] * im[l] - self.lo_im[l] * re[l] >= 0.0)
+                & (re[l] * self.hi_im[l] - im[l] * self.hi_re[l] >= 0.0);
+            let projected = (re[l] * self.lo_re[l] + im[l] * self.lo_im[l])
+                .max(re[l] * self.hi_re[l] + im[l] * self.hi_im[l]);
+            let along = if self.whole[l] | within {
+                size[l]
+            } else {
+                projected
+            };
+            let room = (limit * limit - size[l] * size[l] + along * along).sqrt() - along;
+            if size[l] >= limit {
+                limit - size[l]
+            } else {
+                room
+            }
+        })
     }
 }
 
@@ -2042,6 +2097,38 @@ mod tests {
                 let direction = load_direction(slope_lo + at * spread, tan_phi);
                 let exact = magnitude_root(current, direction, limit);
                 prop_assert!(room <= exact + 1e-9 * (limit + size), "room {room} past the root {exact}");
+            }
+        }
+    }
+
+    proptest! {
+        /// Four arcs' rooms in lanes are each arc's own, bit for bit, on
+        /// either side of the limit, within and outside each arc, and for
+        /// the whole circle.
+        #[test]
+        fn rooms_in_lanes_are_each_arcs_own(
+            currents in prop::collection::vec((-500.0f64..500.0, -500.0f64..500.0), LANES),
+            slopes in prop::collection::vec((-0.08f64..0.08, 0.0f64..0.05), LANES),
+            whole_lane in 0..=LANES,
+            limit in 1.0f64..600.0,
+        ) {
+            let arcs: [LoadArc; LANES] = std::array::from_fn(|l| {
+                let (lo, spread) = slopes[l];
+                let lo = if l == whole_lane { f64::NAN } else { lo };
+                LoadArc::new(lo, lo + spread, 10.0)
+            });
+            let current: [Complex64; LANES] =
+                std::array::from_fn(|l| Complex64::new(currents[l].0, currents[l].1));
+            let size = lanes!(|l| current[l].norm());
+            let rooms = LoadArcs::new(arcs).room(
+                limit,
+                lanes!(|l| current[l].re),
+                lanes!(|l| current[l].im),
+                size,
+            );
+            for l in 0..LANES {
+                let own = arcs[l].room(limit, current[l], size[l]);
+                prop_assert_eq!(rooms[l].to_bits(), own.to_bits(), "lane {}: {} against {}", l, rooms[l], own);
             }
         }
     }
