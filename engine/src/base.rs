@@ -1068,19 +1068,29 @@ impl Engine {
                 path_voltage_room[at.clone()].copy_from_slice(&node_block[3][..len]);
                 path_load_room_a[at.clone()].copy_from_slice(&node_block[4][..len]);
                 // What `FeederBase::flat_room_kva` reads, from the same
-                // single-precision figures, step by step in order.
+                // single-precision figures, the least kept per lane of four
+                // steps: one running least made each step wait on the last.
+                // (The order does not matter: `min` passes over NaNs, and
+                // no room is a negative zero.)
                 let nominal_kv = e.nominal_kv[j];
-                let least = &mut least_room_kva[j];
-                for (b, substation_kva) in substation.iter().enumerate() {
-                    let room = flat_room(
+                let room = |b: usize| {
+                    flat_room(
                         f64::from(node_block[1][b]),
                         f64::from(node_block[0][b]),
                         f64::from(node_block[3][b]),
                         nominal_kv,
-                        *substation_kva,
-                    );
-                    *least = least.min(room);
+                        substation[b],
+                    )
+                };
+                let mut least = [f64::INFINITY; LANES];
+                for quad in 0..len / LANES {
+                    let rooms = lanes!(|l| room(quad * LANES + l));
+                    least = lanes!(|l| least[l].min(rooms[l]));
                 }
+                for b in len / LANES * LANES..len {
+                    least[0] = least[0].min(room(b));
+                }
+                least_room_kva[j] = least.iter().fold(least_room_kva[j], |a, b| a.min(*b));
             }
         }
         if let Some(folding) = &folding {
@@ -1169,9 +1179,11 @@ impl Engine {
         }
     }
 
-    /// For a base whose flows are those of `folding`'s folded tree, per step
-    /// in order: the step, its folded flow, the least room of any node and
-    /// the room at the node `judged` (its index in the folded tree), as
+    /// For a base whose flows are those of `folding`'s folded tree, per four
+    /// steps in order (a lane each, the last quad's spare lanes repeating
+    /// its last step): the first step, their folded flows, how many lanes
+    /// are steps, and per lane the least room of any node and the room at
+    /// the node `judged` (its index in the folded tree), as
     /// [`Self::each_unobserved_room_row`] gives them, worked out on the
     /// folded tree alone (see [`PathRows::folded`]): what a set judged at
     /// one node reads of each row, without unfolding a step.
@@ -1183,7 +1195,7 @@ impl Engine {
         base: &FeederBase,
         folding: &ChainFolding,
         judged: usize,
-        mut each_step: impl FnMut(usize, &Solution, f64, f64),
+        mut each_quad: impl FnMut(usize, [&Solution; LANES], usize, Lanes, Lanes),
     ) {
         let e = &folding.folded;
         let n = e.len();
@@ -1191,21 +1203,29 @@ impl Engine {
         let mut rows = PathRows::folded(&base.electrical, folding);
         for (quad, lane_solutions) in base.full_solutions.chunks(LANES).enumerate() {
             let len = lane_solutions.len();
+            let first = quad * LANES;
             let quad_solutions: [&Solution; LANES] =
                 std::array::from_fn(|l| &lane_solutions[l.min(len - 1)]);
             rows.fill(e, quad_solutions, &base.limits, false);
-            for (l, solution) in quad_solutions.iter().enumerate().take(len) {
-                let k = quad * LANES + l;
-                let (least, at) = match rooms.substation_kva(&rows, solution, l, k) {
-                    None => (f64::NEG_INFINITY, f64::NEG_INFINITY),
-                    Some(substation_kva) => {
-                        let room = |j: usize| rooms.at(&rows, l, j, substation_kva);
-                        let least = (1..n).map(room).fold(f64::INFINITY, f64::min);
-                        (least, room(judged))
-                    }
-                };
-                each_step(k, solution, least, at);
+            let substation: [Option<f64>; LANES] = std::array::from_fn(|l| {
+                let l = l.min(len - 1);
+                rooms.substation_kva(&rows, quad_solutions[l], l, first + l)
+            });
+            let substation_kva = lanes!(|l| substation[l].unwrap_or(0.0));
+            // Each lane's least over the nodes in order, the lanes at once.
+            let mut least = [f64::INFINITY; LANES];
+            for j in 1..n {
+                let room = lanes!(|l| rooms.at(&rows, l, j, substation_kva[l]));
+                least = lanes!(|l| least[l].min(room[l]));
             }
+            let at = lanes!(|l| rooms.at(&rows, l, judged, substation_kva[l]));
+            let broken = |room: Lanes| {
+                lanes!(|l| match substation[l] {
+                    None => f64::NEG_INFINITY,
+                    Some(_) => room[l],
+                })
+            };
+            each_quad(first, quad_solutions, len, broken(least), broken(at));
         }
     }
 

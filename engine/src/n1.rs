@@ -37,7 +37,7 @@ use crate::checks::{CheckName, CheckResult};
 use crate::engine::Engine;
 use crate::evaluate::{AddedLoad, HeadroomAudit, UNBOUNDED_KW, magnitude};
 use crate::load_model::FeederLoads;
-use crate::powerflow::{ElectricalFeeder, SQRT_3, Solution, SweepSettings};
+use crate::powerflow::{ElectricalFeeder, LANES, SQRT_3, Solution, SweepSettings};
 
 /// One tree of a restoration case: a supplier with F's part(s) attached.
 pub struct CaseTree {
@@ -158,6 +158,57 @@ impl BranchMax {
         }
     }
 
+    /// [`Self::observe_currents`] of steps `first` to `first + len - 1`, in
+    /// order, lane `l`'s current in slot `s` read by `i_a(l, s)` (spare
+    /// lanes repeat the last step). Each slot's steps are taken in order,
+    /// so it ends as step by step; a slot whose squared loading stays under
+    /// its highest in every lane, nearly all, is passed in one compare.
+    #[inline(always)]
+    fn observe_quad(
+        &mut self,
+        head_rated: Option<f64>,
+        inverse_rated_2: &[f64],
+        first: usize,
+        len: usize,
+        i_a: impl Fn(usize, usize) -> Complex64,
+    ) {
+        if let Some(rated) = head_rated.filter(|r| *r > 0.0) {
+            for l in 0..len {
+                let loading = (i_a(l, 0).norm_sqr().sqrt() / rated) as f32;
+                if loading > self.most[0].0 {
+                    self.most[0] = (loading, (first + l) as u32);
+                }
+            }
+        }
+        for (s, (slot, squared_slot)) in self
+            .most
+            .iter_mut()
+            .zip(&mut self.most_squared)
+            .enumerate()
+            .skip(1)
+        {
+            let inverse = inverse_rated_2[s];
+            if inverse <= 0.0 {
+                continue;
+            }
+            let squared = lanes!(|l| i_a(l, s).norm_sqr() * inverse);
+            if squared.iter().all(|sq| *sq <= *squared_slot) {
+                continue;
+            }
+            for (l, &squared) in squared.iter().enumerate().take(len) {
+                if squared > *squared_slot {
+                    let loading = squared.sqrt() as f32;
+                    if loading > slot.0 {
+                        *slot = (loading, (first + l) as u32);
+                    }
+                    if loading >= slot.0 {
+                        *squared_slot = squared;
+                    }
+                }
+            }
+        }
+    }
+
     /// The highest loadings, each with its step as a window index.
     fn by_window_step(self, window_step: impl Fn(usize) -> usize) -> Vec<(f32, u32)> {
         self.most
@@ -227,6 +278,32 @@ impl FoldedBranchMax {
             .observe_currents(self.head_rated, &self.inverse_rated_2, k, |s| {
                 folded.i_a[reads[s] as usize]
             });
+    }
+
+    /// [`Self::observe`] of the first `len` of four folded flows, steps
+    /// `first` on (the spare lanes repeat the last).
+    fn observe_quad(
+        &mut self,
+        folding: &ChainFolding,
+        first: usize,
+        folded: [&Solution; LANES],
+        len: usize,
+    ) {
+        let n = folding.folded.len();
+        if folded.iter().any(|flow| flow.i_a.len() != n) {
+            for (l, flow) in folded.iter().enumerate().take(len) {
+                self.observe(folding, first + l, flow);
+            }
+            return;
+        }
+        let reads = &self.reads;
+        self.slots.observe_quad(
+            self.head_rated,
+            &self.inverse_rated_2,
+            first,
+            len,
+            |l, s| folded[l].i_a[reads[s] as usize],
+        );
     }
 
     /// Each branch's highest loading, with its step as a window index.
@@ -961,10 +1038,10 @@ impl Engine {
             .and_then(|(folding, at)| Some((folding, folding.kept(at)? as usize)));
         if let Some((folding, at)) = folded_judged {
             let mut folded_maxima = FoldedBranchMax::new(&base.electrical, folding);
-            self.each_folded_room_pair(base, folding, at, |k, flow, least, room_at| {
-                folded_maxima.observe(folding, k, flow);
-                least_any.push(least);
-                at_room.push(room_at);
+            self.each_folded_room_pair(base, folding, at, |first, flows, len, least, room_at| {
+                folded_maxima.observe_quad(folding, first, flows, len);
+                least_any.extend_from_slice(&least[..len]);
+                at_room.extend_from_slice(&room_at[..len]);
             });
             tree.branch_max = folded_maxima.by_window_step(|k| base.window_step[k]);
         } else {
@@ -2015,16 +2092,33 @@ mod tests {
             e.derive_per_node();
             let mut whole = BranchMax::new(&e);
             let mut folded = FoldedBranchMax::new(&e, &folding);
-            for (k, flow) in settled.loads.flows.iter().enumerate() {
+            // The same again four steps at a time, a short quad last.
+            let mut by_quad = FoldedBranchMax::new(&e, &folding);
+            let flows = &settled.loads.flows[..settled.loads.flows.len() - 1];
+            assert!(!flows.len().is_multiple_of(LANES));
+            for (k, flow) in flows.iter().enumerate() {
                 folded.observe(&folding, k, flow);
                 whole.observe(&e, k, &folding.unfold(flow));
             }
-            let (whole, folded) = (whole.by_window_step(|k| k), folded.by_window_step(|k| k));
+            for (quad, lanes) in flows.chunks(LANES).enumerate() {
+                let len = lanes.len();
+                let quad_flows = std::array::from_fn(|l| &lanes[l.min(len - 1)]);
+                by_quad.observe_quad(&folding, quad * LANES, quad_flows, len);
+            }
+            let (whole, folded, by_quad) = (
+                whole.by_window_step(|k| k),
+                folded.by_window_step(|k| k),
+                by_quad.by_window_step(|k| k),
+            );
             assert_eq!(whole.len(), folded.len());
-            for (j, (a, b)) in whole.iter().zip(&folded).enumerate() {
+            for (j, ((a, b), c)) in whole.iter().zip(&folded).zip(&by_quad).enumerate() {
                 assert!(
                     a.0.to_bits() == b.0.to_bits() && a.1 == b.1,
                     "feeder {f} branch {j}: {a:?} against {b:?}"
+                );
+                assert!(
+                    b.0.to_bits() == c.0.to_bits() && b.1 == c.1,
+                    "feeder {f} branch {j}: {b:?} step by step, {c:?} by quads"
                 );
             }
             assert!(whole.iter().any(|m| m.0 > 0.0));
