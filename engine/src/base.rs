@@ -1769,11 +1769,14 @@ fn subtree_max_rows_portable(
     }
     let inv_nominal_kv_2 = &e.inv_nominal_kv_2[..n];
     for solution in solutions {
+        // A row at a time, in cache, and written in place: an `extend` was
+        // not inlined into the AVX2 build.
         let start = rows.len();
-        rows.extend(
-            (0..n).map(|j| (solution.v_kv(j).norm_sqr() * inv_nominal_kv_2[j]).sqrt() as f32),
-        );
+        rows.resize(start + n, 0.0);
         let row = &mut rows[start..];
+        for (j, out) in row.iter_mut().enumerate() {
+            *out = (solution.v_kv(j).norm_sqr() * inv_nominal_kv_2[j]).sqrt() as f32;
+        }
         // Local indices put parents first: children fold into parents.
         for j in (1..n).rev() {
             let p = e.parent[j] as usize;
