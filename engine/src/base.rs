@@ -382,14 +382,32 @@ impl FeederBase {
     /// limit, ranked on first use and kept.
     pub fn flat_steps(&self, local: u32) -> &RankedSteps {
         self.ranked_steps[local as usize].get_or_init(|| {
-            let mut room: Vec<(f64, u32)> = (0..self.solutions.len())
+            // The room a flat load has at each step (`flat_room` of the
+            // load room, the node's voltage and its path's voltage room),
+            // read off the node's rows as slices.
+            let steps = self.solutions.len();
+            let j = local as usize;
+            let row = j * steps..(j + 1) * steps;
+            let (thermal_a, voltage_kv, voltage_room) = (
+                &self.path_load_room_a[row.clone()],
+                &self.voltage_kv[row.clone()],
+                &self.path_voltage_room[row],
+            );
+            let substation_kva = &self.substation_room_kva[..steps];
+            let nominal_kv = self.electrical.nominal_kv[j];
+            let mut room: Vec<(f64, u32)> = (0..steps)
                 .map(|k| {
-                    let room_kva = self.flat_room_kva(&self.path_load_room_a, local as usize, k);
+                    let room_kva = flat_room(
+                        f64::from(thermal_a[k]),
+                        f64::from(voltage_kv[k]),
+                        f64::from(voltage_room[k]),
+                        nominal_kv,
+                        substation_kva[k],
+                    );
                     (room_kva, k as u32)
                 })
                 .collect();
             let cutoff_kva = least_sorted(&mut room, self.flat_stride);
-            let j = local as usize;
             RankedSteps {
                 steps: room[..self.flat_stride]
                     .iter()
@@ -413,20 +431,6 @@ impl FeederBase {
             * 1000.0
             * self.electrical.nominal_kv[j]
             * f64::from(self.voltage_kv[at])
-    }
-
-    /// The room a flat load at local node `j` has at step `k`, kVA, its
-    /// current's thermal part read from `thermal_a` (a row over nodes and
-    /// steps: [`Self::path_load_room_a`] or [`Self::path_margin_a`]).
-    fn flat_room_kva(&self, thermal_a: &[f32], j: usize, k: usize) -> f64 {
-        let at = j * self.solutions.len() + k;
-        flat_room(
-            f64::from(thermal_a[at]),
-            f64::from(self.voltage_kv[at]),
-            f64::from(self.path_voltage_room[at]),
-            self.electrical.nominal_kv[j],
-            self.substation_room_kva[k],
-        )
     }
 
     /// Per step and local node, the highest voltage in the node's subtree, pu
@@ -1067,8 +1071,9 @@ impl Engine {
                 path_max_loading[at.clone()].copy_from_slice(&node_block[2][..len]);
                 path_voltage_room[at.clone()].copy_from_slice(&node_block[3][..len]);
                 path_load_room_a[at.clone()].copy_from_slice(&node_block[4][..len]);
-                // What `FeederBase::flat_room_kva` reads, from the same
-                // single-precision figures, the least kept per lane of four
+                // A flat load's room with the margin as its thermal part
+                // (see `FeederBase::least_room_kva`), from the single-precision
+                // figures the base keeps, the least kept per lane of four
                 // steps: one running least made each step wait on the last.
                 // (The order does not matter: `min` passes over NaNs, and
                 // no room is a negative zero.)
@@ -1123,8 +1128,8 @@ impl Engine {
     }
 
     /// The room a flat load at each local node has at each step of a base not
-    /// yet observed ([`FeederBase::flat_room_kva`] worked out from its flows in
-    /// full precision), handed to `each_step` a step at a time, in order, as a
+    /// yet observed ([`flat_room`] of its path rows, worked out from its flows
+    /// in full precision), handed to `each_step` a step at a time, in order, as a
     /// row over the local nodes: what picks the steps a restoration case
     /// keeps without observing every step first. A caller that needs a few
     /// figures of each row keeps those alone: a city capacity sweep's rows
