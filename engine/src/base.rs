@@ -14,6 +14,7 @@
 //! flows, observation) when a feeder is first needed, and cached there; the
 //! evaluation of a candidate ([`crate::evaluate`]) only reads them.
 
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use headroom_geodata::{FeederIx, TransformerIx};
@@ -1007,20 +1008,15 @@ impl Engine {
         // either way, as rounding keeps order.
         // Step-major, so appended in order rather than zeroed and overwritten.
         let mut subtree_min_pu = Vec::with_capacity(n * steps);
-        let mut path_margin_a = vec![0.0f32; n * steps];
-        let mut path_load_room_a = vec![0.0f32; n * steps];
-        let mut path_max_loading = vec![0.0f32; n * steps];
-        let mut voltage_kv = vec![0.0f32; n * steps];
-        let mut path_voltage_room = vec![0.0f32; n * steps];
+        // Node-major, in the order of a block's rows (see `BlockRows`).
+        let mut node_rows: [Vec<f32>; 5] = std::array::from_fn(|_| vec![0.0f32; n * steps]);
         let mut feeder_min_pu = Vec::with_capacity(steps);
         let substation_room_kva = self.substation_rooms(base);
         // Each node's least room is taken from the block while it is in
         // cache: read back from the rows, it was a pass over megabytes.
         let mut least_room_kva = vec![f64::INFINITY; n];
-        // The node-major rows are written a block of steps at a time: written a
-        // step at a time, each step touched a cache line per node and row.
-        const BLOCK: usize = 16;
-        let mut block = vec![[[0.0f32; BLOCK]; 5]; n];
+        // The node-major rows are written a block of steps at a time.
+        let mut block: Vec<BlockRows> = vec![[[0.0f32; BLOCK]; 5]; n];
         for (start, solutions) in full_solutions.chunks(BLOCK).enumerate() {
             let start = start * BLOCK;
             for (quad, lane_solutions) in solutions.chunks(LANES).enumerate() {
@@ -1050,53 +1046,17 @@ impl Engine {
                     feeder_min_pu.push(rows.subtree_min_pu[0][l]);
                     subtree_min_pu.extend(rows.subtree_min_pu.iter().map(|v| v[l] as f32));
                 }
-                // Whole quads in lanes (a short one repeats its last step,
-                // which the copy out below leaves out).
-                let narrow = |row: &Lanes| row.map(|x| x as f32);
-                for (j, node_block) in block.iter_mut().enumerate() {
-                    let quad = first..first + LANES;
-                    node_block[0][quad.clone()].copy_from_slice(&narrow(&rows.voltage_kv[j]));
-                    node_block[1][quad.clone()].copy_from_slice(&narrow(&rows.margin_a[j]));
-                    node_block[2][quad.clone()].copy_from_slice(&narrow(&rows.max_loading[j]));
-                    node_block[3][quad.clone()].copy_from_slice(&narrow(&rows.voltage_room[j]));
-                    node_block[4][quad].copy_from_slice(&narrow(&rows.load_room_a[j]));
-                }
+                rows.narrow_into(&mut block, first);
             }
             let len = solutions.len();
-            let substation = &substation_room_kva[start..start + len];
-            for (j, node_block) in block.iter().enumerate() {
-                let at = j * steps + start..j * steps + start + len;
-                voltage_kv[at.clone()].copy_from_slice(&node_block[0][..len]);
-                path_margin_a[at.clone()].copy_from_slice(&node_block[1][..len]);
-                path_max_loading[at.clone()].copy_from_slice(&node_block[2][..len]);
-                path_voltage_room[at.clone()].copy_from_slice(&node_block[3][..len]);
-                path_load_room_a[at.clone()].copy_from_slice(&node_block[4][..len]);
-                // A flat load's room with the margin as its thermal part
-                // (see `FeederBase::least_room_kva`), from the single-precision
-                // figures the base keeps, the least kept per lane of four
-                // steps: one running least made each step wait on the last.
-                // (The order does not matter: `min` passes over NaNs, and
-                // no room is a negative zero.)
-                let nominal_kv = e.nominal_kv[j];
-                let room = |b: usize| {
-                    flat_room(
-                        f64::from(node_block[1][b]),
-                        f64::from(node_block[0][b]),
-                        f64::from(node_block[3][b]),
-                        nominal_kv,
-                        substation[b],
-                    )
-                };
-                let mut least = [f64::INFINITY; LANES];
-                for quad in 0..len / LANES {
-                    let rooms = lanes!(|l| room(quad * LANES + l));
-                    least = lanes!(|l| least[l].min(rooms[l]));
-                }
-                for b in len / LANES * LANES..len {
-                    least[0] = least[0].min(room(b));
-                }
-                least_room_kva[j] = least.iter().fold(least_room_kva[j], |a, b| a.min(*b));
-            }
+            write_block_out(
+                &block,
+                start..start + len,
+                &substation_room_kva,
+                &e.nominal_kv,
+                &mut node_rows,
+                &mut least_room_kva,
+            );
         }
         if let Some(folding) = &folding {
             base.solutions = stored;
@@ -1105,6 +1065,13 @@ impl Engine {
         base.observed = observed;
         base.feeder_min_pu = feeder_min_pu;
         base.subtree_min_pu = subtree_min_pu;
+        let [
+            voltage_kv,
+            path_margin_a,
+            path_max_loading,
+            path_voltage_room,
+            path_load_room_a,
+        ] = node_rows;
         base.path_margin_a = path_margin_a;
         base.path_load_room_a = path_load_room_a;
         base.path_max_loading = path_max_loading;
@@ -1621,6 +1588,35 @@ impl PathRows {
         rows
     }
 
+    /// Writes the rows' four lanes, narrowed, into each node's block rows
+    /// at block steps `first` on (a short quad's spare lanes repeat its last
+    /// step, which the copy out of the block leaves out).
+    fn narrow_into(&self, block: &mut [BlockRows], first: usize) {
+        let rows = self;
+        avx2_or_portable!(
+            PathRows::narrow_into_portable,
+            fn(rows: &PathRows, block: &mut [BlockRows], first: usize)
+        )
+    }
+
+    #[inline(always)]
+    fn narrow_into_portable(&self, block: &mut [BlockRows], first: usize) {
+        let narrow = |row: &Lanes| row.map(|x| x as f32);
+        let quad = first..first + LANES;
+        for (j, node_block) in block.iter_mut().enumerate() {
+            let figures = [
+                &self.voltage_kv[j],
+                &self.margin_a[j],
+                &self.max_loading[j],
+                &self.voltage_room[j],
+                &self.load_room_a[j],
+            ];
+            for (node_row, row) in node_block.iter_mut().zip(figures) {
+                node_row[quad.clone()].copy_from_slice(&narrow(row));
+            }
+        }
+    }
+
     /// The rows of `solutions`, power flows of feeder `e`, lane by lane;
     /// [`Self::load_room_a`] only where `load_room` asks for it.
     pub(crate) fn fill(
@@ -1749,6 +1745,86 @@ impl PathRows {
             let room_above = voltage_room[p];
             voltage_room[j] = lanes!(|l| own[l].min(room_above[l]));
         }
+    }
+}
+
+/// Steps a base's rows are written out at a time (see
+/// [`Engine::observe_base`]): written a step at a time, each step touched a
+/// cache line per node and row.
+const BLOCK: usize = 16;
+
+/// One node's figures over a block of steps, in single precision: its
+/// voltage (kV), the path's margin (A), highest loading, voltage room per
+/// ohm and load room (A), in that order.
+type BlockRows = [[f32; BLOCK]; 5];
+
+/// Copies a block of steps, `at` (its first steps' figures in `block`, a
+/// node's rows each), out into the node-major rows of a base, in the order
+/// of [`BlockRows`], and lowers each node's least room
+/// ([`FeederBase::least_room_kva`]) by the block's. Compiled for AVX2 too:
+/// as four lanes of the baseline's two, it was a tenth of a city capacity
+/// sweep's base building.
+fn write_block_out(
+    block: &[BlockRows],
+    at: Range<usize>,
+    substation_room_kva: &[f64],
+    nominal_kv: &[f64],
+    node_rows: &mut [Vec<f32>; 5],
+    least_room_kva: &mut [f64],
+) {
+    avx2_or_portable!(
+        write_block_out_portable,
+        fn(
+            block: &[BlockRows],
+            at: Range<usize>,
+            substation_room_kva: &[f64],
+            nominal_kv: &[f64],
+            node_rows: &mut [Vec<f32>; 5],
+            least_room_kva: &mut [f64],
+        )
+    )
+}
+
+#[inline(always)]
+fn write_block_out_portable(
+    block: &[BlockRows],
+    at: Range<usize>,
+    substation_room_kva: &[f64],
+    nominal_kv: &[f64],
+    node_rows: &mut [Vec<f32>; 5],
+    least_room_kva: &mut [f64],
+) {
+    let len = at.len();
+    let steps = node_rows[0].len() / block.len().max(1);
+    let substation = &substation_room_kva[at.clone()];
+    for (j, node_block) in block.iter().enumerate() {
+        let out = j * steps + at.start..j * steps + at.end;
+        for (row, node_row) in node_rows.iter_mut().zip(node_block) {
+            row[out.clone()].copy_from_slice(&node_row[..len]);
+        }
+        // A flat load's room with the margin as its thermal part (see
+        // `FeederBase::least_room_kva`), from the single-precision figures
+        // the base keeps, the least kept per lane of four steps: one running
+        // least made each step wait on the last. (The order does not matter:
+        // `min` passes over NaNs, and no room is a negative zero.)
+        let room = |b: usize| {
+            flat_room(
+                f64::from(node_block[1][b]),
+                f64::from(node_block[0][b]),
+                f64::from(node_block[3][b]),
+                nominal_kv[j],
+                substation[b],
+            )
+        };
+        let mut least = [f64::INFINITY; LANES];
+        for quad in 0..len / LANES {
+            let rooms = lanes!(|l| room(quad * LANES + l));
+            least = lanes!(|l| least[l].min(rooms[l]));
+        }
+        for b in len / LANES * LANES..len {
+            least[0] = least[0].min(room(b));
+        }
+        least_room_kva[j] = least.iter().fold(least_room_kva[j], |a, b| a.min(*b));
     }
 }
 
@@ -1967,6 +2043,52 @@ mod tests {
         // The ring-main unit and the pole with a transformer carry a load
         // beside their one child's current.
         assert!((1..e.len()).any(|j| only_child[j] != u32::MAX && !shown(j)));
+    }
+
+    /// A base's rows over nodes and steps, and each node's least room, come
+    /// out the same, bit for bit, from each kernel (the path rows, their
+    /// narrowing into blocks and the blocks written out are each compiled
+    /// for AVX2 too).
+    #[test]
+    fn observed_bases_are_the_same_from_each_kernel() {
+        let fixture = crate::test_support::fixture_engine();
+        let pole_line = crate::test_support::pole_line_engine(100.0);
+        let mut compared = 0;
+        for engine in [&fixture, &pole_line] {
+            for f in 0..engine.network.feeders.len() {
+                let bases = crate::with_each_kernel(|| engine.build_base(f, false));
+                let (portable, rest) = bases.split_first().expect("the portable kernel");
+                let rows = |b: &FeederBase| {
+                    [
+                        b.voltage_kv.clone(),
+                        b.path_margin_a.clone(),
+                        b.path_max_loading.clone(),
+                        b.path_voltage_room.clone(),
+                        b.path_load_room_a.clone(),
+                        b.subtree_min_pu.clone(),
+                    ]
+                };
+                let bits32 = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let bits64 = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                for (kernel, base) in rest {
+                    for (r, (a, b)) in rows(&portable.1).iter().zip(&rows(base)).enumerate() {
+                        assert_eq!(bits32(a), bits32(b), "feeder {f} row {r}: {kernel}");
+                    }
+                    assert_eq!(
+                        bits64(&portable.1.least_room_kva),
+                        bits64(&base.least_room_kva),
+                        "feeder {f}: {kernel}"
+                    );
+                    compared += portable.1.voltage_kv.len();
+                }
+                assert!(portable.1.least_room_kva.iter().all(|r| !r.is_nan()));
+            }
+        }
+        // Without AVX2 there is nothing to compare against.
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            assert!(compared > 1000, "{compared}");
+        }
     }
 
     /// The subtree maxima come out the same, bit for bit, from each kernel.
