@@ -181,9 +181,43 @@ impl SeriesNodes {
             only_child,
         }
     }
-}
 
-impl SeriesNodes {
+    /// Tells each node of `untold` (none told yet) from `solutions`, in one
+    /// pass over them: a node without one child is not in series, and the
+    /// rest drop out at the first step whose current differs from their
+    /// child's. Asked node by node, each node read one current from every
+    /// step's flow, a cache line apiece.
+    fn tell_from_flows(
+        &self,
+        solutions: &[StoredSolution],
+        untold: impl IntoIterator<Item = usize>,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut pending: Vec<(usize, usize)> = Vec::new();
+        for j in untold {
+            match self.only_child[j] {
+                u32::MAX => self.told[j].store(Self::NOT_IN_SERIES, Relaxed),
+                child => pending.push((j, child as usize)),
+            }
+        }
+        for s in solutions {
+            if pending.is_empty() {
+                break;
+            }
+            pending.retain(|&(j, child)| {
+                let series = s.i_a_single(j) == s.i_a_single(child);
+                if !series {
+                    self.told[j].store(Self::NOT_IN_SERIES, Relaxed);
+                }
+                series
+            });
+        }
+        // Two threads telling at once both store the same answers.
+        for (j, _) in pending {
+            self.told[j].store(Self::IN_SERIES, Relaxed);
+        }
+    }
+
     /// For flows unfolded by `folding`: a node whose inbound branch carries
     /// the same folded current as its one child's (a node of a folded
     /// chain) is in series at every step, bit for bit, without reading a
@@ -463,76 +497,33 @@ impl FeederBase {
         let Some(told) = nodes.told.get(j) else {
             return false;
         };
-        match told.load(Relaxed) {
-            SeriesNodes::NOT_TOLD => {
-                let child = nodes.only_child[j] as usize;
-                let series = child != u32::MAX as usize
-                    && self
-                        .solutions
-                        .iter()
-                        .all(|s| s.i_a_single(j) == s.i_a_single(child));
-                // Two threads asking at once both read the same answer.
-                told.store(
-                    if series {
-                        SeriesNodes::IN_SERIES
-                    } else {
-                        SeriesNodes::NOT_IN_SERIES
-                    },
-                    Relaxed,
-                );
-                series
-            }
-            state => state == SeriesNodes::IN_SERIES,
+        if told.load(Relaxed) == SeriesNodes::NOT_TOLD {
+            nodes.tell_from_flows(&self.solutions, [j]);
         }
+        told.load(Relaxed) == SeriesNodes::IN_SERIES
     }
 
     /// Tells [`Self::in_series`] at once for every node on the path from
-    /// `local` up that no scan has asked of yet, in one pass over the flows:
-    /// asked node by node, each node read one current from every step's
-    /// flow, a cache line apiece, and a capacity sweep's paths spent a
-    /// fiftieth of its time there.
+    /// `local` up that no scan has asked of yet, in one pass over the flows
+    /// (see `SeriesNodes::tell_from_flows`): a capacity sweep's paths,
+    /// asked node by node, spent a fiftieth of its time there.
     pub(crate) fn tell_series_up(&self, local: u32) {
         use std::sync::atomic::Ordering::Relaxed;
         let e = &self.electrical;
         let nodes = self.in_series.get_or_init(|| SeriesNodes::new(e));
-        let untold = |at: usize| {
+        let untold = |at: &usize| {
             nodes
                 .told
-                .get(at)
+                .get(*at)
                 .is_some_and(|told| told.load(Relaxed) == SeriesNodes::NOT_TOLD)
         };
-        let mut at = local as usize;
-        while at != 0 && at < e.len() && !untold(at) {
-            at = e.parent[at] as usize;
-        }
-        if at == 0 || at >= e.len() {
+        let path = std::iter::successors(Some(local as usize), |&at| Some(e.parent[at] as usize))
+            .take_while(|&at| at != 0 && at < e.len());
+        // Most paths are told already: nothing is gathered for them.
+        if !path.clone().any(|at| untold(&at)) {
             return;
         }
-        let mut pending: Vec<(usize, usize)> = Vec::new();
-        while at != 0 && at < e.len() {
-            if untold(at) {
-                match nodes.only_child[at] {
-                    u32::MAX => nodes.told[at].store(SeriesNodes::NOT_IN_SERIES, Relaxed),
-                    child => pending.push((at, child as usize)),
-                }
-            }
-            at = e.parent[at] as usize;
-        }
-        for s in &self.solutions {
-            if pending.is_empty() {
-                break;
-            }
-            pending.retain(|&(j, child)| {
-                let series = s.i_a_single(j) == s.i_a_single(child);
-                if !series {
-                    nodes.told[j].store(SeriesNodes::NOT_IN_SERIES, Relaxed);
-                }
-                series
-            });
-        }
-        for (j, _) in pending {
-            nodes.told[j].store(SeriesNodes::IN_SERIES, Relaxed);
-        }
+        nodes.tell_from_flows(&self.solutions, path.filter(untold));
     }
 
     /// The rated branches from `local` up to the busbar, `(local node, one
@@ -1659,11 +1650,8 @@ impl PathRows {
         let voltage_room = &mut self.voltage_room[..n];
         // The slopes of the least and the largest voltage angle.
         let (mut slope_lo, mut slope_hi) = ([f64::INFINITY; LANES], [f64::NEG_INFINITY; LANES]);
-        // Each lane's parts are gathered into rows first: read as complex
-        // numbers lane by lane, the roots and divisions stayed scalar.
         for j in 0..n {
-            let (re, im) = (lanes!(|l| v[l][j].re), lanes!(|l| v[l][j].im));
-            let magnitude = lanes!(|l| (re[l] * re[l] + im[l] * im[l]).sqrt());
+            let (re, im, magnitude) = lane_parts(v, j);
             voltage_kv[j] = magnitude;
             let inverse_nominal = self.inverse_nominal_kv[j];
             subtree_min_pu[j] = lanes!(|l| magnitude[l] * inverse_nominal);
@@ -1688,8 +1676,7 @@ impl PathRows {
             subtree_min_pu[p] = lanes!(|l| above[l].min(own[l]));
         }
         let load_room_a = &mut self.load_room_a[..n];
-        let (head_re, head_im) = (lanes!(|l| i[l][0].re), lanes!(|l| i[l][0].im));
-        let head = lanes!(|l| (head_re[l] * head_re[l] + head_im[l] * head_im[l]).sqrt());
+        let (head_re, head_im, head) = lane_parts(i, 0);
         (margin_a[0], max_loading[0]) = match e.head_rated_a {
             Some(rated) => (
                 lanes!(|l| rated * thermal - head[l]),
@@ -1706,8 +1693,7 @@ impl PathRows {
         voltage_room[0] = [f64::INFINITY; LANES];
         for j in 1..n {
             let p = parent[j] as usize;
-            let (re, im) = (lanes!(|l| i[l][j].re), lanes!(|l| i[l][j].im));
-            let current = lanes!(|l| (re[l] * re[l] + im[l] * im[l]).sqrt());
+            let (re, im, current) = lane_parts(i, j);
             let rated = e.rated_a[j];
             let (margin, loading) = if rated.is_finite() {
                 let inverse_rated = self.inverse_rated_a[j];
@@ -1746,6 +1732,17 @@ impl PathRows {
             voltage_room[j] = lanes!(|l| own[l].min(room_above[l]));
         }
     }
+}
+
+/// Entry `j` of four lanes' complex rows as rows of its real parts, its
+/// imaginary parts and its magnitudes (the root of `norm_sqr`, bit for bit).
+/// Gathered into rows first: read as complex numbers lane by lane, the roots
+/// and the divisions after them stayed scalar.
+#[inline(always)]
+fn lane_parts(rows: [&[Complex64]; LANES], j: usize) -> (Lanes, Lanes, Lanes) {
+    let (re, im) = (lanes!(|l| rows[l][j].re), lanes!(|l| rows[l][j].im));
+    let magnitude = lanes!(|l| (re[l] * re[l] + im[l] * im[l]).sqrt());
+    (re, im, magnitude)
 }
 
 /// Steps a base's rows are written out at a time (see

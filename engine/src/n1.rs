@@ -133,10 +133,7 @@ impl BranchMax {
         i_a: impl Fn(usize) -> Complex64,
     ) {
         if let Some(rated) = head_rated.filter(|r| *r > 0.0) {
-            let loading = (i_a(0).norm_sqr().sqrt() / rated) as f32;
-            if loading > self.most[0].0 {
-                self.most[0] = (loading, k as u32);
-            }
+            self.offer_head(i_a(0), rated, k);
         }
         for (j, (slot, squared_slot)) in self
             .most
@@ -145,15 +142,37 @@ impl BranchMax {
             .enumerate()
             .skip(1)
         {
-            let squared = i_a(j).norm_sqr() * inverse_rated_2[j];
-            if inverse_rated_2[j] > 0.0 && squared > *squared_slot {
-                let loading = squared.sqrt() as f32;
-                if loading > slot.0 {
-                    *slot = (loading, k as u32);
-                }
-                if loading >= slot.0 {
-                    *squared_slot = squared;
-                }
+            if inverse_rated_2[j] > 0.0 {
+                Self::offer(
+                    slot,
+                    squared_slot,
+                    i_a(j).norm_sqr() * inverse_rated_2[j],
+                    k,
+                );
+            }
+        }
+    }
+
+    /// Offers the head's current at step `k` against its rating.
+    #[inline(always)]
+    fn offer_head(&mut self, current: Complex64, rated: f64, k: usize) {
+        let loading = (current.norm_sqr().sqrt() / rated) as f32;
+        if loading > self.most[0].0 {
+            self.most[0] = (loading, k as u32);
+        }
+    }
+
+    /// Offers a slot (its highest loading and step, and the squared loading
+    /// that rounds to it) the squared loading `squared` at step `k`.
+    #[inline(always)]
+    fn offer(slot: &mut (f32, u32), squared_slot: &mut f64, squared: f64, k: usize) {
+        if squared > *squared_slot {
+            let loading = squared.sqrt() as f32;
+            if loading > slot.0 {
+                *slot = (loading, k as u32);
+            }
+            if loading >= slot.0 {
+                *squared_slot = squared;
             }
         }
     }
@@ -174,10 +193,7 @@ impl BranchMax {
     ) {
         if let Some(rated) = head_rated.filter(|r| *r > 0.0) {
             for l in 0..len {
-                let loading = (i_a(l, 0).norm_sqr().sqrt() / rated) as f32;
-                if loading > self.most[0].0 {
-                    self.most[0] = (loading, (first + l) as u32);
-                }
+                self.offer_head(i_a(l, 0), rated, first + l);
             }
         }
         for (s, (slot, squared_slot)) in self
@@ -196,15 +212,7 @@ impl BranchMax {
                 continue;
             }
             for (l, &squared) in squared.iter().enumerate().take(len) {
-                if squared > *squared_slot {
-                    let loading = squared.sqrt() as f32;
-                    if loading > slot.0 {
-                        *slot = (loading, (first + l) as u32);
-                    }
-                    if loading >= slot.0 {
-                        *squared_slot = squared;
-                    }
-                }
+                Self::offer(slot, squared_slot, squared, first + l);
             }
         }
     }
