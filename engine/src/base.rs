@@ -27,8 +27,8 @@ use crate::config::Limits;
 use crate::engine::Engine;
 use crate::load_model::{FeederLoads, LooseBatches, power_factor_tan};
 use crate::powerflow::{
-    ElectricalFeeder, LANES, Lanes, SQRT_3, Solution, StepLoads, StoredSolution, SweepLanes,
-    SweepSettings, sweep_steps,
+    ElectricalFeeder, FlowExtremes, LANES, Lanes, SQRT_3, Solution, StepLoads, StoredSolution,
+    SweepLanes, SweepSettings, sweep_steps,
 };
 
 /// A feeder's load model while its flows are solved: on the feeder with its
@@ -1319,64 +1319,56 @@ impl Engine {
         solutions: [&Solution; W],
         added_head_kva: [Complex64; W],
     ) -> [Observed; W] {
+        let extremes = FlowExtremes::of_lanes(&base.electrical, solutions);
+        std::array::from_fn(|l| {
+            self.observed_of(
+                base,
+                steps[l],
+                &extremes[l],
+                solutions[l],
+                added_head_kva[l],
+            )
+        })
+    }
+
+    /// The figures of a flow of `base` at step `k` from its extremes, its
+    /// head and `added_head_kva`, what the new load adds at the head.
+    #[inline(always)]
+    pub(crate) fn observed_of(
+        &self,
+        base: &FeederBase,
+        k: usize,
+        extremes: &FlowExtremes,
+        flow: &Solution,
+        added_head_kva: Complex64,
+    ) -> Observed {
         let e = &base.electrical;
-        let n = e.len();
-        let v: [&[Complex64]; W] = std::array::from_fn(|l| &solutions[l].v_kv[..n]);
-        let i: [&[Complex64]; W] = std::array::from_fn(|l| &solutions[l].i_a[..n]);
-        // Extremes are found on squares; the root is taken once, for the winner.
-        // A branch other than a segment (the busbar's, a switch's) has no
-        // rating: its loading's square is 0 and never the highest.
-        let (mut v_min_2, mut v_max_2, mut loading_2) =
-            ([f64::INFINITY; W], [f64::NEG_INFINITY; W], [0.0f64; W]);
-        let (mut v_min_at, mut v_max_at, mut segment_at) = ([0u32; W], [0u32; W], [0u32; W]);
-        for j in 0..n {
-            let (inverse_nominal_2, inverse_rated_2) = (e.inv_nominal_kv_2[j], e.inv_rated_a_2[j]);
-            let mut v_2 = [0.0; W];
-            let mut l_2 = [0.0; W];
-            for l in 0..W {
-                v_2[l] = v[l][j].norm_sqr() * inverse_nominal_2;
-                l_2[l] = i[l][j].norm_sqr() * inverse_rated_2;
-            }
-            for l in 0..W {
-                if v_2[l] < v_min_2[l] {
-                    (v_min_2[l], v_min_at[l]) = (v_2[l], j as u32);
-                }
-                if v_2[l] > v_max_2[l] {
-                    (v_max_2[l], v_max_at[l]) = (v_2[l], j as u32);
-                }
-                if l_2[l] > loading_2[l] {
-                    (loading_2[l], segment_at[l]) = (l_2[l], j as u32);
-                }
-            }
-        }
         let rated = self.group_rated_kva(base.group);
-        std::array::from_fn(|l| Observed {
-            segment_pct: loading_2[l].sqrt() * 100.0,
-            segment_at: segment_at[l],
+        let x = extremes;
+        let group_kva = base.group_kva[k] + added_head_kva;
+        Observed {
+            segment_pct: x.loading_2.sqrt() * 100.0,
+            segment_at: x.segment_at,
             head_pct: e
                 .head_rated_a
-                .map_or(0.0, |rated| solutions[l].head_current_a() / rated * 100.0),
-            v_min_pu: v_min_2[l].sqrt(),
-            v_min_at: v_min_at[l],
-            v_max_pu: if v_max_2[l] >= 0.0 {
-                v_max_2[l].sqrt()
+                .map_or(0.0, |rated| flow.head_current_a() / rated * 100.0),
+            v_min_pu: x.v_min_2.sqrt(),
+            v_min_at: x.v_min_at,
+            v_max_pu: if x.v_max_2 >= 0.0 {
+                x.v_max_2.sqrt()
             } else {
                 f64::NEG_INFINITY
             },
-            v_max_at: v_max_at[l],
-            substation_export: (base.group_kva[steps[l]] + added_head_kva[l]).re < 0.0,
+            v_max_at: x.v_max_at,
+            substation_export: group_kva.re < 0.0,
             // The base's own series: reservations in the group count where it does.
             substation_pct: if rated > 0.0 {
-                (base.group_kva[steps[l]] + added_head_kva[l])
-                    .norm_sqr()
-                    .sqrt()
-                    / rated
-                    * 100.0
+                group_kva.norm_sqr().sqrt() / rated * 100.0
             } else {
                 0.0
             },
-            converged: solutions[l].converged,
-        })
+            converged: flow.converged,
+        }
     }
 }
 

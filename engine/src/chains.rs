@@ -14,6 +14,11 @@
 //! four steps at a time (`SolvingLoads` in `base`): every node's rows are
 //! read off the whole tree, and no whole-tree flow of every step is held.
 //!
+//! A candidate's flows are judged on the folded tree itself
+//! ([`CandidateFolding::extremes`]): a chain's current is its bottom's, and
+//! its voltages lie between its ends' wherever it carries a current along
+//! one conductor type, so only the other chains' nodes are worked out.
+//!
 //! A restoration case's flows over every step, which only choose the steps
 //! it keeps, are solved and kept folded. A set judged at one node (a
 //! capacity row's) reads their rooms off the folded tree itself
@@ -24,7 +29,7 @@
 use headroom_geodata::TransformerIx;
 use num_complex::Complex64;
 
-use crate::powerflow::{ElectricalFeeder, LANES, SQRT_3, Solution, SweepLanes};
+use crate::powerflow::{ElectricalFeeder, FlowExtremes, LANES, SQRT_3, Solution, SweepLanes};
 use headroom_geodata::topology::NO_PARENT;
 
 /// Per node of `e`, its one child (`u32::MAX` where it has none or several).
@@ -75,6 +80,154 @@ pub(crate) struct ChainFolding {
     voltage_from: Vec<(u32, Complex64)>,
     /// Per node of the folded feeder, its node of the whole one.
     whole_of: Vec<u32>,
+    /// Per node of the folded feeder, what its flow shows of its chain
+    /// (see [`ChainFolding::extremes`]).
+    chains: ChainEnds,
+}
+
+/// Per folded node, its chain (the nodes folded into its inbound branch)
+/// as the checks read a flow of it: the whole feeder's node whose inbound
+/// segment is the chain's most loaded, the folded nodes in order and
+/// whether the chain's voltages can be told from its ends.
+#[derive(Clone, Debug, Default)]
+struct ChainEnds {
+    /// The node of the chain's least rated segment (the one nearest the
+    /// top where several are: a scan of the whole feeder's nodes in order
+    /// names it first), the folded node itself where nothing is folded.
+    most_loaded: Vec<u32>,
+    /// Folded node `f`'s chain, top down:
+    /// `interior[interior_start[f]..interior_start[f + 1]]`.
+    interior_start: Vec<u32>,
+    interior: Vec<u32>,
+    /// Whether the chain is [`plain_chain`].
+    plain: Vec<bool>,
+    /// The folded nodes whose chains fold nodes away, in order.
+    with_interior: Vec<u32>,
+}
+
+impl ChainEnds {
+    fn new(
+        e: &ElectricalFeeder,
+        folded: &ElectricalFeeder,
+        kept: &[u32],
+        carries: &[u32],
+        whole_of: &[u32],
+        most_loaded: Vec<u32>,
+    ) -> Self {
+        let folded_len = folded.len();
+        let mut interior_start = vec![0u32; folded_len + 1];
+        for (&at, &end) in kept.iter().zip(carries) {
+            if at == u32::MAX {
+                interior_start[end as usize + 1] += 1;
+            }
+        }
+        for f in 0..folded_len {
+            interior_start[f + 1] += interior_start[f];
+        }
+        // Local order puts a chain's nodes top down.
+        let mut interior = vec![0u32; interior_start[folded_len] as usize];
+        let mut next = interior_start.clone();
+        for (j, (&at, &end)) in kept.iter().zip(carries).enumerate() {
+            if at == u32::MAX {
+                interior[next[end as usize] as usize] = j as u32;
+                next[end as usize] += 1;
+            }
+        }
+        let plain = (0..folded_len)
+            .map(|f| {
+                let nodes = &interior[interior_start[f] as usize..interior_start[f + 1] as usize];
+                if nodes.is_empty() {
+                    return true;
+                }
+                let bottom = whole_of[f] as usize;
+                let top = whole_of[folded.parent[f] as usize] as usize;
+                let nominal = e.nominal_kv[bottom];
+                let same_nominal = e.nominal_kv[top] == nominal
+                    && nodes.iter().all(|&j| e.nominal_kv[j as usize] == nominal);
+                let segments = nodes.iter().map(|&j| j as usize).chain([bottom]);
+                plain_chain(segments.map(|j| e.z_ohm[j]), same_nominal)
+            })
+            .collect();
+        let with_interior = (0..folded_len as u32)
+            .filter(|&f| interior_start[f as usize + 1] > interior_start[f as usize])
+            .collect();
+        Self {
+            most_loaded,
+            interior_start,
+            interior,
+            plain,
+            with_interior,
+        }
+    }
+
+    /// Folded node `f`'s chain: the node its most loaded segment leads to,
+    /// the nodes folded into it and whether it is plain.
+    #[inline(always)]
+    fn of(&self, f: usize) -> (u32, &[u32], bool) {
+        let nodes =
+            &self.interior[self.interior_start[f] as usize..self.interior_start[f + 1] as usize];
+        (self.most_loaded[f], nodes, self.plain[f])
+    }
+}
+
+/// How far a chain's segments may turn from the chain's impedance, as the
+/// sine of the angle, and share of it the shortest must take at least, for
+/// its voltages to be told from its ends (see [`plain_chain`]).
+const CHAIN_TURN: f64 = 1e-9;
+const CHAIN_SHORTEST_SHARE: f64 = 1e-3;
+
+/// Whether a chain of segments `z` (top down), whose ends and every node
+/// between share one nominal voltage (`same_nominal`), has its
+/// lowest and highest voltage at an end whenever [`ends_tell_chain`] says
+/// so: its segments all of one direction (one conductor type), so that its
+/// nodes' voltages lie on the line between its ends in the order of the
+/// chain, none of them a negligible share of it, so that the squares of
+/// the nodes' voltages differ from the ends' by far more than their
+/// rounding.
+fn plain_chain(z: impl Iterator<Item = Complex64> + Clone, same_nominal: bool) -> bool {
+    let total: Complex64 = z.clone().sum();
+    let total_size = total.norm();
+    same_nominal
+        && total_size > 0.0
+        && z.into_iter().all(|z| {
+            let size = z.norm();
+            let turn = z * total.conj();
+            size >= CHAIN_SHORTEST_SHARE * total_size
+                && turn.re > 0.0
+                && turn.im.abs() <= CHAIN_TURN * size * total_size
+        })
+}
+
+/// The relative margin by which the voltage of a plain chain's ends must
+/// fall (or rise) along it, at both ends, for no node between them to hold
+/// its lowest or highest voltage: the cosine of the angle between the
+/// chain's drop and its end voltages (see [`ends_tell_chain`]).
+const CHAIN_FALL: f64 = 1e-2;
+
+/// The least drop along a chain, relative to its voltage, for its ends
+/// to tell it (below it, the nodes' voltages are too close to the ends' for
+/// their order to survive rounding: a chain carrying next to nothing).
+const CHAIN_LEAST_DROP_2: f64 = 1e-12;
+
+/// Whether, in a flow with voltage `top` at a plain chain's top and
+/// `bottom` at its bottom, every node between them has a voltage strictly
+/// between theirs, with margin: along a line in the complex plane, the
+/// magnitude is convex, so where it falls (or rises) at both ends it does
+/// so all along.
+#[inline(always)]
+fn ends_tell_chain(top: Complex64, bottom: Complex64) -> bool {
+    let drop = top - bottom;
+    let drop_2 = drop.norm_sqr();
+    let bottom_2 = bottom.norm_sqr();
+    // The slopes of |v|^2 along the chain at its ends, halved and negated.
+    let falling_at_bottom = (bottom * drop.conj()).re;
+    let rising_at_top = -(top * drop.conj()).re;
+    let fall_2 = CHAIN_FALL * CHAIN_FALL;
+    drop_2 >= CHAIN_LEAST_DROP_2 * bottom_2
+        && ((falling_at_bottom > 0.0
+            && falling_at_bottom * falling_at_bottom >= fall_2 * bottom_2 * drop_2)
+            || (rising_at_top > 0.0
+                && rising_at_top * rising_at_top >= fall_2 * top.norm_sqr() * drop_2))
 }
 
 impl ChainFolding {
@@ -101,6 +254,7 @@ impl ChainFolding {
         let mut lowest_least_rated_from_kept = vec![u32::MAX; n];
         let mut inbound_lowest = Vec::new();
         let mut whole_of = Vec::new();
+        let mut most_loaded = Vec::new();
         let mut folded = ElectricalFeeder {
             feeder: e.feeder,
             head_rated_a: e.head_rated_a,
@@ -154,6 +308,7 @@ impl ChainFolding {
                 });
             folded.z_ohm.push(z);
             folded.rated_a.push(rated);
+            most_loaded.push(least_rated);
             folded.inbound.push(e.inbound[least_rated as usize]);
             inbound_lowest.push(e.inbound[lowest_least_rated as usize]);
             folded.nominal_kv.push(e.nominal_kv[j]);
@@ -176,6 +331,7 @@ impl ChainFolding {
             };
             voltage_from.push(entry);
         }
+        let chains = ChainEnds::new(e, &folded, &kept, &carries, &whole_of, most_loaded);
         Some(Self {
             folded,
             inbound_lowest,
@@ -183,6 +339,7 @@ impl ChainFolding {
             carries,
             voltage_from,
             whole_of,
+            chains,
         })
     }
 
@@ -298,6 +455,16 @@ pub(crate) struct SplitFolding {
     /// The nodes of the chain split (of the whole feeder), from the top down,
     /// its bottom included.
     chain: Vec<u32>,
+    /// Where the node lies in `chain`, past it.
+    split: usize,
+    /// The chain's two parts as [`ChainEnds`] has a chain: above the node
+    /// and below it.
+    upper: (u32, bool),
+    lower: (u32, bool),
+    /// Per node of `folded`, its node of the whole feeder and its chain's
+    /// most loaded segment's (see [`ChainEnds::most_loaded`]).
+    whole_of: Vec<u32>,
+    most_loaded: Vec<u32>,
 }
 
 impl ChainFolding {
@@ -372,8 +539,12 @@ impl ChainFolding {
                 o.inv_nominal_kv_2.push((kv * kv).recip());
                 o.inv_rated_a_2.push((rated * rated).recip());
             };
+        out.whole_of.clear();
+        out.most_loaded.clear();
         for i in 0..f.len() {
             if i == bottom as usize {
+                out.whole_of.extend([node as u32, self.whole_of[i]]);
+                out.most_loaded.extend([upper.2, lower.2]);
                 push(
                     o,
                     top,
@@ -392,6 +563,8 @@ impl ChainFolding {
                 );
                 continue;
             }
+            out.whole_of.push(self.whole_of[i]);
+            out.most_loaded.push(self.chains.most_loaded[i]);
             o.parent.push(moved(f.parent[i]));
             o.z_ohm.push(f.z_ohm[i]);
             o.drop_kv_per_a.push(f.drop_kv_per_a[i]);
@@ -401,10 +574,30 @@ impl ChainFolding {
             o.inv_nominal_kv_2.push(f.inv_nominal_kv_2[i]);
             o.inv_rated_a_2.push(f.inv_rated_a_2[i]);
         }
+        // Each part's ends, and the nodes between, at one nominal voltage.
+        let nominal = |j: u32| whole.nominal_kv[j as usize];
+        let same_nominal =
+            |top: u32, nodes: &[u32]| nodes.iter().all(|&j| nominal(j) == nominal(top));
+        fn segments<'s>(
+            whole: &'s ElectricalFeeder,
+            nodes: &'s [u32],
+        ) -> impl Iterator<Item = Complex64> + Clone + 's {
+            nodes.iter().map(|&j| whole.z_ohm[j as usize])
+        }
+        let (above, below) = (&chain[..split], &chain[split..]);
+        out.upper = (
+            upper.2,
+            plain_chain(segments(whole, above), same_nominal(top_whole, above)),
+        );
+        out.lower = (
+            lower.2,
+            plain_chain(segments(whole, below), same_nominal(node as u32, below)),
+        );
         out.node = node as u32;
         out.at = bottom;
         out.drop_to_node = drop_to_node;
         out.chain = chain;
+        out.split = split;
         true
     }
 }
@@ -487,6 +680,105 @@ impl<'a> CandidateFolding<'a> {
         }
     }
 
+    /// Folded node `f`'s node of the whole feeder and its chain, as
+    /// [`ChainEnds::of`] gives it.
+    #[inline(always)]
+    fn chain_of(&self, f: usize) -> (u32, u32, &'a [u32], bool) {
+        let base = self.base;
+        let of_base = |f: usize| {
+            let (most_loaded, nodes, plain) = base.chains.of(f);
+            (base.whole_of[f], most_loaded, nodes, plain)
+        };
+        match self.split {
+            None => of_base(f),
+            Some(s) => {
+                let at = s.at as usize;
+                match f.cmp(&at) {
+                    std::cmp::Ordering::Less => of_base(f),
+                    std::cmp::Ordering::Equal => {
+                        (s.node, s.upper.0, &s.chain[..s.split - 1], s.upper.1)
+                    }
+                    std::cmp::Ordering::Greater if f == at + 1 => (
+                        base.whole_of[at],
+                        s.lower.0,
+                        &s.chain[s.split..s.chain.len() - 1],
+                        s.lower.1,
+                    ),
+                    std::cmp::Ordering::Greater => of_base(f - 1),
+                }
+            }
+        }
+    }
+
+    /// What the checks read off the whole feeder's flow (see
+    /// [`FlowExtremes`]), read off `flow`, a flow of the folded tree, without
+    /// unfolding it: bit for bit what [`FlowExtremes::of_lanes`] reads off
+    /// the flow unfolded ([`Self::unfold_into`]).
+    ///
+    /// A chain's segments carry one current, so its most loaded is its
+    /// least rated. Its nodes' voltages are worked out only where its ends
+    /// do not tell that none of them is its lowest or highest
+    /// ([`ends_tell_chain`]): most chains are plain lines carrying a load's
+    /// current, whose voltage falls (or, exporting, rises) all along.
+    pub(crate) fn extremes(&self, whole: &ElectricalFeeder, flow: &Solution) -> FlowExtremes {
+        let e = self.folded();
+        let n = e.len();
+        let (v, i) = (&flow.v_kv[..n], &flow.i_a[..n]);
+        // The folded nodes first: a kept node's voltage and its chain's
+        // most loaded segment are the whole feeder's.
+        let (whole_of, most_loaded) = match self.split {
+            Some(s) => (&s.whole_of[..n], &s.most_loaded[..n]),
+            None => (&self.base.whole_of[..n], &self.base.chains.most_loaded[..n]),
+        };
+        let mut extremes = FlowExtremes::NONE;
+        for f in 0..n {
+            extremes.offer_voltage(v[f].norm_sqr() * e.inv_nominal_kv_2[f], whole_of[f]);
+            extremes.offer_loading(i[f].norm_sqr() * e.inv_rated_a_2[f], most_loaded[f]);
+        }
+        // Then the chains their ends do not tell.
+        let mut chain = |f: usize, interior: &[u32], plain: bool| {
+            // A chain carrying nothing (an unloaded spur) has every node at
+            // its top's voltage, to the bit: the top, first in order, holds
+            // whatever extreme they share.
+            if plain
+                && (i[f] == Complex64::new(0.0, 0.0)
+                    || ends_tell_chain(v[e.parent[f] as usize], v[f]))
+            {
+                return;
+            }
+            for &c in interior {
+                // As `Self::unfold_into` works it out.
+                let (from, drop) = self.voltage_from(c as usize);
+                let voltage = v[from] - drop * i[f];
+                extremes.offer_voltage(voltage.norm_sqr() * whole.inv_nominal_kv_2[c as usize], c);
+            }
+        };
+        let chains = &self.base.chains;
+        match self.split {
+            None => {
+                for &f in &chains.with_interior {
+                    let (_, interior, plain) = chains.of(f as usize);
+                    chain(f as usize, interior, plain);
+                }
+            }
+            Some(s) => {
+                for &f in &chains.with_interior {
+                    if f != s.at {
+                        let (_, interior, plain) = chains.of(f as usize);
+                        chain(self.moved(f) as usize, interior, plain);
+                    }
+                }
+                for f in [s.at as usize, s.at as usize + 1] {
+                    let (_, _, interior, plain) = self.chain_of(f);
+                    if !interior.is_empty() {
+                        chain(f, interior, plain);
+                    }
+                }
+            }
+        }
+        extremes
+    }
+
     /// The flow of the whole feeder from the folded feeder's: as the base's
     /// folding unfolds it, its indices moved by the split, and then the split
     /// chain's nodes, whose currents and voltages the split changes.
@@ -512,6 +804,7 @@ mod tests {
     use super::*;
     use crate::powerflow::{StepLoads, SweepSettings, sweep, sweep_lanes};
     use headroom_geodata::topology::NO_PARENT;
+    use proptest::prelude::Strategy;
 
     /// A 10 kV tree: chains of poles between a joint, two loaded nodes, a
     /// branch to a third and an unloaded spur; parents first.
@@ -828,5 +1121,264 @@ mod tests {
     fn a_tree_without_chains_is_not_folded() {
         let (e, _, _) = branching_with_chains();
         assert!(ChainFolding::new(&e, &vec![true; e.len()]).is_none());
+    }
+
+    /// `e`'s flow with loads `p`, `q` solved on `view`'s folded tree, and
+    /// its extremes read off it folded and off it unfolded.
+    fn extremes_both_ways(
+        e: &ElectricalFeeder,
+        view: CandidateFolding<'_>,
+        p: &[f64],
+        q: &[f64],
+    ) -> (FlowExtremes, FlowExtremes, Solution) {
+        let (folded, whole, unfolded, _) = extremes_and_chains(e, view, p, q);
+        (folded, whole, unfolded)
+    }
+
+    /// [`extremes_both_ways`], and how many chains their ends told, each
+    /// checked: every node of it strictly between its ends, in the squares
+    /// of the voltages as the whole feeder's scan works them out.
+    fn extremes_and_chains(
+        e: &ElectricalFeeder,
+        view: CandidateFolding<'_>,
+        p: &[f64],
+        q: &[f64],
+    ) -> (FlowExtremes, FlowExtremes, Solution, usize) {
+        let folded = view.folded();
+        let folded_p: Vec<f64> = (0..folded.len()).map(|f| p[view.whole_of(f)]).collect();
+        let folded_q: Vec<f64> = (0..folded.len()).map(|f| q[view.whole_of(f)]).collect();
+        let mut flow = Solution::default();
+        let settings = SweepSettings::default();
+        sweep(folded, &folded_p, &folded_q, 10.3, settings, &mut flow);
+        let mut unfolded = Solution::default();
+        view.unfold_into(&flow, &mut unfolded);
+        let [whole] = FlowExtremes::of_lanes(e, [&unfolded]);
+        let square = |j: usize| unfolded.v_kv[j].norm_sqr() * e.inv_nominal_kv_2[j];
+        let mut told = 0;
+        for f in 1..folded.len() {
+            let (bottom, _, interior, plain) = view.chain_of(f);
+            let top = view.whole_of(folded.parent[f] as usize);
+            if interior.is_empty()
+                || !(plain && ends_tell_chain(flow.v_kv[folded.parent[f] as usize], flow.v_kv[f]))
+            {
+                continue;
+            }
+            told += 1;
+            let (a, b) = (square(top), square(bottom as usize));
+            for &c in interior {
+                let v_2 = square(c as usize);
+                assert!(
+                    a.min(b) < v_2 && v_2 < a.max(b),
+                    "node {c} of the chain {top}-{bottom}: {v_2} outside ({a}, {b})"
+                );
+            }
+        }
+        (view.extremes(e, &flow), whole, unfolded, told)
+    }
+
+    /// A chain of a cable and an overhead line feeding a node that exports
+    /// and absorbs reactive power: the voltage rises along the cable and
+    /// falls along the line, so the highest lies between the chain's ends,
+    /// where only the chain's own nodes show it.
+    #[test]
+    fn a_chain_of_two_conductors_shows_its_highest_voltage_between_its_ends() {
+        // (parent, r, x): 1 joint, 2 cable end (folded), 3 exporting node.
+        let branches = [(0, 0.05, 0.04), (1, 1.0, 0.05), (2, 0.05, 1.0)];
+        let n = branches.len() + 1;
+        let mut e = ElectricalFeeder {
+            parent: std::iter::once(NO_PARENT)
+                .chain(branches.iter().map(|b| b.0))
+                .collect(),
+            z_ohm: std::iter::once(Complex64::new(0.0, 0.0))
+                .chain(branches.iter().map(|b| Complex64::new(b.1, b.2)))
+                .collect(),
+            rated_a: vec![300.0; n],
+            inbound: vec![None; n],
+            nominal_kv: vec![10.0; n],
+            ..ElectricalFeeder::default()
+        };
+        e.derive_per_node();
+        let (mut p, mut q) = (vec![0.0; n], vec![0.0; n]);
+        (p[3], q[3]) = (-500.0, 800.0);
+        // Node 1 takes a load so that it is kept and 2 alone folds.
+        (p[1], q[1]) = (100.0, 30.0);
+        let loaded: Vec<bool> = (0..n).map(|j| p[j] != 0.0).collect();
+        let folding = ChainFolding::new(&e, &loaded).expect("the cable's end folds");
+        assert_eq!(folding.kept(2), None);
+        let view = CandidateFolding {
+            base: &folding,
+            split: None,
+        };
+        let (folded, whole, flow, told) = extremes_and_chains(&e, view, &p, &q);
+        assert_eq!(whole.v_max_at, 2, "{:?}", flow.v_kv);
+        assert_eq!(folded, whole);
+        assert_eq!(told, 0, "a chain of two conductors is not told by its ends");
+        // All cable: the voltage rises all along, and the chain's ends tell it.
+        e.z_ohm[3] = Complex64::new(0.9, 0.045);
+        e.derive_per_node();
+        let folding = ChainFolding::new(&e, &loaded).expect("the cable's end folds");
+        let view = CandidateFolding {
+            base: &folding,
+            split: None,
+        };
+        let (folded, whole, flow, told) = extremes_and_chains(&e, view, &p, &q);
+        assert_eq!(whole.v_max_at, 3, "{:?}", flow.v_kv);
+        assert_eq!((folded, told), (whole, 1));
+    }
+
+    /// Two laterals alike, carrying the same current to the bit, their
+    /// least rated segments numbered in the opposite order to their ends:
+    /// the first most loaded in the whole feeder's order is named, as a scan
+    /// of the whole feeder names it.
+    #[test]
+    fn of_two_chains_loaded_alike_the_first_in_the_feeders_order_is_named() {
+        // Breadth first: 1 branches to laterals 2-4-6 and 3-5-7.
+        let parent = [NO_PARENT, 0, 1, 1, 2, 3, 4, 5];
+        let n = parent.len();
+        let mut e = ElectricalFeeder {
+            parent: parent.to_vec(),
+            z_ohm: (0..n)
+                .map(|j| Complex64::new(0.1, 0.08) * f64::from(u8::from(j > 0)))
+                .collect(),
+            rated_a: vec![300.0; n],
+            inbound: vec![None; n],
+            nominal_kv: vec![10.0; n],
+            ..ElectricalFeeder::default()
+        };
+        (e.rated_a[4], e.rated_a[3]) = (200.0, 200.0);
+        // The busbar's branch unrated, the trunk strong.
+        (e.rated_a[0], e.rated_a[1]) = (f64::INFINITY, 2000.0);
+        e.derive_per_node();
+        let (mut p, mut q) = (vec![0.0; n], vec![0.0; n]);
+        for j in [1, 6, 7] {
+            (p[j], q[j]) = (800.0, 300.0);
+        }
+        let loaded: Vec<bool> = (0..n).map(|j| p[j] != 0.0).collect();
+        let folding = ChainFolding::new(&e, &loaded).expect("the laterals fold");
+        let view = CandidateFolding {
+            base: &folding,
+            split: None,
+        };
+        let (folded, whole, flow) = extremes_both_ways(&e, view, &p, &q);
+        assert_eq!(flow.i_a[3], flow.i_a[4]);
+        assert_eq!(whole.segment_at, 3);
+        assert_eq!(folded, whole);
+    }
+
+    #[test]
+    fn a_plain_chain_is_one_conductor_at_one_voltage_with_no_negligible_segment() {
+        let cable = Complex64::new(0.27, 0.35);
+        let plain = |lengths_km: &[f64], same_nominal| {
+            plain_chain(lengths_km.iter().map(|l| cable * *l), same_nominal)
+        };
+        assert!(plain(&[0.3, 0.05, 0.2], true));
+        assert!(!plain(&[0.3, 0.05, 0.2], false));
+        // A switch of no impedance, a jumper a ten-thousandth of the chain.
+        assert!(!plain(&[0.3, 0.0, 0.2], true));
+        assert!(!plain(&[0.3, 0.5e-4, 0.2], true));
+        let overhead = Complex64::new(0.12, 0.10);
+        assert!(!plain_chain(
+            [cable * 0.3, overhead * 0.2].into_iter(),
+            true
+        ));
+    }
+
+    /// A random feeder: mostly chains of poles, of a few conductor types
+    /// (a chain changing type now and then), segments from a centimetre to
+    /// 400 m long, zero-impedance switches, a
+    /// stretch at another nominal voltage, ratings that tie, loads and
+    /// exports, unloaded spurs.
+    fn random_feeder() -> impl Strategy<Value = (ElectricalFeeder, Vec<f64>, Vec<f64>, usize)> {
+        (4usize..48)
+            .prop_flat_map(|n| {
+                (
+                    proptest::collection::vec(
+                        (
+                            0.0..1.0f64,
+                            0usize..1000,
+                            0usize..4,
+                            -2.0..2.6f64,
+                            0usize..5,
+                            0.0..1.0f64,
+                        ),
+                        n - 1,
+                    ),
+                    proptest::collection::vec(
+                        (0.0..1.0f64, -900.0..1500.0f64, -400.0..600.0f64),
+                        n,
+                    ),
+                    1..n,
+                )
+            })
+            .prop_map(|(branches, loads, candidate)| {
+                const TYPES: [(f64, f64); 3] = [(0.27, 0.35), (0.12, 0.10), (0.64, 0.38)];
+                const RATINGS: [f64; 5] = [200.0, 300.0, 300.0, 400.0, f64::INFINITY];
+                let n = branches.len() + 1;
+                let mut e = ElectricalFeeder {
+                    parent: vec![NO_PARENT],
+                    z_ohm: vec![Complex64::new(0.0, 0.0)],
+                    rated_a: vec![f64::INFINITY],
+                    inbound: vec![None; n],
+                    nominal_kv: vec![10.0],
+                    ..ElectricalFeeder::default()
+                };
+                let mut kind = vec![0usize];
+                for (i, &(chained, other, change, log_length_m, rating, odd)) in
+                    branches.iter().enumerate()
+                {
+                    let j = i + 1;
+                    let parent = if chained < 0.75 { j - 1 } else { other % j };
+                    let own = if change == 0 { other % 3 } else { kind[parent] };
+                    let (r, x) = TYPES[own];
+                    let z = if odd < 0.05 {
+                        Complex64::new(0.0, 0.0)
+                    } else {
+                        Complex64::new(r, x) * (10f64.powf(log_length_m) / 1000.0)
+                    };
+                    e.parent.push(parent as u32);
+                    e.z_ohm.push(z);
+                    e.rated_a.push(RATINGS[rating]);
+                    let nominal = e.nominal_kv[parent];
+                    e.nominal_kv.push(if odd > 0.97 { 20.0 } else { nominal });
+                    kind.push(own);
+                }
+                e.derive_per_node();
+                let (mut p, mut q) = (vec![0.0; n], vec![0.0; n]);
+                for (j, &(loaded, kw, kvar)) in loads.iter().enumerate().skip(1) {
+                    if loaded < 0.25 {
+                        (p[j], q[j]) = (kw / 4.0, kvar / 4.0);
+                    }
+                }
+                (e, p, q, candidate)
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+        /// What the checks read off a flow solved folded, read without
+        /// unfolding it, is bit for bit what they read off it unfolded: on
+        /// the base's folding and on the folding split at a candidate in a
+        /// chain, its load added there.
+        #[test]
+        fn extremes_read_folded_are_the_unfolded_flows(
+            (e, p, q, candidate) in random_feeder()
+        ) {
+            let n = e.len();
+            let loaded: Vec<bool> = (0..n).map(|j| p[j] != 0.0 || q[j] != 0.0).collect();
+            if let Some(folding) = ChainFolding::new(&e, &loaded) {
+                let base = CandidateFolding { base: &folding, split: None };
+                let (folded, whole, _) = extremes_both_ways(&e, base, &p, &q);
+                proptest::prop_assert_eq!(folded, whole);
+                let mut split = SplitFolding::default();
+                let is_split = folding.split_at(&e, candidate, &mut split);
+                let view = CandidateFolding { base: &folding, split: is_split.then_some(&split) };
+                let (mut p, mut q) = (p.clone(), q.clone());
+                p[candidate] += 350.0;
+                q[candidate] += 120.0;
+                let (folded, whole, _) = extremes_both_ways(&e, view, &p, &q);
+                proptest::prop_assert_eq!(folded, whole);
+            }
+        }
     }
 }

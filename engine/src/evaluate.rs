@@ -369,6 +369,12 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// The last flow [`Engine::exact`] solved on `base`: on the tree it was
+    /// solved on, whose node 0 is the feeder's busbar.
+    fn last_flow(&self, base: &FeederBase) -> &Solution {
+        FlowTree::of(base, self.tree.split()).pick(&self.folded_solution, &self.solution)
+    }
+
     /// Takes back the buffers [`Engine::estimates`] took, where it stops
     /// early (an answer under the floor).
     fn give_back(
@@ -487,7 +493,8 @@ impl Engine {
 
     /// A full power flow of step `k` with `x` kW (shaped) added at `local`,
     /// solved on the feeder folded for the candidate where that folds (see
-    /// [`CandidateTree`]) and unfolded into `scratch.solution`.
+    /// [`CandidateTree`]), into `scratch.folded_solution`, or else into
+    /// `scratch.solution` (see [`Scratch::last_flow`]).
     fn exact(
         &self,
         base: &FeederBase,
@@ -522,11 +529,16 @@ impl Engine {
             SweepSettings::default(),
             on_tree,
         );
-        if let Some(folding) = flow_tree.folding {
-            folding.unfold_into(folded_solution, solution);
+        let added = base.head_kva_added(k, on_tree);
+        match flow_tree.folding {
+            // Judged on the folded tree itself: unfolding every flow onto
+            // the whole feeder took longer than its sweep.
+            Some(folding) => {
+                let extremes = folding.extremes(&base.electrical, on_tree);
+                self.observed_of(base, k, &extremes, on_tree, added)
+            }
+            None => self.observe(base, k, on_tree, added),
         }
-        let added = base.head_kva_added(k, solution);
-        self.observe(base, k, solution, added)
     }
 
     /// [`Self::exact`] of up to [`LANES`] steps `ks` at once, a lane each
@@ -1254,7 +1266,8 @@ impl Engine {
         let flow_tree = FlowTree::of(base, tree.split());
         let (e, whole) = (flow_tree.e, &base.electrical);
         let n = e.len();
-        let v_kv = &flow_tree.pick(&*folded_solution, &*solution).v_kv;
+        let flow = flow_tree.pick(&*folded_solution, &*solution);
+        let v_kv = &flow.v_kv;
         let local = flow_tree.at(local);
         let per_kw =
             Complex64::new(factor, -factor * load.tan_phi) / (SQRT_3 * v_kv[local as usize].conj());
@@ -1291,7 +1304,7 @@ impl Engine {
         }
         let carried = |j: usize| flow_tree.folding.map_or(j, |folding| folding.carries(j));
         let current_slope = |at: usize, limit_a: f64| {
-            let current = solution.i_a[at];
+            let current = flow.i_a[carried(at)];
             let magnitude = current.norm_sqr().sqrt();
             if magnitude > 0.0 && limit_a > 0.0 {
                 (current.conj() * d_current[carried(at)]).re / magnitude / limit_a
@@ -1310,7 +1323,14 @@ impl Engine {
                 .map_or(0.0, |rated| current_slope(0, rated * thermal)),
             2 => {
                 let at = observed.v_min_at as usize;
-                let v = solution.v_kv[at];
+                // As the flow unfolded has it.
+                let v = match flow_tree.folding {
+                    Some(folding) => {
+                        let (from, drop) = folding.voltage_from(at);
+                        flow.v_kv[from] - drop * flow.i_a[folding.carries(at)]
+                    }
+                    None => flow.v_kv[at],
+                };
                 let magnitude_2 = v.norm_sqr();
                 if magnitude_2 <= 0.0 {
                     return 0.0;
@@ -1332,7 +1352,7 @@ impl Engine {
                     return 0.0;
                 }
                 let limit_kva = rated * limits.substation_transformer_pct / 100.0;
-                let group = base.group_kva[k] + base.head_kva_added(k, solution);
+                let group = base.group_kva[k] + base.head_kva_added(k, flow);
                 let magnitude = group.norm_sqr().sqrt();
                 let d_head_kva = SQRT_3 * v_kv[0] * d_current[0].conj();
                 if magnitude > 0.0 {

@@ -200,6 +200,97 @@ impl Solution {
     }
 }
 
+/// What the checks read off a flow's nodes: the lowest and highest voltage
+/// and the most loaded branch, each as a square (per unit of the node's
+/// nominal, of the branch's rating) and the local node where it is, the
+/// first in local order where several are equal. A branch without a rating
+/// (the busbar's, a switch's) has a loading of 0 and is never the highest.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct FlowExtremes {
+    pub(crate) v_min_2: f64,
+    pub(crate) v_min_at: u32,
+    pub(crate) v_max_2: f64,
+    pub(crate) v_max_at: u32,
+    pub(crate) loading_2: f64,
+    pub(crate) segment_at: u32,
+}
+
+impl FlowExtremes {
+    /// Before any node is offered.
+    pub(crate) const NONE: Self = Self {
+        v_min_2: f64::INFINITY,
+        v_min_at: 0,
+        v_max_2: f64::NEG_INFINITY,
+        v_max_at: 0,
+        loading_2: 0.0,
+        segment_at: 0,
+    };
+
+    /// Of `W` flows of `e`, a lane each, node by node (extremes found on
+    /// squares: the root is taken once, for the winner).
+    #[inline(always)]
+    pub(crate) fn of_lanes<const W: usize>(
+        e: &ElectricalFeeder,
+        solutions: [&Solution; W],
+    ) -> [Self; W] {
+        let n = e.len();
+        let v: [&[Complex64]; W] = std::array::from_fn(|l| &solutions[l].v_kv[..n]);
+        let i: [&[Complex64]; W] = std::array::from_fn(|l| &solutions[l].i_a[..n]);
+        let (mut v_min_2, mut v_max_2, mut loading_2) =
+            ([f64::INFINITY; W], [f64::NEG_INFINITY; W], [0.0f64; W]);
+        let (mut v_min_at, mut v_max_at, mut segment_at) = ([0u32; W], [0u32; W], [0u32; W]);
+        for j in 0..n {
+            let (inverse_nominal_2, inverse_rated_2) = (e.inv_nominal_kv_2[j], e.inv_rated_a_2[j]);
+            let mut v_2 = [0.0; W];
+            let mut l_2 = [0.0; W];
+            for l in 0..W {
+                v_2[l] = v[l][j].norm_sqr() * inverse_nominal_2;
+                l_2[l] = i[l][j].norm_sqr() * inverse_rated_2;
+            }
+            for l in 0..W {
+                if v_2[l] < v_min_2[l] {
+                    (v_min_2[l], v_min_at[l]) = (v_2[l], j as u32);
+                }
+                if v_2[l] > v_max_2[l] {
+                    (v_max_2[l], v_max_at[l]) = (v_2[l], j as u32);
+                }
+                if l_2[l] > loading_2[l] {
+                    (loading_2[l], segment_at[l]) = (l_2[l], j as u32);
+                }
+            }
+        }
+        std::array::from_fn(|l| Self {
+            v_min_2: v_min_2[l],
+            v_min_at: v_min_at[l],
+            v_max_2: v_max_2[l],
+            v_max_at: v_max_at[l],
+            loading_2: loading_2[l],
+            segment_at: segment_at[l],
+        })
+    }
+
+    /// Takes in node `j`'s voltage square, in any order of nodes: of equal
+    /// squares, the lowest index stays.
+    #[inline(always)]
+    pub(crate) fn offer_voltage(&mut self, v_2: f64, j: u32) {
+        if v_2 < self.v_min_2 || (v_2 == self.v_min_2 && j < self.v_min_at) {
+            (self.v_min_2, self.v_min_at) = (v_2, j);
+        }
+        if v_2 > self.v_max_2 || (v_2 == self.v_max_2 && j < self.v_max_at) {
+            (self.v_max_2, self.v_max_at) = (v_2, j);
+        }
+    }
+
+    /// Takes in the loading square of node `j`'s inbound branch, in any
+    /// order of nodes, as [`Self::offer_voltage`] does.
+    #[inline(always)]
+    pub(crate) fn offer_loading(&mut self, l_2: f64, j: u32) {
+        if l_2 > self.loading_2 || (l_2 == self.loading_2 && l_2 > 0.0 && j < self.segment_at) {
+            (self.loading_2, self.segment_at) = (l_2, j);
+        }
+    }
+}
+
 /// A figure kept in single precision (see [`StoredSolution`]).
 fn narrow(c: Complex64) -> Complex32 {
     Complex32::new(c.re as f32, c.im as f32)

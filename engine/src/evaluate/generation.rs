@@ -813,7 +813,7 @@ impl Engine {
             as_load,
             scratch,
         );
-        let added = base.head_kva_added(step.k, &scratch.solution);
+        let added = base.head_kva_added(step.k, scratch.last_flow(base));
         self.with_group_flow(&o, base, step.group_kva + added)
     }
 
