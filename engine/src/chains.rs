@@ -713,7 +713,7 @@ impl<'a> CandidateFolding<'a> {
     /// What the checks read off the whole feeder's flow (see
     /// [`FlowExtremes`]), read off `flow`, a flow of the folded tree, without
     /// unfolding it: bit for bit what [`FlowExtremes::of_lanes`] reads off
-    /// the flow unfolded ([`Self::unfold_into`]).
+    /// the flow unfolded onto the whole feeder.
     ///
     /// A chain's segments carry one current, so its most loaded is its
     /// least rated. Its nodes' voltages are worked out only where its ends
@@ -747,7 +747,7 @@ impl<'a> CandidateFolding<'a> {
                 return;
             }
             for &c in interior {
-                // As `Self::unfold_into` works it out.
+                // As unfolding works it out.
                 let (from, drop) = self.voltage_from(c as usize);
                 let voltage = v[from] - drop * i[f];
                 extremes.offer_voltage(voltage.norm_sqr() * whole.inv_nominal_kv_2[c as usize], c);
@@ -781,7 +781,9 @@ impl<'a> CandidateFolding<'a> {
 
     /// The flow of the whole feeder from the folded feeder's: as the base's
     /// folding unfolds it, its indices moved by the split, and then the split
-    /// chain's nodes, whose currents and voltages the split changes.
+    /// chain's nodes, whose currents and voltages the split changes. What
+    /// [`Self::extremes`] reads without it.
+    #[cfg(test)]
     pub(crate) fn unfold_into(&self, solution: &Solution, whole: &mut Solution) {
         let Some(split) = self.split else {
             self.base.unfold_into(solution, whole);

@@ -287,9 +287,9 @@ impl<'a> FlowTree<'a> {
 /// The feeder folded for the last candidate whose flows were solved: its
 /// base's folding split at the candidate, where it lies in a chain. Most of
 /// a GIS feeder's nodes are poles on lines, which a sweep of the whole
-/// feeder walks at every iteration; each flow solved folded is unfolded onto
-/// the whole feeder to be judged, so its figures name the feeder's own nodes
-/// and branches.
+/// feeder walks at every iteration; each flow solved folded is judged as the
+/// whole feeder's (see [`CandidateFolding::extremes`]), so its figures name
+/// the feeder's own nodes and branches.
 #[derive(Default)]
 struct CandidateTree {
     /// The base (by its uid) and the candidate `split` is for.
@@ -373,6 +373,13 @@ impl Scratch {
     /// solved on, whose node 0 is the feeder's busbar.
     fn last_flow(&self, base: &FeederBase) -> &Solution {
         FlowTree::of(base, self.tree.split()).pick(&self.folded_solution, &self.solution)
+    }
+
+    /// The last flows [`Engine::exact_lanes`] solved on `base`, as
+    /// [`Self::last_flow`] has the last single one.
+    fn last_lane_flows(&self, base: &FeederBase) -> &[Solution; LANES] {
+        FlowTree::of(base, self.tree.split())
+            .pick(&self.folded_lane_solutions, &self.lane_solutions)
     }
 
     /// Takes back the buffers [`Engine::estimates`] took, where it stops
@@ -543,8 +550,9 @@ impl Engine {
 
     /// [`Self::exact`] of up to [`LANES`] steps `ks` at once, a lane each
     /// (one sweep of the tree for all; each lane's flow is, to the last bit,
-    /// what [`Self::exact`] solves for its step alone). A short batch repeats
-    /// its last step in the spare lanes.
+    /// what [`Self::exact`] solves for its step alone; see
+    /// [`Scratch::last_lane_flows`]). A short batch repeats its last step in
+    /// the spare lanes.
     fn exact_lanes(
         &self,
         base: &FeederBase,
@@ -593,18 +601,16 @@ impl Engine {
             lane_sweep,
             on_tree,
         );
-        if let Some(folding) = flow_tree.folding {
-            for (folded, whole) in folded_lane_solutions.iter().zip(lane_solutions.iter_mut()) {
-                folding.unfold_into(folded, whole);
-            }
+        let added: [Complex64; LANES] =
+            std::array::from_fn(|l| base.head_kva_added(lane_k[l], &on_tree[l]));
+        match flow_tree.folding {
+            // Judged folded, as `Self::exact` judges its flow.
+            Some(folding) => std::array::from_fn(|l| {
+                let extremes = folding.extremes(&base.electrical, &on_tree[l]);
+                self.observed_of(base, lane_k[l], &extremes, &on_tree[l], added[l])
+            }),
+            None => self.observe_steps(base, lane_k, std::array::from_fn(|l| &on_tree[l]), added),
         }
-        let added = std::array::from_fn(|l| base.head_kva_added(lane_k[l], &lane_solutions[l]));
-        self.observe_steps(
-            base,
-            lane_k,
-            std::array::from_fn(|l| &lane_solutions[l]),
-            added,
-        )
     }
 
     /// Audits a load's headroom at `local` of `base` the long way round:

@@ -842,7 +842,7 @@ impl Engine {
         let observed = self.exact_lanes(base, &ks[..which.len()], local, x, as_load, scratch);
         std::array::from_fn(|l| {
             let step = lane_step(l);
-            let added = base.head_kva_added(step.k, &scratch.lane_solutions[l]);
+            let added = base.head_kva_added(step.k, &scratch.last_lane_flows(base)[l]);
             self.with_group_flow(&observed[l], base, step.group_kva + added)
         })
     }
