@@ -643,10 +643,15 @@ impl<'a> CandidateFolding<'a> {
     /// The feeder's node of folded node `f`.
     #[inline]
     pub(crate) fn whole_of(&self, f: usize) -> usize {
+        self.whole_nodes()[f] as usize
+    }
+
+    /// The feeder's node of each folded node.
+    #[inline]
+    pub(crate) fn whole_nodes(&self) -> &'a [u32] {
         match self.split {
-            Some(s) if f == s.at as usize => s.node as usize,
-            Some(s) if f > s.at as usize => self.base.whole_of[f - 1] as usize,
-            _ => self.base.whole_of[f] as usize,
+            Some(s) => &s.whole_of,
+            None => &self.base.whole_of,
         }
     }
 
@@ -726,9 +731,10 @@ impl<'a> CandidateFolding<'a> {
         let (v, i) = (&flow.v_kv[..n], &flow.i_a[..n]);
         // The folded nodes first: a kept node's voltage and its chain's
         // most loaded segment are the whole feeder's.
-        let (whole_of, most_loaded) = match self.split {
-            Some(s) => (&s.whole_of[..n], &s.most_loaded[..n]),
-            None => (&self.base.whole_of[..n], &self.base.chains.most_loaded[..n]),
+        let whole_of = &self.whole_nodes()[..n];
+        let most_loaded = match self.split {
+            Some(s) => &s.most_loaded[..n],
+            None => &self.base.chains.most_loaded[..n],
         };
         let mut extremes = FlowExtremes::NONE;
         for f in 0..n {

@@ -674,7 +674,13 @@ impl Engine {
         // where it started, and at a kW whose ratio to a limit lies that close
         // to 1 the verdict (and so the headroom) would follow whatever was
         // judged before.
-        base.solutions[k].start_into_nodes(n, |f| tree.whole(f), solution);
+        match tree.folding {
+            Some(folding) => {
+                let whole = &folding.whole_nodes()[..n];
+                base.solutions[k].start_into_nodes(n, |f| whole[f] as usize, solution);
+            }
+            None => base.solutions[k].start_into_nodes(n, |f| f, solution),
+        }
         let v_candidate = solution.v_kv[local as usize];
         let added_conj_kva = Complex64::new(x_kw, -x_kw * load.tan_phi);
         let mut added_current = added_conj_kva / (SQRT_3 * v_candidate.conj());
