@@ -139,13 +139,8 @@ impl ChainEnds {
                 if nodes.is_empty() {
                     return true;
                 }
-                let bottom = whole_of[f] as usize;
-                let top = whole_of[folded.parent[f] as usize] as usize;
-                let nominal = e.nominal_kv[bottom];
-                let same_nominal = e.nominal_kv[top] == nominal
-                    && nodes.iter().all(|&j| e.nominal_kv[j as usize] == nominal);
-                let segments = nodes.iter().map(|&j| j as usize).chain([bottom]);
-                plain_chain(segments.map(|j| e.z_ohm[j]), same_nominal)
+                let top = whole_of[folded.parent[f] as usize];
+                plain_run(e, top, nodes.iter().copied().chain([whole_of[f]]))
             })
             .collect();
         let with_interior = (0..folded_len as u32)
@@ -160,13 +155,13 @@ impl ChainEnds {
         }
     }
 
-    /// Folded node `f`'s chain: the node its most loaded segment leads to,
-    /// the nodes folded into it and whether it is plain.
+    /// Folded node `f`'s chain: the nodes folded into it and whether it is
+    /// plain.
     #[inline(always)]
-    fn of(&self, f: usize) -> (u32, &[u32], bool) {
+    fn of(&self, f: usize) -> (&[u32], bool) {
         let nodes =
             &self.interior[self.interior_start[f] as usize..self.interior_start[f + 1] as usize];
-        (self.most_loaded[f], nodes, self.plain[f])
+        (nodes, self.plain[f])
     }
 }
 
@@ -196,6 +191,18 @@ fn plain_chain(z: impl Iterator<Item = Complex64> + Clone, same_nominal: bool) -
                 && turn.re > 0.0
                 && turn.im.abs() <= CHAIN_TURN * size * total_size
         })
+}
+
+/// [`plain_chain`] of the segments into `nodes` of `e` (top down, the
+/// chain's bottom last), below `top`.
+fn plain_run(e: &ElectricalFeeder, top: u32, nodes: impl Iterator<Item = u32> + Clone) -> bool {
+    let nominal = e.nominal_kv[top as usize];
+    plain_chain(
+        nodes.clone().map(|j| e.z_ohm[j as usize]),
+        nodes
+            .into_iter()
+            .all(|j| e.nominal_kv[j as usize] == nominal),
+    )
 }
 
 /// The relative margin by which the voltage of a plain chain's ends must
@@ -457,10 +464,10 @@ pub(crate) struct SplitFolding {
     chain: Vec<u32>,
     /// Where the node lies in `chain`, past it.
     split: usize,
-    /// The chain's two parts as [`ChainEnds`] has a chain: above the node
-    /// and below it.
-    upper: (u32, bool),
-    lower: (u32, bool),
+    /// Whether the chain's two parts, above the node and below it, are
+    /// plain (see [`ChainEnds::plain`]).
+    upper_plain: bool,
+    lower_plain: bool,
     /// Per node of `folded`, its node of the whole feeder and its chain's
     /// most loaded segment's (see [`ChainEnds::most_loaded`]).
     whole_of: Vec<u32>,
@@ -574,25 +581,8 @@ impl ChainFolding {
             o.inv_nominal_kv_2.push(f.inv_nominal_kv_2[i]);
             o.inv_rated_a_2.push(f.inv_rated_a_2[i]);
         }
-        // Each part's ends, and the nodes between, at one nominal voltage.
-        let nominal = |j: u32| whole.nominal_kv[j as usize];
-        let same_nominal =
-            |top: u32, nodes: &[u32]| nodes.iter().all(|&j| nominal(j) == nominal(top));
-        fn segments<'s>(
-            whole: &'s ElectricalFeeder,
-            nodes: &'s [u32],
-        ) -> impl Iterator<Item = Complex64> + Clone + 's {
-            nodes.iter().map(|&j| whole.z_ohm[j as usize])
-        }
-        let (above, below) = (&chain[..split], &chain[split..]);
-        out.upper = (
-            upper.2,
-            plain_chain(segments(whole, above), same_nominal(top_whole, above)),
-        );
-        out.lower = (
-            lower.2,
-            plain_chain(segments(whole, below), same_nominal(node as u32, below)),
-        );
+        out.upper_plain = plain_run(whole, top_whole, chain[..split].iter().copied());
+        out.lower_plain = plain_run(whole, node as u32, chain[split..].iter().copied());
         out.node = node as u32;
         out.at = bottom;
         out.drop_to_node = drop_to_node;
@@ -685,34 +675,32 @@ impl<'a> CandidateFolding<'a> {
         }
     }
 
-    /// Folded node `f`'s node of the whole feeder and its chain, as
-    /// [`ChainEnds::of`] gives it.
+    /// Folded node `f`'s chain, as [`ChainEnds::of`] gives it.
     #[inline(always)]
-    fn chain_of(&self, f: usize) -> (u32, u32, &'a [u32], bool) {
-        let base = self.base;
-        let of_base = |f: usize| {
-            let (most_loaded, nodes, plain) = base.chains.of(f);
-            (base.whole_of[f], most_loaded, nodes, plain)
-        };
+    fn chain_of(&self, f: usize) -> (&'a [u32], bool) {
+        let chains = &self.base.chains;
         match self.split {
-            None => of_base(f),
+            None => chains.of(f),
             Some(s) => {
                 let at = s.at as usize;
                 match f.cmp(&at) {
-                    std::cmp::Ordering::Less => of_base(f),
-                    std::cmp::Ordering::Equal => {
-                        (s.node, s.upper.0, &s.chain[..s.split - 1], s.upper.1)
+                    std::cmp::Ordering::Less => chains.of(f),
+                    std::cmp::Ordering::Equal => (&s.chain[..s.split - 1], s.upper_plain),
+                    std::cmp::Ordering::Greater if f == at + 1 => {
+                        (&s.chain[s.split..s.chain.len() - 1], s.lower_plain)
                     }
-                    std::cmp::Ordering::Greater if f == at + 1 => (
-                        base.whole_of[at],
-                        s.lower.0,
-                        &s.chain[s.split..s.chain.len() - 1],
-                        s.lower.1,
-                    ),
-                    std::cmp::Ordering::Greater => of_base(f - 1),
+                    std::cmp::Ordering::Greater => chains.of(f - 1),
                 }
             }
         }
+    }
+
+    /// Node `j`'s voltage in `flow`, a flow of the folded tree, as
+    /// unfolding it works it out.
+    #[inline]
+    pub(crate) fn voltage_at(&self, flow: &Solution, j: usize) -> Complex64 {
+        let (from, drop) = self.voltage_from(j);
+        flow.v_kv[from] - drop * flow.i_a[self.carries(j)]
     }
 
     /// What the checks read off the whole feeder's flow (see
@@ -753,9 +741,7 @@ impl<'a> CandidateFolding<'a> {
                 return;
             }
             for &c in interior {
-                // As unfolding works it out.
-                let (from, drop) = self.voltage_from(c as usize);
-                let voltage = v[from] - drop * i[f];
+                let voltage = self.voltage_at(flow, c as usize);
                 extremes.offer_voltage(voltage.norm_sqr() * whole.inv_nominal_kv_2[c as usize], c);
             }
         };
@@ -763,19 +749,19 @@ impl<'a> CandidateFolding<'a> {
         match self.split {
             None => {
                 for &f in &chains.with_interior {
-                    let (_, interior, plain) = chains.of(f as usize);
+                    let (interior, plain) = chains.of(f as usize);
                     chain(f as usize, interior, plain);
                 }
             }
             Some(s) => {
                 for &f in &chains.with_interior {
                     if f != s.at {
-                        let (_, interior, plain) = chains.of(f as usize);
+                        let (interior, plain) = chains.of(f as usize);
                         chain(self.moved(f) as usize, interior, plain);
                     }
                 }
                 for f in [s.at as usize, s.at as usize + 1] {
-                    let (_, _, interior, plain) = self.chain_of(f);
+                    let (interior, plain) = self.chain_of(f);
                     if !interior.is_empty() {
                         chain(f, interior, plain);
                     }
@@ -799,10 +785,8 @@ impl<'a> CandidateFolding<'a> {
             .unfold_moved_into(solution, whole, |k| self.moved(k) as usize);
         for &j in &split.chain {
             let j = j as usize;
-            let current = solution.i_a[self.carries(j)];
-            let (from, drop) = self.voltage_from(j);
-            whole.i_a[j] = current;
-            whole.v_kv[j] = solution.v_kv[from] - drop * current;
+            whole.i_a[j] = solution.i_a[self.carries(j)];
+            whole.v_kv[j] = self.voltage_at(solution, j);
         }
     }
 }
@@ -1164,7 +1148,8 @@ mod tests {
         let square = |j: usize| unfolded.v_kv[j].norm_sqr() * e.inv_nominal_kv_2[j];
         let mut told = 0;
         for f in 1..folded.len() {
-            let (bottom, _, interior, plain) = view.chain_of(f);
+            let (interior, plain) = view.chain_of(f);
+            let bottom = view.whole_of(f);
             let top = view.whole_of(folded.parent[f] as usize);
             if interior.is_empty()
                 || !(plain && ends_tell_chain(flow.v_kv[folded.parent[f] as usize], flow.v_kv[f]))
@@ -1172,7 +1157,7 @@ mod tests {
                 continue;
             }
             told += 1;
-            let (a, b) = (square(top), square(bottom as usize));
+            let (a, b) = (square(top), square(bottom));
             for &c in interior {
                 let v_2 = square(c as usize);
                 assert!(

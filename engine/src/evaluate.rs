@@ -1335,12 +1335,8 @@ impl Engine {
                 .map_or(0.0, |rated| current_slope(0, rated * thermal)),
             2 => {
                 let at = observed.v_min_at as usize;
-                // As the flow unfolded has it.
                 let v = match flow_tree.folding {
-                    Some(folding) => {
-                        let (from, drop) = folding.voltage_from(at);
-                        flow.v_kv[from] - drop * flow.i_a[folding.carries(at)]
-                    }
+                    Some(folding) => folding.voltage_at(flow, at),
                     None => flow.v_kv[at],
                 };
                 let magnitude_2 = v.norm_sqr();
