@@ -175,6 +175,12 @@ struct Candidate<'a> {
     export_split: bool,
     /// The rating classes of the path's branches and the head, a bit each.
     path_classes: u64,
+    /// Per rating class on the path, the highest loading over the window of
+    /// its branches on the path (and of the head, for the head's class), a
+    /// fraction: with the new load's largest current, a bound on them at
+    /// every step that does not depend on how loaded the class's branches
+    /// off the path are.
+    path_class_window: [f64; RatingClasses::MOST + 1],
     /// The impedance from the busbar to each node of the path, ohm.
     z_path: &'a [Complex64],
     /// |Z| from the busbar to the candidate, ohm.
@@ -383,11 +389,17 @@ impl Candidate<'_> {
             return loading;
         }
         let added = current_a / self.orders.classes.rated_a[c];
-        if exports && self.export_split {
+        let through_any = if exports && self.export_split {
             loading.hypot(added) + added * growth
         } else {
             loading + added
-        }
+        };
+        // The class's branches off the path carry no new current: only those
+        // on it, never loaded past their window's highest, take it. (A spur's
+        // class, loaded lightly on the path and heavily elsewhere, otherwise
+        // bounded hundreds of steps above a trunk's figure.) Both bounds fall
+        // as `loading` does, so a class's order still ends the scan.
+        through_any.min(loading.max(self.path_class_window[c] + added))
     }
 
     /// Bounds from the base's per-step rows alone (and `loads_a`, the sum of
@@ -770,6 +782,33 @@ impl Candidate<'_> {
     fn path_losses_kva(&self, current_a: f64, grows_a: f64) -> f64 {
         3.0 * self.z_candidate * grows_a * (2.0 * current_a + grows_a) / 1000.0
     }
+}
+
+/// [`Candidate::path_class_window`] of the path `path` (local nodes).
+fn path_class_window(
+    base: &FeederBase,
+    orders: &FigureOrders,
+    path: &[usize],
+) -> [f64; RatingClasses::MOST + 1] {
+    let classes = &orders.classes;
+    let mut window = [0.0_f64; RatingClasses::MOST + 1];
+    for &p in path {
+        let c = classes.of_node[p];
+        if c != RatingClasses::NONE {
+            let c = usize::from(c);
+            window[c] = window[c].max(f64::from(orders.window.own_loading[p]));
+        }
+    }
+    if let (Some(c), Some(rated)) = (classes.head, base.electrical.head_rated_a) {
+        // The highest head current comes first; kept a hair high, as the
+        // rows are.
+        let highest = orders
+            .by_head
+            .first()
+            .map_or(0.0, |&k| base.head_i_a[k as usize].norm());
+        window[usize::from(c)] = highest / rated * (1.0 + 1e-6);
+    }
+    window
 }
 
 /// How far the base flow's voltages spread from the busbar's at step `k`, pu:
@@ -1359,6 +1398,7 @@ impl Engine {
                     .filter(|&c| c != RatingClasses::NONE)
                     .fold(0u64, |bits, c| bits | 1 << c)
             },
+            path_class_window: path_class_window(base, orders, path),
             z_path,
             weakest_a: ratings.clone().fold(f64::INFINITY, f64::min),
             strongest_a: ratings.fold(0.0, f64::max),
@@ -1375,6 +1415,24 @@ impl Engine {
             f64::from(orders.node_v_min_kv[local as usize]),
             demand_kw * largest_factor,
         );
+        // For the lowest-voltage scan, the path's subtrees (see
+        // `Candidate::levels`): a node of one but not of the next falls by at
+        // most what it shares with the candidate, and lies at no step below
+        // the subtree's lowest of the window. Per subtree: that lowest, pu,
+        // and that fall at the widest reach, pu.
+        let mut subtree_floors = [(0.0, 0.0); LEVELS];
+        if let Some(r) = &widest {
+            for (floor, &(p, shared_ohm)) in subtree_floors
+                .iter_mut()
+                .zip(&candidate.levels[..candidate.level_count])
+            {
+                *floor = (
+                    f64::from(orders.subtree_window_min_pu[p]),
+                    shared_ohm * r.drop_kv_per_ohm() / e.nominal_kv[p],
+                );
+            }
+        }
+        let subtree_floors = &subtree_floors[..candidate.level_count];
         let head_rated = e.head_rated_a.unwrap_or(f64::INFINITY);
         let largest_current =
             orders.loading_max * candidate.strongest_a.max(e.head_rated_a.unwrap_or(0.0));
@@ -1391,7 +1449,15 @@ impl Engine {
                         <= found.head + SLACK
                 }
                 Scan::VMin => {
-                    base.feeder_min_pu[k] - candidate.own_drop_pu(r) - r.growth * orders.spread_max
+                    // Nodes outside the path's subtrees share nothing with
+                    // it. Each part falls as the step's lowest rises, so the
+                    // order's lowest first still ends the scan.
+                    let lowest = base.feeder_min_pu[k];
+                    let with_load = subtree_floors
+                        .iter()
+                        .map(|&(window_min, fall)| lowest.max(window_min) - fall)
+                        .fold(lowest, f64::min);
+                    with_load.max(lowest - candidate.own_drop_pu(r)) - r.growth * orders.spread_max
                         >= found.v_min - SLACK
                 }
                 Scan::VMax => {
