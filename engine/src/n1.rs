@@ -22,7 +22,7 @@
 //! new load's power (its added losses on the feeder, a per cent or two of it,
 //! left out) against the remaining transformers' short-time rating.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use headroom_geodata::topology::NO_PARENT;
 use headroom_geodata::{
@@ -70,6 +70,11 @@ pub struct CaseTree {
     /// inbound branch as a scan up the judged node's path names it (see
     /// [`ChainFolding::inbound_lowest`]); empty otherwise.
     path_inbound: Vec<Option<headroom_geodata::Branch>>,
+    /// Per local node, the highest loading of its inbound branch over the
+    /// flows `base` keeps (index 0: the head; 0 unrated), worked out on first
+    /// use. Not `branch_max`, which is over every step's flows as first
+    /// solved: the kept flows, solved again, differ from them by a little.
+    kept_loading_most: OnceLock<Vec<f64>>,
 }
 
 /// Steps of the window a cached case tree keeps: those where its room is
@@ -374,6 +379,29 @@ pub struct CaseFlows {
 }
 
 impl CaseTree {
+    /// [`CaseTree::kept_loading_most`].
+    fn kept_loading_most(&self) -> &[f64] {
+        self.kept_loading_most.get_or_init(|| {
+            let e = &self.base.electrical;
+            let mut most_squared = vec![0.0f64; e.len()];
+            let head_inverse_2 = e
+                .head_rated_a
+                .filter(|r| *r > 0.0)
+                .map_or(0.0, |r| r.powi(-2));
+            for solution in &self.base.solutions {
+                for (j, most) in most_squared.iter_mut().enumerate() {
+                    let inverse_rated_2 = if j == 0 {
+                        head_inverse_2
+                    } else {
+                        e.inv_rated_a_2[j]
+                    };
+                    *most = most.max(solution.i_a(j).norm_sqr() * inverse_rated_2);
+                }
+            }
+            most_squared.into_iter().map(f64::sqrt).collect()
+        })
+    }
+
     /// Moves the tree's figures per node onto `folding`'s folded tree, which
     /// its base has become. A node of F folded away is in no tree of the set
     /// (as a node fed by another tree): a set judged at one node is asked
@@ -447,6 +475,7 @@ impl FeederN1 {
                     + t.nodes.len() * 8
                     + t.from_feeder.len() * 4
                     + t.branch_max.len() * 8
+                    + t.nodes.len() * 8
                     + t.dropped_room_kva.len() * 8
             })
             .sum::<usize>()
@@ -1013,6 +1042,7 @@ impl Engine {
             dropped_room_kva: vec![f64::INFINITY; n],
             folding,
             path_inbound: Vec::new(),
+            kept_loading_most: OnceLock::new(),
         }
     }
 
@@ -1539,14 +1569,32 @@ impl Engine {
                 .map_or(1.0, |p| p[self.quarter_of_day(base.loads.steps[k])])
         };
         // The steps in the order of an upper bound of the path's loading with
-        // the load: the base's highest loading along the path (kept per node
-        // and step) plus the load's current over the path's least rating. The
-        // scan ends at the first bound below the highest loading found: a
-        // handful of steps instead of every step kept.
-        let least_rated = path
+        // the load: per rating on the path (the head's too), the base's
+        // highest loading along the path at the step (kept per node and step)
+        // or, where lower, the highest of that rating's branches over the
+        // kept flows, plus the load's current over the rating. (With the path's
+        // least rating alone, a lightly loaded weak spur put every step of a
+        // trunk's busy hours above the loading found.) The scan ends at the
+        // first bound below the highest loading found: a handful of steps
+        // instead of every step kept.
+        let kept_most = tree.kept_loading_most();
+        let mut ratings: Vec<(f64, f64)> = Vec::new();
+        let branches = path
             .iter()
-            .map(|&(_, inverse_rated_2)| inverse_rated_2.sqrt().recip())
-            .fold(head.unwrap_or(f64::INFINITY), f64::min);
+            .map(|&(j, inverse_rated_2)| (inverse_rated_2.sqrt(), kept_most[j]));
+        let head_branch = head.map(|rated| (rated.recip(), kept_most[0]));
+        for (per_a, most) in branches.chain(head_branch) {
+            match ratings.iter_mut().find(|r| r.0 == per_a) {
+                Some(rating) => rating.1 = rating.1.max(most),
+                None => ratings.push((per_a, most)),
+            }
+        }
+        // A rating no weaker and no more loaded than another bounds nothing.
+        let all = ratings.clone();
+        ratings.retain(|&(per_a, most)| {
+            !all.iter()
+                .any(|&(p, m)| p >= per_a && m >= most && (p, m) != (per_a, most))
+        });
         let steps = base.solutions.len();
         let at = local as usize * steps;
         let path_loading = &base.path_max_loading[at..at + steps];
@@ -1557,9 +1605,16 @@ impl Engine {
         let mut order: Vec<(f64, usize)> = (path_loading.iter().zip(voltage_kv).enumerate())
             .map(|(k, (&loading, &v))| {
                 let added_a = per_kw_magnitude * demand_kw * factor(k) / (SQRT_3 * f64::from(v));
+                let loading = f64::from(loading);
+                // Nothing rated on the path: its loading alone orders the
+                // steps, as before the load.
+                let bound = ratings
+                    .iter()
+                    .map(|&(per_a, most)| loading.min(most) + added_a * per_a)
+                    .reduce(f64::max)
+                    .unwrap_or(loading);
                 // Single-precision rows: a hair above, never below.
-                let bound = (f64::from(loading) + added_a / least_rated) * (1.0 + 1e-6);
-                (bound, k)
+                (bound * (1.0 + 1e-6), k)
             })
             .collect();
         // The highest loading of the path or head at step `k`, and where.
