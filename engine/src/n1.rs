@@ -2193,6 +2193,68 @@ mod tests {
     /// out, the room at the feeder's first node and the least of any node
     /// alone (NaN elsewhere, which no guard passes); every step whose room
     /// at that node lies within the margin of the least is kept.
+    /// A case tree's worst loading at a demand, found by scanning its steps
+    /// in the order of their bounds and stopping at the first under the
+    /// loading found, is the one of every kept step scanned: the same branch,
+    /// solved at the same step. On every fixture feeder's case trees, at every
+    /// third node, for demands from light to past most ratings.
+    #[test]
+    fn a_case_trees_worst_loading_at_a_demand_is_the_highest_of_every_kept_step() {
+        let engine = fixture_engine();
+        let load = AddedLoad::flat(0.93);
+        let per_kw = Complex64::new(1.0, -load.tan_phi);
+        let mut compared = 0;
+        for f in 0..engine.network.feeders.len() {
+            let n1 = engine.feeder_n1_from(f, false, &engine);
+            for tree in n1.cases.iter().flat_map(|c| &c.trees) {
+                let base = &tree.base;
+                let e = &base.electrical;
+                for local in (1..e.len() as u32).step_by(3) {
+                    let mut on_path = vec![false; e.len()];
+                    let path = base.rated_path_up(local, &mut on_path);
+                    for demand_kw in [150.0, 1_500.0, 6_000.0] {
+                        let (pct, branch, scanned_on_path) =
+                            engine.loading_at_demand(tree, local, demand_kw, &load);
+                        if !scanned_on_path {
+                            continue;
+                        }
+                        // Every kept step: the path's and the head's loading
+                        // with the load, the earliest step of the highest.
+                        let mut highest = (f64::NEG_INFINITY, 0usize, 0u32);
+                        for (k, solution) in base.solutions.iter().enumerate() {
+                            let added = per_kw * demand_kw
+                                / (SQRT_3 * solution.v_kv(local as usize).conj());
+                            let mut most = (f64::NEG_INFINITY, 0u32);
+                            for &(j, inverse_rated_2) in &path {
+                                let loading =
+                                    ((solution.i_a(j) + added).norm_sqr() * inverse_rated_2).sqrt();
+                                if loading > most.0 {
+                                    most = (loading, j as u32);
+                                }
+                            }
+                            if let Some(rated) = e.head_rated_a.filter(|r| *r > 0.0) {
+                                let loading = magnitude(solution.i_a(0) + added) / rated;
+                                if loading > most.0 {
+                                    most = (loading, 0);
+                                }
+                            }
+                            if most.0 > highest.0 {
+                                highest = (most.0, k, most.1);
+                            }
+                        }
+                        let (_, k, most_loaded) = highest;
+                        let context = format!("feeder {f}, tree node {local}, {demand_kw} kW");
+                        assert_eq!(branch, most_loaded, "{context}");
+                        let at_step = engine.loading_pct_at_step(base, k, local, demand_kw, &load);
+                        assert_eq!(pct, at_step, "{context}: step {k}");
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared > 300, "only {compared} compared");
+    }
+
     #[test]
     fn a_set_judged_at_the_first_node_keeps_the_room_there_and_the_least() {
         let engine = fixture_engine();
