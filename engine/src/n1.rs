@@ -475,7 +475,8 @@ impl FeederN1 {
                     + t.nodes.len() * 8
                     + t.from_feeder.len() * 4
                     + t.branch_max.len() * 8
-                    + t.nodes.len() * 8
+                    // `kept_loading_most`, filled on first use.
+                    + t.base.electrical.len() * 8
                     + t.dropped_room_kva.len() * 8
             })
             .sum::<usize>()
@@ -2189,10 +2190,6 @@ mod tests {
         assert!(folded_feeders > 0, "no fixture feeder folds");
     }
 
-    /// A case set built for a capacity row keeps, over the steps it leaves
-    /// out, the room at the feeder's first node and the least of any node
-    /// alone (NaN elsewhere, which no guard passes); every step whose room
-    /// at that node lies within the margin of the least is kept.
     /// A case tree's worst loading at a demand, found by scanning its steps
     /// in the order of their bounds and stopping at the first under the
     /// loading found, is the one of every kept step scanned: the same branch,
@@ -2255,6 +2252,10 @@ mod tests {
         assert!(compared > 300, "only {compared} compared");
     }
 
+    /// A case set built for a capacity row keeps, over the steps it leaves
+    /// out, the room at the feeder's first node and the least of any node
+    /// alone (NaN elsewhere, which no guard passes); every step whose room
+    /// at that node lies within the margin of the least is kept.
     #[test]
     fn a_set_judged_at_the_first_node_keeps_the_room_there_and_the_least() {
         let engine = fixture_engine();
