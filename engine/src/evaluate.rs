@@ -22,7 +22,7 @@
 
 use num_complex::Complex64;
 
-use crate::base::{FeederBase, LOAD_ROOM_TAN_PHI};
+use crate::base::{FLAT_STEPS, FeederBase, LOAD_ROOM_TAN_PHI};
 use crate::chains::{CandidateFolding, SplitFolding};
 use crate::checks::{CheckName, Figures, Observed, WorstChecks, first_broken};
 use crate::config::Limits;
@@ -962,13 +962,18 @@ impl Engine {
             || steps == 0
             || self.config.judge_every_step
             || !within_load_room;
+        let mut cut = RefineCut::under(ceiling_kw);
+        // Where the ranked steps run out, the whole window's pass takes up
+        // from their estimates and cut, leaving these steps (ascending) out:
+        // estimating them again was a third of that pass's estimates.
+        let mut judged_ranked = [u32::MAX; FLAT_STEPS];
+        let mut judged_ranked_count = 0;
         if !every_step {
             let ranked_steps = base.flat_steps(local);
             let ranked = &ranked_steps.steps[..];
             // Without headroom to find, no step is left to rule out.
             let mut ruled_out = !find_headroom;
             let to_judge = if find_headroom { ranked } else { &[] };
-            let mut cut = RefineCut::under(ceiling_kw);
             for ranked_step in to_judge {
                 let room_kw = (f64::from(ranked_step.room_kva) / per_kw_magnitude).max(0.0);
                 if cut.rules_out(room_kw) {
@@ -1000,13 +1005,26 @@ impl Engine {
             within = cut.within();
             let left_out_kw = ranked_steps.cutoff_kva / per_kw_magnitude;
             every_step = !ruled_out && !cut.rules_out(left_out_kw);
+            if every_step {
+                // None was ruled out, so every ranked step was judged.
+                judged_ranked_count = ranked.len();
+                for (slot, ranked_step) in judged_ranked.iter_mut().zip(ranked) {
+                    *slot = ranked_step.step;
+                }
+                judged_ranked[..judged_ranked_count].sort_unstable();
+            }
         }
         if every_step {
             // Pass 1, a few operations per step: the bounds, the rough figures.
             // Entries: (step, bound, voltage bound, substation bound).
             let mut bounds = std::mem::take(&mut scratch.bounds);
             bounds.clear();
-            for k in (0..steps).filter(|k| estimator.judged_at(*k) && find_headroom) {
+            let mut judged_before = judged_ranked[..judged_ranked_count].iter().peekable();
+            for k in (0..steps).filter(|_| find_headroom) {
+                if judged_before.next_if(|&&j| j as usize == k).is_some() || !estimator.judged_at(k)
+                {
+                    continue;
+                }
                 let (bound, voltage_bound, substation_bound) = estimator.bounds_at(k);
                 bounds.push((k, bound, voltage_bound, substation_bound));
             }
@@ -1015,8 +1033,6 @@ impl Engine {
             // that the first bound past the cut ends it: where a load's room
             // hardly changes over the window, hundreds of steps come within the
             // spread, and only the few that can be refined need an estimate.
-            estimates.clear();
-            let mut cut = RefineCut::under(ceiling_kw);
             let ordered = bounds.len().min(ORDERED_BOUNDS);
             if bounds.len() > ordered {
                 bounds.select_nth_unstable_by(ordered, |a, b| a.1.total_cmp(&b.1));
