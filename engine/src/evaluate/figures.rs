@@ -43,12 +43,23 @@ type LoadingActive = (Vec<bool>, Vec<(u32, u32)>);
 /// bounded from.
 const LEVELS: usize = 4;
 
-/// [`Candidate::levels`] of a path (nodes from the candidate up, impedance
-/// magnitudes from the busbar to each).
-fn path_levels(path: &[usize], z_from_busbar: &[f64]) -> ([(usize, f64); LEVELS], usize) {
+/// Per subtree of [`Candidate::levels`], the least and largest resistance
+/// and reactance from the busbar to the path nodes where its nodes leave the
+/// path, ohm: `[r_least, r_most, x_least, x_most]`.
+type LevelImpedance = [f64; 4];
+
+/// [`Candidate::levels`] of a path (nodes from the candidate up, impedances
+/// from the busbar to each, and their magnitudes), with each level's
+/// [`LevelImpedance`].
+fn path_levels(
+    path: &[usize],
+    z_path: &[Complex64],
+    z_from_busbar: &[f64],
+) -> ([(usize, f64); LEVELS], [LevelImpedance; LEVELS], usize) {
     let mut levels = [(0, 0.0); LEVELS];
+    let mut impedances = [[0.0; 4]; LEVELS];
     let Some(top) = path.len().checked_sub(1) else {
-        return (levels, 0);
+        return (levels, impedances, 0);
     };
     // Path indices, from the first node down, evenly spread.
     let mut at: Vec<usize> = (0..LEVELS).map(|l| top - top * l / LEVELS).collect();
@@ -63,8 +74,51 @@ fn path_levels(path: &[usize], z_from_busbar: &[f64]) -> ([(usize, f64); LEVELS]
             z_from_busbar[0]
         };
         levels[l] = (path[i], shared);
+        // Its nodes leave the path below the next subtree's top, down to
+        // this one's (the last's from the candidate up).
+        let leave = if l + 1 < at.len() { below + 1 } else { 0 };
+        impedances[l] = z_path[leave..=i].iter().fold(
+            [
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+            ],
+            |[r_least, r_most, x_least, x_most], z| {
+                [
+                    r_least.min(z.re),
+                    r_most.max(z.re),
+                    x_least.min(z.im),
+                    x_most.max(z.im),
+                ]
+            },
+        );
     }
-    (levels, at.len())
+    (levels, impedances, at.len())
+}
+
+/// The largest part in phase with a voltage of `angles` of the drop a
+/// current `current` (A) makes through an impedance within `z`, kV: over the
+/// impedances and angles, `Re(z I conj(v / |v|))` is `R Re(I conj v^) + X Re(j I
+/// conj v^)`, each bilinear in its range and the range of its cosine, so
+/// largest at a corner. A voltage `v` moved by a drop `w` keeps `|v - w| >=
+/// |v| - Re(w conj(v / |v|))`: the projection of the moved phasor on the old.
+/// Along a city feeder's lines that part is about 0.86-0.9 of `|z| |I|`.
+fn in_phase_drop_kv(z: &LevelImpedance, angles: &AngleRange, current: Complex64) -> f64 {
+    let size = magnitude(current);
+    if size <= 0.0 {
+        return 0.0;
+    }
+    let unit = current / size;
+    let corner = |least: f64, most: f64, (cos_least, cos_most): (f64, f64)| {
+        (least * cos_least)
+            .max(least * cos_most)
+            .max(most * cos_least)
+            .max(most * cos_most)
+    };
+    let resistive = corner(z[0], z[1], angles.cos_range(unit));
+    let reactive = corner(z[2], z[3], angles.cos_range(unit * Complex64::i()));
+    SQRT_3 / 1000.0 * size * (resistive + reactive)
 }
 
 /// A step's bounds on the figures with the new load.
@@ -161,6 +215,9 @@ struct Candidate<'a> {
     /// the last): what a node of its subtree but not the next's shares with
     /// the candidate at most.
     levels: [(usize, f64); LEVELS],
+    /// Per level, the impedances its nodes share with the path at most and
+    /// least (see [`LevelImpedance`]).
+    level_impedances: [LevelImpedance; LEVELS],
     level_count: usize,
     /// The path indices whose hanging nodes could still hold the lowest
     /// voltage with the load (all of them until the lowest-voltage scan
@@ -504,14 +561,21 @@ impl Candidate<'_> {
         if matches!(scan, Scan::VMin) {
             // First from a few subtrees along the path: a node of one but not
             // of the next leaves the path above the next's top, so it shares
-            // less impedance with the candidate than that top does.
+            // less impedance with the candidate than that top does. Its
+            // drop is the load's current at the base voltage through that
+            // impedance, or where less, the part of it in phase with the
+            // node's voltage (the load's own change is in `moved_kv`).
             let drop_per_ohm = reach.current_a * SQRT_3 / 1000.0;
+            let angles = AngleRange::new(orders.angle_range[k]);
             let mut v_min = base.feeder_min_pu[k] - moved_kv / e.nominal_kv[0];
-            for &(p, shared_ohm) in &self.levels[..self.level_count] {
-                v_min = v_min.min(
-                    f64::from(subtree_min[p])
-                        - (shared_ohm * drop_per_ohm + moved_kv) / e.nominal_kv[p],
-                );
+            for (&(p, shared_ohm), z) in self.levels[..self.level_count]
+                .iter()
+                .zip(&self.level_impedances)
+            {
+                let drop_kv =
+                    (shared_ohm * drop_per_ohm).min(in_phase_drop_kv(z, &angles, new_current));
+                v_min =
+                    v_min.min(f64::from(subtree_min[p]) - (drop_kv + moved_kv) / e.nominal_kv[p]);
             }
             bounds.v_min = v_min.max(quick.v_min);
             if !found.can_change(scan, &bounds) {
@@ -913,6 +977,9 @@ pub(crate) struct FigureOrders {
     subtree_max_answer: Vec<f32>,
     /// Per step, the least and largest angle of a node's voltage, radians.
     angle_range: Vec<(f32, f32)>,
+    /// The widest of those ranges over the steps that converged, radians:
+    /// no two nodes' voltages lie further apart at any of them.
+    angle_spread_max: f64,
     /// Per step, the largest drop, kV, the load currents below each branch
     /// would make on their way to any node: with the loads' currents grown by
     /// `g`, no voltage moves by more than `g` times this.
@@ -1000,6 +1067,13 @@ impl FigureOrders {
             subtree_max_pu: subtrees.max_pu,
             subtree_max_loading: subtrees.max_loading,
             subtree_max_answer: subtrees.max_answer,
+            angle_spread_max: converged
+                .iter()
+                .map(|&k| {
+                    let (lo, hi) = subtrees.angle_range[k as usize];
+                    f64::from(hi) - f64::from(lo)
+                })
+                .fold(0.0, f64::max),
             angle_range: subtrees.angle_range,
             answer_drop_max_kv: subtrees
                 .answer_drop_kv
@@ -1376,11 +1450,12 @@ impl Engine {
         let runs = &path.runs[..];
         let path = &path.nodes[..];
         let ratings = path.iter().map(|&p| e.rated_a[p]).filter(|a| a.is_finite());
-        let (levels, level_count) = path_levels(path, &z_from_busbar);
+        let (levels, level_impedances, level_count) = path_levels(path, z_path, &z_from_busbar);
         let candidate = Candidate {
             base,
             orders,
             levels,
+            level_impedances,
             level_count,
             v_min_active: std::cell::RefCell::new(None),
             loading_active: std::cell::RefCell::new(None),
@@ -1420,15 +1495,33 @@ impl Engine {
         // most what it shares with the candidate, and lies at no step below
         // the subtree's lowest of the window. Per subtree: that lowest, pu,
         // and that fall at the widest reach, pu.
+        //
+        // That fall is at most the load's largest current through the
+        // impedance shared, or its part in phase with the node's voltage:
+        // at a step, the load's current at the base voltage lags the
+        // candidate's by its power factor's angle, and a node's voltage lies
+        // within the window's widest spread of angles of the candidate's. As
+        // the voltage falls the current moves by at most `growth` of itself
+        // (angle included), at most the reach's fall of its largest.
         let mut subtree_floors = [(0.0, 0.0); LEVELS];
         if let Some(r) = &widest {
-            for (floor, &(p, shared_ohm)) in subtree_floors
+            let spread = orders.angle_spread_max;
+            let relative = AngleRange::new((-spread as f32, spread as f32));
+            let fall = r.growth / (1.0 + r.growth);
+            let at_base = Complex64::new(1.0, -load.tan_phi) * r.current_a * (1.0 - fall)
+                / candidate.kva_per_kw;
+            for ((floor, &(p, shared_ohm)), z) in subtree_floors
                 .iter_mut()
                 .zip(&candidate.levels[..candidate.level_count])
+                .zip(&candidate.level_impedances)
             {
+                let drop_kv = (shared_ohm * r.drop_kv_per_ohm()).min(
+                    in_phase_drop_kv(z, &relative, at_base)
+                        + shared_ohm * fall * r.drop_kv_per_ohm(),
+                );
                 *floor = (
                     f64::from(orders.subtree_window_min_pu[p]),
-                    shared_ohm * r.drop_kv_per_ohm() / e.nominal_kv[p],
+                    drop_kv / e.nominal_kv[p],
                 );
             }
         }
