@@ -43,23 +43,35 @@ type LoadingActive = (Vec<bool>, Vec<(u32, u32)>);
 /// bounded from.
 const LEVELS: usize = 4;
 
-/// Per subtree of [`Candidate::levels`], the least and largest resistance
-/// and reactance from the busbar to the path nodes where its nodes leave the
-/// path, ohm: `[r_least, r_most, x_least, x_most]`.
+/// The least and largest resistance and reactance from the busbar to a set
+/// of path nodes, ohm: `[r_least, r_most, x_least, x_most]`.
 type LevelImpedance = [f64; 4];
 
+/// One of [`Candidate::levels`]: a path node's subtree, less the next
+/// level's.
+#[derive(Clone, Copy, Debug, Default)]
+struct Level {
+    /// The subtree's top (a local node of the path).
+    node: usize,
+    /// The impedance magnitude from the busbar to the next level's top (the
+    /// candidate's for the last), ohm: what a node of this subtree shares
+    /// with the candidate at most.
+    shared_ohm: f64,
+    /// Over the path nodes where this subtree's nodes leave the path, from
+    /// the busbar to each.
+    impedance: LevelImpedance,
+}
+
 /// [`Candidate::levels`] of a path (nodes from the candidate up, impedances
-/// from the busbar to each, and their magnitudes), with each level's
-/// [`LevelImpedance`].
+/// from the busbar to each, and their magnitudes), and how many there are.
 fn path_levels(
     path: &[usize],
     z_path: &[Complex64],
     z_from_busbar: &[f64],
-) -> ([(usize, f64); LEVELS], [LevelImpedance; LEVELS], usize) {
-    let mut levels = [(0, 0.0); LEVELS];
-    let mut impedances = [[0.0; 4]; LEVELS];
+) -> ([Level; LEVELS], usize) {
+    let mut levels = [Level::default(); LEVELS];
     let Some(top) = path.len().checked_sub(1) else {
-        return (levels, impedances, 0);
+        return (levels, 0);
     };
     // Path indices, from the first node down, evenly spread.
     let mut at: Vec<usize> = (0..LEVELS).map(|l| top - top * l / LEVELS).collect();
@@ -73,11 +85,10 @@ fn path_levels(
         } else {
             z_from_busbar[0]
         };
-        levels[l] = (path[i], shared);
         // Its nodes leave the path below the next subtree's top, down to
         // this one's (the last's from the candidate up).
         let leave = if l + 1 < at.len() { below + 1 } else { 0 };
-        impedances[l] = z_path[leave..=i].iter().fold(
+        let impedance = z_path[leave..=i].iter().fold(
             [
                 f64::INFINITY,
                 f64::NEG_INFINITY,
@@ -93,8 +104,13 @@ fn path_levels(
                 ]
             },
         );
+        levels[l] = Level {
+            node: path[i],
+            shared_ohm: shared,
+            impedance,
+        };
     }
-    (levels, impedances, at.len())
+    (levels, at.len())
 }
 
 /// The largest part in phase with a voltage of `angles` of the drop a
@@ -210,14 +226,9 @@ struct Candidate<'a> {
     z_from_busbar: &'a [f64],
     /// The path's runs of branches in series (see [`CandidatePath::runs`]).
     runs: &'a [PathRun],
-    /// A few path nodes from the first down to the candidate, each with the
-    /// impedance magnitude from the busbar to the next (the candidate's for
-    /// the last): what a node of its subtree but not the next's shares with
-    /// the candidate at most.
-    levels: [(usize, f64); LEVELS],
-    /// Per level, the impedances its nodes share with the path at most and
-    /// least (see [`LevelImpedance`]).
-    level_impedances: [LevelImpedance; LEVELS],
+    /// A few path nodes' subtrees, from the first node down to the
+    /// candidate (the first `level_count`).
+    levels: [Level; LEVELS],
     level_count: usize,
     /// The path indices whose hanging nodes could still hold the lowest
     /// voltage with the load (all of them until the lowest-voltage scan
@@ -566,14 +577,15 @@ impl Candidate<'_> {
             // impedance, or where less, the part of it in phase with the
             // node's voltage (the load's own change is in `moved_kv`).
             let drop_per_ohm = reach.current_a * SQRT_3 / 1000.0;
-            let angles = AngleRange::new(orders.angle_range[k]);
+            let angles = &orders.angles[k];
             let mut v_min = base.feeder_min_pu[k] - moved_kv / e.nominal_kv[0];
-            for (&(p, shared_ohm), z) in self.levels[..self.level_count]
-                .iter()
-                .zip(&self.level_impedances)
-            {
-                let drop_kv =
-                    (shared_ohm * drop_per_ohm).min(in_phase_drop_kv(z, &angles, new_current));
+            for level in &self.levels[..self.level_count] {
+                let p = level.node;
+                let drop_kv = (level.shared_ohm * drop_per_ohm).min(in_phase_drop_kv(
+                    &level.impedance,
+                    angles,
+                    new_current,
+                ));
                 v_min =
                     v_min.min(f64::from(subtree_min[p]) - (drop_kv + moved_kv) / e.nominal_kv[p]);
             }
@@ -704,7 +716,7 @@ impl Candidate<'_> {
         let subtree_max = &orders.subtree_max_pu[row..row + n];
         let subtree_loading = &orders.subtree_max_loading[row..row + n];
         let subtree_answer = &orders.subtree_max_answer[row..row + n];
-        let angles = AngleRange::new(orders.angle_range[k]);
+        let angles = &orders.angles[k];
         let drop_per_ohm = reach.drop_kv_per_ohm();
         let busbar = magnitude(solution.v_kv(0)) / e.nominal_kv[0];
         let mut bounds = NodeBounds {
@@ -887,6 +899,7 @@ fn voltage_spread(base: &FeederBase, k: usize) -> f64 {
 }
 
 /// A step's range of voltage angles, as unit phasors at its ends.
+#[derive(Clone, Copy, Debug)]
 struct AngleRange {
     lo: Complex64,
     hi: Complex64,
@@ -975,8 +988,9 @@ pub(crate) struct FigureOrders {
     subtree_max_pu: Vec<f32>,
     subtree_max_loading: Vec<f32>,
     subtree_max_answer: Vec<f32>,
-    /// Per step, the least and largest angle of a node's voltage, radians.
-    angle_range: Vec<(f32, f32)>,
+    /// Per step, the range of the nodes' voltage angles (made once here: its
+    /// ends' sines and cosines were a lowest-voltage visit's dearest part).
+    angles: Vec<AngleRange>,
     /// The widest of those ranges over the steps that converged, radians:
     /// no two nodes' voltages lie further apart at any of them.
     angle_spread_max: f64,
@@ -1074,7 +1088,11 @@ impl FigureOrders {
                     f64::from(hi) - f64::from(lo)
                 })
                 .fold(0.0, f64::max),
-            angle_range: subtrees.angle_range,
+            angles: subtrees
+                .angle_range
+                .into_iter()
+                .map(AngleRange::new)
+                .collect(),
             answer_drop_max_kv: subtrees
                 .answer_drop_kv
                 .iter()
@@ -1450,12 +1468,11 @@ impl Engine {
         let runs = &path.runs[..];
         let path = &path.nodes[..];
         let ratings = path.iter().map(|&p| e.rated_a[p]).filter(|a| a.is_finite());
-        let (levels, level_impedances, level_count) = path_levels(path, z_path, &z_from_busbar);
+        let (levels, level_count) = path_levels(path, z_path, &z_from_busbar);
         let candidate = Candidate {
             base,
             orders,
             levels,
-            level_impedances,
             level_count,
             v_min_active: std::cell::RefCell::new(None),
             loading_active: std::cell::RefCell::new(None),
@@ -1510,18 +1527,17 @@ impl Engine {
             let fall = r.growth / (1.0 + r.growth);
             let at_base = Complex64::new(1.0, -load.tan_phi) * r.current_a * (1.0 - fall)
                 / candidate.kva_per_kw;
-            for ((floor, &(p, shared_ohm)), z) in subtree_floors
+            for (floor, level) in subtree_floors
                 .iter_mut()
                 .zip(&candidate.levels[..candidate.level_count])
-                .zip(&candidate.level_impedances)
             {
-                let drop_kv = (shared_ohm * r.drop_kv_per_ohm()).min(
-                    in_phase_drop_kv(z, &relative, at_base)
-                        + shared_ohm * fall * r.drop_kv_per_ohm(),
+                let drop_kv = (level.shared_ohm * r.drop_kv_per_ohm()).min(
+                    in_phase_drop_kv(&level.impedance, &relative, at_base)
+                        + level.shared_ohm * fall * r.drop_kv_per_ohm(),
                 );
                 *floor = (
-                    f64::from(orders.subtree_window_min_pu[p]),
-                    drop_kv / e.nominal_kv[p],
+                    f64::from(orders.subtree_window_min_pu[level.node]),
+                    drop_kv / e.nominal_kv[level.node],
                 );
             }
         }
