@@ -22,7 +22,7 @@
 
 use num_complex::Complex64;
 
-use crate::base::{FLAT_STEPS, FeederBase, LOAD_ROOM_TAN_PHI};
+use crate::base::{FLAT_STEPS, FeederBase, LOAD_ROOM_TAN_PHI, RankedStep};
 use crate::chains::{CandidateFolding, SplitFolding};
 use crate::checks::{CheckName, Figures, Observed, WorstChecks, first_broken};
 use crate::config::Limits;
@@ -32,7 +32,9 @@ use crate::powerflow::{
     ElectricalFeeder, LANES, SQRT_3, Solution, StepLoads, SweepLanes, SweepSettings, sweep,
     sweep_steps,
 };
+use estimate_lanes::EstimatesAhead;
 
+mod estimate_lanes;
 mod figures;
 mod generation;
 
@@ -968,30 +970,42 @@ impl Engine {
         // estimating them again was a third of that pass's estimates.
         let mut judged_ranked = [u32::MAX; FLAT_STEPS];
         let mut judged_ranked_count = 0;
+        let mut ahead = EstimatesAhead::new();
         if !every_step {
             let ranked_steps = base.flat_steps(local);
             let ranked = &ranked_steps.steps[..];
             // Without headroom to find, no step is left to rule out.
             let mut ruled_out = !find_headroom;
             let to_judge = if find_headroom { ranked } else { &[] };
-            for ranked_step in to_judge {
-                let room_kw = (f64::from(ranked_step.room_kva) / per_kw_magnitude).max(0.0);
-                if cut.rules_out(room_kw) {
+            let room_kw =
+                |step: &RankedStep| (f64::from(step.room_kva) / per_kw_magnitude).max(0.0);
+            // The bounds of `bounds_at` for a flat load, from the ranked step.
+            let step_bounds = |step: &RankedStep| {
+                let k = step.step as usize;
+                (
+                    k,
+                    (f64::from(step.voltage_room_kva) / per_kw_magnitude).max(0.0),
+                    (base.substation_room_kva[k] / per_kw_magnitude).max(0.0),
+                )
+            };
+            for (at, ranked_step) in to_judge.iter().enumerate() {
+                if cut.rules_out(room_kw(ranked_step)) {
                     ruled_out = true;
                     break;
                 }
-                let k = ranked_step.step as usize;
+                let (k, voltage_bound, substation_bound) = step_bounds(ranked_step);
                 if !estimator.judged_at(k) {
                     continue;
                 }
-                // The bounds of `bounds_at` for a flat load, from the ranked step.
-                let voltage_bound =
-                    (f64::from(ranked_step.voltage_room_kva) / per_kw_magnitude).max(0.0);
-                let substation_bound = (base.substation_room_kva[k] / per_kw_magnitude).max(0.0);
-                let estimate = estimator.estimate(
-                    k,
-                    voltage_bound,
-                    substation_bound,
+                let upcoming = to_judge[at + 1..]
+                    .iter()
+                    .take_while(|step| !cut.rules_out(room_kw(step)))
+                    .map(step_bounds)
+                    .filter(|&(k, _, _)| estimator.judged_at(k));
+                let estimate = estimator.estimate_ahead(
+                    &mut ahead,
+                    (k, voltage_bound, substation_bound),
+                    upcoming,
                     cut.linear_cut(),
                     &mut answers,
                 );
@@ -1045,10 +1059,20 @@ impl Engine {
                     }
                     continue;
                 }
-                let estimate = estimator.estimate(
-                    k,
-                    voltage_bound,
-                    substation_bound,
+                // The next steps this walk estimates unless an estimate
+                // before them lowers the cut.
+                let upcoming = bounds[i + 1..]
+                    .iter()
+                    .enumerate()
+                    .take_while(|&(j, step)| i + 1 + j >= ordered || !cut.rules_out(step.1))
+                    .filter(|(_, step)| !cut.rules_out(step.1))
+                    .map(|(_, &(k, _, voltage_bound, substation_bound))| {
+                        (k, voltage_bound, substation_bound)
+                    });
+                let estimate = estimator.estimate_ahead(
+                    &mut ahead,
+                    (k, voltage_bound, substation_bound),
+                    upcoming,
                     cut.linear_cut(),
                     &mut answers,
                 );
@@ -1563,6 +1587,48 @@ impl<'a> Estimator<'a> {
     #[inline(always)]
     fn amps_per_kw_at(&self, k: usize) -> f64 {
         self.shape[k] * self.per_kw_magnitude / (SQRT_3 * f64::from(self.voltage_kv[k]))
+    }
+
+    /// Step `k`'s estimate, `(k, voltage bound, substation bound)`, as
+    /// [`Self::estimate`] gives it with `beyond_linear`: taken from `ahead`
+    /// where it was worked out there, else worked out there with the
+    /// `upcoming` steps, four at a time (see [`estimate_lanes`]).
+    #[inline(always)]
+    fn estimate_ahead(
+        &self,
+        ahead: &mut EstimatesAhead,
+        (k, voltage_bound, substation_bound): (usize, f64, f64),
+        upcoming: impl Iterator<Item = (usize, f64, f64)>,
+        beyond_linear: f64,
+        answers: &mut Vec<Complex64>,
+    ) -> StepEstimate {
+        let wants = |voltage_bound: f64, substation_bound: f64| {
+            (
+                voltage_bound <= beyond_linear,
+                self.substation_limit_kva > 0.0 && substation_bound <= beyond_linear,
+            )
+        };
+        let (voltage, substation) = wants(voltage_bound, substation_bound);
+        if let Some(estimate) = ahead.take(k, voltage, substation) {
+            return estimate;
+        }
+        let mut steps = [k; LANES];
+        let mut count = 1;
+        let (mut any_voltage, mut any_substation) = (voltage, substation);
+        for (next, voltage_bound, substation_bound) in upcoming.take(LANES - 1) {
+            steps[count] = next;
+            count += 1;
+            let (voltage, substation) = wants(voltage_bound, substation_bound);
+            any_voltage |= voltage;
+            any_substation |= substation;
+        }
+        if count > 1 {
+            ahead.fill(self, &steps[..count], any_voltage, any_substation, answers);
+            if let Some(estimate) = ahead.take(k, voltage, substation) {
+                return estimate;
+            }
+        }
+        self.estimate(k, voltage_bound, substation_bound, beyond_linear, answers)
     }
 
     /// Lower bounds of the headroom at step `k` from the triangle inequality

@@ -8,15 +8,15 @@ use crate::{Engine, EngineConfig, InMemoryReadings};
 /// The public fixture grid with its readings, default settings and no
 /// reservations.
 pub(crate) fn fixture_engine() -> Engine {
+    fixture_engine_with(EngineConfig::default())
+}
+
+/// The fixture grid of [`fixture_engine`] with `config`.
+pub(crate) fn fixture_engine_with(config: EngineConfig) -> Engine {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/1-MV-semiurb");
     let gridpack = headroom_geodata::Gridpack::read(&dir).expect("fixture gridpack");
     let readings = Arc::new(InMemoryReadings::from_rows(&gridpack.readings));
-    Engine::new(
-        gridpack.network,
-        readings,
-        EngineConfig::default(),
-        Vec::new(),
-    )
+    Engine::new(gridpack.network, readings, config, Vec::new())
 }
 
 /// A feeder whose line is mostly poles: busbar B, ring-main unit N1 with
