@@ -6,7 +6,10 @@
 //! a city ranking's time went to them. Four steps walk the same path with the
 //! same impedances, so their figures go in four lanes of one register: the
 //! same operations in the same order, lane by lane, so that every lane gives
-//! the figure the scalar walk gives.
+//! the figure the scalar walk gives. (As compiled, much of the walk still runs
+//! a lane at a time: a root followed by a choice per lane became a branch per
+//! lane. A city N-1 ranking took about 4 % less CPU, not the half four lanes
+//! could give.)
 //!
 //! An estimate leaves out a voltage or substation limit whose bound lies past
 //! what the cut wants at the time it is asked for, which depends on the
@@ -457,9 +460,9 @@ impl EstimatesAhead {
         self.parts[l].take()?.with(voltage, substation)
     }
 
-    /// Works out the estimates of `steps` (the first is the step wanted
-    /// now; at least two) with the voltage's part where `voltage` and the
-    /// substation's where `substation`, for [`Self::take`].
+    /// Works out the estimates of the first [`LANES`] of `steps` (the first
+    /// is the step wanted now) with the voltage's part where `voltage` and
+    /// the substation's where `substation`, for [`Self::take`].
     pub(super) fn fill(
         &mut self,
         estimator: &Estimator<'_>,
