@@ -993,15 +993,15 @@ impl Engine {
                     ruled_out = true;
                     break;
                 }
-                let (k, voltage_bound, substation_bound) = step_bounds(ranked_step);
-                if !estimator.judged_at(k) {
+                if !estimator.judged_at(ranked_step.step as usize) {
                     continue;
                 }
                 let upcoming = to_judge[at + 1..]
                     .iter()
                     .take_while(|step| !cut.rules_out(room_kw(step)))
-                    .map(step_bounds)
-                    .filter(|&(k, _, _)| estimator.judged_at(k));
+                    .filter(|step| estimator.judged_at(step.step as usize))
+                    .map(step_bounds);
+                let (k, voltage_bound, substation_bound) = step_bounds(ranked_step);
                 let estimate = estimator.estimate_ahead(
                     &mut ahead,
                     (k, voltage_bound, substation_bound),
@@ -1687,16 +1687,11 @@ impl<'a> Estimator<'a> {
         let (base, limits) = (self.base, self.limits);
         let e = &base.electrical;
         let n = e.len();
-        let a = self.shape[k];
         let solution = &base.solutions[k];
-        let v_candidate = solution.v_kv(self.local as usize);
-        // Current drawn per kW added at the candidate, A.
-        let per_kw = Complex64::new(a, -a * self.load.tan_phi) / (SQRT_3 * v_candidate.conj());
+        let (per_kw, own) = self.current_per_kw(k);
         // Line-to-line kV per A of a phase through an ohm.
         let kv_per_a = SQRT_3 / 1000.0;
-        // What the new load's own current gains per kW, per kW.
         let z_from_busbar = &self.path.z_from_busbar;
-        let own = per_kw * (kv_per_a * z_from_busbar[0] * per_kw / v_candidate).conj();
         let mut estimate = StepEstimate {
             kw: f64::INFINITY,
             linear_kw: f64::INFINITY,
@@ -1785,26 +1780,49 @@ impl<'a> Estimator<'a> {
             }
         }
         if with_substation {
-            // Power, not current: the load's own growth reaches it only
-            // through the losses it adds on its path (3.5 % of a 4 MW load at
-            // the end of a city feeder: without them, the estimate of a step
-            // the substation binds lay past those the path binds).
-            let per_kw_kva = Complex64::new(a, a * self.load.tan_phi);
-            let group = base.group_kva[k];
-            let limit = self.substation_limit_kva;
-            let lossless = magnitude_root(group, per_kw_kva + losses_per_kw, limit);
-            estimate.offer(
-                quadratic_root(
-                    group,
-                    per_kw_kva + losses_per_kw,
-                    losses_per_kw_2,
-                    limit,
-                    lossless,
-                ),
-                magnitude_root(group, per_kw_kva, limit),
-            );
+            let substation = self.substation_estimate(k, losses_per_kw, losses_per_kw_2);
+            estimate.offer(substation.kw, substation.linear_kw);
         }
         estimate
+    }
+
+    /// The current the new load draws per kW at step `k`, A, at the
+    /// candidate's base voltage, and what that current gains per kW as the
+    /// load's own drop lowers that voltage, per kW (see [`Self::estimate`]).
+    #[inline(always)]
+    fn current_per_kw(&self, k: usize) -> (Complex64, Complex64) {
+        let a = self.shape[k];
+        let v_candidate = self.base.solutions[k].v_kv(self.local as usize);
+        let per_kw = Complex64::new(a, -a * self.load.tan_phi) / (SQRT_3 * v_candidate.conj());
+        let kv_per_a = SQRT_3 / 1000.0;
+        let own = per_kw * (kv_per_a * self.path.z_from_busbar[0] * per_kw / v_candidate).conj();
+        (per_kw, own)
+    }
+
+    /// The substation's estimate at step `k`, with the losses the load adds
+    /// on its path, kVA per kW and per kW squared.
+    ///
+    /// Power, not current: the load's own growth reaches it only through
+    /// the losses it adds on its path (3.5 % of a 4 MW load at the end of a
+    /// city feeder: without them, the estimate of a step the substation
+    /// binds lay past those the path binds).
+    #[inline(always)]
+    fn substation_estimate(
+        &self,
+        k: usize,
+        losses_per_kw: Complex64,
+        losses_per_kw_2: Complex64,
+    ) -> StepEstimate {
+        let a = self.shape[k];
+        let per_kw_kva = Complex64::new(a, a * self.load.tan_phi);
+        let group = self.base.group_kva[k];
+        let limit = self.substation_limit_kva;
+        let with_losses = per_kw_kva + losses_per_kw;
+        let lossless = magnitude_root(group, with_losses, limit);
+        StepEstimate {
+            kw: quadratic_root(group, with_losses, losses_per_kw_2, limit, lossless),
+            linear_kw: magnitude_root(group, per_kw_kva, limit),
+        }
     }
 }
 

@@ -21,7 +21,7 @@
 
 use num_complex::Complex64;
 
-use super::{Estimator, OWN_GROWTH_REACH, StepEstimate, magnitude_root, quadratic_root};
+use super::{Estimator, OWN_GROWTH_REACH, StepEstimate};
 use crate::powerflow::{LANES, Lanes, SQRT_3};
 
 /// Four lanes' complex numbers, their parts in rows (see `base::lane_parts`).
@@ -126,7 +126,7 @@ impl Phasors {
     }
 }
 
-/// [`magnitude_root`] in each lane, `limit` the same in all.
+/// [`super::magnitude_root`] in each lane, `limit` the same in all.
 // Each figure a row of its own, every lane worked out and the lanes picked
 // after: a row computed inside another's lane loop, or a branch per lane, kept
 // the loop scalar.
@@ -149,7 +149,7 @@ fn least(a: Lanes, b: Lanes) -> Lanes {
     lanes!(|l| if b[l] < a[l] { b[l] } else { a[l] })
 }
 
-/// [`quadratic_root`] in each lane, each lane stopping where the scalar
+/// [`super::quadratic_root`] in each lane, each lane stopping where the scalar
 /// Newton's steps stop.
 #[inline(always)]
 fn quadratic_roots(start: Phasors, d: Phasors, e: Phasors, limit: f64, from: Lanes) -> Lanes {
@@ -292,17 +292,9 @@ impl Estimator<'_> {
         let z_from_busbar = &self.path.z_from_busbar;
         // Per lane as the scalar estimate has them: a division of complex
         // numbers apiece, once a step.
-        let mut per_kw_lanes = [Complex64::new(0.0, 0.0); LANES];
-        let mut own_lanes = [Complex64::new(0.0, 0.0); LANES];
-        for l in 0..LANES {
-            let a = self.shape[ks[l]];
-            let v_candidate = solutions[l].v_kv(self.local as usize);
-            let per_kw = Complex64::new(a, -a * self.load.tan_phi) / (SQRT_3 * v_candidate.conj());
-            per_kw_lanes[l] = per_kw;
-            own_lanes[l] = per_kw * (kv_per_a * z_from_busbar[0] * per_kw / v_candidate).conj();
-        }
-        let per_kw = Phasors::gather(|l| per_kw_lanes[l]);
-        let own = Phasors::gather(|l| own_lanes[l]);
+        let currents: [_; LANES] = std::array::from_fn(|l| self.current_per_kw(ks[l]));
+        let per_kw = Phasors::gather(|l| currents[l].0);
+        let own = Phasors::gather(|l| currents[l].1);
         let with_substation = substation && self.substation_limit_kva > 0.0;
         let mut path = Estimates::NONE;
         let mut response = Phasors::ZERO;
@@ -403,25 +395,8 @@ impl Estimator<'_> {
             }
         }
         std::array::from_fn(|l| {
-            let k = ks[l];
             let substation = with_substation.then(|| {
-                // Once a step, as the scalar estimate works it out.
-                let a = self.shape[k];
-                let per_kw_kva = Complex64::new(a, a * self.load.tan_phi);
-                let group = base.group_kva[k];
-                let limit = self.substation_limit_kva;
-                let with_losses = per_kw_kva + losses_per_kw.lane(l);
-                let lossless = magnitude_root(group, with_losses, limit);
-                StepEstimate {
-                    kw: quadratic_root(
-                        group,
-                        with_losses,
-                        losses_per_kw_2.lane(l),
-                        limit,
-                        lossless,
-                    ),
-                    linear_kw: magnitude_root(group, per_kw_kva, limit),
-                }
+                self.substation_estimate(ks[l], losses_per_kw.lane(l), losses_per_kw_2.lane(l))
             });
             EstimateParts {
                 path: path.lane(l),
