@@ -6,10 +6,9 @@
 //! a city ranking's time went to them. Four steps walk the same path with the
 //! same impedances, so their figures go in four lanes of one register: the
 //! same operations in the same order, lane by lane, so that every lane gives
-//! the figure the scalar walk gives. (As compiled, much of the walk still runs
-//! a lane at a time: a root followed by a choice per lane became a branch per
-//! lane. A city N-1 ranking took about 4 % less CPU, not the half four lanes
-//! could give.)
+//! the figure the scalar walk gives. A choice per lane is made on the bits
+//! ([`Mask`], [`pick`]): written as `if`, a choice after a root became a branch
+//! per lane, and the root and all before it ran a lane at a time.
 //!
 //! An estimate leaves out a voltage or substation limit whose bound lies past
 //! what the cut wants at the time it is asked for, which depends on the
@@ -23,6 +22,38 @@ use num_complex::Complex64;
 
 use super::{Estimator, OWN_GROWTH_REACH, StepEstimate};
 use crate::powerflow::{LANES, Lanes, SQRT_3};
+
+/// Per lane, all ones where a condition holds, else zero: a choice the
+/// compiler keeps in one register, where `[bool; LANES]` was unpacked a lane
+/// at a time.
+type Mask = [u64; LANES];
+
+/// A [`Mask`] of `$e` (a condition in lane `$l`), as [`lanes!`] makes an
+/// array of lanes.
+macro_rules! mask {
+    (|$l:ident| $e:expr) => {{
+        let mut out: Mask = [0; LANES];
+        for $l in 0..LANES {
+            out[$l] = u64::from($e).wrapping_neg();
+        }
+        out
+    }};
+}
+
+/// Whether the condition of `mask` holds in any lane.
+#[inline(always)]
+fn any(mask: Mask) -> bool {
+    mask.iter().fold(0, |all, lane| all | lane) != 0
+}
+
+/// `if keep { a } else { b }` for one lane of a [`Mask`], on the bits:
+/// the compiler turns a choice between two figures into a branch where one
+/// is costly (a root, a quotient), and then works out that one a lane at a
+/// time.
+#[inline(always)]
+fn pick(keep: u64, a: f64, b: f64) -> f64 {
+    f64::from_bits((a.to_bits() & keep) | (b.to_bits() & !keep))
+}
 
 /// Four lanes' complex numbers, their parts in rows (see `base::lane_parts`).
 #[derive(Clone, Copy, Debug)]
@@ -118,18 +149,17 @@ impl Phasors {
 
     /// Each lane where `keep` holds, else `other`'s.
     #[inline(always)]
-    fn or(self, keep: [bool; LANES], other: Self) -> Self {
+    fn or(self, keep: Mask, other: Self) -> Self {
         Self {
-            re: lanes!(|l| if keep[l] { self.re[l] } else { other.re[l] }),
-            im: lanes!(|l| if keep[l] { self.im[l] } else { other.im[l] }),
+            re: lanes!(|l| pick(keep[l], self.re[l], other.re[l])),
+            im: lanes!(|l| pick(keep[l], self.im[l], other.im[l])),
         }
     }
 }
 
 /// [`super::magnitude_root`] in each lane, `limit` the same in all.
 // Each figure a row of its own, every lane worked out and the lanes picked
-// after: a row computed inside another's lane loop, or a branch per lane, kept
-// the loop scalar.
+// after: a row computed inside another's lane loop kept the loop scalar.
 #[inline(always)]
 fn magnitude_roots(start: Phasors, per_unit: Phasors, limit: f64) -> Lanes {
     let start_2 = start.norm_sqr();
@@ -139,8 +169,10 @@ fn magnitude_roots(start: Phasors, per_unit: Phasors, limit: f64) -> Lanes {
     let b = lanes!(|l| 2.0 * along[l]);
     let discriminant = lanes!(|l| b[l] * b[l] - 4.0 * a[l] * c[l]);
     let root = lanes!(|l| (-b[l] + discriminant[l].sqrt()) / (2.0 * a[l]));
-    let unless_none = lanes!(|l| if a[l] <= 0.0 { f64::INFINITY } else { root[l] });
-    lanes!(|l| if c[l] >= 0.0 { 0.0 } else { unless_none[l] })
+    let none = mask!(|l| a[l] <= 0.0);
+    let unless_none = lanes!(|l| pick(none[l], f64::INFINITY, root[l]));
+    let within = mask!(|l| c[l] >= 0.0);
+    lanes!(|l| pick(within[l], 0.0, unless_none[l]))
 }
 
 /// `a.min(b)` in each lane, where no `a` is NaN (`b` may be: then `a`).
@@ -154,10 +186,10 @@ fn least(a: Lanes, b: Lanes) -> Lanes {
 #[inline(always)]
 fn quadratic_roots(start: Phasors, d: Phasors, e: Phasors, limit: f64, from: Lanes) -> Lanes {
     let mut x = from;
-    let mut going: [bool; LANES] = std::array::from_fn(|l| x[l].is_finite() && x[l] > 0.0);
+    let mut going = mask!(|l| x[l].is_finite() && x[l] > 0.0);
     let started = going;
     for _ in 0..2 {
-        if !going.contains(&true) {
+        if !any(going) {
             break;
         }
         let t = start.add(d.scale(x)).add(e.scale(lanes!(|l| x[l] * x[l])));
@@ -165,12 +197,13 @@ fn quadratic_roots(start: Phasors, d: Phasors, e: Phasors, limit: f64, from: Lan
         let size = lanes!(|l| t_2[l].sqrt());
         let slope_by_size = t.conj().mul(d.add(e.scale(lanes!(|l| 2.0 * x[l])))).re;
         let step = lanes!(|l| (size[l] - limit) * size[l] / slope_by_size[l]);
-        let moves: [bool; LANES] =
-            std::array::from_fn(|l| going[l] && slope_by_size[l] > 0.0 && step[l].is_finite());
-        x = lanes!(|l| if moves[l] { x[l] - step[l] } else { x[l] });
-        going = std::array::from_fn(|l| moves[l] && step[l].abs() >= 1e-3);
+        let can_move = mask!(|l| slope_by_size[l] > 0.0 && step[l].is_finite());
+        let moves: Mask = std::array::from_fn(|l| going[l] & can_move[l]);
+        x = lanes!(|l| pick(moves[l], x[l] - step[l], x[l]));
+        let far = mask!(|l| step[l].abs() >= 1e-3);
+        going = std::array::from_fn(|l| moves[l] & far[l]);
     }
-    lanes!(|l| if started[l] { x[l].max(0.0) } else { x[l] })
+    lanes!(|l| pick(started[l], x[l].max(0.0), x[l]))
 }
 
 /// Four lanes' [`StepEstimate`]s.
@@ -206,21 +239,16 @@ impl Estimates {
         d: Phasors,
     ) {
         let with_answer = magnitude_roots(start, added, limit);
-        let grows: [bool; LANES] =
-            std::array::from_fn(|l| with_answer[l] < self.kw[l] * OWN_GROWTH_REACH);
-        if grows.contains(&true) {
+        let grows = mask!(|l| with_answer[l] < self.kw[l] * OWN_GROWTH_REACH);
+        if any(grows) {
             let root = quadratic_roots(start, added, own, limit, with_answer);
             let least = least(self.kw, root);
-            self.kw = lanes!(|l| if grows[l] { least[l] } else { self.kw[l] });
+            self.kw = lanes!(|l| pick(grows[l], least[l], self.kw[l]));
         }
-        let lined: [bool; LANES] = std::array::from_fn(|l| with_answer[l] < self.linear_kw[l]);
-        if lined.contains(&true) {
+        let lined = mask!(|l| with_answer[l] < self.linear_kw[l]);
+        if any(lined) {
             let least = least(self.linear_kw, magnitude_roots(start, d, limit));
-            self.linear_kw = lanes!(|l| if lined[l] {
-                least[l]
-            } else {
-                self.linear_kw[l]
-            });
+            self.linear_kw = lanes!(|l| pick(lined[l], least[l], self.linear_kw[l]));
         }
     }
 }
@@ -307,9 +335,8 @@ impl Estimator<'_> {
             let into = Phasors::gather(|l| solutions[l].i_a(p));
             let branching_off = into.sub(below);
             below = into;
-            let branches: [bool; LANES] =
-                std::array::from_fn(|l| branching_off.lane(l) != Complex64::new(0.0, 0.0));
-            if branches.contains(&true) {
+            let branches = mask!(|l| branching_off.re[l] != 0.0 || branching_off.im[l] != 0.0);
+            if any(branches) {
                 let dv = per_kw.times(kv_per_a * z_from_busbar[run.at as usize]);
                 let v = Phasors::gather(|l| solutions[l].v_kv(p));
                 let v_2 = v.norm_sqr();
@@ -369,28 +396,17 @@ impl Estimator<'_> {
                 let discriminant = lanes!(|l| slope[l] * slope[l] + 4.0 * curve[l] * room_kv[l]);
                 let root = lanes!(|l| 2.0 * room_kv[l] / (slope[l] + discriminant[l].sqrt()));
                 let linear_root = lanes!(|l| room_kv[l] / linear_slope[l]);
-                let root = lanes!(|l| if room_kv[l] <= 0.0 { 0.0 } else { root[l] });
-                let linear_root = lanes!(|l| if room_kv[l] <= 0.0 {
-                    0.0
-                } else {
-                    linear_root[l]
-                });
+                let no_room = mask!(|l| room_kv[l] <= 0.0);
+                let root = lanes!(|l| pick(no_room[l], 0.0, root[l]));
+                let linear_root = lanes!(|l| pick(no_room[l], 0.0, linear_root[l]));
                 let (least_root, least_linear) = (
                     least(voltage_part.kw, root),
                     least(voltage_part.linear_kw, linear_root),
                 );
-                let rooted: [bool; LANES] =
-                    std::array::from_fn(|l| slope[l] > 0.0 && linear_slope[l] > 0.0);
-                voltage_part.kw = lanes!(|l| if rooted[l] {
-                    least_root[l]
-                } else {
-                    voltage_part.kw[l]
-                });
-                voltage_part.linear_kw = lanes!(|l| if rooted[l] {
-                    least_linear[l]
-                } else {
-                    voltage_part.linear_kw[l]
-                });
+                let rooted = mask!(|l| slope[l] > 0.0 && linear_slope[l] > 0.0);
+                voltage_part.kw = lanes!(|l| pick(rooted[l], least_root[l], voltage_part.kw[l]));
+                voltage_part.linear_kw =
+                    lanes!(|l| pick(rooted[l], least_linear[l], voltage_part.linear_kw[l]));
                 drop = drop.sub(per_kw.add(answer).times(e.z_ohm[p]));
             }
         }
