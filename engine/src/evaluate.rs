@@ -1115,7 +1115,9 @@ impl Engine {
         // 0.44 %, at no time measurably saved).
         let mut correction = 1.0;
         let base_address = std::ptr::from_ref(base) as usize;
-        for &(estimate, k) in estimates.iter().take(REFINED_STEPS) {
+        let refined = &estimates[..estimates.len().min(REFINED_STEPS)];
+        let mut checked = ChecksAhead::new();
+        for (i, &(estimate, k)) in refined.iter().enumerate() {
             // None is the least a step can take (see the same in
             // `evaluate_export_at_steps`).
             if estimate > within || headroom <= 0.0 {
@@ -1130,10 +1132,19 @@ impl Engine {
                 _ => estimate * correction,
             };
             if binding_step.is_some() {
-                // One power flow tells whether this step takes what another allows.
-                let at_headroom = self
-                    .exact(base, k, local, headroom * shape[k], load, scratch)
-                    .worst_ratio(limits);
+                // One power flow tells whether this step takes what another
+                // allows. Most do, so the next steps' flows at the same
+                // headroom are solved with this one, a lane each.
+                let at_headroom = match checked.worst_ratio(k, headroom) {
+                    Some(ratio) => ratio,
+                    None => {
+                        let next = refined[i..]
+                            .iter()
+                            .take_while(|&&(estimate, _)| estimate <= within)
+                            .map(|&(_, k)| k);
+                        checked.solve(self, base, local, headroom, next, load, shape, scratch)
+                    }
+                };
                 if at_headroom <= 1.0 {
                     continue;
                 }
@@ -1168,6 +1179,82 @@ impl Engine {
             None => CheckName::SegmentThermal,
         };
         (headroom, binding)
+    }
+}
+
+/// The flows that check steps at the headroom found (see
+/// [`Engine::exact_headroom`]), solved a lane per step ahead of the walk
+/// that reads them.
+struct ChecksAhead {
+    /// The headroom they were solved at (NaN before any).
+    at_kw: f64,
+    steps: [usize; LANES],
+    worst_ratios: [f64; LANES],
+}
+
+impl ChecksAhead {
+    fn new() -> Self {
+        Self {
+            at_kw: f64::NAN,
+            steps: [usize::MAX; LANES],
+            worst_ratios: [f64::NAN; LANES],
+        }
+    }
+
+    /// Step `k`'s worst ratio at `headroom_kw`, where it was solved ahead.
+    fn worst_ratio(&self, k: usize, headroom_kw: f64) -> Option<f64> {
+        if self.at_kw.to_bits() != headroom_kw.to_bits() {
+            return None;
+        }
+        let l = self.steps.iter().position(|&s| s == k)?;
+        Some(self.worst_ratios[l])
+    }
+
+    /// Solves the first of `steps` (the step to check now) at `headroom_kw`,
+    /// and the next [`LANES`] less one with it where there are any, and
+    /// returns the first's worst ratio. Each lane's flow is to the last bit
+    /// the flow [`Engine::exact`] solves alone, so the verdicts are the
+    /// same.
+    #[allow(clippy::too_many_arguments)]
+    fn solve(
+        &mut self,
+        engine: &Engine,
+        base: &FeederBase,
+        local: u32,
+        headroom_kw: f64,
+        mut steps: impl Iterator<Item = usize>,
+        load: &AddedLoad<'_>,
+        shape: &[f64],
+        scratch: &mut Scratch,
+    ) -> f64 {
+        let limits = &base.limits;
+        let mut ks = [usize::MAX; LANES];
+        let mut count = 0;
+        for (slot, k) in ks.iter_mut().zip(&mut steps) {
+            *slot = k;
+            count += 1;
+        }
+        if count < 2 {
+            // One flow alone: a lane sweep of one costs more.
+            self.at_kw = f64::NAN;
+            return engine
+                .exact(
+                    base,
+                    ks[0],
+                    local,
+                    headroom_kw * shape[ks[0]],
+                    load,
+                    scratch,
+                )
+                .worst_ratio(limits);
+        }
+        let ks = &ks[..count];
+        let x = std::array::from_fn(|l| headroom_kw * shape[ks[l.min(count - 1)]]);
+        let flows = engine.exact_lanes(base, ks, local, x, load, scratch);
+        self.at_kw = headroom_kw;
+        self.steps = std::array::from_fn(|l| ks.get(l).copied().unwrap_or(usize::MAX));
+        self.worst_ratios = std::array::from_fn(|l| flows[l].worst_ratio(limits));
+        self.worst_ratios[0]
     }
 }
 
@@ -2065,6 +2152,62 @@ fn largest_feasible(guess: f64, mut g: impl FnMut(f64) -> f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Check flows solved ahead, a lane a step, give each step the worst
+    /// ratio a flow of its own gives, to the bit, and only at the headroom
+    /// they were solved at; a step past the lanes is not solved ahead.
+    #[test]
+    fn checks_solved_ahead_give_each_step_the_ratio_of_its_own_flow() {
+        let engine = crate::test_support::fixture_engine();
+        let load = AddedLoad::flat(0.9);
+        let mut compared = 0;
+        for f in 0..engine.network.feeders.len() {
+            let base = engine.feeder(f);
+            let shape = engine.shape(&base, &load);
+            let count = base.loads.step_count();
+            let steps: Vec<usize> = [5, 17, 300, 641, 9].map(|k| k % count).to_vec();
+            for local in [1, base.electrical.len() as u32 - 1] {
+                with_scratch(|scratch| {
+                    for headroom_kw in [50.0, 800.0, 4000.0] {
+                        let mut checked = ChecksAhead::new();
+                        let first = checked.solve(
+                            &engine,
+                            &base,
+                            local,
+                            headroom_kw,
+                            steps.iter().copied(),
+                            &load,
+                            &shape,
+                            scratch,
+                        );
+                        for (i, &k) in steps.iter().enumerate() {
+                            let alone = engine
+                                .exact(&base, k, local, headroom_kw * shape[k], &load, scratch)
+                                .worst_ratio(&base.limits);
+                            let ahead = if i == 0 {
+                                Some(first)
+                            } else {
+                                checked.worst_ratio(k, headroom_kw)
+                            };
+                            if i < LANES {
+                                assert_eq!(
+                                    ahead.map(f64::to_bits),
+                                    Some(alone.to_bits()),
+                                    "feeder {f}, node {local}, step {k}, {headroom_kw} kW: \
+                                     ahead {ahead:?}, alone {alone}"
+                                );
+                                compared += 1;
+                            } else {
+                                assert_eq!(ahead, None, "step {k} past the lanes");
+                            }
+                        }
+                        assert_eq!(checked.worst_ratio(steps[1], headroom_kw - 1.0), None);
+                    }
+                });
+            }
+        }
+        assert!(compared > 100, "{compared} flows compared");
+    }
 
     /// `local`'s path with each node a run of its own: what the walks read
     /// node by node.
