@@ -55,7 +55,7 @@ use headroom_geodata::Gridpack;
 
 #[path = "support.rs"]
 mod support;
-use support::process_cpu_s;
+use support::{process_cpu_s, process_resident_bytes};
 
 #[path = "../src/allocator.rs"]
 mod allocator;
@@ -279,11 +279,7 @@ fn city() {
     let loads = !matches!(part.as_str(), "capacity" | "generation" | "n1");
     for pass in passes.filter(|_| loads) {
         let (times, candidates) = city_pass(&engine, &apps);
-        let (feeders, bytes) = engine.cache_usage();
-        eprintln!(
-            "cache after the {pass} pass: {feeders} feeders, {} MiB",
-            bytes >> 20
-        );
+        report_cache(&engine, pass);
         report_pass(&format!("one application ({pass}"), &times, candidates);
     }
     // N-1 enforced: the first pass builds the restoration cases of the
@@ -311,6 +307,7 @@ fn city() {
         let passes = std::iter::once("first").chain(std::iter::repeat_n("warm", later));
         for pass in passes {
             let (times, candidates) = city_pass(&engine, variant);
+            report_cache(&engine, pass);
             report_pass(&format!("{what} ({pass} pass{after}"), &times, candidates);
         }
         if std::env::var("HEADROOM_BENCH_CITY_CHECK").is_ok() {
@@ -377,6 +374,22 @@ fn check_weakest_nodes(engine: &Engine, rows: &[headroom_engine::CapacityRow]) {
     }
     eprintln!(
         "city check: {compared} weakest nodes compared with every node's, {differing} differ"
+    );
+}
+
+/// What the feeder caches weigh after a pass, beside what the process holds
+/// (the readings, the network and the caches as they really are): the budget
+/// bounds memory only as far as the weighers count it.
+fn report_cache(engine: &Engine, pass: &str) {
+    let usage = engine.cache_usage();
+    eprintln!(
+        "cache after the {pass} pass: {} bases of {} MiB, N-1 cases of {} feeders of {} MiB; \
+         the process holds {} MiB",
+        usage.bases,
+        usage.bases_bytes >> 20,
+        usage.n1_feeders,
+        usage.n1_bytes >> 20,
+        process_resident_bytes() >> 20
     );
 }
 

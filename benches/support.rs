@@ -22,6 +22,24 @@ pub(crate) fn cpu_s_of(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Memory this process holds now (its resident set, `VmRSS` of
+/// `/proc/self/status`), bytes; 0 where that cannot be read.
+#[allow(dead_code)]
+pub(crate) fn process_resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib << 10)
+}
+
 /// The value at quantile `q` (0 to 1) of `values`, sorted in place.
 #[allow(dead_code)]
 pub(crate) fn quantile(values: &mut [f64], q: f64) -> f64 {

@@ -70,6 +70,20 @@ fn hash_profile(mut hasher: rustc_hash::FxHasher, profile: Option<&[f64]>) -> u6
 /// is of the injections it counts.
 const GENERATION_KEY: u64 = 1 << 63;
 
+/// What the feeder caches hold ([`Engine::cache_usage`]): each is bounded by
+/// [`EngineConfig::feeder_cache_bytes`] as its weigher counts bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheUsage {
+    /// Feeder bases held (a feeder's load and generation bases count apart).
+    pub bases: u64,
+    /// The bytes the bases weigh.
+    pub bases_bytes: u64,
+    /// Feeders whose restoration cases (N-1) are held.
+    pub n1_feeders: u64,
+    /// The bytes those cases weigh.
+    pub n1_bytes: u64,
+}
+
 /// The engine over one network and its readings.
 ///
 /// Feeder bases (load model and base power flows of every step) are built when a
@@ -466,10 +480,16 @@ impl Engine {
         })
     }
 
-    /// Feeder bases held in the cache and the bytes they weigh.
-    pub fn cache_usage(&self) -> (u64, u64) {
+    /// What the feeder caches hold, and the bytes they weigh.
+    pub fn cache_usage(&self) -> CacheUsage {
         self.bases.run_pending_tasks();
-        (self.bases.entry_count(), self.bases.weighted_size())
+        self.n1_cases.run_pending_tasks();
+        CacheUsage {
+            bases: self.bases.entry_count(),
+            bases_bytes: self.bases.weighted_size(),
+            n1_feeders: self.n1_cases.entry_count(),
+            n1_bytes: self.n1_cases.weighted_size(),
+        }
     }
 
     /// The base of feeder `f` if it is in the cache.

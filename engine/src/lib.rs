@@ -114,7 +114,7 @@ pub use checks::{CheckName, CheckResult};
 pub use config::{
     Conductor, ConductorKind, ConnectionCosts, EngineConfig, Limits, N1Config, N1Mode, ScoreWeights,
 };
-pub use engine::{Engine, ReservedLoad};
+pub use engine::{CacheUsage, Engine, ReservedLoad};
 pub use error::{Error, Result};
 pub use headroom_readings::{InMemoryReadings, ReadingsSource};
 pub use rank::{Candidate, RankingResult, Scheme, ScoreParts};
