@@ -295,7 +295,7 @@ fn a_capacity_sweep_gives_the_rows_the_cached_bases_give() {
         );
         assert_eq!(swept.iter().any(|r| r.reserved_kw > 0.0), reserved);
         assert_eq!(
-            fresh.cache_usage().0,
+            fresh.cache_usage().bases,
             0,
             "the sweep kept no base in the cache"
         );
