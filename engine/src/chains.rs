@@ -546,41 +546,52 @@ impl ChainFolding {
                 o.inv_nominal_kv_2.push((kv * kv).recip());
                 o.inv_rated_a_2.push((rated * rated).recip());
             };
+        // The folded tree's nodes above and below the chain's bottom are
+        // copied as they are (their parents past the bottom one further on):
+        // a ranking splits a tree a candidate and case, and pushing a node
+        // at a time into ten rows cost more than the copy.
+        let (b, len) = (bottom as usize, f.len());
+        let copy = |o: &mut ElectricalFeeder,
+                    out_whole: &mut Vec<u32>,
+                    out_most: &mut Vec<u32>,
+                    range: std::ops::Range<usize>| {
+            o.parent
+                .extend(f.parent[range.clone()].iter().map(|&k| moved(k)));
+            o.z_ohm.extend_from_slice(&f.z_ohm[range.clone()]);
+            o.drop_kv_per_a
+                .extend_from_slice(&f.drop_kv_per_a[range.clone()]);
+            o.rated_a.extend_from_slice(&f.rated_a[range.clone()]);
+            o.inbound.extend_from_slice(&f.inbound[range.clone()]);
+            o.nominal_kv.extend_from_slice(&f.nominal_kv[range.clone()]);
+            o.inv_nominal_kv_2
+                .extend_from_slice(&f.inv_nominal_kv_2[range.clone()]);
+            o.inv_rated_a_2
+                .extend_from_slice(&f.inv_rated_a_2[range.clone()]);
+            out_whole.extend_from_slice(&self.whole_of[range.clone()]);
+            out_most.extend_from_slice(&self.chains.most_loaded[range]);
+        };
         out.whole_of.clear();
         out.most_loaded.clear();
-        for i in 0..f.len() {
-            if i == bottom as usize {
-                out.whole_of.extend([node as u32, self.whole_of[i]]);
-                out.most_loaded.extend([upper.2, lower.2]);
-                push(
-                    o,
-                    top,
-                    upper.0,
-                    upper.1,
-                    whole.inbound[upper.2 as usize],
-                    whole.nominal_kv[node],
-                );
-                push(
-                    o,
-                    bottom,
-                    lower.0,
-                    lower.1,
-                    whole.inbound[lower.2 as usize],
-                    f.nominal_kv[i],
-                );
-                continue;
-            }
-            out.whole_of.push(self.whole_of[i]);
-            out.most_loaded.push(self.chains.most_loaded[i]);
-            o.parent.push(moved(f.parent[i]));
-            o.z_ohm.push(f.z_ohm[i]);
-            o.drop_kv_per_a.push(f.drop_kv_per_a[i]);
-            o.rated_a.push(f.rated_a[i]);
-            o.inbound.push(f.inbound[i]);
-            o.nominal_kv.push(f.nominal_kv[i]);
-            o.inv_nominal_kv_2.push(f.inv_nominal_kv_2[i]);
-            o.inv_rated_a_2.push(f.inv_rated_a_2[i]);
-        }
+        copy(o, &mut out.whole_of, &mut out.most_loaded, 0..b);
+        out.whole_of.extend([node as u32, self.whole_of[b]]);
+        out.most_loaded.extend([upper.2, lower.2]);
+        push(
+            o,
+            top,
+            upper.0,
+            upper.1,
+            whole.inbound[upper.2 as usize],
+            whole.nominal_kv[node],
+        );
+        push(
+            o,
+            bottom,
+            lower.0,
+            lower.1,
+            whole.inbound[lower.2 as usize],
+            f.nominal_kv[b],
+        );
+        copy(o, &mut out.whole_of, &mut out.most_loaded, b + 1..len);
         out.upper_plain = plain_run(whole, top_whole, chain[..split].iter().copied());
         out.lower_plain = plain_run(whole, node as u32, chain[split..].iter().copied());
         out.node = node as u32;
