@@ -521,6 +521,10 @@ mod tests {
             EngineConfig::default().route_factor
         );
         assert_eq!(config.engine.n1, headroom_engine::N1Config::default());
+        assert_eq!(
+            config.engine.feeder_cache_bytes,
+            EngineConfig::default().feeder_cache_bytes
+        );
         let text = toml::to_string(&config).unwrap();
         let again = ServiceConfig::load_from(Some(&text), Vec::new()).unwrap();
         assert_eq!(again, config);
