@@ -1822,21 +1822,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn angle_extremes_are_the_least_and_largest_angle_of_every_node() {
-        let mut seed = 5u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % 1_000_000) as f64 / 1e6
-        };
-        for case in 0..500 {
-            // Half the cases keep to a feeder's few degrees; the rest reach
-            // past the right half plane, where the ratio no longer orders.
-            let spread = if case % 2 == 0 { 0.2 } else { 7.0 };
-            let voltages: Vec<Complex64> = (0..1 + case % 40)
-                .map(|_| Complex64::from_polar(5.0 + 6.0 * next(), (next() - 0.5) * spread))
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// The two ends' angles are the least and largest of every node's:
+        /// for a feeder's few degrees, and spread past the right half plane,
+        /// where the ratio no longer orders the angles.
+        #[test]
+        fn angle_extremes_are_the_least_and_largest_angle_of_every_node(
+            spread in proptest::sample::select(vec![0.2, 7.0]),
+            polar in proptest::collection::vec((5.0f64..11.0, -0.5f64..0.5), 1..40),
+        ) {
+            let voltages: Vec<Complex64> = polar
+                .iter()
+                .map(|&(magnitude, turn)| Complex64::from_polar(magnitude, turn * spread))
                 .collect();
             let mut extremes = AngleExtremes::default();
             for &v in &voltages {
@@ -1848,10 +1847,11 @@ mod tests {
                 .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), a| {
                     (lo.min(a), hi.max(a))
                 });
-            assert_eq!(
+            proptest::prop_assert_eq!(
                 extremes.range(|j| voltages[j]),
                 every,
-                "case {case}: {voltages:?}"
+                "{:?}",
+                voltages
             );
         }
     }
